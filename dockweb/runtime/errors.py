@@ -1,0 +1,69 @@
+"""Typed errors of the runtime.
+
+Every error's ``str()`` is the message Docker prints for the same failure (without the
+"Error response from daemon: " prefix, which the CLI adds), so the CLI and the dashboard
+can show it unchanged.
+"""
+
+from __future__ import annotations
+
+
+class DockwebError(Exception):
+    """Base class of every error the runtime raises on purpose."""
+
+
+class InvalidReference(DockwebError):
+    """A reference string does not follow Docker's grammar."""
+
+
+class RegistryError(DockwebError):
+    """The registry answered with an error, or could not be reached.
+
+    ``status`` is the HTTP status (None when there was no answer), ``code`` the registry's
+    error code (``MANIFEST_UNKNOWN`` ...) when it gave one.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class AuthError(RegistryError):
+    """The registry refused our credentials, or asked for ones we do not have."""
+
+
+class ManifestUnknown(RegistryError):
+    """The registry has no manifest for that tag or digest."""
+
+
+class DigestMismatch(DockwebError):
+    """Content did not hash to the digest it was fetched by (or a DiffID did not match)."""
+
+
+class UnsupportedManifest(DockwebError):
+    """A manifest of a media type or schema we refuse (schema 1, unknown types)."""
+
+
+class NoMatchingPlatform(DockwebError):
+    """An index or manifest list has no entry for the requested platform."""
+
+
+class LayerError(DockwebError):
+    """A layer tar could not be applied."""
+
+
+class BreakoutError(LayerError):
+    """A layer tar entry tried to write outside its layer directory."""
+
+
+class ImageNotFound(DockwebError):
+    """No image matches a reference or ID: ``No such image: busybox:latest``."""
+
+
+class Conflict(DockwebError):
+    """An operation is refused because of a reference or a container (Docker's ``conflict:``)."""
+
+
+class StoreError(DockwebError):
+    """The store on disk is inconsistent or could not be written (disk full ...)."""
