@@ -1,0 +1,5 @@
+import sys
+
+from dockweb.cli.main import main
+
+sys.exit(main())

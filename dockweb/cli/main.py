@@ -1,0 +1,504 @@
+"""The `dockweb` command: Docker's CLI for images, on dockweb's store and database.
+
+Subcommands, flags, columns and messages follow docker 20.10 so that habits and scripts
+carry over. Errors from the engine side are printed as Docker prints them
+("Error response from daemon: ...") and exit with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime
+
+from dockweb.runtime.errors import DockwebError
+
+IMAGE_HEADERS = {
+    "ID": "IMAGE ID",
+    "Repository": "REPOSITORY",
+    "Tag": "TAG",
+    "Digest": "DIGEST",
+    "CreatedSince": "CREATED",
+    "CreatedAt": "CREATED AT",
+    "Size": "SIZE",
+    "VirtualSize": "VIRTUAL SIZE",
+    "SharedSize": "SHARED SIZE",
+    "UniqueSize": "UNIQUE SIZE",
+    "Containers": "CONTAINERS",
+}
+HISTORY_HEADERS = {
+    "ID": "IMAGE",
+    "CreatedSince": "CREATED",
+    "CreatedAt": "CREATED AT",
+    "CreatedBy": "CREATED BY",
+    "Size": "SIZE",
+    "Comment": "COMMENT",
+}
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors the way docker does (status 125)."""
+
+    def error(self, message: str):  # noqa: D401
+        sys.stderr.write(f"{message}\nSee '{self.prog} --help'.\n")
+        sys.exit(125)
+
+
+def _setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dockweb.settings")
+    import django
+
+    django.setup()
+
+
+def _daemon_error(err: Exception) -> str:
+    return f"Error response from daemon: {err}"
+
+
+# -- formatting helpers ------------------------------------------------------------------
+
+
+def _trunc_id(image_id: str, trunc: bool) -> str:
+    if not trunc:
+        return image_id
+    hexpart = image_id.split(":", 1)[1] if ":" in image_id else image_id
+    return hexpart[:12]
+
+
+def _since(unix: int) -> str:
+    from dockweb.runtime.units import human_duration
+
+    if unix <= 0:
+        return "N/A"
+    return human_duration(max(0.0, time.time() - unix)) + " ago"
+
+
+def _created_at(unix: int) -> str:
+    # Go's time.Time.String() in the local zone: "2006-01-02 15:04:05 -0700 MST"
+    t = datetime.fromtimestamp(unix, UTC).astimezone()
+    return t.strftime("%Y-%m-%d %H:%M:%S %z ") + (t.tzname() or "UTC")
+
+
+def _size(n: int) -> str:
+    from dockweb.runtime.units import human_size
+
+    return human_size(n, 3)
+
+
+def image_rows(summaries: list[dict], *, digests: bool, trunc: bool) -> list[dict]:
+    """docker/cli's imageFormat: a row per repository:tag (and per digest with --digests)."""
+    from dockweb.runtime import reference as refs
+
+    rows = []
+    for s in summaries:
+        contexts: list[tuple[str, str, str]] = []
+        if s["RepoTags"] == ["<none>:<none>"] and s["RepoDigests"] == ["<none>@<none>"]:
+            contexts.append(("<none>", "<none>", "<none>"))
+        else:
+            repo_tags: dict[str, list[str]] = {}
+            repo_digests: dict[str, list[str]] = {}
+            for r in s["RepoTags"]:
+                ref = refs.parse_normalized_named(r)
+                if ref.tag:
+                    repo_tags.setdefault(ref.familiar_name, []).append(ref.tag)
+            for r in s["RepoDigests"]:
+                ref = refs.parse_normalized_named(r)
+                if ref.digest:
+                    repo_digests.setdefault(ref.familiar_name, []).append(ref.digest)
+            for repo, tags in repo_tags.items():
+                ds = repo_digests.pop(repo, []) if digests else []
+                repo_digests.pop(repo, None)
+                for tag in tags:
+                    if not ds:
+                        contexts.append((repo, tag, "<none>"))
+                    for d in ds:
+                        contexts.append((repo, tag, d))
+            for repo, ds in repo_digests.items():
+                if digests:
+                    contexts.extend((repo, "<none>", d) for d in ds)
+                else:
+                    contexts.append((repo, "<none>", ""))
+        for repo, tag, digest in contexts:
+            shared = s.get("SharedSize", -1)
+            rows.append(
+                {
+                    "Containers": "N/A" if s.get("Containers", -1) == -1 else str(s["Containers"]),
+                    "CreatedAt": _created_at(s["Created"]),
+                    "CreatedSince": _since(s["Created"]),
+                    "Digest": digest,
+                    "ID": _trunc_id(s["Id"], trunc),
+                    "Repository": repo,
+                    "SharedSize": "N/A" if shared == -1 else _size(shared),
+                    "Size": _size(s["Size"]),
+                    "Tag": tag,
+                    "UniqueSize": "N/A" if shared == -1 else _size(s["Size"] - shared),
+                    "VirtualSize": _size(s["VirtualSize"]),
+                }
+            )
+    return rows
+
+
+def _write(text: str) -> None:
+    if text:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+def cmd_pull(args) -> int:
+    from images import services
+
+    if args.all_tags:
+        raise UsageError("dockweb: --all-tags is not supported")
+    renderer = _PullRenderer(sys.stdout, quiet=args.quiet)
+    try:
+        result = services.pull_image(args.name, platform=args.platform, on_progress=renderer)
+    except DockwebError as err:
+        renderer.finish()
+        print(_daemon_error(err), file=sys.stderr)
+        return 1
+    renderer.finish()
+    print(result.reference)
+    return 0
+
+
+class _PullRenderer:
+    """Docker's jsonmessage display: one line per layer, redrawn in place on a terminal."""
+
+    def __init__(self, out, *, quiet: bool):
+        self.out = out
+        self.quiet = quiet
+        self.tty = out.isatty()
+        self.ids: dict[str, int] = {}
+
+    def __call__(self, event: dict) -> None:
+        if self.quiet:
+            return
+        if event["kind"] == "message":
+            self.ids = {}
+            self.out.write(event["text"] + "\n")
+            self.out.flush()
+            return
+        progress = _progress_bar(event.get("current"), event.get("total"))
+        if not self.tty:
+            if progress:
+                return  # docker hides progress bars when not on a terminal
+            self.out.write(f"{event['id']}: {event['status']} \n")
+            return
+        line = self.ids.get(event["id"])
+        if line is None:
+            line = self.ids[event["id"]] = len(self.ids)
+            self.out.write("\n")
+        diff = len(self.ids) - line
+        self.out.write(f"\x1b[{diff}A\r\x1b[2K{event['id']}: {event['status']} {progress}\r")
+        self.out.write(f"\x1b[{diff}B")
+        self.out.flush()
+
+    def finish(self) -> None:
+        self.out.flush()
+
+
+def _progress_bar(current: int | None, total: int | None) -> str:
+    from dockweb.runtime.units import human_size
+
+    if not current or current <= 0:
+        return ""
+    if not total or total <= 0:
+        return f"{human_size(current):>8}"
+    pct = min(50, int(current / total * 100) // 2)
+    bar = "[" + "=" * pct + ">" + " " * (50 - pct) + "] "
+    return bar + f"{human_size(current):>8}/{human_size(total)}"
+
+
+def cmd_images(args) -> int:
+    from dockweb.cli.format import format_rows
+    from images import services
+
+    try:
+        filters = services.parse_filters(args.filter or [])
+        if args.repository:
+            filters.setdefault("reference", []).append(args.repository)
+        summaries = services.list_images(all=args.all, filters=filters)
+    except DockwebError as err:
+        print(_daemon_error(err), file=sys.stderr)
+        return 1
+    trunc = not args.no_trunc
+    if args.quiet:
+        fmt = "{{.ID}}"
+    elif args.format:
+        fmt = args.format
+    elif args.digests:
+        fmt = "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    else:
+        fmt = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    digests = args.digests or "{{.Digest}}" in fmt
+    rows = image_rows(summaries, digests=digests, trunc=trunc)
+    _write(format_rows(rows, fmt, IMAGE_HEADERS))
+    return 0
+
+
+def cmd_rmi(args) -> int:
+    from images import services
+
+    errors = []
+    fatal = False
+    for name in args.images:
+        try:
+            records = services.remove_image(name, force=args.force, prune=not args.no_prune)
+        except DockwebError as err:
+            errors.append(_daemon_error(err))
+            if not _is_not_found(err):
+                fatal = True
+            continue
+        for kind, value in records:
+            print(f"{kind}: {value}")
+    if errors:
+        msg = "\n".join(errors)
+        print(msg, file=sys.stderr)
+        if not args.force or fatal:
+            return 1
+    return 0
+
+
+def _is_not_found(err: Exception) -> bool:
+    from dockweb.runtime.errors import ImageNotFound
+
+    return isinstance(err, ImageNotFound)
+
+
+def cmd_tag(args) -> int:
+    from dockweb.runtime import reference as refs
+    from images import services
+
+    try:
+        refs.parse_normalized_named(args.target)
+    except DockwebError as err:
+        print(f'Error parsing reference: "{args.target}" is not a valid repository/tag: {err}',
+              file=sys.stderr)
+        return 1
+    try:
+        services.tag_image(args.source, args.target)
+    except DockwebError as err:
+        print(_daemon_error(err), file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from dockweb.cli.format import render_template
+    from images import services
+
+    results = []
+    errors = []
+    for name in args.images:
+        try:
+            results.append(services.inspect_image(name))
+        except DockwebError as err:
+            if isinstance(err, _image_not_found()):
+                errors.append(f"Error: No such image: {name}")
+            else:
+                errors.append(_daemon_error(err))
+    if args.format:
+        for r in results:
+            _write(render_template(args.format, r))
+    else:
+        print(json.dumps(results, indent=4, ensure_ascii=False))
+    if errors:
+        print("\n".join(errors), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _image_not_found():
+    from dockweb.runtime.errors import ImageNotFound
+
+    return ImageNotFound
+
+
+def cmd_history(args) -> int:
+    from dockweb.cli.format import format_rows, truncate_display
+    from images import services
+
+    try:
+        items = services.image_history(args.image)
+    except DockwebError as err:
+        print(_daemon_error(err), file=sys.stderr)
+        return 1
+    trunc = not args.no_trunc
+    rows = []
+    for h in items:
+        created_by = h["CreatedBy"].replace("\t", " ")
+        rows.append(
+            {
+                "ID": _trunc_id(h["Id"], trunc) if h["Id"] != "<missing>" else "<missing>",
+                "CreatedSince": _since(h["Created"]) if args.human else "",
+                "CreatedAt": (
+                    datetime.fromtimestamp(h["Created"], UTC).astimezone().isoformat()
+                    if not args.human
+                    else _created_at(h["Created"])
+                ),
+                "CreatedBy": truncate_display(created_by, 45) if trunc else created_by,
+                "Size": _size(h["Size"]) if args.human else str(h["Size"]),
+                "Comment": h["Comment"],
+            }
+        )
+    if args.quiet:
+        fmt = "{{.ID}}"
+    elif args.format:
+        fmt = args.format
+    elif args.human:
+        fmt = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+    else:
+        fmt = "table {{.ID}}\t{{.CreatedAt}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+    _write(format_rows(rows, fmt, HISTORY_HEADERS))
+    return 0
+
+
+def cmd_mount(args) -> int:
+    from images import services
+
+    try:
+        print(services.mount_image(args.image))
+    except DockwebError as err:
+        print(_daemon_error(err), file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_unmount(args) -> int:
+    from images import services
+
+    status = 0
+    for name in args.images:
+        try:
+            services.unmount_image(name)
+            print(name)
+        except DockwebError as err:
+            print(_daemon_error(err), file=sys.stderr)
+            status = 1
+    return status
+
+
+# -- parser ------------------------------------------------------------------------------
+
+
+def _bool_flag(parser, *names, help: str, default: bool = False) -> None:
+    parser.add_argument(*names, action=argparse.BooleanOptionalAction, default=default, help=help)
+
+
+def _add_pull(sub, name: str) -> None:
+    p = sub.add_parser(name, help="Pull an image from a registry")
+    p.add_argument("name", metavar="NAME[:TAG|@DIGEST]")
+    p.add_argument("-a", "--all-tags", action="store_true", help="Download all tagged images")
+    p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
+    p.add_argument("--platform", help="Set platform if server is multi-platform capable")
+    p.add_argument("--disable-content-trust", action="store_true", default=True,
+                   help="Skip image verification (default true)")
+    p.set_defaults(func=cmd_pull)
+
+
+def _add_ls(sub, name: str, aliases=()) -> None:
+    p = sub.add_parser(name, aliases=list(aliases), help="List images")
+    p.add_argument("repository", nargs="?", metavar="REPOSITORY[:TAG]")
+    p.add_argument("-a", "--all", action="store_true",
+                   help="Show all images (default hides intermediate images)")
+    p.add_argument("--digests", action="store_true", help="Show digests")
+    p.add_argument("-f", "--filter", action="append", help="Filter output based on conditions provided")
+    p.add_argument("--format", help="Pretty-print images using a Go template")
+    p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
+    p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
+    p.set_defaults(func=cmd_images)
+
+
+def _add_rm(sub, name: str, aliases=()) -> None:
+    p = sub.add_parser(name, aliases=list(aliases), help="Remove one or more images")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("-f", "--force", action="store_true", help="Force removal of the image")
+    p.add_argument("--no-prune", action="store_true", help="Do not delete untagged parents")
+    p.set_defaults(func=cmd_rmi)
+
+
+def _add_tag(sub, name: str) -> None:
+    p = sub.add_parser(name, help="Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
+    p.add_argument("source", metavar="SOURCE_IMAGE[:TAG]")
+    p.add_argument("target", metavar="TARGET_IMAGE[:TAG]")
+    p.set_defaults(func=cmd_tag)
+
+
+def _add_inspect(sub, name: str) -> None:
+    p = sub.add_parser(name, help="Display detailed information on one or more images")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("-f", "--format", help="Format the output using the given Go template")
+    p.set_defaults(func=cmd_inspect)
+
+
+def _add_history(sub, name: str) -> None:
+    p = sub.add_parser(name, help="Show the history of an image")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--format", help="Pretty-print images using a Go template")
+    p.add_argument("-H", "--human", action=argparse.BooleanOptionalAction, default=True,
+                   help="Print sizes and dates in human readable format (default true)")
+    p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
+    p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
+    p.set_defaults(func=cmd_history)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="dockweb", description="A self-sufficient runtime for containers")
+    parser.add_argument("--root", help="Store root (default: DOCKWEB_ROOT or the settings)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    _add_pull(sub, "pull")
+    _add_ls(sub, "images")
+    _add_rm(sub, "rmi")
+    _add_tag(sub, "tag")
+    _add_history(sub, "history")
+
+    image = sub.add_parser("image", help="Manage images")
+    isub = image.add_subparsers(dest="image_command", metavar="COMMAND", parser_class=_Parser)
+    isub.required = True
+    _add_pull(isub, "pull")
+    _add_ls(isub, "ls", aliases=("list",))
+    _add_rm(isub, "rm", aliases=("remove",))
+    _add_tag(isub, "tag")
+    _add_inspect(isub, "inspect")
+    _add_history(isub, "history")
+    m = isub.add_parser("mount", help="Mount an image's root filesystem read-only; print its path")
+    m.add_argument("image", metavar="IMAGE")
+    m.set_defaults(func=cmd_mount)
+    u = isub.add_parser("unmount", aliases=["umount"], help="Unmount an image's root filesystem")
+    u.add_argument("images", nargs="+", metavar="IMAGE")
+    u.set_defaults(func=cmd_unmount)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.root:
+        os.environ["DOCKWEB_ROOT"] = os.path.abspath(args.root)
+    _setup_django()
+    try:
+        return args.func(args)
+    except UsageError as err:
+        print(err, file=sys.stderr)
+        return 125
+    except DockwebError as err:
+        print(_daemon_error(err), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,330 @@
+"""Pull an image from a registry into the store, reporting progress as Docker does.
+
+Layers download concurrently (``max_concurrent``, 3 by default like dockerd) and each one is
+streamed straight through hashing and decompression into its own scratch directory: no
+compressed copy is kept, so memory stays flat and the disk is written once. Because each
+layer is unpacked in overlayfs form, independent of its parents, unpacking runs in parallel
+too; layers are then committed bottom to top, and the image record is written last. An
+interrupted pull leaves only scratch directories (removed by ``Store.reconcile``); layers it
+did commit are reused by the next pull.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from dockweb.runtime import manifest as mf
+from dockweb.runtime import reference as refs
+from dockweb.runtime.archive import apply_layer
+from dockweb.runtime.compression import compression_of_media_type, open_decompressed
+from dockweb.runtime.digest import chain_ids, short_id
+from dockweb.runtime.errors import (
+    DigestMismatch,
+    DockwebError,
+    NoMatchingPlatform,
+)
+from dockweb.runtime.registry import RegistryClient
+from dockweb.runtime.store import LayerLock, LayerRecord, Store
+
+ProgressCallback = Callable[[dict], None]
+
+_READ_SIZE = 1 << 20
+_PROGRESS_INTERVAL = 0.1
+
+
+class PullCancelled(DockwebError):
+    """The caller cancelled the pull; nothing it left is visible as complete."""
+
+
+@dataclass
+class PullResult:
+    image_id: str
+    manifest_digest: str
+    reference: str  # full normalized reference, as `docker pull` prints last
+    familiar: str  # what the Status line names
+    updated: bool  # True: "Downloaded newer image", False: "Image is up to date"
+    downloaded_layers: int
+    existing_layers: int
+
+
+class _Tap:
+    """A read-through stream that hashes, counts and honours cancellation."""
+
+    def __init__(self, raw, on_bytes: Callable[[int], None] | None, cancel: threading.Event):
+        self.raw = raw
+        self.hash = hashlib.sha256()
+        self.count = 0
+        self.on_bytes = on_bytes
+        self.cancel = cancel
+
+    def read(self, n: int = -1) -> bytes:
+        if self.cancel.is_set():
+            raise PullCancelled("pull cancelled")
+        data = self.raw.read(n if n and n > 0 else _READ_SIZE)
+        if data:
+            self.hash.update(data)
+            self.count += len(data)
+            if self.on_bytes:
+                self.on_bytes(self.count)
+        return data
+
+    def digest(self) -> str:
+        return "sha256:" + self.hash.hexdigest()
+
+
+@dataclass
+class _LayerJob:
+    index: int
+    descriptor: mf.Descriptor
+    diff_id: str
+    chain_id: str
+    parent: str
+    lock: LayerLock | None = None
+    scratch: str = ""
+    size: int = 0
+    existed: bool = False
+
+
+def parse_pull_reference(text: str) -> refs.Reference:
+    """``docker pull`` parsing: normalized, ``latest`` when neither tag nor digest is given."""
+    ref = refs.parse_normalized_named(text)
+    if not ref.tag and not ref.digest:
+        ref = refs.Reference(ref.domain, ref.path, "latest", None)
+    return ref
+
+
+def pull(
+    store: Store,
+    client: RegistryClient,
+    reference: str,
+    *,
+    platform: str | None = None,
+    on_progress: ProgressCallback | None = None,
+    max_concurrent: int = 3,
+    cancel: threading.Event | None = None,
+) -> PullResult:
+    """Pull ``reference`` into ``store``. Atomic: on any error nothing new looks complete."""
+    emit = on_progress or (lambda event: None)
+    cancel = cancel or threading.Event()
+    ref = parse_pull_reference(reference)
+    host = ref.domain
+    repo = ref.path
+    tag_or_digest = ref.digest or ref.tag
+    emit({"kind": "message", "text": f"{tag_or_digest}: Pulling from {ref.familiar_name}"})
+
+    wanted = mf.parse_platform(platform) if platform else mf.host_platform()
+    data, media_type, manifest_digest = client.get_manifest(host, repo, ref.digest or ref.tag)
+    if ref.digest and manifest_digest != ref.digest:
+        raise DigestMismatch(f"manifest verification failed for digest {ref.digest}")
+    parsed = mf.parse_manifest(data, media_type)
+    if isinstance(parsed, mf.Index):
+        chosen = mf.select_manifest(parsed, wanted)
+        data, media_type, _ = client.get_manifest(host, repo, chosen.digest)
+        parsed = mf.parse_manifest(data, media_type)
+        if isinstance(parsed, mf.Index):
+            raise DockwebError(f"{ref.familiar_string()}: nested image indexes are not supported")
+
+    config_bytes = client.fetch_blob(host, repo, parsed.config.digest, max_size=64 << 20)
+    config = json.loads(config_bytes)
+    if platform and (
+        config.get("os") != wanted.os or config.get("architecture") != wanted.architecture
+    ):
+        actual = f"{config.get('os')}/{config.get('architecture')}"
+        raise NoMatchingPlatform(
+            f"image with reference {ref.familiar_string()} was found but does not match the "
+            f"specified platform: wanted {wanted.os}/{wanted.architecture}, actual: {actual}"
+        )
+    diff_ids = list(config.get("rootfs", {}).get("diff_ids", []))
+    if len(diff_ids) != len(parsed.layers):
+        raise DockwebError(
+            f"{ref.familiar_string()}: the manifest lists {len(parsed.layers)} layers but the "
+            f"image config {len(diff_ids)}"
+        )
+    chains = chain_ids(diff_ids)
+    jobs = [
+        _LayerJob(i, d, diff_ids[i], chains[i], chains[i - 1] if i else "")
+        for i, d in enumerate(parsed.layers)
+    ]
+
+    progress = _Progress(emit)
+    try:
+        for job in jobs:
+            if store.has_layer(job.chain_id):
+                job.lock = store.layer_lock(job.chain_id)
+                job.lock.acquire(shared=True)
+                if store.has_layer(job.chain_id):
+                    job.existed = True
+                    progress.layer(job, "Already exists")
+                    continue
+                job.lock.release()
+                job.lock = None
+            progress.layer(job, "Pulling fs layer")
+        todo = [j for j in jobs if not j.existed]
+        for job in todo[max_concurrent:]:
+            progress.layer(job, "Waiting")
+
+        def fetch(job: _LayerJob) -> None:
+            _fetch_layer(store, client, host, repo, job, progress, cancel)
+
+        with ThreadPoolExecutor(max_workers=max(1, max_concurrent)) as pool:
+            futures = {j.index: pool.submit(fetch, j) for j in todo}
+            try:
+                for job in jobs:
+                    if job.existed:
+                        continue
+                    futures[job.index].result()
+                    if job.scratch:
+                        progress.layer(job, "Extracting", job.descriptor.size, job.descriptor.size)
+                        store.commit_layer(
+                            job.scratch,
+                            LayerRecord(
+                                chain_id=job.chain_id,
+                                diff_id=job.diff_id,
+                                parent=job.parent,
+                                size=job.size,
+                                link="",
+                                compressed_size=job.descriptor.size,
+                                blob_digest=job.descriptor.digest,
+                                media_type=job.descriptor.media_type,
+                            ),
+                        )
+                        job.scratch = ""
+                        progress.layer(job, "Pull complete")
+                    # keep the layer from being deleted until the image is recorded
+                    job.lock.acquire(shared=True)
+            except BaseException:
+                cancel.set()
+                raise
+
+        compressed = [
+            {"digest": j.descriptor.digest, "size": j.descriptor.size,
+             "media_type": j.descriptor.media_type}
+            for j in jobs
+        ]
+        with store.locked():
+            rec = store.put_image(config_bytes, compressed=compressed)
+            store.put_manifest(manifest_digest, data)
+            updated = _record_references(store, ref, manifest_digest, rec.id)
+    finally:
+        for job in jobs:
+            if job.scratch:
+                shutil.rmtree(job.scratch, ignore_errors=True)
+            if job.lock:
+                job.lock.release()
+
+    familiar = ref.familiar_string()
+    emit({"kind": "message", "text": f"Digest: {manifest_digest}"})
+    status = "Downloaded newer image for " if updated else "Image is up to date for "
+    emit({"kind": "message", "text": "Status: " + status + familiar})
+    return PullResult(
+        image_id=rec.id,
+        manifest_digest=manifest_digest,
+        reference=ref.string(),
+        familiar=familiar,
+        updated=updated,
+        downloaded_layers=sum(1 for j in jobs if not j.existed),
+        existing_layers=sum(1 for j in jobs if j.existed),
+    )
+
+
+def _record_references(store: Store, ref: refs.Reference, manifest_digest: str, image_id: str) -> bool:
+    """Tag and digest references as dockerd's pullV2Tag records them. True if the ref moved."""
+    digest_ref = refs.Reference(ref.domain, ref.path, None, manifest_digest)
+    if store.resolve_reference(ref) == image_id:
+        if not ref.digest and store.resolve_reference(digest_ref) is None:
+            store.add_reference(digest_ref, image_id)
+        return False
+    if ref.digest:
+        store.add_reference(refs.Reference(ref.domain, ref.path, None, ref.digest), image_id)
+    else:
+        if store.resolve_reference(digest_ref) is None:
+            store.add_reference(digest_ref, image_id)
+        store.add_reference(ref, image_id, force=True)
+    return True
+
+
+def _fetch_layer(
+    store: Store,
+    client: RegistryClient,
+    host: str,
+    repo: str,
+    job: _LayerJob,
+    progress: _Progress,
+    cancel: threading.Event,
+) -> None:
+    """Download and unpack one layer into scratch space, holding its lock exclusively."""
+    job.lock = store.layer_lock(job.chain_id)
+    while not job.lock.acquire(blocking=False):
+        # another pull is fetching this layer: wait for it, then reuse its work
+        if cancel.wait(0.1):
+            raise PullCancelled("pull cancelled")
+    if store.has_layer(job.chain_id):
+        progress.layer(job, "Download complete")
+        return
+    desc = job.descriptor
+    job.scratch = store.new_layer_dir(job.chain_id)
+    total = desc.size
+
+    def on_bytes(count: int) -> None:
+        progress.layer(job, "Downloading", count, total, throttle=True)
+
+    with client.open_blob(host, repo, desc.digest) as raw:
+        blob = _Tap(raw, on_bytes, cancel)
+        unpacked = _Tap(open_decompressed(blob, compression_of_media_type(desc.media_type)),
+                        None, cancel)
+        job.size = apply_layer(unpacked, job.scratch + "/diff")
+        # drain whatever follows the tar (padding) so both digests cover everything
+        while unpacked.read(_READ_SIZE):
+            pass
+        while blob.read(_READ_SIZE):
+            pass
+    progress.layer(job, "Verifying Checksum")
+    if blob.digest() != desc.digest:
+        raise DigestMismatch(f"filesystem layer verification failed for digest {desc.digest}")
+    if total and blob.count != total:
+        raise DigestMismatch(
+            f"filesystem layer verification failed for digest {desc.digest}: "
+            f"expected {total} bytes, got {blob.count}"
+        )
+    if unpacked.digest() != job.diff_id:
+        raise DigestMismatch(
+            f"layer {short_id(desc.digest)} does not match the image config: diffID "
+            f"{unpacked.digest()} found, {job.diff_id} expected"
+        )
+    progress.layer(job, "Download complete")
+
+
+class _Progress:
+    """Turns layer states into progress events, throttling byte counts per layer."""
+
+    def __init__(self, emit: ProgressCallback):
+        self.emit = emit
+        self.last: dict[int, float] = {}
+        self.lock = threading.Lock()
+
+    def layer(self, job: _LayerJob, status: str, current: int | None = None,
+              total: int | None = None, *, throttle: bool = False) -> None:
+        if throttle:
+            now = time.monotonic()
+            with self.lock:
+                if now - self.last.get(job.index, 0.0) < _PROGRESS_INTERVAL and current != total:
+                    return
+                self.last[job.index] = now
+        with contextlib.suppress(Exception):
+            self.emit({
+                "kind": "layer",
+                "id": short_id(job.descriptor.digest),
+                "digest": job.descriptor.digest,
+                "index": job.index,
+                "status": status,
+                "current": current,
+                "total": total,
+            })

@@ -1,0 +1,157 @@
+"""The `dockweb` command, run as a person runs it: Docker's output, line for line."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import images as im
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="unpacking layers needs root")
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def dockweb(tmp_path):
+    env = dict(os.environ, DOCKWEB_ROOT=str(tmp_path / "store"), DOCKWEB_DATA=str(tmp_path / "data"))
+
+    def run(*args, check=True):
+        proc = subprocess.run(
+            [sys.executable, "-m", "dockweb.cli", *args],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"dockweb {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def pushed(registry):
+    a, b = im.shared_base_pair()
+    im.push_image(registry.host, "cli/a", "1", a)
+    im.push_image(registry.host, "cli/b", "1", b)
+    return {"a": (f"{registry.host}/cli/a:1", a), "b": (f"{registry.host}/cli/b:1", b)}
+
+
+def test_it_pulls_with_dockers_plain_output(dockweb, registry, pushed):
+    ref, image = pushed["a"]
+    out = dockweb("pull", ref).stdout.splitlines()
+    ids = [la.digest.split(":")[1][:12] for la in image.layers]
+    assert out[0] == f"1: Pulling from {registry.host}/cli/a"
+    for layer_id in ids:
+        assert f"{layer_id}: Pulling fs layer " in out
+        assert f"{layer_id}: Pull complete " in out
+    assert out[-3:] == [
+        f"Digest: {image.manifest_digest}",
+        f"Status: Downloaded newer image for {ref}",
+        ref,
+    ]
+
+
+def test_it_pulls_quietly(dockweb, pushed):
+    ref, _ = pushed["a"]
+    assert dockweb("pull", "-q", ref).stdout == ref + "\n"
+
+
+def test_it_lists_images_in_dockers_columns(dockweb, registry, pushed):
+    ref_a, a = pushed["a"]
+    ref_b, b = pushed["b"]
+    dockweb("pull", "-q", ref_a)
+    dockweb("pull", "-q", ref_b)
+    lines = dockweb("images").stdout.splitlines()
+    assert re.match(r"^REPOSITORY +TAG +IMAGE ID +CREATED +SIZE$", lines[0])
+    # the tabwriter pads every column to its widest cell plus 3 spaces
+    header = lines[0]
+    repo_width = header.index("TAG")
+    assert repo_width == len(f"{registry.host}/cli/a") + 3
+    rows = sorted(line.split() for line in lines[1:])
+    short_a = a.image_id.split(":")[1][:12]
+    assert rows[0][:3] == [f"{registry.host}/cli/a", "1", short_a]
+    assert rows[0][-1].endswith("MB")
+    quiet = dockweb("images", "-q").stdout.split()
+    assert sorted(quiet) == sorted([short_a, b.image_id.split(":")[1][:12]])
+
+
+def test_it_lists_digests_and_formats(dockweb, registry, pushed):
+    ref, image = pushed["a"]
+    dockweb("pull", "-q", ref)
+    out = dockweb("images", "--digests", "--no-trunc").stdout.splitlines()
+    assert out[0].split() == ["REPOSITORY", "TAG", "DIGEST", "IMAGE", "ID", "CREATED", "SIZE"]
+    assert image.manifest_digest in out[1] and image.image_id in out[1]
+    fmt = dockweb("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").stdout
+    assert fmt == f"{registry.host}/cli/a:1 {image.image_id.split(':')[1][:12]}\n"
+    js = json.loads(dockweb("images", "--format", "json").stdout.splitlines()[0])
+    assert js["Repository"] == f"{registry.host}/cli/a" and js["Tag"] == "1"
+
+
+def test_it_filters_dangling_and_references(dockweb, registry, pushed):
+    ref, image = pushed["a"]
+    dockweb("pull", "-q", ref)
+    assert dockweb("images", "-q", "-f", "dangling=true").stdout == ""
+    assert dockweb("images", "-q", "-f", f"reference={registry.host}/cli/*").stdout.strip()
+    assert dockweb("images", "-q", "-f", "reference=nomatch*").stdout == ""
+    bad = dockweb("images", "-f", "color=red", check=False)
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == "Error response from daemon: Invalid filter 'color'"
+
+
+def test_it_prints_untagged_then_deleted(dockweb, registry, pushed):
+    ref, image = pushed["a"]
+    dockweb("pull", "-q", ref)
+    dockweb("tag", ref, "local/copy:v1")
+    assert dockweb("rmi", ref).stdout == f"Untagged: {ref}\n"
+    out = dockweb("rmi", "local/copy:v1").stdout.splitlines()
+    assert out[0] == "Untagged: local/copy:v1"
+    assert out[1] == f"Untagged: {registry.host}/cli/a@{image.manifest_digest}"
+    assert out[2] == f"Deleted: {image.image_id}"
+    assert out[3:] == [f"Deleted: {c}" for c in reversed(image.chain_ids)]
+    assert dockweb("images", "-q").stdout == ""
+
+
+def test_it_reports_missing_images_like_docker(dockweb):
+    proc = dockweb("rmi", "nope", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr == "Error response from daemon: No such image: nope:latest\n"
+    forced = dockweb("rmi", "-f", "nope", check=False)
+    assert forced.returncode == 0  # -f tolerates missing images, as docker does
+
+
+def test_it_refuses_invalid_references(dockweb):
+    proc = dockweb("pull", "Busybox", check=False)
+    assert proc.returncode == 1
+    assert "invalid reference format: repository name must be lowercase" in proc.stderr
+
+
+def test_it_inspects_and_shows_history(dockweb, pushed):
+    ref, image = pushed["a"]
+    dockweb("pull", "-q", ref)
+    data = json.loads(dockweb("image", "inspect", ref).stdout)
+    assert data[0]["Id"] == image.image_id
+    assert data[0]["RootFS"]["Layers"] == image.diff_ids
+    assert data[0]["Config"]["Cmd"] == ["sh"]
+    assert dockweb("image", "inspect", "--format", "{{.Id}}", ref).stdout == image.image_id + "\n"
+    hist = dockweb("history", ref).stdout.splitlines()
+    assert hist[0].split()[:2] == ["IMAGE", "CREATED"]
+    assert len(hist) == 1 + len(image.layers)
+    assert hist[1].startswith(image.image_id.split(":")[1][:12])
+
+
+def test_it_mounts_the_merged_root_filesystem(dockweb, pushed):
+    ref, _ = pushed["b"]
+    dockweb("pull", "-q", ref)
+    path = dockweb("image", "mount", ref).stdout.strip()
+    try:
+        assert open(os.path.join(path, "shared/which")).read() == "b\n"
+        assert open(os.path.join(path, "shared/common")).read() == "common\n"
+        assert os.path.exists(os.path.join(path, "bin/busybox"))
+    finally:
+        dockweb("image", "unmount", ref)
+    assert not os.path.ismount(path)
