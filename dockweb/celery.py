@@ -1,0 +1,19 @@
+"""The Celery app. Start a worker with ``celery -A dockweb.celery worker``.
+
+Tasks import ``app`` from here (``from dockweb.celery import app``); ``dockweb/__init__.py``
+deliberately does not, so that the runtime and the CLI never load Celery.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dockweb.settings")
+
+app = Celery("dockweb")
+# Every CELERY_* Django setting configures the app (CELERY_BROKER_URL -> broker_url ...).
+app.config_from_object("django.conf:settings", namespace="CELERY")
+# Finds <app>/tasks.py in every installed app.
+app.autodiscover_tasks()

@@ -1,0 +1,19 @@
+"""URL map. Every page requires a signed-in user (LoginRequiredMiddleware) except /login/."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+
+from dockweb import views
+from images import views as image_views
+
+urlpatterns = [
+    path("", image_views.image_list, name="home"),
+    path("login/", views.login, name="login"),
+    path("logout/", views.logout, name="logout"),
+    path("images/", include("images.urls")),
+    path("containers/", include("containers.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("admin/", admin.site.urls),
+]
