@@ -1,0 +1,285 @@
+"""Cold-pull benchmark: `docker pull` against `dockweb pull` of the same realistic image.
+
+    cd /work/main && sudo /opt/dwvenv/bin/python -m benchmarks.pull [--runs 3]
+
+Builds (once; cached under --cache) an image of six layers, over 100 MB compressed and
+thousands of files: a debootstrap --variant=minbase bookworm root, a tree of many small
+source files, incompressible data, medium-sized semi-compressible files, more incompressible
+data and a small config layer. Pushes it to a docker-registry on 127.0.0.1, starts dockerd
+if it is not running, then alternates cold pulls: Docker after `docker rmi` and a check that
+none of the image's layers is left, dockweb into a fresh empty DOCKWEB_ROOT/DOCKWEB_DATA.
+Prints each run's time, the median ratio dockweb/docker and dockweb's peak memory.
+
+Not run in CI: it needs root, dockerd, minutes, and about 1.5 GB of disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from benchmarks import common
+from tests.support import images as im
+
+IMAGE_VERSION = "v2"  # bump when the recipe below changes, to rebuild the cache
+MIRROR = "http://deb.debian.org/debian"
+WORDS = (
+    "def class return import from self value items index result error config request "
+    "response handler layer digest manifest registry store mount image container status "
+    "progress event stream buffer chunk size offset name path mode owner group time"
+).split()
+
+
+def ensure_rootfs(cache: Path) -> Path:
+    """A debootstrap minbase bookworm root, made once (a few minutes) and kept in `cache`."""
+    rootfs = cache / "bookworm-minbase"
+    if rootfs.is_dir():
+        return rootfs
+    tmp = cache / "bookworm-minbase.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    common.log(f"debootstrap --variant=minbase bookworm into {tmp} (once)")
+    subprocess.run(
+        ["debootstrap", "--variant=minbase", "bookworm", str(tmp), MIRROR],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    tmp.rename(rootfs)
+    return rootfs
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), mode, im.MTIME
+    tar.addfile(info, _Bytes(data))
+
+
+def _add_dir(tar: tarfile.TarFile, name: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, im.MTIME
+    tar.addfile(info)
+
+
+class _Bytes:
+    def __init__(self, data: bytes) -> None:
+        self._data, self._pos = data, 0
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self._data) if n < 0 else self._pos + n
+        chunk = self._data[self._pos : end]
+        self._pos += len(chunk)
+        return chunk
+
+
+# Left by debootstrap, removed by every Debian image build: package archives and lists.
+ROOTFS_SKIP = ("var/cache/apt/archives/", "var/lib/apt/lists/", "var/cache/apt/")
+
+
+def fill_rootfs(rootfs: Path):
+    """The debootstrap root as the official debian image has it: apt caches emptied."""
+
+    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        skip = any(info.name.startswith(p) and info.isreg() for p in ROOTFS_SKIP)
+        return None if skip else info
+
+    def fill(tar: tarfile.TarFile) -> None:
+        for entry in sorted(rootfs.iterdir()):
+            tar.add(entry, arcname=entry.name, recursive=True, filter=keep)
+
+    return fill
+
+
+def fill_small_files(count: int, seed: int):
+    """A source tree: `count` files of 100 B to 6 KB of text, 50 per directory."""
+
+    def fill(tar: tarfile.TarFile) -> None:
+        rng = random.Random(seed)
+        _add_dir(tar, "app")
+        for d in range(count // 50):
+            if d % 20 == 0:
+                _add_dir(tar, f"app/pkg{d // 20:02d}")
+            _add_dir(tar, f"app/pkg{d // 20:02d}/mod{d:04d}")
+            for f in range(50):
+                lines = rng.randint(3, 150)
+                text = "\n".join(
+                    " ".join(rng.choices(WORDS, k=rng.randint(2, 8))) for _ in range(lines)
+                )
+                _add(tar, f"app/pkg{d // 20:02d}/mod{d:04d}/file{f:02d}.py", text.encode())
+
+    return fill
+
+
+def fill_medium_files(count: int, seed: int):
+    """`count` files of 8 to 128 KB, half random bytes and half zeros (libraries-like)."""
+
+    def fill(tar: tarfile.TarFile) -> None:
+        rng = random.Random(seed)
+        _add_dir(tar, "lib")
+        _add_dir(tar, "lib/app")
+        for n in range(count):
+            size = rng.randint(8, 128) << 10
+            data = rng.randbytes(size // 2) + bytes(size - size // 2)
+            _add(tar, f"lib/app/lib{n:04d}.so", data, 0o755)
+
+    return fill
+
+
+def fill_config(tar: tarfile.TarFile) -> None:
+    _add_dir(tar, "etc")
+    _add_dir(tar, "etc/app")
+    for n in range(20):
+        _add(tar, f"etc/app/conf{n:02d}.ini", f"[section]\nkey{n} = value\n".encode())
+
+
+def count_entries(blob: Path) -> int:
+    with tarfile.open(blob, mode="r|gz") as tar:
+        return sum(1 for _ in tar)
+
+
+def build_image(cache: Path) -> tuple[im.Image, dict]:
+    """The benchmark image, from cache when its layers are there (checked by size)."""
+    workdir = cache / f"image-{IMAGE_VERSION}"
+    meta_path = workdir / "meta.json"
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        layers = [
+            im.Layer.from_file(
+                workdir / m["file"],
+                diff_id=m["diff_id"],
+                digest=m["digest"],
+                size=m["size"],
+                compression=m["compression"],
+            )
+            for m in meta["layers"]
+        ]
+        if all((workdir / m["file"]).stat().st_size == m["size"] for m in meta["layers"]):
+            return _image(layers), meta
+    rootfs = ensure_rootfs(cache)
+    workdir.mkdir(parents=True, exist_ok=True)
+    recipe = [
+        ("base", fill_rootfs(rootfs)),
+        ("small-files", fill_small_files(12_000, seed=1)),
+        ("random-96m", None),
+        ("medium-files", fill_medium_files(600, seed=3)),
+        ("random-48m", None),
+        ("config", fill_config),
+    ]
+    layers, meta_layers = [], []
+    for n, (name, fill) in enumerate(recipe):
+        path = workdir / f"{n}-{name}.tar.gz"
+        common.log(f"building layer {n} ({name})")
+        if name.startswith("random-"):
+            size = int(name.removeprefix("random-").removesuffix("m")) << 20
+            layer = im.large_layer(size, path, seed=n, directory=f"data/{name}")
+        else:
+            layer = im.Layer.stream(path, fill)
+        files = count_entries(path)
+        layers.append(layer)
+        meta_layers.append(
+            {
+                "file": path.name,
+                "diff_id": layer.diff_id,
+                "digest": layer.digest,
+                "size": layer.size,
+                "compression": layer.compression,
+                "tar_size": layer.tar_size,
+                "entries": files,
+            }
+        )
+    meta = {"layers": meta_layers}
+    meta_path.write_text(json.dumps(meta, indent=2))
+    return _image(layers), meta
+
+
+def _image(layers: list[im.Layer]) -> im.Image:
+    return im.Image(layers, {"Cmd": ["/bin/bash"], "WorkingDir": "/app"})
+
+
+def median_ratio(docker_times: list[float], dockweb_times: list[float]) -> float:
+    return statistics.median(dockweb_times) / statistics.median(docker_times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--cache", type=Path, default=Path("/var/cache/dockweb-bench"))
+    parser.add_argument("--docker-only", action="store_true", help="skip the dockweb half")
+    parser.add_argument("--dockweb-only", action="store_true", help="skip the docker half")
+    args = parser.parse_args()
+
+    args.cache.mkdir(parents=True, exist_ok=True)
+    image, meta = build_image(args.cache)
+    compressed = sum(m["size"] for m in meta["layers"])
+    uncompressed = sum(m["tar_size"] for m in meta["layers"])
+    entries = sum(m["entries"] for m in meta["layers"])
+    print(
+        f"image: {len(image.layers)} layers, {common.mib(compressed)} compressed, "
+        f"{common.mib(uncompressed)} as tar, {entries} tar entries"
+    )
+    run_docker = not args.dockweb_only
+    run_dockweb = not args.docker_only
+    if run_dockweb and not common.dockweb_cli_ready():
+        print("dockweb CLI not there yet (dockweb/cli/__main__.py): dockweb half skipped")
+        run_dockweb = False
+
+    work = Path(tempfile.mkdtemp(prefix="dockweb-bench-", dir=common.SCRATCH))
+    results: dict[str, list[common.Timing]] = {"docker": [], "dockweb": []}
+    try:
+        with common.registry(work / "registry") as reg:
+            ref = f"{reg.host}/bench:1"
+            common.log(f"pushing to {ref}")
+            im.push_image(reg.host, "bench", "1", image)
+            with common.dockerd(work / "dockerd.log") if run_docker else contextlib.nullcontext():
+                for run in range(1, args.runs + 1):
+                    if run_docker:
+                        common.docker_forget(ref, image.chain_ids)
+                        t = common.run_timed(["docker", "pull", ref])
+                        if t.returncode != 0:
+                            raise RuntimeError(f"docker pull {ref} failed: {t.stderr.strip()}")
+                        results["docker"].append(t)
+                        print(f"run {run}: docker  {t.seconds:7.2f} s", flush=True)
+                    if run_dockweb:
+                        store = common.DockwebEnv.fresh()
+                        try:
+                            t = common.run_timed(
+                                store.command("pull", ref), env=store.env(), cwd=common.REPO_ROOT
+                            )
+                        finally:
+                            store.cleanup()
+                        if t.returncode != 0:
+                            raise RuntimeError(f"dockweb pull {ref} failed: {t.stderr.strip()}")
+                        results["dockweb"].append(t)
+                        print(
+                            f"run {run}: dockweb {t.seconds:7.2f} s, peak RSS "
+                            f"{common.mib(t.peak_rss_tree)} (tree, sampled), "
+                            f"{common.mib(t.max_rss_wait4)} (largest process)",
+                            flush=True,
+                        )
+                if run_docker:
+                    common.docker_forget(ref, image.chain_ids)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    docker_times = [t.seconds for t in results["docker"]]
+    dockweb_times = [t.seconds for t in results["dockweb"]]
+    if docker_times:
+        print(f"docker median {statistics.median(docker_times):.2f} s")
+    if dockweb_times:
+        print(f"dockweb median {statistics.median(dockweb_times):.2f} s")
+        peak = max(t.peak_rss_tree for t in results["dockweb"])
+        print(f"dockweb peak RSS {common.mib(peak)}")
+    if docker_times and dockweb_times:
+        print(f"median ratio dockweb/docker {median_ratio(docker_times, dockweb_times):.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
