@@ -25,6 +25,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DOCKER_ROOT = Path("/var/lib/docker")
 # Scratch on the disk, not in a tmpfs /tmp: stores hold hundreds of megabytes.
 SCRATCH = Path(os.environ.get("DOCKWEB_BENCH_SCRATCH", "/var/tmp"))
+# Outside the runs' scratch dirs, so that it survives them when dockerd fails.
+DOCKERD_LOG = SCRATCH / "dockweb-bench-dockerd.log"
 
 
 def log(msg: str) -> None:

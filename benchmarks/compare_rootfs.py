@@ -24,6 +24,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -274,8 +275,9 @@ def main() -> int:
     differences: list[str] = []
     with ExitStack() as stack:
         work = Path(tempfile.mkdtemp(prefix="compare-rootfs-", dir=common.SCRATCH))
+        stack.callback(shutil.rmtree, work, ignore_errors=True)
         reg = stack.enter_context(common.registry(work / "registry"))
-        stack.enter_context(common.dockerd(work / "dockerd.log"))
+        stack.enter_context(common.dockerd(common.DOCKERD_LOG))
         store = common.DockwebEnv.fresh() if run_dockweb else None
         if store:
             stack.callback(store.cleanup)

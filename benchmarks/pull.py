@@ -237,7 +237,7 @@ def main() -> int:
             ref = f"{reg.host}/bench:1"
             common.log(f"pushing to {ref}")
             im.push_image(reg.host, "bench", "1", image)
-            with common.dockerd(work / "dockerd.log") if run_docker else contextlib.nullcontext():
+            with common.dockerd(common.DOCKERD_LOG) if run_docker else contextlib.nullcontext():
                 for run in range(1, args.runs + 1):
                     if run_docker:
                         common.docker_forget(ref, image.chain_ids)
