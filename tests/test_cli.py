@@ -107,12 +107,13 @@ def test_it_prints_untagged_then_deleted(dockweb, registry, pushed):
     ref, image = pushed["a"]
     dockweb("pull", "-q", ref)
     dockweb("tag", ref, "local/copy:v1")
-    assert dockweb("rmi", ref).stdout == f"Untagged: {ref}\n"
+    assert dockweb("rmi", ref).stdout == (
+        f"Untagged: {ref}\nUntagged: {registry.host}/cli/a@{image.manifest_digest}\n"
+    )
     out = dockweb("rmi", "local/copy:v1").stdout.splitlines()
     assert out[0] == "Untagged: local/copy:v1"
-    assert out[1] == f"Untagged: {registry.host}/cli/a@{image.manifest_digest}"
-    assert out[2] == f"Deleted: {image.image_id}"
-    assert out[3:] == [f"Deleted: {c}" for c in reversed(image.chain_ids)]
+    assert out[1] == f"Deleted: {image.image_id}"
+    assert out[2:] == [f"Deleted: {c}" for c in reversed(image.chain_ids)]
     assert dockweb("images", "-q").stdout == ""
 
 

@@ -39,9 +39,25 @@ def test_it_only_untags_while_another_tag_keeps_the_image(registry, store, pushe
     ref, image = pushed["solo"]
     _pull(store, ref)
     store.tag(ref, "other/name:2")
-    assert store.remove(ref) == [("Untagged", ref)]
+    repo = ref.rsplit(":", 1)[0]
+    # the repository's digest reference goes with its last tag, as dockerd does
+    assert store.remove(ref) == [
+        ("Untagged", ref),
+        ("Untagged", f"{repo}@{image.manifest_digest}"),
+    ]
     assert store.has_image(image.image_id)
     assert all(store.has_layer(c) for c in image.chain_ids)
+
+
+def test_it_untags_one_of_two_tags_of_a_repository(registry, store, pushed):
+    ref, image = pushed["solo"]
+    _pull(store, ref)
+    second = ref.rsplit(":", 1)[0] + ":2"
+    store.tag(ref, second)
+    assert store.remove(ref) == [("Untagged", ref)]
+    assert [r.familiar_string() for r in store.references(image.image_id)] == sorted(
+        [second, f"{ref.rsplit(':', 1)[0]}@{image.manifest_digest}"]
+    )
 
 
 def test_it_deletes_the_image_and_its_layers_with_the_last_reference(registry, store, pushed):

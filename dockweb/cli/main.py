@@ -145,6 +145,22 @@ def image_rows(summaries: list[dict], *, digests: bool, trunc: bool) -> list[dic
     return rows
 
 
+def truncate_display(s: str, max_width: int) -> str:
+    """docker/cli's formatter.Ellipsis: cut to ``max_width`` terminal cells, ending in "…"."""
+    from dockweb.cli.format import display_width
+
+    if display_width(s) <= max_width:
+        return s
+    out, width = "", 0
+    for ch in s:
+        w = display_width(ch)
+        if width + w > max_width - 1:
+            break
+        out += ch
+        width += w
+    return out + "…"
+
+
 def _write(text: str) -> None:
     if text:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -293,7 +309,7 @@ def cmd_tag(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from dockweb.cli.format import render_template
+    from dockweb.cli.format import render as render_template
     from images import services
 
     results = []
@@ -324,7 +340,7 @@ def _image_not_found():
 
 
 def cmd_history(args) -> int:
-    from dockweb.cli.format import format_rows, truncate_display
+    from dockweb.cli.format import format_rows
     from images import services
 
     try:
@@ -486,8 +502,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.root:
         os.environ["DOCKWEB_ROOT"] = os.path.abspath(args.root)
     _setup_django()
+    from dockweb.cli.format import FormatError
+
     try:
         return args.func(args)
+    except FormatError as err:
+        print(err, file=sys.stderr)
+        return 1
     except UsageError as err:
         print(err, file=sys.stderr)
         return 125

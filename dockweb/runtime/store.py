@@ -704,9 +704,11 @@ class Store:
 
     # -- reconcile -----------------------------------------------------------------------
 
-    def reconcile(self) -> dict[str, int]:
-        """Repair what a crash left: scratch dirs, orphan links, layers no image uses.
+    def reconcile(self, *, orphan_layers: bool = False) -> dict[str, int]:
+        """Repair what a crash left: scratch dirs and dangling links.
 
+        Complete layers that no image uses yet (an interrupted pull committed them) are kept
+        so the next pull reuses them; ``orphan_layers=True`` removes them too (prune).
         Safe to run while other processes use the store: it only removes scratch work whose
         layer lock it can take, and orphan layers it can lock exclusively.
         """
@@ -730,6 +732,8 @@ class Store:
                 if not os.path.exists(p):
                     _unlink(p)
                     report["links"] += 1
+            if not orphan_layers:
+                return report
             used = set()
             for rec in self.images():
                 used.update(rec.layers)
