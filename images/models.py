@@ -1,3 +1,306 @@
-"""Image models: pulls and their progress will live here (see docs/runtime.md)."""
+"""Image models: a database mirror of the runtime's store, and pulls with their progress.
+
+The store on disk (dockweb/runtime/store.py) is the truth for images, layers and references;
+``images.services.sync_images`` mirrors it here after every change (from the worker or the
+CLI), so pages render from the database alone and the web process never touches the store.
+Pulls and operations (removal, tagging) live only here: the worker claims a queued row,
+runs it, and writes its progress and result into the row.
+"""
 
 from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+def short_id(digest: str) -> str:
+    """The 12 hex characters Docker shows for an ID or digest."""
+    return digest.split(":", 1)[-1][:12]
+
+
+class Layer(models.Model):
+    """One unpacked layer of the store, by chain ID (shared by every image that has it)."""
+
+    chain_id = models.CharField(max_length=71, unique=True)
+    diff_id = models.CharField(max_length=71)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+    blob_digest = models.CharField(max_length=71, blank=True)
+    media_type = models.CharField(max_length=200, blank=True)
+    size = models.BigIntegerField(help_text=_("On-disk size, as Docker counts it"))
+    compressed_size = models.BigIntegerField(default=0, help_text=_("Size in the registry"))
+
+    class Meta:
+        ordering = ["chain_id"]
+
+    def __str__(self) -> str:
+        return short_id(self.chain_id)
+
+    @property
+    def short_id(self) -> str:
+        return short_id(self.blob_digest or self.chain_id)
+
+
+class Image(models.Model):
+    """An image: its config (by ID, the config digest) over an ordered stack of layers."""
+
+    image_id = models.CharField(max_length=71, unique=True)
+    created = models.DateTimeField(null=True, blank=True)
+    size = models.BigIntegerField(default=0, help_text=_("Sum of its layers' on-disk sizes"))
+    compressed_size = models.BigIntegerField(default=0)
+    os = models.CharField(max_length=40, blank=True)
+    architecture = models.CharField(max_length=40, blank=True)
+    variant = models.CharField(max_length=40, blank=True)
+    config = models.JSONField(default=dict)
+    parent_image_id = models.CharField(max_length=71, blank=True)
+    last_tag_time = models.DateTimeField(null=True, blank=True)
+    pulled_at = models.DateTimeField(null=True, blank=True)
+    layers = models.ManyToManyField(Layer, through="ImageLayer", related_name="images")
+
+    class Meta:
+        ordering = ["-created", "image_id"]
+
+    def __str__(self) -> str:
+        return self.short_id
+
+    @property
+    def short_id(self) -> str:
+        return short_id(self.image_id)
+
+    @property
+    def runtime_config(self) -> dict:
+        """The image config's ``config`` (Entrypoint, Cmd, Env, WorkingDir, User, Labels)."""
+        return self.config.get("config") or {}
+
+    @property
+    def history(self) -> list[dict]:
+        return self.config.get("history") or []
+
+    @property
+    def is_dangling(self) -> bool:
+        """``<none>:<none>``: no tag and no digest reference."""
+        return not self.references.exists()
+
+    def ordered_layers(self) -> list[Layer]:
+        return [il.layer for il in self.image_layers.select_related("layer").order_by("position")]
+
+
+class ImageLayer(models.Model):
+    """The image–layer relation, in order: position 0 is the bottom layer."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="image_layers")
+    layer = models.ForeignKey(Layer, on_delete=models.PROTECT, related_name="image_layers")
+    position = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["image", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["image", "position"], name="image_layer_position")
+        ]
+
+
+class Repository(models.Model):
+    """A repository name, normalized (``docker.io/library/busybox``)."""
+
+    name = models.CharField(max_length=255, unique=True)
+    familiar_name = models.CharField(max_length=255, db_index=True)
+
+    class Meta:
+        ordering = ["familiar_name"]
+        verbose_name_plural = "repositories"
+
+    def __str__(self) -> str:
+        return self.familiar_name
+
+
+class Reference(models.Model):
+    """A tag (``busybox:latest``) or digest reference (``busybox@sha256:…``) to an image."""
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="references")
+    tag = models.CharField(max_length=128, blank=True)
+    digest = models.CharField(max_length=135, blank=True)
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="references")
+
+    class Meta:
+        ordering = ["repository__familiar_name", "tag", "digest"]
+        constraints = [
+            models.UniqueConstraint(fields=["repository", "tag", "digest"], name="unique_reference")
+        ]
+
+    def __str__(self) -> str:
+        return self.familiar
+
+    @property
+    def is_tag(self) -> bool:
+        return bool(self.tag)
+
+    @property
+    def familiar(self) -> str:
+        if self.tag:
+            return f"{self.repository.familiar_name}:{self.tag}"
+        return f"{self.repository.familiar_name}@{self.digest}"
+
+
+class Pull(models.Model):
+    """One pull, queued by a person or the CLI and run by a worker."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    reference = models.CharField(max_length=512, help_text=_("As typed"))
+    normalized = models.CharField(max_length=512, blank=True)
+    platform = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    cancel_requested = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    total_bytes = models.BigIntegerField(default=0)
+    downloaded_bytes = models.BigIntegerField(default=0)
+    messages = models.JSONField(default=list, help_text=_("Lines without a layer ID"))
+    manifest_digest = models.CharField(max_length=135, blank=True)
+    image_id = models.CharField(max_length=71, blank=True)
+    status_text = models.CharField(max_length=600, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.reference} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def percent(self) -> int:
+        if self.status == self.Status.DONE:
+            return 100
+        if not self.total_bytes:
+            return 0
+        return min(100, int(self.downloaded_bytes * 100 / self.total_bytes))
+
+    @property
+    def elapsed(self) -> timedelta | None:
+        if not self.started_at:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at
+
+    @property
+    def speed(self) -> float:
+        """Bytes per second since the pull started."""
+        elapsed = self.elapsed
+        if not elapsed or elapsed.total_seconds() <= 0:
+            return 0.0
+        return self.downloaded_bytes / elapsed.total_seconds()
+
+    @property
+    def eta(self) -> timedelta | None:
+        speed = self.speed
+        if not self.is_active or speed <= 0 or not self.total_bytes:
+            return None
+        return timedelta(seconds=max(0, self.total_bytes - self.downloaded_bytes) / speed)
+
+
+class PullLayer(models.Model):
+    """One layer's progress in a pull, in Docker's words (Downloading, Pull complete...)."""
+
+    pull = models.ForeignKey(Pull, on_delete=models.CASCADE, related_name="layers")
+    position = models.PositiveIntegerField()
+    short_id = models.CharField(max_length=12)
+    digest = models.CharField(max_length=135)
+    status = models.CharField(max_length=40)
+    current = models.BigIntegerField(default=0)
+    total = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["pull", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["pull", "position"], name="pull_layer_position")
+        ]
+
+    @property
+    def percent(self) -> int:
+        if self.status in ("Pull complete", "Already exists", "Download complete"):
+            return 100
+        if not self.total:
+            return 0
+        return min(100, int(self.current * 100 / self.total))
+
+
+class Operation(models.Model):
+    """A change to the store run by the worker (which has root): removal, tag, untag."""
+
+    class Kind(models.TextChoices):
+        REMOVE = "remove", _("Remove")
+        TAG = "tag", _("Tag")
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    args = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    result = models.JSONField(default=list, help_text=_("[kind, value] records, as docker prints"))
+    error = models.TextField(blank=True)
+    conflict = models.BooleanField(default=False, help_text=_("Refused; forcing may help"))
+    freed_bytes = models.BigIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.args} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
+
+    @property
+    def untagged(self) -> list[str]:
+        return [v for k, v in self.result if k == "Untagged"]
+
+    @property
+    def deleted(self) -> list[str]:
+        return [v for k, v in self.result if k == "Deleted"]
+
+
+class RegistryCredential(models.Model):
+    """Credentials for a private registry; the secret is encrypted at rest."""
+
+    registry = models.CharField(max_length=255, unique=True, help_text=_("host[:port]"))
+    username = models.CharField(max_length=255)
+    secret = models.BinaryField(help_text=_("Encrypted password or token"))
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["registry"]
+
+    def __str__(self) -> str:
+        return f"{self.username}@{self.registry}"
