@@ -166,7 +166,7 @@ def list_images(
         if "true" in values:
             dangling_only = True
         elif "false" not in values:
-            raise InvalidFilter(f"Invalid filter 'dangling={','.join(values)}'")
+            raise InvalidFilter(f"Invalid filter 'dangling=[{' '.join(values)}]'")
     store = get_store()
     before = since = None
     for v in filters.get("before", []):
@@ -285,7 +285,8 @@ def inspect_image(ref_or_id: str) -> dict:
         "RepoTags": [r.familiar_string() for r in repo if r.tag],
         "RepoDigests": [r.familiar_string() for r in repo if r.digest],
         "Parent": rec.parent,
-        "Comment": cfg.get("comment", ""),
+        # dockerd falls back to the last history entry's comment
+        "Comment": cfg.get("comment") or ((cfg.get("history") or [{}])[-1].get("comment", "")),
         "Created": cfg.get("created", "0001-01-01T00:00:00Z"),
         "Container": cfg.get("container", ""),
         "ContainerConfig": _container_config(cfg.get("container_config")),

@@ -45,15 +45,36 @@ def test_it_pulls_with_dockers_plain_output(dockweb, registry, pushed):
     ref, image = pushed["a"]
     out = dockweb("pull", ref).stdout.splitlines()
     ids = [la.digest.split(":")[1][:12] for la in image.layers]
-    assert out[0] == f"1: Pulling from {registry.host}/cli/a"
+    assert out[0] == "1: Pulling from cli/a"
     for layer_id in ids:
-        assert f"{layer_id}: Pulling fs layer " in out
-        assert f"{layer_id}: Pull complete " in out
+        assert f"{layer_id}: Pulling fs layer" in out
+        assert f"{layer_id}: Pull complete" in out
     assert out[-3:] == [
         f"Digest: {image.manifest_digest}",
         f"Status: Downloaded newer image for {ref}",
         ref,
     ]
+
+
+def test_it_says_an_image_already_here_is_up_to_date(dockweb, registry, pushed):
+    ref, image = pushed["a"]
+    dockweb("pull", "-q", ref)
+    out = dockweb("pull", ref).stdout.splitlines()
+    assert out == [
+        "1: Pulling from cli/a",
+        f"Digest: {image.manifest_digest}",
+        f"Status: Image is up to date for {ref}",
+        ref,
+    ]
+
+
+def test_it_names_the_default_tag(dockweb, registry, pushed):
+    proc = dockweb("pull", f"{registry.host}/cli/untagged", check=False)
+    assert proc.stdout == "Using default tag: latest\n"  # nothing else: the tag is unknown
+    assert proc.stderr == (
+        f"Error response from daemon: manifest for {registry.host}/cli/untagged:latest "
+        "not found: manifest unknown: manifest unknown\n"
+    )
 
 
 def test_it_pulls_quietly(dockweb, pushed):
@@ -120,7 +141,7 @@ def test_it_prints_untagged_then_deleted(dockweb, registry, pushed):
 def test_it_reports_missing_images_like_docker(dockweb):
     proc = dockweb("rmi", "nope", check=False)
     assert proc.returncode == 1
-    assert proc.stderr == "Error response from daemon: No such image: nope:latest\n"
+    assert proc.stderr == "Error: No such image: nope\n"
     forced = dockweb("rmi", "-f", "nope", check=False)
     assert forced.returncode == 0  # -f tolerates missing images, as docker does
 

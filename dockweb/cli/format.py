@@ -184,7 +184,9 @@ def _json_string(s: str) -> str:
             out.append("\\t")
         elif o < 0x20:
             out.append(f"\\u{o:04x}")
-        elif o in (0x2028, 0x2029):
+        elif o in (0x2028, 0x2029) or ch in "<>&":
+            # docker 20.10's `json` template function is json.Marshal, which escapes
+            # HTML characters (newer CLIs turned that off)
             out.append(f"\\u{o:04x}")
         elif 0xD800 <= o <= 0xDFFF:
             out.append("\\ufffd")
@@ -195,7 +197,7 @@ def _json_string(s: str) -> str:
 
 
 def go_json(v: Any) -> str:
-    """encoding/json with SetEscapeHTML(false): compact, map keys sorted, Go's escaping."""
+    """encoding/json.Marshal as docker 20.10 uses it: compact, map keys sorted, HTML escaped."""
     if v is None or v is NO_VALUE:
         return "null"
     if isinstance(v, bool):

@@ -86,10 +86,18 @@ def _created_at(unix: int) -> str:
     return t.strftime("%Y-%m-%d %H:%M:%S %z ") + (t.tzname() or "UTC")
 
 
-def _size(n: int) -> str:
+def _rfc3339(unix: int) -> str:
+    """Go's time.Unix(t, 0).Format(time.RFC3339) in the local zone."""
+    t = datetime.fromtimestamp(unix, UTC).astimezone()
+    offset = t.strftime("%z")
+    zone = "Z" if offset in ("+0000", "") else f"{offset[:3]}:{offset[3:]}"
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + zone
+
+
+def _size(n: int, precision: int = 3) -> str:
     from dockweb.runtime.units import human_size
 
-    return human_size(n, 3)
+    return human_size(n, precision)
 
 
 def image_rows(summaries: list[dict], *, digests: bool, trunc: bool) -> list[dict]:
@@ -135,11 +143,11 @@ def image_rows(summaries: list[dict], *, digests: bool, trunc: bool) -> list[dic
                     "Digest": digest,
                     "ID": _trunc_id(s["Id"], trunc),
                     "Repository": repo,
-                    "SharedSize": "N/A" if shared == -1 else _size(shared),
+                    "SharedSize": "N/A" if shared == -1 else _size(shared, 4),
                     "Size": _size(s["Size"]),
                     "Tag": tag,
-                    "UniqueSize": "N/A" if shared == -1 else _size(s["Size"] - shared),
-                    "VirtualSize": _size(s["VirtualSize"]),
+                    "UniqueSize": "N/A" if shared == -1 else _size(s["VirtualSize"] - shared, 4),
+                    "VirtualSize": _size(s["VirtualSize"], 4),
                 }
             )
     return rows
@@ -174,6 +182,15 @@ def cmd_pull(args) -> int:
 
     if args.all_tags:
         raise UsageError("dockweb: --all-tags is not supported")
+    from dockweb.runtime import reference as refs
+
+    try:
+        named = refs.parse_normalized_named(args.name)
+    except DockwebError as err:
+        print(err, file=sys.stderr)
+        return 1
+    if named.is_name_only and not args.quiet:
+        print("Using default tag: latest", flush=True)
     renderer = _PullRenderer(sys.stdout, quiet=args.quiet)
     try:
         result = services.pull_image(args.name, platform=args.platform, on_progress=renderer)
@@ -207,7 +224,7 @@ class _PullRenderer:
         if not self.tty:
             if progress:
                 return  # docker hides progress bars when not on a terminal
-            self.out.write(f"{event['id']}: {event['status']} \n")
+            self.out.write(f"{event['id']}: {event['status']}\n")
             return
         line = self.ids.get(event["id"])
         if line is None:
@@ -255,8 +272,7 @@ def cmd_images(args) -> int:
         fmt = "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
     else:
         fmt = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
-    digests = args.digests or "{{.Digest}}" in fmt
-    rows = image_rows(summaries, digests=digests, trunc=trunc)
+    rows = image_rows(summaries, digests=args.digests, trunc=trunc)
     _write(format_rows(rows, fmt, IMAGE_HEADERS))
     return 0
 
@@ -270,8 +286,12 @@ def cmd_rmi(args) -> int:
         try:
             records = services.remove_image(name, force=args.force, prune=not args.no_prune)
         except DockwebError as err:
-            errors.append(_daemon_error(err))
-            if not _is_not_found(err):
+            if _is_not_found(err):
+                # the client turns the daemon's 404 into its own message, naming the
+                # image as typed
+                errors.append(f"Error: No such image: {name}")
+            else:
+                errors.append(_daemon_error(err))
                 fatal = True
             continue
         for kind, value in records:
@@ -355,12 +375,8 @@ def cmd_history(args) -> int:
         rows.append(
             {
                 "ID": _trunc_id(h["Id"], trunc) if h["Id"] != "<missing>" else "<missing>",
-                "CreatedSince": _since(h["Created"]) if args.human else "",
-                "CreatedAt": (
-                    datetime.fromtimestamp(h["Created"], UTC).astimezone().isoformat()
-                    if not args.human
-                    else _created_at(h["Created"])
-                ),
+                "CreatedSince": _since(h["Created"]) if args.human else _rfc3339(h["Created"]),
+                "CreatedAt": _rfc3339(h["Created"]),
                 "CreatedBy": truncate_display(created_by, 45) if trunc else created_by,
                 "Size": _size(h["Size"]) if args.human else str(h["Size"]),
                 "Comment": h["Comment"],
@@ -496,9 +512,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _go_bool_flags(argv: list[str]) -> list[str]:
+    """Accept Go's ``--flag=false`` spelling of boolean flags, as docker's pflag does."""
+    out = []
+    for tok in argv:
+        name, eq, value = tok.partition("=")
+        if eq and name.startswith("-") and value.lower() in ("true", "false", "1", "0", "t", "f"):
+            truthy = value.lower() in ("true", "1", "t")
+            if name in ("-H", "--human"):
+                out.append("--human" if truthy else "--no-human")
+                continue
+            if name in _BOOL_FLAGS:
+                if truthy:
+                    out.append(name)
+                continue
+        out.append(tok)
+    return out
+
+
+_BOOL_FLAGS = {
+    "-a", "--all", "--all-tags", "--digests", "--no-trunc", "-q", "--quiet", "--force",
+    "--no-prune", "--disable-content-trust",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_go_bool_flags(list(sys.argv[1:] if argv is None else argv)))
     if args.root:
         os.environ["DOCKWEB_ROOT"] = os.path.abspath(args.root)
     _setup_django()

@@ -117,13 +117,14 @@ def pull(
     ref = parse_pull_reference(reference)
     host = ref.domain
     repo = ref.path
-    tag_or_digest = ref.digest or ref.tag
-    emit({"kind": "message", "text": f"{tag_or_digest}: Pulling from {ref.familiar_name}"})
+    # dockerd names a digest pull by its whole reference, a tag pull by its tag
+    tag_or_digest = ref.string() if ref.digest else ref.tag
 
     wanted = mf.parse_platform(platform) if platform else mf.host_platform()
     data, media_type, manifest_digest = client.get_manifest(host, repo, ref.digest or ref.tag)
     if ref.digest and manifest_digest != ref.digest:
         raise DigestMismatch(f"manifest verification failed for digest {ref.digest}")
+    emit({"kind": "message", "text": f"{tag_or_digest}: Pulling from {repo}"})
     parsed = mf.parse_manifest(data, media_type)
     if isinstance(parsed, mf.Index):
         chosen = mf.select_manifest(parsed, wanted)
@@ -131,6 +132,14 @@ def pull(
         parsed = mf.parse_manifest(data, media_type)
         if isinstance(parsed, mf.Index):
             raise DockwebError(f"{ref.familiar_string()}: nested image indexes are not supported")
+
+    if store.has_image(parsed.config.digest):
+        # as dockerd: an image already here needs no layer, only its references
+        with store.locked():
+            store.put_manifest(manifest_digest, data)
+            updated = _record_references(store, ref, manifest_digest, parsed.config.digest)
+        return _finish(emit, ref, parsed.config.digest, manifest_digest, updated, 0,
+                       len(parsed.layers))
 
     config_bytes = client.fetch_blob(host, repo, parsed.config.digest, max_size=64 << 20)
     config = json.loads(config_bytes)
@@ -220,18 +229,25 @@ def pull(
             if job.lock:
                 job.lock.release()
 
+    return _finish(
+        emit, ref, rec.id, manifest_digest, updated,
+        sum(1 for j in jobs if not j.existed), sum(1 for j in jobs if j.existed),
+    )
+
+
+def _finish(emit, ref, image_id, manifest_digest, updated, downloaded, existing) -> PullResult:
     familiar = ref.familiar_string()
     emit({"kind": "message", "text": f"Digest: {manifest_digest}"})
     status = "Downloaded newer image for " if updated else "Image is up to date for "
     emit({"kind": "message", "text": "Status: " + status + familiar})
     return PullResult(
-        image_id=rec.id,
+        image_id=image_id,
         manifest_digest=manifest_digest,
         reference=ref.string(),
         familiar=familiar,
         updated=updated,
-        downloaded_layers=sum(1 for j in jobs if not j.existed),
-        existing_layers=sum(1 for j in jobs if j.existed),
+        downloaded_layers=downloaded,
+        existing_layers=existing,
     )
 
 
