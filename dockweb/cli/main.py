@@ -100,8 +100,15 @@ def _size(n: int, precision: int = 3) -> str:
     return human_size(n, precision)
 
 
-def image_rows(summaries: list[dict], *, digests: bool, trunc: bool) -> list[dict]:
-    """docker/cli's imageFormat: a row per repository:tag (and per digest with --digests)."""
+def image_rows(
+    summaries: list[dict], *, digests: bool, trunc: bool, fmt: str = ""
+) -> list[dict]:
+    """docker/cli's imageFormat: a row per repository:tag (and per digest with --digests).
+
+    As docker/cli: tag rows carry their digests when --digests is given or the format
+    names {{.Digest}} (needDigest); digest-only rows follow the flag alone.
+    """
+    need_digest = digests or "{{.Digest}}" in fmt
     from dockweb.runtime import reference as refs
 
     rows = []
@@ -121,7 +128,7 @@ def image_rows(summaries: list[dict], *, digests: bool, trunc: bool) -> list[dic
                 if ref.digest:
                     repo_digests.setdefault(ref.familiar_name, []).append(ref.digest)
             for repo, tags in repo_tags.items():
-                ds = repo_digests.pop(repo, []) if digests else []
+                ds = repo_digests.pop(repo, []) if need_digest else []
                 repo_digests.pop(repo, None)
                 for tag in tags:
                     if not ds:
@@ -272,7 +279,7 @@ def cmd_images(args) -> int:
         fmt = "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
     else:
         fmt = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
-    rows = image_rows(summaries, digests=args.digests, trunc=trunc)
+    rows = image_rows(summaries, digests=args.digests, trunc=trunc, fmt=fmt)
     _write(format_rows(rows, fmt, IMAGE_HEADERS))
     return 0
 
