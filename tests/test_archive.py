@@ -151,6 +151,11 @@ def test_it_sets_xattrs_from_pax_records(box):
     assert os.getxattr(box / "f", "trusted.k") == b"v"
 
 
+def test_it_drops_an_xattr_with_an_empty_value_like_go_tar(box):
+    apply(box, entry("f", data=b"x", pax={"SCHILY.xattr.user.empty": "", "SCHILY.xattr.user.k": "v"}))
+    assert os.listxattr(box / "f") == ["user.k"]
+
+
 def test_it_creates_symlinks_hardlinks_fifos_and_devices(box):
     size = apply(
         box,

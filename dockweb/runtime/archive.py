@@ -224,9 +224,16 @@ def _parse_pax(data: bytes) -> dict[bytes, bytes]:
         key, eq, value = data[sp + 1 : end - 1].partition(b"=")
         if not eq:
             raise _TarFormatError("archive/tar: invalid tar header")
+        # Go's archive/tar (and so Docker) keeps a PAX record only when its value is
+        # non-empty; an empty value deletes the key, xattrs included
         if key.startswith(b"SCHILY.xattr."):
-            xattrs.append((key[13:], value))
-        records[key] = value
+            xattrs = [(k, v) for k, v in xattrs if k != key[13:]]
+            if value:
+                xattrs.append((key[13:], value))
+        if value:
+            records[key] = value
+        else:
+            records.pop(key, None)
         pos = end
     if xattrs:
         records[b"\0xattrs"] = xattrs  # type: ignore[assignment]
