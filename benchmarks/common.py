@@ -1,7 +1,7 @@
-"""What pull.py and compare_rootfs.py share: a registry, dockerd, the dockweb CLI, timing.
+"""What the benchmarks share: a registry, dockerd, the dockweb CLI, timing, scratch filesystems.
 
 Run the scripts from the repository root as modules (`python -m benchmarks.pull`), so that
-`tests.support` imports. Both need root (dockerd, overlay mounts).
+`tests.support` imports. They need root (dockerd, overlay and loop mounts).
 """
 
 from __future__ import annotations
@@ -27,6 +27,12 @@ DOCKER_ROOT = Path("/var/lib/docker")
 SCRATCH = Path(os.environ.get("DOCKWEB_BENCH_SCRATCH", "/var/tmp"))
 # Outside the runs' scratch dirs, so that it survives them when dockerd fails.
 DOCKERD_LOG = SCRATCH / "dockweb-bench-dockerd.log"
+# Debian's 20.10 client and daemon; /usr/local/bin/docker may be a newer client.
+DOCKER_CLI = "/usr/bin/docker"
+DOCKERD = "/usr/sbin/dockerd"
+# The private dockerd's socket, exec root and pid file (never the system's /run/docker).
+PRIVATE_DOCKER_RUN = Path("/run/dockweb-bench")
+SCRATCH_FS_SIZE = 4 << 30
 
 
 def log(msg: str) -> None:
@@ -188,7 +194,14 @@ def run_timed(cmd: list[str], *, env: dict | None = None, cwd: Path | None = Non
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    _, status, rusage = os.wait4(proc.pid, 0)
+    try:
+        _, status, rusage = os.wait4(proc.pid, 0)
+    except BaseException:
+        # Interrupted: the command must not outlive us (it holds files on mounts we undo).
+        stop.set()
+        proc.kill()
+        proc.wait()
+        raise
     seconds = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     stop.set()
@@ -197,6 +210,182 @@ def run_timed(cmd: list[str], *, env: dict | None = None, cwd: Path | None = Non
     stderr = err.read().decode(errors="replace")
     err.close()
     return Timing(seconds, proc.returncode, peak, rusage.ru_maxrss * 1024, stderr)
+
+
+def _run(cmd: list[str]) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+def _mounts_under(path: Path) -> list[str]:
+    """Mount points at or below `path`, deepest first (from /proc/self/mountinfo)."""
+    prefix = str(path).rstrip("/")
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            # The mount point is field 5, with spaces and the like octal-escaped.
+            point = line.split()[4].encode().decode("unicode_escape")
+            if point == prefix or point.startswith(prefix + "/"):
+                found.append(point)
+    return sorted(set(found), key=len, reverse=True)
+
+
+def unmount_all(path: Path) -> list[str]:
+    """Unmount everything at or below `path`; returns what stayed mounted (lazily detached).
+
+    A busy mount gets a few retries, then `umount -l`, so that cleanup never hangs.
+    """
+    stuck = []
+    for point in _mounts_under(path):
+        for _ in range(10):
+            if subprocess.run(["umount", point], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.3)
+        else:
+            subprocess.run(["umount", "-l", point], capture_output=True)
+            stuck.append(point)
+    return stuck
+
+
+@contextmanager
+def scratch_ext4(base: Path, size: int = SCRATCH_FS_SIZE):
+    """A new, empty ext4 filesystem mounted at `base`/mnt, gone after.
+
+    Made on a sparse image file (`base`/fs.img, on the normal disk) through a loop device,
+    with every inode table and the journal written at mkfs (no lazy init thread running
+    during a measurement) and mounted without `discard`: new inodes come from untouched
+    tables, unlike on a disk after mass deletions. Unmounts, detaches the loop device and
+    deletes the image on the way out, also on errors and interrupts.
+    """
+    base.mkdir(parents=True, exist_ok=False)
+    image = base / "fs.img"
+    mnt = base / "mnt"
+    mnt.mkdir()
+    device = None
+    try:
+        with open(image, "wb") as f:
+            f.truncate(size)
+        device = _run(["losetup", "--find", "--show", "--direct-io=on", str(image)])
+        _run(
+            [
+                "mkfs.ext4",
+                "-q",
+                "-F",
+                "-E",
+                "lazy_itable_init=0,lazy_journal_init=0,nodiscard",
+                device,
+            ]
+        )
+        _run(["mount", "-t", "ext4", "-o", "rw,relatime,nodiscard", device, str(mnt)])
+        yield mnt
+    finally:
+        stuck = unmount_all(mnt)
+        if device:
+            subprocess.run(["losetup", "-d", device], capture_output=True)
+        if stuck:
+            log(f"{stuck[0]} was busy: detached lazily; {device} goes when it is released")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@dataclass
+class PrivateDocker:
+    """A client for the private dockerd started by `private_dockerd`."""
+
+    socket: Path
+
+    def command(self, *args: str) -> list[str]:
+        return [DOCKER_CLI, "-H", f"unix://{self.socket}", *args]
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run(self.command(*args), capture_output=True, text=True)
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"docker {' '.join(args)} failed: {proc.stderr.strip()}")
+        return proc
+
+
+@contextmanager
+def private_dockerd(data_root: Path, log_path: Path):
+    """A dockerd of our own on `data_root` (overlay2), stopped and cleaned up after.
+
+    Everything it owns is apart from a system dockerd: socket, exec root and pid file under
+    /run/dockweb-bench, containerd namespaces, an empty config file; no bridge, no iptables.
+    Started in its own session, so that a Ctrl-C reaches us first and we stop it in order.
+    """
+    run_dir = PRIVATE_DOCKER_RUN
+    client = PrivateDocker(run_dir / "docker.sock")
+    pidfile = run_dir / "docker.pid"
+    if pidfile.exists():
+        pid = pidfile.read_text().strip()
+        if pid.isdigit() and psutil.pid_exists(int(pid)):
+            raise RuntimeError(
+                f"a benchmark dockerd is already running (pid {pid}, {pidfile}); "
+                "stop it, or wait for the other benchmark to end"
+            )
+    unmount_all(run_dir)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    config = run_dir / "daemon.json"
+    config.write_text("{}\n")
+    cmd = [
+        DOCKERD,
+        f"--host=unix://{client.socket}",
+        f"--data-root={data_root}",
+        f"--exec-root={run_dir / 'exec'}",
+        f"--pidfile={pidfile}",
+        f"--config-file={config}",
+        "--storage-driver=overlay2",
+        "--containerd-namespace=dockweb-bench",
+        "--containerd-plugins-namespace=dockweb-bench-plugins",
+        "--bridge=none",
+        "--iptables=false",
+        "--ip-forward=false",
+    ]
+    with open(log_path, "ab") as out:
+        out.write(f"\n=== {time.strftime('%F %T')} {' '.join(cmd)}\n".encode())
+        out.flush()
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while client.run("version", check=False).returncode != 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"private dockerd did not come up; see {log_path}")
+            time.sleep(0.1)
+        info = client.run("info", "--format", "{{.Driver}} {{.DockerRootDir}}").stdout.split()
+        if info != ["overlay2", str(data_root)]:
+            raise RuntimeError(f"private dockerd runs with {info}, not overlay2 on {data_root}")
+        yield client
+    finally:
+        try:
+            children = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            children = []
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            log("private dockerd did not stop in 30 s: killed")
+            proc.kill()
+            proc.wait()
+        # dockerd stops the containerd it started; one left behind would hold the scratch fs.
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except psutil.TimeoutExpired:
+                log(f"pid {child.pid} ({child.name()}) outlived the private dockerd: killed")
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
+        unmount_all(run_dir)
+        unmount_all(data_root)
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def mib(n: int) -> str:

@@ -1,25 +1,29 @@
 """Cold-pull benchmark: `docker pull` against `dockweb pull` of the same realistic image.
 
-    cd /work/main && sudo /opt/dwvenv/bin/python -m benchmarks.pull [--runs 3]
+    cd /work/main && sudo /opt/dwvenv/bin/python -m benchmarks.pull [--runs 5]
 
 Builds (once; cached under --cache) an image of six layers, over 100 MB compressed and
 thousands of files: a debootstrap --variant=minbase bookworm root, a tree of many small
 source files, incompressible data, medium-sized semi-compressible files, more incompressible
-data and a small config layer. Pushes it to a docker-registry on 127.0.0.1, starts dockerd
-if it is not running, then alternates cold pulls: Docker after `docker rmi` and a check that
-none of the image's layers is left, dockweb into a fresh empty DOCKWEB_ROOT/DOCKWEB_DATA.
-Prints each run's time, the median ratio dockweb/docker and dockweb's peak memory.
+data and a small config layer. Pushes it to a docker-registry on 127.0.0.1 (its blobs stay
+on the normal disk, in the page cache), then alternates cold pulls, each onto a new ext4
+filesystem of its own (a 4 GiB sparse image on a loop device, see `common.scratch_ext4`):
+Docker through a private dockerd whose data root is that filesystem, started for the run
+(the system's dockerd and /var/lib/docker are left alone), dockweb with DOCKWEB_ROOT and
+DOCKWEB_DATA there. An untimed pull of each comes first. Only the pull command is timed.
+Prints each run's time, the medians, their ratio dockweb/docker and dockweb's peak memory.
 
-Not run in CI: it needs root, dockerd, minutes, and about 1.5 GB of disk.
+Not run in CI: it needs root, loop devices, minutes, and about 1.5 GB of disk.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
+import os
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -207,13 +211,49 @@ def median_ratio(docker_times: list[float], dockweb_times: list[float]) -> float
     return statistics.median(dockweb_times) / statistics.median(docker_times)
 
 
+def pull_docker(fs_dir: Path, ref: str) -> common.Timing:
+    """A cold `docker pull` by a private dockerd whose data root is a new ext4 filesystem."""
+    with common.scratch_ext4(fs_dir) as mnt:
+        with common.private_dockerd(mnt / "docker", common.DOCKERD_LOG) as client:
+            os.sync()  # earlier runs' writeback and discards must not land in this one
+            t = common.run_timed(client.command("pull", ref))
+    if t.returncode != 0:
+        raise RuntimeError(f"docker pull {ref} failed: {t.stderr.strip()}")
+    return t
+
+
+def pull_dockweb(fs_dir: Path, ref: str) -> common.Timing:
+    """A cold `dockweb pull` into an empty store and database on a new ext4 filesystem."""
+    with common.scratch_ext4(fs_dir) as mnt:
+        (mnt / "root").mkdir()
+        (mnt / "data").mkdir()
+        store = common.DockwebEnv(mnt / "root", mnt / "data")
+        try:
+            os.sync()
+            t = common.run_timed(store.command("pull", ref), env=store.env(), cwd=common.REPO_ROOT)
+        finally:
+            # Its overlay mounts, if any; the filesystem itself goes with scratch_ext4.
+            common.unmount_all(mnt / "root")
+    if t.returncode != 0:
+        raise RuntimeError(f"dockweb pull {ref} failed: {t.stderr.strip()}")
+    return t
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # so that the finally blocks unmount and stop dockerd
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--cache", type=Path, default=Path("/var/cache/dockweb-bench"))
     parser.add_argument("--docker-only", action="store_true", help="skip the dockweb half")
     parser.add_argument("--dockweb-only", action="store_true", help="skip the docker half")
+    parser.add_argument(
+        "--no-warmup", action="store_true", help="skip the untimed first pull of each tool"
+    )
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
     args.cache.mkdir(parents=True, exist_ok=True)
     image, meta = build_image(args.cache)
@@ -224,11 +264,15 @@ def main() -> int:
         f"image: {len(image.layers)} layers, {common.mib(compressed)} compressed, "
         f"{common.mib(uncompressed)} as tar, {entries} tar entries"
     )
-    run_docker = not args.dockweb_only
-    run_dockweb = not args.docker_only
-    if run_dockweb and not common.dockweb_cli_ready():
-        print("dockweb CLI not there yet (dockweb/cli/__main__.py): dockweb half skipped")
-        run_dockweb = False
+    tools = []
+    if not args.dockweb_only:
+        tools.append("docker")
+    if not args.docker_only:
+        if common.dockweb_cli_ready():
+            tools.append("dockweb")
+        else:
+            print("dockweb CLI not there yet (dockweb/cli/__main__.py): dockweb half skipped")
+    pull = {"docker": pull_docker, "dockweb": pull_dockweb}
 
     work = Path(tempfile.mkdtemp(prefix="dockweb-bench-", dir=common.SCRATCH))
     results: dict[str, list[common.Timing]] = {"docker": [], "dockweb": []}
@@ -237,34 +281,31 @@ def main() -> int:
             ref = f"{reg.host}/bench:1"
             common.log(f"pushing to {ref}")
             im.push_image(reg.host, "bench", "1", image)
-            with common.dockerd(common.DOCKERD_LOG) if run_docker else contextlib.nullcontext():
-                for run in range(1, args.runs + 1):
-                    if run_docker:
-                        common.docker_forget(ref, image.chain_ids)
-                        t = common.run_timed(["docker", "pull", ref])
-                        if t.returncode != 0:
-                            raise RuntimeError(f"docker pull {ref} failed: {t.stderr.strip()}")
-                        results["docker"].append(t)
-                        print(f"run {run}: docker  {t.seconds:7.2f} s", flush=True)
-                    if run_dockweb:
-                        store = common.DockwebEnv.fresh()
-                        try:
-                            t = common.run_timed(
-                                store.command("pull", ref), env=store.env(), cwd=common.REPO_ROOT
-                            )
-                        finally:
-                            store.cleanup()
-                        if t.returncode != 0:
-                            raise RuntimeError(f"dockweb pull {ref} failed: {t.stderr.strip()}")
-                        results["dockweb"].append(t)
-                        print(
-                            f"run {run}: dockweb {t.seconds:7.2f} s, peak RSS "
-                            f"{common.mib(t.peak_rss_tree)} (tree, sampled), "
-                            f"{common.mib(t.max_rss_wait4)} (largest process)",
-                            flush=True,
+            fs_count = 0
+
+            def fresh_dir() -> Path:
+                nonlocal fs_count
+                fs_count += 1
+                return work / f"fs-{fs_count}"
+
+            if not args.no_warmup:
+                # Pages of the registry's blobs, the binaries and dockweb's modules.
+                for tool in tools:
+                    t = pull[tool](fresh_dir(), ref)
+                    print(f"warm-up: {tool:7} {t.seconds:7.2f} s (not counted)", flush=True)
+            for run in range(1, args.runs + 1):
+                # Docker first in odd runs, dockweb first in even ones: neither always
+                # follows the other's cleanup.
+                for tool in tools if run % 2 else tools[::-1]:
+                    t = pull[tool](fresh_dir(), ref)
+                    results[tool].append(t)
+                    line = f"run {run}: {tool:7} {t.seconds:7.2f} s"
+                    if tool == "dockweb":
+                        line += (
+                            f", peak RSS {common.mib(t.peak_rss_tree)} (tree, sampled), "
+                            f"{common.mib(t.max_rss_wait4)} (largest process)"
                         )
-                if run_docker:
-                    common.docker_forget(ref, image.chain_ids)
+                    print(line, flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
