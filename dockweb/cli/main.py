@@ -56,6 +56,21 @@ def _setup_django() -> None:
     import django
 
     django.setup()
+    _ensure_database()
+
+
+def _ensure_database() -> None:
+    """Create or update the database on first use, so `dockweb` works on a fresh machine.
+
+    The CLI shares the dashboard's database (it mirrors the store there after each change).
+    """
+    from django.core.management import call_command
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+        call_command("migrate", interactive=False, verbosity=0)
 
 
 def _daemon_error(err: Exception) -> str:
