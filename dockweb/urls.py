@@ -12,7 +12,7 @@ urlpatterns = [
     path("", image_views.image_list, name="home"),
     path("login/", views.login, name="login"),
     path("logout/", views.logout, name="logout"),
-    path("images/", include("images.urls")),
+    path("", include("images.urls")),
     path("containers/", include("containers.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),

@@ -6,7 +6,18 @@ from images import views
 
 app_name = "images"
 
+# Included at the site's root: /images/..., /pull/, /pulls/..., /operations/..., /registries/.
 urlpatterns = [
-    path("", views.image_list, name="list"),
+    path("images/", views.image_list, name="list"),
+    path("images/remove/", views.image_remove, name="remove"),
+    path("images/<str:key>/", views.image_detail, name="detail"),
+    path("images/<str:key>/tag/", views.image_tag, name="tag"),
     path("pull/", views.pull, name="pull"),
+    path("pull/normalize/", views.pull_normalize, name="normalize"),
+    path("pulls/active/", views.active_pulls, name="active_pulls"),
+    path("pulls/<int:pk>/", views.pull_detail, name="pull_detail"),
+    path("pulls/<int:pk>/cancel/", views.pull_cancel, name="pull_cancel"),
+    path("operations/<int:pk>/", views.operation, name="operation"),
+    path("registries/", views.registries, name="registries"),
+    path("registries/delete/", views.registry_delete, name="registry_delete"),
 ]

@@ -1,64 +1,293 @@
-"""Image pages. Views parse input, call a service in images/services.py, and render."""
+"""Image pages. Views parse input, call a service in images/services.py, and render.
+
+Each page is one template with named partials; an htmx request gets only the partial it
+refreshes (``template += "#partial"``), so the page and its live parts render from the same
+markup and everything also works without JavaScript.
+"""
 
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-# The CLI's `docker images` row formatting, shared so the page shows the same columns.
-from dockweb.cli.main import image_rows
-from dockweb.runtime.errors import DockwebError
+from dockweb.runtime.errors import DockwebError, ImageNotFound, InvalidReference
+from images import credentials, services
+from images.models import Operation, Pull, RegistryCredential
+
+# The platforms offered on the Pull page; "" is the host's own platform, as `docker pull`.
+PLATFORMS = [
+    "linux/amd64",
+    "linux/arm64",
+    "linux/arm/v7",
+    "linux/arm/v6",
+    "linux/386",
+    "linux/ppc64le",
+    "linux/s390x",
+    "linux/riscv64",
+]
+
+RECENT_PULLS = 15
 
 
-def _services():
-    """images.services, or None while it has not landed yet."""
+def _flag(request: HttpRequest, name: str) -> bool:
+    return request.GET.get(name, "") not in ("", "0", "false", "off")
+
+
+def _get_image_or_404(key: str):
     try:
-        from images import services
-    except ImportError:
-        return None
-    return services
+        return services.get_image(key)
+    except (ImageNotFound, InvalidReference):
+        raise Http404(_("No such image: %(key)s") % {"key": key}) from None
 
 
+# --- images ------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
 @vary_on_headers("HX-Request")
 def image_list(request: HttpRequest) -> HttpResponse:
-    """The Images page; with HX-Request, only its table (the `image_list` partial).
+    """The Images page, with `docker image ls`'s toggles as GET parameters.
 
-    Rows are those of `dockweb images` (one per repository:tag, short IDs, "2 weeks ago",
-    Docker's sizes), so the page and the CLI always agree.
+    With HX-Request, only the table (the `image_list` partial) is rendered.
     """
-    services = _services()
-    available = services is not None and hasattr(services, "list_images")
+    options = {
+        "all": _flag(request, "all"),
+        "digests": _flag(request, "digests"),
+        "no_trunc": _flag(request, "no_trunc"),
+        "dangling": True if _flag(request, "dangling") else None,
+        "reference": request.GET.get("reference", "").strip(),
+    }
     rows: list[dict] = []
+    totals: dict = {}
     error = None
-    if available:
-        try:
-            rows = image_rows(services.list_images(), digests=False, trunc=True)
-        except DockwebError as e:
-            error = str(e)
+    try:
+        rows, totals = services.image_table(**options)
+    except DockwebError as e:
+        error = str(e)
     template = "images/images.html"
     if request.htmx:
         template += "#image_list"
-    context = {"images": rows, "available": available, "error": error, "page": "images"}
+    context = {
+        "rows": rows,
+        "totals": totals,
+        "error": error,
+        "options": options,
+        "filtered": any(options.values()),
+        "page": "images",
+    }
     return render(request, template, context)
 
 
+@login_required
+@require_GET
+def image_detail(request: HttpRequest, key: str) -> HttpResponse:
+    """One image, by full ID or ID prefix: references, layers, config, history, actions."""
+    image = _get_image_or_404(key)
+    context = {"image": image, "detail": services.image_detail(image), "page": "images"}
+    return render(request, "images/image_detail.html", context)
+
+
+@login_required
+@require_POST
+def image_tag(request: HttpRequest, key: str) -> HttpResponse:
+    """`docker tag <image> <target>`, run by the worker; shows the operation."""
+    image = _get_image_or_404(key)
+    target = request.POST.get("target", "").strip()
+    if not target:
+        messages.error(request, _("Enter the new tag, such as myapp:1.0."))
+        return redirect("images:detail", key=key)
+    try:
+        op = services.start_tag(image.image_id, target, user=request.user)
+    except DockwebError as e:
+        messages.error(
+            request, _("Cannot tag as %(target)s: %(error)s") % {"target": target, "error": e}
+        )
+        return redirect("images:detail", key=key)
+    return redirect("images:operation", pk=op.pk)
+
+
+@login_required
+@require_POST
+def image_remove(request: HttpRequest) -> HttpResponse:
+    """`docker rmi [--force] <reference or ID>`, run by the worker; shows the operation.
+
+    Removing a reference untags it; the image itself goes only with its last reference (or
+    with force), as Docker does.
+    """
+    target = request.POST.get("target", "").strip()
+    if not target:
+        raise Http404(_("Nothing to remove."))
+    force = request.POST.get("force") == "1"
+    try:
+        op = services.start_removal(target, force=force, user=request.user)
+    except DockwebError as e:
+        messages.error(
+            request, _("Cannot remove %(target)s: %(error)s") % {"target": target, "error": e}
+        )
+        image = request.POST.get("image", "")
+        return redirect("images:detail", key=image) if image else redirect("images:list")
+    return redirect("images:operation", pk=op.pk)
+
+
+# --- operations --------------------------------------------------------------------------
+
+
+def removal_target(op: Operation) -> str:
+    """The reference or ID a removal was asked for, to offer the same removal forced."""
+    args = op.args or {}
+    return str(args.get("ref", ""))
+
+
+@login_required
+@require_GET
+@vary_on_headers("HX-Request")
+def operation(request: HttpRequest, pk: int) -> HttpResponse:
+    """A removal or tag: polls while queued or running, then shows Docker's output lines."""
+    op = get_object_or_404(Operation, pk=pk)
+    template = "images/operation.html"
+    if request.htmx:
+        template += "#operation_status"
+    context = {
+        "op": op,
+        "summary": services.untag_summary(op) if op.kind == Operation.Kind.REMOVE else "",
+        "target": removal_target(op),
+        "page": "images",
+    }
+    return render(request, template, context)
+
+
+# --- pulls -------------------------------------------------------------------------------
+
+
+@login_required
 @require_http_methods(["GET", "POST"])
 def pull(request: HttpRequest) -> HttpResponse:
-    """The Pull page: a form for a reference; POST hands it to images.services.start_pull."""
-    reference = ""
+    """The Pull page; POST queues the pull and goes to its live page."""
+    reference = request.POST.get("reference", "").strip()
+    platform = request.POST.get("platform", "")
+    error = None
     if request.method == "POST":
-        reference = request.POST.get("reference", "").strip()
-        services = _services()
         if not reference:
-            messages.error(request, _("Enter an image reference, such as busybox:latest."))
-        elif services is None or not hasattr(services, "start_pull"):
-            messages.error(request, _("Pulling is not available yet."))
+            error = _("Enter an image reference, such as busybox:latest.")
+        elif platform and platform not in PLATFORMS:
+            error = _("Choose a platform from the list.")
         else:
-            services.start_pull(reference)
-            messages.success(request, _("Pulling %(reference)s.") % {"reference": reference})
-            return redirect("images:pull")
-    return render(request, "images/pull.html", {"reference": reference, "page": "pull"})
+            try:
+                started = services.start_pull(reference, platform=platform, user=request.user)
+            except (DockwebError, ValueError) as e:
+                error = str(e)
+            else:
+                return redirect("images:pull_detail", pk=started.pk)
+    context = {
+        "reference": reference,
+        "platform": platform,
+        "platforms": PLATFORMS,
+        "error": error,
+        "pulls": Pull.objects.all()[:RECENT_PULLS],
+        "page": "pull",
+    }
+    return render(request, "images/pull.html", context, status=400 if error else 200)
+
+
+@login_required
+@require_GET
+def pull_normalize(request: HttpRequest) -> HttpResponse:
+    """What a reference means, as typed: the `normalized` partial of the Pull page."""
+    reference = request.GET.get("reference", "").strip()
+    normalized = invalid = ""
+    if reference:
+        try:
+            normalized = services.normalize_reference(reference)
+        except InvalidReference as e:
+            invalid = str(e)
+    context = {"reference": reference, "normalized": normalized, "invalid": invalid}
+    return render(request, "images/pull.html#normalized", context)
+
+
+@login_required
+@require_GET
+@vary_on_headers("HX-Request")
+def pull_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """A pull's live progress; the `pull_progress` partial polls itself while active."""
+    p = get_object_or_404(Pull, pk=pk)
+    template = "images/pull_detail.html"
+    if request.htmx:
+        template += "#pull_progress"
+    context = {"pull": p, "layers": p.layers.all(), "page": "pull"}
+    return render(request, template, context)
+
+
+@login_required
+@require_POST
+def pull_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    p = get_object_or_404(Pull, pk=pk)
+    services.cancel_pull(p)
+    return redirect("images:pull_detail", pk=p.pk)
+
+
+@login_required
+@require_GET
+def active_pulls(request: HttpRequest) -> HttpResponse:
+    """The navigation's active pulls, which poll themselves only while there are some."""
+    return render(request, "base.html#nav_pulls")
+
+
+# --- registries --------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def registries(request: HttpRequest) -> HttpResponse:
+    """Registry credentials: list, add or replace. Secrets are never shown."""
+    form = {"registry": "", "username": ""}
+    error = None
+    if request.method == "POST":
+        form = {
+            "registry": request.POST.get("registry", "").strip(),
+            "username": request.POST.get("username", "").strip(),
+        }
+        password = request.POST.get("password", "")
+        if not (form["registry"] and form["username"] and password):
+            error = _("Enter the registry, a username and a password or token.")
+        else:
+            try:
+                saved = credentials.save_credential(form["registry"], form["username"], password)
+            except ValueError as e:
+                error = _("Cannot save the credentials for %(registry)s: %(error)s") % {
+                    "registry": form["registry"],
+                    "error": e,
+                }
+            else:
+                messages.success(
+                    request,
+                    _("Saved the credentials for %(registry)s.") % {"registry": saved.registry},
+                )
+                return redirect("images:registries")
+    context = {
+        "credentials": RegistryCredential.objects.all(),
+        "form": form,
+        "error": error,
+        "page": "registries",
+    }
+    return render(request, "images/registries.html", context, status=400 if error else 200)
+
+
+@login_required
+@require_POST
+def registry_delete(request: HttpRequest) -> HttpResponse:
+    registry = request.POST.get("registry", "")
+    try:
+        credentials.delete_credential(registry)
+    except ValueError as e:
+        messages.error(request, str(e))
+    else:
+        messages.success(
+            request, _("Removed the credentials for %(registry)s.") % {"registry": registry}
+        )
+    return redirect("images:registries")

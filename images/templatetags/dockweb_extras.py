@@ -1,0 +1,68 @@
+"""Template filters for dockweb's pages: Docker's sizes, short IDs, ages and durations."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django import template
+from django.utils import timezone
+from django.utils.timesince import timesince
+from django.utils.translation import gettext as _
+
+from dockweb.runtime.units import human_size
+from images.models import short_id
+
+register = template.Library()
+
+
+@register.filter
+def size(value: float | None) -> str:
+    """Docker's SIZE column: decimal units, 3 significant digits (``10.4MB``)."""
+    if value is None or value == "":
+        return ""
+    return human_size(value, 3)
+
+
+@register.filter
+def rate(value: float | None) -> str:
+    """A speed in bytes per second (``3.2MB/s``); empty when nothing moved yet."""
+    if not value:
+        return ""
+    return human_size(value, 3) + "/s"
+
+
+@register.filter
+def short(value: str | None) -> str:
+    """The 12 hex characters Docker shows for an ID or digest."""
+    return short_id(value or "")
+
+
+@register.filter
+def hex_id(value: str | None) -> str:
+    """An ID without its algorithm (``sha256:``), as used in page addresses."""
+    return (value or "").split(":", 1)[-1]
+
+
+@register.filter
+def since(value: datetime | None) -> str:
+    """``2 weeks ago``, in the page's language; empty for an unknown time."""
+    if not value:
+        return ""
+    if timezone.now() - value < timedelta(minutes=1):
+        return _("less than a minute ago")
+    return _("%(time)s ago") % {"time": timesince(value, depth=1)}
+
+
+@register.filter
+def duration(value: timedelta | None) -> str:
+    """A short duration for ETAs and elapsed times: ``45s``, ``3m 05s``, ``1h 02m``."""
+    if value is None:
+        return ""
+    seconds = max(0, int(value.total_seconds()))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
