@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -12,9 +11,6 @@ from django.conf import settings
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.urls.resolvers import RoutePattern
-
-from dockweb.runtime.errors import DockwebError
-from images import views as image_views
 
 PASSWORD = "a-long-test-password-42"
 
@@ -125,7 +121,7 @@ def test_it_refuses_login_without_csrf_token(user):
 def test_it_refuses_a_signed_in_post_without_csrf_token(user):
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
-    response = client.post("/images/pull/", {"reference": "busybox"})
+    response = client.post("/pull/", {"reference": "busybox"})
     assert response.status_code == 403
 
 
@@ -133,14 +129,15 @@ def test_it_refuses_a_signed_in_post_without_csrf_token(user):
 def test_it_accepts_a_signed_in_post_with_the_htmx_csrf_header(user):
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
-    page = client.get("/images/pull/")
+    page = client.get("/pull/")
     # The token that base.html puts in <body hx-headers> is what htmx sends back.
     match = re.search(rb'hx-headers=\'\{"X-CSRFToken": "([^"]+)"\}\'', page.content)
     assert match, "no CSRF token in <body hx-headers>"
     response = client.post(
-        "/images/pull/", {"reference": ""}, headers={"X-CSRFToken": match.group(1).decode()}
+        "/pull/", {"reference": ""}, headers={"X-CSRFToken": match.group(1).decode()}
     )
-    assert response.status_code == 200
+    # past the CSRF check: the empty reference is refused by the view itself
+    assert response.status_code == 400
 
 
 @pytest.mark.django_db
@@ -174,53 +171,12 @@ def test_it_shows_navigation_and_vendored_htmx(client, user):
     client.force_login(user)
     response = client.get("/")
     assert response.status_code == 200
-    for href in (b'href="/"', b'href="/containers/"', b'href="/images/pull/"'):
+    for href in (b'href="/"', b'href="/containers/"', b'href="/pull/"'):
         assert href in response.content
     assert b'src="/static/vendor/htmx/htmx.min.js"' in response.content
     assert b"cdn" not in response.content.lower()
     vendored = Path(settings.BASE_DIR, "static/vendor/htmx/htmx.min.js").read_text()
     assert vendored.startswith("var htmx=")
-
-
-class FakeServices:
-    """images.services.list_images as it answers: Docker's ImageSummary dicts."""
-
-    @staticmethod
-    def list_images():
-        created = int(time.time()) - 15 * 24 * 3600
-        return [
-            {
-                "Id": "sha256:" + "1234567890ab" + "c" * 52,
-                "ParentId": "",
-                "RepoTags": ["busybox:latest", "busybox:1.36"],
-                "RepoDigests": ["busybox@sha256:" + "d" * 64],
-                "Created": created,
-                "Size": 4_261_550,
-                "VirtualSize": 4_261_550,
-                "SharedSize": -1,
-                "Containers": -1,
-            }
-        ]
-
-
-class BrokenServices:
-    @staticmethod
-    def list_images():
-        raise DockwebError("open store: permission denied")
-
-
-@pytest.mark.django_db
-def test_it_lists_images_from_the_service(client, user, monkeypatch):
-    monkeypatch.setattr(image_views, "_services", lambda: FakeServices)
-    client.force_login(user)
-    response = client.get("/")
-    assert response.status_code == 200
-    rows = re.findall(rb"<tr>\s*<td>(.*?)</td>\s*</tr>", response.content, re.S)
-    cells = [re.split(rb"</td>\s*<td>", row) for row in rows]
-    assert cells == [
-        [b"busybox", b"latest", b"<code>1234567890ab</code>", b"2 weeks ago", b"4.26MB"],
-        [b"busybox", b"1.36", b"<code>1234567890ab</code>", b"2 weeks ago", b"4.26MB"],
-    ]
 
 
 @pytest.mark.django_db
@@ -230,36 +186,6 @@ def test_it_lists_nothing_from_an_empty_store(client, user, settings, tmp_path):
     response = client.get("/")
     assert response.status_code == 200
     assert b"No images yet." in response.content
-
-
-@pytest.mark.django_db
-def test_it_shows_why_images_cannot_be_listed(client, user, monkeypatch):
-    monkeypatch.setattr(image_views, "_services", lambda: BrokenServices)
-    client.force_login(user)
-    response = client.get("/")
-    assert response.status_code == 200
-    assert b"Could not list images: open store: permission denied" in response.content
-
-
-@pytest.mark.django_db
-def test_it_answers_htmx_with_the_image_list_only(client, user, monkeypatch):
-    monkeypatch.setattr(image_views, "_services", lambda: FakeServices)
-    client.force_login(user)
-    response = client.get("/", headers={"HX-Request": "true"})
-    assert response.status_code == 200
-    assert response.content.lstrip().startswith(b'<section id="image-list">')
-    assert b"<html" not in response.content
-    assert b"busybox" in response.content
-    assert "HX-Request" in response["Vary"]
-
-
-@pytest.mark.django_db
-def test_it_works_before_the_image_service_lands(client, user, monkeypatch):
-    monkeypatch.setattr(image_views, "_services", lambda: None)
-    client.force_login(user)
-    response = client.get("/")
-    assert response.status_code == 200
-    assert b"not connected yet" in response.content
 
 
 @pytest.mark.django_db
