@@ -207,6 +207,9 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
+    # Tests get a file too (not the in-memory default): the pull writer thread and the
+    # worker's main thread then share it exactly as in production, WAL included.
+    DATABASES["default"]["TEST"] = {"NAME": str(DOCKWEB_DATA / "test-db.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- auth ------------------------------------------------------------------------------

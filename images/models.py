@@ -177,12 +177,19 @@ class Pull(models.Model):
     image_id = models.CharField(max_length=71, blank=True)
     status_text = models.CharField(max_length=600, blank=True)
     error = models.TextField(blank=True)
+    worker = models.CharField(
+        max_length=200, blank=True, help_text=_("host:pid:start time of the process running it")
+    )
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"{self.reference} ({self.status})"
+
+    @property
+    def can_cancel(self) -> bool:
+        return self.is_active and not self.cancel_requested
 
     @property
     def is_active(self) -> bool:
@@ -265,6 +272,12 @@ class Operation(models.Model):
     error = models.TextField(blank=True)
     conflict = models.BooleanField(default=False, help_text=_("Refused; forcing may help"))
     freed_bytes = models.BigIntegerField(default=0)
+    image_id = models.CharField(max_length=71, blank=True, help_text=_("The image it acted on"))
+    deleted_layers = models.PositiveIntegerField(default=0)
+    references_left = models.PositiveIntegerField(
+        default=0, help_text=_("References to the image after the operation")
+    )
+    worker = models.CharField(max_length=200, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )

@@ -7,18 +7,38 @@ ImageInspect, HistoryResponseItem), so the CLI and the templates format the same
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+from django.utils.translation import ngettext
 
+from dockweb.runtime import manifest as mf
 from dockweb.runtime import reference as refs
-from dockweb.runtime.errors import DockwebError, ImageNotFound
-from dockweb.runtime.pull import PullResult, pull
+from dockweb.runtime.errors import Conflict, DockwebError, ImageNotFound, InvalidReference
+from dockweb.runtime.pull import PullCancelled, PullResult, parse_pull_reference, pull
 from dockweb.runtime.registry import RegistryClient
-from dockweb.runtime.store import ImageRecord, Store, parse_time
+from dockweb.runtime.store import ImageRecord, LayerRecord, Store, parse_time
+from dockweb.runtime.units import human_size
+from images.models import (
+    Image,
+    ImageLayer,
+    Layer,
+    Operation,
+    Pull,
+    PullLayer,
+    Reference,
+    Repository,
+)
+
+log = logging.getLogger(__name__)
 
 
 class InvalidFilter(DockwebError):
@@ -32,12 +52,15 @@ def get_store() -> Store:
     return Store(str(settings.DOCKWEB_ROOT))
 
 
-def get_client() -> RegistryClient:
-    config = os.environ.get("DOCKER_CONFIG")
-    config_path = os.path.join(config, "config.json") if config else None
+def get_client(credentials: dict[str, tuple[str, str]] | None = None) -> RegistryClient:
+    """A registry client; ``credentials`` (host -> (user, password)) come before config.json."""
+    # the docker CLI's own credentials (`docker login`), as `docker pull` would use them
+    config = os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker")
+    config_path = os.path.join(config, "config.json")
     return RegistryClient(
         insecure_registries=tuple(getattr(settings, "DOCKWEB_INSECURE_REGISTRIES", ())),
         auth_config_path=config_path,
+        credentials=credentials,
     )
 
 
@@ -52,28 +75,41 @@ def pull_image(
     platform: str | None = None,
     on_progress: Callable[[dict], None] | None = None,
     cancel=None,
+    credentials: dict[str, tuple[str, str]] | None = None,
 ) -> PullResult:
+    """Pull into the store, then bring the database mirror up to date."""
     store = get_store()
     store.reconcile()
-    return pull(
+    result = pull(
         store,
-        get_client(),
+        get_client(credentials),
         reference,
         platform=platform,
         on_progress=on_progress,
         max_concurrent=int(getattr(settings, "DOCKWEB_MAX_CONCURRENT_DOWNLOADS", 3)),
         cancel=cancel,
     )
+    _sync_after_change(store)
+    return result
 
 
-def remove_image(ref_or_id: str, *, force: bool = False, prune: bool = True) -> list[tuple[str, str]]:
-    return get_store().remove(
-        ref_or_id, force=force, prune=prune, containers=containers_using_images()
-    )
+def remove_image(
+    ref_or_id: str, *, force: bool = False, prune: bool = True
+) -> list[tuple[str, str]]:
+    store = get_store()
+    try:
+        return store.remove(
+            ref_or_id, force=force, prune=prune, containers=containers_using_images()
+        )
+    finally:
+        # a removal that fails half-way (disk error) may still have changed the store
+        _sync_after_change(store)
 
 
 def tag_image(source: str, target: str) -> None:
-    get_store().tag(source, target)
+    store = get_store()
+    store.tag(source, target)
+    _sync_after_change(store)
 
 
 def mount_image(ref_or_id: str) -> str:
@@ -94,7 +130,7 @@ def parse_filters(pairs: list[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for pair in pairs:
         if "=" not in pair:
-            raise InvalidFilter(f"Bad format of filter (expected name=value)")
+            raise InvalidFilter("Bad format of filter (expected name=value)")
         key, value = pair.split("=", 1)
         out.setdefault(key.strip().lower(), []).append(value.strip())
     return out
@@ -358,3 +394,913 @@ def image_history(ref_or_id: str) -> list[dict]:
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+# -- database mirror of the store --------------------------------------------------------
+
+
+def _sync_after_change(store: Store) -> None:
+    """Mirror the store after a change, unless the database has no tables yet.
+
+    The CLI may run before ``manage.py migrate`` ever did (a fresh DOCKWEB_DATA): then there
+    is nothing to keep in step, and the worker's start-up sync catches up later.
+    """
+    if Image._meta.db_table not in connection.introspection.table_names():
+        log.warning("database not migrated: images not mirrored (run `manage.py migrate`)")
+        return
+    sync_images(store)
+
+
+def _time_or_none(value: str) -> datetime | None:
+    if not value:
+        return None
+    parsed = parse_time(value)
+    return None if parsed.year == 1 else parsed
+
+
+def sync_images(store: Store | None = None) -> None:
+    """Make the Layer, Image, ImageLayer, Repository and Reference rows mirror the store.
+
+    Atomic (one transaction) and idempotent. The store is read under its metadata lock, so
+    the mirror is one consistent snapshot; only rows that differ are written (an image's
+    config and layers never change for its ID), so it is cheap to run after every change.
+    Layers no image uses (kept by an interrupted pull for reuse) are mirrored too.
+    """
+    store = store or get_store()
+    with store.locked():
+        images = {rec.id: rec for rec in store.images()}
+        layers = store.layers()
+        references = store.all_references()
+    with transaction.atomic():
+        layer_pks = _sync_layers(layers)
+        _sync_image_rows(images, layers, layer_pks)
+        _sync_references(references)
+        # after the images, so that no ImageLayer still protects a vanished layer
+        gone = Layer.objects.exclude(chain_id__in=list(layers)).filter(image_layers__isnull=True)
+        gone.delete()
+
+
+def _sync_layers(layers: dict[str, LayerRecord]) -> dict[str, int]:
+    """Create and update Layer rows; returns chain ID -> pk for every layer in the store."""
+    existing = {la.chain_id: la for la in Layer.objects.all()}
+    new = [
+        Layer(
+            chain_id=rec.chain_id,
+            diff_id=rec.diff_id,
+            blob_digest=rec.blob_digest,
+            media_type=rec.media_type,
+            size=rec.size,
+            compressed_size=rec.compressed_size,
+        )
+        for chain, rec in layers.items()
+        if chain not in existing
+    ]
+    Layer.objects.bulk_create(new, batch_size=500)
+    if new:
+        existing = {la.chain_id: la for la in Layer.objects.all()}
+    pks = {chain: existing[chain].pk for chain in layers}
+    changed = []
+    for chain, rec in layers.items():
+        row = existing[chain]
+        want = (
+            rec.diff_id, rec.blob_digest, rec.media_type, rec.size, rec.compressed_size,
+            pks.get(rec.parent) if rec.parent else None,
+        )
+        have = (
+            row.diff_id, row.blob_digest, row.media_type, row.size, row.compressed_size,
+            row.parent_id,
+        )
+        if want != have:
+            (row.diff_id, row.blob_digest, row.media_type, row.size, row.compressed_size,
+             row.parent_id) = want
+            changed.append(row)
+    Layer.objects.bulk_update(
+        changed,
+        ["diff_id", "blob_digest", "media_type", "size", "compressed_size", "parent"],
+        batch_size=500,
+    )
+    return pks
+
+
+def _image_fields(rec: ImageRecord, layers: dict[str, LayerRecord]) -> dict:
+    present = [layers[c] for c in rec.layers if c in layers]
+    return {
+        "size": sum(la.size for la in present),
+        "compressed_size": rec.compressed_size or sum(la.compressed_size for la in present),
+        "parent_image_id": rec.parent,
+        "last_tag_time": _time_or_none(rec.last_tag_time),
+        "pulled_at": _time_or_none(rec.pulled_at),
+    }
+
+
+def _sync_image_rows(
+    images: dict[str, ImageRecord], layers: dict[str, LayerRecord], layer_pks: dict[str, int]
+) -> None:
+    existing = {im.image_id: im for im in Image.objects.defer("config")}
+    Image.objects.filter(pk__in=[im.pk for i, im in existing.items() if i not in images]).delete()
+
+    new = []
+    for image_id, rec in images.items():
+        if image_id in existing:
+            continue
+        cfg = rec.config
+        new.append(
+            Image(
+                image_id=image_id,
+                created=_time_or_none(rec.created),
+                os=cfg.get("os") or "",
+                architecture=cfg.get("architecture") or "",
+                variant=cfg.get("variant") or "",
+                config=cfg,
+                **_image_fields(rec, layers),
+            )
+        )
+    Image.objects.bulk_create(new, batch_size=200)
+    if new:
+        pks = dict(
+            Image.objects.filter(image_id__in=[im.image_id for im in new]).values_list(
+                "image_id", "pk"
+            )
+        )
+        ImageLayer.objects.bulk_create(
+            [
+                ImageLayer(image_id=pks[im.image_id], layer_id=layer_pks[chain], position=i)
+                for im in new
+                for i, chain in enumerate(images[im.image_id].layers)
+                if chain in layer_pks  # a store missing a layer is repaired by pulling again
+            ],
+            batch_size=500,
+        )
+
+    changed = []
+    fields = ["size", "compressed_size", "parent_image_id", "last_tag_time", "pulled_at"]
+    for image_id, row in existing.items():
+        if image_id not in images:
+            continue
+        want = _image_fields(images[image_id], layers)
+        if any(getattr(row, f) != want[f] for f in fields):
+            for f in fields:
+                setattr(row, f, want[f])
+            changed.append(row)
+    Image.objects.bulk_update(changed, fields, batch_size=200)
+
+
+def _sync_references(references: dict[str, list[refs.Reference]]) -> None:
+    image_pks = dict(Image.objects.values_list("image_id", "pk"))
+    wanted: dict[tuple[str, str, str], int] = {}
+    familiar: dict[str, str] = {}
+    for image_id, lst in references.items():
+        if image_id not in image_pks:
+            continue  # a reference to an image that is gone: the store's own leftover
+        for r in lst:
+            wanted[(r.name, r.tag or "", r.digest or "")] = image_pks[image_id]
+            familiar[r.name] = r.familiar_name
+
+    repos = {repo.name: repo for repo in Repository.objects.all()}
+    Repository.objects.bulk_create(
+        [Repository(name=n, familiar_name=familiar[n]) for n in familiar if n not in repos]
+    )
+    repo_pks = dict(Repository.objects.values_list("name", "pk"))
+
+    have = {
+        (name, tag, digest): (pk, image_pk)
+        for pk, name, tag, digest, image_pk in Reference.objects.values_list(
+            "pk", "repository__name", "tag", "digest", "image_id"
+        )
+    }
+    stale = [pk for key, (pk, _image_pk) in have.items() if key not in wanted]
+    Reference.objects.filter(pk__in=stale).delete()
+    moved = [
+        Reference(pk=have[key][0], image_id=image_pk)
+        for key, image_pk in wanted.items()
+        if key in have and have[key][1] != image_pk
+    ]
+    Reference.objects.bulk_update(moved, ["image"], batch_size=500)
+    Reference.objects.bulk_create(
+        [
+            Reference(repository_id=repo_pks[name], tag=tag, digest=digest, image_id=image_pk)
+            for (name, tag, digest), image_pk in wanted.items()
+            if (name, tag, digest) not in have
+        ],
+        batch_size=500,
+    )
+    Repository.objects.filter(references__isnull=True).delete()
+
+
+# -- references --------------------------------------------------------------------------
+
+
+def normalize_reference(text: str) -> str:
+    """The full reference ``docker pull`` pulls: ``ubuntu`` -> ``docker.io/library/ubuntu:latest``.
+
+    Raises InvalidReference with Docker's message.
+    """
+    text = text.strip()
+    if not text:
+        raise InvalidReference("invalid reference format")
+    return parse_pull_reference(text).string()
+
+
+# -- pulls -------------------------------------------------------------------------------
+
+
+def start_pull(reference: str, *, platform: str = "", user=None) -> Pull:
+    """Queue a pull; the worker runs it (images.tasks.pull_image) once this transaction commits.
+
+    Raises InvalidReference for a malformed reference and ValueError for a malformed
+    platform. When the same reference and platform are already being pulled, that pull is
+    returned instead of a second one.
+    """
+    normalized = normalize_reference(reference)
+    platform = platform.strip()
+    if platform:
+        mf.parse_platform(platform)  # ValueError: '"x/": invalid platform specifier'
+    with transaction.atomic():
+        active = active_pulls().filter(normalized=normalized, platform=platform).first()
+        if active:
+            return active
+        pull_row = Pull.objects.create(
+            reference=reference.strip(), normalized=normalized, platform=platform,
+            created_by=user if user is not None and user.is_authenticated else None,
+        )
+        from images import tasks  # Celery stays out of the CLI, which imports this module
+
+        pull_id = pull_row.id
+        transaction.on_commit(lambda: tasks.pull_image.delay(pull_id))
+    return pull_row
+
+
+def active_pulls() -> QuerySet[Pull]:
+    """Pulls queued or running, newest first."""
+    return Pull.objects.filter(status__in=Pull.ACTIVE).order_by("-created_at", "-pk")
+
+
+def cancel_pull(pull_row: Pull) -> None:
+    """Ask a pull to stop. Idempotent; a finished pull is left as it is.
+
+    A queued pull is cancelled at once (the worker then finds nothing to claim); a running
+    one is stopped by its worker within a fraction of a second.
+    """
+    now = timezone.now()
+    Pull.objects.filter(pk=pull_row.pk, status=Pull.Status.QUEUED).update(
+        status=Pull.Status.CANCELLED, cancel_requested=True, finished_at=now, updated_at=now
+    )
+    Pull.objects.filter(pk=pull_row.pk, status=Pull.Status.RUNNING).update(
+        cancel_requested=True, updated_at=now
+    )
+    pull_row.refresh_from_db()
+
+
+def worker_identity() -> str:
+    """``host:pid:start time`` of this process, to tell later whether it is still alive."""
+    import socket
+
+    import psutil
+
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{psutil.Process(pid).create_time():.2f}"
+
+
+def worker_is_alive(identity: str) -> bool:
+    """False when ``identity`` (from worker_identity) names a process of this host that is gone.
+
+    Another host's worker is assumed alive: only that host can tell.
+    """
+    import socket
+
+    import psutil
+
+    try:
+        host, pid, started = identity.rsplit(":", 2)
+        pid_n, started_f = int(pid), float(started)
+    except ValueError:
+        return False
+    if host != socket.gethostname():
+        return True
+    try:
+        return f"{psutil.Process(pid_n).create_time():.2f}" == f"{started_f:.2f}"
+    except psutil.NoSuchProcess:
+        return False
+
+
+_DOWNLOADED_STATES = {"Verifying Checksum", "Download complete", "Extracting", "Pull complete"}
+
+
+class PullProgress:
+    """A pull's progress, kept in memory and written to its rows at a bounded rate.
+
+    Call the instance with runtime progress events (from any thread; it only takes a lock
+    and updates dicts). A writer thread writes what changed at most once per ``interval``
+    (so state changes show within ``interval``), and checks ``Pull.cancel_requested``,
+    setting ``cancel`` when a person asked to stop. ``close()`` stops the thread and makes
+    the final write.
+    """
+
+    def __init__(self, pull_row: Pull, cancel: threading.Event, *, interval: float = 0.2):
+        self.pull_id = pull_row.pk
+        self.cancel = cancel
+        self.interval = interval
+        self.layers: dict[int, dict] = {}
+        self.positions: dict[str, int] = {}
+        self.messages: list[str] = list(pull_row.messages or [])
+        self.dirty_layers: set[int] = set()
+        self.dirty = False
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(
+            target=self._run, name=f"pull-{self.pull_id}-writer", daemon=True
+        )
+
+    def start(self) -> PullProgress:
+        self.thread.start()
+        return self
+
+    def __call__(self, event: dict) -> None:
+        with self.lock:
+            self.dirty = True
+            if event.get("kind") == "message":
+                self.messages.append(event["text"])
+                return
+            index = event.get("index")
+            if index is None:
+                index = self.positions.setdefault(event["digest"], len(self.positions))
+            state = self.layers.setdefault(
+                index,
+                {"short_id": event["id"], "digest": event["digest"], "status": "",
+                 "current": 0, "total": 0},
+            )
+            state["status"] = event["status"]
+            if event.get("total"):
+                state["total"] = event["total"]
+            if event.get("current") is not None:
+                state["current"] = event["current"]
+            if event["status"] in _DOWNLOADED_STATES and state["total"]:
+                state["current"] = state["total"]
+            self.dirty_layers.add(index)
+
+    def totals(self) -> tuple[int, int]:
+        """(bytes to download, bytes downloaded): layers already here count in neither."""
+        total = done = 0
+        for st in self.layers.values():
+            if st["status"] == "Already exists":
+                continue
+            total += st["total"]
+            if st["status"] in _DOWNLOADED_STATES:
+                done += st["total"] or st["current"]
+            elif st["status"] == "Downloading":
+                done += st["current"]
+        return total, done
+
+    def flush(self) -> None:
+        with self.lock:
+            if not self.dirty:
+                return
+            rows = [
+                PullLayer(pull_id=self.pull_id, position=i, **self.layers[i])
+                for i in sorted(self.dirty_layers)
+            ]
+            messages = list(self.messages)
+            total, done = self.totals()
+            dirty_layers, self.dirty_layers, self.dirty = self.dirty_layers, set(), False
+        now = timezone.now()
+        try:
+            with transaction.atomic():
+                for row in rows:
+                    row.updated_at = now
+                PullLayer.objects.bulk_create(
+                    rows,
+                    update_conflicts=True,
+                    unique_fields=["pull", "position"],
+                    update_fields=["short_id", "digest", "status", "current", "total",
+                                   "updated_at"],
+                )
+                Pull.objects.filter(pk=self.pull_id).update(
+                    total_bytes=total, downloaded_bytes=done, messages=messages, updated_at=now
+                )
+        except Exception:
+            # the database was busy for longer than its timeout: try again next time
+            log.exception("pull %s: could not write progress", self.pull_id)
+            with self.lock:
+                self.dirty = True
+                self.dirty_layers |= dirty_layers
+
+    def _run(self) -> None:
+        try:
+            while not self.stop.wait(self.interval):
+                self.flush()
+                if Pull.objects.filter(pk=self.pull_id, cancel_requested=True).exists():
+                    self.cancel.set()
+        except Exception:
+            log.exception("pull %s: progress writer stopped", self.pull_id)
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.flush()
+
+
+def _pull_error(err: BaseException) -> str:
+    """What to tell a person about a failed pull: the runtime's words, else the OS's."""
+    if isinstance(err, DockwebError):
+        return str(err)
+    if isinstance(err, OSError):
+        return f"pull failed: {err.strerror or err}" + (
+            f": {err.filename}" if getattr(err, "filename", None) else ""
+        )
+    return f"pull failed: {err.__class__.__name__}: {err}"
+
+
+def run_pull(pull_id: int) -> None:
+    """Run a queued pull in this process (the worker). Does nothing unless the row is queued.
+
+    Claims the row with a conditional update, so a duplicate delivery of the task is a no-op.
+    Ends the row done, failed (with an error a person can act on) or cancelled; never raises
+    for a failed pull.
+    """
+    now = timezone.now()
+    claimed = Pull.objects.filter(pk=pull_id, status=Pull.Status.QUEUED).update(
+        status=Pull.Status.RUNNING, started_at=now, updated_at=now, worker=worker_identity()
+    )
+    if not claimed:
+        return
+    pull_row = Pull.objects.get(pk=pull_id)
+    cancel = threading.Event()
+    if pull_row.cancel_requested:
+        cancel.set()
+    from images.credentials import credentials_map
+
+    progress = PullProgress(pull_row, cancel, interval=_progress_interval()).start()
+    outcome: dict = {}
+    try:
+        if cancel.is_set():
+            raise PullCancelled("pull cancelled")
+        result = pull_image(
+            pull_row.normalized or pull_row.reference,
+            platform=pull_row.platform or None,
+            on_progress=progress,
+            cancel=cancel,
+            credentials=credentials_map(),
+        )
+    except PullCancelled:
+        outcome = {"status": Pull.Status.CANCELLED}
+    except Exception as err:
+        if cancel.is_set():
+            outcome = {"status": Pull.Status.CANCELLED}
+        else:
+            if not isinstance(err, DockwebError):
+                log.exception("pull %s of %s failed", pull_id, pull_row.normalized)
+            outcome = {"status": Pull.Status.FAILED, "error": _pull_error(err)}
+    else:
+        status = "Downloaded newer image for " if result.updated else "Image is up to date for "
+        outcome = {
+            "status": Pull.Status.DONE,
+            "manifest_digest": result.manifest_digest,
+            "image_id": result.image_id,
+            "status_text": status + result.familiar,
+        }
+    finally:
+        progress.close()
+    now = timezone.now()
+    Pull.objects.filter(pk=pull_id).update(finished_at=now, updated_at=now, **outcome)
+    if outcome["status"] == Pull.Status.DONE:
+        Image.objects.filter(image_id=outcome["image_id"]).update(pulled_at=now)
+
+
+def _progress_interval() -> float:
+    return float(getattr(settings, "DOCKWEB_PROGRESS_INTERVAL", 0.2))
+
+
+WORKER_STOPPED = (
+    "the worker stopped during the pull; pull again to resume — finished layers are reused"
+)
+
+
+def fail_abandoned_work() -> int:
+    """Mark pulls and operations left running by a worker process that is gone as failed.
+
+    Run at worker start. Returns how many rows it changed.
+    """
+    now = timezone.now()
+    changed = 0
+    for pk, worker in Pull.objects.filter(status=Pull.Status.RUNNING).values_list("pk", "worker"):
+        if not worker_is_alive(worker):
+            changed += Pull.objects.filter(pk=pk, status=Pull.Status.RUNNING).update(
+                status=Pull.Status.FAILED, error=WORKER_STOPPED, finished_at=now,
+                updated_at=now,
+            )
+    for pk, worker in Operation.objects.filter(status=Operation.Status.RUNNING).values_list(
+        "pk", "worker"
+    ):
+        if not worker_is_alive(worker):
+            changed += Operation.objects.filter(pk=pk, status=Operation.Status.RUNNING).update(
+                status=Operation.Status.FAILED, finished_at=now,
+                error="the worker stopped during the operation; look at the image and try again",
+            )
+    return changed
+
+
+# -- removal and tagging -----------------------------------------------------------------
+
+
+def start_removal(
+    ref_or_id: str, *, force: bool = False, prune: bool = True, user=None
+) -> Operation:
+    """Queue ``docker rmi [--force] [--no-prune]``; the worker runs it after commit."""
+    ref_or_id = ref_or_id.strip()
+    if not ref_or_id:
+        raise InvalidReference("invalid reference format")
+    refs.parse_any_reference(ref_or_id)  # InvalidReference, with Docker's message
+    return _start_operation(
+        Operation.Kind.REMOVE, {"ref": ref_or_id, "force": bool(force), "prune": bool(prune)}, user
+    )
+
+
+def start_tag(source: str, target: str, user=None) -> Operation:
+    """Queue ``docker tag SOURCE TARGET``; the worker runs it after commit."""
+    source, target = source.strip(), target.strip()
+    if not source:
+        raise InvalidReference("invalid reference format")
+    if refs.parse_normalized_named(target).digest:
+        raise DockwebError("refusing to create a tag with a digest reference")
+    return _start_operation(Operation.Kind.TAG, {"source": source, "target": target}, user)
+
+
+def _start_operation(kind: str, args: dict, user) -> Operation:
+    with transaction.atomic():
+        op = Operation.objects.create(
+            kind=kind, args=args,
+            created_by=user if user is not None and user.is_authenticated else None,
+        )
+        from images import tasks
+
+        op_id = op.id
+        transaction.on_commit(lambda: tasks.run_operation.delay(op_id))
+    return op
+
+
+def run_operation(op_id: int) -> None:
+    """Run a queued removal or tag in this process (the worker). A no-op unless queued.
+
+    Records Docker's result lines, the bytes freed, and on failure the error; a conflict
+    that forcing may resolve sets ``conflict``.
+    """
+    claimed = Operation.objects.filter(pk=op_id, status=Operation.Status.QUEUED).update(
+        status=Operation.Status.RUNNING, worker=worker_identity()
+    )
+    if not claimed:
+        return
+    op = Operation.objects.get(pk=op_id)
+    fields: dict = {}
+    store = get_store()
+    try:
+        if op.kind == Operation.Kind.REMOVE:
+            fields = _run_removal(store, op.args)
+        elif op.kind == Operation.Kind.TAG:
+            image_id = store.lookup(op.args["source"]).id
+            tag_image(op.args["source"], op.args["target"])
+            target = refs.parse_normalized_named(op.args["target"])
+            target = target if target.tag else target.with_tag("latest")
+            fields = {
+                "result": [["Tagged", target.familiar_string()]],
+                "image_id": image_id,
+                "references_left": len(store.references(image_id)),
+            }
+        else:
+            raise DockwebError(f"unknown operation {op.kind!r}")
+        fields["status"] = Operation.Status.DONE
+    except Exception as err:
+        if not isinstance(err, DockwebError):
+            log.exception("operation %s failed", op_id)
+        fields = {
+            "status": Operation.Status.FAILED,
+            "error": str(err) if isinstance(err, DockwebError) else _pull_error(err),
+            # a hard conflict (dependent child images, running container) survives --force
+            "conflict": isinstance(err, Conflict) and not getattr(err, "hard", False),
+        }
+    Operation.objects.filter(pk=op_id).update(finished_at=timezone.now(), **fields)
+
+
+def _run_removal(store: Store, args: dict) -> dict:
+    try:
+        image_id = store.lookup(args["ref"]).id
+    except DockwebError:
+        image_id = ""  # remove_image raises the error Docker gives
+    sizes = {chain: la.size for chain, la in store.layers().items()}
+    records = remove_image(args["ref"], force=args.get("force", False),
+                           prune=args.get("prune", True))
+    deleted_layers = [v for k, v in records if k == "Deleted" and v in sizes]
+    return {
+        "result": [list(r) for r in records],
+        "image_id": image_id,
+        "freed_bytes": sum(sizes[c] for c in deleted_layers),
+        "deleted_layers": len(deleted_layers),
+        "references_left": len(store.references(image_id)) if store.has_image(image_id) else 0,
+    }
+
+
+def untag_summary(op: Operation) -> str:
+    """One sentence on what a finished removal did ("" while it runs or when it failed)."""
+    if op.kind != Operation.Kind.REMOVE or op.status != Operation.Status.DONE:
+        return ""
+    if not op.deleted:
+        return ngettext(
+            "Untagged only: %(n)d other reference keeps this image",
+            "Untagged only: %(n)d other references keep this image",
+            op.references_left,
+        ) % {"n": op.references_left}
+    return ngettext(
+        "Deleted: the image and %(k)d layer, %(size)s freed",
+        "Deleted: the image and %(k)d layers, %(size)s freed",
+        op.deleted_layers,
+    ) % {"k": op.deleted_layers, "size": human_size(op.freed_bytes, 3)}
+
+
+# -- read side for the pages (database only) ---------------------------------------------
+
+
+def get_image(key: str | int) -> Image:
+    """An Image row by pk (int), full ID, reference, or unique ID prefix, in Docker's order.
+
+    Raises ImageNotFound ("No such image: ...") or InvalidReference.
+    """
+    if isinstance(key, int):
+        try:
+            return Image.objects.get(pk=key)
+        except Image.DoesNotExist:
+            raise ImageNotFound(f"No such image: {key}") from None
+    key = key.strip()
+    parsed = refs.parse_any_reference(key)
+    if parsed.domain == "" and parsed.digest:
+        found = Image.objects.filter(image_id=parsed.digest).first()
+        if found:
+            return found
+        raise ImageNotFound(f"No such image: {parsed.digest}")
+    ref = parsed
+    if ref.digest:
+        found = Image.objects.filter(
+            references__repository__name=ref.name, references__digest=ref.digest
+        ).first()
+    else:
+        found = Image.objects.filter(
+            references__repository__name=ref.name, references__tag=ref.tag or "latest",
+            references__digest="",
+        ).first()
+    if found:
+        return found
+    prefix = key[7:] if key.startswith("sha256:") else key
+    if re.fullmatch(r"[a-f0-9]+", prefix):
+        matches = list(Image.objects.filter(image_id__startswith="sha256:" + prefix)[:2])
+        if len(matches) == 1:
+            return matches[0]
+    if key.isdigit():
+        # last, as a digits-only string may also be an ID prefix: pages link by pk
+        found = Image.objects.filter(pk=int(key)).first()
+        if found:
+            return found
+    shown = ref if ref.tag or ref.digest else ref.with_tag("latest")
+    raise ImageNotFound(f"No such image: {shown.familiar_string()}")
+
+
+def _layer_users() -> tuple[dict[int, list[int]], dict[int, list[int]]]:
+    """(image pk -> layer pks bottom to top, layer pk -> image pks using it): one query."""
+    by_image: dict[int, list[int]] = {}
+    by_layer: dict[int, list[int]] = {}
+    for image_pk, layer_pk in ImageLayer.objects.order_by("image_id", "position").values_list(
+        "image_id", "layer_id"
+    ):
+        by_image.setdefault(image_pk, []).append(layer_pk)
+        by_layer.setdefault(layer_pk, []).append(image_pk)
+    return by_image, by_layer
+
+
+def _references_by_image() -> dict[int, list[tuple[str, str, str, str]]]:
+    """image pk -> (full name, familiar name, tag, digest), sorted as Docker sorts them."""
+    out: dict[int, list[tuple[str, str, str, str]]] = {}
+    rows = Reference.objects.values_list(
+        "image_id", "repository__name", "repository__familiar_name", "tag", "digest"
+    )
+    for image_pk, name, familiar, tag, digest in rows:
+        out.setdefault(image_pk, []).append((name, familiar, tag, digest))
+    for lst in out.values():
+        # the reference's string(): name:tag or name@digest
+        lst.sort(key=lambda r: f"{r[0]}:{r[2]}" if r[2] else f"{r[0]}@{r[3]}")
+    return out
+
+
+def image_table(
+    *,
+    all: bool = False,
+    digests: bool = False,
+    no_trunc: bool = False,
+    dangling: bool | None = None,
+    reference: str = "",
+) -> tuple[list[dict], dict]:
+    """``docker images`` from the database: rows grouped as docker/cli groups them, and totals.
+
+    ``dangling`` and ``reference`` filter as ``-f dangling=`` and ``-f reference=`` (Go
+    ``path.Match`` on the familiar reference or name). Totals cover the images shown:
+    ``on_disk`` and ``compressed`` count each shared layer once, ``sum_of_sizes`` does not,
+    ``shared_savings`` is the difference. Five queries, whatever the number of images.
+    """
+    images = list(
+        Image.objects.order_by("-created", "-image_id").values(
+            "pk", "image_id", "created", "size", "compressed_size", "parent_image_id"
+        )
+    )
+    images.sort(key=lambda im: (im["created"] or datetime.min.replace(tzinfo=UTC),
+                                im["image_id"]), reverse=True)
+    layer_sizes = {
+        pk: (size, csize)
+        for pk, size, csize in Layer.objects.values_list("pk", "size", "compressed_size")
+    }
+    layers_of, users_of = _layer_users()
+    references = _references_by_image()
+    parents = {im["parent_image_id"] for im in images if im["parent_image_id"]}
+    rows: list[dict] = []
+    shown: list[dict] = []
+    for im in images:
+        if dangling is True and im["image_id"] in parents:
+            continue  # dockerd lists only heads for dangling=true
+        image_refs = references.get(im["pk"], [])
+        if reference:
+            image_refs = [
+                r for r in image_refs
+                if go_path_match(reference, _familiar_ref(r)) or go_path_match(reference, r[1])
+            ]
+        if dangling is True and any(r[2] for r in image_refs):
+            continue
+        if not image_refs:
+            if (not all and im["image_id"] in parents) or dangling is False or reference:
+                continue
+        shared = sum(
+            layer_sizes[la][0] for la in layers_of.get(im["pk"], []) if len(users_of[la]) > 1
+        )
+        base = {
+            "image": im["pk"],
+            "image_id": im["image_id"],
+            "id": im["image_id"] if no_trunc else im["image_id"].split(":", 1)[-1][:12],
+            "created": im["created"],
+            "size": im["size"],
+            "compressed_size": im["compressed_size"],
+            "shared_size": shared,
+            "unique_size": im["size"] - shared,
+            "containers": 0,
+        }
+        for repo, tag, digest in _group_rows(image_refs, digests):
+            rows.append({**base, "repository": repo, "tag": tag, "digest": digest})
+        shown.append(im)
+
+    distinct = {la for im in shown for la in layers_of.get(im["pk"], [])}
+    on_disk = sum(layer_sizes[la][0] for la in distinct)
+    total = sum(im["size"] for im in shown)
+    totals = {
+        "images": len(shown),
+        "on_disk": on_disk,
+        "compressed": sum(layer_sizes[la][1] for la in distinct),
+        "sum_of_sizes": total,
+        "shared_savings": total - on_disk,
+    }
+    return rows, totals
+
+
+def _familiar_ref(r: tuple[str, str, str, str]) -> str:
+    return f"{r[1]}:{r[2]}" if r[2] else f"{r[1]}@{r[3]}"
+
+
+def _group_rows(
+    image_refs: list[tuple[str, str, str, str]], digests: bool
+) -> list[tuple[str, str, str]]:
+    """docker/cli's imageFormat: (repository, tag, digest) rows for one image."""
+    if not image_refs:
+        return [("<none>", "<none>", "<none>")]
+    repo_tags: dict[str, list[str]] = {}
+    repo_digests: dict[str, list[str]] = {}
+    for _name, familiar, tag, digest in image_refs:
+        if tag:
+            repo_tags.setdefault(familiar, []).append(tag)
+        elif digest:
+            repo_digests.setdefault(familiar, []).append(digest)
+    out = []
+    for repo, tags in repo_tags.items():
+        ds = repo_digests.pop(repo, [])
+        if not digests:
+            ds = []
+        for tag in tags:
+            if not ds:
+                out.append((repo, tag, "<none>"))
+            out.extend((repo, tag, d) for d in ds)
+    for repo, ds in repo_digests.items():
+        if digests:
+            out.extend((repo, "<none>", d) for d in ds)
+        else:
+            out.append((repo, "<none>", ""))
+    return out
+
+
+_CONFIG_SUMMARY_KEYS = (
+    "Entrypoint", "Cmd", "Env", "WorkingDir", "User", "Labels", "ExposedPorts", "Volumes",
+)
+
+
+def image_detail(image: Image) -> dict:
+    """Everything the image page shows, from the database: a handful of queries.
+
+    ``layers`` run bottom to top, each with the command that made it (the non-empty
+    history entries, in order), its sizes and the other images sharing it as
+    (image pk, short ID, first tag or "<none>:<none>"). ``history`` is the config's, oldest
+    first, with each entry's layer size (0 for empty layers).
+    """
+    image_refs = _references_for(image.pk)
+    layers = list(
+        ImageLayer.objects.filter(image=image).order_by("position").select_related("layer")
+    )
+    layer_pks = [il.layer_id for il in layers]
+    sharing: dict[int, list[int]] = {}
+    others: set[int] = set()
+    for layer_pk, image_pk in (
+        ImageLayer.objects.filter(layer_id__in=layer_pks).exclude(image=image)
+        .order_by("image_id").values_list("layer_id", "image_id")
+    ):
+        sharing.setdefault(layer_pk, []).append(image_pk)
+        others.add(image_pk)
+    other_ids = dict(Image.objects.filter(pk__in=others).values_list("pk", "image_id"))
+    first_tag: dict[int, str] = {}
+    for image_pk, familiar, tag in Reference.objects.filter(image_id__in=others).exclude(
+        tag=""
+    ).order_by("repository__familiar_name", "tag").values_list(
+        "image_id", "repository__familiar_name", "tag"
+    ):
+        first_tag.setdefault(image_pk, f"{familiar}:{tag}")
+
+    history = image.history
+    commands = [h.get("created_by", "") for h in history if not h.get("empty_layer")]
+    layer_rows = []
+    for il in layers:
+        la = il.layer
+        layer_rows.append(
+            {
+                "position": il.position,
+                "chain_id": la.chain_id,
+                "diff_id": la.diff_id,
+                "digest": la.blob_digest,
+                "short_id": la.short_id,
+                "media_type": la.media_type,
+                "size": la.size,
+                "compressed_size": la.compressed_size,
+                "created_by": commands[il.position] if il.position < len(commands) else "",
+                "shared_with": [
+                    (pk, other_ids[pk].split(":", 1)[-1][:12], first_tag.get(pk, "<none>:<none>"))
+                    for pk in sharing.get(la.pk, [])
+                ],
+            }
+        )
+    sizes = [row["size"] for row in layer_rows]
+    history_rows = []
+    i = 0
+    for h in history:
+        size = 0
+        if not h.get("empty_layer"):
+            size = sizes[i] if i < len(sizes) else 0
+            i += 1
+        history_rows.append(
+            {
+                "created": _time_or_none(h.get("created", "")),
+                "created_by": h.get("created_by", ""),
+                "comment": h.get("comment", ""),
+                "empty_layer": bool(h.get("empty_layer")),
+                "size": size,
+            }
+        )
+    runtime = image.runtime_config
+    return {
+        "image": image.pk,
+        "image_id": image.image_id,
+        "id": image.short_id,
+        "created": image.created,
+        "os": image.os,
+        "architecture": image.architecture,
+        "variant": image.variant,
+        "size": image.size,
+        "compressed_size": image.compressed_size,
+        "parent": image.parent_image_id,
+        "last_tag_time": image.last_tag_time,
+        "pulled_at": image.pulled_at,
+        "tags": [_familiar_ref(r) for r in image_refs if r[2]],
+        "digests": [_familiar_ref(r) for r in image_refs if not r[2]],
+        "dangling": not image_refs,
+        "layers": layer_rows,
+        "config": {key: runtime.get(key) for key in _CONFIG_SUMMARY_KEYS},
+        "history": history_rows,
+    }
+
+
+def _references_for(image_pk: int) -> list[tuple[str, str, str, str]]:
+    lst = list(
+        Reference.objects.filter(image_id=image_pk).values_list(
+            "repository__name", "repository__familiar_name", "tag", "digest"
+        )
+    )
+    lst.sort(key=lambda r: f"{r[0]}:{r[2]}" if r[2] else f"{r[0]}@{r[3]}")
+    return lst

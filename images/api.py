@@ -1,0 +1,247 @@
+"""JSON API for images, pulls and operations (docs/api.md).
+
+Session authentication, like the pages: anonymous requests are sent to the login form by
+LoginRequiredMiddleware, and POSTs need the CSRF token (``X-CSRFToken`` header). Views
+parse input, call a service, and answer JSON; they never touch the store.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from dockweb.runtime.errors import DockwebError, ImageNotFound, InvalidReference
+from images import services
+from images.models import Operation, Pull
+
+RECENT_PULLS = 50
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class BadRequest(Exception):
+    pass
+
+
+def _error(message: str, status: int, **extra) -> JsonResponse:
+    return JsonResponse({"error": message, **extra}, status=status)
+
+
+def _flag(value, name: str, default: bool | None = False) -> bool | None:
+    """A boolean parameter: true/false, 1/0, yes/no, on/off (JSON booleans too)."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise BadRequest(f"{name}={value!r}: use true or false")
+
+
+def _body(request: HttpRequest) -> dict:
+    """A POST's parameters, from a JSON object or a form."""
+    if request.content_type == "application/json":
+        try:
+            data = json.loads(request.body or b"{}")
+        except ValueError as err:
+            raise BadRequest(f"the body is not valid JSON: {err}") from None
+        if not isinstance(data, dict):
+            raise BadRequest("the body must be a JSON object")
+        return data
+    return request.POST.dict()
+
+
+def _text(data: dict, name: str, *, required: bool = False) -> str:
+    value = data.get(name, "")
+    if not isinstance(value, str):
+        raise BadRequest(f"{name} must be a string")
+    if required and not value.strip():
+        raise BadRequest(f"{name} is required")
+    return value
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value else None
+
+
+def pull_json(p: Pull, *, layers: bool = True) -> dict:
+    eta = p.eta
+    out = {
+        "id": p.pk,
+        "url": reverse("api:pull", args=[p.pk]),
+        "reference": p.reference,
+        "normalized": p.normalized,
+        "platform": p.platform,
+        "status": p.status,
+        "active": p.is_active,
+        "cancel_requested": p.cancel_requested,
+        "created_at": _iso(p.created_at),
+        "started_at": _iso(p.started_at),
+        "finished_at": _iso(p.finished_at),
+        "total_bytes": p.total_bytes,
+        "downloaded_bytes": p.downloaded_bytes,
+        "percent": p.percent,
+        "speed": round(p.speed, 1),
+        "eta": round(eta.total_seconds(), 1) if eta is not None else None,
+        "messages": p.messages,
+        "manifest_digest": p.manifest_digest,
+        "image_id": p.image_id,
+        "status_text": p.status_text,
+        "error": p.error,
+    }
+    if layers:
+        out["layers"] = [
+            {
+                "position": la.position,
+                "id": la.short_id,
+                "digest": la.digest,
+                "status": la.status,
+                "current": la.current,
+                "total": la.total,
+                "percent": la.percent,
+            }
+            for la in p.layers.all()
+        ]
+    return out
+
+
+def operation_json(op: Operation) -> dict:
+    return {
+        "id": op.pk,
+        "url": reverse("api:operation", args=[op.pk]),
+        "kind": op.kind,
+        "args": op.args,
+        "status": op.status,
+        "active": op.is_active,
+        "result": op.result,
+        "error": op.error,
+        "conflict": op.conflict,
+        "freed_bytes": op.freed_bytes,
+        "image_id": op.image_id,
+        "deleted_layers": op.deleted_layers,
+        "references_left": op.references_left,
+        "summary": services.untag_summary(op),
+        "created_at": _iso(op.created_at),
+        "finished_at": _iso(op.finished_at),
+    }
+
+
+@login_required
+@require_GET
+def images(request: HttpRequest) -> JsonResponse:
+    """``docker images``: ?all=1&digests=1&no_trunc=1&dangling=true|false&reference=PATTERN."""
+    q = request.GET
+    try:
+        rows, totals = services.image_table(
+            all=_flag(q.get("all"), "all"),
+            digests=_flag(q.get("digests"), "digests"),
+            no_trunc=_flag(q.get("no_trunc"), "no_trunc"),
+            dangling=_flag(q.get("dangling"), "dangling", None),
+            reference=q.get("reference", ""),
+        )
+    except (BadRequest, DockwebError) as err:
+        return _error(str(err), 400)
+    return JsonResponse({"images": rows, "totals": totals})
+
+
+@login_required
+@require_GET
+def image(request: HttpRequest, key: str) -> JsonResponse:
+    try:
+        found = services.get_image(key)
+    except ImageNotFound as err:
+        return _error(str(err), 404)
+    except InvalidReference as err:
+        return _error(str(err), 400)
+    return JsonResponse(services.image_detail(found))
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def pulls(request: HttpRequest) -> JsonResponse:
+    """GET: active pulls, then the most recent ones. POST {reference, platform}: start one."""
+    if request.method == "GET":
+        if _flag(request.GET.get("active"), "active"):
+            rows = list(services.active_pulls())
+        else:
+            rows = list(Pull.objects.order_by("-created_at", "-pk")[:RECENT_PULLS])
+        return JsonResponse({"pulls": [pull_json(p, layers=False) for p in rows]})
+    try:
+        data = _body(request)
+        started = services.start_pull(
+            _text(data, "reference", required=True),
+            platform=_text(data, "platform"),
+            user=request.user,
+        )
+    except (BadRequest, DockwebError, ValueError) as err:
+        return _error(str(err), 400)
+    response = JsonResponse(pull_json(started), status=202)
+    response["Location"] = reverse("api:pull", args=[started.pk])
+    return response
+
+
+@login_required
+@require_GET
+def pull(request: HttpRequest, pk: int) -> JsonResponse:
+    return JsonResponse(pull_json(get_object_or_404(Pull, pk=pk)))
+
+
+@login_required
+@require_POST
+def pull_cancel(request: HttpRequest, pk: int) -> JsonResponse:
+    p = get_object_or_404(Pull, pk=pk)
+    services.cancel_pull(p)
+    return JsonResponse(pull_json(p), status=202)
+
+
+def _accepted(op: Operation) -> JsonResponse:
+    response = JsonResponse(operation_json(op), status=202)
+    response["Location"] = reverse("api:operation", args=[op.pk])
+    return response
+
+
+@login_required
+@require_POST
+def image_remove(request: HttpRequest) -> JsonResponse:
+    """``docker rmi``: {ref, force=false, prune=true}."""
+    try:
+        data = _body(request)
+        op = services.start_removal(
+            _text(data, "ref", required=True),
+            force=_flag(data.get("force"), "force", False),
+            prune=_flag(data.get("prune"), "prune", True),
+            user=request.user,
+        )
+    except (BadRequest, DockwebError) as err:
+        return _error(str(err), 400)
+    return _accepted(op)
+
+
+@login_required
+@require_POST
+def image_tag(request: HttpRequest) -> JsonResponse:
+    """``docker tag``: {source, target}."""
+    try:
+        data = _body(request)
+        op = services.start_tag(
+            _text(data, "source", required=True),
+            _text(data, "target", required=True),
+            user=request.user,
+        )
+    except (BadRequest, DockwebError) as err:
+        return _error(str(err), 400)
+    return _accepted(op)
+
+
+@login_required
+@require_GET
+def operation(request: HttpRequest, pk: int) -> JsonResponse:
+    return JsonResponse(operation_json(get_object_or_404(Operation, pk=pk)))

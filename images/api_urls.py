@@ -1,0 +1,21 @@
+"""The JSON API (docs/api.md), included under /api/ by dockweb/urls.py."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from images import api
+
+app_name = "api"
+
+urlpatterns = [
+    path("images/", api.images, name="images"),
+    path("images/remove/", api.image_remove, name="image_remove"),
+    path("images/tag/", api.image_tag, name="image_tag"),
+    # a reference may hold slashes (registry.local:5000/team/app:1)
+    path("images/<path:key>/", api.image, name="image"),
+    path("pulls/", api.pulls, name="pulls"),
+    path("pulls/<int:pk>/", api.pull, name="pull"),
+    path("pulls/<int:pk>/cancel/", api.pull_cancel, name="pull_cancel"),
+    path("operations/<int:pk>/", api.operation, name="operation"),
+]

@@ -1,0 +1,131 @@
+"""The Celery tasks and the worker's start-up repair, with real Redis as the broker."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import redis
+from django.conf import settings as django_settings
+
+from dockweb.runtime import reference as refs
+from dockweb.runtime.pull import pull
+from images import services, tasks
+from images.models import Image, Operation, Pull
+from tests.support import images as im
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="unpacking layers needs root"),
+    pytest.mark.django_db(transaction=True),
+]
+
+
+@pytest.fixture
+def store(settings, tmp_path):
+    settings.DOCKWEB_ROOT = tmp_path / "store"
+    return services.get_store()
+
+
+@pytest.fixture
+def broker():
+    client = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
+    client.delete("celery")
+    yield client
+    client.delete("celery")
+
+
+def _queued(broker) -> list[tuple[str, list]]:
+    out = []
+    for raw in broker.lrange("celery", 0, -1):
+        message = json.loads(raw)
+        args = json.loads(base64.b64decode(message["body"]))[0]
+        out.append((message["headers"]["task"], args))
+    return out
+
+
+def test_it_enqueues_a_pull_after_commit(store, broker):
+    p = services.start_pull("busybox")
+    assert ("images.tasks.pull_image", [p.id]) in _queued(broker)
+
+
+def test_it_enqueues_an_operation_after_commit(store, broker):
+    op = services.start_removal("busybox")
+    assert ("images.tasks.run_operation", [op.id]) in _queued(broker)
+
+
+def test_it_is_declared_thin_late_acked_and_never_retried():
+    for task in (tasks.pull_image, tasks.run_operation):
+        assert task.acks_late
+        assert task.ignore_result
+        assert not getattr(task, "autoretry_for", ())
+
+
+def test_the_pull_task_runs_a_pull(store, registry):
+    image = im.busybox_base()
+    im.push_image(registry.host, "tasks/busybox", "1", image)
+    p = services.start_pull(f"{registry.host}/tasks/busybox:1")
+    tasks.pull_image.apply(args=[p.id]).get()
+    p.refresh_from_db()
+    assert p.status == "done", p.error
+    assert Image.objects.filter(image_id=image.image_id).exists()
+    # a second delivery of the same message does nothing
+    tasks.pull_image.apply(args=[p.id]).get()
+    p.refresh_from_db()
+    assert p.status == "done"
+
+
+def test_the_operation_task_runs_an_operation(store, registry):
+    image = im.busybox_base()
+    im.push_image(registry.host, "tasks/busybox", "1", image)
+    services.pull_image(f"{registry.host}/tasks/busybox:1")
+    op = services.start_tag(f"{registry.host}/tasks/busybox:1", "tasks/copy:1")
+    tasks.run_operation.apply(args=[op.id]).get()
+    op.refresh_from_db()
+    assert op.status == "done", op.error
+    assert store.resolve_reference(refs.parse_normalized_named("tasks/copy:1")) == image.image_id
+
+
+def _dead_worker() -> str:
+    """The identity of a process that has exited."""
+    code = "from images import services; print(services.worker_identity())"
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="dockweb.settings")
+    out = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); " + code],
+        capture_output=True, text=True, env=env, check=True,
+    )
+    return out.stdout.strip()
+
+
+def test_the_worker_start_fails_pulls_left_by_a_dead_worker(store, registry):
+    dead = Pull.objects.create(reference="x", normalized="docker.io/library/x:latest",
+                               status="running", worker=_dead_worker())
+    alive = Pull.objects.create(reference="y", normalized="docker.io/library/y:latest",
+                                status="running", worker=services.worker_identity())
+    op = Operation.objects.create(kind="remove", args={"ref": "x"}, status="running",
+                                  worker=_dead_worker())
+    scratch = os.path.join(store.tmp_dir, "write-left-behind")
+    open(scratch, "w").close()
+    os.utime(scratch, (0, 0))
+    image = im.busybox_base()
+    im.push_image(registry.host, "tasks/busybox", "1", image)
+    # pulled by the runtime alone: in the store, not yet in the database
+    pull(store, services.get_client(), f"{registry.host}/tasks/busybox:1")
+    assert not Image.objects.exists()
+
+    tasks.recover_after_restart()
+
+    dead.refresh_from_db()
+    alive.refresh_from_db()
+    op.refresh_from_db()
+    assert dead.status == "failed"
+    assert dead.error == (
+        "the worker stopped during the pull; pull again to resume — finished layers are reused"
+    )
+    assert alive.status == "running"
+    assert op.status == "failed"
+    assert not os.path.exists(scratch)
+    assert Image.objects.filter(image_id=image.image_id).exists()
