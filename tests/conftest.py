@@ -14,3 +14,43 @@ def registry(tmp_path_factory):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def live_worker(transactional_db, settings, tmp_path):
+    """A real Celery worker process (tests.support.worker) for this test, stopped after it.
+
+    It shares the test database (a SQLite file: ``TEST`` in dockweb/settings.py), the
+    broker of the run (``CELERY_BROKER_URL``, a private Redis started by scripts/test) and a
+    fresh store, which ``settings.DOCKWEB_ROOT`` names for the test's side too. Rows the
+    test writes are committed (``transactional_db``), so the worker sees them; pages are
+    served with ``live_server``. The default queue is emptied first: a message another test
+    left there would name one of its own rows.
+    """
+    import os
+
+    import redis
+    from django.db import connection
+
+    from tests.support.worker import DEFAULT_QUEUES, CeleryWorker
+
+    if os.geteuid() != 0:
+        pytest.skip("the worker unpacks layers with their owners: run the tests as root")
+    broker = os.environ.get("CELERY_BROKER_URL")
+    if not broker:
+        pytest.skip("CELERY_BROKER_URL is not set: run the tests with scripts/test")
+    db_path = str(connection.settings_dict["NAME"])
+    if connection.vendor != "sqlite" or "memory" in db_path or not os.path.isabs(db_path):
+        pytest.skip(f"the worker needs the test database in a file, not {db_path!r}")
+    redis.Redis.from_url(broker).delete(*DEFAULT_QUEUES)
+    settings.DOCKWEB_ROOT = tmp_path / "store"
+    worker = CeleryWorker(
+        db_path=db_path,
+        store_root=settings.DOCKWEB_ROOT,
+        data_dir=settings.DOCKWEB_DATA,
+        broker_url=broker,
+        log_path=tmp_path / "worker.log",
+    )
+    worker.start()
+    yield worker
+    worker.stop()

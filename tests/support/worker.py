@@ -1,0 +1,282 @@
+"""A real Celery worker process, and a slow link to a registry, for tests that watch a pull.
+
+``CeleryWorker`` runs ``celery -A dockweb.celery worker`` as a child process with its own
+environment: the database file, the store root, the data directory and the broker URL it is
+given, so that it shares the test database (a SQLite *file*, see ``TEST`` in
+dockweb/settings.py) and the store with the test, exactly as the dashboard's worker shares
+them with the web server. ``start()`` returns once the worker has run its start-up repair
+(``worker_ready``) and consumes its queues; ``stop()`` asks for a warm shutdown and kills it
+if that takes too long. Its output goes to ``log_path``, which errors quote.
+
+``ThrottledProxy`` forwards GET and HEAD requests to a registry and sends response bodies
+at a bounded rate per connection, so that a pull of a few tens of megabytes from a local
+registry lasts seconds and its progress can be watched (over loopback it would end before a
+page polled once). Pushing goes to the registry directly.
+
+Both are context managers. Nothing here imports Django: the benchmarks use them too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import urllib3
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+
+DEFAULT_QUEUES = ("celery",)  # Celery's default queue; dockweb routes nothing elsewhere
+
+
+class WorkerError(RuntimeError):
+    """The worker did not start, or exited while it was needed."""
+
+
+class CeleryWorker:
+    """``celery -A dockweb.celery worker`` on ``db_path``, ``store_root`` and ``broker_url``."""
+
+    def __init__(
+        self,
+        *,
+        db_path: Path | str,
+        store_root: Path | str,
+        data_dir: Path | str,
+        broker_url: str,
+        log_path: Path | str,
+        queues: tuple[str, ...] = DEFAULT_QUEUES,
+        pool: str = "threads",
+        concurrency: int = 2,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.db_path = Path(db_path).resolve()
+        self.store_root = Path(store_root).resolve()
+        self.data_dir = Path(data_dir).resolve()
+        self.broker_url = broker_url
+        self.log_path = Path(log_path)
+        self.queues = queues
+        self.pool = pool
+        self.concurrency = concurrency
+        self.extra_env = extra_env or {}
+        self.name = f"dockweb-test-{uuid.uuid4().hex[:8]}@%h"
+        self._proc: subprocess.Popen | None = None
+        self._log = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "celery", "-A", "dockweb.celery", "worker"]
+        cmd += [f"--pool={self.pool}"]
+        if self.pool != "solo":
+            cmd += ["-c", str(self.concurrency)]
+        cmd += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+        # -l INFO: start() waits for the "ready." line
+        cmd += ["-Q", ",".join(self.queues), "-n", self.name, "-l", "INFO"]
+        return cmd
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "DJANGO_SETTINGS_MODULE": "dockweb.settings",
+                # sqlite:////abs/path: the same file the test (or the benchmark) uses
+                "DATABASE_URL": f"sqlite:///{self.db_path}",
+                "DOCKWEB_DATA": str(self.data_dir),
+                "DOCKWEB_ROOT": str(self.store_root),
+                "CELERY_BROKER_URL": self.broker_url,
+                "CELERY_TASK_ALWAYS_EAGER": "false",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def start(self, timeout: float = 30.0) -> CeleryWorker:
+        """Start the worker; return once it logged ``ready.`` (its start-up repair done)."""
+        if not self.db_path.exists():
+            raise WorkerError(f"start worker: database {self.db_path} does not exist")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "wb")
+        self._proc = subprocess.Popen(
+            self.command(),
+            cwd=REPO_ROOT,
+            env=self.environment(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C of the test run reaches it through stop() only
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                code = self._proc.returncode
+                self._close_log()
+                raise WorkerError(
+                    f"start worker: exited with status {code}; its log "
+                    f"({self.log_path}):\n{self.log_text()[-4000:]}"
+                )
+            if " ready." in self.log_text():
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise WorkerError(
+            f"start worker: not ready within {timeout:.0f} s; its log ({self.log_path}):\n"
+            f"{self.log_text()[-4000:]}"
+        )
+
+    def assert_alive(self) -> None:
+        if self._proc is None or self._proc.poll() is not None:
+            raise WorkerError(f"worker is not running; its log:\n{self.log_text()[-4000:]}")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Warm shutdown (SIGTERM: running tasks finish), then SIGKILL after ``timeout``.
+
+        Idempotent.
+        """
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> CeleryWorker:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+# Headers that describe one hop, not the resource (RFC 9110 7.6.1).
+_HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+}
+
+
+class ThrottledProxy:
+    """An HTTP proxy to ``upstream`` (``host:port``) whose response bodies flow at ``rate``
+    bytes per second per connection. GET and HEAD only; listens on 127.0.0.1 (a loopback
+    registry is plain HTTP to dockweb, as to Docker)."""
+
+    def __init__(self, upstream: str, rate: int, chunk: int = 64 << 10) -> None:
+        self.upstream = upstream
+        self.rate = rate
+        self.chunk = chunk
+        self.requests = 0
+        self._pool = urllib3.PoolManager(maxsize=16, retries=False)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self.host = f"127.0.0.1:{self.port}"
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="throttled-proxy", daemon=True
+        )
+
+    def start(self) -> ThrottledProxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._pool.clear()
+
+    def __enter__(self) -> ThrottledProxy:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _handler(self):
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def _forward(self, method: str) -> None:
+                proxy.requests += 1
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in _HOP_BY_HOP and k.lower() != "host"
+                }
+                try:
+                    resp = proxy._pool.request(
+                        method,
+                        f"http://{proxy.upstream}{self.path}",
+                        headers=headers,
+                        preload_content=False,
+                        redirect=False,
+                        decode_content=False,
+                    )
+                except urllib3.exceptions.HTTPError as e:
+                    self.send_error(502, f"upstream {proxy.upstream}: {e}")
+                    return
+                try:
+                    length = resp.headers.get("Content-Length")
+                    body = None
+                    if length is None and method != "HEAD":
+                        body = resp.read()  # chunked upstream: small JSON documents only
+                        length = str(len(body))
+                    self.send_response(resp.status)
+                    for k, v in resp.headers.items():
+                        if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length":
+                            self.send_header(k, v)
+                    if length is not None:
+                        self.send_header("Content-Length", length)
+                    self.end_headers()
+                    if method == "HEAD":
+                        return
+                    if body is not None:
+                        self.wfile.write(body)
+                        return
+                    started, sent = time.monotonic(), 0
+                    for data in resp.stream(proxy.chunk, decode_content=False):
+                        self.wfile.write(data)
+                        sent += len(data)
+                        ahead = sent / proxy.rate - (time.monotonic() - started)
+                        if ahead > 0:
+                            time.sleep(ahead)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client gave up (a cancelled pull)
+                finally:
+                    resp.release_conn()
+
+            def do_GET(self):
+                self._forward("GET")
+
+            def do_HEAD(self):
+                self._forward("HEAD")
+
+        return Handler
