@@ -175,10 +175,11 @@ def pull(
                     continue
                 job.lock.release()
                 job.lock = None
-            progress.layer(job, "Pulling fs layer")
+            # the size rides along (no bytes yet) so a dashboard can total the pull at once
+            progress.layer(job, "Pulling fs layer", None, job.descriptor.size)
         todo = [j for j in jobs if not j.existed]
         for job in todo[max_concurrent:]:
-            progress.layer(job, "Waiting")
+            progress.layer(job, "Waiting", None, job.descriptor.size)
 
         def fetch(job: _LayerJob) -> None:
             _fetch_layer(store, client, host, repo, job, progress, cancel)
