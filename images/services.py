@@ -626,8 +626,27 @@ def start_pull(reference: str, *, platform: str = "", user=None) -> Pull:
         from images import tasks  # Celery stays out of the CLI, which imports this module
 
         pull_id = pull_row.id
-        transaction.on_commit(lambda: tasks.pull_image.delay(pull_id))
+        transaction.on_commit(
+            lambda: _enqueue(tasks.pull_image, pull_id, Pull.objects.filter(pk=pull_id))
+        )
     return pull_row
+
+
+def _enqueue(task, row_id: int, rows: QuerySet) -> None:
+    """Send a task; if the broker cannot be reached, fail the row now rather than leave it
+    queued forever."""
+    try:
+        task.delay(row_id)
+    except Exception as err:  # kombu's OperationalError, redis errors, DNS ...
+        broker = getattr(settings, "CELERY_BROKER_URL", "")
+        rows.filter(status="queued").update(
+            status="failed",
+            finished_at=timezone.now(),
+            error=(
+                f"could not reach the task queue at {broker}: {err}. Start redis-server "
+                "(scripts/run starts one) or set CELERY_BROKER_URL, then try again."
+            ),
+        )
 
 
 def active_pulls() -> QuerySet[Pull]:
@@ -936,7 +955,9 @@ def _start_operation(kind: str, args: dict, user) -> Operation:
         from images import tasks
 
         op_id = op.id
-        transaction.on_commit(lambda: tasks.run_operation.delay(op_id))
+        transaction.on_commit(
+            lambda: _enqueue(tasks.run_operation, op_id, Operation.objects.filter(pk=op_id))
+        )
     return op
 
 
