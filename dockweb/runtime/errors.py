@@ -67,3 +67,40 @@ class Conflict(DockwebError):
 
 class StoreError(DockwebError):
     """The store on disk is inconsistent or could not be written (disk full ...)."""
+
+
+class ContainerNotFound(DockwebError):
+    """No container matches an ID, ID prefix or name: ``No such container: x``."""
+
+
+class ContainerConflict(Conflict):
+    """A container operation is refused by the container's state or name (HTTP 409 in Docker):
+    a name in use, removing a running container, pausing a paused one ..."""
+
+
+class ContainerNotRunning(ContainerConflict):
+    """``Container <id> is not running``."""
+
+
+class InvalidContainerSpec(DockwebError):
+    """The container's configuration is refused before anything is created (Docker's 400)."""
+
+
+class ContainerStartError(DockwebError):
+    """The container's process could not be started.
+
+    ``exit_code`` is what ``docker run`` exits with: 127 the command was not found, 126 it
+    could not be invoked, 125 anything else (the runtime or the daemon failed).
+    """
+
+    def __init__(self, message: str, exit_code: int = 125):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class VolumeNotFound(DockwebError):
+    """``No such volume: x``."""
+
+
+class VolumeInUse(Conflict):
+    """``remove x: volume is in use - [<container ids>]``."""

@@ -1,0 +1,1298 @@
+"""Containers: an image's layers plus a writable layer, run by an OCI runtime under a
+supervisor (``dockweb.runtime.shim``) that outlives whoever started it.
+
+See docs/containers.md for the contract. Guarantees:
+- ``state.json`` is written atomically under the container's ``state.lock`` (flock), by the
+  manager and by the supervisor; readers see a whole state.
+- The supervisor holds an exclusive flock on ``shim.lock`` while it lives; a container whose
+  state says running or paused while nobody holds that lock has lost its supervisor (crash,
+  reboot) and is reconciled to ``exited`` (255) the next time anyone looks at it.
+- Names are unique: they are checked and the record written under the store's lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import fcntl
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal as signals
+import socket
+import stat
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import BinaryIO
+
+from dockweb.runtime import oci
+from dockweb.runtime.errors import (
+    ContainerConflict,
+    ContainerNotFound,
+    ContainerNotRunning,
+    ContainerStartError,
+    DockwebError,
+    InvalidContainerSpec,
+)
+from dockweb.runtime.store import Store, _is_mountpoint, parse_time
+from dockweb.runtime.units import human_duration
+from dockweb.runtime.volumes import VolumeManager, dir_size
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+_HEX64 = re.compile(r"^[a-f0-9]{64}$")
+
+
+def now_rfc3339nano() -> str:
+    """The current UTC time as Go's RFC3339Nano (trailing zeros of the fraction dropped)."""
+    ns = time.time_ns()
+    base = datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    frac = f"{ns % 1_000_000_000:09d}".rstrip("0")
+    return f"{base}.{frac}Z" if frac else f"{base}Z"
+
+
+# -- names ----------------------------------------------------------------------------------
+
+_ADJECTIVES = (
+    "admiring adoring affectionate agitated amazing angry awesome beautiful blissful bold "
+    "boring brave busy charming clever cool compassionate competent confident cranky crazy "
+    "dazzling determined distracted dreamy eager ecstatic elastic elated elegant eloquent epic "
+    "exciting fervent festive flamboyant focused friendly frosty funny gallant gifted goofy "
+    "gracious great happy hardcore heuristic hopeful hungry infallible inspiring intelligent "
+    "interesting jolly jovial keen kind laughing loving lucid magical modest musing mystifying "
+    "naughty nervous nice nifty nostalgic objective optimistic peaceful pedantic pensive "
+    "practical priceless quirky quizzical recursing relaxed reverent romantic sad serene sharp "
+    "silly sleepy stoic strange stupefied suspicious sweet tender thirsty trusting unruffled "
+    "upbeat vibrant vigilant vigorous wizardly wonderful xenodochial youthful zealous zen"
+).split()
+
+# Notable scientists and engineers, as Docker's generator uses.
+_SURNAMES = (
+    "agnesi albattani allen almeida antonelli archimedes ardinghelli aryabhata austin babbage "
+    "banach bardeen bartik bassi beaver bell benz bhabha bhaskara blackburn blackwell bohr "
+    "booth borg bose bouman boyd brahmagupta brattain brown buck burnell cannon carson cartwright "
+    "cerf chandrasekhar chaplygin chatelet chatterjee chebyshev cohen clarke colden cori cray "
+    "curie darwin davinci dewdney dhawan diffie dijkstra dirac driscoll dubinsky easley edison "
+    "einstein elbakyan elgamal elion ellis engelbart euclid euler faraday feistel fermat fermi "
+    "feynman franklin gagarin galileo galois gates gauss germain goldberg goldstine goldwasser "
+    "golick goodall gould greider grothendieck haibt hamilton haslett hawking heisenberg hellman "
+    "hermann herschel hertz heyrovsky hodgkin hofstadter hoover hopper hugle hypatia jackson "
+    "jang jemison jennings jepsen johnson joliot jones kalam kapitsa kare keldysh keller kepler "
+    "khayyam khorana kilby kirch knuth kowalevski lalande lamarr lamport leakey leavitt lederberg "
+    "lehmann lewin lichterman liskov lovelace lumiere mahavira margulis matsumoto maxwell mayer "
+    "mccarthy mcclintock mclaren mclean mcnulty meitner mendel mendeleev meninsky merkle mestorf "
+    "mirzakhani montalcini moore morse moser murdock napier nash neumann newton nightingale "
+    "nobel noether northcutt noyce panini pare pascal pasteur payne perlman pike poincare "
+    "poitras proskuriakova ptolemy raman ramanujan rhodes ride ritchie robinson roentgen "
+    "rosalind rubin saha sammet sanderson satoshi shamir shannon shaw shirley shockley shtern "
+    "sinoussi snyder solomon spence stonebraker sutherland swanson swartz swirles taussig "
+    "tesla tharp thompson torvalds tu turing varahamihira vaughan villani visvesvaraya volhard "
+    "wescoff wilbur wiles williams williamson wilson wing wozniak wright wu yalow yonath zhukovsky"
+).split()
+
+
+def random_name(retry: int = 0) -> str:
+    """``adjective_surname``; on a retry a digit is appended, as Docker's generator does.
+    Steve Wozniak is not boring, so ``boring_wozniak`` is never produced."""
+    while True:
+        name = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_SURNAMES)}"
+        if name != "boring_wozniak":
+            break
+    if retry > 0:
+        name += str(secrets.randbelow(10))
+    return name
+
+
+# -- specs and states -----------------------------------------------------------------------
+
+
+@dataclass
+class MountSpec:
+    """``-v name:/dst[:ro]`` (volume), ``-v /host:/dst[:ro]`` (bind), ``-v /dst`` (anonymous
+    volume: ``type="volume"``, ``source=""``)."""
+
+    type: str
+    source: str
+    target: str
+    readonly: bool = False
+
+
+@dataclass
+class ContainerSpec:
+    image: str
+    name: str = ""
+    cmd: list[str] | None = None
+    entrypoint: list[str] | None = None
+    env: list[str] = field(default_factory=list)
+    workdir: str = ""
+    user: str = ""
+    hostname: str = ""
+    network: str = "none"
+    tty: bool = False
+    interactive: bool = False
+    auto_remove: bool = False
+    mounts: list[MountSpec] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ContainerSpec:
+        d = dict(d)
+        d["mounts"] = [MountSpec(**m) for m in d.get("mounts", [])]
+        return cls(**d)
+
+
+class Status(enum.Enum):
+    """A container's status, with Docker's names. Guards say which operations it allows."""
+
+    CREATED = "created"
+    RUNNING = "running"
+    PAUSED = "paused"
+    RESTARTING = "restarting"
+    REMOVING = "removing"
+    EXITED = "exited"
+    DEAD = "dead"
+
+    def can_start(self) -> bool:
+        """A process can be launched: created or exited (running is a no-op, not a start)."""
+        return self in (Status.CREATED, Status.EXITED)
+
+    def can_stop(self) -> bool:
+        return self in (Status.RUNNING, Status.PAUSED, Status.RESTARTING)
+
+    def can_kill(self) -> bool:
+        return self in (Status.RUNNING, Status.PAUSED, Status.RESTARTING)
+
+    def can_pause(self) -> bool:
+        return self is Status.RUNNING
+
+    def can_unpause(self) -> bool:
+        return self is Status.PAUSED
+
+    def can_exec(self) -> bool:
+        return self is Status.RUNNING
+
+    def can_remove(self, force: bool = False) -> bool:
+        """Without force only stopped containers go; with force anything not already going."""
+        if force:
+            return self is not Status.REMOVING
+        return self in (Status.CREATED, Status.EXITED, Status.DEAD)
+
+    @property
+    def is_active(self) -> bool:
+        """Has processes (what ``docker ps`` lists without ``-a``)."""
+        return self in (Status.RUNNING, Status.PAUSED, Status.RESTARTING)
+
+
+@dataclass
+class State:
+    status: Status = Status.CREATED
+    pid: int = 0
+    exit_code: int = 0
+    error: str = ""
+    started_at: str = ZERO_TIME
+    finished_at: str = ZERO_TIME
+    oom_killed: bool = False
+    boot_id: str = ""
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["status"] = self.status.value
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> State:
+        d = dict(d)
+        d["status"] = Status(d.get("status", "created"))
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def status_text(self, now: datetime | None = None) -> str:
+        """The STATUS column of ``docker ps`` (moby container.State.String)."""
+        now = now or datetime.now(UTC)
+        if self.status in (Status.RUNNING, Status.PAUSED):
+            up = human_duration((now - parse_time(self.started_at)).total_seconds())
+            return f"Up {up} (Paused)" if self.status is Status.PAUSED else f"Up {up}"
+        if self.status is Status.RESTARTING:
+            ago = human_duration((now - parse_time(self.finished_at)).total_seconds())
+            return f"Restarting ({self.exit_code}) {ago} ago"
+        if self.status is Status.REMOVING:
+            return "Removal In Progress"
+        if self.status is Status.DEAD:
+            return "Dead"
+        if self.status is Status.CREATED or self.finished_at == ZERO_TIME:
+            return "Created"
+        ago = human_duration((now - parse_time(self.finished_at)).total_seconds())
+        return f"Exited ({self.exit_code}) {ago} ago"
+
+
+@dataclass
+class Container:
+    """A container's record (``container.json``) and its current state."""
+
+    id: str
+    name: str  # without Docker's leading "/"
+    image: str  # as given to create
+    image_id: str
+    created: str
+    spec: ContainerSpec
+    path: str
+    args: list[str]
+    hostname: str
+    mounts: list[dict]  # {type, name, source, destination, rw, anonymous}
+    runtime: str = ""
+    state: State = field(default_factory=State)
+
+    @property
+    def status(self) -> Status:
+        return self.state.status
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    def record(self) -> dict:
+        d = asdict(self)
+        del d["state"]
+        return d
+
+    @classmethod
+    def from_record(cls, d: dict, state: State) -> Container:
+        d = dict(d)
+        d["spec"] = ContainerSpec.from_dict(d["spec"])
+        return cls(state=state, **d)
+
+
+# -- runtime helpers ------------------------------------------------------------------------
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def default_runtime() -> str:
+    """crun, unless this host's cgroup layout makes it refuse (crun 1.8 will not run on a
+    hybrid v1/v2 host whose unified hierarchy has controllers), then runc."""
+    hybrid_controllers = ""
+    with contextlib.suppress(OSError):
+        with open("/sys/fs/cgroup/unified/cgroup.controllers") as f:
+            hybrid_controllers = f.read().strip()
+    if shutil.which("crun") and not hybrid_controllers:
+        return "crun"
+    if shutil.which("runc"):
+        return "runc"
+    return "crun"
+
+
+def parse_signal(sig: str | int) -> int:
+    """``KILL``, ``SIGKILL`` or ``9`` → 9; Docker's ``Invalid signal: X`` otherwise."""
+    if isinstance(sig, int):
+        return sig
+    s = sig.strip().upper()
+    if s.isdigit():
+        n = int(s)
+        if 0 < n < 65:
+            return n
+    else:
+        name = s if s.startswith("SIG") else "SIG" + s
+        with contextlib.suppress(AttributeError):
+            return int(getattr(signals.Signals, name))
+    raise InvalidContainerSpec(f"Invalid signal: {sig}")
+
+
+def _write_json_atomic(path: str, value: dict) -> None:
+    tmp = f"{path}.{os.getpid()}.{secrets.token_hex(3)}"
+    with open(tmp, "w") as f:
+        json.dump(value, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class ContainerManager:
+    """Create and run containers over a Store. Safe to use from several processes at once."""
+
+    def __init__(self, store: Store, *, runtime: str | None = None,
+                 exit_command: list[str] | None = None):
+        self.store = store
+        self.root = store.root
+        self.dir = os.path.join(self.root, "containers")
+        os.makedirs(self.dir, exist_ok=True)
+        self.runtime = runtime or default_runtime()
+        self.exit_command = list(exit_command or [])
+        # The runtime's state lives on tmpfs: a reboot clears it as it clears the processes.
+        key = hashlib.sha256(self.root.encode()).hexdigest()[:12]
+        self.runtime_root = os.path.join("/run/dockweb", key, self.runtime)
+        self.volumes = VolumeManager(self.root, users=self._volume_users)
+
+    # -- paths and records ----------------------------------------------------------------
+
+    def cdir(self, cid: str) -> str:
+        return os.path.join(self.dir, cid)
+
+    def _rt(self, *args: str) -> list[str]:
+        return [self.runtime, "--root", self.runtime_root, *args]
+
+    @contextlib.contextmanager
+    def _state_lock(self, cid: str) -> Iterator[None]:
+        fd = os.open(os.path.join(self.cdir(cid), "state.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def read_state(self, cid: str) -> State:
+        try:
+            with open(os.path.join(self.cdir(cid), "state.json")) as f:
+                return State.from_dict(json.load(f))
+        except FileNotFoundError:
+            raise ContainerNotFound(f"No such container: {cid}") from None
+
+    def write_state(self, cid: str, state: State) -> None:
+        _write_json_atomic(os.path.join(self.cdir(cid), "state.json"), state.to_dict())
+
+    def update_state(self, cid: str, **changes) -> State:
+        """Read-modify-write of state.json under the state lock. Returns the new state."""
+        with self._state_lock(cid):
+            st = self.read_state(cid)
+            for k, v in changes.items():
+                setattr(st, k, v)
+            self.write_state(cid, st)
+            return st
+
+    def _load(self, cid: str) -> Container:
+        try:
+            with open(os.path.join(self.cdir(cid), "container.json")) as f:
+                rec = json.load(f)
+        except FileNotFoundError:
+            raise ContainerNotFound(f"No such container: {cid}") from None
+        return Container.from_record(rec, self._reconciled_state(cid))
+
+    def _ids(self) -> list[str]:
+        return [n for n in os.listdir(self.dir) if _HEX64.match(n)
+                and os.path.exists(os.path.join(self.dir, n, "container.json"))]
+
+    def shim_alive(self, cid: str) -> bool:
+        """True while a supervisor holds the container's ``shim.lock``."""
+        try:
+            fd = os.open(os.path.join(self.cdir(cid), "shim.lock"), os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    def _reconciled_state(self, cid: str) -> State:
+        """The state, repaired if it claims processes that no supervisor watches any more."""
+        st = self.read_state(cid)
+        if not st.status.is_active or self.shim_alive(cid):
+            return st
+        with self._state_lock(cid):
+            st = self.read_state(cid)
+            if not st.status.is_active or self.shim_alive(cid):
+                return st
+            # The supervisor is gone: nobody collects this container's output or exit code,
+            # so whatever still runs of it is killed, as Docker does without live-restore.
+            subprocess.run(self._rt("kill", cid, "KILL"), capture_output=True)
+            subprocess.run(self._rt("delete", "--force", cid), capture_output=True)
+            st.status = Status.EXITED
+            st.exit_code = 255 if st.exit_code == 0 else st.exit_code
+            st.pid = 0
+            st.finished_at = now_rfc3339nano()
+            st.error = "supervisor exited unexpectedly" if st.boot_id == _boot_id() else ""
+            self.write_state(cid, st)
+            return st
+
+    # -- lookup ---------------------------------------------------------------------------
+
+    def get(self, ref: str) -> Container:
+        """By full ID, name (with or without "/"), or unique ID prefix, as Docker's
+        GetContainer. Raises ContainerNotFound ("No such container: x")."""
+        if not ref:
+            raise ContainerNotFound("No such container: ")
+        ids = self._ids()
+        if ref in ids:
+            return self._load(ref)
+        name = ref.lstrip("/")
+        for cid in ids:
+            with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+                with open(os.path.join(self.cdir(cid), "container.json")) as f:
+                    if json.load(f)["name"] == name:
+                        return self._load(cid)
+        if re.fullmatch(r"[a-f0-9]+", ref):
+            found = [c for c in ids if c.startswith(ref)]
+            if len(found) > 1:
+                raise ContainerNotFound(f"Multiple IDs found with provided prefix: {ref}")
+            if found:
+                return self._load(found[0])
+        raise ContainerNotFound(f"No such container: {ref}")
+
+    def list(self, *, all: bool = False) -> list[Container]:
+        """Containers, newest first; without ``all`` only those with processes."""
+        out = []
+        for cid in self._ids():
+            with contextlib.suppress(ContainerNotFound):
+                c = self._load(cid)
+                if all or c.status.is_active:
+                    out.append(c)
+        out.sort(key=lambda c: c.created, reverse=True)
+        return out
+
+    def used_images(self) -> list[tuple[str, str, bool]]:
+        """(container ID, image ID, running) for ``Store.remove``'s conflicts."""
+        return [(c.id, c.image_id, c.status.is_active) for c in self.list(all=True)]
+
+    def _volume_users(self, name: str) -> list[str]:
+        users = []
+        for cid in self._ids():
+            with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+                with open(os.path.join(self.cdir(cid), "container.json")) as f:
+                    mounts = json.load(f)["mounts"]
+                if any(m["type"] == "volume" and m["name"] == name for m in mounts):
+                    users.append(cid)
+        return users
+
+    # -- create ---------------------------------------------------------------------------
+
+    def create(self, spec: ContainerSpec) -> Container:
+        """Create a container: record, writable layer, rootfs mount, volumes. Nothing runs.
+
+        Raises ImageNotFound, InvalidContainerSpec (Docker's 400s) or ContainerConflict (the
+        name is in use). On failure nothing is left behind.
+        """
+        rec = self.store.lookup(spec.image)
+        cfg = rec.config.get("config") or {}
+        entrypoint = (cfg.get("Entrypoint") or []) if spec.entrypoint is None else spec.entrypoint
+        if spec.cmd is not None:
+            cmd = spec.cmd
+        elif spec.entrypoint is not None:
+            cmd = []  # --entrypoint clears the image's Cmd, as Docker does
+        else:
+            cmd = cfg.get("Cmd") or []
+        argv = list(entrypoint) + list(cmd)
+        if not argv:
+            raise InvalidContainerSpec("No command specified")
+        workdir = spec.workdir or cfg.get("WorkingDir") or ""
+        if workdir and not workdir.startswith("/"):
+            raise InvalidContainerSpec(
+                f"the working directory '{workdir}' is invalid, it needs to be an absolute path"
+            )
+        if spec.network not in ("none", "host"):
+            raise InvalidContainerSpec(f"network {spec.network} not found")
+        if spec.name and not _NAME.match(spec.name):
+            raise InvalidContainerSpec(
+                f"Invalid container name ({spec.name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )
+        mounts = self._plan_mounts(spec, cfg)
+
+        cid = secrets.token_hex(32)
+        hostname = spec.hostname or (socket.gethostname() if spec.network == "host" else cid[:12])
+        with self.store.locked():
+            name = self._reserve_name(spec.name.lstrip("/"), cid)
+            cdir = self.cdir(cid)
+            os.makedirs(cdir)
+            try:
+                for v in mounts:
+                    if v["type"] == "volume":
+                        self.volumes.create(v["name"], anonymous=v["anonymous"])
+                        v["source"] = self.volumes.get(v["name"]).mountpoint
+                container = Container(
+                    id=cid, name=name, image=spec.image, image_id=rec.id,
+                    created=now_rfc3339nano(), spec=spec, path=argv[0], args=argv[1:],
+                    hostname=hostname, mounts=mounts, runtime=self.runtime,
+                    state=State(),
+                )
+                for d in ("upper", "work", "rootfs", "bundle", "init"):
+                    os.makedirs(os.path.join(cdir, d))
+                self._make_init_layer(os.path.join(cdir, "init"))
+                self.write_state(cid, container.state)
+                _write_json_atomic(os.path.join(cdir, "container.json"), container.record())
+            except BaseException:
+                self._destroy(cid, mounts, volumes=True)
+                raise
+        return container
+
+    def _reserve_name(self, name: str, cid: str) -> str:
+        taken = {}
+        for other in self._ids():
+            with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+                with open(os.path.join(self.cdir(other), "container.json")) as f:
+                    taken[json.load(f)["name"]] = other
+        if name:
+            if name in taken:
+                raise ContainerConflict(
+                    f'Conflict. The container name "/{name}" is already in use by container '
+                    f'"{taken[name]}". You have to remove (or rename) that container to be able '
+                    "to reuse that name."
+                )
+            return name
+        for i in range(6):
+            candidate = random_name(i)
+            if candidate not in taken:
+                return candidate
+        return cid[:12]
+
+    def _plan_mounts(self, spec: ContainerSpec, cfg: dict) -> list[dict]:
+        out: list[dict] = []
+        seen = set()
+        for m in spec.mounts:
+            target = os.path.normpath(m.target) if m.target else ""
+            if not target.startswith("/") or target == "/":
+                raise InvalidContainerSpec(
+                    f"invalid volume specification: '{m.source}:{m.target}': invalid mount "
+                    "config for type \"{m.type}\": invalid specification: destination can't be '/'"
+                    if target == "/" else
+                    f"invalid volume specification: '{m.source}:{m.target}'"
+                )
+            if target in seen:
+                raise InvalidContainerSpec(f"Duplicate mount point: {target}")
+            seen.add(target)
+            if m.type == "bind":
+                if not m.source.startswith("/"):
+                    raise InvalidContainerSpec(
+                        f"invalid mount config for type \"bind\": invalid mount path: "
+                        f"'{m.source}' mount path must be absolute"
+                    )
+                out.append({"type": "bind", "name": "", "source": m.source,
+                            "destination": target, "rw": not m.readonly, "anonymous": False})
+            elif m.type == "volume":
+                name = m.source or secrets.token_hex(32)
+                out.append({"type": "volume", "name": name, "source": "", "destination": target,
+                            "rw": not m.readonly, "anonymous": not m.source})
+            else:
+                raise InvalidContainerSpec(f"invalid mount type: {m.type}")
+        for target in sorted(cfg.get("Volumes") or {}):
+            target = os.path.normpath(target)
+            if target not in seen:
+                seen.add(target)
+                out.append({"type": "volume", "name": secrets.token_hex(32), "source": "",
+                            "destination": target, "rw": True, "anonymous": True})
+        return out
+
+    @staticmethod
+    def _make_init_layer(init: str) -> None:
+        """The files and mount points Docker's init layer holds (daemon/initlayer), so that
+        the runtime's mount points never show in ``diff``."""
+        for d in ("dev/pts", "dev/shm", "proc", "sys", "etc"):
+            os.makedirs(os.path.join(init, d), exist_ok=True)
+        for f in (".dockerenv", "etc/resolv.conf", "etc/hosts", "etc/hostname", "dev/console"):
+            with open(os.path.join(init, f), "w"):
+                pass
+        os.chmod(os.path.join(init, ".dockerenv"), 0o755)
+        os.symlink("/proc/mounts", os.path.join(init, "etc/mtab"))
+
+    # -- rootfs ---------------------------------------------------------------------------
+
+    def _lower_dirs(self, c: Container) -> list[str]:
+        """Absolute lower dirs, top first: the init layer, then the image's layers."""
+        rec = self.store.get_image(c.image_id)
+        return [os.path.join(self.cdir(c.id), "init")] + [
+            self.store.layer_diff(ch) for ch in reversed(rec.layers)
+        ]
+
+    def _init_link(self, cid: str) -> str:
+        link = os.path.join(self.store.links_dir, "C" + cid[:25].upper())
+        if not os.path.lexists(link):
+            os.symlink(os.path.join("..", "containers", cid, "init"), link)
+        return os.path.join("l", os.path.basename(link))
+
+    def mount_rootfs(self, c: Container) -> str:
+        """Mount the container's root filesystem (overlay of the image, the init layer and
+        the writable layer) at ``rootfs/``. Idempotent."""
+        target = os.path.join(self.cdir(c.id), "rootfs")
+        if _is_mountpoint(target):
+            return target
+        rec = self.store.get_image(c.image_id)
+        lowers = [self._init_link(c.id)] + [
+            os.path.join("l", self.store.get_layer(ch).link) for ch in reversed(rec.layers)
+        ]
+        rel = os.path.join("containers", c.id)
+        opts = (f"lowerdir={':'.join(lowers)},upperdir={rel}/upper,workdir={rel}/work")
+        proc = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, target],
+                              cwd=self.root, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ContainerStartError(f"mount rootfs of {c.id}: {proc.stderr.strip()}", 125)
+        return target
+
+    def _unmount_rootfs(self, cid: str) -> None:
+        target = os.path.join(self.cdir(cid), "rootfs")
+        if _is_mountpoint(target):
+            proc = subprocess.run(["umount", target], capture_output=True, text=True)
+            if proc.returncode != 0:
+                subprocess.run(["umount", "-l", target], capture_output=True)
+
+    # -- start ----------------------------------------------------------------------------
+
+    def _prepare(self, c: Container) -> None:
+        """Everything the runtime needs, written fresh at each start as Docker does: rootfs
+        mount, seeded volumes, working directory, /etc files and the bundle's config.json."""
+        cdir = self.cdir(c.id)
+        rootfs = self.mount_rootfs(c)
+        for m in c.mounts:
+            if m["type"] == "volume":
+                self.volumes.create(m["name"], anonymous=m["anonymous"])
+                src = oci._in_root(rootfs, m["destination"])
+                self.volumes.seed(m["name"], src)
+            elif m["type"] == "bind" and not os.path.exists(m["source"]):
+                os.makedirs(m["source"], exist_ok=True)  # -v creates a missing host dir
+        user = oci.resolve_user(rootfs, c.spec.user or (
+            (self.store.get_image(c.image_id).config.get("config") or {}).get("User") or ""))
+        cfg = self.store.get_image(c.image_id).config.get("config") or {}
+        workdir = c.spec.workdir or cfg.get("WorkingDir") or "/"
+        wd = oci._in_root(rootfs, workdir)
+        if not os.path.exists(wd):
+            os.makedirs(wd, mode=0o755, exist_ok=True)
+        etc = self._write_etc_files(c)
+        env = oci.process_env(oci.merge_env(cfg.get("Env") or [], c.spec.env), c.hostname,
+                              c.spec.tty)
+        mounts = [
+            {"destination": m["destination"], "type": "bind", "source": m["source"],
+             "options": ["rbind", "rprivate"] + ([] if m["rw"] else ["ro"])}
+            for m in c.mounts
+        ]
+        spec = oci.runtime_spec(
+            rootfs=rootfs, args=[c.path, *c.args], env=env, cwd=workdir, user=user,
+            hostname=c.hostname, tty=c.spec.tty, network=c.spec.network,
+            cgroups_path=f"dockweb/{c.id}", etc_files=etc, mounts=mounts,
+        )
+        _write_json_atomic(os.path.join(cdir, "bundle", "config.json"), spec)
+
+    def _write_etc_files(self, c: Container) -> dict[str, str]:
+        cdir = self.cdir(c.id)
+        paths = {"/etc/hostname": os.path.join(cdir, "hostname"),
+                 "/etc/hosts": os.path.join(cdir, "hosts"),
+                 "/etc/resolv.conf": os.path.join(cdir, "resolv.conf")}
+        with open(paths["/etc/hostname"], "w") as f:
+            f.write(c.hostname + "\n")
+        if c.spec.network == "host":
+            hosts = _read_text("/etc/hosts") or oci.HOSTS_LOCAL
+            resolv = _read_text("/etc/resolv.conf")
+        else:
+            hosts = oci.HOSTS_LOCAL
+            resolv = _filter_resolv(_read_text("/etc/resolv.conf"))
+        with open(paths["/etc/hosts"], "w") as f:
+            f.write(hosts)
+        with open(paths["/etc/resolv.conf"], "w") as f:
+            f.write(resolv)
+        for p in paths.values():
+            os.chmod(p, 0o644)
+        return paths
+
+    def start(self, ref: str, *, attach: bool = False) -> Container:
+        """Start the container's process under a detached supervisor; returns once the
+        process runs (or raises ContainerStartError with Docker's message and exit code,
+        recording both in the state). Starting a running container does nothing.
+
+        ``attach`` is accepted for the CLI's ``start -a``; output is read with
+        ``logs(follow=True)`` and the exit code with ``wait``.
+        """
+        c = self.get(ref)
+        if c.status in (Status.RUNNING, Status.RESTARTING):
+            return c
+        if c.status is Status.PAUSED:
+            raise ContainerConflict("cannot start a paused container, try unpause instead")
+        if not c.status.can_start():
+            raise ContainerConflict(
+                f"Container {c.id} is marked for removal and cannot be started"
+            )
+        if self.shim_alive(c.id):
+            raise ContainerConflict(f"Container {c.id} is already being started")
+        try:
+            self._prepare(c)
+        except ContainerStartError as e:
+            self.update_state(c.id, exit_code=e.exit_code, error=str(e))
+            raise
+        except OSError as e:
+            self.update_state(c.id, exit_code=125, error=str(e))
+            raise ContainerStartError(str(e), 125) from e
+        subprocess.run(self._rt("delete", "--force", c.id), capture_output=True)
+        result = self._spawn_shim(c)
+        if "error" in result:
+            code = _start_exit_code(result["error"])
+            msg = f"OCI runtime create failed: {result['error']}: unknown"
+            self.update_state(c.id, exit_code=code, error=msg)
+            raise ContainerStartError(msg, code)
+        return self.get(c.id)
+
+    def _spawn_shim(self, c: Container) -> dict:
+        r, w = os.pipe()
+        pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        args = [
+            sys.executable, "-m", "dockweb.runtime.shim",
+            "--root", self.root, "--id", c.id, "--runtime", self.runtime,
+            "--runtime-root", self.runtime_root, "--sync-fd", str(w),
+            "--exit-command", json.dumps(self.exit_command),
+        ]
+        with open(os.path.join(self.cdir(c.id), "shim.log"), "ab") as log:
+            proc = subprocess.Popen(args, pass_fds=[w], stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=log, start_new_session=True, env=env,
+                                    cwd="/")
+        os.close(w)
+        proc.wait()  # the supervisor forks and its first process exits at once
+        chunks = []
+        with os.fdopen(r, "rb") as f:
+            while True:
+                chunk = f.read(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        data = b"".join(chunks).strip()
+        if not data:
+            tail = _read_text(os.path.join(self.cdir(c.id), "shim.log"))[-2000:]
+            return {"error": f"supervisor failed: {tail.strip() or 'no output'}"}
+        return json.loads(data)
+
+    def run(self, spec: ContainerSpec, *, detach: bool) -> int | Container:
+        """create + start; with ``detach`` the Container, else wait and return its exit
+        code. A start failure raises ContainerStartError (``exit_code`` 125/126/127; with
+        ``auto_remove`` the container is removed first, as ``docker run --rm`` does)."""
+        c = self.create(spec)
+        try:
+            self.start(c.id)
+        except ContainerStartError:
+            if spec.auto_remove:
+                with contextlib.suppress(DockwebError):
+                    self.remove(c.id, force=True, volumes=True)
+            raise
+        if detach:
+            return self.get(c.id)
+        return self.wait(c.id)
+
+    # -- wait / stop / kill ---------------------------------------------------------------
+
+    def wait(self, ref: str, timeout: float | None = None) -> int:
+        """Block until the container is not running; return its exit code (Docker's
+        ``wait`` with condition not-running: a created container returns at once).
+        Works with ``auto_remove``: the supervisor leaves the final state in its lock file."""
+        c = self.get(ref)
+        if not c.status.is_active:
+            return c.state.exit_code
+        try:
+            fd = os.open(os.path.join(self.cdir(c.id), "shim.lock"), os.O_RDONLY)
+        except FileNotFoundError:
+            return self.get(c.id).state.exit_code
+        try:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise TimeoutError(f"wait {c.id}: still running") from None
+                    time.sleep(0.02)
+            data = os.pread(fd, 65536, 0)
+        finally:
+            os.close(fd)
+        if data.strip():
+            return int(json.loads(data)["exit_code"])
+        return self._reconciled_state(c.id).exit_code
+
+    def _wait_stopped(self, cid: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.shim_alive(cid):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def _signal(self, c: Container, sig: int) -> None:
+        proc = subprocess.run(self._rt("kill", c.id, str(sig)), capture_output=True, text=True)
+        if proc.returncode != 0 and self.shim_alive(c.id):
+            # runc refuses to signal a process it considers stopped; fall back to the pid
+            with contextlib.suppress(ProcessLookupError):
+                if c.state.pid:
+                    os.kill(c.state.pid, sig)
+
+    def stop(self, ref: str, timeout: int | None = 10) -> None:
+        """Send the image's StopSignal (SIGTERM by default), then SIGKILL after ``timeout``
+        seconds (None or negative: wait forever). A stopped container is left as it is.
+        A paused container is signalled, then thawed so the signal is delivered."""
+        c = self.get(ref)
+        if not c.status.can_stop():
+            return
+        stop_signal = (self.store.get_image(c.image_id).config.get("config") or {}).get(
+            "StopSignal") or "SIGTERM"
+        sig = parse_signal(stop_signal)
+        self._signal(c, sig)
+        if c.status is Status.PAUSED:
+            self._resume(c)
+        if timeout is None or timeout < 0:
+            while self.shim_alive(c.id):
+                time.sleep(0.05)
+            return
+        if self._wait_stopped(c.id, timeout):
+            return
+        self._signal(c, signals.SIGKILL)
+        if not self._wait_stopped(c.id, 30):
+            raise ContainerConflict(f"Container {c.id} did not stop after SIGKILL")
+
+    def restart(self, ref: str, timeout: int | None = 10) -> None:
+        c = self.get(ref)
+        self.stop(c.id, timeout)
+        self.start(c.id)
+
+    def kill(self, ref: str, signal: str | int = "KILL") -> None:
+        """Send a signal. Docker's "Cannot kill container: x: Container <id> is not running"
+        when nothing runs. With SIGKILL, returns once the container has exited."""
+        c = self.get(ref)
+        sig = parse_signal(signal)
+        if not c.status.can_kill():
+            raise ContainerNotRunning(
+                f"Cannot kill container: {ref}: Container {c.id} is not running"
+            )
+        self._signal(c, sig)
+        if c.status is Status.PAUSED and sig == signals.SIGKILL:
+            self._resume(c)
+        if sig == signals.SIGKILL:
+            self._wait_stopped(c.id, 30)
+
+    # -- pause ----------------------------------------------------------------------------
+
+    def pause(self, ref: str) -> None:
+        """Freeze every process of the container (cgroup freezer)."""
+        c = self.get(ref)
+        if c.status is Status.PAUSED:
+            raise ContainerConflict(f"Container {c.id} is already paused")
+        if not c.status.can_pause():
+            raise ContainerNotRunning(f"Container {c.id} is not running")
+        with self._state_lock(c.id):
+            proc = subprocess.run(self._rt("pause", c.id), capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise ContainerConflict(f"Cannot pause container {c.id}: {_rt_error(proc.stderr)}")
+            st = self.read_state(c.id)
+            if st.status is Status.RUNNING:
+                st.status = Status.PAUSED
+                self.write_state(c.id, st)
+
+    def _resume(self, c: Container) -> None:
+        with self._state_lock(c.id):
+            subprocess.run(self._rt("resume", c.id), capture_output=True, text=True)
+            st = self.read_state(c.id)
+            if st.status is Status.PAUSED:
+                st.status = Status.RUNNING
+                self.write_state(c.id, st)
+
+    def unpause(self, ref: str) -> None:
+        c = self.get(ref)
+        if not c.status.can_unpause():
+            raise ContainerConflict(f"Container {c.id} is not paused")
+        with self._state_lock(c.id):
+            proc = subprocess.run(self._rt("resume", c.id), capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise ContainerConflict(
+                    f"Cannot unpause container {c.id}: {_rt_error(proc.stderr)}")
+            st = self.read_state(c.id)
+            if st.status is Status.PAUSED:
+                st.status = Status.RUNNING
+                self.write_state(c.id, st)
+
+    # -- remove ---------------------------------------------------------------------------
+
+    def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> None:
+        """Remove a stopped container (``force`` kills a running one first): its rootfs
+        mount, writable layer, logs and record. Named volumes always survive; anonymous ones
+        are removed with ``volumes`` (``docker rm -v``). Raises ContainerConflict with Docker's
+        message for a running or paused container without ``force``."""
+        c = self.get(ref)
+        if not c.status.can_remove(force):
+            if c.status is Status.PAUSED:
+                raise ContainerConflict(
+                    f"You cannot remove a paused container {c.id}. Unpause and then stop the "
+                    "container before attempting removal or force remove"
+                )
+            if c.status is Status.REMOVING:
+                raise ContainerConflict(f"removal of container {c.id} is already in progress")
+            raise ContainerConflict(
+                f"You cannot remove a running container {c.id}. Stop the container before "
+                "attempting removal or force remove"
+            )
+        if c.status.is_active:
+            self.kill(c.id, "KILL")
+        with self.store.locked():
+            with contextlib.suppress(ContainerNotFound):
+                self.update_state(c.id, status=Status.REMOVING)
+            self._destroy(c.id, c.mounts, volumes=volumes)
+
+    def _destroy(self, cid: str, mounts: list[dict], *, volumes: bool) -> None:
+        subprocess.run(self._rt("delete", "--force", cid), capture_output=True)
+        self._unmount_rootfs(cid)
+        cdir = self.cdir(cid)
+        if os.path.isdir(cdir):
+            doomed = os.path.join(self.dir, f".removing-{cid}")
+            os.rename(cdir, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
+        link = os.path.join(self.store.links_dir, "C" + cid[:25].upper())
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(link)
+        if volumes:
+            for m in mounts:
+                if m["type"] == "volume" and m["anonymous"]:
+                    with contextlib.suppress(DockwebError):
+                        self.volumes.remove(m["name"])
+
+    # -- logs -----------------------------------------------------------------------------
+
+    def logs(self, ref: str, *, follow: bool = False, tail: int | None = None,
+             timestamps: bool = False, since: str | float | None = None,
+             ) -> Iterator[tuple[str, str, str]]:
+        """Yield (stream, text, time) from the json-file log. ``text`` keeps its newline;
+        with ``timestamps`` it is prefixed by the time and a space (as ``docker logs -t``).
+        ``follow`` keeps reading until the container stops."""
+        c = self.get(ref)
+        path = os.path.join(self.cdir(c.id), "container.log")
+        since_dt = None
+        if since is not None:
+            since_dt = (datetime.fromtimestamp(float(since), UTC)
+                        if isinstance(since, (int, float)) else parse_time(since))
+
+        def entry(line: bytes):
+            try:
+                d = json.loads(line)
+            except ValueError:
+                return None
+            if since_dt is not None and parse_time(d["time"]) < since_dt:
+                return None
+            text = d["log"]
+            if timestamps:
+                text = f"{d['time']} {text}"
+            return d["stream"], text, d["time"]
+
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            return
+        with f:
+            lines = f.read().splitlines(keepends=True)
+            pending = b""
+            if lines and not lines[-1].endswith(b"\n"):
+                pending = lines.pop()
+            if tail is not None and tail >= 0:
+                lines = lines[len(lines) - tail:] if tail else []
+            for line in lines:
+                e = entry(line)
+                if e:
+                    yield e
+            if not follow:
+                return
+            while True:
+                chunk = f.read()
+                if chunk:
+                    pending += chunk
+                    *complete, pending = pending.split(b"\n")
+                    for line in complete:
+                        e = entry(line)
+                        if e:
+                            yield e
+                    continue
+                if not self.shim_alive(c.id):
+                    rest = f.read()
+                    if rest:
+                        pending += rest
+                        continue
+                    return
+                time.sleep(0.05)
+
+    # -- inspection -----------------------------------------------------------------------
+
+    def diff(self, ref: str) -> list[tuple[str, str]]:
+        """Changes of the writable layer as ``docker diff`` lists them (moby archive
+        ``changes`` with overlay deletions): whiteouts and opaque dirs are D, an entry in the
+        writable layer that exists in a lower layer is C (unless it is a directory whose size,
+        mode and mtime are unchanged), anything else A; the parent of an A or D is C."""
+        c = self.get(ref)
+        upper = os.path.join(self.cdir(c.id), "upper")
+        lowers = self._lower_dirs(c)
+        changes: list[tuple[str, str]] = []
+        changed_dirs: set[str] = set()
+
+        def walk(rel: str) -> None:
+            try:
+                names = sorted(os.listdir(os.path.join(upper, rel.lstrip("/"))))
+            except NotADirectoryError:
+                return
+            for name in names:
+                path = f"{rel.rstrip('/')}/{name}"
+                full = os.path.join(upper, path.lstrip("/"))
+                st = os.lstat(full)
+                kind = ""
+                is_dir = stat.S_ISDIR(st.st_mode)
+                if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                    kind = "D"
+                elif is_dir and _is_opaque(full):
+                    kind = "D"
+                if not kind:
+                    kind = "A"
+                    skip = False
+                    for layer in lowers:
+                        try:
+                            lst = os.stat(os.path.join(layer, path.lstrip("/")))
+                        except OSError:
+                            continue
+                        if stat.S_ISDIR(lst.st_mode) and is_dir and (
+                            lst.st_size == st.st_size and lst.st_mode == st.st_mode
+                            and int(lst.st_mtime) == int(st.st_mtime)
+                        ):
+                            skip = True
+                        kind = "C"
+                        break
+                    if skip:
+                        if is_dir:
+                            walk(path)
+                        continue
+                if is_dir:
+                    changed_dirs.add(path)
+                if kind in ("A", "D"):
+                    parent = os.path.dirname(path)
+                    if parent != "/" and parent not in changed_dirs:
+                        changes.append(("C", parent))
+                        changed_dirs.add(parent)
+                changes.append((kind, path))
+                if is_dir:
+                    walk(path)
+
+        walk("/")
+        return changes
+
+    def size(self, ref: str) -> tuple[int, int]:
+        """(SizeRw, SizeRootFs): the writable layer's size as moby's directory.Size counts
+        it, and that plus the image's size."""
+        c = self.get(ref)
+        rw = dir_size(os.path.join(self.cdir(c.id), "upper"))
+        return rw, rw + self.store.image_size(self.store.get_image(c.image_id))
+
+    def _cgroup_dir(self, pid: int, controller: str) -> str | None:
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                for line in f:
+                    _, ctrls, path = line.rstrip("\n").split(":", 2)
+                    if controller in ctrls.split(","):
+                        base = f"/sys/fs/cgroup/{controller}"
+                        if not os.path.isdir(base):
+                            base = f"/sys/fs/cgroup/{ctrls}"
+                        return base + path
+        except OSError:
+            return None
+        return None
+
+    def pids(self, ref: str) -> list[int]:
+        """The container's processes (from its pids cgroup), init first."""
+        c = self.get(ref)
+        if not c.status.is_active or not c.state.pid:
+            return []
+        cg = self._cgroup_dir(c.state.pid, "pids")
+        out = []
+        if cg:
+            with contextlib.suppress(OSError):
+                with open(os.path.join(cg, "cgroup.procs")) as f:
+                    out = [int(x) for x in f.read().split()]
+        if c.state.pid in out:
+            out.remove(c.state.pid)
+            out.insert(0, c.state.pid)
+        return out or [c.state.pid]
+
+    def stats(self, ref: str, interval: float = 0.2) -> dict:
+        """One ``docker stats --no-stream`` sample from the cgroup v1 files:
+        ``{cpu_usage_ns, cpu_percent, memory_usage, memory_limit, memory_percent, pids}``.
+        cpu_percent is measured over ``interval`` seconds, as Docker's
+        (container delta / system delta * online CPUs * 100)."""
+        c = self.get(ref)
+        if not c.status.is_active:
+            raise ContainerNotRunning(f"Container {c.id} is not running")
+        pid = c.state.pid
+        cpu = self._cgroup_dir(pid, "cpuacct")
+        mem = self._cgroup_dir(pid, "memory")
+        pids_dir = self._cgroup_dir(pid, "pids")
+
+        def cpu_usage() -> int:
+            return int(_read_text(os.path.join(cpu, "cpuacct.usage")) or 0) if cpu else 0
+
+        def system_usage() -> int:
+            with open("/proc/stat") as f:
+                fields = f.readline().split()[1:8]
+            return sum(int(x) for x in fields) * 10_000_000  # USER_HZ ticks to ns
+
+        c1, s1 = cpu_usage(), system_usage()
+        time.sleep(interval)
+        c2, s2 = cpu_usage(), system_usage()
+        online = os.cpu_count() or 1
+        percent = (c2 - c1) / (s2 - s1) * online * 100.0 if s2 > s1 and c2 >= c1 else 0.0
+        usage = int(_read_text(os.path.join(mem, "memory.usage_in_bytes")) or 0) if mem else 0
+        limit = int(_read_text(os.path.join(mem, "memory.limit_in_bytes")) or 0) if mem else 0
+        inactive = 0
+        if mem:
+            for line in _read_text(os.path.join(mem, "memory.stat")).splitlines():
+                k, _, v = line.partition(" ")
+                if k == "total_inactive_file":
+                    inactive = int(v)
+        usage = max(usage - inactive, 0)
+        try:
+            import psutil
+
+            host_mem = psutil.virtual_memory().total
+        except Exception:  # noqa: BLE001 - psutil is optional here
+            host_mem = limit
+        if not limit or limit > host_mem:
+            limit = host_mem
+        npids = int(_read_text(os.path.join(pids_dir, "pids.current")) or 0) if pids_dir else 0
+        return {
+            "id": c.id, "name": c.name, "cpu_usage_ns": c2, "cpu_percent": percent,
+            "memory_usage": usage, "memory_limit": limit,
+            "memory_percent": usage / limit * 100.0 if limit else 0.0, "pids": npids,
+        }
+
+    def top(self, ref: str, ps_args: str = "-ef") -> tuple[list[str], list[list[str]]]:
+        """``docker top``: the host's ``ps`` output restricted to the container's processes
+        (titles, rows), rows split as Docker splits them (the last column keeps spaces)."""
+        c = self.get(ref)
+        if not c.status.is_active:
+            raise ContainerNotRunning(f"Container {c.id} is not running")
+        pids = set(self.pids(c.id))
+        out = subprocess.run(["ps", *ps_args.split()], capture_output=True, text=True).stdout
+        lines = out.splitlines()
+        titles = lines[0].split()
+        pid_col = titles.index("PID")
+        rows = []
+        for line in lines[1:]:
+            fields = line.split(None, len(titles) - 1)
+            if len(fields) > pid_col and fields[pid_col].isdigit() and int(fields[pid_col]) in pids:
+                rows.append(fields)
+        return titles, rows
+
+    def export(self, ref: str, out: BinaryIO) -> None:
+        """Write the container's merged root filesystem as a tar stream (``docker export``):
+        owners numeric, entries relative to ``/``, without the volumes and bind mounts."""
+        c = self.get(ref)
+        rootfs = self.mount_rootfs(c)
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for dirpath, dirnames, filenames in os.walk(rootfs):
+                dirnames.sort()
+                for name in sorted(dirnames) + sorted(filenames):
+                    full = os.path.join(dirpath, name)
+                    arc = os.path.relpath(full, rootfs)
+                    info = tar.gettarinfo(full, arcname=arc)
+                    info.uname = info.gname = ""
+                    if info.isreg():
+                        with open(full, "rb") as f:
+                            tar.addfile(info, f)
+                    else:
+                        tar.addfile(info)
+
+    def exec(self, ref: str, cmd: list[str], *, tty: bool = False, interactive: bool = False,
+             user: str = "", env: list[str] | tuple = (), workdir: str = "",
+             stdin=None, stdout=None, stderr=None) -> int:
+        """Run ``cmd`` in the running container and return its exit code. ``stdin``,
+        ``stdout``, ``stderr`` are passed to the process (file objects or fds; None: this
+        process's own). Raises ContainerNotRunning / ContainerConflict (paused) with Docker's
+        messages, or ContainerStartError (exit code 126, as ``docker exec``) when the
+        runtime cannot start the command."""
+        c = self.get(ref)
+        if c.status is Status.PAUSED:
+            raise ContainerConflict(
+                f"Container {c.id} is paused, unpause the container before exec")
+        if not c.status.can_exec():
+            raise ContainerNotRunning(f"Container {c.id} is not running")
+        if tty:
+            raise InvalidContainerSpec("exec with a tty is not supported yet")
+        if not cmd:
+            raise InvalidContainerSpec("No exec command specified")
+        rootfs = self.mount_rootfs(c)
+        cfg = self.store.get_image(c.image_id).config.get("config") or {}
+        u = oci.resolve_user(rootfs, user or c.spec.user or cfg.get("User") or "")
+        base_env = oci.process_env(oci.merge_env(cfg.get("Env") or [], c.spec.env), c.hostname,
+                                   c.spec.tty)
+        args = ["exec", "--user", f"{u.uid}:{u.gid}"]
+        for gid in u.additional_gids:
+            args += ["--additional-gids", str(gid)] if self.runtime == "runc" else []
+        for e in oci.merge_env(base_env, list(env)):
+            args += ["--env", e]
+        if workdir or c.spec.workdir or cfg.get("WorkingDir"):
+            args += ["--cwd", workdir or c.spec.workdir or cfg.get("WorkingDir")]
+        log = os.path.join(self.cdir(c.id), f"exec-{secrets.token_hex(4)}.log")
+        try:
+            proc = subprocess.run(
+                [self.runtime, "--root", self.runtime_root, "--log", log, "--log-format", "json",
+                 *args, c.id, *cmd],
+                stdin=stdin if stdin is not None else (None if interactive else subprocess.DEVNULL),
+                stdout=stdout, stderr=stderr,
+            )
+            err = _log_error(log)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(log)
+        if proc.returncode != 0 and err:
+            raise ContainerStartError(f"OCI runtime exec failed: {err}: unknown", 126)
+        return proc.returncode
+
+
+# -- helpers shared with the supervisor -----------------------------------------------------
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _filter_resolv(text: str) -> str:
+    """Drop localhost nameservers (unreachable from a new netns); Google's if none is left,
+    as Docker's resolvconf.FilterResolvDNS does."""
+    lines = [ln for ln in text.splitlines()
+             if not re.match(r"^\s*nameserver\s+(127\.|::1\b)", ln)]
+    if not any(re.match(r"^\s*nameserver\s", ln) for ln in lines):
+        lines += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
+    return "\n".join(lines).strip("\n") + "\n"
+
+
+def _is_opaque(path: str) -> bool:
+    for attr in ("trusted.overlay.opaque", "user.overlay.opaque"):
+        with contextlib.suppress(OSError):
+            if os.getxattr(path, attr, follow_symlinks=False) == b"y":
+                return True
+    return False
+
+
+def _log_error(path: str) -> str:
+    """The last error message of a runtime's JSON log (``--log-format json``)."""
+    msg = ""
+    for line in _read_text(path).splitlines():
+        with contextlib.suppress(ValueError):
+            d = json.loads(line)
+            if d.get("level") == "error":
+                msg = d.get("msg", "")
+    return msg
+
+
+def _rt_error(stderr: str) -> str:
+    text = stderr.strip().splitlines()
+    return text[-1] if text else "unknown error"
+
+
+def _start_exit_code(message: str) -> int:
+    """``docker run``'s exit code for a start error (docker/cli runStartContainerErr)."""
+    if ("executable file not found" in message or "no such file or directory" in message
+            or "system cannot find the file specified" in message):
+        return 127
+    if "permission denied" in message:
+        return 126
+    return 125

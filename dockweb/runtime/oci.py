@@ -1,0 +1,298 @@
+"""The OCI runtime spec for a container, with Docker Engine's defaults (moby oci/defaults.go
+and daemon/oci_linux.go).
+
+Everything here is a pure function of its arguments, except `resolve_user`, which reads the
+container's own ``/etc/passwd`` and ``/etc/group`` (never the host's), as Docker does.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from dockweb.runtime.errors import ContainerStartError
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# moby oci/caps/defaults.go (the list 20.10 gives a non-privileged container)
+DEFAULT_CAPABILITIES = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+]
+
+MASKED_PATHS = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+]
+
+READONLY_PATHS = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+]
+
+# /dev/shm is 64m, as Docker's default ShmSize
+SHM_SIZE = 64 * 1024 * 1024
+
+
+def default_mounts() -> list[dict]:
+    return [
+        {"destination": "/proc", "type": "proc", "source": "proc",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+         "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": ["ro", "nosuid", "noexec", "nodev"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={SHM_SIZE}"]},
+    ]
+
+
+def _dev(kind: str, major: int | None, minor: int | None, access: str = "rwm") -> dict:
+    return {"allow": True, "type": kind, "major": major, "minor": minor, "access": access}
+
+
+# moby oci/defaults.go DefaultLinuxSpec().Linux.Resources.Devices
+DEFAULT_DEVICE_RULES = [
+    {"allow": False, "access": "rwm"},
+    _dev("c", 1, 5),  # /dev/zero
+    _dev("c", 1, 3),  # /dev/null
+    _dev("c", 1, 9),  # /dev/urandom
+    _dev("c", 1, 8),  # /dev/random
+    _dev("c", 5, 0),  # /dev/tty
+    _dev("c", 5, 1),  # /dev/console
+    _dev("c", 1, 7),  # /dev/full
+    _dev("c", 136, None),  # /dev/pts/*
+    _dev("c", 5, 2),  # /dev/ptmx
+    _dev("c", 10, 200),  # /dev/net/tun
+    _dev("c", None, None, "m"),  # mknod of any char device
+    _dev("b", None, None, "m"),  # mknod of any block device
+]
+
+HOSTS_LOCAL = (
+    "127.0.0.1\tlocalhost\n"
+    "::1\tlocalhost ip6-localhost ip6-loopback\n"
+    "fe00::0\tip6-localnet\n"
+    "ff00::0\tip6-mcastprefix\n"
+    "ff02::1\tip6-allnodes\n"
+    "ff02::2\tip6-allrouters\n"
+)
+
+
+@dataclass
+class ExecUser:
+    uid: int = 0
+    gid: int = 0
+    additional_gids: list[int] = field(default_factory=list)
+    home: str = "/"
+
+
+def _read_db(path: str) -> list[list[str]]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [ln.split(":") for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
+def resolve_user(rootfs: str, user: str) -> ExecUser:
+    """Resolve ``user`` ("", "name", "uid", "name:group", "uid:gid") against the container's
+    ``/etc/passwd`` and ``/etc/group`` as moby/sys/user GetExecUser does.
+
+    Raises ContainerStartError (exit code 125) with Docker's message for an unknown name.
+    The files are read through the (host-side) rootfs mount; symlinks inside the container
+    are not followed outside it because only ``etc/passwd`` and ``etc/group`` are opened and
+    an absolute link there would be read on the host: those are refused.
+    """
+    passwd = _read_db(_in_root(rootfs, "/etc/passwd"))
+    groups = _read_db(_in_root(rootfs, "/etc/group"))
+    name, _, group = user.partition(":")
+    out = ExecUser()
+    entry = None
+    if name:
+        for row in passwd:
+            if len(row) >= 4 and (row[0] == name or (name.isdigit() and row[2] == name)):
+                entry = row
+                break
+        if entry is None:
+            if not name.isdigit():
+                raise ContainerStartError(
+                    f"unable to find user {name}: no matching entries in passwd file", 125
+                )
+            out.uid = int(name)
+        else:
+            out.uid, out.gid = int(entry[2]), int(entry[3])
+            out.home = entry[5] if len(entry) > 5 else "/"
+    if group:
+        found = None
+        for row in groups:
+            if len(row) >= 3 and (row[0] == group or (group.isdigit() and row[2] == group)):
+                found = row
+                break
+        if found is None:
+            if not group.isdigit():
+                raise ContainerStartError(
+                    f"unable to find group {group}: no matching entries in group file", 125
+                )
+            out.gid = int(group)
+        else:
+            out.gid = int(found[2])
+    elif entry is not None or not name:
+        # supplementary groups: the groups that list the user as a member
+        user_name = entry[0] if entry is not None else "root"
+        for row in groups:
+            if len(row) >= 4 and user_name in row[3].split(",") and row[2].isdigit():
+                gid = int(row[2])
+                if gid not in out.additional_gids:
+                    out.additional_gids.append(gid)
+    return out
+
+
+def _in_root(rootfs: str, path: str) -> str:
+    """``path`` inside ``rootfs``, following symlinks as if ``rootfs`` were ``/``."""
+    current = rootfs
+    parts = [p for p in path.split("/") if p]
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if current != rootfs:
+                current = os.path.dirname(current)
+            continue
+        if part == ".":
+            continue
+        nxt = os.path.join(current, part)
+        if os.path.islink(nxt):
+            hops += 1
+            if hops > 40:
+                return nxt
+            target = os.readlink(nxt)
+            if target.startswith("/"):
+                current = rootfs
+            parts = [p for p in target.split("/") if p] + parts
+            continue
+        current = nxt
+    return current
+
+
+def merge_env(base: list[str], over: list[str]) -> list[str]:
+    """Docker's ReplaceOrAppendEnvValues: ``over`` replaces same-key entries of ``base`` in
+    place and appends the rest; an entry without ``=`` in ``over`` deletes the key."""
+    out = list(base)
+    keys = {e.split("=", 1)[0]: i for i, e in enumerate(out)}
+    removed = set()
+    for e in over:
+        k = e.split("=", 1)[0]
+        if "=" not in e:
+            if k in keys:
+                removed.add(keys[k])
+            continue
+        if k in keys and keys[k] not in removed:
+            out[keys[k]] = e
+        else:
+            keys[k] = len(out)
+            out.append(e)
+    return [e for i, e in enumerate(out) if i not in removed]
+
+
+def process_env(container_env: list[str], hostname: str, tty: bool) -> list[str]:
+    """The process environment as moby's CreateDaemonEnvironment builds it."""
+    defaults = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={hostname}"]
+    if tty:
+        defaults.append("TERM=xterm")
+    return merge_env(defaults, container_env)
+
+
+def _depth(path: str) -> int:
+    return len([p for p in os.path.normpath(path).split("/") if p])
+
+
+def runtime_spec(
+    *,
+    rootfs: str,
+    args: list[str],
+    env: list[str],
+    cwd: str,
+    user: ExecUser,
+    hostname: str,
+    tty: bool,
+    network: str,
+    cgroups_path: str,
+    etc_files: dict[str, str],
+    mounts: list[dict] = (),
+    stdin: bool = False,
+) -> dict:
+    """The OCI runtime spec (config.json) for one container.
+
+    ``etc_files`` maps ``/etc/hostname``, ``/etc/hosts`` and ``/etc/resolv.conf`` to files in
+    the container's directory; they are bind-mounted as Docker does. ``mounts`` are volume
+    and bind mounts (OCI mount dicts); like Docker, they are ordered by depth, after the
+    defaults, so a volume at ``/dev/shm``-like depth overrides a default.
+    """
+    namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+    if network != "host":
+        namespaces.append({"type": "network"})
+    all_mounts = default_mounts()
+    for dest in ("/etc/resolv.conf", "/etc/hostname", "/etc/hosts"):
+        if dest in etc_files:
+            all_mounts.append({"destination": dest, "type": "bind", "source": etc_files[dest],
+                               "options": ["rbind", "rprivate"]})
+    user_mounts = sorted(mounts, key=lambda m: _depth(m["destination"]))
+    dests = {m["destination"] for m in user_mounts}
+    all_mounts = [m for m in all_mounts if m["destination"] not in dests] + user_mounts
+    caps = list(DEFAULT_CAPABILITIES)
+    process = {
+        "terminal": tty,
+        "user": {"uid": user.uid, "gid": user.gid},
+        "args": list(args),
+        "env": list(env),
+        "cwd": cwd or "/",
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+        "noNewPrivileges": False,
+        "oomScoreAdj": 0,
+    }
+    if user.additional_gids:
+        process["user"]["additionalGids"] = list(user.additional_gids)
+    return {
+        "ociVersion": "1.0.2-dev",
+        "process": process,
+        "root": {"path": rootfs, "readonly": False},
+        "hostname": hostname,
+        "mounts": all_mounts,
+        "linux": {
+            "resources": {"devices": DEFAULT_DEVICE_RULES},
+            "cgroupsPath": cgroups_path,
+            "namespaces": namespaces,
+            "maskedPaths": list(MASKED_PATHS),
+            "readonlyPaths": list(READONLY_PATHS),
+        },
+    }
