@@ -1049,7 +1049,7 @@ class ContainerManager:
                             continue
                         if stat.S_ISDIR(lst.st_mode) and is_dir and (
                             lst.st_size == st.st_size and lst.st_mode == st.st_mode
-                            and int(lst.st_mtime) == int(st.st_mtime)
+                            and _same_fs_time(lst.st_mtime_ns, st.st_mtime_ns)
                         ):
                             skip = True
                         kind = "C"
@@ -1061,10 +1061,15 @@ class ContainerManager:
                 if is_dir:
                     changed_dirs.add(path)
                 if kind in ("A", "D"):
+                    # every unrecorded ancestor is reported as changed, outermost first
+                    tail = []
                     parent = os.path.dirname(path)
-                    if parent != "/" and parent not in changed_dirs:
-                        changes.append(("C", parent))
-                        changed_dirs.add(parent)
+                    while parent != "/":
+                        if parent not in changed_dirs:
+                            tail.insert(0, ("C", parent))
+                            changed_dirs.add(parent)
+                        parent = os.path.dirname(parent)
+                    changes.extend(tail)
                 changes.append((kind, path))
                 if is_dir:
                     walk(path)
@@ -1262,6 +1267,13 @@ def _filter_resolv(text: str) -> str:
     if not any(re.match(r"^\s*nameserver\s", ln) for ln in lines):
         lines += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
     return "\n".join(lines).strip("\n") + "\n"
+
+
+def _same_fs_time(a_ns: int, b_ns: int) -> bool:
+    """moby's sameFsTime: equal, or the same second when either side lacks nanoseconds."""
+    if a_ns == b_ns:
+        return True
+    return a_ns // 10**9 == b_ns // 10**9 and (a_ns % 10**9 == 0 or b_ns % 10**9 == 0)
 
 
 def _is_opaque(path: str) -> bool:

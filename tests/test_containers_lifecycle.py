@@ -1,0 +1,455 @@
+"""Real containers from busybox images pulled through a real registry: run, logs, exit codes,
+stop, kill, pause, remove, names, supervision."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from dockweb.runtime.containers import (
+    ContainerManager,
+    ContainerSpec,
+    Status,
+    default_runtime,
+)
+from dockweb.runtime.errors import (
+    ContainerConflict,
+    ContainerNotFound,
+    ContainerNotRunning,
+    ContainerStartError,
+    InvalidContainerSpec,
+)
+from dockweb.runtime.pull import pull
+from dockweb.runtime.registry import RegistryClient
+from dockweb.runtime.store import Store
+from tests.support import images as im
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
+
+
+@pytest.fixture(scope="module")
+def store(registry, tmp_path_factory):
+    store = Store(str(tmp_path_factory.mktemp("containers") / "store"))
+    im.push_image(registry.host, "containers/busybox", "1", im.busybox_base())
+    pull(store, RegistryClient(), f"{registry.host}/containers/busybox:1")
+    return store
+
+
+@pytest.fixture(scope="module")
+def image(registry, store):
+    return f"{registry.host}/containers/busybox:1"
+
+
+@pytest.fixture(scope="module")
+def manager(store):
+    mgr = ContainerManager(store)
+    yield mgr
+    for c in mgr.list(all=True):
+        mgr.remove(c.id, force=True, volumes=True)
+
+
+def _run(manager, image, *cmd, **kw):
+    c = manager.create(ContainerSpec(image=image, cmd=list(cmd), **kw))
+    manager.start(c.id)
+    code = manager.wait(c.id)
+    return c, code
+
+
+def _out(manager, cid, stream=None):
+    return "".join(t for s, t, _ in manager.logs(cid) if stream is None or s == stream)
+
+
+def _poll(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+# -- running -------------------------------------------------------------------------------
+
+
+def test_it_runs_a_command_and_logs_both_streams(manager, image):
+    c, code = _run(manager, image, "sh", "-c", "echo out; echo err >&2")
+    assert code == 0
+    assert _out(manager, c.id, "stdout") == "out\n"
+    assert _out(manager, c.id, "stderr") == "err\n"
+    assert manager.get(c.id).status is Status.EXITED
+
+
+def test_it_writes_json_file_lines_with_rfc3339nano_times(manager, image):
+    c, _ = _run(manager, image, "echo", "hi")
+    with open(os.path.join(manager.cdir(c.id), "container.log")) as f:
+        (line,) = f.read().splitlines()
+    entry = json.loads(line)
+    assert entry["log"] == "hi\n" and entry["stream"] == "stdout"
+    assert entry["time"].endswith("Z") and "T" in entry["time"]
+
+
+def test_it_reports_the_commands_exit_code(manager, image):
+    c, code = _run(manager, image, "sh", "-c", "exit 3")
+    assert code == 3
+    st = manager.get(c.id).state
+    assert st.exit_code == 3 and st.finished_at > st.started_at
+    assert st.status_text().startswith("Exited (3) ")
+
+
+def test_it_exits_127_for_a_missing_command(manager, image):
+    with pytest.raises(ContainerStartError) as e:
+        manager.run(ContainerSpec(image=image, cmd=["nosuch"]), detach=False)
+    assert e.value.exit_code == 127
+    assert 'exec: "nosuch": executable file not found in $PATH' in str(e.value)
+    assert str(e.value).startswith("OCI runtime create failed: ")
+
+
+def test_it_exits_126_for_a_command_that_cannot_be_invoked(manager, image):
+    with pytest.raises(ContainerStartError) as e:
+        manager.run(ContainerSpec(image=image, cmd=["/etc/passwd"]), detach=False)
+    assert e.value.exit_code == 126
+    assert "permission denied" in str(e.value)
+    (c,) = [c for c in manager.list(all=True) if c.path == "/etc/passwd"]
+    assert c.status is Status.CREATED and c.state.exit_code == 126
+
+
+def test_it_refuses_a_spec_without_a_command(manager, image):
+    with pytest.raises(InvalidContainerSpec, match="No command specified"):
+        manager.create(ContainerSpec(image=image, entrypoint=[]))
+
+
+def test_it_runs_the_command_as_pid_1(manager, image):
+    c, code = _run(manager, image, "sh", "-c", "echo $$")
+    assert code == 0 and _out(manager, c.id) == "1\n"
+
+
+def test_it_names_the_host_after_the_short_id(manager, image):
+    c, _ = _run(manager, image, "hostname")
+    assert _out(manager, c.id) == c.id[:12] + "\n"
+    c, _ = _run(manager, image, "cat", "/etc/hostname", hostname="web1")
+    assert _out(manager, c.id) == "web1\n"
+
+
+def test_it_sets_dockers_environment(manager, image):
+    c, _ = _run(manager, image, "env", env=["FOO=bar"])
+    env = _out(manager, c.id).splitlines()
+    assert f"HOSTNAME={c.id[:12]}" in env and "FOO=bar" in env
+    assert "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" in env
+    assert not any(e.startswith("TERM=") for e in env)
+
+
+def test_it_resolves_a_user_name_from_the_containers_passwd(manager, image):
+    c, _ = _run(manager, image, "id", user="app")
+    assert _out(manager, c.id).startswith("uid=1000(app) gid=1000(app)")
+    c, _ = _run(manager, image, "id", "-u", user="4242:4242")
+    assert _out(manager, c.id) == "4242\n"
+    with pytest.raises(ContainerStartError, match="unable to find user nosuch"):
+        manager.run(ContainerSpec(image=image, cmd=["id"], user="nosuch"), detach=False)
+
+
+def test_it_creates_a_missing_working_directory(manager, image):
+    c, _ = _run(manager, image, "pwd", workdir="/srv/app")
+    assert _out(manager, c.id) == "/srv/app\n"
+
+
+def test_it_gives_network_none_only_a_loopback_that_is_up(manager, image):
+    c, _ = _run(manager, image, "sh", "-c", "ls /sys/class/net; ip link show lo")
+    lines = _out(manager, c.id).splitlines()
+    assert lines[0] == "lo"
+    assert "UP" in lines[1].split("<")[1].split(">")[0].split(",")
+
+
+def test_it_shares_the_hosts_interfaces_with_network_host(manager, image):
+    c, _ = _run(manager, image, "ls", "/sys/class/net", network="host")
+    assert sorted(_out(manager, c.id).split()) == sorted(os.listdir("/sys/class/net"))
+
+
+def test_it_logs_a_tty_as_stdout(manager, image):
+    c, code = _run(manager, image, "sh", "-c", "test -t 1 && echo tty $TERM", tty=True)
+    assert code == 0
+    assert [(s, t.replace("\r", "")) for s, t, _ in manager.logs(c.id)] == [
+        ("stdout", "tty xterm\n")
+    ]
+
+
+# -- the supervisor ------------------------------------------------------------------------
+
+
+def test_it_keeps_running_after_the_caller_exits(manager, image, store):
+    c = manager.create(ContainerSpec(image=image, cmd=["sleep", "30"]))
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from dockweb.runtime.store import Store;"
+        "from dockweb.runtime.containers import ContainerManager;"
+        "ContainerManager(Store(sys.argv[2])).start(sys.argv[3])"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([sys.executable, "-c", code, root, store.root, c.id], check=True, timeout=30)
+    assert manager.get(c.id).status is Status.RUNNING
+    manager.remove(c.id, force=True)
+
+
+def test_it_reconciles_a_container_whose_supervisor_died(manager, image):
+    c = manager.create(ContainerSpec(image=image, cmd=["sleep", "30"]))
+    manager.start(c.id)
+    pid = manager.get(c.id).state.pid
+    with open(os.path.join(manager.cdir(c.id), "shim.pid")) as f:
+        os.kill(int(f.read()), signal.SIGKILL)
+    assert _poll(lambda: not manager.shim_alive(c.id))
+    st = manager.get(c.id).state
+    assert st.status is Status.EXITED and st.exit_code == 255
+    assert _poll(lambda: not os.path.exists(f"/proc/{pid}") or _zombie(pid))
+
+
+def _zombie(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_it_runs_the_exit_command_with_the_id(store, image, tmp_path):
+    marker = tmp_path / "exited"
+    mgr = ContainerManager(store, exit_command=["sh", "-c", f'echo "$0" > {marker}'])
+    c = mgr.create(ContainerSpec(image=image, cmd=["true"]))
+    mgr.start(c.id)
+    mgr.wait(c.id)
+    assert _poll(lambda: marker.exists() and marker.read_text().strip() == c.id)
+    mgr.remove(c.id)
+
+
+# -- stop, kill, pause ---------------------------------------------------------------------
+
+
+def test_it_kills_a_process_that_ignores_sigterm_after_the_timeout(manager, image):
+    # PID 1 without a handler ignores SIGTERM
+    c = manager.create(ContainerSpec(image=image, cmd=["sleep", "30"]))
+    manager.start(c.id)
+    t = time.monotonic()
+    manager.stop(c.id, timeout=1)
+    assert 1 <= time.monotonic() - t < 5
+    assert manager.get(c.id).state.exit_code == 137
+
+
+def test_it_stops_a_process_that_handles_sigterm_promptly(manager, image):
+    c = manager.create(ContainerSpec(
+        image=image, cmd=["sh", "-c", "trap 'echo bye; exit 0' TERM; echo ready; "
+                          "while true; do sleep 0.05; done"]))
+    manager.start(c.id)
+    assert _poll(lambda: "ready" in _out(manager, c.id))
+    t = time.monotonic()
+    manager.stop(c.id, timeout=10)
+    assert time.monotonic() - t < 3
+    assert manager.get(c.id).state.exit_code == 0
+    assert _out(manager, c.id) == "ready\nbye\n"
+
+
+def test_it_kills_with_a_signal(manager, image):
+    c = manager.create(ContainerSpec(image=image, cmd=["sleep", "30"]))
+    manager.start(c.id)
+    manager.kill(c.id)
+    assert manager.get(c.id).state.exit_code == 137
+    with pytest.raises(ContainerNotRunning) as e:
+        manager.kill(c.id)
+    assert str(e.value) == f"Cannot kill container: {c.id}: Container {c.id} is not running"
+
+
+def test_it_freezes_a_paused_container(manager, image):
+    c = manager.create(ContainerSpec(
+        image=image, cmd=["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; "
+                          "sleep 0.01; done"]))
+    manager.start(c.id)
+    counter = os.path.join(manager.cdir(c.id), "rootfs", "tmp", "n")
+
+    def read():
+        with open(counter) as f:
+            return int(f.read().strip() or 0)
+
+    assert _poll(lambda: os.path.exists(counter) and read() > 3)
+    manager.pause(c.id)
+    assert manager.get(c.id).status is Status.PAUSED
+    frozen = read()
+    time.sleep(0.3)
+    assert read() == frozen
+    with pytest.raises(ContainerConflict, match=f"Container {c.id} is already paused"):
+        manager.pause(c.id)
+    manager.unpause(c.id)
+    assert _poll(lambda: read() > frozen + 3)
+    assert manager.get(c.id).status is Status.RUNNING
+    with pytest.raises(ContainerConflict, match=f"Container {c.id} is not paused"):
+        manager.unpause(c.id)
+    manager.remove(c.id, force=True)
+
+
+def test_it_restarts(manager, image):
+    c = manager.create(ContainerSpec(image=image, cmd=["sh", "-c", "echo run; sleep 30"]))
+    manager.start(c.id)
+    manager.restart(c.id, timeout=0)
+    assert manager.get(c.id).status is Status.RUNNING
+    assert _poll(lambda: _out(manager, c.id) == "run\nrun\n")
+    manager.remove(c.id, force=True)
+
+
+# -- remove, names, lookup -----------------------------------------------------------------
+
+
+def test_it_refuses_to_remove_a_running_container_without_force(manager, image):
+    c = manager.create(ContainerSpec(image=image, cmd=["sleep", "30"]))
+    manager.start(c.id)
+    with pytest.raises(ContainerConflict) as e:
+        manager.remove(c.id)
+    assert str(e.value) == (
+        f"You cannot remove a running container {c.id}. Stop the container before attempting "
+        "removal or force remove"
+    )
+    manager.remove(c.id, force=True)
+    with pytest.raises(ContainerNotFound):
+        manager.get(c.id)
+
+
+def test_it_removes_the_writable_layer(manager, image):
+    c, _ = _run(manager, image, "sh", "-c", "echo data > /root/file")
+    upper = os.path.join(manager.cdir(c.id), "upper")
+    assert os.path.exists(os.path.join(upper, "root", "file"))
+    manager.remove(c.id)
+    assert not os.path.exists(manager.cdir(c.id))
+    c2, _ = _run(manager, image, "ls", "/root")
+    assert _out(manager, c2.id) == ""
+
+
+def test_it_removes_an_auto_remove_container_when_it_exits(manager, image):
+    code = manager.run(ContainerSpec(image=image, cmd=["sh", "-c", "exit 4"], auto_remove=True),
+                       detach=False)
+    assert code == 4
+    assert _poll(lambda: not any(c.path == "sh" and c.args == ["-c", "exit 4"]
+                                 for c in manager.list(all=True)))
+
+
+def test_it_refuses_a_name_in_use(manager, image):
+    c = manager.create(ContainerSpec(image=image, cmd=["true"], name="taken"))
+    with pytest.raises(ContainerConflict) as e:
+        manager.create(ContainerSpec(image=image, cmd=["true"], name="taken"))
+    assert str(e.value) == (
+        f'Conflict. The container name "/taken" is already in use by container "{c.id}". '
+        "You have to remove (or rename) that container to be able to reuse that name."
+    )
+    manager.remove(c.id)
+
+
+def test_it_generates_docker_style_names(manager, image):
+    c = manager.create(ContainerSpec(image=image, cmd=["true"]))
+    adjective, _, surname = c.name.partition("_")
+    assert adjective.isalpha() and surname.isalpha()
+    assert len(c.id) == 64 and all(ch in "0123456789abcdef" for ch in c.id)
+    manager.remove(c.id)
+
+
+def test_it_finds_containers_by_id_prefix_and_name(manager, image):
+    c = manager.create(ContainerSpec(image=image, cmd=["true"], name="findme"))
+    assert manager.get(c.id[:8]).id == c.id
+    assert manager.get("findme").id == c.id
+    assert manager.get("/findme").id == c.id
+    with pytest.raises(ContainerNotFound, match="No such container: nosuch"):
+        manager.get("nosuch")
+    manager.remove(c.id)
+
+
+def test_it_lists_running_containers_unless_asked_for_all(manager, image):
+    c1 = manager.create(ContainerSpec(image=image, cmd=["sleep", "30"]))
+    c2 = manager.create(ContainerSpec(image=image, cmd=["true"]))
+    manager.start(c1.id)
+    running = [c.id for c in manager.list()]
+    assert c1.id in running and c2.id not in running
+    assert {c1.id, c2.id} <= {c.id for c in manager.list(all=True)}
+    assert (c1.id, c1.image_id, True) in manager.used_images()
+    manager.remove(c1.id, force=True)
+    manager.remove(c2.id)
+
+
+# -- logs, exec, top, stats ----------------------------------------------------------------
+
+
+def test_it_follows_and_tails_logs(manager, image):
+    c = manager.create(ContainerSpec(
+        image=image, cmd=["sh", "-c", "for i in 1 2 3; do echo $i; sleep 0.1; done"]))
+    manager.start(c.id)
+    assert [t for _, t, _ in manager.logs(c.id, follow=True)] == ["1\n", "2\n", "3\n"]
+    assert [t for _, t, _ in manager.logs(c.id, tail=1)] == ["3\n"]
+    (stamped,) = [t for _, t, _ in manager.logs(c.id, tail=1, timestamps=True)]
+    assert stamped.endswith("Z 3\n")
+
+
+def test_it_execs_in_a_running_container(manager, image, tmp_path):
+    c = manager.create(ContainerSpec(image=image, cmd=["sleep", "30"]))
+    manager.start(c.id)
+    out = tmp_path / "out"
+    with open(out, "wb") as f:
+        code = manager.exec(c.id, ["sh", "-c", "echo $$ $FOO; exit 5"], env=["FOO=x"], stdout=f)
+    assert code == 5
+    pid, foo = out.read_text().split()
+    assert pid != "1" and foo == "x"
+    with pytest.raises(ContainerStartError) as e:
+        manager.exec(c.id, ["nosuch"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert e.value.exit_code == 126
+    manager.remove(c.id, force=True)
+    stopped, _ = _run(manager, image, "true")
+    with pytest.raises(ContainerNotRunning, match=f"Container {stopped.id} is not running"):
+        manager.exec(stopped.id, ["true"])
+
+
+def test_it_lists_the_containers_processes(manager, image):
+    c = manager.create(ContainerSpec(image=image, cmd=["sh", "-c", "sleep 30 & sleep 31; true"]))
+    manager.start(c.id)
+    assert _poll(lambda: len(manager.pids(c.id)) == 3)
+    titles, rows = manager.top(c.id)
+    assert titles[:3] == ["UID", "PID", "PPID"]
+    cmds = sorted(r[-1] for r in rows)
+    assert cmds == ["sh -c sleep 30 & sleep 31; true", "sleep 30", "sleep 31"]
+    stats = manager.stats(c.id, interval=0.05)
+    assert stats["pids"] == 3 and stats["memory_usage"] > 0 and stats["cpu_usage_ns"] > 0
+    manager.remove(c.id, force=True)
+
+
+# -- status guards -------------------------------------------------------------------------
+
+
+def test_it_allows_start_only_from_created_or_exited():
+    assert {s for s in Status if s.can_start()} == {Status.CREATED, Status.EXITED}
+
+
+def test_it_allows_stop_only_with_processes():
+    assert {s for s in Status if s.can_stop()} == {
+        Status.RUNNING, Status.PAUSED, Status.RESTARTING}
+
+
+def test_it_allows_kill_only_with_processes():
+    assert {s for s in Status if s.can_kill()} == {
+        Status.RUNNING, Status.PAUSED, Status.RESTARTING}
+
+
+def test_it_allows_pause_only_when_running():
+    assert {s for s in Status if s.can_pause()} == {Status.RUNNING}
+
+
+def test_it_allows_unpause_only_when_paused():
+    assert {s for s in Status if s.can_unpause()} == {Status.PAUSED}
+
+
+def test_it_allows_exec_only_when_running():
+    assert {s for s in Status if s.can_exec()} == {Status.RUNNING}
+
+
+def test_it_allows_remove_of_stopped_containers_and_anything_but_removing_with_force():
+    assert {s for s in Status if s.can_remove()} == {Status.CREATED, Status.EXITED, Status.DEAD}
+    assert {s for s in Status if s.can_remove(force=True)} == set(Status) - {Status.REMOVING}
+
+
+def test_it_picks_a_runtime_that_runs_on_this_host():
+    assert default_runtime() in ("crun", "runc")
