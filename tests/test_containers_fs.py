@@ -51,9 +51,14 @@ def _out(manager, cid):
 
 
 def test_it_lists_the_writable_layers_changes_as_docker_diff(manager, image):
-    c = _run(manager, image, "sh", "-c",
-             "echo x > /tmp/new; mkdir -p /var/a/b; echo y > /var/a/b/f; "
-             "echo z >> /etc/passwd; rm /bin/true; rm -r /home/app")
+    c = _run(
+        manager,
+        image,
+        "sh",
+        "-c",
+        "echo x > /tmp/new; mkdir -p /var/a/b; echo y > /var/a/b/f; "
+        "echo z >> /etc/passwd; rm /bin/true; rm -r /home/app",
+    )
     assert manager.diff(c.id) == [
         ("C", "/bin"),
         ("D", "/bin/true"),
@@ -113,8 +118,13 @@ def test_it_mounts_dockers_defaults(manager, image):
 def test_it_masks_and_protects_procfs_paths(manager, image):
     masked = "/proc/timer_list"  # present on every kernel, unlike /proc/kcore
     assert os.path.getsize(masked) == 0 and open(masked).read(1)
-    c = _run(manager, image, "sh", "-c",
-             f"wc -c < {masked}; echo 1 > /proc/sys/kernel/domainname && echo wrote || true")
+    c = _run(
+        manager,
+        image,
+        "sh",
+        "-c",
+        f"wc -c < {masked}; echo 1 > /proc/sys/kernel/domainname && echo wrote || true",
+    )
     lines = _out(manager, c.id).splitlines()
     assert lines[0].strip() == "0"
     assert "wrote" not in lines

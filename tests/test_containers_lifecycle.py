@@ -239,9 +239,16 @@ def test_it_kills_a_process_that_ignores_sigterm_after_the_timeout(manager, imag
 
 
 def test_it_stops_a_process_that_handles_sigterm_promptly(manager, image):
-    c = manager.create(ContainerSpec(
-        image=image, cmd=["sh", "-c", "trap 'echo bye; exit 0' TERM; echo ready; "
-                          "while true; do sleep 0.05; done"]))
+    c = manager.create(
+        ContainerSpec(
+            image=image,
+            cmd=[
+                "sh",
+                "-c",
+                "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 0.05; done",
+            ],
+        )
+    )
     manager.start(c.id)
     assert _poll(lambda: "ready" in _out(manager, c.id))
     t = time.monotonic()
@@ -262,9 +269,12 @@ def test_it_kills_with_a_signal(manager, image):
 
 
 def test_it_freezes_a_paused_container(manager, image):
-    c = manager.create(ContainerSpec(
-        image=image, cmd=["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; "
-                          "sleep 0.01; done"]))
+    c = manager.create(
+        ContainerSpec(
+            image=image,
+            cmd=["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; sleep 0.01; done"],
+        )
+    )
     manager.start(c.id)
     counter = os.path.join(manager.cdir(c.id), "rootfs", "tmp", "n")
 
@@ -325,11 +335,15 @@ def test_it_removes_the_writable_layer(manager, image):
 
 
 def test_it_removes_an_auto_remove_container_when_it_exits(manager, image):
-    code = manager.run(ContainerSpec(image=image, cmd=["sh", "-c", "exit 4"], auto_remove=True),
-                       detach=False)
+    code = manager.run(
+        ContainerSpec(image=image, cmd=["sh", "-c", "exit 4"], auto_remove=True), detach=False
+    )
     assert code == 4
-    assert _poll(lambda: not any(c.path == "sh" and c.args == ["-c", "exit 4"]
-                                 for c in manager.list(all=True)))
+    assert _poll(
+        lambda: (
+            not any(c.path == "sh" and c.args == ["-c", "exit 4"] for c in manager.list(all=True))
+        )
+    )
 
 
 def test_it_refuses_a_name_in_use(manager, image):
@@ -377,8 +391,9 @@ def test_it_lists_running_containers_unless_asked_for_all(manager, image):
 
 
 def test_it_follows_and_tails_logs(manager, image):
-    c = manager.create(ContainerSpec(
-        image=image, cmd=["sh", "-c", "for i in 1 2 3; do echo $i; sleep 0.1; done"]))
+    c = manager.create(
+        ContainerSpec(image=image, cmd=["sh", "-c", "for i in 1 2 3; do echo $i; sleep 0.1; done"])
+    )
     manager.start(c.id)
     assert [t for _, t, _ in manager.logs(c.id, follow=True)] == ["1\n", "2\n", "3\n"]
     assert [t for _, t, _ in manager.logs(c.id, tail=1)] == ["3\n"]
@@ -425,13 +440,11 @@ def test_it_allows_start_only_from_created_or_exited():
 
 
 def test_it_allows_stop_only_with_processes():
-    assert {s for s in Status if s.can_stop()} == {
-        Status.RUNNING, Status.PAUSED, Status.RESTARTING}
+    assert {s for s in Status if s.can_stop()} == {Status.RUNNING, Status.PAUSED, Status.RESTARTING}
 
 
 def test_it_allows_kill_only_with_processes():
-    assert {s for s in Status if s.can_kill()} == {
-        Status.RUNNING, Status.PAUSED, Status.RESTARTING}
+    assert {s for s in Status if s.can_kill()} == {Status.RUNNING, Status.PAUSED, Status.RESTARTING}
 
 
 def test_it_allows_pause_only_when_running():
@@ -453,3 +466,16 @@ def test_it_allows_remove_of_stopped_containers_and_anything_but_removing_with_f
 
 def test_it_picks_a_runtime_that_runs_on_this_host():
     assert default_runtime() in ("crun", "runc")
+
+
+def test_it_streams_attached_output_of_an_auto_remove_container(manager, image):
+    seen = []
+    code = manager.run(
+        ContainerSpec(
+            image=image, cmd=["sh", "-c", "echo a; echo b >&2; exit 2"], auto_remove=True
+        ),
+        detach=False,
+        on_output=lambda stream, text: seen.append((stream, text)),
+    )
+    assert code == 2
+    assert sorted(seen) == [("stderr", "b\n"), ("stdout", "a\n")]

@@ -19,8 +19,12 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root"
 
 def _image_with_data():
     """busybox with /data (owned by app, holding a file) declared as a VOLUME."""
-    top = im.Layer([im.dir_("data", mode=0o750, uid=1000, gid=1000),
-                    im.file("data/seed", b"from the image\n", uid=1000, gid=1000)])
+    top = im.Layer(
+        [
+            im.dir_("data", mode=0o750, uid=1000, gid=1000),
+            im.file("data/seed", b"from the image\n", uid=1000, gid=1000),
+        ]
+    )
     return im.Image([im.busybox_layer(), top], {"Cmd": ["sh"], "Volumes": {"/data": {}}})
 
 
@@ -71,8 +75,12 @@ def test_it_keeps_a_named_volumes_data_after_its_container_is_removed(manager, b
 
 
 def test_it_seeds_a_new_named_volume_from_the_image(manager, data_image):
-    _, _, out = _run(manager, data_image, ["sh", "-c", "cat /data/seed; stat -c '%u %a' /data"],
-                     [MountSpec("volume", "seeded", "/data")])
+    _, _, out = _run(
+        manager,
+        data_image,
+        ["sh", "-c", "cat /data/seed; stat -c '%u %a' /data"],
+        [MountSpec("volume", "seeded", "/data")],
+    )
     assert out == "from the image\n1000 750\n"
     data = manager.volumes.get("seeded").mountpoint
     assert open(os.path.join(data, "seed")).read() == "from the image\n"
@@ -105,10 +113,18 @@ def test_it_keeps_anonymous_volumes_on_rm_without_v(manager, busybox):
 
 def test_it_removes_anonymous_volumes_of_an_auto_remove_container(manager, busybox):
     before = {v.name for v in manager.volumes.list()}
-    code = manager.run(ContainerSpec(image=busybox, cmd=["touch", "/anon/f"], auto_remove=True,
-                                     mounts=[MountSpec("volume", "", "/anon")]), detach=False)
+    code = manager.run(
+        ContainerSpec(
+            image=busybox,
+            cmd=["touch", "/anon/f"],
+            auto_remove=True,
+            mounts=[MountSpec("volume", "", "/anon")],
+        ),
+        detach=False,
+    )
     assert code == 0
     import time
+
     deadline = time.monotonic() + 5
     while {v.name for v in manager.volumes.list()} != before and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -119,18 +135,27 @@ def test_it_bind_mounts_host_directories_read_write_and_read_only(manager, busyb
     host = tmp_path / "host"
     host.mkdir()
     (host / "in").write_text("hello\n")
-    _, code, out = _run(manager, busybox, ["sh", "-c", "cat /h/in; echo out > /h/out"],
-                        [MountSpec("bind", str(host), "/h")])
+    _, code, out = _run(
+        manager,
+        busybox,
+        ["sh", "-c", "cat /h/in; echo out > /h/out"],
+        [MountSpec("bind", str(host), "/h")],
+    )
     assert code == 0 and out == "hello\n" and (host / "out").read_text() == "out\n"
-    _, code, out = _run(manager, busybox, ["sh", "-c", "echo no > /h/ro"],
-                        [MountSpec("bind", str(host), "/h", readonly=True)])
+    _, code, out = _run(
+        manager,
+        busybox,
+        ["sh", "-c", "echo no > /h/ro"],
+        [MountSpec("bind", str(host), "/h", readonly=True)],
+    )
     assert code != 0 and "Read-only file system" in out
     assert not (host / "ro").exists()
 
 
 def test_it_refuses_to_remove_a_volume_in_use(manager, busybox):
-    c = manager.create(ContainerSpec(image=busybox, cmd=["true"],
-                                     mounts=[MountSpec("volume", "busy", "/b")]))
+    c = manager.create(
+        ContainerSpec(image=busybox, cmd=["true"], mounts=[MountSpec("volume", "busy", "/b")])
+    )
     with pytest.raises(VolumeInUse) as e:
         manager.volumes.remove("busy")
     assert str(e.value) == f"remove busy: volume is in use - [{c.id}]"
@@ -144,8 +169,9 @@ def test_it_creates_lists_and_prunes_volumes(manager, busybox):
     v = manager.volumes.create("made", labels={"a": "b"})
     assert manager.volumes.create("made").created_at == v.created_at  # idempotent
     assert v.mountpoint.endswith("/volumes/made/_data") and v.labels == {"a": "b"}
-    c = manager.create(ContainerSpec(image=busybox, cmd=["true"],
-                                     mounts=[MountSpec("volume", "used", "/u")]))
+    c = manager.create(
+        ContainerSpec(image=busybox, cmd=["true"], mounts=[MountSpec("volume", "used", "/u")])
+    )
     removed, _ = manager.volumes.prune()
     assert "made" in removed and "used" not in removed
     assert "used" in {x.name for x in manager.volumes.list()}

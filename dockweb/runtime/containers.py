@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import BinaryIO
@@ -323,8 +323,9 @@ def _write_json_atomic(path: str, value: dict) -> None:
 class ContainerManager:
     """Create and run containers over a Store. Safe to use from several processes at once."""
 
-    def __init__(self, store: Store, *, runtime: str | None = None,
-                 exit_command: list[str] | None = None):
+    def __init__(
+        self, store: Store, *, runtime: str | None = None, exit_command: list[str] | None = None
+    ):
         self.store = store
         self.root = store.root
         self.dir = os.path.join(self.root, "containers")
@@ -381,8 +382,11 @@ class ContainerManager:
         return Container.from_record(rec, self._reconciled_state(cid))
 
     def _ids(self) -> list[str]:
-        return [n for n in os.listdir(self.dir) if _HEX64.match(n)
-                and os.path.exists(os.path.join(self.dir, n, "container.json"))]
+        return [
+            n
+            for n in os.listdir(self.dir)
+            if _HEX64.match(n) and os.path.exists(os.path.join(self.dir, n, "container.json"))
+        ]
 
     def shim_alive(self, cid: str) -> bool:
         """True while a supervisor holds the container's ``shim.lock``."""
@@ -513,14 +517,25 @@ class ContainerManager:
                         self.volumes.create(v["name"], anonymous=v["anonymous"])
                         v["source"] = self.volumes.get(v["name"]).mountpoint
                 container = Container(
-                    id=cid, name=name, image=spec.image, image_id=rec.id,
-                    created=now_rfc3339nano(), spec=spec, path=argv[0], args=argv[1:],
-                    hostname=hostname, mounts=mounts, runtime=self.runtime,
+                    id=cid,
+                    name=name,
+                    image=spec.image,
+                    image_id=rec.id,
+                    created=now_rfc3339nano(),
+                    spec=spec,
+                    path=argv[0],
+                    args=argv[1:],
+                    hostname=hostname,
+                    mounts=mounts,
+                    runtime=self.runtime,
                     state=State(),
                 )
                 for d in ("upper", "work", "rootfs", "bundle", "init"):
                     os.makedirs(os.path.join(cdir, d))
                 self._make_init_layer(os.path.join(cdir, "init"))
+                for empty in ("container.log", "shim.lock"):
+                    with open(os.path.join(cdir, empty), "wb"):
+                        pass
                 self.write_state(cid, container.state)
                 _write_json_atomic(os.path.join(cdir, "container.json"), container.record())
             except BaseException:
@@ -557,8 +572,8 @@ class ContainerManager:
                 raise InvalidContainerSpec(
                     f"invalid volume specification: '{m.source}:{m.target}': invalid mount "
                     "config for type \"{m.type}\": invalid specification: destination can't be '/'"
-                    if target == "/" else
-                    f"invalid volume specification: '{m.source}:{m.target}'"
+                    if target == "/"
+                    else f"invalid volume specification: '{m.source}:{m.target}'"
                 )
             if target in seen:
                 raise InvalidContainerSpec(f"Duplicate mount point: {target}")
@@ -566,23 +581,47 @@ class ContainerManager:
             if m.type == "bind":
                 if not m.source.startswith("/"):
                     raise InvalidContainerSpec(
-                        f"invalid mount config for type \"bind\": invalid mount path: "
+                        f'invalid mount config for type "bind": invalid mount path: '
                         f"'{m.source}' mount path must be absolute"
                     )
-                out.append({"type": "bind", "name": "", "source": m.source,
-                            "destination": target, "rw": not m.readonly, "anonymous": False})
+                out.append(
+                    {
+                        "type": "bind",
+                        "name": "",
+                        "source": m.source,
+                        "destination": target,
+                        "rw": not m.readonly,
+                        "anonymous": False,
+                    }
+                )
             elif m.type == "volume":
                 name = m.source or secrets.token_hex(32)
-                out.append({"type": "volume", "name": name, "source": "", "destination": target,
-                            "rw": not m.readonly, "anonymous": not m.source})
+                out.append(
+                    {
+                        "type": "volume",
+                        "name": name,
+                        "source": "",
+                        "destination": target,
+                        "rw": not m.readonly,
+                        "anonymous": not m.source,
+                    }
+                )
             else:
                 raise InvalidContainerSpec(f"invalid mount type: {m.type}")
         for target in sorted(cfg.get("Volumes") or {}):
             target = os.path.normpath(target)
             if target not in seen:
                 seen.add(target)
-                out.append({"type": "volume", "name": secrets.token_hex(32), "source": "",
-                            "destination": target, "rw": True, "anonymous": True})
+                out.append(
+                    {
+                        "type": "volume",
+                        "name": secrets.token_hex(32),
+                        "source": "",
+                        "destination": target,
+                        "rw": True,
+                        "anonymous": True,
+                    }
+                )
         return out
 
     @staticmethod
@@ -623,9 +662,13 @@ class ContainerManager:
             os.path.join("l", self.store.get_layer(ch).link) for ch in reversed(rec.layers)
         ]
         rel = os.path.join("containers", c.id)
-        opts = (f"lowerdir={':'.join(lowers)},upperdir={rel}/upper,workdir={rel}/work")
-        proc = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, target],
-                              cwd=self.root, capture_output=True, text=True)
+        opts = f"lowerdir={':'.join(lowers)},upperdir={rel}/upper,workdir={rel}/work"
+        proc = subprocess.run(
+            ["mount", "-t", "overlay", "overlay", "-o", opts, target],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             raise ContainerStartError(f"mount rootfs of {c.id}: {proc.stderr.strip()}", 125)
         return target
@@ -651,33 +694,51 @@ class ContainerManager:
                 self.volumes.seed(m["name"], src)
             elif m["type"] == "bind" and not os.path.exists(m["source"]):
                 os.makedirs(m["source"], exist_ok=True)  # -v creates a missing host dir
-        user = oci.resolve_user(rootfs, c.spec.user or (
-            (self.store.get_image(c.image_id).config.get("config") or {}).get("User") or ""))
+        user = oci.resolve_user(
+            rootfs,
+            c.spec.user
+            or ((self.store.get_image(c.image_id).config.get("config") or {}).get("User") or ""),
+        )
         cfg = self.store.get_image(c.image_id).config.get("config") or {}
         workdir = c.spec.workdir or cfg.get("WorkingDir") or "/"
         wd = oci._in_root(rootfs, workdir)
         if not os.path.exists(wd):
             os.makedirs(wd, mode=0o755, exist_ok=True)
         etc = self._write_etc_files(c)
-        env = oci.process_env(oci.merge_env(cfg.get("Env") or [], c.spec.env), c.hostname,
-                              c.spec.tty)
+        env = oci.process_env(
+            oci.merge_env(cfg.get("Env") or [], c.spec.env), c.hostname, c.spec.tty
+        )
         mounts = [
-            {"destination": m["destination"], "type": "bind", "source": m["source"],
-             "options": ["rbind", "rprivate"] + ([] if m["rw"] else ["ro"])}
+            {
+                "destination": m["destination"],
+                "type": "bind",
+                "source": m["source"],
+                "options": ["rbind", "rprivate"] + ([] if m["rw"] else ["ro"]),
+            }
             for m in c.mounts
         ]
         spec = oci.runtime_spec(
-            rootfs=rootfs, args=[c.path, *c.args], env=env, cwd=workdir, user=user,
-            hostname=c.hostname, tty=c.spec.tty, network=c.spec.network,
-            cgroups_path=f"dockweb/{c.id}", etc_files=etc, mounts=mounts,
+            rootfs=rootfs,
+            args=[c.path, *c.args],
+            env=env,
+            cwd=workdir,
+            user=user,
+            hostname=c.hostname,
+            tty=c.spec.tty,
+            network=c.spec.network,
+            cgroups_path=f"dockweb/{c.id}",
+            etc_files=etc,
+            mounts=mounts,
         )
         _write_json_atomic(os.path.join(cdir, "bundle", "config.json"), spec)
 
     def _write_etc_files(self, c: Container) -> dict[str, str]:
         cdir = self.cdir(c.id)
-        paths = {"/etc/hostname": os.path.join(cdir, "hostname"),
-                 "/etc/hosts": os.path.join(cdir, "hosts"),
-                 "/etc/resolv.conf": os.path.join(cdir, "resolv.conf")}
+        paths = {
+            "/etc/hostname": os.path.join(cdir, "hostname"),
+            "/etc/hosts": os.path.join(cdir, "hosts"),
+            "/etc/resolv.conf": os.path.join(cdir, "resolv.conf"),
+        }
         with open(paths["/etc/hostname"], "w") as f:
             f.write(c.hostname + "\n")
         if c.spec.network == "host":
@@ -708,9 +769,7 @@ class ContainerManager:
         if c.status is Status.PAUSED:
             raise ContainerConflict("cannot start a paused container, try unpause instead")
         if not c.status.can_start():
-            raise ContainerConflict(
-                f"Container {c.id} is marked for removal and cannot be started"
-            )
+            raise ContainerConflict(f"Container {c.id} is marked for removal and cannot be started")
         if self.shim_alive(c.id):
             raise ContainerConflict(f"Container {c.id} is already being started")
         try:
@@ -734,17 +793,37 @@ class ContainerManager:
         r, w = os.pipe()
         pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = dict(os.environ)
-        env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env["PYTHONPATH"] = pkg_root + (
+            os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+        )
         args = [
-            sys.executable, "-m", "dockweb.runtime.shim",
-            "--root", self.root, "--id", c.id, "--runtime", self.runtime,
-            "--runtime-root", self.runtime_root, "--sync-fd", str(w),
-            "--exit-command", json.dumps(self.exit_command),
+            sys.executable,
+            "-m",
+            "dockweb.runtime.shim",
+            "--root",
+            self.root,
+            "--id",
+            c.id,
+            "--runtime",
+            self.runtime,
+            "--runtime-root",
+            self.runtime_root,
+            "--sync-fd",
+            str(w),
+            "--exit-command",
+            json.dumps(self.exit_command),
         ]
         with open(os.path.join(self.cdir(c.id), "shim.log"), "ab") as log:
-            proc = subprocess.Popen(args, pass_fds=[w], stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=log, start_new_session=True, env=env,
-                                    cwd="/")
+            proc = subprocess.Popen(
+                args,
+                pass_fds=[w],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                env=env,
+                cwd="/",
+            )
         os.close(w)
         proc.wait()  # the supervisor forks and its first process exits at once
         chunks = []
@@ -760,21 +839,54 @@ class ContainerManager:
             return {"error": f"supervisor failed: {tail.strip() or 'no output'}"}
         return json.loads(data)
 
-    def run(self, spec: ContainerSpec, *, detach: bool) -> int | Container:
+    def run(
+        self,
+        spec: ContainerSpec,
+        *,
+        detach: bool,
+        on_output: Callable[[str, str], None] | None = None,
+    ) -> int | Container:
         """create + start; with ``detach`` the Container, else wait and return its exit
         code. A start failure raises ContainerStartError (``exit_code`` 125/126/127; with
-        ``auto_remove`` the container is removed first, as ``docker run --rm`` does)."""
+        ``auto_remove`` the container is removed first, as ``docker run --rm`` does).
+
+        Without ``detach``, ``on_output(stream, text)`` receives every log line as it is
+        written ("attached" output), even for an ``auto_remove`` container that is gone by
+        the time it returns: the log and the supervisor's lock are opened before the start.
+        """
         c = self.create(spec)
+        cdir = self.cdir(c.id)
+        log = open(os.path.join(cdir, "container.log"), "rb")
+        lock_fd = os.open(os.path.join(cdir, "shim.lock"), os.O_RDONLY)
         try:
-            self.start(c.id)
-        except ContainerStartError:
-            if spec.auto_remove:
-                with contextlib.suppress(DockwebError):
-                    self.remove(c.id, force=True, volumes=True)
-            raise
-        if detach:
-            return self.get(c.id)
-        return self.wait(c.id)
+            try:
+                self.start(c.id)
+            except ContainerStartError:
+                if spec.auto_remove:
+                    with contextlib.suppress(DockwebError):
+                        self.remove(c.id, force=True, volumes=True)
+                raise
+            if detach:
+                return self.get(c.id)
+            if on_output is None:
+                return self.wait(c.id)
+
+            def entry(line: bytes):
+                try:
+                    d = json.loads(line)
+                except ValueError:
+                    return None
+                return d["stream"], d["log"], d["time"]
+
+            for stream, text, _ in _read_log(log, entry, None, lambda: _lock_held(lock_fd)):
+                on_output(stream, text)
+            data = os.pread(lock_fd, 65536, 0)
+            if data.strip():
+                return int(json.loads(data)["exit_code"])
+            return self.wait(c.id)
+        finally:
+            log.close()
+            os.close(lock_fd)
 
     # -- wait / stop / kill ---------------------------------------------------------------
 
@@ -830,7 +942,8 @@ class ContainerManager:
         if not c.status.can_stop():
             return
         stop_signal = (self.store.get_image(c.image_id).config.get("config") or {}).get(
-            "StopSignal") or "SIGTERM"
+            "StopSignal"
+        ) or "SIGTERM"
         sig = parse_signal(stop_signal)
         self._signal(c, sig)
         if c.status is Status.PAUSED:
@@ -899,7 +1012,8 @@ class ContainerManager:
             proc = subprocess.run(self._rt("resume", c.id), capture_output=True, text=True)
             if proc.returncode != 0:
                 raise ContainerConflict(
-                    f"Cannot unpause container {c.id}: {_rt_error(proc.stderr)}")
+                    f"Cannot unpause container {c.id}: {_rt_error(proc.stderr)}"
+                )
             st = self.read_state(c.id)
             if st.status is Status.PAUSED:
                 st.status = Status.RUNNING
@@ -951,9 +1065,15 @@ class ContainerManager:
 
     # -- logs -----------------------------------------------------------------------------
 
-    def logs(self, ref: str, *, follow: bool = False, tail: int | None = None,
-             timestamps: bool = False, since: str | float | None = None,
-             ) -> Iterator[tuple[str, str, str]]:
+    def logs(
+        self,
+        ref: str,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        timestamps: bool = False,
+        since: str | float | None = None,
+    ) -> Iterator[tuple[str, str, str]]:
         """Yield (stream, text, time) from the json-file log. ``text`` keeps its newline;
         with ``timestamps`` it is prefixed by the time and a space (as ``docker logs -t``).
         ``follow`` keeps reading until the container stops."""
@@ -961,8 +1081,11 @@ class ContainerManager:
         path = os.path.join(self.cdir(c.id), "container.log")
         since_dt = None
         if since is not None:
-            since_dt = (datetime.fromtimestamp(float(since), UTC)
-                        if isinstance(since, (int, float)) else parse_time(since))
+            since_dt = (
+                datetime.fromtimestamp(float(since), UTC)
+                if isinstance(since, (int, float))
+                else parse_time(since)
+            )
 
         def entry(line: bytes):
             try:
@@ -981,35 +1104,7 @@ class ContainerManager:
         except FileNotFoundError:
             return
         with f:
-            lines = f.read().splitlines(keepends=True)
-            pending = b""
-            if lines and not lines[-1].endswith(b"\n"):
-                pending = lines.pop()
-            if tail is not None and tail >= 0:
-                lines = lines[len(lines) - tail:] if tail else []
-            for line in lines:
-                e = entry(line)
-                if e:
-                    yield e
-            if not follow:
-                return
-            while True:
-                chunk = f.read()
-                if chunk:
-                    pending += chunk
-                    *complete, pending = pending.split(b"\n")
-                    for line in complete:
-                        e = entry(line)
-                        if e:
-                            yield e
-                    continue
-                if not self.shim_alive(c.id):
-                    rest = f.read()
-                    if rest:
-                        pending += rest
-                        continue
-                    return
-                time.sleep(0.05)
+            yield from _read_log(f, entry, tail, lambda: follow and self.shim_alive(c.id))
 
     # -- inspection -----------------------------------------------------------------------
 
@@ -1047,9 +1142,14 @@ class ContainerManager:
                             lst = os.stat(os.path.join(layer, path.lstrip("/")))
                         except OSError:
                             continue
-                        if stat.S_ISDIR(lst.st_mode) and is_dir and (
-                            lst.st_size == st.st_size and lst.st_mode == st.st_mode
-                            and _same_fs_time(lst.st_mtime_ns, st.st_mtime_ns)
+                        if (
+                            stat.S_ISDIR(lst.st_mode)
+                            and is_dir
+                            and (
+                                lst.st_size == st.st_size
+                                and lst.st_mode == st.st_mode
+                                and _same_fs_time(lst.st_mtime_ns, st.st_mtime_ns)
+                            )
                         ):
                             skip = True
                         kind = "C"
@@ -1159,9 +1259,14 @@ class ContainerManager:
             limit = host_mem
         npids = int(_read_text(os.path.join(pids_dir, "pids.current")) or 0) if pids_dir else 0
         return {
-            "id": c.id, "name": c.name, "cpu_usage_ns": c2, "cpu_percent": percent,
-            "memory_usage": usage, "memory_limit": limit,
-            "memory_percent": usage / limit * 100.0 if limit else 0.0, "pids": npids,
+            "id": c.id,
+            "name": c.name,
+            "cpu_usage_ns": c2,
+            "cpu_percent": percent,
+            "memory_usage": usage,
+            "memory_limit": limit,
+            "memory_percent": usage / limit * 100.0 if limit else 0.0,
+            "pids": npids,
         }
 
     def top(self, ref: str, ps_args: str = "-ef") -> tuple[list[str], list[list[str]]]:
@@ -1201,9 +1306,20 @@ class ContainerManager:
                     else:
                         tar.addfile(info)
 
-    def exec(self, ref: str, cmd: list[str], *, tty: bool = False, interactive: bool = False,
-             user: str = "", env: list[str] | tuple = (), workdir: str = "",
-             stdin=None, stdout=None, stderr=None) -> int:
+    def exec(
+        self,
+        ref: str,
+        cmd: list[str],
+        *,
+        tty: bool = False,
+        interactive: bool = False,
+        user: str = "",
+        env: list[str] | tuple = (),
+        workdir: str = "",
+        stdin=None,
+        stdout=None,
+        stderr=None,
+    ) -> int:
         """Run ``cmd`` in the running container and return its exit code. ``stdin``,
         ``stdout``, ``stderr`` are passed to the process (file objects or fds; None: this
         process's own). Raises ContainerNotRunning / ContainerConflict (paused) with Docker's
@@ -1212,7 +1328,8 @@ class ContainerManager:
         c = self.get(ref)
         if c.status is Status.PAUSED:
             raise ContainerConflict(
-                f"Container {c.id} is paused, unpause the container before exec")
+                f"Container {c.id} is paused, unpause the container before exec"
+            )
         if not c.status.can_exec():
             raise ContainerNotRunning(f"Container {c.id} is not running")
         if tty:
@@ -1222,8 +1339,9 @@ class ContainerManager:
         rootfs = self.mount_rootfs(c)
         cfg = self.store.get_image(c.image_id).config.get("config") or {}
         u = oci.resolve_user(rootfs, user or c.spec.user or cfg.get("User") or "")
-        base_env = oci.process_env(oci.merge_env(cfg.get("Env") or [], c.spec.env), c.hostname,
-                                   c.spec.tty)
+        base_env = oci.process_env(
+            oci.merge_env(cfg.get("Env") or [], c.spec.env), c.hostname, c.spec.tty
+        )
         args = ["exec", "--user", f"{u.uid}:{u.gid}"]
         for gid in u.additional_gids:
             args += ["--additional-gids", str(gid)] if self.runtime == "runc" else []
@@ -1234,10 +1352,21 @@ class ContainerManager:
         log = os.path.join(self.cdir(c.id), f"exec-{secrets.token_hex(4)}.log")
         try:
             proc = subprocess.run(
-                [self.runtime, "--root", self.runtime_root, "--log", log, "--log-format", "json",
-                 *args, c.id, *cmd],
+                [
+                    self.runtime,
+                    "--root",
+                    self.runtime_root,
+                    "--log",
+                    log,
+                    "--log-format",
+                    "json",
+                    *args,
+                    c.id,
+                    *cmd,
+                ],
                 stdin=stdin if stdin is not None else (None if interactive else subprocess.DEVNULL),
-                stdout=stdout, stderr=stderr,
+                stdout=stdout,
+                stderr=stderr,
             )
             err = _log_error(log)
         finally:
@@ -1251,6 +1380,47 @@ class ContainerManager:
 # -- helpers shared with the supervisor -----------------------------------------------------
 
 
+def _read_log(f, entry, tail: int | None, more) -> Iterator[tuple[str, str, str]]:
+    """Entries of an open json-file log; then, while ``more()``, new ones as they come."""
+    lines = f.read().splitlines(keepends=True)
+    pending = b""
+    if lines and not lines[-1].endswith(b"\n"):
+        pending = lines.pop()
+    if tail is not None and tail >= 0:
+        lines = lines[len(lines) - tail :] if tail else []
+    for line in lines:
+        e = entry(line)
+        if e:
+            yield e
+    while True:
+        chunk = f.read()
+        if chunk:
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                e = entry(line)
+                if e:
+                    yield e
+            continue
+        if not more():
+            rest = f.read()
+            if rest:
+                pending += rest
+                continue
+            return
+        time.sleep(0.05)
+
+
+def _lock_held(fd: int) -> bool:
+    """True while another open file description holds a lock on the file behind ``fd``."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False
+
+
 def _read_text(path: str) -> str:
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
@@ -1262,8 +1432,7 @@ def _read_text(path: str) -> str:
 def _filter_resolv(text: str) -> str:
     """Drop localhost nameservers (unreachable from a new netns); Google's if none is left,
     as Docker's resolvconf.FilterResolvDNS does."""
-    lines = [ln for ln in text.splitlines()
-             if not re.match(r"^\s*nameserver\s+(127\.|::1\b)", ln)]
+    lines = [ln for ln in text.splitlines() if not re.match(r"^\s*nameserver\s+(127\.|::1\b)", ln)]
     if not any(re.match(r"^\s*nameserver\s", ln) for ln in lines):
         lines += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
     return "\n".join(lines).strip("\n") + "\n"
@@ -1302,8 +1471,11 @@ def _rt_error(stderr: str) -> str:
 
 def _start_exit_code(message: str) -> int:
     """``docker run``'s exit code for a start error (docker/cli runStartContainerErr)."""
-    if ("executable file not found" in message or "no such file or directory" in message
-            or "system cannot find the file specified" in message):
+    if (
+        "executable file not found" in message
+        or "no such file or directory" in message
+        or "system cannot find the file specified" in message
+    ):
         return 127
     if "permission denied" in message:
         return 126

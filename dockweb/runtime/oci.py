@@ -59,20 +59,48 @@ SHM_SIZE = 64 * 1024 * 1024
 
 def default_mounts() -> list[dict]:
     return [
-        {"destination": "/proc", "type": "proc", "source": "proc",
-         "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-         "options": ["nosuid", "noexec", "nodev", "ro"]},
-        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-         "options": ["ro", "nosuid", "noexec", "nodev"]},
-        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-         "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={SHM_SIZE}"]},
+        {
+            "destination": "/proc",
+            "type": "proc",
+            "source": "proc",
+            "options": ["nosuid", "noexec", "nodev"],
+        },
+        {
+            "destination": "/dev",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+        },
+        {
+            "destination": "/dev/pts",
+            "type": "devpts",
+            "source": "devpts",
+            "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+        },
+        {
+            "destination": "/sys",
+            "type": "sysfs",
+            "source": "sysfs",
+            "options": ["nosuid", "noexec", "nodev", "ro"],
+        },
+        {
+            "destination": "/sys/fs/cgroup",
+            "type": "cgroup",
+            "source": "cgroup",
+            "options": ["ro", "nosuid", "noexec", "nodev"],
+        },
+        {
+            "destination": "/dev/mqueue",
+            "type": "mqueue",
+            "source": "mqueue",
+            "options": ["nosuid", "noexec", "nodev"],
+        },
+        {
+            "destination": "/dev/shm",
+            "type": "tmpfs",
+            "source": "shm",
+            "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={SHM_SIZE}"],
+        },
     ]
 
 
@@ -264,8 +292,14 @@ def runtime_spec(
     all_mounts = default_mounts()
     for dest in ("/etc/resolv.conf", "/etc/hostname", "/etc/hosts"):
         if dest in etc_files:
-            all_mounts.append({"destination": dest, "type": "bind", "source": etc_files[dest],
-                               "options": ["rbind", "rprivate"]})
+            all_mounts.append(
+                {
+                    "destination": dest,
+                    "type": "bind",
+                    "source": etc_files[dest],
+                    "options": ["rbind", "rprivate"],
+                }
+            )
     user_mounts = sorted(mounts, key=lambda m: _depth(m["destination"]))
     dests = {m["destination"] for m in user_mounts}
     all_mounts = [m for m in all_mounts if m["destination"] not in dests] + user_mounts

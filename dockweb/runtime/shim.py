@@ -54,8 +54,16 @@ class LogWriter:
         self.lock = threading.Lock()
 
     def write(self, stream: str, text: bytes) -> None:
-        line = json.dumps({"log": text.decode("utf-8", "replace"), "stream": stream,
-                           "time": now_rfc3339nano()}).encode() + b"\n"
+        line = (
+            json.dumps(
+                {
+                    "log": text.decode("utf-8", "replace"),
+                    "stream": stream,
+                    "time": now_rfc3339nano(),
+                }
+            ).encode()
+            + b"\n"
+        )
         with self.lock:
             self.f.write(line)
 
@@ -78,7 +86,7 @@ class LogWriter:
                         continue
                     break
                 self.write(stream, buf[: nl + 1])
-                buf = buf[nl + 1:]
+                buf = buf[nl + 1 :]
         if buf:
             self.write(stream, buf)
         os.close(fd)
@@ -141,13 +149,23 @@ def supervise(args: argparse.Namespace) -> int:
         console_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         console_sock.bind(sock_path)
         console_sock.listen(1)
-        create = [*rt, "create", "--bundle", bundle, "--pid-file", pid_file,
-                  "--console-socket", sock_path, cid]
+        create = [
+            *rt,
+            "create",
+            "--bundle",
+            bundle,
+            "--pid-file",
+            pid_file,
+            "--console-socket",
+            sock_path,
+            cid,
+        ]
         master: list[int] = []
         t = threading.Thread(target=lambda: master.append(_recv_fd(console_sock)), daemon=True)
         t.start()
-        proc = subprocess.run(create, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE)
+        proc = subprocess.run(
+            create, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         t.join(5 if proc.returncode == 0 else 0.1)
         pipes = [("stdout", master[0])] if master else []
     else:
@@ -155,7 +173,9 @@ def supervise(args: argparse.Namespace) -> int:
         err_r, err_w = os.pipe()
         proc = subprocess.run(
             [*rt, "create", "--bundle", bundle, "--pid-file", pid_file, cid],
-            stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
+            stdin=subprocess.DEVNULL,
+            stdout=out_w,
+            stderr=err_w,
         )
         os.close(out_w)
         os.close(err_w)
@@ -189,11 +209,19 @@ def supervise(args: argparse.Namespace) -> int:
 
     if c.spec.network != "host":
         # runc brings the new netns's loopback up itself; crun may not: make sure, idempotently
-        subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "link", "set", "lo", "up"],
-                       capture_output=True)
-    mgr.update_state(cid, status=Status.RUNNING, pid=pid, exit_code=0, error="",
-                     started_at=now_rfc3339nano(), finished_at="0001-01-01T00:00:00Z",
-                     boot_id=_boot_id())
+        subprocess.run(
+            ["nsenter", "-t", str(pid), "-n", "ip", "link", "set", "lo", "up"], capture_output=True
+        )
+    mgr.update_state(
+        cid,
+        status=Status.RUNNING,
+        pid=pid,
+        exit_code=0,
+        error="",
+        started_at=now_rfc3339nano(),
+        finished_at="0001-01-01T00:00:00Z",
+        boot_id=_boot_id(),
+    )
     sync_send({"pid": pid})
 
     exit_code = _reap(pid)
@@ -203,8 +231,9 @@ def supervise(args: argparse.Namespace) -> int:
         console_sock.close()
         shutil.rmtree(console_dir, ignore_errors=True)
     subprocess.run([*rt, "delete", "--force", cid], capture_output=True)
-    st = mgr.update_state(cid, status=Status.EXITED, pid=0, exit_code=exit_code,
-                          finished_at=now_rfc3339nano())
+    st = mgr.update_state(
+        cid, status=Status.EXITED, pid=0, exit_code=exit_code, finished_at=now_rfc3339nano()
+    )
     os.pwrite(lock_fd, json.dumps(st.to_dict()).encode(), 0)
     # Waiters read the final state from the lock file as soon as the lock is released; the
     # removal below must not race them out of their answer, so release only after writing.

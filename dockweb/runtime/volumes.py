@@ -56,8 +56,9 @@ class VolumeManager:
     def _path(self, name: str) -> str:
         return os.path.join(self.dir, name)
 
-    def create(self, name: str = "", labels: dict[str, str] | None = None, *,
-               anonymous: bool = False) -> Volume:
+    def create(
+        self, name: str = "", labels: dict[str, str] | None = None, *, anonymous: bool = False
+    ) -> Volume:
         """Create a volume. Idempotent, as ``docker volume create x`` twice: an existing volume
         is returned unchanged. ``name=""`` makes an anonymous-style 64-hex name."""
         if not name:
@@ -65,7 +66,7 @@ class VolumeManager:
         elif not _NAME.match(name):
             raise InvalidContainerSpec(
                 f'create {name}: "{name}" includes invalid characters for a local volume name, '
-                "only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host "
+                'only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host '
                 "directory, use absolute path"
             )
         path = self._path(name)
@@ -73,8 +74,13 @@ class VolumeManager:
         if os.path.exists(meta):
             return self.get(name)
         os.makedirs(os.path.join(path, "_data"), exist_ok=True)
-        vol = Volume(name=name, mountpoint=os.path.join(path, "_data"), created_at=_now(),
-                     labels=dict(labels or {}), anonymous=anonymous)
+        vol = Volume(
+            name=name,
+            mountpoint=os.path.join(path, "_data"),
+            created_at=_now(),
+            labels=dict(labels or {}),
+            anonymous=anonymous,
+        )
         tmp = meta + f".{secrets.token_hex(4)}"
         with open(tmp, "w") as f:
             json.dump(asdict(vol), f)
@@ -141,10 +147,13 @@ class VolumeManager:
         if os.listdir(data) or not os.path.isdir(source) or os.path.islink(source):
             return False
         if os.listdir(source):
-            proc = subprocess.run(["cp", "-a", "--", source + "/.", data + "/"],
-                                  capture_output=True, text=True)
+            proc = subprocess.run(
+                ["cp", "-a", "--", source + "/.", data + "/"], capture_output=True, text=True
+            )
             if proc.returncode != 0:
-                raise InvalidContainerSpec(f"copy image data to volume {name}: {proc.stderr.strip()}")
+                raise InvalidContainerSpec(
+                    f"copy image data to volume {name}: {proc.stderr.strip()}"
+                )
         st = os.lstat(source)
         os.chown(data, st.st_uid, st.st_gid)
         os.chmod(data, st.st_mode & 0o7777)
