@@ -13,7 +13,9 @@ at a bounded rate per connection, so that a pull of a few tens of megabytes from
 registry lasts seconds and its progress can be watched (over loopback it would end before a
 page polled once). Pushing goes to the registry directly.
 
-Both are context managers. Nothing here imports Django: the benchmarks use them too.
+``RedisServer`` is a private redis-server for the benchmarks (scripts/test starts the tests').
+
+All are context managers. Nothing here imports Django: the benchmarks use them too.
 """
 
 from __future__ import annotations
@@ -280,3 +282,67 @@ class ThrottledProxy:
                 self._forward("HEAD")
 
         return Handler
+
+
+class RedisServer:
+    """A private ``redis-server`` on a free loopback port, nothing saved (for benchmarks;
+    scripts/test starts the tests' own). ``url`` is its ``redis://`` URL."""
+
+    def __init__(self, workdir: Path | str) -> None:
+        self.workdir = Path(workdir)
+        self.port = 0
+        self.url = ""
+        self._proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        import socket
+
+        import redis
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.workdir),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with status {self._proc.returncode}")
+            try:
+                redis.Redis.from_url(self.url).ping()
+                return self
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"redis-server did not answer on port {self.port} within {timeout} s")
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
