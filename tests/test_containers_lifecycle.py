@@ -107,7 +107,14 @@ def test_it_exits_127_for_a_missing_command(manager, image):
         manager.run(ContainerSpec(image=image, cmd=["nosuch"]), detach=False)
     assert e.value.exit_code == 127
     assert 'exec: "nosuch": executable file not found in $PATH' in str(e.value)
-    assert str(e.value).startswith("OCI runtime create failed: ")
+    assert (
+        str(e.value)
+        == (
+            "failed to create shim task: OCI runtime create failed: runc create failed: unable to "
+            'start container process: exec: "nosuch": executable file not found in $PATH: unknown'
+        )
+        or default_runtime() != "runc"
+    )
 
 
 def test_it_exits_126_for_a_command_that_cannot_be_invoked(manager, image):
@@ -413,6 +420,14 @@ def test_it_execs_in_a_running_container(manager, image, tmp_path):
     with pytest.raises(ContainerStartError) as e:
         manager.exec(c.id, ["nosuch"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert e.value.exit_code == 126
+    assert str(e.value) == (
+        "OCI runtime exec failed: exec failed: unable to start container process: "
+        'exec: "nosuch": executable file not found in $PATH: unknown'
+    )
+    manager.pause(c.id)
+    with pytest.raises(ContainerConflict) as e:
+        manager.exec(c.id[:10], ["true"])
+    assert str(e.value) == f"Container {c.id[:10]} is paused, unpause the container before exec"
     manager.remove(c.id, force=True)
     stopped, _ = _run(manager, image, "true")
     with pytest.raises(ContainerNotRunning, match=f"Container {stopped.id} is not running"):
@@ -479,3 +494,12 @@ def test_it_streams_attached_output_of_an_auto_remove_container(manager, image):
     )
     assert code == 2
     assert sorted(seen) == [("stderr", "b\n"), ("stdout", "a\n")]
+
+
+def test_it_stops_a_paused_container(manager, image):
+    c = manager.create(ContainerSpec(image=image, cmd=["sleep", "30"]))
+    manager.start(c.id)
+    manager.pause(c.id)
+    manager.stop(c.id, timeout=1)
+    st = manager.get(c.id).state
+    assert st.status is Status.EXITED and st.exit_code == 137

@@ -161,8 +161,10 @@ def test_it_refuses_to_remove_a_volume_in_use(manager, busybox):
     assert str(e.value) == f"remove busy: volume is in use - [{c.id}]"
     manager.remove(c.id)
     manager.volumes.remove("busy")
-    with pytest.raises(VolumeNotFound, match="No such volume: busy"):
+    with pytest.raises(VolumeNotFound, match="get busy: no such volume"):
         manager.volumes.remove("busy")
+    with pytest.raises(VolumeNotFound, match="No such volume: busy"):
+        manager.volumes.get("busy")
 
 
 def test_it_creates_lists_and_prunes_volumes(manager, busybox):

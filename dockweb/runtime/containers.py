@@ -784,7 +784,9 @@ class ContainerManager:
         result = self._spawn_shim(c)
         if "error" in result:
             code = _start_exit_code(result["error"])
-            msg = f"OCI runtime create failed: {result['error']}: unknown"
+            msg = (
+                f"failed to create shim task: OCI runtime create failed: {result['error']}: unknown"
+            )
             self.update_state(c.id, exit_code=code, error=msg)
             raise ContainerStartError(msg, code)
         return self.get(c.id)
@@ -1160,16 +1162,16 @@ class ContainerManager:
                         continue
                 if is_dir:
                     changed_dirs.add(path)
-                if kind in ("A", "D"):
-                    # every unrecorded ancestor is reported as changed, outermost first
-                    tail = []
-                    parent = os.path.dirname(path)
-                    while parent != "/":
-                        if parent not in changed_dirs:
-                            tail.insert(0, ("C", parent))
-                            changed_dirs.add(parent)
-                        parent = os.path.dirname(parent)
-                    changes.extend(tail)
+                # every unrecorded ancestor is reported as changed, outermost first (what
+                # `docker diff` prints on overlay2: "C /etc" for a changed /etc/passwd)
+                tail = []
+                parent = os.path.dirname(path)
+                while parent != "/":
+                    if parent not in changed_dirs:
+                        tail.insert(0, ("C", parent))
+                        changed_dirs.add(parent)
+                    parent = os.path.dirname(parent)
+                changes.extend(tail)
                 changes.append((kind, path))
                 if is_dir:
                     walk(path)
@@ -1327,9 +1329,7 @@ class ContainerManager:
         runtime cannot start the command."""
         c = self.get(ref)
         if c.status is Status.PAUSED:
-            raise ContainerConflict(
-                f"Container {c.id} is paused, unpause the container before exec"
-            )
+            raise ContainerConflict(f"Container {ref} is paused, unpause the container before exec")
         if not c.status.can_exec():
             raise ContainerNotRunning(f"Container {c.id} is not running")
         if tty:

@@ -115,7 +115,7 @@ class VolumeManager:
         if not self.exists(name):
             if force:
                 return
-            raise VolumeNotFound(f"No such volume: {name}")
+            raise VolumeNotFound(f"get {name}: no such volume")
         used = self.users(name)
         if used:
             raise VolumeInUse(f"remove {name}: volume is in use - [{', '.join(used)}]")
