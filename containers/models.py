@@ -1,3 +1,265 @@
-"""Container models: specs and states will live here (see docs/runtime.md)."""
+"""Container models: a database mirror of the runtime's containers and volumes, and operations.
+
+The runtime (dockweb/runtime/containers.py) is the truth: ``containers.services.sync_containers``
+mirrors it here after every change, and the container supervisor's exit command
+(``manage.py container_exited <id>``) mirrors an exit as it happens, so pages render from
+the database alone and learn of exits without polling the runtime.
+"""
 
 from __future__ import annotations
+
+from datetime import datetime
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from dockweb.runtime.units import human_duration, human_size
+
+
+class Container(models.Model):
+    """One container, as the runtime last reported it."""
+
+    class Status(models.TextChoices):
+        CREATED = "created", _("Created")
+        RUNNING = "running", _("Running")
+        PAUSED = "paused", _("Paused")
+        RESTARTING = "restarting", _("Restarting")
+        REMOVING = "removing", _("Removing")
+        EXITED = "exited", _("Exited")
+        DEAD = "dead", _("Dead")
+
+    container_id = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=255, db_index=True, help_text=_("Without the leading /"))
+    image = models.CharField(max_length=512, help_text=_("As given to create/run"))
+    image_id = models.CharField(max_length=71, blank=True)
+    path = models.CharField(max_length=4096, blank=True)
+    args = models.JSONField(default=list)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CREATED)
+    exit_code = models.IntegerField(default=0)
+    error = models.TextField(blank=True)
+    pid = models.IntegerField(default=0)
+    created = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    auto_remove = models.BooleanField(default=False)
+    tty = models.BooleanField(default=False)
+    network = models.CharField(max_length=16, default="none")
+    labels = models.JSONField(default=dict)
+    mounts = models.JSONField(default=list, help_text=_("Docker's MountPoint dicts"))
+    size_rw = models.BigIntegerField(null=True, blank=True)
+    size_root_fs = models.BigIntegerField(null=True, blank=True)
+    inspect = models.JSONField(default=dict, help_text=_("docker inspect's object at the last sync"))
+    synced_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created", "-container_id"]
+
+    def __str__(self) -> str:
+        return self.name or self.short_id
+
+    @property
+    def short_id(self) -> str:
+        return self.container_id[:12]
+
+    @property
+    def command(self) -> str:
+        """The COMMAND column before quoting: path and args, args with spaces in '…'."""
+        if not self.args:
+            return self.path
+        args = [f"'{a}'" if " " in a else a for a in self.args]
+        return f"{self.path} {' '.join(args)}"
+
+    # -- guards, as the runtime's Status (docs/containers.md) -----------------------------
+
+    @property
+    def is_running(self) -> bool:
+        return self.status in (self.Status.RUNNING, self.Status.PAUSED, self.Status.RESTARTING)
+
+    @property
+    def can_start(self) -> bool:
+        return self.status in (self.Status.CREATED, self.Status.EXITED)
+
+    @property
+    def can_stop(self) -> bool:
+        return self.status in (self.Status.RUNNING, self.Status.PAUSED, self.Status.RESTARTING)
+
+    @property
+    def can_restart(self) -> bool:
+        return self.status in (
+            self.Status.CREATED, self.Status.RUNNING, self.Status.EXITED, self.Status.PAUSED
+        )
+
+    @property
+    def can_kill(self) -> bool:
+        return self.status in (self.Status.RUNNING, self.Status.PAUSED, self.Status.RESTARTING)
+
+    @property
+    def can_pause(self) -> bool:
+        return self.status == self.Status.RUNNING
+
+    @property
+    def can_unpause(self) -> bool:
+        return self.status == self.Status.PAUSED
+
+    @property
+    def can_exec(self) -> bool:
+        return self.status == self.Status.RUNNING
+
+    def can_remove(self, force: bool = False) -> bool:
+        if self.status == self.Status.REMOVING:
+            return False
+        return force or not self.is_running
+
+    @property
+    def can_remove_plain(self) -> bool:
+        return self.can_remove(False)
+
+    @property
+    def actions(self) -> list[tuple[str, str, bool, bool]]:
+        """(action, label, allowed now, dangerous) for the buttons the pages show."""
+        return [
+            ("start", _("Start"), self.can_start, False),
+            ("stop", _("Stop"), self.can_stop, False),
+            ("restart", _("Restart"), self.can_restart and self.is_running, False),
+            ("pause", _("Pause"), self.can_pause, False),
+            ("unpause", _("Unpause"), self.can_unpause, False),
+            ("kill", _("Kill"), self.can_kill, True),
+            ("remove", _("Remove"), self.can_remove_plain, True),
+        ]
+
+    def status_text(self, now: datetime | None = None) -> str:
+        """The STATUS column, as dockerd's State.String(): "Up 3 seconds", "Exited (0) …"."""
+        return status_text(
+            self.status, started_at=self.started_at, finished_at=self.finished_at,
+            exit_code=self.exit_code, now=now,
+        )
+
+    @property
+    def size_text(self) -> str:
+        """The SIZE column of ``ps -s``: "1.2kB (virtual 4.26MB)"."""
+        return size_text(self.size_rw or 0, self.size_root_fs or 0)
+
+
+def status_text(
+    status: str,
+    *,
+    started_at: datetime | None,
+    finished_at: datetime | None,
+    exit_code: int = 0,
+    now: datetime | None = None,
+) -> str:
+    """dockerd's ``State.String()`` for a status and its times (Go zero time = None)."""
+    now = now or timezone.now()
+
+    def ago(t: datetime | None) -> str:
+        return human_duration(((now - t).total_seconds()) if t else 0.0)
+
+    if status == "paused":
+        return f"Up {ago(started_at)} (Paused)"
+    if status == "restarting":
+        return f"Restarting ({exit_code}) {ago(finished_at)} ago"
+    if status == "running":
+        return f"Up {ago(started_at)}"
+    if status == "removing":
+        return "Removal In Progress"
+    if status == "dead":
+        return "Dead"
+    if started_at is None:
+        return "Created"
+    if finished_at is None:
+        return ""
+    return f"Exited ({exit_code}) {ago(finished_at)} ago"
+
+
+def size_text(size_rw: int, size_root_fs: int) -> str:
+    """docker/cli's ContainerContext.Size()."""
+    srw = human_size(size_rw, 3)
+    if size_root_fs > 0:
+        return f"{srw} (virtual {human_size(size_root_fs, 3)})"
+    return srw
+
+
+class Volume(models.Model):
+    """A named or anonymous volume: a directory under the store that outlives containers."""
+
+    name = models.CharField(max_length=255, unique=True)
+    driver = models.CharField(max_length=40, default="local")
+    mountpoint = models.CharField(max_length=4096)
+    created = models.DateTimeField(null=True, blank=True)
+    labels = models.JSONField(default=dict)
+    options = models.JSONField(default=dict)
+    anonymous = models.BooleanField(default=False)
+    synced_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def users(self) -> list[Container]:
+        """Containers that mount this volume (running or not): prune keeps the volume."""
+        return [
+            c for c in Container.objects.all()
+            if any(m.get("Type") == "volume" and m.get("Name") == self.name for m in c.mounts)
+        ]
+
+
+class ContainerOperation(models.Model):
+    """A change run by the worker (which has root): run, start, stop, remove, volume verbs.
+
+    Also read-only snapshots the pages cannot take themselves (diff, top, stats), whose
+    result the page shows when done.
+    """
+
+    class Kind(models.TextChoices):
+        RUN = "run", _("Run")
+        START = "start", _("Start")
+        STOP = "stop", _("Stop")
+        RESTART = "restart", _("Restart")
+        KILL = "kill", _("Kill")
+        PAUSE = "pause", _("Pause")
+        UNPAUSE = "unpause", _("Unpause")
+        REMOVE = "remove", _("Remove")
+        DIFF = "diff", _("Changes")
+        TOP = "top", _("Processes")
+        STATS = "stats", _("Stats")
+        VOLUME_CREATE = "volume_create", _("Create volume")
+        VOLUME_REMOVE = "volume_remove", _("Remove volume")
+        VOLUME_PRUNE = "volume_prune", _("Prune volumes")
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    args = models.JSONField(default=dict)
+    container_id = models.CharField(max_length=64, blank=True, help_text=_("Set once known"))
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    result = models.JSONField(default=dict)
+    error = models.TextField(blank=True)
+    conflict = models.BooleanField(default=False, help_text=_("Refused; forcing may help"))
+    worker = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.args} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
+
+    @property
+    def target(self) -> str:
+        return str(self.args.get("container") or self.args.get("name") or "")

@@ -1,16 +1,332 @@
-"""Container pages. Views parse input, call a service in containers/services.py, and render."""
+"""Container and volume pages. Views parse input, call a service in containers/services.py,
+and render.
+
+Pages render from the database mirror; changes are queued as ContainerOperation rows that
+the worker (root) runs, and the pages poll those rows while they are active. Logs are read
+from the container's json-file log by byte offset, so following them costs one small read.
+"""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+import json
+import shlex
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
+from containers import services
+from containers.models import Container, ContainerOperation, Volume
+from dockweb.runtime.errors import DockwebError
+from images.models import Image, Reference
 
+RECENT_OPERATIONS = 8
+
+# action -> the guard on Container that allows it
+ACTIONS = {
+    "start": "can_start",
+    "stop": "can_stop",
+    "restart": "can_restart",
+    "kill": "can_kill",
+    "pause": "can_pause",
+    "unpause": "can_unpause",
+    "remove": "can_remove_plain",
+}
+SNAPSHOTS = {"diff", "top", "stats"}
+
+
+def _flag(request: HttpRequest, name: str) -> bool:
+    return request.GET.get(name, "") not in ("", "0", "false", "off")
+
+
+def _get_container_or_404(key: str) -> Container:
+    try:
+        return services.find_container(key)
+    except DockwebError:
+        raise Http404(_("No such container: %(key)s") % {"key": key}) from None
+
+
+def _next_url(request: HttpRequest, default: str) -> str:
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}):
+        return target
+    return default
+
+
+# --- containers --------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
 @vary_on_headers("HX-Request")
 def container_list(request: HttpRequest) -> HttpResponse:
-    """The Containers page. The runtime cannot run containers yet, so the list is empty."""
+    """`docker ps` (running only with ?running=1): state and the actions each state allows."""
+    running_only = _flag(request, "running")
+    containers = Container.objects.all()
+    if running_only:
+        containers = containers.filter(status__in=["running", "paused", "restarting"])
+    containers = list(containers)
+    operations = list(ContainerOperation.objects.select_related(None)[:RECENT_OPERATIONS])
     template = "containers/containers.html"
     if request.htmx:
         template += "#container_list"
-    return render(request, template, {"containers": [], "page": "containers"})
+    context = {
+        "containers": containers,
+        "operations": operations,
+        "active": any(op.is_active for op in operations),
+        "any_running": any(c.is_running for c in containers),
+        "running_only": running_only,
+        "page": "containers",
+    }
+    return render(request, template, context)
+
+
+@login_required
+@require_GET
+@vary_on_headers("HX-Request")
+def container_detail(request: HttpRequest, key: str) -> HttpResponse:
+    """One container: state, actions, live logs, inspect JSON, and diff/top/stats snapshots."""
+    container = _get_container_or_404(key)
+    operations = list(
+        ContainerOperation.objects.filter(container_id=container.container_id)[:RECENT_OPERATIONS]
+    )
+    snapshots = {}
+    for op in operations:
+        if op.kind in SNAPSHOTS and op.kind not in snapshots:
+            snapshots[op.kind] = op
+    offset = services.tail_offset(container.container_id)
+    lines, next_offset = services.read_log(container.container_id, offset)
+    template = "containers/container_detail.html"
+    if request.htmx:
+        template += "#container_state"
+    context = {
+        "c": container,
+        "operations": operations,
+        "active": any(op.is_active for op in operations),
+        "snapshots": snapshots,
+        "lines": lines,
+        "offset": next_offset,
+        "follow": container.is_running,
+        "inspect_json": json.dumps([container.inspect], indent=4, ensure_ascii=False),
+        "page": "containers",
+    }
+    return render(request, template, context)
+
+
+@login_required
+@require_GET
+def container_logs(request: HttpRequest, key: str) -> HttpResponse:
+    """New log lines after ?offset=, and the poller that asks for the next ones.
+
+    The poller keeps polling while the container runs (or lines keep coming); once it has
+    stopped and everything is shown, it is rendered without a trigger.
+    """
+    container = _get_container_or_404(key)
+    try:
+        offset = max(0, int(request.GET.get("offset", "0")))
+    except ValueError:
+        offset = 0
+    lines, next_offset = services.read_log(container.container_id, offset)
+    context = {
+        "c": container,
+        "lines": lines,
+        "offset": next_offset,
+        "follow": container.is_running or bool(lines),
+    }
+    return render(request, "containers/container_detail.html#log_chunk", context)
+
+
+@login_required
+@require_POST
+def container_action(request: HttpRequest, key: str, action: str) -> HttpResponse:
+    """Queue start/stop/restart/kill/pause/unpause/remove, or a diff/top/stats snapshot."""
+    container = _get_container_or_404(key)
+    detail = redirect("containers:detail", key=container.container_id)
+    if action in SNAPSHOTS:
+        if action != "diff" and not container.can_exec:
+            messages.error(request, _("Container %(name)s is not running.") % {"name": container.name})
+            return detail
+        services.start_operation(
+            action, {"container": container.container_id}, user=request.user,
+            container_id=container.container_id,
+        )
+        return redirect(f"{detail.url}#{action}")
+    if action not in ACTIONS:
+        raise Http404(_("Unknown action."))
+    force = request.POST.get("force") == "1"
+    allowed = container.can_remove(force) if action == "remove" else getattr(container, ACTIONS[action])
+    if not allowed:
+        messages.error(
+            request,
+            _("Cannot %(action)s %(name)s while it is %(status)s.")
+            % {"action": action, "name": container.name, "status": container.get_status_display()},
+        )
+        return redirect(_next_url(request, detail.url))
+    args: dict = {"container": container.container_id}
+    if action == "remove":
+        args.update(force=force, volumes=request.POST.get("volumes") == "1")
+    op = services.start_operation(
+        action, args, user=request.user, container_id=container.container_id
+    )
+    if action == "remove":
+        return redirect("containers:operation", pk=op.pk)
+    return redirect(_next_url(request, detail.url))
+
+
+def _image_choices() -> list[str]:
+    tags = [
+        r.familiar
+        for r in Reference.objects.exclude(tag="").select_related("repository")
+    ]
+    return sorted(set(tags))
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def container_run(request: HttpRequest) -> HttpResponse:
+    """The Run form (`docker run -d`); POST queues the run and shows its operation."""
+    source = request.POST if request.method == "POST" else request.GET
+    form = {
+        "image": source.get("image", "").strip(),
+        "command": source.get("command", ""),
+        "entrypoint": source.get("entrypoint", ""),
+        "env": source.get("env", ""),
+        "volumes": source.get("volumes", ""),
+        "name": source.get("name", "").strip(),
+        "workdir": source.get("workdir", "").strip(),
+        "user": source.get("user", "").strip(),
+        "hostname": source.get("hostname", "").strip(),
+        "network": source.get("network", "none"),
+        "auto_remove": source.get("auto_remove") == "1",
+    }
+    error = None
+    if request.method == "POST":
+        try:
+            cmd = shlex.split(form["command"]) if form["command"].strip() else None
+        except ValueError as e:
+            error = _("The command does not parse: %(error)s") % {"error": e}
+        else:
+            options = {
+                "name": form["name"],
+                "env": _lines(form["env"]),
+                "volumes": _lines(form["volumes"]),
+                "workdir": form["workdir"],
+                "user": form["user"],
+                "hostname": form["hostname"],
+                "network": form["network"],
+                "auto_remove": form["auto_remove"],
+            }
+            if form["entrypoint"].strip():
+                options["entrypoint"] = form["entrypoint"].strip()
+            try:
+                op = services.start_run(form["image"], cmd, by=request.user, **options)
+            except DockwebError as e:
+                error = str(e)
+            else:
+                return redirect("containers:operation", pk=op.pk)
+    image_row = None
+    if form["image"]:
+        image_row = Image.objects.filter(image_id=form["image"]).first()
+    context = {
+        "form": form,
+        "error": error,
+        "images": _image_choices(),
+        "image_row": image_row,
+        "page": "containers",
+    }
+    return render(request, "containers/run.html", context, status=400 if error else 200)
+
+
+@login_required
+@require_GET
+@vary_on_headers("HX-Request")
+def operation(request: HttpRequest, pk: int) -> HttpResponse:
+    """An operation: polls while queued or running, then shows its outcome."""
+    op = get_object_or_404(ContainerOperation, pk=pk)
+    template = "containers/operation.html"
+    if request.htmx:
+        template += "#operation_status"
+    container = None
+    if op.container_id:
+        container = Container.objects.filter(container_id=op.container_id).first()
+    return render(
+        request, template, {"op": op, "container": container, "page": "containers"}
+    )
+
+
+# --- volumes -----------------------------------------------------------------------------
+
+
+def _volume_users() -> dict[str, list[Container]]:
+    users: dict[str, list[Container]] = {}
+    for c in Container.objects.all():
+        for m in c.mounts:
+            if m.get("Type") == "volume":
+                users.setdefault(m.get("Name", ""), []).append(c)
+    return users
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def volumes(request: HttpRequest) -> HttpResponse:
+    """`docker volume ls`, and `volume create` on POST."""
+    error = None
+    name = ""
+    if request.method == "POST":
+        name = request.POST.get("name", "").strip()
+        labels = _lines(request.POST.get("labels", ""))
+        op = services.start_operation(
+            ContainerOperation.Kind.VOLUME_CREATE, {"name": name, "labels": labels},
+            user=request.user,
+        )
+        return redirect("containers:operation", pk=op.pk)
+    users = _volume_users()
+    rows = [{"volume": v, "users": users.get(v.name, [])} for v in Volume.objects.all()]
+    context = {
+        "rows": rows,
+        "name": name,
+        "error": error,
+        "unused": [r["volume"] for r in rows if not r["users"]],
+        "operations": ContainerOperation.objects.filter(kind__startswith="volume_")[:RECENT_OPERATIONS],
+        "page": "containers",
+    }
+    return render(request, "containers/volumes.html", context)
+
+
+@login_required
+@require_POST
+def volume_remove(request: HttpRequest) -> HttpResponse:
+    name = request.POST.get("name", "").strip()
+    if not name:
+        raise Http404(_("Nothing to remove."))
+    op = services.start_operation(
+        ContainerOperation.Kind.VOLUME_REMOVE, {"name": name}, user=request.user
+    )
+    return redirect("containers:operation", pk=op.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def volume_prune(request: HttpRequest) -> HttpResponse:
+    """GET previews what `docker volume prune` would remove; POST queues it."""
+    if request.method == "POST":
+        op = services.start_operation(
+            ContainerOperation.Kind.VOLUME_PRUNE, {}, user=request.user
+        )
+        return redirect("containers:operation", pk=op.pk)
+    users = _volume_users()
+    context = {
+        "unused": [v for v in Volume.objects.all() if not users.get(v.name)],
+        "kept": [v for v in Volume.objects.all() if users.get(v.name)],
+        "page": "containers",
+    }
+    return render(request, "containers/volume_prune.html", context)

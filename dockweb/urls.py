@@ -14,6 +14,7 @@ urlpatterns = [
     path("logout/", views.logout, name="logout"),
     path("", include("images.urls")),
     path("containers/", include("containers.urls")),
+    path("volumes/", include("containers.volume_urls")),
     # JSON API (docs/api.md): session auth like the pages
     path("api/", include("images.api_urls")),
     path("i18n/", include("django.conf.urls.i18n")),

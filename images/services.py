@@ -65,8 +65,11 @@ def get_client(credentials: dict[str, tuple[str, str]] | None = None) -> Registr
 
 
 def containers_using_images() -> list[tuple[str, str, bool]]:
-    """(container ID, image ID, running) for every container; none exist yet."""
-    return []
+    """(container ID, image ID, running) for every container the runtime has, so that
+    image removal refuses (or forces past) the images containers use, as Docker does."""
+    from dockweb.runtime.containers import ContainerManager
+
+    return ContainerManager(get_store()).used_images()
 
 
 def pull_image(

@@ -14,6 +14,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
+from dockweb.cli import containers as containers_cli
 from dockweb.runtime.errors import DockwebError
 
 IMAGE_HEADERS = {
@@ -531,6 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     u = isub.add_parser("unmount", aliases=["umount"], help="Unmount an image's root filesystem")
     u.add_argument("images", nargs="+", metavar="IMAGE")
     u.set_defaults(func=cmd_unmount)
+    containers_cli.add_commands(sub)
     return parser
 
 

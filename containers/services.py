@@ -1,0 +1,817 @@
+"""Container and volume operations shared by the `dockweb` CLI, the Celery worker and the pages.
+
+Verbs (``create_container``, ``start_container`` …) call the runtime's ContainerManager or
+VolumeManager on the store configured in settings (``DOCKWEB_ROOT``), then mirror the
+result into the database (``sync_containers``), so pages show the truth without touching the
+runtime. ``inspect_container`` turns a runtime container into docker's ContainerJSON shape;
+the CLI, the mirror and the pages all read that one shape.
+
+Pages never call these verbs directly: they queue a ``ContainerOperation`` that the worker
+(root) runs through ``run_operation``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from containers.models import Container, ContainerOperation, Volume
+from dockweb.runtime.errors import Conflict, DockwebError
+
+if TYPE_CHECKING:
+    from dockweb.runtime.containers import ContainerManager, ContainerSpec, MountSpec
+
+log = logging.getLogger(__name__)
+
+GO_ZERO = "0001-01-01T00:00:00Z"
+
+
+class InvalidOption(DockwebError):
+    """A run/create option docker refuses before asking the daemon (bad -v, -e …)."""
+
+
+# -- managers ----------------------------------------------------------------------------
+
+
+def exit_command() -> list[str]:
+    """What the supervisor runs after a container exits (the container ID is appended).
+
+    ``manage.py container_exited`` with this process's data directory, store and database,
+    so the exit is mirrored into the same database whoever started the container.
+    """
+    env = [f"DOCKWEB_DATA={settings.DOCKWEB_DATA}", f"DOCKWEB_ROOT={settings.DOCKWEB_ROOT}"]
+    if os.environ.get("DATABASE_URL"):
+        env.append(f"DATABASE_URL={os.environ['DATABASE_URL']}")
+    manage = os.path.join(settings.BASE_DIR, "manage.py")
+    return ["/usr/bin/env", *env, sys.executable, manage, "container_exited"]
+
+
+def get_manager() -> ContainerManager:
+    from dockweb.runtime.containers import ContainerManager
+    from images.services import get_store
+
+    return ContainerManager(get_store(), exit_command=exit_command())
+
+
+def get_volumes():
+    """The runtime's VolumeManager, which asks the ContainerManager which volumes are in use."""
+    return get_manager().volumes
+
+
+# -- options into a spec -----------------------------------------------------------------
+
+
+def parse_mount(value: str) -> MountSpec:
+    """``-v``: ``name:/dst[:ro]``, ``/host:/dst[:ro|rw]`` or ``/dst`` (anonymous)."""
+    from dockweb.runtime.containers import MountSpec
+
+    parts = value.split(":")
+    mode = ""
+    if len(parts) == 3:
+        source, target, mode = parts
+    elif len(parts) == 2:
+        source, target = parts
+    elif len(parts) == 1:
+        source, target = "", parts[0]
+    else:
+        raise InvalidOption(f"invalid volume specification: '{value}'")
+    if mode not in ("", "ro", "rw"):
+        raise InvalidOption(f"invalid mode: {mode}")
+    if not target.startswith("/"):
+        raise InvalidOption(
+            f"invalid volume specification: '{value}': invalid mount config for type "
+            f'"{"bind" if source.startswith("/") else "volume"}": invalid mount path: '
+            f"'{target}' mount path must be absolute"
+        )
+    if target == "/":
+        raise InvalidOption(
+            f"invalid volume specification: '{value}': invalid mount config for type "
+            '"volume": invalid specification: destination can\'t be \'/\''
+        )
+    kind = "bind" if source.startswith("/") else "volume"
+    return MountSpec(type=kind, source=source, target=target, readonly=mode == "ro")
+
+
+def parse_env(values: list[str], environ: dict[str, str] | None = None) -> list[str]:
+    """``-e``: ``KEY=VALUE`` kept; a bare ``KEY`` takes the caller's value, or is dropped."""
+    environ = os.environ if environ is None else environ
+    out = []
+    for v in values:
+        if not v or v.startswith("="):
+            raise InvalidOption(f"invalid environment variable: {v}")
+        if "=" in v:
+            out.append(v)
+        elif v in environ:
+            out.append(f"{v}={environ[v]}")
+    return out
+
+
+def parse_labels(values: list[str]) -> dict[str, str]:
+    out = {}
+    for v in values:
+        key, _, value = v.partition("=")
+        out[key] = value
+    return out
+
+
+def build_spec(
+    image: str,
+    cmd: list[str] | None = None,
+    *,
+    name: str = "",
+    env: list[str] = (),
+    volumes: list[str] = (),
+    workdir: str = "",
+    user: str = "",
+    entrypoint: str | None = None,
+    hostname: str = "",
+    network: str = "none",
+    tty: bool = False,
+    interactive: bool = False,
+    auto_remove: bool = False,
+    labels: list[str] = (),
+) -> ContainerSpec:
+    """A ContainerSpec from docker run's options, checked as the docker client checks them."""
+    from dockweb.runtime.containers import ContainerSpec
+
+    if network not in ("none", "host", "default", "bridge"):
+        raise InvalidOption(f"network {network} not found")
+    if network in ("default", "bridge"):
+        # no bridge networking: a container gets its own network namespace with loopback
+        network = "none"
+    if workdir and not workdir.startswith("/"):
+        raise InvalidOption(
+            f'the working directory \'{workdir}\' is invalid, it needs to be an absolute path'
+        )
+    return ContainerSpec(
+        image=image,
+        name=name,
+        cmd=list(cmd) if cmd else None,
+        entrypoint=None if entrypoint is None else ([entrypoint] if entrypoint else []),
+        env=parse_env(list(env)),
+        workdir=workdir,
+        user=user,
+        hostname=hostname,
+        network=network,
+        tty=tty,
+        interactive=interactive,
+        auto_remove=auto_remove,
+        mounts=[parse_mount(v) for v in volumes],
+        labels=parse_labels(list(labels)),
+    )
+
+
+# -- verbs -------------------------------------------------------------------------------
+# Each changes the runtime, then mirrors it; the mirror runs even when the verb fails half-way.
+
+
+def create_container(spec: ContainerSpec) -> str:
+    """``docker create``: the new container's full ID."""
+    mgr = get_manager()
+    try:
+        return mgr.create(spec).id
+    finally:
+        sync_containers()
+
+
+def start_container(ref: str) -> str:
+    mgr = get_manager()
+    try:
+        return mgr.start(ref).id
+    finally:
+        sync_containers()
+
+
+def run_container(spec: ContainerSpec) -> str:
+    """``docker run -d``: create and start; the container's full ID."""
+    mgr = get_manager()
+    try:
+        c = mgr.run(spec, detach=True)
+        return c.id
+    finally:
+        sync_containers()
+
+
+def run_attached(spec: ContainerSpec) -> int:
+    """``docker run`` in the foreground: the container's output on ours, its exit code."""
+    mgr = get_manager()
+    try:
+        return mgr.run(spec, detach=False)
+    finally:
+        sync_containers()
+
+
+def stop_container(ref: str, timeout: int | None = None) -> None:
+    mgr = get_manager()
+    try:
+        mgr.stop(ref, timeout=10 if timeout is None else timeout)
+    finally:
+        sync_containers()
+
+
+def restart_container(ref: str, timeout: int | None = None) -> None:
+    mgr = get_manager()
+    try:
+        mgr.restart(ref, timeout=10 if timeout is None else timeout)
+    finally:
+        sync_containers()
+
+
+def kill_container(ref: str, signal: str = "KILL") -> None:
+    mgr = get_manager()
+    try:
+        mgr.kill(ref, signal=signal)
+    finally:
+        sync_containers()
+
+
+def pause_container(ref: str) -> None:
+    mgr = get_manager()
+    try:
+        mgr.pause(ref)
+    finally:
+        sync_containers()
+
+
+def unpause_container(ref: str) -> None:
+    mgr = get_manager()
+    try:
+        mgr.unpause(ref)
+    finally:
+        sync_containers()
+
+
+def remove_container(ref: str, *, force: bool = False, volumes: bool = False) -> None:
+    mgr = get_manager()
+    try:
+        mgr.remove(ref, force=force, volumes=volumes)
+    finally:
+        sync_containers()
+
+
+def wait_container(ref: str) -> int:
+    return get_manager().wait(ref)
+
+
+def container_logs(
+    ref: str, *, follow: bool = False, tail: int | None = None, timestamps: bool = False
+) -> Iterator[tuple[str, str, str]]:
+    """(stream, line, time) in order; with ``follow``, until the container stops."""
+    return get_manager().logs(ref, follow=follow, tail=tail, timestamps=timestamps)
+
+
+def container_diff(ref: str) -> list[tuple[str, str]]:
+    return get_manager().diff(ref)
+
+
+def container_top(ref: str, ps_args: str = "-ef") -> tuple[list[str], list[list[str]]]:
+    return get_manager().top(ref, ps_args or "-ef")
+
+
+def container_stats(ref: str) -> dict:
+    return get_manager().stats(ref)
+
+
+def exec_in_container(ref: str, cmd: list[str], **kw) -> int:
+    """``docker exec`` (output on ours): the command's exit code."""
+    return get_manager().exec(ref, cmd, **kw)
+
+
+def export_container(ref: str, out) -> None:
+    get_manager().export(ref, out)
+
+
+def get_container(ref: str):
+    return get_manager().get(ref)
+
+
+def containers_using_images() -> list[tuple[str, str, bool]]:
+    """(container ID, image ID, running) for every container, for image removal's conflicts."""
+    return get_manager().used_images()
+
+
+# -- volumes -----------------------------------------------------------------------------
+
+
+def create_volume(name: str = "", labels: dict[str, str] | None = None) -> str:
+    vm = get_volumes()
+    try:
+        return _volume_name(vm.create(name=name, labels=labels or {}))
+    finally:
+        sync_containers()
+
+
+def remove_volume(name: str, *, force: bool = False) -> None:
+    vm = get_volumes()
+    try:
+        vm.remove(name, force=force)
+    finally:
+        sync_containers()
+
+
+def prune_volumes() -> tuple[list[str], int]:
+    """``docker volume prune``: (names removed, bytes reclaimed)."""
+    vm = get_volumes()
+    try:
+        result = vm.prune()
+    finally:
+        sync_containers()
+    if isinstance(result, tuple):
+        names, space = result
+    else:
+        names, space = result, 0
+    return [_volume_name(v) for v in names], int(space or 0)
+
+
+def list_volumes() -> list[dict]:
+    return [inspect_volume(v) for v in get_volumes().list()]
+
+
+def get_volume(name: str) -> dict:
+    return inspect_volume(get_volumes().get(name))
+
+
+def _volume_name(v: Any) -> str:
+    return v if isinstance(v, str) else v.name
+
+
+def inspect_volume(v: Any) -> dict:
+    """docker's Volume object for a runtime volume."""
+    if isinstance(v, dict):
+        return v
+    labels = getattr(v, "labels", None)
+    return {
+        "CreatedAt": _go_time(_attr(v, "created_at", "created", default="")),
+        "Driver": getattr(v, "driver", "local") or "local",
+        "Labels": labels if labels else ({} if not getattr(v, "anonymous", False) else None),
+        "Mountpoint": getattr(v, "mountpoint", ""),
+        "Name": v.name,
+        "Options": getattr(v, "options", None) or ({} if not getattr(v, "anonymous", False) else None),
+        "Scope": "local",
+    }
+
+
+# -- inspect: runtime container -> docker's ContainerJSON --------------------------------
+
+
+def _go_time(value: Any) -> str:
+    """RFC 3339 with nanoseconds, as Go marshals time.Time; "" or None is the zero time."""
+    if not value:
+        return GO_ZERO
+    if isinstance(value, (int, float)):
+        value = datetime.fromtimestamp(value, UTC)
+    if isinstance(value, datetime):
+        value = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return str(value)
+
+
+def _attr(obj: Any, *names: str, default: Any = None) -> Any:
+    for name in names:
+        if isinstance(obj, dict) and name in obj:
+            return obj[name]
+        if hasattr(obj, name):
+            return getattr(obj, name)
+    return default
+
+
+def _image_config(mgr: ContainerManager | None, image_id: str) -> dict:
+    if mgr is None or not image_id:
+        return {}
+    try:
+        return mgr.store.get_image(image_id).config.get("config") or {}
+    except DockwebError:
+        return {}  # the image was removed with --force: docker shows the container's own
+
+
+def inspect_container(c: Any, mgr: ContainerManager | None = None) -> dict:
+    """docker inspect's ContainerJSON for a runtime Container (or a ref to look up)."""
+    if isinstance(c, str):
+        mgr = mgr or get_manager()
+        c = mgr.get(c)
+    spec = _attr(c, "spec")
+    state = _attr(c, "state")
+    status = _attr(state, "status", default="created")
+    status = getattr(status, "value", status)
+    status = str(status).lower()
+    running = status in ("running", "paused", "restarting")
+    path = _attr(c, "path", default="") or ""
+    args = list(_attr(c, "args", default=[]) or [])
+    image_config = _image_config(mgr, _attr(c, "image_id", default=""))
+    mounts = [_mount_point(m) for m in (_attr(c, "mounts", default=None) or [])]
+    name = _attr(c, "name", default="") or ""
+    from dockweb.runtime.oci import merge_env
+
+    env = merge_env(list(image_config.get("Env") or []), list(_attr(spec, "env", default=[]) or []))
+    cid = _attr(c, "id")
+    return {
+        "Id": cid,
+        "Created": _go_time(_attr(c, "created")),
+        "Path": path,
+        "Args": args,
+        "State": {
+            "Status": status,
+            "Running": running,
+            "Paused": status == "paused",
+            "Restarting": status == "restarting",
+            "OOMKilled": False,
+            "Dead": status == "dead",
+            "Pid": int(_attr(state, "pid", default=0) or 0) if running else 0,
+            "ExitCode": int(_attr(state, "exit_code", default=0) or 0),
+            "Error": _attr(state, "error", default="") or "",
+            "StartedAt": _go_time(_attr(state, "started_at", "started")),
+            "FinishedAt": _go_time(_attr(state, "finished_at", "finished")),
+        },
+        "Image": _attr(c, "image_id", default="") or "",
+        "LogPath": log_path(cid) if cid else "",
+        "Name": "/" + name.lstrip("/"),
+        "RestartCount": 0,
+        "Driver": "overlay",
+        "Platform": "linux",
+        "HostConfig": {
+            "Binds": [_bind_string(m) for m in mounts] or None,
+            "NetworkMode": _attr(spec, "network", default="none") or "none",
+            "AutoRemove": bool(_attr(spec, "auto_remove", default=False)),
+            "Runtime": _attr(c, "runtime", default="crun") or "crun",
+        },
+        "Mounts": mounts,
+        "Config": {
+            "Hostname": _attr(c, "hostname", default="") or (cid or "")[:12],
+            "Domainname": "",
+            "User": _attr(spec, "user", default="") or image_config.get("User", ""),
+            "AttachStdin": bool(_attr(spec, "interactive", default=False)),
+            "AttachStdout": True,
+            "AttachStderr": True,
+            "Tty": bool(_attr(spec, "tty", default=False)),
+            "OpenStdin": bool(_attr(spec, "interactive", default=False)),
+            "StdinOnce": bool(_attr(spec, "interactive", default=False)),
+            "Env": env,
+            "Cmd": _attr(spec, "cmd", default=None) or image_config.get("Cmd"),
+            "Image": _attr(spec, "image", default="") or "",
+            "Volumes": None,
+            "WorkingDir": _attr(spec, "workdir", default="") or image_config.get("WorkingDir", ""),
+            "Entrypoint": _entrypoint(spec, image_config),
+            "OnBuild": None,
+            "Labels": dict(_attr(spec, "labels", default=None) or {}),
+        },
+    }
+
+
+def _entrypoint(spec: Any, image_config: dict) -> list[str] | None:
+    ep = _attr(spec, "entrypoint", default=None)
+    if ep is None:
+        return image_config.get("Entrypoint")
+    return list(ep) or None
+
+
+def _mount_point(m: Any) -> dict:
+    if isinstance(m, dict) and "Destination" in m:
+        return m
+    kind = _attr(m, "type", default="volume")
+    readonly = not _attr(m, "rw", default=True) or bool(_attr(m, "readonly", default=False))
+    out = {"Type": kind}
+    if kind == "volume":
+        out["Name"] = _attr(m, "name", "source", default="")
+    out.update(
+        {
+            "Source": _attr(m, "source", "mountpoint", default=""),
+            "Destination": _attr(m, "target", "destination", default=""),
+        }
+    )
+    if kind == "volume":
+        out["Driver"] = "local"
+        out["Mode"] = "ro" if readonly else "z"
+    else:
+        out["Mode"] = "ro" if readonly else ""
+    out["RW"] = not readonly
+    out["Propagation"] = "" if kind == "volume" else "rprivate"
+    return out
+
+
+def _bind_string(m: dict) -> str:
+    source = m.get("Name") if m["Type"] == "volume" else m["Source"]
+    s = f"{source}:{m['Destination']}" if source else m["Destination"]
+    return s + (":ro" if not m.get("RW", True) else "")
+
+
+# -- database mirror ---------------------------------------------------------------------
+
+
+def _parse_go_time(value: str) -> datetime | None:
+    from dockweb.runtime.store import parse_time
+
+    if not value or value.startswith("0001-01-01"):
+        return None
+    return parse_time(value)
+
+
+def _row_fields(info: dict, size: tuple[int, int] | None) -> dict:
+    state = info["State"]
+    fields = {
+        "name": info["Name"].lstrip("/"),
+        "image": info["Config"]["Image"],
+        "image_id": info["Image"],
+        "path": info["Path"],
+        "args": info["Args"],
+        "status": state["Status"],
+        "exit_code": state["ExitCode"],
+        "error": state.get("Error", ""),
+        "pid": state["Pid"],
+        "created": _parse_go_time(info["Created"]) or timezone.now(),
+        "started_at": _parse_go_time(state["StartedAt"]),
+        "finished_at": _parse_go_time(state["FinishedAt"]),
+        "auto_remove": info["HostConfig"]["AutoRemove"],
+        "tty": info["Config"]["Tty"],
+        "network": info["HostConfig"]["NetworkMode"],
+        "labels": info["Config"]["Labels"] or {},
+        "mounts": info["Mounts"],
+        "inspect": info,
+    }
+    if size is not None:
+        fields["size_rw"], fields["size_root_fs"] = size
+    return fields
+
+
+def _tables_ready() -> bool:
+    if Container._meta.db_table not in connection.introspection.table_names():
+        log.warning("database not migrated: containers not mirrored (run `manage.py migrate`)")
+        return False
+    return True
+
+
+def sync_containers(container_id: str | None = None) -> None:
+    """Make the Container and Volume rows mirror the runtime. Idempotent.
+
+    With ``container_id`` only that container is read (the supervisor's exit hook): its row
+    is updated, or deleted when the runtime no longer has it (``--rm``), and volumes are
+    mirrored too because an auto-removed container may take anonymous ones with it.
+    """
+    if not _tables_ready():
+        return
+    from dockweb.runtime.errors import ContainerNotFound
+
+    mgr = get_manager()
+    if container_id is not None:
+        try:
+            containers = [mgr.get(container_id)]
+        except ContainerNotFound:
+            containers = []
+            Container.objects.filter(container_id__startswith=container_id).delete()
+        wanted = None
+    else:
+        containers = mgr.list(all=True)
+        wanted = set()
+    rows = []
+    for c in containers:
+        info = inspect_container(c, mgr)
+        try:
+            size = tuple(mgr.size(info["Id"]))
+        except (DockwebError, OSError):
+            size = None
+        rows.append((info["Id"], _row_fields(info, size)))
+        if wanted is not None:
+            wanted.add(info["Id"])
+    volumes = [(inspect_volume(v), bool(v.anonymous)) for v in mgr.volumes.list()]
+    with transaction.atomic():
+        for cid, fields in rows:
+            Container.objects.update_or_create(container_id=cid, defaults=fields)
+        if wanted is not None:
+            Container.objects.exclude(container_id__in=wanted).delete()
+        _sync_volumes(volumes)
+
+
+def _sync_volumes(volumes: list[tuple[dict, bool]]) -> None:
+    names = set()
+    for v, anonymous in volumes:
+        names.add(v["Name"])
+        Volume.objects.update_or_create(
+            name=v["Name"],
+            defaults={
+                "driver": v["Driver"],
+                "mountpoint": v["Mountpoint"],
+                "created": _parse_go_time(v["CreatedAt"]),
+                "labels": v["Labels"] or {},
+                "options": v["Options"] or {},
+                "anonymous": anonymous,
+            },
+        )
+    Volume.objects.exclude(name__in=names).delete()
+
+
+# -- queued operations (the pages) -------------------------------------------------------
+
+
+def start_operation(kind: str, args: dict, *, user=None, container_id: str = "") -> ContainerOperation:
+    """Queue an operation for the worker; it is sent after the transaction commits."""
+    if kind not in ContainerOperation.Kind.values:
+        raise DockwebError(f"unknown operation {kind!r}")
+    with transaction.atomic():
+        op = ContainerOperation.objects.create(
+            kind=kind, args=args, container_id=container_id,
+            created_by=user if user is not None and user.is_authenticated else None,
+        )
+        from containers import tasks
+
+        op_id = op.id
+        transaction.on_commit(lambda: tasks.run_operation.delay(op_id))
+    return op
+
+
+RUN_OPTIONS = (
+    "name", "env", "volumes", "workdir", "user", "entrypoint", "hostname", "network",
+    "auto_remove", "labels",
+)
+
+
+def start_run(image: str, cmd: list[str] | None, *, by=None, **options) -> ContainerOperation:
+    """Queue ``docker run -d``; the options are checked now, so mistakes show on the form."""
+    image = image.strip()
+    if not image:
+        raise InvalidOption("Enter an image to run.")
+    options = {k: v for k, v in options.items() if k in RUN_OPTIONS}
+    _check_run_options(options)
+    return start_operation(
+        ContainerOperation.Kind.RUN, {"image": image, "cmd": cmd or None, **options}, user=by
+    )
+
+
+def _check_run_options(options: dict) -> None:
+    """Docker's client-side checks, without needing the runtime (the web process)."""
+    for v in options.get("volumes", []):
+        parts = v.split(":")
+        if len(parts) > 3 or not parts[-1 if len(parts) == 1 else 1].startswith("/"):
+            raise InvalidOption(f"invalid volume specification: '{v}'")
+        if len(parts) == 3 and parts[2] not in ("ro", "rw"):
+            raise InvalidOption(f"invalid mode: {parts[2]}")
+    for v in options.get("env", []):
+        if not v or v.startswith("="):
+            raise InvalidOption(f"invalid environment variable: {v}")
+    if options.get("network", "none") not in ("none", "host"):
+        raise InvalidOption(f"network {options['network']} not found")
+    wd = options.get("workdir", "")
+    if wd and not wd.startswith("/"):
+        raise InvalidOption(
+            f"the working directory '{wd}' is invalid, it needs to be an absolute path"
+        )
+
+
+def worker_identity() -> str:
+    from images.services import worker_identity as identity
+
+    return identity()
+
+
+def run_operation(op_id: int) -> None:
+    """Run a queued operation in this process (the worker). A no-op unless queued.
+
+    Records the outcome in the row: ``result`` (the container ID, diff lines, processes,
+    stats, removed volumes…) or ``error`` with Docker's message; ``conflict`` when forcing
+    may help (removing a running container or a volume in use).
+    """
+    claimed = ContainerOperation.objects.filter(
+        pk=op_id, status=ContainerOperation.Status.QUEUED
+    ).update(status=ContainerOperation.Status.RUNNING, worker=worker_identity())
+    if not claimed:
+        return
+    op = ContainerOperation.objects.get(pk=op_id)
+    fields: dict = {}
+    try:
+        fields = _dispatch(op)
+        fields["status"] = ContainerOperation.Status.DONE
+    except Exception as err:
+        if not isinstance(err, DockwebError):
+            log.exception("container operation %s failed", op_id)
+        message = str(err) if isinstance(err, DockwebError) else f"{err.__class__.__name__}: {err}"
+        fields = {
+            "status": ContainerOperation.Status.FAILED,
+            "error": message,
+            "conflict": isinstance(err, Conflict) and not op.args.get("force"),
+        }
+    ContainerOperation.objects.filter(pk=op_id).update(finished_at=timezone.now(), **fields)
+
+
+def _dispatch(op: ContainerOperation) -> dict:
+    a = op.args
+    K = ContainerOperation.Kind
+    ref = a.get("container", "")
+    if op.kind == K.RUN:
+        spec = build_spec(
+            a["image"], a.get("cmd"),
+            **{k: a[k] for k in RUN_OPTIONS if k in a},
+        )
+        cid = run_container(spec)
+        return {"container_id": cid, "result": {"id": cid}}
+    if op.kind == K.START:
+        start_container(ref)
+    elif op.kind == K.STOP:
+        stop_container(ref, a.get("timeout"))
+    elif op.kind == K.RESTART:
+        restart_container(ref, a.get("timeout"))
+    elif op.kind == K.KILL:
+        kill_container(ref, a.get("signal") or "KILL")
+    elif op.kind == K.PAUSE:
+        pause_container(ref)
+    elif op.kind == K.UNPAUSE:
+        unpause_container(ref)
+    elif op.kind == K.REMOVE:
+        remove_container(ref, force=bool(a.get("force")), volumes=bool(a.get("volumes")))
+    elif op.kind == K.DIFF:
+        return {"result": {"changes": [list(c) for c in container_diff(ref)]}}
+    elif op.kind == K.TOP:
+        titles, procs = container_top(ref)
+        return {"result": {"titles": titles, "processes": procs}}
+    elif op.kind == K.STATS:
+        return {"result": {"stats": json.loads(json.dumps(container_stats(ref), default=str))}}
+    elif op.kind == K.VOLUME_CREATE:
+        name = create_volume(a.get("name", ""), parse_labels(a.get("labels", [])))
+        return {"result": {"name": name}}
+    elif op.kind == K.VOLUME_REMOVE:
+        remove_volume(a["name"], force=bool(a.get("force")))
+    elif op.kind == K.VOLUME_PRUNE:
+        names, space = prune_volumes()
+        return {"result": {"deleted": names, "reclaimed": space}}
+    else:
+        raise DockwebError(f"unknown operation {op.kind!r}")
+    return {}
+
+
+# -- read side for the pages (database and log files only) -------------------------------
+
+
+def find_container(key: str) -> Container:
+    """A Container row by full ID, unique ID prefix or name (docker's order)."""
+    from dockweb.runtime.errors import DockwebError as _E
+
+    key = key.strip().lstrip("/")
+    found = Container.objects.filter(container_id=key).first()
+    if found:
+        return found
+    found = Container.objects.filter(name=key).first()
+    if found:
+        return found
+    if key:
+        matches = list(Container.objects.filter(container_id__startswith=key)[:2])
+        if len(matches) == 1:
+            return matches[0]
+    raise _E(f"No such container: {key}")
+
+
+def log_path(container_id: str) -> str:
+    """The json-file log the supervisor writes (docs/containers.md)."""
+    return os.path.join(str(settings.DOCKWEB_ROOT), "containers", container_id, "container.log")
+
+
+def read_log(container_id: str, offset: int = 0, *, limit: int = 1000) -> tuple[list[dict], int]:
+    """Log entries written after byte ``offset``, and the offset to ask from next time.
+
+    Only whole lines are returned (a line being written is left for the next call); at most
+    ``limit`` entries. A missing file reads as empty. Reading the file, not the runtime,
+    lets the web process follow logs without privileges beyond read access.
+    """
+    try:
+        f = open(log_path(container_id), "rb")
+    except OSError:
+        return [], offset
+    entries = []
+    with f:
+        f.seek(offset)
+        while len(entries) < limit:
+            line = f.readline()
+            if not line.endswith(b"\n"):
+                break
+            offset += len(line)
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            entries.append(entry)
+    return entries, offset
+
+
+def tail_offset(container_id: str, lines: int = 200) -> int:
+    """The byte offset where the last ``lines`` log lines start (0 for a short log)."""
+    try:
+        size = os.path.getsize(log_path(container_id))
+    except OSError:
+        return 0
+    with open(log_path(container_id), "rb") as f:
+        block = 64 * 1024
+        pos = size
+        data = b""
+        while pos > 0 and data.count(b"\n") <= lines:
+            step = min(block, pos)
+            pos -= step
+            f.seek(pos)
+            data = f.read(step) + data
+        nl = [i for i, ch in enumerate(data) if ch == 10]
+        if len(nl) <= lines:
+            return pos if pos == 0 else pos + (nl[0] + 1 if nl else 0)
+        return pos + nl[-lines - 1] + 1

@@ -1,0 +1,1148 @@
+"""The `dockweb` container and volume commands: docker 20.10's syntax, columns and messages.
+
+``add_commands(sub)`` adds ``run create start stop restart kill pause unpause rm ps logs
+inspect diff exec top stats export``, ``volume ...`` and ``container <sub>`` to the parser of
+dockweb/cli/main.py. The commands call containers/services.py, which calls the runtime and
+mirrors every change into the dashboard's database.
+
+Messages follow docker: the daemon's errors are "Error response from daemon: ...", and
+where the docker client turns a 404 into its own words it says "Error: No such container:
+x". ``run`` exits 125 when the container could not be made or started (126/127 when its
+command cannot be invoked or found), else with the container's exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime
+
+from dockweb.runtime.errors import DockwebError
+
+PS_HEADERS = {
+    "ID": "CONTAINER ID",
+    "Image": "IMAGE",
+    "Command": "COMMAND",
+    "CreatedAt": "CREATED AT",
+    "RunningFor": "CREATED",
+    "Ports": "PORTS",
+    "State": "STATE",
+    "Status": "STATUS",
+    "Size": "SIZE",
+    "Names": "NAMES",
+    "Labels": "LABELS",
+    "Mounts": "MOUNTS",
+    "Networks": "NETWORKS",
+    "LocalVolumes": "LOCAL VOLUMES",
+}
+PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+
+VOLUME_HEADERS = {
+    "Name": "VOLUME NAME",
+    "Driver": "DRIVER",
+    "Scope": "SCOPE",
+    "Mountpoint": "MOUNTPOINT",
+    "Labels": "LABELS",
+    "Links": "LINKS",
+    "Size": "SIZE",
+}
+VOLUME_TABLE = "table {{.Driver}}\t{{.Name}}"
+
+STATS_HEADERS = {
+    "ID": "CONTAINER ID",
+    "Container": "CONTAINER",
+    "Name": "NAME",
+    "CPUPerc": "CPU %",
+    "MemUsage": "MEM USAGE / LIMIT",
+    "MemPerc": "MEM %",
+    "NetIO": "NET I/O",
+    "BlockIO": "BLOCK I/O",
+    "PIDs": "PIDS",
+}
+STATS_TABLE = (
+    "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}"
+    "\t{{.BlockIO}}\t{{.PIDs}}"
+)
+
+PRUNE_WARNING = (
+    "WARNING! This will remove all local volumes not used by at least one container.\n"
+    "Are you sure you want to continue? [y/N] "
+)
+
+
+def _daemon(err: Exception) -> str:
+    return f"Error response from daemon: {err}"
+
+
+def _is_not_found(err: Exception) -> bool:
+    name = type(err).__name__
+    return name in ("ContainerNotFound", "VolumeNotFound", "NotFound") or str(err).startswith(
+        ("No such container", "No such volume")
+    )
+
+
+def _client_not_found(kind: str, name: str) -> str:
+    """The docker client's own words for a 404 (wrapResponseError)."""
+    return f"Error: No such {kind}: {name}"
+
+
+def _err(msg: str) -> None:
+    sys.stderr.write(msg if msg.endswith("\n") else msg + "\n")
+
+
+def _out(text: str) -> None:
+    if text:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+# -- formatting (no runtime needed) ------------------------------------------------------
+
+
+def _unix(value: str) -> int:
+    from dockweb.runtime.store import parse_time
+
+    if not value or value.startswith("0001-01-01"):
+        return 0
+    return int(parse_time(value).timestamp())
+
+
+def _time(value: str) -> datetime | None:
+    from dockweb.runtime.store import parse_time
+
+    if not value or value.startswith("0001-01-01"):
+        return None
+    return parse_time(value)
+
+
+def container_summary(info: dict, size: tuple[int, int] | None = None) -> dict:
+    """docker's types.Container (what `docker ps` gets) from a ContainerJSON."""
+    from containers.models import status_text
+
+    state = info["State"]
+    args = [f"'{a}'" if " " in a else a for a in info.get("Args") or []]
+    command = f"{info['Path']} {' '.join(args)}" if args else info["Path"]
+    out = {
+        "Id": info["Id"],
+        "Names": [info["Name"] if info["Name"].startswith("/") else "/" + info["Name"]],
+        "Image": info["Config"].get("Image") or info["Image"],
+        "ImageID": info["Image"],
+        "Command": command,
+        "Created": _unix(info["Created"]),
+        "State": state["Status"],
+        "Status": status_text(
+            state["Status"],
+            started_at=_time(state["StartedAt"]),
+            finished_at=_time(state["FinishedAt"]),
+            exit_code=state["ExitCode"],
+        ),
+        "Labels": info["Config"].get("Labels") or {},
+        "Mounts": info.get("Mounts") or [],
+        "NetworkMode": info["HostConfig"].get("NetworkMode", "none"),
+    }
+    if size is not None:
+        out["SizeRw"], out["SizeRootFs"] = size
+    return out
+
+
+def _image_column(image: str, image_id: str, trunc: bool) -> str:
+    """docker/cli ContainerContext.Image()."""
+    from dockweb.runtime import reference as refs
+
+    if not image:
+        return "<no image>"
+    if trunc:
+        short = image_id.split(":", 1)[-1][:12]
+        if short and short == image.split(":", 1)[-1][:12]:
+            return short
+        try:
+            ref = refs.parse_normalized_named(image)
+        except DockwebError:
+            return image
+        if ref.tag:
+            return ref.familiar_string() if not ref.digest else (
+                refs.parse_normalized_named(f"{ref.name}:{ref.tag}").familiar_string()
+            )
+        return ref.familiar_name
+    return image
+
+
+def _created_at(unix: int) -> str:
+    t = datetime.fromtimestamp(unix, UTC).astimezone()
+    return t.strftime("%Y-%m-%d %H:%M:%S %z ") + (t.tzname() or "UTC")
+
+
+def ps_rows(summaries: list[dict], *, trunc: bool = True, now: float | None = None) -> list[dict]:
+    """docker/cli's ContainerContext for each container: the values --format sees."""
+    from dockweb.cli.main import truncate_display
+    from dockweb.runtime.units import human_duration, human_size
+
+    now = time.time() if now is None else now
+    rows = []
+    for s in summaries:
+        names = [n.lstrip("/") for n in s["Names"]]
+        if trunc:
+            names = [next((n for n in names if "/" not in n), names[0])] if names else []
+        command = truncate_display(s["Command"], 20) if trunc else s["Command"]
+        labels = s.get("Labels") or {}
+        size = ""
+        if "SizeRw" in s:
+            srw = human_size(s["SizeRw"], 3)
+            size = f"{srw} (virtual {human_size(s['SizeRootFs'], 3)})" if s["SizeRootFs"] > 0 else srw
+        mounts = [m.get("Name") or m.get("Source", "") for m in s.get("Mounts") or []]
+        row = {
+            "ID": s["Id"][:12] if trunc else s["Id"],
+            "Image": _image_column(s["Image"], s["ImageID"], trunc),
+            "Command": json.dumps(command, ensure_ascii=False),
+            "CreatedAt": _created_at(s["Created"]),
+            "RunningFor": human_duration(now - s["Created"]) + " ago",
+            "Ports": "",
+            "State": s["State"],
+            "Status": s["Status"],
+            "Size": size,
+            "Names": ",".join(names),
+            "Labels": ",".join(f"{k}={v}" for k, v in labels.items()),
+            "Mounts": ",".join(
+                truncate_display(m, 15) if trunc and len(m) == 64 else m for m in mounts
+            ),
+            "Networks": s.get("NetworkMode", ""),
+            "LocalVolumes": str(sum(1 for m in s.get("Mounts") or [] if m.get("Driver") == "local")),
+        }
+        row["Label"] = lambda key, _labels=labels: _labels.get(key, "")
+        rows.append(row)
+    return rows
+
+
+def ps_format(fmt: str | None, *, quiet: bool, size: bool) -> str:
+    """docker/cli NewContainerFormat: the table, with SIZE for -s; IDs only for -q."""
+    if quiet:
+        return "{{.ID}}"
+    if fmt and fmt != "table":
+        return fmt
+    return PS_TABLE + ("\t{{.Size}}" if size else "")
+
+
+def filter_summaries(summaries: list[dict], filters: dict[str, list[str]]) -> list[dict]:
+    """``ps -f``: status, name, id, label, exited, ancestor (as dockerd's list filters)."""
+    import re
+
+    accepted = {"status", "name", "id", "label", "exited", "ancestor", "before", "since"}
+    for key in filters:
+        if key not in accepted:
+            raise DockwebError(f"Invalid filter '{key}'")
+    states = {"created", "running", "paused", "restarting", "removing", "exited", "dead"}
+    for v in filters.get("status", []):
+        if v not in states:
+            raise DockwebError(f"Unrecognised filter value for status: {v}")
+    out = []
+    for s in summaries:
+        if "status" in filters and s["State"] not in filters["status"]:
+            continue
+        if "name" in filters and not any(
+            re.search(p, n.lstrip("/")) or re.search(p, n) for p in filters["name"] for n in s["Names"]
+        ):
+            continue
+        if "id" in filters and not any(s["Id"].startswith(p) for p in filters["id"]):
+            continue
+        if "label" in filters:
+            labels = s.get("Labels") or {}
+            ok = True
+            for item in filters["label"]:
+                key, eq, value = item.partition("=")
+                if key not in labels or (eq and labels[key] != value):
+                    ok = False
+            if not ok:
+                continue
+        if "exited" in filters:
+            code = s["Status"].split("(", 1)[-1].split(")", 1)[0] if s["State"] == "exited" else None
+            if code is None or code not in filters["exited"]:
+                continue
+        if "ancestor" in filters and not any(
+            a in (s["Image"], s["ImageID"]) or s["ImageID"].split(":", 1)[-1].startswith(a)
+            or _image_column(s["Image"], s["ImageID"], True) == a
+            for a in filters["ancestor"]
+        ):
+            continue
+        out.append(s)
+    return out
+
+
+def top_table(titles: list[str], processes: list[list[str]]) -> str:
+    """docker top: tabwriter.NewWriter(out, 20, 1, 3, ' ', 0)."""
+    from dockweb.cli.format import TabWriter
+
+    w = TabWriter(20, 1, 3, " ", 0)
+    w.write("\t".join(titles) + "\n")
+    for p in processes:
+        w.write("\t".join(p) + "\n")
+    return w.flush()
+
+
+def stats_row(info: dict, stats: dict, *, trunc: bool = True) -> dict:
+    """docker/cli's stats columns from a stats dict of the runtime."""
+    from dockweb.runtime.units import bytes_size, human_size
+
+    mem = int(stats.get("memory_usage", stats.get("memory", 0)) or 0)
+    limit = int(stats.get("memory_limit", 0) or 0)
+    cpu = float(stats.get("cpu_percent", 0.0) or 0.0)
+    rx, tx = int(stats.get("net_rx", 0) or 0), int(stats.get("net_tx", 0) or 0)
+    br, bw = int(stats.get("block_read", 0) or 0), int(stats.get("block_write", 0) or 0)
+    return {
+        "ID": info["Id"][:12] if trunc else info["Id"],
+        "Container": info["Id"][:12] if trunc else info["Id"],
+        "Name": info["Name"].lstrip("/"),
+        "CPUPerc": f"{cpu:.2f}%",
+        "MemUsage": f"{bytes_size(mem)} / {bytes_size(limit)}",
+        "MemPerc": f"{(mem / limit * 100) if limit else 0.0:.2f}%",
+        "NetIO": f"{human_size(rx, 3)} / {human_size(tx, 3)}",
+        "BlockIO": f"{human_size(br, 3)} / {human_size(bw, 3)}",
+        "PIDs": str(int(stats.get("pids", 0) or 0)),
+    }
+
+
+def volume_rows(volumes: list[dict]) -> list[dict]:
+    rows = []
+    for v in volumes:
+        labels = v.get("Labels") or {}
+        row = {
+            "Name": v["Name"],
+            "Driver": v["Driver"],
+            "Scope": v.get("Scope", "local"),
+            "Mountpoint": v["Mountpoint"],
+            "Labels": ",".join(f"{k}={val}" for k, val in labels.items()),
+            "Links": "N/A",
+            "Size": "N/A",
+        }
+        row["Label"] = lambda key, _labels=labels: _labels.get(key, "")
+        rows.append(row)
+    return rows
+
+
+def parse_signal(value: str) -> str:
+    """``kill -s``: KILL, SIGKILL, 9 … (the runtime takes the name)."""
+    import signal as sig
+
+    v = value.upper()
+    if v.isdigit():
+        try:
+            return sig.Signals(int(v)).name[3:]
+        except ValueError:
+            raise DockwebError(f"Invalid signal: {value}") from None
+    name = v[3:] if v.startswith("SIG") else v
+    if not hasattr(sig, "SIG" + name):
+        raise DockwebError(f"Invalid signal: {value}")
+    return name
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+def _spec_from_args(args):
+    from containers import services
+
+    return services.build_spec(
+        args.image,
+        args.cmd,
+        name=args.name or "",
+        env=_env_values(args),
+        volumes=args.volume or [],
+        workdir=args.workdir or "",
+        user=args.user or "",
+        entrypoint=args.entrypoint,
+        hostname=args.hostname or "",
+        network=args.network,
+        tty=args.tty,
+        interactive=args.interactive,
+        auto_remove=bool(args.rm),
+        labels=args.label or [],
+    )
+
+
+def _env_values(args) -> list[str]:
+    values = []
+    for path in args.env_file or []:
+        try:
+            with open(path) as f:
+                for line in f:
+                    line = line.strip()
+                    if line and not line.startswith("#"):
+                        values.append(line)
+        except OSError as e:
+            raise DockwebError(f"open {path}: {e.strerror.lower()}") from None
+    return values + (args.env or [])
+
+
+def _run_exit_code(err: Exception) -> int:
+    """docker/cli runStartContainerErr: 127 not found, 126 cannot invoke, else 125."""
+    code = getattr(err, "exit_code", None)
+    if isinstance(code, int) and code in (125, 126, 127):
+        return code
+    text = str(err)
+    if ("executable file not found" in text or "no such file or directory" in text):
+        return 127
+    if "permission denied" in text:
+        return 126
+    return 125
+
+
+def _report(cmd: str, err: Exception, *, with_help: bool) -> None:
+    """docker/cli reportError: ``docker: <error>.`` and, for bad input, the help hint."""
+    text = _daemon(err) if isinstance(err, DockwebError) and not _client_side(err) else str(err)
+    text = text.rstrip(".") + "."
+    if with_help:
+        text += f"\nSee 'dockweb {cmd} --help'."
+    _err(f"dockweb: {text}")
+
+
+def _client_side(err: Exception) -> bool:
+    from containers.services import InvalidOption
+
+    return isinstance(err, InvalidOption) and str(err).startswith("invalid environment")
+
+
+def _create_pulling(spec, args, cmd: str) -> str:
+    """Create the container, pulling the image first when it is not here (docker create)."""
+    from containers import services
+    from dockweb.runtime.errors import ImageNotFound
+
+    try:
+        return services.create_container(spec)
+    except ImageNotFound:
+        pass
+    from dockweb.cli.main import _PullRenderer
+    from dockweb.runtime import reference as refs
+    from images import services as image_services
+
+    try:
+        named = refs.parse_normalized_named(spec.image)
+    except DockwebError:
+        raise ImageNotFound(f"No such image: {spec.image}") from None
+    shown = named if (named.tag or named.digest) else named.with_tag("latest")
+    _err(f"Unable to find image '{shown.familiar_string()}' locally")
+    renderer = _PullRenderer(sys.stderr, quiet=False)
+    result = image_services.pull_image(shown.string() if hasattr(shown, "string") else
+                                       shown.familiar_string(), on_progress=renderer)
+    renderer.finish()
+    del result
+    return services.create_container(spec)
+
+
+def cmd_create(args) -> int:
+    try:
+        spec = _spec_from_args(args)
+        cid = _create_pulling(spec, args, "create")
+    except DockwebError as err:
+        _report("create", err, with_help=True)
+        return 125
+    print(cid)
+    return 0
+
+
+def cmd_run(args) -> int:
+    from containers import services
+
+    try:
+        spec = _spec_from_args(args)
+    except DockwebError as err:
+        _report("run", err, with_help=True)
+        return 125
+    try:
+        cid = _create_pulling(spec, args, "run")
+    except DockwebError as err:
+        _report("run", err, with_help=True)
+        return _run_exit_code(err)
+    try:
+        if not args.detach:
+            return _start_attached(cid)
+        services.start_container(cid)
+    except DockwebError as err:
+        _report("run", err, with_help=False)
+        if spec.auto_remove:  # docker run --rm removes a container that failed to start
+            try:
+                services.remove_container(cid, force=True, volumes=True)
+            except DockwebError:
+                pass
+        return _run_exit_code(err)
+    print(cid)
+    return 0
+
+
+def _start_attached(cid: str) -> int:
+    """Start with the container's output copied to ours; its exit code.
+
+    The log and the supervisor's lock file are opened before the start: with --rm the
+    supervisor removes the container's directory as soon as it exits, and the open files
+    still give the last lines and the final state it writes into the lock file.
+    """
+    import fcntl
+
+    from containers import services
+
+    mgr = services.get_manager()
+    cdir = mgr.cdir(cid)
+    log_path = os.path.join(cdir, "container.log")
+    open(log_path, "ab").close()
+    lock_fd = os.open(os.path.join(cdir, "shim.lock"), os.O_RDONLY | os.O_CREAT, 0o600)
+    try:
+        with open(log_path, "rb") as log:
+            log.seek(0, os.SEEK_END)  # start -a again: only the new run's output
+            services.start_container(cid)
+            pending = b""
+            while True:
+                chunk = log.read()
+                if chunk:
+                    pending = _copy_log_lines(pending + chunk)
+                    continue
+                try:
+                    fcntl.flock(lock_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    time.sleep(0.02)
+                    continue
+                pending = _copy_log_lines(pending + log.read())
+                break
+        data = os.pread(lock_fd, 65536, 0)
+    finally:
+        os.close(lock_fd)
+    if data.strip():
+        return int(json.loads(data)["exit_code"])
+    return services.wait_container(cid)
+
+
+def _copy_log_lines(data: bytes) -> bytes:
+    """Write the complete json-file lines of ``data`` to stdout/stderr; return the rest."""
+    *lines, rest = data.split(b"\n")
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        out = sys.stderr if entry.get("stream") == "stderr" else sys.stdout
+        out.write(entry.get("log", ""))
+        out.flush()
+    return rest
+
+
+def _each(names: list[str], action, *, not_found_client: bool = False) -> tuple[list[str], bool]:
+    """Run ``action`` on each name; print the name on success. (errors, any failed)."""
+    errors = []
+    for name in names:
+        try:
+            action(name)
+        except DockwebError as err:
+            if not_found_client and _is_not_found(err):
+                errors.append(_client_not_found("container", name))
+            else:
+                errors.append(_daemon(err))
+            continue
+        print(name, flush=True)
+    return errors, bool(errors)
+
+
+def cmd_start(args) -> int:
+    from containers import services
+
+    if args.attach:
+        if len(args.containers) > 1:
+            _err("Error: you cannot start and attach multiple containers at once")
+            return 1
+        try:
+            cid = services.get_container(args.containers[0]).id
+            return _start_attached(cid)
+        except DockwebError as err:
+            _err(_daemon(err))
+            _err(f"Error: failed to start containers: {args.containers[0]}")
+            return 1
+    failed = []
+    for name in args.containers:
+        try:
+            services.start_container(name)
+        except DockwebError as err:
+            _err(_daemon(err))
+            failed.append(name)
+            continue
+        print(name, flush=True)
+    if failed:
+        _err(f"Error: failed to start containers: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+def _simple(action_name: str):
+    def cmd(args) -> int:
+        from containers import services
+
+        if action_name == "stop":
+            def action(n): services.stop_container(n, args.time)
+        elif action_name == "restart":
+            def action(n): services.restart_container(n, args.time)
+        elif action_name == "kill":
+            def action(n): services.kill_container(n, args.signal)
+        elif action_name == "pause":
+            action = services.pause_container
+        else:
+            action = services.unpause_container
+        errors, failed = _each(args.containers, action)
+        if errors:
+            _err("\n".join(errors))
+        return 1 if failed else 0
+
+    return cmd
+
+
+def cmd_rm(args) -> int:
+    from containers import services
+
+    status = 0
+    for name in args.containers:
+        try:
+            services.remove_container(name, force=args.force, volumes=args.volumes)
+        except DockwebError as err:
+            if _is_not_found(err):
+                _err(_client_not_found("container", name))
+                if not args.force:
+                    status = 1
+            else:
+                _err(_daemon(err))
+                status = 1
+            continue
+        print(name, flush=True)
+    return status
+
+
+def _filters(pairs: list[str]) -> dict[str, list[str]]:
+    from images.services import parse_filters
+
+    return parse_filters(pairs)
+
+
+def cmd_ps(args) -> int:
+    from containers import services
+    from dockweb.cli.format import format_rows
+
+    filters = _filters(args.filter or [])
+    fmt = ps_format(args.format, quiet=args.quiet, size=args.size)
+    want_size = args.size or "{{.Size}}" in fmt or ".Size" in fmt
+    mgr = services.get_manager()
+    summaries = []
+    for c in mgr.list(all=True):
+        info = services.inspect_container(c)
+        if not args.all and not filters and not info["State"]["Running"]:
+            continue
+        size = None
+        if want_size and not args.quiet:
+            try:
+                size = tuple(mgr.size(info["Id"]))
+            except (DockwebError, OSError):
+                size = (0, 0)
+        summaries.append(container_summary(info, size))
+    summaries = filter_summaries(summaries, filters)
+    if not args.all and filters and "status" not in filters:
+        summaries = [s for s in summaries if s["State"] in ("running", "paused", "restarting")]
+    summaries.sort(key=lambda s: (s["Created"], s["Id"]), reverse=True)
+    if args.last is not None and args.last >= 0:
+        summaries = summaries[: args.last]
+    elif args.latest:
+        summaries = summaries[:1]
+    _out(format_rows(ps_rows(summaries, trunc=not args.no_trunc), fmt, PS_HEADERS))
+    return 0
+
+
+def cmd_logs(args) -> int:
+    from containers import services
+
+    tail = None
+    if args.tail not in (None, "all"):
+        try:
+            tail = int(args.tail)
+        except ValueError:
+            tail = None  # docker shows everything for a tail it cannot parse
+        if tail is not None and tail < 0:
+            tail = None
+    try:
+        services.get_container(args.container)
+    except DockwebError as err:
+        if _is_not_found(err):
+            _err(_client_not_found("container", args.container))
+        else:
+            _err(_daemon(err))
+        return 1
+    try:
+        for stream, line, _stamp in services.container_logs(
+            args.container, follow=args.follow, tail=tail, timestamps=args.timestamps
+        ):
+            out = sys.stderr if stream == "stderr" else sys.stdout
+            out.write(line)
+            if args.follow:
+                out.flush()
+    except DockwebError as err:
+        _err(_daemon(err))
+        return 1
+    return 0
+
+
+def _inspect_one(name: str, *, size: bool, kinds: tuple[str, ...]) -> dict:
+    from containers import services
+
+    if "container" in kinds:
+        try:
+            c = services.get_container(name)
+        except DockwebError as err:
+            if not _is_not_found(err) or kinds == ("container",):
+                raise
+        else:
+            info = services.inspect_container(c)
+            if size:
+                sizes = services.get_manager().size(info["Id"])
+                info["SizeRw"], info["SizeRootFs"] = sizes
+            return info
+    if "image" in kinds:
+        from images import services as image_services
+
+        try:
+            return image_services.inspect_image(name)
+        except DockwebError:
+            pass
+    if "volume" in kinds:
+        try:
+            return services.get_volume(name)
+        except DockwebError:
+            pass
+    raise DockwebError(f"No such object: {name}")
+
+
+def cmd_inspect(args, kinds=("container",)) -> int:
+    from dockweb.cli.format import render
+
+    results, errors = [], []
+    for name in args.names:
+        try:
+            results.append(_inspect_one(name, size=args.size, kinds=kinds))
+        except DockwebError as err:
+            if kinds == ("container",) and _is_not_found(err):
+                errors.append(_client_not_found("container", name))
+            elif str(err).startswith("No such object"):
+                errors.append(f"Error: {err}")
+            else:
+                errors.append(_daemon(err))
+    if args.format:
+        for r in results:
+            _out(render(args.format, r))
+    else:
+        print(json.dumps(results, indent=4, ensure_ascii=False))
+    if errors:
+        _err("\n".join(errors))
+        return 1
+    return 0
+
+
+def cmd_diff(args) -> int:
+    from containers import services
+
+    for kind, path in services.container_diff(args.container):
+        print(f"{kind} {path}")
+    return 0
+
+
+def cmd_top(args) -> int:
+    from containers import services
+
+    titles, procs = services.container_top(args.container, " ".join(args.ps_args))
+    sys.stdout.write(top_table(titles, procs))
+    return 0
+
+
+def cmd_stats(args) -> int:
+    from containers import services
+    from dockweb.cli.format import format_rows
+
+    mgr = services.get_manager()
+    if args.containers:
+        infos = [services.inspect_container(mgr.get(n)) for n in args.containers]
+    else:
+        infos = [
+            services.inspect_container(c) for c in mgr.list(all=args.all)
+        ]
+    fmt = args.format or STATS_TABLE
+    while True:
+        rows = []
+        for info in infos:
+            try:
+                stats = mgr.stats(info["Id"]) if info["State"]["Running"] else {}
+            except DockwebError:
+                stats = {}
+            rows.append(stats_row(info, stats, trunc=not args.no_trunc))
+        _out(format_rows(rows, fmt, STATS_HEADERS))
+        if args.no_stream:
+            return 0
+        time.sleep(1)
+        sys.stdout.write("\x1b[2J\x1b[H")
+
+
+def cmd_exec(args) -> int:
+    from containers import services
+
+    try:
+        services.get_container(args.container)
+    except DockwebError as err:
+        if _is_not_found(err):
+            _err(_client_not_found("container", args.container))
+            return 1
+        raise
+    if not args.cmd:
+        _err('"dockweb exec" requires at least 2 arguments.\nSee \'dockweb exec --help\'.')
+        return 1
+    env = []
+    from containers.services import parse_env
+
+    env = parse_env(args.env or [])
+    try:
+        code = services.exec_in_container(
+            args.container, args.cmd, tty=args.tty, interactive=args.interactive,
+            user=args.user or "", env=env, workdir=args.workdir or "",
+        )
+    except DockwebError as err:
+        _err(_daemon(err))
+        return _run_exit_code(err) if "OCI runtime" in str(err) else 1
+    return int(code or 0)
+
+
+def cmd_export(args) -> int:
+    from containers import services
+
+    if args.output:
+        with open(args.output, "wb") as f:
+            services.export_container(args.container, f)
+        return 0
+    if sys.stdout.isatty():
+        _err("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+        return 1
+    sys.stdout.flush()
+    services.export_container(args.container, sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+    return 0
+
+
+# -- volume ------------------------------------------------------------------------------
+
+
+def cmd_volume_ls(args) -> int:
+    from containers import services
+    from dockweb.cli.format import format_rows
+
+    filters = _filters(args.filter or [])
+    for key in filters:
+        if key not in ("dangling", "name", "driver", "label"):
+            raise DockwebError(f"Invalid filter '{key}'")
+    volumes = services.list_volumes()
+    if filters:
+        used = _volumes_in_use()
+        out = []
+        for v in volumes:
+            if "name" in filters and not any(p in v["Name"] for p in filters["name"]):
+                continue
+            if "driver" in filters and v["Driver"] not in filters["driver"]:
+                continue
+            if "dangling" in filters:
+                want = filters["dangling"][-1] in ("true", "1")
+                if (v["Name"] not in used) != want:
+                    continue
+            if "label" in filters:
+                labels = v.get("Labels") or {}
+                if not all(
+                    k in labels and (not eq or labels[k] == val)
+                    for k, eq, val in (i.partition("=") for i in filters["label"])
+                ):
+                    continue
+            out.append(v)
+        volumes = out
+    volumes.sort(key=lambda v: v["Name"])
+    fmt = "{{.Name}}" if args.quiet else (args.format or VOLUME_TABLE)
+    _out(format_rows(volume_rows(volumes), fmt, VOLUME_HEADERS))
+    return 0
+
+
+def _volumes_in_use() -> set[str]:
+    from containers import services
+
+    used = set()
+    for c in services.get_manager().list(all=True):
+        for m in services.inspect_container(c)["Mounts"]:
+            if m.get("Type") == "volume":
+                used.add(m.get("Name"))
+    return used
+
+
+def cmd_volume_create(args) -> int:
+    from containers import services
+
+    if args.name and args.name_flag and args.name != args.name_flag:
+        _err("Conflicting options: either specify --name or provide positional arg, not both")
+        return 1
+    name = args.name or args.name_flag or ""
+    labels = {}
+    for item in args.label or []:
+        k, _, v = item.partition("=")
+        labels[k] = v
+    print(services.create_volume(name, labels))
+    return 0
+
+
+def cmd_volume_inspect(args) -> int:
+    from containers import services
+    from dockweb.cli.format import render
+
+    results, errors = [], []
+    for name in args.names:
+        try:
+            results.append(services.get_volume(name))
+        except DockwebError as err:
+            errors.append(_client_not_found("volume", name) if _is_not_found(err) else _daemon(err))
+    if args.format:
+        for r in results:
+            _out(render(args.format, r))
+    else:
+        print(json.dumps(results, indent=4, ensure_ascii=False))
+    if errors:
+        _err("\n".join(errors))
+        return 1
+    return 0
+
+
+def cmd_volume_rm(args) -> int:
+    from containers import services
+
+    status = 0
+    for name in args.names:
+        try:
+            services.remove_volume(name, force=args.force)
+        except DockwebError as err:
+            if _is_not_found(err):
+                if args.force:
+                    print(name)
+                    continue
+                _err(_client_not_found("volume", name))
+            else:
+                _err(_daemon(err))
+            status = 1
+            continue
+        print(name)
+    return status
+
+
+def cmd_volume_prune(args) -> int:
+    from containers import services
+    from dockweb.runtime.units import human_size
+
+    if not args.force:
+        sys.stdout.write(PRUNE_WARNING)
+        sys.stdout.flush()
+        answer = sys.stdin.readline().strip().lower()
+        if answer not in ("y", "yes"):
+            return 0
+    names, space = services.prune_volumes()
+    if names:
+        print("Deleted Volumes:\n" + "".join(n + "\n" for n in names))
+    print("Total reclaimed space:", human_size(space))
+    return 0
+
+
+# -- parser ------------------------------------------------------------------------------
+
+
+def _add_create_flags(p) -> None:
+    p.add_argument("-i", "--interactive", action="store_true",
+                   help="Keep STDIN open even if not attached")
+    p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
+    p.add_argument("--rm", action="store_true",
+                   help="Automatically remove the container when it exits")
+    p.add_argument("--name", help="Assign a name to the container")
+    p.add_argument("-e", "--env", action="append", help="Set environment variables")
+    p.add_argument("--env-file", action="append", help="Read in a file of environment variables")
+    p.add_argument("-v", "--volume", action="append", help="Bind mount a volume")
+    p.add_argument("-w", "--workdir", help="Working directory inside the container")
+    p.add_argument("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>])")
+    p.add_argument("--entrypoint", help="Overwrite the default ENTRYPOINT of the image")
+    p.add_argument("-h", "--hostname", help="Container host name")
+    p.add_argument("--network", "--net", default="none",
+                   help="Connect a container to a network (none or host)")
+    p.add_argument("-l", "--label", action="append", help="Set meta data on a container")
+    p.add_argument("--help", action="help", help="Print usage")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]")
+
+
+def _parser(sub, name: str, help: str, aliases=(), **kw):
+    return sub.add_parser(name, aliases=list(aliases), help=help, **kw)
+
+
+def _add_container_commands(sub, *, under_container: bool) -> None:
+    p = _parser(sub, "run", "Run a command in a new container", add_help=False)
+    p.add_argument("-d", "--detach", action="store_true",
+                   help="Run container in background and print container ID")
+    _add_create_flags(p)
+    p.set_defaults(func=cmd_run)
+
+    p = _parser(sub, "create", "Create a new container", add_help=False)
+    _add_create_flags(p)
+    p.set_defaults(func=cmd_create)
+
+    p = _parser(sub, "start", "Start one or more stopped containers")
+    p.add_argument("-a", "--attach", action="store_true",
+                   help="Attach STDOUT/STDERR and forward signals")
+    p.add_argument("-i", "--interactive", action="store_true", help="Attach container's STDIN")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.set_defaults(func=cmd_start)
+
+    for verb, help_text in (
+        ("stop", "Stop one or more running containers"),
+        ("restart", "Restart one or more containers"),
+    ):
+        p = _parser(sub, verb, help_text)
+        p.add_argument("-t", "--time", type=int, default=None,
+                       help="Seconds to wait for stop before killing it (default 10)")
+        p.add_argument("containers", nargs="+", metavar="CONTAINER")
+        p.set_defaults(func=_simple(verb))
+
+    p = _parser(sub, "kill", "Kill one or more running containers")
+    p.add_argument("-s", "--signal", default="KILL",
+                   help='Signal to send to the container (default "KILL")')
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.set_defaults(func=_simple("kill"))
+
+    for verb, help_text in (
+        ("pause", "Pause all processes within one or more containers"),
+        ("unpause", "Unpause all processes within one or more containers"),
+    ):
+        p = _parser(sub, verb, help_text)
+        p.add_argument("containers", nargs="+", metavar="CONTAINER")
+        p.set_defaults(func=_simple(verb))
+
+    p = _parser(sub, "rm", "Remove one or more containers",
+                aliases=("remove",) if under_container else ())
+    p.add_argument("-f", "--force", action="store_true",
+                   help="Force the removal of a running container (uses SIGKILL)")
+    p.add_argument("-v", "--volumes", action="store_true",
+                   help="Remove anonymous volumes associated with the container")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.set_defaults(func=cmd_rm)
+
+    p = _parser(sub, "ls" if under_container else "ps", "List containers",
+                aliases=("ps", "list") if under_container else ())
+    p.add_argument("-a", "--all", action="store_true",
+                   help="Show all containers (default shows just running)")
+    p.add_argument("-q", "--quiet", action="store_true", help="Only display container IDs")
+    p.add_argument("-s", "--size", action="store_true", help="Display total file sizes")
+    p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
+    p.add_argument("--format", help="Pretty-print containers using a Go template")
+    p.add_argument("-f", "--filter", action="append", help="Filter output based on conditions provided")
+    p.add_argument("-n", "--last", type=int, default=None,
+                   help="Show n last created containers (includes all states)")
+    p.add_argument("-l", "--latest", action="store_true",
+                   help="Show the latest created container (includes all states)")
+    p.set_defaults(func=cmd_ps)
+
+    p = _parser(sub, "logs", "Fetch the logs of a container")
+    p.add_argument("-f", "--follow", action="store_true", help="Follow log output")
+    p.add_argument("-n", "--tail", default="all",
+                   help='Number of lines to show from the end of the logs (default "all")')
+    p.add_argument("-t", "--timestamps", action="store_true", help="Show timestamps")
+    p.add_argument("--details", action="store_true", help="Show extra details provided to logs")
+    p.add_argument("container", metavar="CONTAINER")
+    p.set_defaults(func=cmd_logs)
+
+    p = _parser(sub, "inspect", "Display detailed information on one or more containers"
+                if under_container else "Return low-level information on Docker objects")
+    p.add_argument("-f", "--format", help="Format the output using the given Go template")
+    p.add_argument("-s", "--size", action="store_true", help="Display total file sizes")
+    if not under_container:
+        p.add_argument("--type", help="Return JSON for specified type")
+    p.add_argument("names", nargs="+", metavar="CONTAINER" if under_container else "NAME|ID")
+    if under_container:
+        p.set_defaults(func=cmd_inspect)
+    else:
+        p.set_defaults(func=lambda a: cmd_inspect(
+            a, kinds=(a.type,) if a.type else ("container", "image", "volume")
+        ))
+
+    p = _parser(sub, "diff", "Inspect changes to files or directories on a container's filesystem")
+    p.add_argument("container", metavar="CONTAINER")
+    p.set_defaults(func=cmd_diff)
+
+    p = _parser(sub, "exec", "Run a command in a running container")
+    p.add_argument("-d", "--detach", action="store_true", help="Detached mode")
+    p.add_argument("-i", "--interactive", action="store_true", help="Keep STDIN open")
+    p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
+    p.add_argument("-e", "--env", action="append", help="Set environment variables")
+    p.add_argument("-u", "--user", help="Username or UID")
+    p.add_argument("-w", "--workdir", help="Working directory inside the container")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]")
+    p.set_defaults(func=cmd_exec)
+
+    p = _parser(sub, "top", "Display the running processes of a container")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("ps_args", nargs="*", metavar="[ps OPTIONS]")
+    p.set_defaults(func=cmd_top)
+
+    p = _parser(sub, "stats", "Display a live stream of container(s) resource usage statistics")
+    p.add_argument("-a", "--all", action="store_true", help="Show all containers")
+    p.add_argument("--no-stream", action="store_true", help="Disable streaming stats")
+    p.add_argument("--no-trunc", action="store_true", help="Do not truncate output")
+    p.add_argument("--format", help="Pretty-print images using a Go template")
+    p.add_argument("containers", nargs="*", metavar="CONTAINER")
+    p.set_defaults(func=cmd_stats)
+
+    p = _parser(sub, "export", "Export a container's filesystem as a tar archive")
+    p.add_argument("-o", "--output", help="Write to a file, instead of STDOUT")
+    p.add_argument("container", metavar="CONTAINER")
+    p.set_defaults(func=cmd_export)
+
+
+def _add_volume_commands(sub, parser_class) -> None:
+    volume = sub.add_parser("volume", help="Manage volumes")
+    vsub = volume.add_subparsers(dest="volume_command", metavar="COMMAND",
+                                 parser_class=parser_class)
+    vsub.required = True
+    p = vsub.add_parser("ls", aliases=["list"], help="List volumes")
+    p.add_argument("-f", "--filter", action="append", help="Provide filter values")
+    p.add_argument("--format", help="Pretty-print volumes using a Go template")
+    p.add_argument("-q", "--quiet", action="store_true", help="Only display volume names")
+    p.set_defaults(func=cmd_volume_ls)
+
+    p = vsub.add_parser("create", help="Create a volume")
+    p.add_argument("name", nargs="?", metavar="VOLUME")
+    p.add_argument("--name", dest="name_flag", help="Specify volume name")
+    p.add_argument("-d", "--driver", default="local", help='Specify volume driver name (default "local")')
+    p.add_argument("--label", action="append", help="Set metadata for a volume")
+    p.add_argument("-o", "--opt", action="append", help="Set driver specific options")
+    p.set_defaults(func=cmd_volume_create)
+
+    p = vsub.add_parser("inspect", help="Display detailed information on one or more volumes")
+    p.add_argument("-f", "--format", help="Format the output using the given Go template")
+    p.add_argument("names", nargs="+", metavar="VOLUME")
+    p.set_defaults(func=cmd_volume_inspect)
+
+    p = vsub.add_parser("rm", aliases=["remove"], help="Remove one or more volumes")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="Force the removal of one or more volumes")
+    p.add_argument("names", nargs="+", metavar="VOLUME")
+    p.set_defaults(func=cmd_volume_rm)
+
+    p = vsub.add_parser("prune", help="Remove all unused local volumes")
+    p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+    p.add_argument("--filter", action="append", help="Provide filter values")
+    p.set_defaults(func=cmd_volume_prune)
+
+
+def add_commands(sub) -> None:
+    """Add the container and volume commands to dockweb's top-level subparsers."""
+    parser_class = sub._parser_class
+    _add_container_commands(sub, under_container=False)
+    container = sub.add_parser("container", help="Manage containers")
+    csub = container.add_subparsers(dest="container_command", metavar="COMMAND",
+                                    parser_class=parser_class)
+    csub.required = True
+    _add_container_commands(csub, under_container=True)
+    _add_volume_commands(sub, parser_class)

@@ -1,0 +1,291 @@
+"""The `dockweb` container and volume commands: docker 20.10's flags, columns and messages.
+
+The first half needs no runtime (formatting and parsing); the second runs real busybox
+containers through the CLI, as a person would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from dockweb.cli import containers as cli
+from dockweb.cli.format import format_rows
+from dockweb.cli.main import build_parser
+from tests.support import images as im
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CID = "4f" * 32
+IMAGE_ID = "sha256:" + "ab" * 32
+ZERO = "0001-01-01T00:00:00Z"
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def info(status="running", *, started=None, finished=None, exit_code=0, name="web",
+         image="busybox", path="sh", args=("-c", "sleep 100"), created=None) -> dict:
+    now = datetime.now(UTC)
+    return {
+        "Id": CID,
+        "Created": iso(created or now - timedelta(minutes=2)),
+        "Path": path,
+        "Args": list(args),
+        "State": {
+            "Status": status, "Running": status in ("running", "paused"),
+            "Paused": status == "paused", "Pid": 42, "ExitCode": exit_code,
+            "StartedAt": iso(started) if started else ZERO,
+            "FinishedAt": iso(finished) if finished else ZERO,
+        },
+        "Image": IMAGE_ID,
+        "Name": "/" + name,
+        "HostConfig": {"NetworkMode": "none", "AutoRemove": False},
+        "Mounts": [],
+        "Config": {"Image": image, "Labels": {"tier": "front"}},
+    }
+
+
+# -- no runtime needed ---------------------------------------------------------------------
+
+
+def test_it_prints_dockers_ps_columns():
+    now = datetime.now(UTC)
+    s = cli.container_summary(info(started=now - timedelta(seconds=3)))
+    out = format_rows(cli.ps_rows([s]), cli.ps_format(None, quiet=False, size=False),
+                      cli.PS_HEADERS)
+    header, row = out.splitlines()
+    assert header == (
+        "CONTAINER ID   IMAGE     COMMAND               CREATED         STATUS         "
+        "PORTS     NAMES"
+    )
+    assert row.startswith(f"{CID[:12]}   busybox   \"sh -c 'sleep 100'\"   2 minutes ago   Up 3 seconds")
+    assert row.endswith("             web")
+
+
+@pytest.mark.parametrize(
+    "status,started,finished,code,text",
+    [
+        ("created", None, None, 0, "Created"),
+        ("running", 5, None, 0, "Up 5 seconds"),
+        ("paused", 5, None, 0, "Up 5 seconds (Paused)"),
+        ("exited", 300, 120, 0, "Exited (0) 2 minutes ago"),
+        ("exited", 300, 1, 137, "Exited (137) 1 second ago"),
+        ("dead", 300, 120, 0, "Dead"),
+    ],
+)
+def test_it_words_status_as_dockerd(status, started, finished, code, text):
+    now = datetime.now(UTC)
+    s = cli.container_summary(info(
+        status,
+        started=now - timedelta(seconds=started) if started else None,
+        finished=now - timedelta(seconds=finished) if finished else None,
+        exit_code=code,
+    ))
+    assert s["Status"] == text
+
+
+def test_it_truncates_commands_and_quotes_them():
+    s = cli.container_summary(info(path="sh", args=["-c", "echo a very long command line"]))
+    row = cli.ps_rows([s])[0]
+    assert row["Command"] == '"sh -c \'echo a very …"'
+    full = cli.ps_rows([s], trunc=False)[0]
+    assert full["Command"] == '"sh -c \'echo a very long command line\'"'
+    assert full["ID"] == CID
+
+
+def test_it_shows_the_image_as_given_and_short_ids():
+    assert cli._image_column("busybox", IMAGE_ID, True) == "busybox"
+    assert cli._image_column("docker.io/library/busybox:1.36", IMAGE_ID, True) == "busybox:1.36"
+    assert cli._image_column(IMAGE_ID, IMAGE_ID, True) == "ab" * 6
+    assert cli._image_column("", IMAGE_ID, True) == "<no image>"
+
+
+def test_it_adds_size_and_quiet_formats():
+    assert cli.ps_format(None, quiet=True, size=True) == "{{.ID}}"
+    assert cli.ps_format(None, quiet=False, size=True).endswith("\t{{.Names}}\t{{.Size}}")
+    s = cli.container_summary(info(), size=(1200, 4_260_000))
+    assert cli.ps_rows([s])[0]["Size"] == "1.2kB (virtual 4.26MB)"
+
+
+def test_it_filters_as_dockerd():
+    now = datetime.now(UTC)
+    up = cli.container_summary(info(started=now))
+    down = dict(cli.container_summary(info("exited", started=now, finished=now, exit_code=3)))
+    assert cli.filter_summaries([up, down], {"status": ["exited"]}) == [down]
+    assert cli.filter_summaries([up, down], {"exited": ["3"]}) == [down]
+    assert cli.filter_summaries([up], {"label": ["tier=front"]}) == [up]
+    assert cli.filter_summaries([up], {"label": ["tier=back"]}) == []
+    assert cli.filter_summaries([up], {"name": ["^we"]}) == [up]
+    with pytest.raises(Exception, match="Invalid filter 'color'"):
+        cli.filter_summaries([up], {"color": ["red"]})
+
+
+def test_it_formats_volume_ls_and_label_functions():
+    vols = [{"Name": "data", "Driver": "local", "Mountpoint": "/x", "Labels": {"a": "1"}}]
+    out = format_rows(cli.volume_rows(vols), cli.VOLUME_TABLE, cli.VOLUME_HEADERS)
+    assert out == "DRIVER    VOLUME NAME\nlocal     data\n"
+    assert format_rows(cli.volume_rows(vols), '{{.Label "a"}}', cli.VOLUME_HEADERS) == "1\n"
+
+
+def test_it_aligns_top_as_docker():
+    out = cli.top_table(["UID", "PID", "CMD"], [["root", "1", "sleep 100"]])
+    assert out.splitlines()[0] == "UID                 PID                 CMD"
+
+
+def test_it_parses_run_flags_like_docker():
+    parser = build_parser()
+    args = parser.parse_args(
+        ["run", "-dit", "--rm", "--name", "x", "-e", "A=1", "-v", "data:/data", "-w", "/tmp",
+         "-u", "1000", "--network", "host", "-h", "box", "busybox", "sh", "-c", "echo -d"]
+    )
+    assert (args.detach, args.interactive, args.tty, args.rm) == (True, True, True, True)
+    assert args.image == "busybox" and args.cmd == ["sh", "-c", "echo -d"]
+    assert (args.name, args.env, args.volume, args.workdir, args.user, args.network,
+            args.hostname) == ("x", ["A=1"], ["data:/data"], "/tmp", "1000", "host", "box")
+    assert parser.parse_args(["container", "ls", "-aq"]).quiet
+    assert parser.parse_args(["container", "rm", "-fv", "a", "b"]).containers == ["a", "b"]
+    assert parser.parse_args(["volume", "ls", "-q"]).quiet
+    assert parser.parse_args(["logs", "-f", "--tail", "5", "-t", "x"]).tail == "5"
+
+
+def test_it_exits_125_on_bad_flags():
+    proc = subprocess.run([sys.executable, "-m", "dockweb.cli", "run", "--bogus", "busybox"],
+                          cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 125
+
+
+def test_it_checks_volume_and_env_options_before_the_daemon():
+    from containers.services import InvalidOption, parse_env, parse_mount
+
+    assert parse_mount("data:/data:ro").readonly
+    assert parse_mount("/srv:/srv").type == "bind"
+    anon = parse_mount("/cache")
+    assert (anon.type, anon.source, anon.target) == ("volume", "", "/cache")
+    with pytest.raises(InvalidOption, match="mount path must be absolute"):
+        parse_mount("data:rel")
+    assert parse_env(["A=1", "HOMEISH", "B"], {"B": "2"}) == ["A=1", "B=2"]
+
+
+# -- real containers -------------------------------------------------------------------------
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
+
+
+@pytest.fixture
+def dockweb(tmp_path):
+    env = dict(os.environ, DOCKWEB_ROOT=str(tmp_path / "store"),
+               DOCKWEB_DATA=str(tmp_path / "data"))
+
+    def run(*args, check=True, input=None):
+        proc = subprocess.run(
+            [sys.executable, "-m", "dockweb.cli", *args],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=120, input=input,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"dockweb {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    yield run
+    # leave no supervisor behind
+    ids = run("ps", "-aq", "--no-trunc", check=False).stdout.split()
+    if ids:
+        run("rm", "-f", *ids, check=False)
+
+
+@pytest.fixture(scope="module")
+def busybox(registry):
+    image = im.busybox_base()
+    im.push_image(registry.host, "ctr/busybox", "1", image)
+    return f"{registry.host}/ctr/busybox:1"
+
+
+@needs_root
+def test_it_runs_in_the_foreground_and_exits_with_the_code(dockweb, busybox):
+    dockweb("pull", "-q", busybox)
+    proc = dockweb("run", "--rm", busybox, "echo", "hello", check=False)
+    assert (proc.returncode, proc.stdout) == (0, "hello\n")
+    assert dockweb("ps", "-aq").stdout == ""  # --rm took it
+    proc = dockweb("run", "--rm", busybox, "sh", "-c", "echo oops >&2; exit 3", check=False)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (3, "", "oops\n")
+
+
+@needs_root
+def test_it_exits_127_for_a_missing_command(dockweb, busybox):
+    dockweb("pull", "-q", busybox)
+    proc = dockweb("run", "--rm", busybox, "no-such-command", check=False)
+    assert proc.returncode == 127
+    assert proc.stderr.startswith("dockweb: Error response from daemon: ")
+
+
+@needs_root
+def test_it_runs_detached_with_logs_ps_and_stop(dockweb, busybox):
+    dockweb("pull", "-q", busybox)
+    cid = dockweb("run", "-d", "--name", "ticker", busybox, "sh", "-c",
+                  "echo one; echo two >&2; sleep 100").stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", cid)
+    for _ in range(50):
+        if dockweb("logs", "ticker").stdout == "one\n":
+            break
+        time.sleep(0.1)
+    logs = dockweb("logs", "ticker")
+    assert (logs.stdout, logs.stderr) == ("one\n", "two\n")
+    last = dockweb("logs", "--tail", "1", "ticker")  # stdout and stderr race: either line
+    assert last.stdout + last.stderr in ("one\n", "two\n")
+    lines = dockweb("ps").stdout.splitlines()
+    assert re.match(r"^CONTAINER ID +IMAGE +COMMAND +CREATED +STATUS +PORTS +NAMES$", lines[0])
+    assert lines[1].startswith(cid[:12] + "   " + busybox)
+    assert re.search(r"   Up (Less than a second|\d+ seconds?)   ", lines[1])
+    assert lines[1].endswith("ticker")
+    inspect = json.loads(dockweb("inspect", "ticker").stdout)[0]
+    assert inspect["Id"] == cid and inspect["Name"] == "/ticker"
+    assert inspect["State"]["Running"] is True and inspect["Path"] == "sh"
+    assert dockweb("stop", "-t", "1", "ticker").stdout == "ticker\n"
+    assert dockweb("ps", "-q").stdout == ""
+    row = dockweb("ps", "-a", "--format", "{{.Names}} {{.Status}}").stdout
+    assert re.fullmatch(r"ticker Exited \(137\) .* ago\n", row) or \
+        re.fullmatch(r"ticker Exited \(143\) .* ago\n", row)
+    assert dockweb("rm", "ticker").stdout == "ticker\n"
+    assert dockweb("ps", "-aq").stdout == ""
+
+
+@needs_root
+def test_it_reports_missing_and_running_containers_like_docker(dockweb, busybox):
+    assert dockweb("rm", "nope", check=False).stderr == "Error: No such container: nope\n"
+    stop = dockweb("stop", "nope", check=False)
+    assert (stop.returncode, stop.stderr) == (
+        1, "Error response from daemon: No such container: nope\n"
+    )
+    dockweb("pull", "-q", busybox)
+    cid = dockweb("run", "-d", busybox, "sleep", "100").stdout.strip()
+    rm = dockweb("rm", cid[:12], check=False)
+    assert rm.returncode == 1
+    assert rm.stderr == (
+        f"Error response from daemon: You cannot remove a running container {cid}. Stop the "
+        "container before attempting removal or force remove\n"
+    )
+    assert dockweb("rm", "-f", cid[:12]).stdout == cid[:12] + "\n"
+
+
+@needs_root
+def test_it_creates_lists_and_removes_volumes(dockweb, busybox):
+    assert dockweb("volume", "create", "data").stdout == "data\n"
+    assert dockweb("volume", "ls").stdout == "DRIVER    VOLUME NAME\nlocal     data\n"
+    dockweb("pull", "-q", busybox)
+    dockweb("run", "--rm", "-v", "data:/data", busybox, "sh", "-c", "echo kept > /data/f")
+    out = dockweb("run", "--rm", "-v", "data:/data", busybox, "cat", "/data/f").stdout
+    assert out == "kept\n"
+    vol = json.loads(dockweb("volume", "inspect", "data").stdout)[0]
+    assert vol["Name"] == "data" and vol["Driver"] == "local" and vol["Scope"] == "local"
+    missing = dockweb("volume", "inspect", "nope", check=False)
+    assert (missing.returncode, missing.stderr) == (1, "Error: No such volume: nope\n")
+    prune = dockweb("volume", "prune", "-f").stdout
+    assert prune.startswith("Deleted Volumes:\ndata\n\nTotal reclaimed space: ")
+    assert dockweb("volume", "ls", "-q").stdout == ""
