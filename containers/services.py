@@ -49,10 +49,31 @@ def exit_command() -> list[str]:
     so the exit is mirrored into the same database whoever started the container.
     """
     env = [f"DOCKWEB_DATA={settings.DOCKWEB_DATA}", f"DOCKWEB_ROOT={settings.DOCKWEB_ROOT}"]
-    if os.environ.get("DATABASE_URL"):
-        env.append(f"DATABASE_URL={os.environ['DATABASE_URL']}")
+    url = _database_url()
+    if url:
+        env.append(f"DATABASE_URL={url}")
     manage = os.path.join(settings.BASE_DIR, "manage.py")
     return ["/usr/bin/env", *env, sys.executable, manage, "container_exited"]
+
+
+def _database_url() -> str:
+    """The database this process really uses, as a DATABASE_URL (the test database under
+    pytest), so the supervisor's exit command writes where this process reads."""
+    from urllib.parse import quote
+
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{os.path.abspath(db['NAME'])}"
+    if db["ENGINE"].endswith("postgresql"):
+        auth = quote(db.get("USER") or "")
+        if db.get("PASSWORD"):
+            auth += ":" + quote(db["PASSWORD"])
+        host = db.get("HOST") or "localhost"
+        port = f":{db['PORT']}" if db.get("PORT") else ""
+        return f"postgres://{auth}@{host}{port}/{quote(db['NAME'])}"
+    return os.environ.get("DATABASE_URL", "")
 
 
 def get_manager() -> ContainerManager:
