@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 
+import kombu.pools
 import pytest
 from django.db import transaction
 
@@ -12,18 +13,27 @@ from images import services
 from images.models import Operation, Pull
 
 
+def _reset_pools():
+    # force_close_all() would close kombu's shared pool for good, and every later .delay()
+    # in this process would fail: drop the pools instead, so fresh ones are made on demand
+    kombu.pools.reset()
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
 @pytest.fixture
-def dead_broker():
+def dead_broker(monkeypatch):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
     url = f"redis://127.0.0.1:{port}/0"
-    old = app.conf.broker_url
-    app.conf.broker_url = url
-    app.pool.force_close_all()
+    # Celery reads CELERY_BROKER_URL from the environment before its own settings
+    monkeypatch.setenv("CELERY_BROKER_URL", url)
+    monkeypatch.setattr(app.conf, "broker_url", url)
+    _reset_pools()
     yield url
-    app.conf.broker_url = old
-    app.pool.force_close_all()
+    monkeypatch.undo()
+    _reset_pools()
 
 
 @pytest.mark.django_db(transaction=True)
