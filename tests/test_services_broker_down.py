@@ -42,7 +42,7 @@ def test_it_fails_a_pull_it_cannot_queue(dead_broker):
         pull = services.start_pull("busybox")
     pull.refresh_from_db()
     assert pull.status == Pull.Status.FAILED
-    assert "could not reach the task queue" in pull.error
+    assert f"could not reach the task queue at {dead_broker}" in pull.error
     assert "redis-server" in pull.error
 
 
