@@ -12,6 +12,7 @@ See docs/containers.md for the contract. Guarantees:
 
 from __future__ import annotations
 
+import array
 import contextlib
 import enum
 import fcntl
@@ -20,13 +21,17 @@ import json
 import os
 import re
 import secrets
+import select
 import shutil
 import signal as signals
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import tarfile
+import tempfile
+import termios
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -1308,6 +1313,101 @@ class ContainerManager:
                     else:
                         tar.addfile(info)
 
+    def _exec_command(
+        self, ref: str, cmd: list[str], *, tty: bool, user: str, env, workdir: str
+    ) -> tuple[Container, list[str], str]:
+        """Check that ``ref`` can exec and build ``<runtime> ... exec`` options (without the
+        container ID and command) and the path of the runtime's JSON log for this exec."""
+        c = self.get(ref)
+        if c.status is Status.PAUSED:
+            raise ContainerConflict(f"Container {ref} is paused, unpause the container before exec")
+        if not c.status.can_exec():
+            raise ContainerNotRunning(f"Container {c.id} is not running")
+        if not cmd:
+            raise InvalidContainerSpec("No exec command specified")
+        rootfs = self.mount_rootfs(c)
+        cfg = self.store.get_image(c.image_id).config.get("config") or {}
+        u = oci.resolve_user(rootfs, user or c.spec.user or cfg.get("User") or "")
+        # docker exec -t sets TERM=xterm for the exec whatever the container's own tty
+        base_env = oci.process_env(
+            oci.merge_env(cfg.get("Env") or [], c.spec.env), c.hostname, c.spec.tty or tty
+        )
+        args = ["exec", "--user", f"{u.uid}:{u.gid}"]
+        for gid in u.additional_gids:
+            args += ["--additional-gids", str(gid)] if self.runtime == "runc" else []
+        for e in oci.merge_env(base_env, list(env)):
+            args += ["--env", e]
+        if workdir or c.spec.workdir or cfg.get("WorkingDir"):
+            args += ["--cwd", workdir or c.spec.workdir or cfg.get("WorkingDir")]
+        log = os.path.join(self.cdir(c.id), f"exec-{secrets.token_hex(4)}.log")
+        return c, [self.runtime, "--root", self.runtime_root, "--log", log,
+                   "--log-format", "json", *args], log
+
+    def exec_start(
+        self,
+        ref: str,
+        cmd: list[str],
+        *,
+        tty: bool = False,
+        interactive: bool = False,
+        user: str = "",
+        env: list[str] | tuple = (),
+        workdir: str = "",
+    ) -> ExecProcess:
+        """Start ``cmd`` in the running container and return at once with a handle to pump
+        its I/O and wait for it (``docker exec -d`` plus an attach).
+
+        With ``tty`` the runtime runs ``exec --detach --tty --console-socket``: the pty's
+        master arrives here over the socket (SCM_RIGHTS) and is ``handle.master``, on which
+        ``resize`` sets the window size; the command's parent is a small subreaper
+        (``dockweb.runtime.execreaper``) that reports its exit code. Without ``tty`` the
+        runtime runs in the foreground and ``handle.stdin`` (a pipe with ``interactive``,
+        else /dev/null), ``handle.stdout`` and ``handle.stderr`` are pipes.
+
+        Raises what ``exec`` raises; with ``tty`` a runtime failure is raised here, without
+        it by ``wait()`` (the foreground runtime reports it when it exits)."""
+        c, rt, log = self._exec_command(ref, cmd, tty=tty, user=user, env=env, workdir=workdir)
+        if not tty:
+            proc = subprocess.Popen(
+                [*rt, c.id, *cmd],
+                stdin=subprocess.PIPE if interactive else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            return ExecProcess(proc, pid=proc.pid, log=log)
+        sock_dir = tempfile.mkdtemp(prefix="dwx-", dir="/tmp")
+        sock_path = os.path.join(sock_dir, "c.sock")
+        pid_file = os.path.join(sock_dir, "pid")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(sock_path)
+            sock.listen(1)
+            helper = subprocess.Popen(
+                [sys.executable, "-m", "dockweb.runtime.execreaper", "--pid-file", pid_file,
+                 "--", *rt, "--detach", "--tty", "--console-socket", sock_path,
+                 "--pid-file", pid_file, c.id, *cmd],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                env=_with_pythonpath(os.environ),
+                cwd="/",
+            )
+            # the runtime sends the master before it exits, and the helper speaks only then
+            first = json.loads(helper.stdout.readline() or b'{"error": "helper died"}')
+            if "error" in first:
+                helper.wait()
+                err = _log_error(log) or first["error"]
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(log)
+                raise ContainerStartError(f"OCI runtime exec failed: {err}: unknown", 126)
+            sock.settimeout(5)
+            master = _recv_fd(sock)
+        finally:
+            sock.close()
+            shutil.rmtree(sock_dir, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(log)
+        return ExecProcess(helper, pid=first["pid"], master=master)
+
     def exec(
         self,
         ref: str,
@@ -1326,44 +1426,22 @@ class ContainerManager:
         ``stdout``, ``stderr`` are passed to the process (file objects or fds; None: this
         process's own). Raises ContainerNotRunning / ContainerConflict (paused) with Docker's
         messages, or ContainerStartError (exit code 126, as ``docker exec``) when the
-        runtime cannot start the command."""
-        c = self.get(ref)
-        if c.status is Status.PAUSED:
-            raise ContainerConflict(f"Container {ref} is paused, unpause the container before exec")
-        if not c.status.can_exec():
-            raise ContainerNotRunning(f"Container {c.id} is not running")
+        runtime cannot start the command.
+
+        With ``tty`` the command gets a pty (``exec_start``) and this copies ``stdin`` (only
+        with ``interactive``) to it and its output to ``stdout`` until it exits; the local
+        terminal's mode is left alone (the CLI sets raw mode and forwards resizes itself)."""
         if tty:
-            raise InvalidContainerSpec("exec with a tty is not supported yet")
-        if not cmd:
-            raise InvalidContainerSpec("No exec command specified")
-        rootfs = self.mount_rootfs(c)
-        cfg = self.store.get_image(c.image_id).config.get("config") or {}
-        u = oci.resolve_user(rootfs, user or c.spec.user or cfg.get("User") or "")
-        base_env = oci.process_env(
-            oci.merge_env(cfg.get("Env") or [], c.spec.env), c.hostname, c.spec.tty
-        )
-        args = ["exec", "--user", f"{u.uid}:{u.gid}"]
-        for gid in u.additional_gids:
-            args += ["--additional-gids", str(gid)] if self.runtime == "runc" else []
-        for e in oci.merge_env(base_env, list(env)):
-            args += ["--env", e]
-        if workdir or c.spec.workdir or cfg.get("WorkingDir"):
-            args += ["--cwd", workdir or c.spec.workdir or cfg.get("WorkingDir")]
-        log = os.path.join(self.cdir(c.id), f"exec-{secrets.token_hex(4)}.log")
+            handle = self.exec_start(
+                ref, cmd, tty=True, interactive=interactive, user=user, env=env, workdir=workdir
+            )
+            return handle.proxy(
+                _fileno(stdin, 0) if interactive else None, _fileno(stdout, 1)
+            )
+        c, rt, log = self._exec_command(ref, cmd, tty=False, user=user, env=env, workdir=workdir)
         try:
             proc = subprocess.run(
-                [
-                    self.runtime,
-                    "--root",
-                    self.runtime_root,
-                    "--log",
-                    log,
-                    "--log-format",
-                    "json",
-                    *args,
-                    c.id,
-                    *cmd,
-                ],
+                [*rt, c.id, *cmd],
                 stdin=stdin if stdin is not None else (None if interactive else subprocess.DEVNULL),
                 stdout=stdout,
                 stderr=stderr,
@@ -1375,6 +1453,128 @@ class ContainerManager:
         if proc.returncode != 0 and err:
             raise ContainerStartError(f"OCI runtime exec failed: {err}: unknown", 126)
         return proc.returncode
+
+
+class ExecProcess:
+    """A command started by ``ContainerManager.exec_start``.
+
+    ``pid``: the command's host pid (tty) or the foreground runtime's (no tty). ``master``:
+    the pty's master fd (tty only; owned by the handle, closed by ``close``). ``stdin``,
+    ``stdout``, ``stderr``: pipes (no tty only; stdin is None without ``interactive``).
+    Closing the master hangs the pty up, which sends the shell SIGHUP, as closing a
+    terminal window does."""
+
+    def __init__(
+        self, proc: subprocess.Popen, *, pid: int, master: int | None = None, log: str = ""
+    ):
+        self._proc = proc
+        self._log = log
+        self._exit_code: int | None = None
+        self.pid = pid
+        self.master = master
+        self.tty = master is not None
+        self.stdin = None if self.tty else proc.stdin
+        self.stdout = None if self.tty else proc.stdout
+        self.stderr = None if self.tty else proc.stderr
+
+    def resize(self, cols: int, rows: int) -> None:
+        """Set the pty's window size (TIOCSWINSZ; the kernel sends SIGWINCH to its
+        foreground process group). Does nothing without a tty or after ``close``."""
+        if self.master is None or cols <= 0 or rows <= 0:
+            return
+        with contextlib.suppress(OSError):
+            fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def poll(self) -> int | None:
+        """The exit code if the command has ended, else None (never blocks)."""
+        if self._exit_code is None and self._proc.poll() is not None:
+            self.wait()
+        return self._exit_code
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the command; its exit code as ``docker exec`` gives it (128 + signal
+        when killed). Raises TimeoutError, or ContainerStartError (126) when the runtime
+        could not start it (no tty: it says so only when it exits)."""
+        if self._exit_code is not None:
+            return self._exit_code
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"exec {self.pid}: still running") from None
+        if self.tty:
+            code = 255
+            for line in self._proc.stdout.read().splitlines():
+                with contextlib.suppress(ValueError, KeyError):
+                    code = int(json.loads(line)["exit_code"])
+            self._proc.stdout.close()
+        else:
+            code = self._proc.returncode
+            err = _log_error(self._log)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._log)
+            if code != 0 and err:
+                self._exit_code = 126
+                raise ContainerStartError(f"OCI runtime exec failed: {err}: unknown", 126)
+        self._exit_code = code
+        return code
+
+    def kill(self, sig: int = signals.SIGKILL) -> None:
+        """Signal the command (tty) or the foreground runtime, which forwards it. Gone: no-op."""
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def close(self) -> None:
+        """Release the pty master (hanging the terminal up) or the pipes. Idempotent."""
+        if self.master is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.master)
+            self.master = None
+        for f in (self.stdin, self.stdout, self.stderr):
+            if f is not None:
+                with contextlib.suppress(OSError):
+                    f.close()
+
+    def proxy(self, in_fd: int | None, out_fd: int, *, on_wakeup: Callable[[], None] | None = None,
+              wakeup_fd: int | None = None) -> int:
+        """Copy ``in_fd`` (None: nothing) to the pty and the pty to ``out_fd`` until the
+        command ends; close the handle and return its exit code. ``wakeup_fd``: readable
+        when ``on_wakeup`` should run (the CLI's SIGWINCH self-pipe)."""
+        assert self.master is not None, "proxy needs a tty exec"
+        watched = [self.master]
+        if in_fd is not None:
+            watched.append(in_fd)
+        if wakeup_fd is not None:
+            watched.append(wakeup_fd)
+        try:
+            while True:
+                ready, _, _ = select.select(watched, [], [], 0.5)
+                if self.master in ready:
+                    try:
+                        data = os.read(self.master, 65536)
+                    except OSError:  # EIO: every slave fd is closed, the command is gone
+                        data = b""
+                    if not data:
+                        break
+                    _write_all(out_fd, data)
+                if in_fd is not None and in_fd in ready:
+                    data = os.read(in_fd, 65536)
+                    if not data:  # our input ended: send EOF as a terminal does (^D)
+                        watched.remove(in_fd)
+                        in_fd = None
+                        _write_all(self.master, b"\x04")
+                    else:
+                        _write_all(self.master, data)
+                if wakeup_fd is not None and wakeup_fd in ready:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(wakeup_fd, 512)
+                    if on_wakeup:
+                        on_wakeup()
+                if not ready and self.poll() is not None:
+                    break
+        finally:
+            self.close()
+        return self.wait()
 
 
 # -- helpers shared with the supervisor -----------------------------------------------------
@@ -1462,6 +1662,44 @@ def _log_error(path: str) -> str:
             if d.get("level") == "error":
                 msg = d.get("msg", "")
     return msg
+
+
+def _with_pythonpath(environ) -> dict[str, str]:
+    """``environ`` with this package importable (for ``python -m dockweb.runtime.*``)."""
+    pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(environ)
+    env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def _recv_fd(sock: socket.socket) -> int:
+    """Accept one connection on a console socket and return the fd it carries."""
+    conn, _ = sock.accept()
+    with conn:
+        fds = array.array("i")
+        _, ancdata, _, _ = conn.recvmsg(1024, socket.CMSG_LEN(fds.itemsize))
+        for level, kind, data in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+    if not fds:
+        raise ContainerStartError("OCI runtime exec failed: no console received: unknown", 126)
+    return fds[0]
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        try:
+            n = os.write(fd, data)
+        except BlockingIOError:
+            select.select([], [fd], [])
+            continue
+        data = data[n:]
+
+
+def _fileno(f, default: int) -> int:
+    if f is None:
+        return default
+    return f if isinstance(f, int) else f.fileno()
 
 
 def _rt_error(stderr: str) -> str:

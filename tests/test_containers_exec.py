@@ -1,0 +1,128 @@
+"""exec into real busybox containers: with a pty (the master over the console socket), with
+stdin forwarded, resizing, exit codes as ``docker exec`` gives them."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import time
+
+import pytest
+
+from dockweb.runtime.containers import ContainerManager, ContainerSpec
+from dockweb.runtime.errors import ContainerStartError
+from dockweb.runtime.pull import pull
+from dockweb.runtime.registry import RegistryClient
+from dockweb.runtime.store import Store
+from tests.support import images as im
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
+
+
+@pytest.fixture(scope="module")
+def manager(registry, tmp_path_factory):
+    store = Store(str(tmp_path_factory.mktemp("exec") / "store"))
+    im.push_image(registry.host, "exec/busybox", "1", im.busybox_base())
+    pull(store, RegistryClient(), f"{registry.host}/exec/busybox:1")
+    mgr = ContainerManager(store)
+    yield mgr
+    for c in mgr.list(all=True):
+        mgr.remove(c.id, force=True, volumes=True)
+
+
+@pytest.fixture(scope="module")
+def running(manager, registry):
+    c = manager.create(
+        ContainerSpec(image=f"{registry.host}/exec/busybox:1", cmd=["sleep", "300"])
+    )
+    manager.start(c.id)
+    return c.id
+
+
+def read_until(fd: int, pattern: str, timeout: float = 10.0) -> str:
+    """What the pty says until ``pattern`` (a regex) matches it."""
+    out = b""
+    deadline = time.monotonic() + timeout
+    while not re.search(pattern, out.decode(errors="replace")):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no {pattern!r} within {timeout} s; got {out!r}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                raise AssertionError(f"pty closed before {pattern!r}; got {out!r}")
+            out += chunk
+    return out.decode(errors="replace")
+
+
+def test_it_gives_a_tty_exec_a_pty(manager, running):
+    h = manager.exec_start(running, ["busybox", "tty"], tty=True)
+    assert h.tty and h.master is not None and h.pid > 0
+    assert re.search(r"/dev/pts/\d+\r\n", read_until(h.master, r"/dev/pts/\d+\r\n"))
+    assert h.wait(10) == 0
+    h.close()
+
+
+def test_it_forwards_input_to_a_tty_shell_and_resizes_it(manager, running):
+    h = manager.exec_start(running, ["/bin/sh"], tty=True, interactive=True)
+    try:
+        h.resize(cols=100, rows=30)
+        os.write(h.master, b"busybox stty size; echo hello-$((6*7))\n")
+        read_until(h.master, r"30 100\r\n.*hello-42\r\n")
+        h.resize(cols=132, rows=43)
+        os.write(h.master, b"busybox stty size; echo $TERM\n")
+        read_until(h.master, r"43 132\r\nxterm\r\n")
+        os.write(h.master, b"exit 7\n")
+        assert h.wait(10) == 7
+    finally:
+        h.close()
+
+
+def test_it_hangs_the_shell_up_when_the_master_is_closed(manager, running):
+    h = manager.exec_start(running, ["/bin/sh"], tty=True, interactive=True)
+    os.write(h.master, b"echo ready\n")
+    read_until(h.master, r"ready\r\n")
+    h.close()
+    assert h.wait(10) == 128 + signal.SIGHUP
+    assert manager.get(running).status.value == "running"
+
+
+def test_it_reports_a_killed_tty_command_as_128_plus_the_signal(manager, running):
+    h = manager.exec_start(running, ["sleep", "100"], tty=True)
+    h.kill(signal.SIGKILL)
+    assert h.wait(10) == 137
+    h.close()
+
+
+def test_it_forwards_stdin_without_a_tty(manager, running):
+    h = manager.exec_start(running, ["cat"], interactive=True)
+    assert not h.tty and h.master is None
+    h.stdin.write(b"line one\nline two\n")
+    h.stdin.close()
+    assert h.stdout.read() == b"line one\nline two\n"
+    assert h.wait(10) == 0
+    h.close()
+
+
+def test_it_copies_stdin_and_output_through_a_pty_in_the_blocking_form(
+    manager, running, tmp_path
+):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.write_bytes(b"echo via-$((40+2)); exit 3\n")
+    with open(src, "rb") as i, open(out, "wb") as o:
+        code = manager.exec(running, ["sh"], tty=True, interactive=True, stdin=i, stdout=o)
+    assert code == 3
+    assert b"via-42\r\n" in out.read_bytes()
+
+
+def test_it_fails_a_missing_tty_command_with_126(manager, running):
+    with pytest.raises(ContainerStartError) as e:
+        manager.exec_start(running, ["nosuch"], tty=True)
+    assert e.value.exit_code == 126
+    assert 'exec: "nosuch": executable file not found in $PATH' in str(e.value)
