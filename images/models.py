@@ -317,3 +317,68 @@ class RegistryCredential(models.Model):
 
     def __str__(self) -> str:
         return f"{self.username}@{self.registry}"
+
+
+class ImageAnalysis(models.Model):
+    """What each layer of an image adds, changes and deletes, and the bytes it wastes.
+
+    Written by the worker after a pull (``images.services.analyze_image``, from
+    ``dockweb.runtime.layerfs``) so that pages show it without reading the store. An image
+    never changes for its ID, so neither does its analysis. ``layers`` holds one summary per
+    layer, bottom to top (``LayerAnalysis.summary()``); the file lists and the merged tree
+    are in ImageAnalysisLayer and ImageAnalysisDir rows, so that a page loads only the one
+    layer or directory it shows.
+    """
+
+    image = models.OneToOneField(Image, on_delete=models.CASCADE, related_name="analysis")
+    version = models.PositiveSmallIntegerField(help_text=_("layerfs.VERSION that wrote it"))
+    total_bytes = models.BigIntegerField(help_text=_("Bytes of all its layers"))
+    wasted_bytes = models.BigIntegerField(
+        help_text=_("Bytes of lower layers that later layers overwrite or delete")
+    )
+    file_count = models.PositiveIntegerField(help_text=_("Entries of the final image"))
+    seconds = models.FloatField(default=0, help_text=_("How long the analysis took"))
+    layers = models.JSONField(default=list)
+    analyzed_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"analysis of {self.image}"
+
+    @property
+    def efficiency(self) -> float:
+        """Percent of the layers' bytes the final image can reach (100 for an empty image)."""
+        if not self.total_bytes:
+            return 100.0
+        return 100.0 * (1 - self.wasted_bytes / self.total_bytes)
+
+
+class ImageAnalysisLayer(models.Model):
+    """One layer's changes in an analysis: rows as ``layerfs.FileChange``, sorted by path."""
+
+    analysis = models.ForeignKey(
+        ImageAnalysis, on_delete=models.CASCADE, related_name="layer_files"
+    )
+    position = models.PositiveIntegerField()
+    files = models.JSONField(default=list)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["analysis", "position"], name="image_analysis_layer_position"
+            )
+        ]
+
+
+class ImageAnalysisDir(models.Model):
+    """One directory of the image's merged tree: rows as ``layerfs.TreeEntry``, by name."""
+
+    analysis = models.ForeignKey(
+        ImageAnalysis, on_delete=models.CASCADE, related_name="directories"
+    )
+    path = models.TextField(help_text=_('"/" or "/usr/bin"'))
+    entries = models.JSONField(default=list)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["analysis", "path"], name="image_analysis_dir_path")
+        ]

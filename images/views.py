@@ -90,7 +90,67 @@ def image_detail(request: HttpRequest, key: str) -> HttpResponse:
     """One image, by full ID or ID prefix: references, layers, config, history, actions."""
     image = _get_image_or_404(key)
     context = {"image": image, "detail": services.image_detail(image), "page": "images"}
+    context["explorer"] = services.layer_explorer(image)
     return render(request, "images/image_detail.html", context)
+
+
+def _page_number(request: HttpRequest) -> int:
+    try:
+        return int(request.GET.get("page", "1"))
+    except ValueError:
+        return 1
+
+
+@login_required
+@require_GET
+@vary_on_headers("HX-Request")
+def image_layer(request: HttpRequest, key: str, position: int) -> HttpResponse:
+    """One layer's added, changed and deleted files, from the stored analysis.
+
+    ``?q=`` filters paths, ``?change=added|changed|deleted`` the kind, ``?page=`` pages.
+    With HX-Request, only the file list (the `layer_files` partial) is rendered: the image
+    page loads it into a layer's row.
+    """
+    image = _get_image_or_404(key)
+    changes = services.layer_changes(
+        image,
+        position,
+        query=request.GET.get("q", ""),
+        change=request.GET.get("change", ""),
+        page=_page_number(request),
+    )
+    if changes is None:
+        raise Http404(_("No analysis of layer %(n)d of this image.") % {"n": position + 1})
+    template = "images/image_layer.html"
+    if request.htmx:
+        template += "#layer_files"
+    context = {"image": image, "changes": changes, "page": "images"}
+    return render(request, template, context)
+
+
+@login_required
+@require_GET
+@vary_on_headers("HX-Request")
+def image_files(request: HttpRequest, key: str) -> HttpResponse:
+    """The image's final file tree, one directory at a time (``?path=/usr/bin``).
+
+    Each entry says which layer it comes from. ``?q=`` filters names, ``?page=`` pages;
+    with HX-Request only the listing (the `file_list` partial) is rendered.
+    """
+    image = _get_image_or_404(key)
+    listing = services.directory_listing(
+        image,
+        request.GET.get("path", "/"),
+        query=request.GET.get("q", ""),
+        page=_page_number(request),
+    )
+    if listing is None:
+        raise Http404(_("No such directory in the analysis of this image."))
+    template = "images/image_files.html"
+    if request.htmx:
+        template += "#file_list"
+    context = {"image": image, "listing": listing, "page": "images"}
+    return render(request, template, context)
 
 
 @login_required

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from datetime import datetime, timedelta
 
 from django import template
@@ -66,3 +67,23 @@ def duration(value: timedelta | None) -> str:
         return f"{minutes}m {seconds:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m"
+
+
+_FILE_TYPE_BITS = {
+    "dir": stat.S_IFDIR,
+    "file": stat.S_IFREG,
+    "symlink": stat.S_IFLNK,
+    "char": stat.S_IFCHR,
+    "whiteout": stat.S_IFCHR,
+    "block": stat.S_IFBLK,
+    "fifo": stat.S_IFIFO,
+    "socket": stat.S_IFSOCK,
+}
+
+
+@register.filter
+def filemode(mode: int | None, kind: str = "file") -> str:
+    """Permission bits as ``ls -l`` shows them (``drwxr-xr-x``), for a layerfs entry type."""
+    if mode is None:
+        return ""
+    return stat.filemode(_FILE_TYPE_BITS.get(kind, stat.S_IFREG) | int(mode))
