@@ -307,6 +307,12 @@ def exec_in_container(ref: str, cmd: list[str], **kw) -> int:
     return get_manager().exec(ref, cmd, **kw)
 
 
+def start_exec(ref: str, cmd: list[str], **kw):
+    """``docker exec`` without waiting: the runtime's ExecProcess handle (pty master or
+    pipes, ``resize``, ``wait``), for callers that pump its I/O themselves."""
+    return get_manager().exec_start(ref, cmd, **kw)
+
+
 def export_container(ref: str, out) -> None:
     get_manager().export(ref, out)
 

@@ -3,10 +3,15 @@ stdin forwarded, resizing, exit codes as ``docker exec`` gives them."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import select
 import signal
+import struct
+import subprocess
+import sys
+import termios
 import time
 
 import pytest
@@ -22,10 +27,15 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root"
 
 
 @pytest.fixture(scope="module")
-def manager(registry, tmp_path_factory):
-    store = Store(str(tmp_path_factory.mktemp("exec") / "store"))
+def image(registry):
     im.push_image(registry.host, "exec/busybox", "1", im.busybox_base())
-    pull(store, RegistryClient(), f"{registry.host}/exec/busybox:1")
+    return f"{registry.host}/exec/busybox:1"
+
+
+@pytest.fixture(scope="module")
+def manager(image, tmp_path_factory):
+    store = Store(str(tmp_path_factory.mktemp("exec") / "store"))
+    pull(store, RegistryClient(), image)
     mgr = ContainerManager(store)
     yield mgr
     for c in mgr.list(all=True):
@@ -33,10 +43,8 @@ def manager(registry, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def running(manager, registry):
-    c = manager.create(
-        ContainerSpec(image=f"{registry.host}/exec/busybox:1", cmd=["sleep", "300"])
-    )
+def running(manager, image):
+    c = manager.create(ContainerSpec(image=image, cmd=["sleep", "300"]))
     manager.start(c.id)
     return c.id
 
@@ -126,3 +134,67 @@ def test_it_fails_a_missing_tty_command_with_126(manager, running):
         manager.exec_start(running, ["nosuch"], tty=True)
     assert e.value.exit_code == 126
     assert 'exec: "nosuch": executable file not found in $PATH' in str(e.value)
+
+
+# -- the CLI: dockweb exec -it / -i -------------------------------------------------------
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def cli(image, tmp_path):
+    """``dockweb <args>`` on a store of its own, with busybox pulled and one container
+    running ``sleep 300`` (its ID is ``cli.cid``)."""
+    env = dict(os.environ, DOCKWEB_ROOT=str(tmp_path / "store"),
+               DOCKWEB_DATA=str(tmp_path / "data"))
+
+    def run(*args, **kw):
+        kw.setdefault("capture_output", True)
+        return subprocess.run([sys.executable, "-m", "dockweb.cli", *args], cwd=REPO, env=env,
+                              timeout=120, **kw)
+
+    def spawn(*args, **kw):
+        return subprocess.Popen([sys.executable, "-m", "dockweb.cli", *args], cwd=REPO, env=env,
+                                **kw)
+
+    run("pull", "-q", image, check=True)
+    run.cid = run("run", "-d", image, "sleep", "300", check=True).stdout.decode().strip()
+    run.spawn = spawn
+    yield run
+    run("rm", "-f", run.cid)
+
+
+def set_size(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def test_it_proxies_a_local_terminal_in_raw_mode_with_exec_it(cli):
+    master, slave = os.openpty()
+    set_size(master, 24, 80)
+    proc = cli.spawn("exec", "-it", cli.cid, "sh", stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    try:
+        read_until(master, r"# ")
+        os.write(master, b"busybox tty; busybox stty size\r")
+        read_until(master, r"/dev/pts/\d+\r\n24 80\r\n")
+        # the window grows: the CLI hears SIGWINCH and resizes the container's pty
+        set_size(master, 40, 120)
+        proc.send_signal(signal.SIGWINCH)
+        time.sleep(0.3)
+        os.write(master, b"busybox stty size\r")
+        read_until(master, r"40 120\r\n")
+        os.write(master, b"exit 4\r")
+        assert proc.wait(20) == 4
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+
+
+def test_it_forwards_stdin_with_exec_i_and_refuses_t_without_a_terminal(cli):
+    proc = cli("exec", "-i", cli.cid, "sh", "-c", "cat; exit 9", input=b"piped\n")
+    assert (proc.returncode, proc.stdout) == (9, b"piped\n")
+    proc = cli("exec", "-it", cli.cid, "true", input=b"")
+    assert (proc.returncode, proc.stderr) == (1, b"the input device is not a TTY\n")
+    proc = cli("exec", "-t", cli.cid, "busybox", "tty")
+    assert proc.returncode == 0 and re.match(rb"/dev/pts/\d+\r\n", proc.stdout)

@@ -797,15 +797,59 @@ def cmd_exec(args) -> int:
     from containers.services import parse_env
 
     env = parse_env(args.env or [])
+    if args.tty and args.interactive and not sys.stdin.isatty():
+        _err("the input device is not a TTY")
+        return 1
     try:
+        if args.tty:
+            handle = services.start_exec(
+                args.container, args.cmd, tty=True, interactive=args.interactive,
+                user=args.user or "", env=env, workdir=args.workdir or "",
+            )
+            return proxy_terminal(handle, interactive=args.interactive)
         code = services.exec_in_container(
-            args.container, args.cmd, tty=args.tty, interactive=args.interactive,
+            args.container, args.cmd, tty=False, interactive=args.interactive,
             user=args.user or "", env=env, workdir=args.workdir or "",
         )
     except DockwebError as err:
         _err(_daemon(err))
         return _run_exit_code(err) if "OCI runtime" in str(err) else 1
     return int(code or 0)
+
+
+def proxy_terminal(handle, *, interactive: bool) -> int:
+    """Proxy our terminal to an exec's pty until the command ends, as the docker client
+    does for ``-t``: the local terminal in raw mode while it runs (with ``-i``), its size
+    given to the pty at once and on every SIGWINCH. Returns the command's exit code."""
+    import signal
+    import termios
+    import tty
+
+    in_fd = sys.stdin.fileno() if interactive else None
+    out_fd = sys.stdout.fileno()
+    term_fd = next((fd for fd in (in_fd, out_fd) if fd is not None and os.isatty(fd)), None)
+
+    def resize() -> None:
+        if term_fd is not None:
+            size = os.get_terminal_size(term_fd)
+            handle.resize(size.columns, size.lines)
+
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    saved = termios.tcgetattr(in_fd) if in_fd is not None and os.isatty(in_fd) else None
+    old_handler = signal.signal(signal.SIGWINCH, lambda *_: os.write(wake_w, b"w"))
+    try:
+        resize()
+        if saved is not None:
+            tty.setraw(in_fd)
+        sys.stdout.flush()
+        return handle.proxy(in_fd, out_fd, on_wakeup=resize, wakeup_fd=wake_r)
+    finally:
+        if saved is not None:
+            termios.tcsetattr(in_fd, termios.TCSADRAIN, saved)
+        signal.signal(signal.SIGWINCH, old_handler)
+        os.close(wake_r)
+        os.close(wake_w)
 
 
 def cmd_export(args) -> int:
