@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
@@ -32,6 +34,7 @@ PLATFORMS = [
 ]
 
 RECENT_PULLS = 15
+IMAGES_PER_PAGE = 100
 
 
 def _flag(request: HttpRequest, name: str) -> bool:
@@ -70,11 +73,24 @@ def image_list(request: HttpRequest) -> HttpResponse:
         rows, totals = services.image_table(**options)
     except DockwebError as e:
         error = str(e)
+    # A page of rows at a time: totals cover every image, and a thousand-image store
+    # still renders in a few tens of milliseconds.
+    page = Paginator(rows, IMAGES_PER_PAGE).get_page(request.GET.get("page"))
+    detail_prefix = reverse("images:detail", args=["0"])[:-2]
+    for row in page.object_list:
+        row["detail_url"] = f"{detail_prefix}{row['image_id'].split(':', 1)[-1]}/"
+        if row["created"]:
+            row["created_iso"] = row["created"].isoformat()
+            row["created_title"] = row["created"].strftime("%Y-%m-%d %H:%M:%S UTC")
+    query = request.GET.copy()
+    query.pop("page", None)
     template = "images/images.html"
     if request.htmx:
         template += "#image_list"
     context = {
-        "rows": rows,
+        "rows": page.object_list,
+        "page_obj": page,
+        "query": query.urlencode(),
         "totals": totals,
         "error": error,
         "options": options,

@@ -283,3 +283,20 @@ def test_it_speaks_chinese_on_the_images_page(client, images):
     assert "镜像" in html and "仓库" in html
     assert "共享层只计一次" in html
     assert settings.LANGUAGE_CODE == "en"
+
+
+@pytest.mark.django_db
+def test_it_pages_a_long_image_list(client):
+    from images.models import Image, Reference, Repository
+
+    repo = Repository.objects.create(name="docker.io/library/many", familiar_name="many")
+    for i in range(130):
+        image = Image.objects.create(image_id=f"sha256:{i:064x}", size=1000 + i)
+        Reference.objects.create(repository=repo, tag=f"t{i}", image=image)
+    first = client.get("/images/")
+    assert first.content.count(b'<td class="repo">') == 100
+    assert b"Rows 1\xe2\x80\x93100 of 130" in first.content
+    second = client.get("/images/?page=2", headers={"HX-Request": "true"})
+    assert second.content.count(b'<td class="repo">') == 30
+    assert b"Rows 101\xe2\x80\x93130 of 130" in second.content
+    assert b"<html" not in second.content
