@@ -275,3 +275,26 @@ def test_it_keeps_memory_flat_on_a_large_layer(registry, tmp_path, client):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     peak_kib = int(out.stdout.strip().splitlines()[-1])
     assert peak_kib < 150 * 1024, f"peak RSS {peak_kib} KiB for a 120 MB layer"
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 3 MB tmpfs: a store on it fills up mid-pull."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], check=True)
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def test_it_reports_a_full_disk_and_leaves_the_store_consistent(registry, tmp_path, client, small_fs):
+    big = im.large_layer(8_000_000, tmp_path / "big.tar.gz")
+    image = im.Image([im.busybox_layer(), big], {"Cmd": ["sh"]})
+    im.push_image(registry.host, "pull/full", "1", image)
+    store = Store(str(small_fs / "store"))
+    with pytest.raises(DockwebError, match="no space left on device"):
+        _pull(store, client, f"{registry.host}/pull/full:1")
+    assert not store.has_image(image.image_id)
+    assert not store.has_layer(image.chain_ids[1])
+    assert os.listdir(store.tmp_dir) == []  # the half-written layer is gone, space is back
+    assert store.references(image.image_id) == []
