@@ -255,9 +255,11 @@ def list_images(
         if skip:
             continue
         if not repo_tags and not repo_digests:
-            if (not all and rec.id in parents) or (
-                "dangling" in filters and not dangling_only
-            ) or "reference" in filters:
+            if (
+                (not all and rec.id in parents)
+                or ("dangling" in filters and not dangling_only)
+                or "reference" in filters
+            ):
                 continue
             repo_digests = ["<none>@<none>"]
             repo_tags = ["<none>:<none>"]
@@ -294,13 +296,31 @@ def list_images(
 # -- inspect and history -----------------------------------------------------------------
 
 _CONTAINER_CONFIG_FIELDS = [
-    ("Hostname", ""), ("Domainname", ""), ("User", ""), ("AttachStdin", False),
-    ("AttachStdout", False), ("AttachStderr", False), ("ExposedPorts", "omit"),
-    ("Tty", False), ("OpenStdin", False), ("StdinOnce", False), ("Env", None), ("Cmd", None),
-    ("Healthcheck", "omit"), ("ArgsEscaped", "omit"), ("Image", ""), ("Volumes", None),
-    ("WorkingDir", ""), ("Entrypoint", None), ("NetworkDisabled", "omit"),
-    ("MacAddress", "omit"), ("OnBuild", None), ("Labels", None), ("StopSignal", "omit"),
-    ("StopTimeout", "omit"), ("Shell", "omit"),
+    ("Hostname", ""),
+    ("Domainname", ""),
+    ("User", ""),
+    ("AttachStdin", False),
+    ("AttachStdout", False),
+    ("AttachStderr", False),
+    ("ExposedPorts", "omit"),
+    ("Tty", False),
+    ("OpenStdin", False),
+    ("StdinOnce", False),
+    ("Env", None),
+    ("Cmd", None),
+    ("Healthcheck", "omit"),
+    ("ArgsEscaped", "omit"),
+    ("Image", ""),
+    ("Volumes", None),
+    ("WorkingDir", ""),
+    ("Entrypoint", None),
+    ("NetworkDisabled", "omit"),
+    ("MacAddress", "omit"),
+    ("OnBuild", None),
+    ("Labels", None),
+    ("StopSignal", "omit"),
+    ("StopTimeout", "omit"),
+    ("Shell", "omit"),
 ]
 
 
@@ -353,7 +373,9 @@ def inspect_image(ref_or_id: str) -> dict:
                     "UpperDir": diffs[0] if diffs else "",
                     "LowerDir": ":".join(diffs[1:]),
                     "WorkDir": "",
-                } if diffs else {},
+                }
+                if diffs
+                else {},
                 "Name": "overlay2",
             },
             "RootFS": {"Type": "layers", "Layers": rec.diff_ids},
@@ -472,16 +494,30 @@ def _sync_layers(layers: dict[str, LayerRecord]) -> dict[str, int]:
     for chain, rec in layers.items():
         row = existing[chain]
         want = (
-            rec.diff_id, rec.blob_digest, rec.media_type, rec.size, rec.compressed_size,
+            rec.diff_id,
+            rec.blob_digest,
+            rec.media_type,
+            rec.size,
+            rec.compressed_size,
             pks.get(rec.parent) if rec.parent else None,
         )
         have = (
-            row.diff_id, row.blob_digest, row.media_type, row.size, row.compressed_size,
+            row.diff_id,
+            row.blob_digest,
+            row.media_type,
+            row.size,
+            row.compressed_size,
             row.parent_id,
         )
         if want != have:
-            (row.diff_id, row.blob_digest, row.media_type, row.size, row.compressed_size,
-             row.parent_id) = want
+            (
+                row.diff_id,
+                row.blob_digest,
+                row.media_type,
+                row.size,
+                row.compressed_size,
+                row.parent_id,
+            ) = want
             changed.append(row)
     Layer.objects.bulk_update(
         changed,
@@ -629,7 +665,9 @@ def start_pull(reference: str, *, platform: str = "", user=None) -> Pull:
         if active:
             return active
         pull_row = Pull.objects.create(
-            reference=reference.strip(), normalized=normalized, platform=platform,
+            reference=reference.strip(),
+            normalized=normalized,
+            platform=platform,
             created_by=user if user is not None and user.is_authenticated else None,
         )
         from images import tasks  # Celery stays out of the CLI, which imports this module
@@ -754,8 +792,13 @@ class PullProgress:
                 index = self.positions.setdefault(event["digest"], len(self.positions))
             state = self.layers.setdefault(
                 index,
-                {"short_id": event["id"], "digest": event["digest"], "status": "",
-                 "current": 0, "total": 0},
+                {
+                    "short_id": event["id"],
+                    "digest": event["digest"],
+                    "status": "",
+                    "current": 0,
+                    "total": 0,
+                },
             )
             state["status"] = event["status"]
             if event.get("total"):
@@ -799,8 +842,14 @@ class PullProgress:
                     rows,
                     update_conflicts=True,
                     unique_fields=["pull", "position"],
-                    update_fields=["short_id", "digest", "status", "current", "total",
-                                   "updated_at"],
+                    update_fields=[
+                        "short_id",
+                        "digest",
+                        "status",
+                        "current",
+                        "total",
+                        "updated_at",
+                    ],
                 )
                 Pull.objects.filter(pk=self.pull_id).update(
                     total_bytes=total, downloaded_bytes=done, messages=messages, updated_at=now
@@ -915,7 +964,9 @@ def fail_abandoned_work() -> int:
     for pk, worker in Pull.objects.filter(status=Pull.Status.RUNNING).values_list("pk", "worker"):
         if not worker_is_alive(worker):
             changed += Pull.objects.filter(pk=pk, status=Pull.Status.RUNNING).update(
-                status=Pull.Status.FAILED, error=WORKER_STOPPED, finished_at=now,
+                status=Pull.Status.FAILED,
+                error=WORKER_STOPPED,
+                finished_at=now,
                 updated_at=now,
             )
     for pk, worker in Operation.objects.filter(status=Operation.Status.RUNNING).values_list(
@@ -923,7 +974,8 @@ def fail_abandoned_work() -> int:
     ):
         if not worker_is_alive(worker):
             changed += Operation.objects.filter(pk=pk, status=Operation.Status.RUNNING).update(
-                status=Operation.Status.FAILED, finished_at=now,
+                status=Operation.Status.FAILED,
+                finished_at=now,
                 error="the worker stopped during the operation; look at the image and try again",
             )
     return changed
@@ -958,7 +1010,8 @@ def start_tag(source: str, target: str, user=None) -> Operation:
 def _start_operation(kind: str, args: dict, user) -> Operation:
     with transaction.atomic():
         op = Operation.objects.create(
-            kind=kind, args=args,
+            kind=kind,
+            args=args,
             created_by=user if user is not None and user.is_authenticated else None,
         )
         from images import tasks
@@ -1018,8 +1071,9 @@ def _run_removal(store: Store, args: dict) -> dict:
     except DockwebError:
         image_id = ""  # remove_image raises the error Docker gives
     sizes = {chain: la.size for chain, la in store.layers().items()}
-    records = remove_image(args["ref"], force=args.get("force", False),
-                           prune=args.get("prune", True))
+    records = remove_image(
+        args["ref"], force=args.get("force", False), prune=args.get("prune", True)
+    )
     deleted_layers = [v for k, v in records if k == "Deleted" and v in sizes]
     return {
         "result": [list(r) for r in records],
@@ -1074,7 +1128,8 @@ def get_image(key: str | int) -> Image:
         ).first()
     else:
         found = Image.objects.filter(
-            references__repository__name=ref.name, references__tag=ref.tag or "latest",
+            references__repository__name=ref.name,
+            references__tag=ref.tag or "latest",
             references__digest="",
         ).first()
     if found:
@@ -1139,8 +1194,10 @@ def image_table(
             "pk", "image_id", "created", "size", "compressed_size", "parent_image_id"
         )
     )
-    images.sort(key=lambda im: (im["created"] or datetime.min.replace(tzinfo=UTC),
-                                im["image_id"]), reverse=True)
+    images.sort(
+        key=lambda im: (im["created"] or datetime.min.replace(tzinfo=UTC), im["image_id"]),
+        reverse=True,
+    )
     layer_sizes = {
         pk: (size, csize)
         for pk, size, csize in Layer.objects.values_list("pk", "size", "compressed_size")
@@ -1156,7 +1213,8 @@ def image_table(
         image_refs = references.get(im["pk"], [])
         if reference:
             image_refs = [
-                r for r in image_refs
+                r
+                for r in image_refs
                 if go_path_match(reference, _familiar_ref(r)) or go_path_match(reference, r[1])
             ]
         if dangling is True and any(r[2] for r in image_refs):
@@ -1230,7 +1288,14 @@ def _group_rows(
 
 
 _CONFIG_SUMMARY_KEYS = (
-    "Entrypoint", "Cmd", "Env", "WorkingDir", "User", "Labels", "ExposedPorts", "Volumes",
+    "Entrypoint",
+    "Cmd",
+    "Env",
+    "WorkingDir",
+    "User",
+    "Labels",
+    "ExposedPorts",
+    "Volumes",
 )
 
 
@@ -1250,17 +1315,20 @@ def image_detail(image: Image) -> dict:
     sharing: dict[int, list[int]] = {}
     others: set[int] = set()
     for layer_pk, image_pk in (
-        ImageLayer.objects.filter(layer_id__in=layer_pks).exclude(image=image)
-        .order_by("image_id").values_list("layer_id", "image_id")
+        ImageLayer.objects.filter(layer_id__in=layer_pks)
+        .exclude(image=image)
+        .order_by("image_id")
+        .values_list("layer_id", "image_id")
     ):
         sharing.setdefault(layer_pk, []).append(image_pk)
         others.add(image_pk)
     other_ids = dict(Image.objects.filter(pk__in=others).values_list("pk", "image_id"))
     first_tag: dict[int, str] = {}
-    for image_pk, familiar, tag in Reference.objects.filter(image_id__in=others).exclude(
-        tag=""
-    ).order_by("repository__familiar_name", "tag").values_list(
-        "image_id", "repository__familiar_name", "tag"
+    for image_pk, familiar, tag in (
+        Reference.objects.filter(image_id__in=others)
+        .exclude(tag="")
+        .order_by("repository__familiar_name", "tag")
+        .values_list("image_id", "repository__familiar_name", "tag")
     ):
         first_tag.setdefault(image_pk, f"{familiar}:{tag}")
 

@@ -97,7 +97,9 @@ def test_it_shares_layers_between_images(registry, store, client):
     base_diff = store.layer_diff(a.chain_ids[1])
     inode = os.stat(base_diff).st_ino
     result, events = _pull(store, client, f"{registry.host}/pull/b:1")
-    statuses = {e["id"]: e["status"] for e in events if e["kind"] == "layer" and e["current"] is None}
+    statuses = {
+        e["id"]: e["status"] for e in events if e["kind"] == "layer" and e["current"] is None
+    }
     ids = [la.digest.split(":")[1][:12] for la in b.layers]
     assert statuses[ids[0]] == "Already exists"
     assert statuses[ids[1]] == "Already exists"
@@ -132,8 +134,9 @@ def test_it_picks_the_hosts_platform_from_an_index(registry, store, client):
     assert open(marker).read() == "linux/amd64\n"
 
 
-@pytest.mark.parametrize("platform,expected", [("linux/arm64", "linux/arm64/v8"),
-                                               ("linux/arm/v7", "linux/arm/v7")])
+@pytest.mark.parametrize(
+    "platform,expected", [("linux/arm64", "linux/arm64/v8"), ("linux/arm/v7", "linux/arm/v7")]
+)
 def test_it_pulls_a_named_platform(registry, store, client, platform, expected):
     index = im.multi_platform_index("docker")
     im.push(registry.host, "pull/multi-docker", "1", index)
@@ -251,7 +254,9 @@ def test_it_resumes_a_pull_killed_mid_way(registry, tmp_path, client):
     assert store.has_layer(image.chain_ids[1])  # finished layers survive the crash
 
     result, events = _pull(store, client, f"{registry.host}/pull/killed:1")
-    statuses = {e["id"]: e["status"] for e in events if e["kind"] == "layer" and e["current"] is None}
+    statuses = {
+        e["id"]: e["status"] for e in events if e["kind"] == "layer" and e["current"] is None
+    }
     assert statuses[small.digest.split(":")[1][:12]] == "Already exists"
     assert statuses[big.digest.split(":")[1][:12]] == "Pull complete"
     assert result.image_id == image.image_id
@@ -287,7 +292,9 @@ def small_fs(tmp_path):
     subprocess.run(["umount", "-l", str(mnt)], check=True)
 
 
-def test_it_reports_a_full_disk_and_leaves_the_store_consistent(registry, tmp_path, client, small_fs):
+def test_it_reports_a_full_disk_and_leaves_the_store_consistent(
+    registry, tmp_path, client, small_fs
+):
     big = im.large_layer(8_000_000, tmp_path / "big.tar.gz")
     image = im.Image([im.busybox_layer(), big], {"Cmd": ["sh"]})
     im.push_image(registry.host, "pull/full", "1", image)

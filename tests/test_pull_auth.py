@@ -45,7 +45,11 @@ def _dockweb(tmp_path, *args, docker_config=None):
     )
     return subprocess.run(
         [sys.executable, "-m", "dockweb.cli", *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -57,7 +61,10 @@ def test_it_pulls_with_credentials_from_a_docker_config(private_registry, tmp_pa
     (config_dir / "config.json").write_text(json.dumps({"auths": {server.host: {"auth": auth}}}))
     proc = _dockweb(tmp_path, "pull", f"{server.host}/private/app:1", docker_config=config_dir)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[-2] == f"Status: Downloaded newer image for {server.host}/private/app:1"
+    assert (
+        proc.stdout.splitlines()[-2]
+        == f"Status: Downloaded newer image for {server.host}/private/app:1"
+    )
     ids = _dockweb(tmp_path, "images", "-q", "--no-trunc").stdout.split()
     assert ids == [image.image_id]
 

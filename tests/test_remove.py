@@ -155,8 +155,9 @@ def test_it_refuses_removing_an_image_a_container_uses(registry, store, pushed):
         store.remove(ref, containers=containers)
     short = image.image_id.split(":")[1][:12]
     with pytest.raises(Conflict) as exc:
-        store.remove(image.image_id, containers=[("c0ffee" * 10 + "abcd", image.image_id, True)],
-                     force=True)
+        store.remove(
+            image.image_id, containers=[("c0ffee" * 10 + "abcd", image.image_id, True)], force=True
+        )
     assert str(exc.value) == (
         f"conflict: unable to delete {short} (cannot be forced) - image is being used by "
         "running container c0ffeec0ffee"
@@ -171,3 +172,22 @@ def test_it_unmounts_and_deletes_a_mounted_image(registry, store, pushed):
     store.remove(ref)
     assert not os.path.ismount(path)
     assert not store.has_image(image.image_id)
+
+
+def test_it_keeps_layers_a_pull_holds_and_prunes_them_later(registry, store, pushed):
+    ref, image = pushed["solo"]
+    _pull(store, ref)
+    top = image.chain_ids[-1]
+    held = store.layer_lock(top)
+    assert held.acquire(shared=True)  # as a running pull holds the layers it relies on
+    try:
+        records = store.remove(ref)
+    finally:
+        held.release()
+    assert ("Deleted", image.image_id) in records
+    assert ("Deleted", top) not in records  # in use: not deleted under the pull
+    assert store.has_layer(top)
+    assert store.reconcile()["orphan_layers"] == 0  # kept: a later pull may reuse them
+    report = store.reconcile(orphan_layers=True)
+    assert report["orphan_layers"] == len(image.chain_ids)
+    assert store.layers() == {}

@@ -138,8 +138,9 @@ def pull(
         with store.locked():
             store.put_manifest(manifest_digest, data)
             updated = _record_references(store, ref, manifest_digest, parsed.config.digest)
-        return _finish(emit, ref, parsed.config.digest, manifest_digest, updated, 0,
-                       len(parsed.layers))
+        return _finish(
+            emit, ref, parsed.config.digest, manifest_digest, updated, 0, len(parsed.layers)
+        )
 
     config_bytes = client.fetch_blob(host, repo, parsed.config.digest, max_size=64 << 20)
     config = json.loads(config_bytes)
@@ -215,8 +216,11 @@ def pull(
                 raise
 
         compressed = [
-            {"digest": j.descriptor.digest, "size": j.descriptor.size,
-             "media_type": j.descriptor.media_type}
+            {
+                "digest": j.descriptor.digest,
+                "size": j.descriptor.size,
+                "media_type": j.descriptor.media_type,
+            }
             for j in jobs
         ]
         with store.locked():
@@ -231,8 +235,13 @@ def pull(
                 job.lock.release()
 
     return _finish(
-        emit, ref, rec.id, manifest_digest, updated,
-        sum(1 for j in jobs if not j.existed), sum(1 for j in jobs if j.existed),
+        emit,
+        ref,
+        rec.id,
+        manifest_digest,
+        updated,
+        sum(1 for j in jobs if not j.existed),
+        sum(1 for j in jobs if j.existed),
     )
 
 
@@ -252,7 +261,9 @@ def _finish(emit, ref, image_id, manifest_digest, updated, downloaded, existing)
     )
 
 
-def _record_references(store: Store, ref: refs.Reference, manifest_digest: str, image_id: str) -> bool:
+def _record_references(
+    store: Store, ref: refs.Reference, manifest_digest: str, image_id: str
+) -> bool:
     """Tag and digest references as dockerd's pullV2Tag records them. True if the ref moved."""
     digest_ref = refs.Reference(ref.domain, ref.path, None, manifest_digest)
     if store.resolve_reference(ref) == image_id:
@@ -295,8 +306,9 @@ def _fetch_layer(
 
     with client.open_blob(host, repo, desc.digest) as raw:
         blob = _Tap(raw, on_bytes, cancel)
-        unpacked = _Tap(open_decompressed(blob, compression_of_media_type(desc.media_type)),
-                        None, cancel)
+        unpacked = _Tap(
+            open_decompressed(blob, compression_of_media_type(desc.media_type)), None, cancel
+        )
         job.size = apply_layer(unpacked, job.scratch + "/diff")
         # drain whatever follows the tar (padding) so both digests cover everything
         while unpacked.read(_READ_SIZE):
@@ -327,8 +339,15 @@ class _Progress:
         self.last: dict[int, float] = {}
         self.lock = threading.Lock()
 
-    def layer(self, job: _LayerJob, status: str, current: int | None = None,
-              total: int | None = None, *, throttle: bool = False) -> None:
+    def layer(
+        self,
+        job: _LayerJob,
+        status: str,
+        current: int | None = None,
+        total: int | None = None,
+        *,
+        throttle: bool = False,
+    ) -> None:
         if throttle:
             now = time.monotonic()
             with self.lock:
@@ -336,12 +355,14 @@ class _Progress:
                     return
                 self.last[job.index] = now
         with contextlib.suppress(Exception):
-            self.emit({
-                "kind": "layer",
-                "id": short_id(job.descriptor.digest),
-                "digest": job.descriptor.digest,
-                "index": job.index,
-                "status": status,
-                "current": current,
-                "total": total,
-            })
+            self.emit(
+                {
+                    "kind": "layer",
+                    "id": short_id(job.descriptor.digest),
+                    "digest": job.descriptor.digest,
+                    "index": job.index,
+                    "status": status,
+                    "current": current,
+                    "total": total,
+                }
+            )

@@ -258,8 +258,10 @@ class Store:
                 f.write(json.dumps(asdict(record)).encode())
                 f.flush()
                 os.fsync(f.fileno())
-            os.symlink(os.path.join("..", "layers", _hex(record.chain_id), "diff"),
-                       os.path.join(self.links_dir, record.link))
+            os.symlink(
+                os.path.join("..", "layers", _hex(record.chain_id), "diff"),
+                os.path.join(self.links_dir, record.link),
+            )
             os.rename(scratch, self.layer_dir(record.chain_id))
         except OSError as err:
             with contextlib.suppress(OSError):
@@ -353,7 +355,9 @@ class Store:
                 parent=parent,
                 pulled_at=_now_rfc3339(),
             )
-            scratch = os.path.join(self.tmp_dir, f"image-{_hex(image_id)[:16]}-{secrets.token_hex(4)}")
+            scratch = os.path.join(
+                self.tmp_dir, f"image-{_hex(image_id)[:16]}-{secrets.token_hex(4)}"
+            )
             os.makedirs(scratch)
             try:
                 with open(os.path.join(scratch, "config.json"), "wb") as f:
@@ -390,7 +394,9 @@ class Store:
         """The image's size as ``docker images`` shows it: the sum of its layers' sizes."""
         total = 0
         for chain in rec.layers:
-            layer = layers[chain] if layers is not None and chain in layers else self.get_layer(chain)
+            layer = (
+                layers[chain] if layers is not None and chain in layers else self.get_layer(chain)
+            )
             total += layer.size
         return total
 
@@ -557,9 +563,7 @@ class Store:
                 records.append(("Untagged", parsed.familiar_string()))
                 repo_refs = self.references(image_id)
                 if not parsed.digest:
-                    same_repo_tag = any(
-                        not r.digest and r.name == parsed.name for r in repo_refs
-                    )
+                    same_repo_tag = any(not r.digest and r.name == parsed.name for r in repo_refs)
                     if not same_repo_tag:
                         remaining = []
                         for r in repo_refs:
@@ -617,7 +621,9 @@ class Store:
             for cid, iid, running in containers:
                 if iid == image_id and running:
                     return _DeleteConflict(
-                        image_id, True, True,
+                        image_id,
+                        True,
+                        True,
                         f"image is being used by running container {short_id(cid)}",
                     )
         if mask & _ACTIVE_REFERENCE and self.references(image_id):
@@ -628,7 +634,9 @@ class Store:
             for cid, iid, running in containers:
                 if iid == image_id and not running:
                     return _DeleteConflict(
-                        image_id, False, True,
+                        image_id,
+                        False,
+                        True,
                         f"image is being used by stopped container {short_id(cid)}",
                     )
         return None
@@ -636,7 +644,9 @@ class Store:
     def _delete_image(self, rec: ImageRecord, containers) -> list[str]:
         """Delete an image record, then release its layers top down. Returns removed chain IDs."""
         self._unmount_quietly(rec.id)
-        doomed = os.path.join(self.tmp_dir, f"deleted-image-{_hex(rec.id)[:16]}-{secrets.token_hex(4)}")
+        doomed = os.path.join(
+            self.tmp_dir, f"deleted-image-{_hex(rec.id)[:16]}-{secrets.token_hex(4)}"
+        )
         os.rename(self.image_dir(rec.id), doomed)
         shutil.rmtree(doomed, ignore_errors=True)
         in_use = set()
@@ -718,9 +728,7 @@ class Store:
                 path = os.path.join(self.tmp_dir, name)
                 m = re.match(r"^layer-([a-f0-9]{16})-", name)
                 if m:
-                    busy = [
-                        lk for lk in os.listdir(self.locks_dir) if lk.startswith(m.group(1))
-                    ]
+                    busy = [lk for lk in os.listdir(self.locks_dir) if lk.startswith(m.group(1))]
                     if any(not self._try_lock(lk) for lk in busy):
                         continue
                 elif name.startswith("write-") and time.time() - _mtime(path) < 60:
@@ -740,15 +748,17 @@ class Store:
             layers = self.layers()
             # delete orphans top down so a parent is never removed before its child
             depth = {c: _depth(c, layers) for c in layers}
+            remaining = dict(layers)
             for chain in sorted(layers, key=lambda c: -depth[c]):
                 if chain in used:
                     continue
-                if any(l.parent == chain for l in self.layers().values()):
-                    continue
+                if any(rec.parent == chain for rec in remaining.values()):
+                    continue  # a layer above it is still there
                 lock = self.layer_lock(chain)
                 try:
                     if lock.acquire(blocking=False):
                         self._delete_layer(chain)
+                        del remaining[chain]
                         report["orphan_layers"] += 1
                 finally:
                     lock.release()
@@ -801,7 +811,9 @@ _SOFT = _ACTIVE_REFERENCE | _STOPPED_CONTAINER
 class _DeleteConflict(Conflict):
     def __init__(self, image_id: str, hard: bool, used: bool, message: str):
         force_msg = "cannot be forced" if hard else "must be forced"
-        super().__init__(f"conflict: unable to delete {short_id(image_id)} ({force_msg}) - {message}")
+        super().__init__(
+            f"conflict: unable to delete {short_id(image_id)} ({force_msg}) - {message}"
+        )
         self.hard = hard
         self.used = used
 
