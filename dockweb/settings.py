@@ -137,6 +137,10 @@ DOCKWEB_DATA = env_path("DOCKWEB_DATA", BASE_DIR / "var")
 DOCKWEB_DATA.mkdir(parents=True, exist_ok=True)
 # Root of the runtime's content and layer store (see docs/runtime.md).
 DOCKWEB_ROOT = env_path("DOCKWEB_ROOT", DOCKWEB_DATA / "store")
+# Registries reached over plain HTTP besides loopback ones (Docker's insecure-registries).
+DOCKWEB_INSECURE_REGISTRIES = env_list("DOCKWEB_INSECURE_REGISTRIES", [])
+# Layers downloaded at once by one pull (dockerd's max-concurrent-downloads).
+DOCKWEB_MAX_CONCURRENT_DOWNLOADS = env_int("DOCKWEB_MAX_CONCURRENT_DOWNLOADS", 3)
 
 # --- core ------------------------------------------------------------------------------
 
@@ -243,6 +247,10 @@ STATIC_ROOT = DOCKWEB_DATA / "static"
 # --- Celery (read by dockweb/celery.py through the CELERY namespace) -------------------
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+# Console sessions carry pty output and keystrokes through this Redis (the broker's by default)
+DOCKWEB_REDIS_URL = env_str("REDIS_URL", CELERY_BROKER_URL)
+# a console nobody typed into for this long (seconds) is closed by the worker
+DOCKWEB_CONSOLE_IDLE_TIMEOUT = env_int("DOCKWEB_CONSOLE_IDLE_TIMEOUT", 1800)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Tasks record their outcome in database rows; nobody reads Celery results.
 CELERY_TASK_IGNORE_RESULT = True

@@ -63,7 +63,7 @@ def get_client(credentials: dict[str, tuple[str, str]] | None = None) -> Registr
     config = os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker")
     config_path = os.path.join(config, "config.json")
     return RegistryClient(
-        insecure_registries=tuple(getattr(settings, "DOCKWEB_INSECURE_REGISTRIES", ())),
+        insecure_registries=tuple(settings.DOCKWEB_INSECURE_REGISTRIES),
         auth_config_path=config_path,
         credentials=credentials,
     )
@@ -94,7 +94,7 @@ def pull_image(
         reference,
         platform=platform,
         on_progress=on_progress,
-        max_concurrent=int(getattr(settings, "DOCKWEB_MAX_CONCURRENT_DOWNLOADS", 3)),
+        max_concurrent=settings.DOCKWEB_MAX_CONCURRENT_DOWNLOADS,
         cancel=cancel,
     )
     _sync_after_change(store)
