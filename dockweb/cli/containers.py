@@ -340,9 +340,9 @@ def parse_signal(value: str) -> str:
 
 
 def _spec_from_args(args):
-    from containers import services
+    from containers import shapes  # not services: the fast run path has no Django
 
-    return services.build_spec(
+    return shapes.build_spec(
         args.image,
         args.cmd,
         name=args.name or "",
@@ -397,7 +397,7 @@ def _report(cmd: str, err: Exception, *, with_help: bool) -> None:
 
 
 def _client_side(err: Exception) -> bool:
-    from containers.services import InvalidOption
+    from containers.shapes import InvalidOption
 
     return isinstance(err, InvalidOption) and str(err).startswith("invalid environment")
 

@@ -65,6 +65,12 @@ def _ensure_database() -> None:
 
     The CLI shares the dashboard's database (it mirrors the store there after each change).
     """
+    from django.conf import settings
+
+    from dockweb.cli import schema
+
+    if schema.is_current(settings):
+        return
     from django.core.management import call_command
     from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
@@ -72,6 +78,7 @@ def _ensure_database() -> None:
     executor = MigrationExecutor(connection)
     if executor.migration_plan(executor.loader.graph.leaf_nodes()):
         call_command("migrate", interactive=False, verbosity=0)
+    schema.record(settings)
 
 
 def _daemon_error(err: Exception) -> str:
@@ -565,6 +572,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(_go_bool_flags(list(sys.argv[1:] if argv is None else argv)))
     if args.root:
         os.environ["DOCKWEB_ROOT"] = os.path.abspath(args.root)
+    if args.func is containers_cli.cmd_run:
+        from dockweb.cli import fastrun
+
+        code = fastrun.run(args)
+        if code is not None:
+            return code
     _setup_django()
     from dockweb.cli.format import FormatError
 

@@ -10,8 +10,9 @@ makes itself a child subreaper, runs ``<runtime> create`` then ``start``, and th
 - reaps the container's init, records exit code and finish time in ``state.json``, and writes
   the same final state into ``shim.lock`` (read by waiters even after ``--rm`` removed the
   directory);
-- removes the container when it is ``auto_remove``, then runs the exit command with the
-  container's ID appended.
+- removes the container when it is ``auto_remove`` (before releasing the lock, so that a
+  waiter returns once it is gone, as ``docker run --rm``), then runs the exit command with
+  the container's ID appended.
 
 It reports to the starter over ``--sync-fd`` a single JSON object: ``{"pid": N}`` once the
 process runs, or ``{"error": "<runtime's message>"}``.
@@ -207,7 +208,7 @@ def supervise(args: argparse.Namespace) -> int:
         sync_send({"error": msg})
         return 1
 
-    if c.spec.network != "host":
+    if c.spec.network != "host" and args.runtime != "runc":
         # runc brings the new netns's loopback up itself; crun may not: make sure, idempotently
         subprocess.run(
             ["nsenter", "-t", str(pid), "-n", "ip", "link", "set", "lo", "up"], capture_output=True
@@ -235,15 +236,17 @@ def supervise(args: argparse.Namespace) -> int:
         cid, status=Status.EXITED, pid=0, exit_code=exit_code, finished_at=now_rfc3339nano()
     )
     os.pwrite(lock_fd, json.dumps(st.to_dict()).encode(), 0)
-    # Waiters read the final state from the lock file as soon as the lock is released; the
-    # removal below must not race them out of their answer, so release only after writing.
-    os.close(lock_fd)
-
+    # Waiters read the final state from the lock file as soon as the lock is released (from
+    # the descriptor they opened before, so the removal cannot take their answer away).
+    # --rm removes the container first, as `docker run --rm` returns only once the
+    # container is gone: whoever waited sees no container left behind.
     if c.spec.auto_remove:
         try:
             mgr.remove(cid, force=True, volumes=True)
         except Exception as e:  # noqa: BLE001 - record and carry on to the exit command
             print(f"auto-remove {cid}: {e}", file=sys.stderr)
+    os.close(lock_fd)
+
     if mgr.exit_command:
         subprocess.run([*mgr.exit_command, cid], stdin=subprocess.DEVNULL)
     return 0

@@ -1,0 +1,114 @@
+"""Mirror one container (and the volumes) into a SQLite database without setting Django up.
+
+``services.sync_containers(id)`` does the same through the ORM; setting Django up costs
+about 0.4 s, more than a whole ``docker run``, so the CLI's fast ``run`` path and the
+supervisor's exit hook write the same rows with plain ``sqlite3`` instead. The values are
+the ones the ORM would store (``shapes.row_fields`` for the fields; JSON as ``json.dumps``;
+datetimes as Django's SQLite backend writes them: naive UTC, ``YYYY-MM-DD HH:MM:SS[.ffffff]``).
+Only for a SQLite database whose schema is current (``dockweb/cli/schema.py``); a test
+checks that both paths write equal rows.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime
+
+from containers import shapes
+from dockweb.runtime.containers import ContainerManager
+from dockweb.runtime.errors import ContainerNotFound, DockwebError
+
+CONTAINER_TABLE = "containers_container"
+VOLUME_TABLE = "containers_volume"
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """The connection as the settings configure Django's: WAL, busy timeout, autocommit."""
+    conn = sqlite3.connect(path, timeout=20, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+def _db_value(value):
+    if isinstance(value, datetime):
+        value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.isoformat(" ")
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return value
+
+
+def sync_container(conn: sqlite3.Connection, mgr: ContainerManager, cid: str) -> None:
+    """``services.sync_containers(cid)`` without Django: the row updated or inserted, or
+    deleted when the runtime no longer has the container; the Volume rows mirrored.
+    One transaction. Idempotent."""
+    try:
+        c = mgr.get(cid)
+    except ContainerNotFound:
+        c = None
+    fields = None
+    if c is not None:
+        info = shapes.container_json(c, mgr, mgr.root)
+        try:
+            size = tuple(mgr.size(info["Id"]))
+        except (DockwebError, OSError):
+            size = None
+        fields = shapes.row_fields(info, size)
+    volumes = [(shapes.inspect_volume(v), bool(v.anonymous)) for v in mgr.volumes.list()]
+    now = _db_value(datetime.now(UTC))
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if fields is None:
+            conn.execute(f"DELETE FROM {CONTAINER_TABLE} WHERE container_id LIKE ? || '%'", (cid,))
+        else:
+            fields["synced_at"] = now
+            names = list(fields)
+            values = [_db_value(fields[n]) for n in names]
+            updated = conn.execute(
+                f"UPDATE {CONTAINER_TABLE} SET {', '.join(f'{n} = ?' for n in names)} "
+                "WHERE container_id = ?",
+                (*values, info["Id"]),
+            ).rowcount
+            if not updated:
+                conn.execute(
+                    f"INSERT INTO {CONTAINER_TABLE} (container_id, {', '.join(names)}) "
+                    f"VALUES (?, {', '.join('?' for _ in names)})",
+                    (info["Id"], *values),
+                )
+        _sync_volumes(conn, volumes, now)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _sync_volumes(conn: sqlite3.Connection, volumes: list[tuple[dict, bool]], now: str) -> None:
+    names = []
+    for v, anonymous in volumes:
+        names.append(v["Name"])
+        fields = {
+            "driver": v["Driver"],
+            "mountpoint": v["Mountpoint"],
+            "created": _db_value(shapes._parse_go_time(v["CreatedAt"])),
+            "labels": _db_value(v["Labels"] or {}),
+            "options": _db_value(v["Options"] or {}),
+            "anonymous": anonymous,
+            "synced_at": now,
+        }
+        cols = list(fields)
+        updated = conn.execute(
+            f"UPDATE {VOLUME_TABLE} SET {', '.join(f'{n} = ?' for n in cols)} WHERE name = ?",
+            (*fields.values(), v["Name"]),
+        ).rowcount
+        if not updated:
+            conn.execute(
+                f"INSERT INTO {VOLUME_TABLE} (name, {', '.join(cols)}) "
+                f"VALUES (?, {', '.join('?' for _ in cols)})",
+                (v["Name"], *fields.values()),
+            )
+    conn.execute(
+        f"DELETE FROM {VOLUME_TABLE} WHERE name NOT IN ({', '.join('?' for _ in names)})",
+        names,
+    )

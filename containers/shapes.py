@@ -1,0 +1,319 @@
+"""Docker's shapes for containers, without Django: run options into a ContainerSpec, a
+runtime Container into ``docker inspect``'s ContainerJSON, and that into a Container row's
+fields.
+
+``containers.services`` uses these for every verb; the CLI's fast ``run`` path
+(dockweb/cli/fastrun.py) and the supervisor's exit hook (containers/exit_hook.py) use them
+without setting Django up, so that all three mirror a container into the same row.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from dockweb.runtime.errors import DockwebError
+
+if TYPE_CHECKING:
+    from dockweb.runtime.containers import ContainerManager, ContainerSpec, MountSpec
+
+GO_ZERO = "0001-01-01T00:00:00Z"
+
+
+class InvalidOption(DockwebError):
+    """A run/create option docker refuses before asking the daemon (bad -v, -e …)."""
+
+
+# -- options into a spec -----------------------------------------------------------------
+
+
+def parse_mount(value: str) -> MountSpec:
+    """``-v``: ``name:/dst[:ro]``, ``/host:/dst[:ro|rw]`` or ``/dst`` (anonymous)."""
+    from dockweb.runtime.containers import MountSpec
+
+    parts = value.split(":")
+    mode = ""
+    if len(parts) == 3:
+        source, target, mode = parts
+    elif len(parts) == 2:
+        source, target = parts
+    elif len(parts) == 1:
+        source, target = "", parts[0]
+    else:
+        raise InvalidOption(f"invalid volume specification: '{value}'")
+    if mode not in ("", "ro", "rw"):
+        raise InvalidOption(f"invalid mode: {mode}")
+    if not target.startswith("/"):
+        raise InvalidOption(
+            f"invalid volume specification: '{value}': invalid mount config for type "
+            f'"{"bind" if source.startswith("/") else "volume"}": invalid mount path: '
+            f"'{target}' mount path must be absolute"
+        )
+    if target == "/":
+        raise InvalidOption(
+            f"invalid volume specification: '{value}': invalid mount config for type "
+            "\"volume\": invalid specification: destination can't be '/'"
+        )
+    kind = "bind" if source.startswith("/") else "volume"
+    return MountSpec(type=kind, source=source, target=target, readonly=mode == "ro")
+
+
+def parse_env(values: list[str], environ: dict[str, str] | None = None) -> list[str]:
+    """``-e``: ``KEY=VALUE`` kept; a bare ``KEY`` takes the caller's value, or is dropped."""
+    environ = os.environ if environ is None else environ
+    out = []
+    for v in values:
+        if not v or v.startswith("="):
+            raise InvalidOption(f"invalid environment variable: {v}")
+        if "=" in v:
+            out.append(v)
+        elif v in environ:
+            out.append(f"{v}={environ[v]}")
+    return out
+
+
+def parse_labels(values: list[str]) -> dict[str, str]:
+    out = {}
+    for v in values:
+        key, _, value = v.partition("=")
+        out[key] = value
+    return out
+
+
+def build_spec(
+    image: str,
+    cmd: list[str] | None = None,
+    *,
+    name: str = "",
+    env: list[str] = (),
+    volumes: list[str] = (),
+    workdir: str = "",
+    user: str = "",
+    entrypoint: str | None = None,
+    hostname: str = "",
+    network: str = "none",
+    tty: bool = False,
+    interactive: bool = False,
+    auto_remove: bool = False,
+    labels: list[str] = (),
+) -> ContainerSpec:
+    """A ContainerSpec from docker run's options, checked as the docker client checks them."""
+    from dockweb.runtime.containers import ContainerSpec
+
+    if network not in ("none", "host", "default", "bridge"):
+        raise InvalidOption(f"network {network} not found")
+    if network in ("default", "bridge"):
+        # no bridge networking: a container gets its own network namespace with loopback
+        network = "none"
+    if workdir and not workdir.startswith("/"):
+        raise InvalidOption(
+            f"the working directory '{workdir}' is invalid, it needs to be an absolute path"
+        )
+    return ContainerSpec(
+        image=image,
+        name=name,
+        cmd=list(cmd) if cmd else None,
+        entrypoint=None if entrypoint is None else ([entrypoint] if entrypoint else []),
+        env=parse_env(list(env)),
+        workdir=workdir,
+        user=user,
+        hostname=hostname,
+        network=network,
+        tty=tty,
+        interactive=interactive,
+        auto_remove=auto_remove,
+        mounts=[parse_mount(v) for v in volumes],
+        labels=parse_labels(list(labels)),
+    )
+
+
+def inspect_volume(v: Any) -> dict:
+    """docker's Volume object for a runtime volume."""
+    if isinstance(v, dict):
+        return v
+    labels = getattr(v, "labels", None)
+    return {
+        "CreatedAt": _go_time(_attr(v, "created_at", "created", default="")),
+        "Driver": getattr(v, "driver", "local") or "local",
+        "Labels": labels if labels else ({} if not getattr(v, "anonymous", False) else None),
+        "Mountpoint": getattr(v, "mountpoint", ""),
+        "Name": v.name,
+        "Options": getattr(v, "options", None)
+        or ({} if not getattr(v, "anonymous", False) else None),
+        "Scope": "local",
+    }
+
+
+# -- inspect: runtime container -> docker's ContainerJSON --------------------------------
+
+
+def _go_time(value: Any) -> str:
+    """RFC 3339 with nanoseconds, as Go marshals time.Time; "" or None is the zero time."""
+    if not value:
+        return GO_ZERO
+    if isinstance(value, (int, float)):
+        value = datetime.fromtimestamp(value, UTC)
+    if isinstance(value, datetime):
+        value = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return str(value)
+
+
+def _attr(obj: Any, *names: str, default: Any = None) -> Any:
+    for name in names:
+        if isinstance(obj, dict) and name in obj:
+            return obj[name]
+        if hasattr(obj, name):
+            return getattr(obj, name)
+    return default
+
+
+def _image_config(mgr: ContainerManager | None, image_id: str) -> dict:
+    if mgr is None or not image_id:
+        return {}
+    try:
+        return mgr.store.get_image(image_id).config.get("config") or {}
+    except DockwebError:
+        return {}  # the image was removed with --force: docker shows the container's own
+
+
+def container_json(c: Any, mgr: ContainerManager | None, root: str) -> dict:
+    """docker inspect's ContainerJSON for a runtime Container of the store at ``root``."""
+    spec = _attr(c, "spec")
+    state = _attr(c, "state")
+    status = _attr(state, "status", default="created")
+    status = getattr(status, "value", status)
+    status = str(status).lower()
+    running = status in ("running", "paused", "restarting")
+    path = _attr(c, "path", default="") or ""
+    args = list(_attr(c, "args", default=[]) or [])
+    image_config = _image_config(mgr, _attr(c, "image_id", default=""))
+    mounts = [_mount_point(m) for m in (_attr(c, "mounts", default=None) or [])]
+    name = _attr(c, "name", default="") or ""
+    from dockweb.runtime.oci import merge_env
+
+    env = merge_env(list(image_config.get("Env") or []), list(_attr(spec, "env", default=[]) or []))
+    cid = _attr(c, "id")
+    return {
+        "Id": cid,
+        "Created": _go_time(_attr(c, "created")),
+        "Path": path,
+        "Args": args,
+        "State": {
+            "Status": status,
+            "Running": running,
+            "Paused": status == "paused",
+            "Restarting": status == "restarting",
+            "OOMKilled": False,
+            "Dead": status == "dead",
+            "Pid": int(_attr(state, "pid", default=0) or 0) if running else 0,
+            "ExitCode": int(_attr(state, "exit_code", default=0) or 0),
+            "Error": _attr(state, "error", default="") or "",
+            "StartedAt": _go_time(_attr(state, "started_at", "started")),
+            "FinishedAt": _go_time(_attr(state, "finished_at", "finished")),
+        },
+        "Image": _attr(c, "image_id", default="") or "",
+        "LogPath": os.path.join(root, "containers", cid, "container.log") if cid else "",
+        "Name": "/" + name.lstrip("/"),
+        "RestartCount": 0,
+        "Driver": "overlay",
+        "Platform": "linux",
+        "HostConfig": {
+            "Binds": [_bind_string(m) for m in mounts] or None,
+            "NetworkMode": _attr(spec, "network", default="none") or "none",
+            "AutoRemove": bool(_attr(spec, "auto_remove", default=False)),
+            "Runtime": _attr(c, "runtime", default="crun") or "crun",
+        },
+        "Mounts": mounts,
+        "Config": {
+            "Hostname": _attr(c, "hostname", default="") or (cid or "")[:12],
+            "Domainname": "",
+            "User": _attr(spec, "user", default="") or image_config.get("User", ""),
+            "AttachStdin": bool(_attr(spec, "interactive", default=False)),
+            "AttachStdout": True,
+            "AttachStderr": True,
+            "Tty": bool(_attr(spec, "tty", default=False)),
+            "OpenStdin": bool(_attr(spec, "interactive", default=False)),
+            "StdinOnce": bool(_attr(spec, "interactive", default=False)),
+            "Env": env,
+            "Cmd": _attr(spec, "cmd", default=None) or image_config.get("Cmd"),
+            "Image": _attr(spec, "image", default="") or "",
+            "Volumes": None,
+            "WorkingDir": _attr(spec, "workdir", default="") or image_config.get("WorkingDir", ""),
+            "Entrypoint": _entrypoint(spec, image_config),
+            "OnBuild": None,
+            "Labels": dict(_attr(spec, "labels", default=None) or {}),
+        },
+    }
+
+
+def _entrypoint(spec: Any, image_config: dict) -> list[str] | None:
+    ep = _attr(spec, "entrypoint", default=None)
+    if ep is None:
+        return image_config.get("Entrypoint")
+    return list(ep) or None
+
+
+def _mount_point(m: Any) -> dict:
+    if isinstance(m, dict) and "Destination" in m:
+        return m
+    kind = _attr(m, "type", default="volume")
+    readonly = not _attr(m, "rw", default=True) or bool(_attr(m, "readonly", default=False))
+    out = {"Type": kind}
+    if kind == "volume":
+        out["Name"] = _attr(m, "name", "source", default="")
+    out.update(
+        {
+            "Source": _attr(m, "source", "mountpoint", default=""),
+            "Destination": _attr(m, "target", "destination", default=""),
+        }
+    )
+    if kind == "volume":
+        out["Driver"] = "local"
+        out["Mode"] = "ro" if readonly else "z"
+    else:
+        out["Mode"] = "ro" if readonly else ""
+    out["RW"] = not readonly
+    out["Propagation"] = "" if kind == "volume" else "rprivate"
+    return out
+
+
+def _bind_string(m: dict) -> str:
+    source = m.get("Name") if m["Type"] == "volume" else m["Source"]
+    s = f"{source}:{m['Destination']}" if source else m["Destination"]
+    return s + (":ro" if not m.get("RW", True) else "")
+
+
+def _parse_go_time(value: str) -> datetime | None:
+    from dockweb.runtime.store import parse_time
+
+    if not value or value.startswith("0001-01-01"):
+        return None
+    return parse_time(value)
+
+
+def row_fields(info: dict, size: tuple[int, int] | None) -> dict:
+    state = info["State"]
+    fields = {
+        "name": info["Name"].lstrip("/"),
+        "image": info["Config"]["Image"],
+        "image_id": info["Image"],
+        "path": info["Path"],
+        "args": info["Args"],
+        "status": state["Status"],
+        "exit_code": state["ExitCode"],
+        "error": state.get("Error", ""),
+        "pid": state["Pid"],
+        "created": _parse_go_time(info["Created"]) or datetime.now(UTC),
+        "started_at": _parse_go_time(state["StartedAt"]),
+        "finished_at": _parse_go_time(state["FinishedAt"]),
+        "auto_remove": info["HostConfig"]["AutoRemove"],
+        "tty": info["Config"]["Tty"],
+        "network": info["HostConfig"]["NetworkMode"],
+        "labels": info["Config"]["Labels"] or {},
+        "mounts": info["Mounts"],
+        "inspect": info,
+    }
+    if size is not None:
+        fields["size_rw"], fields["size_root_fs"] = size
+    return fields

@@ -1,0 +1,94 @@
+"""`dockweb run` without Django (dockweb/cli/fastrun.py): same rows as the ORM path, --rm gone
+when the command returns, a stale schema stamp sends it back through Django."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import images as im
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
+
+
+@pytest.fixture
+def cli(tmp_path):
+    env = dict(
+        os.environ, DOCKWEB_ROOT=str(tmp_path / "store"), DOCKWEB_DATA=str(tmp_path / "data")
+    )
+    env.pop("DATABASE_URL", None)
+
+    def run(*args, check=True):
+        proc = subprocess.run(
+            [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    run.db = tmp_path / "data" / "db.sqlite3"
+    yield run
+    ids = run("-m", "dockweb.cli", "ps", "-aq", "--no-trunc", check=False).stdout.split()
+    if ids:
+        run("-m", "dockweb.cli", "rm", "-f", *ids, check=False)
+
+
+@pytest.fixture(scope="module")
+def busybox(registry):
+    im.push_image(registry.host, "fast/busybox", "1", im.busybox_base())
+    return f"{registry.host}/fast/busybox:1"
+
+
+def rows(db, table="containers_container"):
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [
+            {k: r[k] for k in r.keys() if k not in ("id", "synced_at")}
+            for r in conn.execute(f"SELECT * FROM {table} ORDER BY 2")
+        ]
+    finally:
+        conn.close()
+
+
+@needs_root
+def test_it_writes_the_rows_the_orm_path_writes(cli, busybox):
+    cli("-m", "dockweb.cli", "pull", "-q", busybox)  # migrates and stamps the database
+    cid = cli(
+        "-m", "dockweb.cli", "run", "-d", "--name", "fast", "-v", "/anon", "-e", "A=1", busybox,
+        "sleep", "30",
+    ).stdout.strip()
+    fast = rows(cli.db)
+    fast_volumes = rows(cli.db, "containers_volume")
+    assert [r["container_id"] for r in fast] == [cid] and fast[0]["status"] == "running"
+    assert len(fast_volumes) == 1
+    cli("manage.py", "container_exited", cid)  # the same container, mirrored by the ORM
+    assert rows(cli.db) == fast
+    assert rows(cli.db, "containers_volume") == fast_volumes
+
+
+@needs_root
+def test_it_leaves_neither_container_nor_row_after_rm(cli, busybox):
+    cli("-m", "dockweb.cli", "pull", "-q", busybox)
+    proc = cli("-m", "dockweb.cli", "run", "--rm", busybox, "sh", "-c", "echo out; exit 4",
+               check=False)
+    assert (proc.returncode, proc.stdout) == (4, "out\n")
+    assert cli("-m", "dockweb.cli", "ps", "-aq").stdout == ""
+    assert rows(cli.db) == []
+
+
+@needs_root
+def test_it_takes_the_django_path_when_the_stamp_is_stale(cli, busybox):
+    cli("-m", "dockweb.cli", "pull", "-q", busybox)
+    stamp = cli.db.with_name(cli.db.name + ".schema")
+    stamp.write_text("stale\n")
+    proc = cli("-X", "importtime", "-m", "dockweb.cli", "run", "--rm", busybox, "true")
+    assert "django.db.migrations" in proc.stderr  # checked through Django again
+    assert stamp.read_text() != "stale\n"
+    proc = cli("-X", "importtime", "-m", "dockweb.cli", "run", "--rm", busybox, "true")
+    assert "django.db.migrations" not in proc.stderr
