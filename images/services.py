@@ -24,8 +24,15 @@ from django.utils.translation import ngettext
 from dockweb.runtime import layerfs
 from dockweb.runtime import manifest as mf
 from dockweb.runtime import reference as refs
+from dockweb.runtime.archive import LayerLimits
 from dockweb.runtime.errors import Conflict, DockwebError, ImageNotFound, InvalidReference
-from dockweb.runtime.pull import PullCancelled, PullResult, parse_pull_reference, pull
+from dockweb.runtime.pull import (
+    DEFAULT_LAYER_LIMITS,
+    PullCancelled,
+    PullResult,
+    parse_pull_reference,
+    pull,
+)
 from dockweb.runtime.registry import RegistryClient
 from dockweb.runtime.store import ImageRecord, LayerRecord, Store, parse_time
 from dockweb.runtime.units import human_size
@@ -96,10 +103,23 @@ def pull_image(
         on_progress=on_progress,
         max_concurrent=settings.DOCKWEB_MAX_CONCURRENT_DOWNLOADS,
         cancel=cancel,
+        limits=layer_limits(),
     )
     _sync_after_change(store)
     _analyze_after_pull(store, result.image_id)
     return result
+
+
+def layer_limits() -> LayerLimits:
+    """The tar-bomb guards for pulls: the runtime's defaults, each overridable in settings
+    (``DOCKWEB_LAYER_MAX_ENTRIES``, ``_MAX_BYTES``, ``_MAX_RATIO``, ``_RATIO_FLOOR``)."""
+    d = DEFAULT_LAYER_LIMITS
+    return LayerLimits(
+        max_entries=getattr(settings, "DOCKWEB_LAYER_MAX_ENTRIES", d.max_entries),
+        max_bytes=getattr(settings, "DOCKWEB_LAYER_MAX_BYTES", d.max_bytes),
+        max_ratio=getattr(settings, "DOCKWEB_LAYER_MAX_RATIO", d.max_ratio),
+        ratio_floor=getattr(settings, "DOCKWEB_LAYER_RATIO_FLOOR", d.ratio_floor),
+    )
 
 
 def remove_image(

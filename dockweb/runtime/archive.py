@@ -72,6 +72,10 @@ class LayerLimits:
 
     max_entries: int | None = None
     max_bytes: int | None = None  # sum of regular files' sizes
+    # unpacked bytes per compressed byte, past ratio_floor unpacked bytes; apply_layer sees
+    # only the tar, so pull enforces these two
+    max_ratio: float | None = None
+    ratio_floor: int | None = None
 
 
 class Readable(Protocol):

@@ -23,15 +23,17 @@ from dataclasses import dataclass
 
 from dockweb.runtime import manifest as mf
 from dockweb.runtime import reference as refs
-from dockweb.runtime.archive import apply_layer
+from dockweb.runtime.archive import LayerLimits, apply_layer
 from dockweb.runtime.compression import compression_of_media_type, open_decompressed
+from dockweb.runtime.crashpoint import crashpoint
 from dockweb.runtime.digest import chain_ids, short_id
 from dockweb.runtime.errors import (
     DigestMismatch,
     DockwebError,
+    LayerError,
     NoMatchingPlatform,
 )
-from dockweb.runtime.registry import RegistryClient
+from dockweb.runtime.registry import BlobReadError, RegistryClient
 from dockweb.runtime.store import LayerLock, LayerRecord, Store
 
 ProgressCallback = Callable[[dict], None]
@@ -39,9 +41,73 @@ ProgressCallback = Callable[[dict], None]
 _READ_SIZE = 1 << 20
 _PROGRESS_INTERVAL = 0.1
 
+#: What one layer may unpack to unless the caller says otherwise (tar-bomb guards): real
+#: layers stay far below these; a hostile one is stopped before it fills the disk or the
+#: inode table. ``max_ratio`` only applies past ``ratio_floor`` unpacked bytes.
+DEFAULT_LAYER_LIMITS = LayerLimits(
+    max_entries=500_000,
+    max_bytes=64 << 30,
+    max_ratio=200.0,
+    ratio_floor=256 << 20,
+)
+
 
 class PullCancelled(DockwebError):
     """The caller cancelled the pull; nothing it left is visible as complete."""
+
+
+class _Stop:
+    """The caller's cancel event joined with the pull's own stop signal.
+
+    A failed layer stops the other downloads through ``set()``, which leaves the caller's
+    event alone: a pull that failed must not look cancelled to whoever asked for it.
+    """
+
+    def __init__(self, caller: threading.Event):
+        self.caller = caller
+        self.own = threading.Event()
+
+    def is_set(self) -> bool:
+        return self.caller.is_set() or self.own.is_set()
+
+    def set(self) -> None:
+        self.own.set()
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.own.wait(min(left, 0.05))
+        return True
+
+
+class _RatioExceeded(LayerError):
+    from_limits = True  # apply_layer passes it on as it is
+
+
+class _RatioGuard:
+    """Refuses a layer that unpacks to more than ``max_ratio`` times the compressed bytes
+    read so far (a decompression bomb), once past ``ratio_floor`` unpacked bytes."""
+
+    def __init__(self, raw, blob: _Tap, limits: LayerLimits):
+        self.raw = raw
+        self.blob = blob
+        self.limits = limits
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.count += len(data)
+        ratio, floor = self.limits.max_ratio, self.limits.ratio_floor or 0
+        if ratio and self.count > floor and self.count > ratio * max(self.blob.count, 1):
+            raise _RatioExceeded(
+                f"unpacks to more than {ratio:g} times its compressed size "
+                f"({self.count} bytes from {self.blob.count}), the limit: "
+                "refused as a decompression bomb"
+            )
+        return data
 
 
 @dataclass
@@ -58,7 +124,7 @@ class PullResult:
 class _Tap:
     """A read-through stream that hashes, counts and honours cancellation."""
 
-    def __init__(self, raw, on_bytes: Callable[[int], None] | None, cancel: threading.Event):
+    def __init__(self, raw, on_bytes: Callable[[int], None] | None, cancel: _Stop):
         self.raw = raw
         self.hash = hashlib.sha256()
         self.count = 0
@@ -70,6 +136,7 @@ class _Tap:
             raise PullCancelled("pull cancelled")
         data = self.raw.read(n if n and n > 0 else _READ_SIZE)
         if data:
+            crashpoint("pull.layer.reading")
             self.hash.update(data)
             self.count += len(data)
             if self.on_bytes:
@@ -110,10 +177,17 @@ def pull(
     on_progress: ProgressCallback | None = None,
     max_concurrent: int = 3,
     cancel: threading.Event | None = None,
+    limits: LayerLimits | None = None,
 ) -> PullResult:
-    """Pull ``reference`` into ``store``. Atomic: on any error nothing new looks complete."""
+    """Pull ``reference`` into ``store``. Atomic: on any error nothing new looks complete.
+
+    ``limits`` caps what each layer may unpack to (DEFAULT_LAYER_LIMITS when None); a layer
+    over them fails the pull with LayerError. A layer download that breaks off mid-way is
+    retried (the client's ``retries``, with backoff); a corrupt one is not.
+    """
     emit = on_progress or (lambda event: None)
-    cancel = cancel or threading.Event()
+    limits = limits or DEFAULT_LAYER_LIMITS
+    cancel = _Stop(cancel or threading.Event())
     ref = parse_pull_reference(reference)
     host = ref.domain
     repo = ref.path
@@ -125,6 +199,7 @@ def pull(
     if ref.digest and manifest_digest != ref.digest:
         raise DigestMismatch(f"manifest verification failed for digest {ref.digest}")
     emit({"kind": "message", "text": f"{tag_or_digest}: Pulling from {repo}"})
+    crashpoint("pull.manifest")
     parsed = mf.parse_manifest(data, media_type)
     if isinstance(parsed, mf.Index):
         chosen = mf.select_manifest(parsed, wanted)
@@ -143,6 +218,7 @@ def pull(
         )
 
     config_bytes = client.fetch_blob(host, repo, parsed.config.digest, max_size=64 << 20)
+    crashpoint("pull.config")
     config = json.loads(config_bytes)
     if platform and (
         config.get("os") != wanted.os or config.get("architecture") != wanted.architecture
@@ -183,7 +259,7 @@ def pull(
             progress.layer(job, "Waiting", None, job.descriptor.size)
 
         def fetch(job: _LayerJob) -> None:
-            _fetch_layer(store, client, host, repo, job, progress, cancel)
+            _fetch_layer(store, client, host, repo, job, progress, cancel, limits)
 
         with ThreadPoolExecutor(max_workers=max(1, max_concurrent)) as pool:
             futures = {j.index: pool.submit(fetch, j) for j in todo}
@@ -208,6 +284,7 @@ def pull(
                             ),
                         )
                         job.scratch = ""
+                        crashpoint("pull.layer.committed")
                         progress.layer(job, "Pull complete")
                     # keep the layer from being deleted until the image is recorded
                     job.lock.acquire(shared=True)
@@ -223,10 +300,14 @@ def pull(
             }
             for j in jobs
         ]
+        crashpoint("pull.layers_done")
         with store.locked():
             rec = store.put_image(config_bytes, compressed=compressed)
+            crashpoint("pull.image_recorded")
             store.put_manifest(manifest_digest, data)
+            crashpoint("pull.manifest_recorded")
             updated = _record_references(store, ref, manifest_digest, rec.id)
+        crashpoint("pull.references_recorded")
     finally:
         for job in jobs:
             if job.scratch:
@@ -275,6 +356,7 @@ def _record_references(
     else:
         if store.resolve_reference(digest_ref) is None:
             store.add_reference(digest_ref, image_id)
+            crashpoint("pull.digest_reference")
         store.add_reference(ref, image_id, force=True)
     return True
 
@@ -286,19 +368,59 @@ def _fetch_layer(
     repo: str,
     job: _LayerJob,
     progress: _Progress,
-    cancel: threading.Event,
+    cancel: _Stop,
+    limits: LayerLimits,
 ) -> None:
-    """Download and unpack one layer into scratch space, holding its lock exclusively."""
+    """Download and unpack one layer into scratch space, holding its lock exclusively.
+
+    When another pull is fetching the same layer, wait for it and reuse its work: as soon
+    as that layer is committed, a shared lock is enough (waiting for the exclusive one would
+    deadlock two pulls that each hold a layer the other needs, until one of them ended).
+    """
     job.lock = store.layer_lock(job.chain_id)
     while not job.lock.acquire(blocking=False):
-        # another pull is fetching this layer: wait for it, then reuse its work
+        if store.has_layer(job.chain_id) and job.lock.acquire(shared=True, blocking=False):
+            if store.has_layer(job.chain_id):
+                progress.layer(job, "Download complete")
+                return
         if cancel.wait(0.1):
             raise PullCancelled("pull cancelled")
     if store.has_layer(job.chain_id):
         progress.layer(job, "Download complete")
         return
+    attempts = max(1, int(getattr(client, "retries", 1)))
+    delay = float(getattr(client, "backoff", 0.5))
+    for attempt in range(1, attempts + 1):
+        job.scratch = store.new_layer_dir(job.chain_id)
+        crashpoint("pull.layer.scratch")
+        try:
+            _download_layer(client, host, repo, job, progress, cancel, limits)
+            break
+        except BlobReadError:
+            # as dockerd: a transfer that broke off is tried again from the start
+            shutil.rmtree(job.scratch, ignore_errors=True)
+            job.scratch = ""
+            if attempt == attempts:
+                raise
+            wait = min(delay, float(getattr(client, "max_backoff", 10.0)))
+            progress.layer(job, f"Retrying in {max(1, round(wait))} second" + "s" * (wait > 1))
+            if cancel.wait(wait):
+                raise PullCancelled("pull cancelled") from None
+            delay *= 2
+    crashpoint("pull.layer.verified")
+    progress.layer(job, "Download complete")
+
+
+def _download_layer(
+    client: RegistryClient,
+    host: str,
+    repo: str,
+    job: _LayerJob,
+    progress: _Progress,
+    cancel: _Stop,
+    limits: LayerLimits,
+) -> None:
     desc = job.descriptor
-    job.scratch = store.new_layer_dir(job.chain_id)
     total = desc.size
 
     def on_bytes(count: int) -> None:
@@ -307,14 +429,37 @@ def _fetch_layer(
     with client.open_blob(host, repo, desc.digest) as raw:
         blob = _Tap(raw, on_bytes, cancel)
         unpacked = _Tap(
-            open_decompressed(blob, compression_of_media_type(desc.media_type)), None, cancel
+            _RatioGuard(
+                open_decompressed(blob, compression_of_media_type(desc.media_type)), blob, limits
+            ),
+            None,
+            cancel,
         )
-        job.size = apply_layer(unpacked, job.scratch + "/diff")
-        # drain whatever follows the tar (padding) so both digests cover everything
-        while unpacked.read(_READ_SIZE):
-            pass
+        try:
+            job.size = apply_layer(
+                unpacked,
+                job.scratch + "/diff",
+                limits=limits,
+                # keep what save and push need to give back the very tar (the DiffID)
+            )
+            # drain whatever follows the tar (padding) so both digests cover everything
+            while unpacked.read(_READ_SIZE):
+                pass
+        except LayerError as err:
+            if getattr(err, "from_limits", False):
+                raise LayerError(f"refusing filesystem layer {desc.digest}: {err}") from err
+            # bytes damaged on the way break the gzip or tar stream before the digest can be
+            # checked: read the rest (no more than the manifest promised) to tell which
+            while total and blob.count <= total and blob.read(_READ_SIZE):
+                pass
+            if total and blob.digest() != desc.digest:
+                raise DigestMismatch(
+                    f"filesystem layer verification failed for digest {desc.digest}"
+                ) from err
+            raise
         while blob.read(_READ_SIZE):
             pass
+    crashpoint("pull.layer.unpacked")
     progress.layer(job, "Verifying Checksum")
     if blob.digest() != desc.digest:
         raise DigestMismatch(f"filesystem layer verification failed for digest {desc.digest}")
@@ -328,7 +473,6 @@ def _fetch_layer(
             f"layer {short_id(desc.digest)} does not match the image config: diffID "
             f"{unpacked.digest()} found, {job.diff_id} expected"
         )
-    progress.layer(job, "Download complete")
 
 
 class _Progress:

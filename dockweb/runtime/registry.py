@@ -64,6 +64,55 @@ class BlobUnknown(RegistryError):
     """The registry has no blob with that digest in that repository."""
 
 
+class BlobReadError(RegistryError):
+    """A blob download broke off after it started: reset, cut short or stalled past the read
+    timeout. Transient by nature; a pull retries the layer."""
+
+
+class _BlobStream:
+    """A blob response whose mid-body failures become ``BlobReadError`` with a clear cause.
+
+    urllib3 applies the read timeout to every socket read, body included, so a transfer
+    that stalls after its headers ends here as "timed out" instead of hanging.
+    """
+
+    def __init__(self, resp: urllib3.BaseHTTPResponse, digest: str, host: str, timeout: float):
+        self._resp = resp
+        self._digest = digest
+        self._host = host
+        self._timeout = timeout
+        self.count = 0
+        length = resp.headers.get("Content-Length")
+        self._length = int(length) if length and length.isdigit() else None
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data = self._resp.read(n if n and n > 0 else None)
+        except urllib3.exceptions.ReadTimeoutError:
+            raise self._broken(f"timed out: no data for {self._timeout:g} s") from None
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            text = str(e)
+            if "IncompleteRead" in text or isinstance(e, urllib3.exceptions.IncompleteRead):
+                cause = "unexpected EOF: the registry closed the connection early"
+            elif "reset" in text.lower():
+                cause = "connection reset by peer"
+            else:
+                cause = text
+            raise self._broken(cause) from None
+        self.count += len(data)
+        return data
+
+    def _broken(self, cause: str) -> BlobReadError:
+        of = f" of {self._length}" if self._length is not None else ""
+        return BlobReadError(
+            f"download blob {self._digest} from {self._host}: {cause} "
+            f"(after {self.count}{of} bytes)"
+        )
+
+    def release_conn(self) -> None:
+        self._resp.release_conn()
+
+
 def registry_host(host: str) -> str:
     """The host to connect to: Docker Hub's ``docker.io`` is served by registry-1."""
     return DOCKER_HUB_REGISTRY if host in (DOCKER_HUB_DOMAIN, "index.docker.io") else host
@@ -208,7 +257,7 @@ class RegistryClient:
         """A readable stream (``read(n)``) of the raw blob, in constant memory.
 
         Redirects to storage are followed. The caller verifies the digest while reading.
-        Raises BlobUnknown.
+        Raises BlobUnknown; a read that breaks off mid-body raises BlobReadError.
         """
         resp = self._call(
             "GET",
@@ -220,22 +269,33 @@ class RegistryClient:
             stream=True,
         )
         try:
-            yield resp  # type: ignore[misc]
+            yield _BlobStream(resp, digest, host, self.timeout.read_timeout)  # type: ignore[misc]
         finally:
             resp.release_conn()
 
     def fetch_blob(self, host: str, repo: str, digest: str, max_size: int = 8 << 20) -> bytes:
-        """The whole blob, verified against ``digest`` (for configs: small blobs only)."""
-        chunks, total = [], 0
-        with self.open_blob(host, repo, digest) as stream:
-            while chunk := stream.read(65536):
-                total += len(chunk)
-                if total > max_size:
-                    raise RegistryError(
-                        f"blob {digest} of {familiar_name(host, repo)} "
-                        f"is larger than {max_size} bytes"
-                    )
-                chunks.append(chunk)
+        """The whole blob, verified against ``digest`` (for configs: small blobs only).
+
+        A download that breaks off mid-way is tried again, ``retries`` times in all."""
+        delay = self.backoff
+        for attempt in range(1, self.retries + 1):
+            chunks, total = [], 0
+            try:
+                with self.open_blob(host, repo, digest) as stream:
+                    while chunk := stream.read(65536):
+                        total += len(chunk)
+                        if total > max_size:
+                            raise RegistryError(
+                                f"blob {digest} of {familiar_name(host, repo)} "
+                                f"is larger than {max_size} bytes"
+                            )
+                        chunks.append(chunk)
+                break
+            except BlobReadError:
+                if attempt == self.retries:
+                    raise
+                time.sleep(min(delay, self.max_backoff))
+                delay *= 2
         data = b"".join(chunks)
         _check_digest(data, digest, f"blob {digest}")
         return data

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from dockweb.runtime import reference as refs
+from dockweb.runtime.crashpoint import crashpoint
 from dockweb.runtime.digest import chain_ids, sha256_digest, short_id
 from dockweb.runtime.errors import Conflict, DockwebError, ImageNotFound, StoreError
 
@@ -57,6 +58,7 @@ def _atomic_write(path: str, data: bytes, tmp_dir: str) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        crashpoint("store.atomic_write")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -258,10 +260,12 @@ class Store:
                 f.write(json.dumps(asdict(record)).encode())
                 f.flush()
                 os.fsync(f.fileno())
+            crashpoint("store.commit_layer.recorded")
             os.symlink(
                 os.path.join("..", "layers", _hex(record.chain_id), "diff"),
                 os.path.join(self.links_dir, record.link),
             )
+            crashpoint("store.commit_layer.linked")
             os.rename(scratch, self.layer_dir(record.chain_id))
         except OSError as err:
             with contextlib.suppress(OSError):
@@ -279,12 +283,17 @@ class Store:
                 return link
 
     def _delete_layer(self, chain_id: str) -> None:
-        """Remove a layer: first out of sight (rename into tmp/), then from the disk."""
+        """Remove a layer: first out of sight (rename into tmp/), then from the disk.
+
+        The link goes after the rename: a crash in between leaves a dangling link, which
+        reconcile removes, never a visible layer whose link is gone (it could not be mounted).
+        """
         rec = self.get_layer(chain_id)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(self.links_dir, rec.link))
         doomed = os.path.join(self.tmp_dir, f"deleted-{_hex(chain_id)[:16]}-{secrets.token_hex(4)}")
         os.rename(self.layer_dir(chain_id), doomed)
+        crashpoint("store.delete_layer.hidden")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(self.links_dir, rec.link))
         shutil.rmtree(doomed, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(self.locks_dir, _hex(chain_id)))
@@ -366,6 +375,7 @@ class Store:
                 with open(os.path.join(scratch, "image.json"), "wb") as f:
                     f.write(json.dumps(self._image_meta(rec)).encode())
                     os.fsync(f.fileno())
+                crashpoint("store.put_image.written")
                 os.rename(scratch, self.image_dir(image_id))
             except OSError as err:
                 shutil.rmtree(scratch, ignore_errors=True)
@@ -560,6 +570,7 @@ class Store:
                         )
                 parsed = self._tag_name_only(refs.parse_normalized_named(ref_or_id))
                 self.delete_reference(parsed)
+                crashpoint("store.remove.untagged")
                 records.append(("Untagged", parsed.familiar_string()))
                 repo_refs = self.references(image_id)
                 if not parsed.digest:
@@ -648,7 +659,9 @@ class Store:
             self.tmp_dir, f"deleted-image-{_hex(rec.id)[:16]}-{secrets.token_hex(4)}"
         )
         os.rename(self.image_dir(rec.id), doomed)
+        crashpoint("store.delete_image.hidden")
         shutil.rmtree(doomed, ignore_errors=True)
+        crashpoint("store.delete_image.gone")
         in_use = set()
         for other in self.images():
             in_use.update(other.layers)
@@ -660,6 +673,7 @@ class Store:
             try:
                 if not lock.acquire(blocking=False):
                     break  # a pull is using it; reconcile removes it later if it stays orphaned
+                crashpoint("store.delete_image.layer")
                 self._delete_layer(chain)
             finally:
                 lock.release()
@@ -731,7 +745,7 @@ class Store:
                     busy = [lk for lk in os.listdir(self.locks_dir) if lk.startswith(m.group(1))]
                     if any(not self._try_lock(lk) for lk in busy):
                         continue
-                elif name.startswith("write-") and time.time() - _mtime(path) < 60:
+                elif name.startswith("write-") and _writer_alive(name, path):
                     continue
                 shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else _unlink(path)
                 report["scratch"] += 1
@@ -778,6 +792,20 @@ def _depth(chain: str, layers: dict[str, LayerRecord]) -> int:
         chain = layers[chain].parent
         d += 1
     return d
+
+
+def _writer_alive(name: str, path: str) -> bool:
+    """Whether the ``write-<pid>-...`` file may still be written by its process: the pid
+    is alive (it may have been reused) and the file is recent."""
+    pid = name.split("-")[1] if name.count("-") >= 2 else ""
+    if pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False  # its writer died (a crash between write and rename)
+        except PermissionError:
+            pass
+    return time.time() - _mtime(path) < 60
 
 
 def _mtime(path: str) -> float:
