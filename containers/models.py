@@ -8,6 +8,7 @@ the database alone and learn of exits without polling the runtime.
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 
 from django.conf import settings
@@ -263,3 +264,57 @@ class ContainerOperation(models.Model):
     @property
     def target(self) -> str:
         return str(self.args.get("container") or self.args.get("name") or "")
+
+
+def _console_id() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class ConsoleSession(models.Model):
+    """A shell exec'd with a tty into a running container for one user's browser tab.
+
+    The worker (root) runs the exec and pumps its pty through Redis (``channel_out``,
+    ``queue_in``); the web side only reads and writes those. Ending a session ends the
+    shell, never the container. ``session_id`` is random: it names the Redis keys and the
+    URLs, and is only served to ``user``.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Starting")
+        RUNNING = "running", _("Connected")
+        ENDED = "ended", _("Ended")
+        FAILED = "failed", _("Failed")
+
+    SHELLS = ("/bin/sh", "/bin/bash", "/bin/ash")
+
+    session_id = models.CharField(max_length=40, unique=True, default=_console_id)
+    container_id = models.CharField(max_length=64)
+    shell = models.CharField(max_length=64, default="/bin/sh")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    exit_code = models.IntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.shell} in {self.container_id[:12]} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
+
+    @property
+    def channel_out(self) -> str:
+        """Redis pub/sub channel of the pty's output and the session's end."""
+        return f"dockweb:console:{self.session_id}:out"
+
+    @property
+    def queue_in(self) -> str:
+        """Redis list of keystrokes, resizes and the close request, oldest first."""
+        return f"dockweb:console:{self.session_id}:in"

@@ -28,3 +28,11 @@ def mirror_containers_at_start(**kwargs) -> None:
         services.sync_containers()
     except Exception:
         log.exception("could not mirror the containers at worker start")
+
+
+@app.task(acks_late=True, ignore_result=True)
+def run_console(session_pk: int) -> None:
+    """Lives as long as the console's shell: it pumps the pty (containers/console.py)."""
+    from containers import console
+
+    console.run_console(session_pk)

@@ -330,3 +330,95 @@ def volume_prune(request: HttpRequest) -> HttpResponse:
         "page": "containers",
     }
     return render(request, "containers/volume_prune.html", context)
+
+
+# --- console -------------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def container_console(request: HttpRequest, key: str) -> HttpResponse:
+    """Choose a shell (those the image has) and open a console; POST opens it."""
+    from containers import console
+
+    c = _get_container_or_404(key)
+    if request.method == "POST":
+        try:
+            session = console.open_console(c, request.POST.get("shell", ""), request.user)
+        except console.ConsoleRefused as e:
+            messages.error(request, str(e))
+            return redirect("containers:console", c.container_id)
+        return redirect("containers:console_session", session.session_id)
+    shells = console.available_shells(c) if c.can_exec else []
+    context = {"c": c, "shells": shells, "page": "containers"}
+    return render(request, "containers/console.html", context)
+
+
+def _own_session(request: HttpRequest, sid: str):
+    """The session if it is the user's (anyone else gets a 404, as for a missing one)."""
+    from containers.models import ConsoleSession
+
+    return get_object_or_404(ConsoleSession, session_id=sid, user=request.user)
+
+
+@login_required
+@require_GET
+def console_session(request: HttpRequest, sid: str) -> HttpResponse:
+    """The terminal (xterm.js) of one session; an ended session says so and offers a new one."""
+    session = _own_session(request, sid)
+    c = Container.objects.filter(container_id=session.container_id).first()
+    context = {"session": session, "c": c, "page": "containers"}
+    return render(request, "containers/console_session.html", context)
+
+
+@login_required
+@require_GET
+def console_stream(request: HttpRequest, sid: str) -> HttpResponse:
+    """The session's output as Server-Sent Events (``text/event-stream``)."""
+    from django.http import StreamingHttpResponse
+
+    from containers import console
+
+    session = _own_session(request, sid)
+    stream = console.event_stream(session)
+    response = StreamingHttpResponse(stream, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass events on at once
+    return response
+
+
+def _console_call(request: HttpRequest, sid: str, action) -> HttpResponse:
+    from containers import console
+
+    session = _own_session(request, sid)
+    try:
+        action(console, session)
+    except console.ConsoleRefused as e:
+        return HttpResponse(str(e), status=409, content_type="text/plain; charset=utf-8")
+    return HttpResponse(status=204)
+
+
+@login_required
+@require_POST
+def console_input(request: HttpRequest, sid: str) -> HttpResponse:
+    """Keystrokes or pasted text (``data``), batched by the page."""
+    data = request.POST.get("data", "")
+    return _console_call(request, sid, lambda console, s: console.send_input(s, data))
+
+
+@login_required
+@require_POST
+def console_resize(request: HttpRequest, sid: str) -> HttpResponse:
+    """The terminal's new size (``cols``, ``rows``)."""
+    try:
+        cols, rows = int(request.POST.get("cols", "")), int(request.POST.get("rows", ""))
+    except ValueError:
+        return HttpResponse(_("cols and rows must be numbers"), status=400)
+    return _console_call(request, sid, lambda console, s: console.send_resize(s, cols, rows))
+
+
+@login_required
+@require_POST
+def console_close(request: HttpRequest, sid: str) -> HttpResponse:
+    """End the session (the page calls it when it goes away); the container keeps running."""
+    return _console_call(request, sid, lambda console, s: console.close_console(s))

@@ -198,3 +198,8 @@ def test_it_forwards_stdin_with_exec_i_and_refuses_t_without_a_terminal(cli):
     assert (proc.returncode, proc.stderr) == (1, b"the input device is not a TTY\n")
     proc = cli("exec", "-t", cli.cid, "busybox", "tty")
     assert proc.returncode == 0 and re.match(rb"/dev/pts/\d+\r\n", proc.stdout)
+
+
+def test_it_finds_which_shells_an_image_has(manager, running):
+    shells = ["/bin/sh", "/bin/bash", "/bin/ash"]
+    assert manager.existing_paths(running, shells) == ["/bin/sh", "/bin/ash"]

@@ -1356,6 +1356,26 @@ class ContainerManager:
         return c, [self.runtime, "--root", self.runtime_root, "--log", log,
                    "--log-format", "json", *args], log
 
+    def existing_paths(self, ref: str, paths: list[str]) -> list[str]:
+        """Those of ``paths`` (absolute) that exist in the container's filesystem, in the
+        given order, read from its writable layer and its image's layers (top first, a
+        whiteout hides what is below) without mounting anything. A symlink counts as
+        present. For offering only the shells an image has."""
+        c = self.get(ref)
+        layers = [os.path.join(self.cdir(c.id), "upper"), *self._lower_dirs(c)]
+        found = []
+        for path in paths:
+            rel = path.lstrip("/")
+            for layer in layers:
+                try:
+                    st = os.lstat(os.path.join(layer, rel))
+                except OSError:
+                    continue
+                if not (stat.S_ISCHR(st.st_mode) and st.st_rdev == 0):  # not a whiteout
+                    found.append(path)
+                break
+        return found
+
     def exec_start(
         self,
         ref: str,

@@ -1,0 +1,302 @@
+"""Console sessions: a shell with a tty in a running container, for a browser tab.
+
+The web process has no root and never calls the runtime; the worker does. Opening a console
+creates a ConsoleSession row and queues ``tasks.run_console``, which runs in the worker for
+as long as the shell lives and pumps its pty through Redis:
+
+- the pty's output goes to the pub/sub channel ``session.channel_out`` as JSON messages
+  ``{"t": "out", "d": <base64>}``, and the end as ``{"t": "end", "status", "exit_code",
+  "error"}``;
+- the page's keystrokes, resizes and close request come from the list ``session.queue_in``
+  as ``{"t": "in", "d": <text>}``, ``{"t": "resize", "cols", "rows"}``, ``{"t": "close"}``.
+
+The web side serves the channel as Server-Sent Events (``event_stream``) and pushes onto the
+list (``send_input``, ``send_resize``, ``close_console``). A session ends when the shell
+exits, when the page asks, when nobody has listened for ``ABANDONED_AFTER`` seconds (a tab
+closed without saying so) or after ``DOCKWEB_CONSOLE_IDLE_TIMEOUT`` seconds without input.
+Ending a session hangs the shell's terminal up; the container keeps running.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import select
+import threading
+import time
+from collections.abc import Iterator
+
+import redis
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from containers import services
+from containers.models import ConsoleSession, Container
+from dockweb.runtime.errors import DockwebError
+
+log = logging.getLogger(__name__)
+
+SUBSCRIBER_WAIT = 15.0  # seconds the worker waits for the page to listen before the shell starts
+ABANDONED_AFTER = 30.0  # seconds without any listener: the tab is gone
+KEY_TTL = 3600  # the input list expires if nobody takes from it (a session that never ran)
+HEARTBEAT = 15.0  # seconds between SSE comments, so proxies keep the stream open
+MAX_INPUT = 64 * 1024  # bytes of one input POST (a paste)
+MAX_SIZE = 1000  # columns or rows
+
+
+class ConsoleRefused(DockwebError):
+    """A console cannot be opened or used; the message says why."""
+
+
+def redis_client() -> redis.Redis:
+    return redis.Redis.from_url(settings.DOCKWEB_REDIS_URL)
+
+
+# -- web side -----------------------------------------------------------------------------
+
+
+def available_shells(container: Container) -> list[str]:
+    """The shells of ``ConsoleSession.SHELLS`` the container has; /bin/sh if none is found
+    (the store is not readable here, or the image keeps its shell elsewhere)."""
+    try:
+        found = services.get_manager().existing_paths(
+            container.container_id, list(ConsoleSession.SHELLS)
+        )
+    except (DockwebError, OSError):
+        found = []
+    return found or ["/bin/sh"]
+
+
+def open_console(container: Container, shell: str, user) -> ConsoleSession:
+    """Create a session and queue its worker task (after the transaction commits)."""
+    if not container.can_exec:
+        raise ConsoleRefused(
+            _("Container %(name)s is not running: start it to open a console.")
+            % {"name": container.name}
+        )
+    if shell not in ConsoleSession.SHELLS:
+        raise ConsoleRefused(_("Unknown shell %(shell)s.") % {"shell": shell})
+    with transaction.atomic():
+        session = ConsoleSession.objects.create(
+            container_id=container.container_id, shell=shell, user=user
+        )
+        from containers import tasks
+
+        pk = session.pk
+        transaction.on_commit(lambda: tasks.run_console.delay(pk))
+    return session
+
+
+def _push(session: ConsoleSession, message: dict) -> None:
+    if not session.is_active:
+        raise ConsoleRefused(_("This console session has ended."))
+    r = redis_client()
+    pipe = r.pipeline()
+    pipe.rpush(session.queue_in, json.dumps(message))
+    pipe.expire(session.queue_in, KEY_TTL)
+    pipe.execute()
+
+
+def send_input(session: ConsoleSession, text: str) -> None:
+    """Queue keystrokes (or pasted text) for the shell."""
+    if len(text.encode()) > MAX_INPUT:
+        raise ConsoleRefused(_("Too much input at once (at most 64 KiB)."))
+    if text:
+        _push(session, {"t": "in", "d": text})
+
+
+def send_resize(session: ConsoleSession, cols: int, rows: int) -> None:
+    """Queue a window size for the shell's terminal."""
+    if not (0 < cols <= MAX_SIZE and 0 < rows <= MAX_SIZE):
+        raise ConsoleRefused(_("Invalid terminal size."))
+    _push(session, {"t": "resize", "cols": cols, "rows": rows})
+
+
+def close_console(session: ConsoleSession) -> None:
+    """Ask the worker to end the session (the shell is hung up, the container stays).
+    Idempotent; a session that never started is marked ended at once."""
+    if not session.is_active:
+        return
+    ConsoleSession.objects.filter(pk=session.pk, status=ConsoleSession.Status.QUEUED).update(
+        status=ConsoleSession.Status.ENDED, ended_at=timezone.now()
+    )
+    r = redis_client()
+    r.rpush(session.queue_in, json.dumps({"t": "close"}))
+    r.expire(session.queue_in, KEY_TTL)
+
+
+def _sse(event: str, data: str) -> bytes:
+    return f"event: {event}\ndata: {data}\n\n".encode()
+
+
+def event_stream(session: ConsoleSession) -> Iterator[bytes]:
+    """The session's output as Server-Sent Events: ``out`` (base64 of the pty's bytes),
+    then ``end`` (JSON) once; comments as heartbeats. A plain generator: it streams under
+    runserver, gunicorn and (one thread per stream) uvicorn."""
+    r = redis_client()
+    pubsub = r.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(session.channel_out)
+    try:
+        yield b": connected\n\n"
+        # the session may have ended before we listened
+        session.refresh_from_db()
+        if not session.is_active:
+            yield _sse("end", json.dumps(_end_payload(session)))
+            return
+        last = time.monotonic()
+        while True:
+            message = pubsub.get_message(timeout=1.0)
+            if message is None:
+                if time.monotonic() - last > HEARTBEAT:
+                    last = time.monotonic()
+                    yield b": ping\n\n"
+                continue
+            last = time.monotonic()
+            payload = json.loads(message["data"])
+            if payload["t"] == "out":
+                yield _sse("out", payload["d"])
+            elif payload["t"] == "end":
+                yield _sse("end", json.dumps(payload))
+                return
+    finally:
+        pubsub.close()
+        r.close()
+
+
+def _end_payload(session: ConsoleSession) -> dict:
+    return {
+        "t": "end",
+        "status": session.status,
+        "exit_code": session.exit_code,
+        "error": session.error,
+    }
+
+
+# -- worker side ----------------------------------------------------------------------------
+
+
+def run_console(session_pk: int) -> None:
+    """Run the session's shell and pump it until it ends (in the worker, which has root).
+
+    Claims the row with a conditional update, so a duplicate delivery does nothing. Records
+    the outcome on the row and publishes it on the output channel."""
+    claimed = ConsoleSession.objects.filter(
+        pk=session_pk, status=ConsoleSession.Status.QUEUED
+    ).update(
+        status=ConsoleSession.Status.RUNNING,
+        started_at=timezone.now(),
+        worker=services.worker_identity(),
+    )
+    if not claimed:
+        return
+    session = ConsoleSession.objects.get(pk=session_pk)
+    r = redis_client()
+    status, exit_code, error = ConsoleSession.Status.ENDED, None, ""
+    try:
+        _wait_for_listener(r, session)
+        handle = services.start_exec(
+            session.container_id, [session.shell], tty=True, interactive=True
+        )
+    except DockwebError as e:
+        status, error = ConsoleSession.Status.FAILED, str(e)
+    else:
+        try:
+            exit_code = pump(handle, r, session.channel_out, session.queue_in)
+        except Exception as e:  # noqa: BLE001 - record it; the shell is hung up below
+            log.exception("console %s", session.session_id)
+            status, error = ConsoleSession.Status.FAILED, f"console: {e}"
+        finally:
+            handle.close()
+    ConsoleSession.objects.filter(pk=session_pk).update(
+        status=status, exit_code=exit_code, error=error, ended_at=timezone.now()
+    )
+    session.refresh_from_db()
+    r.publish(session.channel_out, json.dumps(_end_payload(session)))
+    r.delete(session.queue_in)
+    r.close()
+
+
+def _wait_for_listener(r: redis.Redis, session: ConsoleSession) -> None:
+    """Give the page time to subscribe, so the shell's first prompt is not lost."""
+    deadline = time.monotonic() + SUBSCRIBER_WAIT
+    while time.monotonic() < deadline:
+        if _listeners(r, session.channel_out):
+            return
+        time.sleep(0.05)
+
+
+def _listeners(r: redis.Redis, channel: str) -> int:
+    return dict(r.pubsub_numsub(channel)).get(channel.encode(), 0)
+
+
+def pump(handle, r: redis.Redis, channel_out: str, queue_in: str) -> int:
+    """Copy the pty's output to ``channel_out`` and ``queue_in``'s messages to the pty until
+    the shell exits or the session is closed, abandoned or idle; returns the shell's exit
+    code (after hanging it up if it still runs)."""
+    idle_timeout = settings.DOCKWEB_CONSOLE_IDLE_TIMEOUT
+    stop = threading.Event()
+    last_input = [time.monotonic()]
+
+    def take_input() -> None:
+        reader = redis.Redis(connection_pool=r.connection_pool)
+        while not stop.is_set():
+            item = reader.blpop([queue_in], timeout=1)
+            if item is None:
+                continue
+            message = json.loads(item[1])
+            if message["t"] == "in":
+                last_input[0] = time.monotonic()
+                data = message["d"].encode()
+                while data:
+                    try:
+                        n = os.write(handle.master, data)
+                    except OSError:
+                        stop.set()
+                        return
+                    data = data[n:]
+            elif message["t"] == "resize":
+                handle.resize(int(message["cols"]), int(message["rows"]))
+            elif message["t"] == "close":
+                stop.set()
+
+    reader = threading.Thread(target=take_input, name="console-input", daemon=True)
+    reader.start()
+    abandoned_since: float | None = None
+    last_check = 0.0
+    try:
+        while not stop.is_set():
+            ready, _, _ = select.select([handle.master], [], [], 0.2)
+            if ready:
+                try:
+                    data = os.read(handle.master, 65536)
+                except OSError:  # EIO: the shell and everything on its terminal are gone
+                    data = b""
+                if not data:
+                    break
+                encoded = base64.b64encode(data).decode()
+                r.publish(channel_out, json.dumps({"t": "out", "d": encoded}))
+            now = time.monotonic()
+            if now - last_check >= 1.0:
+                last_check = now
+                if _listeners(r, channel_out):
+                    abandoned_since = None
+                elif abandoned_since is None:
+                    abandoned_since = now
+                elif now - abandoned_since > ABANDONED_AFTER:
+                    break
+                if now - last_input[0] > idle_timeout:
+                    break
+                if handle.poll() is not None:
+                    break
+    finally:
+        stop.set()
+        handle.close()  # SIGHUP to the shell, as closing a terminal window
+    try:
+        return handle.wait(5)
+    except TimeoutError:
+        handle.kill()
+        return handle.wait(5)
