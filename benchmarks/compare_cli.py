@@ -160,14 +160,15 @@ class Cmd:
     """A CLI command, the same for both; `compare` names how its outputs are compared."""
 
     args: tuple[str, ...]
-    compare: str = "exact"  # "exact" | "pull" | "inspect"
+    compare: str = "exact"  # "exact" | "pull" | "inspect" | "masked" | "status"
+    stdin: str | None = None  # what is typed at a prompt
 
 
 Step = Push | Cmd
 
 
-def cmd(*args: str, compare: str = "exact") -> Cmd:
-    return Cmd(tuple(args), compare)
+def cmd(*args: str, compare: str = "exact", stdin: str | None = None) -> Cmd:
+    return Cmd(tuple(args), compare, stdin)
 
 
 def pull(ref: str) -> Cmd:
@@ -344,14 +345,72 @@ def scenarios(host: str, imgs: Images) -> list[Scenario]:
                 cmd("image", "inspect", "nope"),
             ],
         ),
+        Scenario(
+            "disk",
+            "system df (shared layers, a dangling image from a moved tag, a container, a "
+            "volume), df -v, the prune commands with their prompts",
+            [
+                Push("base", "1", imgs.base),
+                Push("m", "t", imgs.shared_a),
+                pull(r("base:1")),
+                pull(r("m:t")),
+                Push("m", "t", imgs.shared_b),
+                pull(r("m:t")),
+                cmd("system", "df"),
+                cmd("create", "--name", DISK_CONTAINER, "-v", f"{DISK_VOLUME}:/data",
+                    r("base:1"), "true", compare="status"),
+                cmd("system", "df"),
+                cmd("system", "df", "-v", compare="masked"),
+                cmd("system", "df", "--format", "{{.Type}}: {{.Size}} {{.Reclaimable}}"),
+                cmd("system", "df", "--format", "raw"),
+                cmd("image", "prune", stdin="n\n"),
+                cmd("image", "prune", stdin="yes\n"),
+                cmd("image", "prune", "--filter", "color=red", "-f"),
+                cmd("image", "prune", stdin="y\n"),
+                cmd("system", "df"),
+                cmd("image", "prune", "-f"),
+                cmd("image", "prune", "-a", "-f", "--filter", "until=2024-01-01T00:00:00Z"),
+                cmd("image", "prune", "-a", "-f"),
+                cmd("system", "df"),
+                cmd("container", "prune", stdin="n\n"),
+                cmd("container", "prune", "-f", compare="masked"),
+                cmd("volume", "prune", stdin="\n"),
+                cmd("volume", "prune", "-f"),
+                cmd("system", "prune", stdin="n\n"),
+                cmd("system", "prune", "-a", "--volumes", "--filter", "label=x", stdin="n\n"),
+                cmd("system", "prune", "-a", "-f"),
+                cmd("system", "df"),
+                cmd("system", "df", "-v"),
+            ],
+        ),
+    ]
+
+
+# The disk scenario's container and volume (removed from Docker before and after).
+DISK_CONTAINER = "dockweb-compare-df"
+DISK_VOLUME = "dockweb-compare-df-vol"
+
+# Container IDs and "N seconds ago" differ between the two sides by nature.
+CONTAINER_ID_LINE = re.compile(r"^[0-9a-f]{12}(?=\s)|^[0-9a-f]{64}$")
+AGO = re.compile(r"(Less than a second|About a minute|\d+ seconds?|\d+ minutes?) ago")
+
+
+def masked(text: str) -> list[str]:
+    """Lines with container IDs and ages masked, and column gaps collapsed (a masked cell
+    changes the table's widths)."""
+    return [
+        CELL_GAP.sub("  ", AGO.sub("<time> ago", CONTAINER_ID_LINE.sub("<id>", line)))
+        for line in text.splitlines()
     ]
 
 
 # -- the two sides -------------------------------------------------------------------------
 
 
-def run_docker(args: tuple[str, ...]) -> Output:
-    proc = subprocess.run([DOCKER, *args], capture_output=True, text=True)
+def run_docker(args: tuple[str, ...], stdin: str | None = None) -> Output:
+    proc = subprocess.run(
+        [DOCKER, *args], capture_output=True, text=True, input=stdin or "",
+    )
     return Output(proc.stdout, proc.stderr, proc.returncode)
 
 
@@ -361,8 +420,8 @@ def run_docker_noting_others(ours: set[str]) -> Callable[[tuple[str, ...]], Outp
     The daemon may be shared (another benchmark reusing it), so `images` can list more.
     """
 
-    def run(args: tuple[str, ...]) -> Output:
-        out = run_docker(args)
+    def run(args: tuple[str, ...], stdin: str | None = None) -> Output:
+        out = run_docker(args, stdin)
         if args[0] != "images":
             return out
         listed = run_docker(("images", "-aq", "--no-trunc")).stdout.split()
@@ -372,8 +431,11 @@ def run_docker_noting_others(ours: set[str]) -> Callable[[tuple[str, ...]], Outp
 
 
 def run_dockweb(store: common.DockwebEnv) -> Callable[[tuple[str, ...]], Output]:
-    def run(args: tuple[str, ...]) -> Output:
-        proc = store.run(*args, check=False)
+    def run(args: tuple[str, ...], stdin: str | None = None) -> Output:
+        proc = subprocess.run(
+            store.command(*args), cwd=common.REPO_ROOT, env=store.env(), capture_output=True,
+            text=True, input=stdin or "",
+        )
         return Output(proc.stdout, proc.stderr, proc.returncode)
 
     return run
@@ -387,12 +449,14 @@ def run_steps(
         if isinstance(step, Push):
             im.push(host, step.repo, step.tag, step.image)
         else:
-            outputs.append(run(step.args))
+            outputs.append(run(step.args, step.stdin))
     return outputs
 
 
 def docker_clear(imgs: Images) -> None:
     """Remove every image the scenarios use from Docker; check none of their layers is left."""
+    run_docker(("rm", "-f", DISK_CONTAINER))
+    run_docker(("volume", "rm", "-f", DISK_VOLUME))
     for image in imgs.all():
         if run_docker(("image", "inspect", image.image_id)).returncode == 0:
             run_docker(("rmi", "-f", image.image_id))
@@ -526,6 +590,14 @@ def compare(step: Cmd, docker: Output, dockweb: Output, host: str) -> list[str]:
         d_lines, w_lines = pull_canonical(d_out), pull_canonical(w_out)
     elif step.compare == "inspect":
         d_lines, w_lines = inspect_canonical(d_out), inspect_canonical(w_out)
+    elif step.compare == "masked":
+        d_lines, w_lines = masked(d_out), masked(w_out)
+    elif step.compare == "status":
+        # only the exit status: the output names a random container ID, and dockerd adds
+        # warnings about its own host networking
+        d_lines = w_lines = []
+        docker = Output("", "", docker.returncode)
+        dockweb = Output("", "", dockweb.returncode)
     elif step.args[0] == "images":
         d_lines = without_others(docker, step.args, host).splitlines()
         w_lines = w_out.splitlines()

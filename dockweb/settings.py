@@ -159,6 +159,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "images",
     "containers",
+    "disk",
 ]
 
 MIDDLEWARE = [

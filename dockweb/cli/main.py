@@ -15,6 +15,7 @@ import time
 from datetime import UTC, datetime
 
 from dockweb.cli import containers as containers_cli
+from dockweb.cli import system as system_cli
 from dockweb.runtime.errors import DockwebError
 
 IMAGE_HEADERS = {
@@ -540,6 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("images", nargs="+", metavar="IMAGE")
     u.set_defaults(func=cmd_unmount)
     containers_cli.add_commands(sub)
+    system_cli.add_commands(sub)
     return parser
 
 

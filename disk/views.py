@@ -1,0 +1,132 @@
+"""The Disk page: where the disk goes, and prune with a preview. Renders from the database."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.vary import vary_on_headers
+
+from disk import services
+from disk.models import PruneOperation, VolumeUsage
+from dockweb.runtime.diskusage import summary
+
+IMAGE_CHOICES = ("dangling", "all", "")
+
+
+def _options(data) -> dict:
+    images = data.get("images", "dangling")
+    return {
+        "images": images if images in IMAGE_CHOICES else "dangling",
+        "containers": data.get("containers", "on" if "images" not in data else "") != "",
+        "volumes": data.get("volumes", "") != "",
+    }
+
+
+def _chart(du: dict) -> tuple[list[dict], int]:
+    """Per image: on-disk size split into shared and unique, and the compressed size; the
+    widest bar is the largest figure."""
+    rows = []
+    for im in du["Images"]:
+        rows.append(
+            {
+                "id": im["Id"].split(":", 1)[-1][:12],
+                "pk": im["pk"],
+                "name": im["RepoTags"][0] if im["RepoTags"] != ["<none>:<none>"] else "<none>",
+                "size": im["Size"],
+                "shared": im["SharedSize"],
+                "unique": im["Size"] - im["SharedSize"],
+                "compressed": im["CompressedSize"],
+            }
+        )
+    top = max([max(r["size"], r["compressed"]) for r in rows] or [0]) or 1
+    for r in rows:
+        r["shared_pct"] = round(r["shared"] * 100 / top, 2)
+        r["unique_pct"] = round(r["unique"] * 100 / top, 2)
+        r["compressed_pct"] = round(r["compressed"] * 100 / top, 2)
+    return rows, top
+
+
+@login_required
+@require_GET
+@vary_on_headers("HX-Request")
+def disk(request: HttpRequest) -> HttpResponse:
+    du = services.disk_usage_from_db()
+    rows = summary(du)
+    chart, _top = _chart(du)
+    holders = services.prune_preview(images="all", containers=True, volumes=True)
+    dangling = services.prune_preview(images="dangling", containers=False, volumes=False)
+    context = {
+        "page": "disk",
+        "rows": rows,
+        "chart": chart,
+        "du": du,
+        "dangling": dangling,
+        "holders": holders,
+        "measured": VolumeUsage.objects.order_by("-measured_at").first(),
+        "recent": PruneOperation.objects.all()[:5],
+    }
+    template = "disk/disk.html"
+    if request.htmx:
+        template += "#df_table"
+    return render(request, template, context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def prune(request: HttpRequest) -> HttpResponse:
+    """GET: exactly what a prune with these options would remove, and a confirm button.
+    POST: queue that list (recomputed from the same options and checked against the IDs
+    the person saw: if the list changed meanwhile, show the new preview instead)."""
+    options = _options(request.POST if request.method == "POST" else request.GET)
+    preview = services.prune_preview(**options)
+    if request.method == "POST":
+        seen = request.POST.get("seen", "")
+        if seen == _fingerprint(preview):
+            op = services.start_prune(preview, user=request.user)
+            return redirect("disk:prune_result", pk=op.pk)
+        changed = True
+    else:
+        changed = False
+    return render(
+        request,
+        "disk/prune.html",
+        {
+            "page": "disk",
+            "preview": preview,
+            "options": options,
+            "fingerprint": _fingerprint(preview),
+            "changed": changed,
+        },
+    )
+
+
+def _fingerprint(preview: dict) -> str:
+    """The items of a preview, so a confirmation applies only to what the person saw."""
+    import hashlib
+    import json
+
+    items = {k: preview[k] for k in ("containers", "volumes", "images", "layers")}
+    return hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()
+
+
+@login_required
+@require_GET
+def prune_result(request: HttpRequest, pk: int) -> HttpResponse:
+    op = get_object_or_404(PruneOperation, pk=pk)
+    template = "disk/prune.html"
+    if request.htmx:
+        template += "#result"
+    return render(request, template, {"page": "disk", "op": op, "preview": op.preview})
+
+
+@login_required
+@require_POST
+def measure(request: HttpRequest) -> HttpResponse:
+    from django.db import transaction
+
+    from disk import tasks
+
+    transaction.on_commit(tasks.measure_volumes.delay)
+    return redirect("disk:disk")
