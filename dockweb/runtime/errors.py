@@ -104,3 +104,15 @@ class VolumeNotFound(DockwebError):
 
 class VolumeInUse(Conflict):
     """``remove x: volume is in use - [<container ids>]``."""
+
+
+class BuildError(DockwebError):
+    """A build step failed or the Dockerfile is wrong; ``str(e)`` is Docker's message
+    ("Dockerfile parse error line 3: unknown instruction: FOO", "The command '/bin/sh -c
+    exit 3' returned a non-zero code: 3"). ``line`` is the Dockerfile line (0: none),
+    ``exit_code`` what ``docker build`` exits with (a failed RUN's code, else 1)."""
+
+    def __init__(self, message: str, *, line: int = 0, exit_code: int = 1):
+        super().__init__(message)
+        self.line = line
+        self.exit_code = exit_code

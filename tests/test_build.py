@@ -1,0 +1,268 @@
+"""Classic `docker build` on real busybox images pulled through a real registry: file trees,
+layers, history, the cache, .dockerignore, errors, removal of intermediate images."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+
+import pytest
+
+from dockweb.runtime import layerfs
+from dockweb.runtime.build import BuildOptions, PatternMatcher, build, parse_dockerfile
+from dockweb.runtime.containers import ContainerManager
+from dockweb.runtime.errors import BuildError, Conflict
+from dockweb.runtime.pull import pull
+from dockweb.runtime.registry import RegistryClient
+from dockweb.runtime.store import Store
+from tests.support import images as im
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds run containers: needs root")
+
+
+@pytest.fixture(scope="module")
+def store(registry, tmp_path_factory):
+    store = Store(str(tmp_path_factory.mktemp("build") / "store"))
+    im.push_image(registry.host, "build/busybox", "1", im.busybox_base())
+    pull(store, RegistryClient(), f"{registry.host}/build/busybox:1")
+    store.tag(f"{registry.host}/build/busybox:1", "busybox:latest")
+    return store
+
+
+@pytest.fixture(scope="module")
+def manager(store):
+    mgr = ContainerManager(store)
+    yield mgr
+    for c in mgr.list(all=True):
+        mgr.remove(c.id, force=True, volumes=True)
+
+
+def _build(store, manager, dockerfile, context=None, **kw):
+    lines: list[str] = []
+    result = build(
+        store,
+        manager,
+        BuildOptions(dockerfile=dockerfile, context_dir=str(context) if context else None, **kw),
+        on_output=lines.append,
+    )
+    return result, "".join(lines)
+
+
+def _files(store, image_id):
+    root = store.mount_image(image_id)
+    try:
+        out = {}
+        for dirpath, _dirnames, filenames in os.walk(root):
+            for name in filenames:
+                full = os.path.join(dirpath, name)
+                if not os.path.islink(full):
+                    out["/" + os.path.relpath(full, root)] = full
+        return {
+            k: open(v, "rb").read() if os.path.getsize(v) < 4096 else b"" for k, v in out.items()
+        }
+    finally:
+        store.unmount_image(image_id)
+
+
+def test_it_builds_an_image_with_classic_output_files_and_history(store, manager, tmp_path):
+    (tmp_path / "hello.txt").write_text("hello\n")
+    dockerfile = (
+        "FROM busybox\n"
+        "ENV A=b\n"
+        "RUN echo hi && echo built > /built.txt\n"
+        "COPY hello.txt /app/\n"
+        'CMD ["sh"]\n'
+    )
+    result, out = _build(store, manager, dockerfile, tmp_path, tags=["built:1", "built:2"])
+    lines = out.splitlines()
+    assert lines[0] == "Step 1/5 : FROM busybox"
+    assert lines[1].startswith(" ---> ") and len(lines[1]) == 18
+    assert lines[2] == "Step 2/5 : ENV A=b"
+    assert lines[3].startswith(" ---> Running in ")
+    assert lines[4] == f"Removing intermediate container {lines[3][-12:]}"
+    assert lines[6] == "Step 3/5 : RUN echo hi && echo built > /built.txt"
+    assert lines[8] == "hi"
+    assert lines[9].startswith("Removing intermediate container ")
+    assert lines[11] == "Step 4/5 : COPY hello.txt /app/"
+    assert not lines[12].startswith(" ---> Running in")  # COPY runs no container
+    assert lines[-3] == f"Successfully built {result.image_id[7:19]}"
+    assert lines[-2:] == ["Successfully tagged built:1", "Successfully tagged built:2"]
+
+    files = _files(store, result.image_id)
+    assert files["/built.txt"] == b"built\n"
+    assert files["/app/hello.txt"] == b"hello\n"
+    rec = store.get_image(result.image_id)
+    assert len(rec.layers) == 3  # busybox, RUN, COPY
+    assert rec.config["config"]["Env"][-1] == "A=b"
+    assert rec.config["config"]["Cmd"] == ["sh"]
+    history = rec.config["history"][-4:]
+    assert [h["created_by"] for h in history] == [
+        "/bin/sh -c #(nop)  ENV A=b",
+        "/bin/sh -c echo hi && echo built > /built.txt",
+        history[2]["created_by"],
+        '/bin/sh -c #(nop)  CMD ["sh"]',
+    ]
+    assert history[2]["created_by"].startswith("/bin/sh -c #(nop) COPY file:")
+    assert history[2]["created_by"].endswith(" in /app/ ")
+    assert [bool(h.get("empty_layer")) for h in history] == [True, False, False, True]
+    # every step is an image whose parent is the step before
+    chain = []
+    cur = rec
+    while cur.parent:
+        chain.append(cur.id)
+        cur = store.get_image(cur.parent)
+    assert len(chain) == 4 and cur.id == store.lookup("busybox").id
+
+
+def test_it_uses_the_cache_and_misses_after_a_change(store, manager, tmp_path):
+    (tmp_path / "a.txt").write_text("one\n")
+    dockerfile = "FROM busybox\nRUN echo first > /first\nCOPY a.txt /a.txt\nRUN cat /a.txt\n"
+    first, _ = _build(store, manager, dockerfile, tmp_path)
+    again, out = _build(store, manager, dockerfile, tmp_path)
+    assert again.image_id == first.image_id
+    assert out.count(" ---> Using cache") == 3
+    assert "Running in" not in out
+
+    (tmp_path / "a.txt").write_text("two\n")
+    changed, out = _build(store, manager, dockerfile, tmp_path)
+    assert changed.image_id != first.image_id
+    assert out.count(" ---> Using cache") == 1  # the RUN before the COPY
+    assert [s.cached for s in changed.steps] == [False, True, False, False]
+
+    edited, out = _build(store, manager, dockerfile.replace("first", "other"), tmp_path)
+    assert out.count(" ---> Using cache") == 0
+
+    fresh, out = _build(store, manager, dockerfile, tmp_path, no_cache=True)
+    assert "Using cache" not in out and fresh.image_id != changed.image_id
+
+
+def test_it_applies_dockerignore_with_exceptions_and_double_stars(store, manager, tmp_path):
+    (tmp_path / ".dockerignore").write_text("*.log\n**/secret*\n!keep.log\nbuild\n")
+    for name in ("a.log", "keep.log", "main.txt", "sub/secret.key", "sub/ok.txt", "build/x"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    result, _ = _build(store, manager, "FROM busybox\nCOPY . /ctx/\n", tmp_path)
+    files = {k for k in _files(store, result.image_id) if k.startswith("/ctx/")}
+    assert files == {"/ctx/.dockerignore", "/ctx/keep.log", "/ctx/main.txt", "/ctx/sub/ok.txt"}
+    with pytest.raises(BuildError, match="excluded by .dockerignore: stat a.log"):
+        _build(store, manager, "FROM busybox\nCOPY a.log /\n", tmp_path)
+
+
+def test_dockerignore_patterns_match_as_docker():
+    m = PatternMatcher(["docs/**/*.md", "!docs/keep/*.md", "a?c", "tmp"])
+    assert m.matches("docs/x/y/z.md") and m.matches("docs/z.md")
+    assert not m.matches("docs/keep/k.md")
+    assert m.matches("abc") and not m.matches("a/c")
+    assert m.matches("tmp/deep/file")  # a matching parent directory excludes its content
+
+
+def test_it_copies_with_chown_and_extracts_local_archives_with_add(store, manager, tmp_path):
+    (tmp_path / "f.txt").write_text("x")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("inside/one.txt")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"one"))
+    (tmp_path / "arch.tar.gz").write_bytes(buf.getvalue())
+    dockerfile = (
+        "FROM busybox\nCOPY --chown=app f.txt /home/app/f.txt\nADD arch.tar.gz /opt/\n"
+        "RUN stat -c '%u:%g' /home/app/f.txt && cat /opt/inside/one.txt\n"
+    )
+    _, out = _build(store, manager, dockerfile, tmp_path)
+    assert "1000:1000\none" in out
+    with pytest.raises(BuildError, match="without network"):
+        _build(store, manager, "FROM busybox\nADD https://example.com/x /x\n", tmp_path)
+
+
+def test_it_keeps_a_deleted_file_in_the_earlier_layer(store, manager):
+    dockerfile = (
+        "FROM busybox\nRUN dd if=/dev/zero of=/big bs=1024 count=2048 2>/dev/null\nRUN rm /big\n"
+    )
+    result, _ = _build(store, manager, dockerfile)
+    analysis = layerfs.analyze_image(store, result.image_id)
+    writer, remover = analysis.layers[-2], analysis.layers[-1]
+    assert writer.size >= 2 * 1024 * 1024
+    assert writer.wasted_held == 2 * 1024 * 1024
+    assert remover.deleted == 1 and remover.wasted_caused == 2 * 1024 * 1024
+    assert "/big" not in _files(store, result.image_id)
+
+
+@pytest.mark.parametrize(
+    "dockerfile, message",
+    [
+        (
+            "FROM busybox\nRUN true\nFOO bar\n",
+            "Dockerfile parse error line 3: unknown instruction: FOO",
+        ),
+        (
+            "FROM busybox\n\n# c\nENV\n",
+            "Dockerfile parse error line 4: ENV requires at least one argument",
+        ),
+        (
+            "FROM busybox\nCOPY onlyone\n",
+            "Dockerfile parse error line 2: COPY requires at least two arguments",
+        ),
+        ("RUN true\n", "No build stage in current context"),
+        (
+            "FROM busybox\nLABEL a=b c\n",
+            'Dockerfile parse error line 2: Syntax error - can\'t find = in "c"',
+        ),
+    ],
+)
+def test_it_reports_bad_dockerfiles_with_their_line(store, manager, dockerfile, message):
+    with pytest.raises(BuildError) as err:
+        _build(store, manager, dockerfile)
+    assert str(err.value).startswith(message)
+
+
+def test_it_reports_a_failing_run_with_its_exit_code(store, manager):
+    with pytest.raises(BuildError) as err:
+        _build(store, manager, "FROM busybox\nRUN exit 3\n")
+    assert str(err.value) == "The command '/bin/sh -c exit 3' returned a non-zero code: 3"
+    assert err.value.exit_code == 3 and err.value.line == 2
+
+
+def test_it_joins_continuation_lines_and_skips_comments():
+    insts, _ = parse_dockerfile("FROM x\nRUN a \\\n# note\n  b\nENV K=v\n")
+    assert [(i.name, i.line, i.rest) for i in insts] == [
+        ("FROM", 1, "x"),
+        ("RUN", 2, "a   b"),
+        ("ENV", 5, "K=v"),
+    ]
+
+
+def test_build_args_reach_run_and_prefix_its_history(store, manager):
+    result, out = _build(
+        store,
+        manager,
+        "FROM busybox\nARG WHO=nobody\nRUN echo hello $WHO\n",
+        build_args={"WHO": "you"},
+    )
+    assert "hello you\n" in out
+    rec = store.get_image(result.image_id)
+    assert rec.config["history"][-1]["created_by"] == "|1 WHO=you /bin/sh -c echo hello $WHO"
+
+
+def test_removing_a_built_image_deletes_its_untagged_parents(store, manager):
+    result, _ = _build(
+        store, manager, "FROM busybox\nENV X=1\nRUN echo x > /x\nLABEL l=v\n", tags=["prune:me"]
+    )
+    rec = store.get_image(result.image_id)
+    parents = []
+    cur = rec
+    while cur.parent and cur.parent != store.lookup("busybox").id:
+        parents.append(cur.parent)
+        cur = store.get_image(cur.parent)
+    assert len(parents) == 2
+    with pytest.raises(Conflict, match="image has dependent child images"):
+        store.remove(parents[0][7:19])
+    records = store.remove("prune:me")
+    deleted = [
+        v
+        for k, v in records
+        if k == "Deleted" and v.startswith("sha256:") and store.has_image(v) is False
+    ]
+    assert records[0] == ("Untagged", "prune:me")
+    assert result.image_id in deleted and all(p in deleted for p in parents)
+    assert store.has_image(store.lookup("busybox").id)
