@@ -1612,3 +1612,68 @@ def directory_listing(image: Image, path: str, *, query: str = "", page: int = 1
         "pages": pages,
         "query": query,
     }
+
+
+# -- build and commit --------------------------------------------------------------------
+
+
+def _pull_for_build(reference: str, out: Callable[[str], None]) -> None:
+    """Pull a FROM image the store lacks, printing the lines ``docker build`` prints."""
+
+    def progress(event: dict) -> None:
+        if event["kind"] == "message":
+            out(event["text"] + "\n")
+        elif event.get("current") is None:
+            out(f"{event['id']}: {event['status']}\n")
+
+    pull_image(reference, on_progress=progress)
+
+
+def build_image(options, *, on_output: Callable[[str], None] | None = None):
+    """``docker build`` (dockweb.runtime.build) with this store and container manager, then
+    mirror images and containers and analyze the result for the layer explorer.
+
+    Raises BuildError with Docker's message; the steps that succeeded keep their images.
+    """
+    from containers.services import get_manager, sync_containers
+    from dockweb.runtime.build import build
+
+    store = get_store()
+    try:
+        result = build(store, get_manager(), options, on_output=on_output, pull=_pull_for_build)
+    finally:
+        _sync_after_change(store)
+        sync_containers()  # a failed RUN leaves its container, as Docker's does
+    _analyze_after_pull(store, result.image_id)
+    return result
+
+
+def commit_container(
+    container: str,
+    repo_tag: str = "",
+    *,
+    message: str = "",
+    author: str = "",
+    changes: list[str] | tuple[str, ...] = (),
+    pause: bool = True,
+) -> str:
+    """``docker commit``: the new image's ID (``sha256:...``), mirrored and analyzed."""
+    from containers.services import get_manager
+    from dockweb.runtime.build import commit
+
+    store = get_store()
+    try:
+        image_id = commit(
+            store,
+            get_manager(),
+            container,
+            repo_tag,
+            message=message,
+            author=author,
+            changes=changes,
+            pause=pause,
+        )
+    finally:
+        _sync_after_change(store)
+    _analyze_after_pull(store, image_id)
+    return image_id

@@ -266,3 +266,79 @@ def test_removing_a_built_image_deletes_its_untagged_parents(store, manager):
     assert records[0] == ("Untagged", "prune:me")
     assert result.image_id in deleted and all(p in deleted for p in parents)
     assert store.has_image(store.lookup("busybox").id)
+
+
+# -- the CLI --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dockweb(tmp_path):
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(
+        os.environ, DOCKWEB_ROOT=str(tmp_path / "store"), DOCKWEB_DATA=str(tmp_path / "data")
+    )
+
+    def run(*args, check=True):
+        proc = subprocess.run(
+            [sys.executable, "-m", "dockweb.cli", *args],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"dockweb {args} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    return run
+
+
+def test_the_cli_builds_hides_intermediates_commits_and_prunes_parents(dockweb, registry, tmp_path):
+    im.push_image(registry.host, "build/cli", "1", im.busybox_base())
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        f"FROM {registry.host}/build/cli:1\nENV A=b\nRUN echo hi > /hi\n"
+    )
+    out = dockweb("build", "-t", "cli:one", str(ctx)).stdout
+    assert out.startswith("Sending build context to Docker daemon  ")
+    assert "Pulling from build/cli" in out  # FROM pulls a missing image
+    assert "Step 3/3 : RUN echo hi > /hi" in out
+    assert out.endswith("Successfully tagged cli:one\n")
+
+    quiet = dockweb("build", "-q", str(ctx)).stdout.strip()
+    assert quiet.startswith("sha256:")
+    listed = dockweb("images", "-q").stdout.split()
+    listed_all = dockweb("images", "-a", "-q").stdout.split()
+    assert len(listed) == 2 and len(listed_all) == 3  # base and the build; + the ENV step
+
+    history = dockweb("history", "--no-trunc", "cli:one").stdout
+    assert "/bin/sh -c #(nop)  ENV A=b" in history and "/bin/sh -c echo hi > /hi" in history
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "Dockerfile").write_text("FROM scratch\nFOO bar\n")
+    proc = dockweb("build", str(bad), check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        "Error response from daemon: Dockerfile parse error line 2: unknown instruction: FOO"
+    )
+    (bad / "Dockerfile").write_text(f"FROM {registry.host}/build/cli:1\nRUN exit 7\n")
+    proc = dockweb("build", "--force-rm", str(bad), check=False)
+    assert proc.returncode == 7
+    assert proc.stderr.strip() == "The command '/bin/sh -c exit 7' returned a non-zero code: 7"
+
+    cid = dockweb("create", "cli:one", "sh", "-c", "echo c > /c").stdout.strip()
+    committed = dockweb("commit", cid, "cli:committed").stdout.strip()
+    assert committed.startswith("sha256:") and len(committed) == 71
+    dockweb("rm", cid)
+
+    removed = dockweb("rmi", "cli:one").stdout.splitlines()
+    assert removed[0] == "Untagged: cli:one"
+    assert len(removed) == 1  # cli:committed is its child: nothing deleted yet
+    dockweb("rmi", "cli:committed")
+    assert len(dockweb("images", "-a", "-q").stdout.split()) == 1

@@ -14,6 +14,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
+from dockweb.cli import build as build_cli
 from dockweb.cli import containers as containers_cli
 from dockweb.cli import system as system_cli
 from dockweb.runtime.errors import DockwebError
@@ -542,6 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.set_defaults(func=cmd_unmount)
     containers_cli.add_commands(sub)
     system_cli.add_commands(sub)
+    build_cli.add_commands(sub)
     return parser
 
 

@@ -1,0 +1,146 @@
+"""``dockweb build`` and ``dockweb commit``: docker 20.10's classic builder CLI
+(DOCKER_BUILDKIT=0) and ``docker commit``, same flags, output and exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from dockweb.runtime.errors import BuildError, DockwebError
+
+
+def cmd_build(args) -> int:
+    from dockweb.runtime import reference as refs
+    from dockweb.runtime.build import BuildContext, BuildOptions
+    from dockweb.runtime.units import human_size
+    from images import services
+
+    for tag in args.tag or []:
+        try:
+            ref = refs.parse_normalized_named(tag)
+            if ref.digest:
+                raise DockwebError("digest")
+        except DockwebError:
+            print(
+                f'invalid argument "{tag}" for "-t, --tag" flag: invalid reference format\n'
+                "See 'dockweb build --help'.",
+                file=sys.stderr,
+            )
+            return 125
+    context = args.context
+    if not os.path.isdir(context):
+        print(f'unable to prepare context: path "{context}" not found', file=sys.stderr)
+        return 1
+    dockerfile = args.file or os.path.join(context, "Dockerfile")
+    if args.file == "-":
+        text = sys.stdin.read()
+        name = "Dockerfile"
+    else:
+        path = os.path.abspath(dockerfile)
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            print(
+                "unable to prepare context: unable to evaluate symlinks in Dockerfile path: "
+                f"lstat {path}: no such file or directory",
+                file=sys.stderr,
+            )
+            return 1
+        name = os.path.relpath(path, os.path.abspath(context))
+    build_args: dict[str, str | None] = {}
+    for pair in args.build_arg or []:
+        key, eq, value = pair.partition("=")
+        # `--build-arg K` takes K from the environment, as the docker CLI does
+        build_args[key] = value if eq else os.environ.get(key)
+    options = BuildOptions(
+        dockerfile=text,
+        context_dir=context,
+        dockerfile_name=name,
+        tags=list(args.tag or []),
+        build_args=build_args,
+        no_cache=args.no_cache,
+        remove=args.rm,
+        force_rm=args.force_rm,
+    )
+    started = False
+
+    def out(text: str) -> None:
+        nonlocal started
+        started = True
+        if not args.quiet:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+    if not args.quiet:
+        size = BuildContext(context, name).size
+        print(f"Sending build context to Docker daemon  {human_size(size)}", flush=True)
+    try:
+        result = services.build_image(options, on_output=out)
+    except BuildError as err:
+        # errors of a running step are streamed as they are; others come from the daemon
+        print(err if started else f"Error response from daemon: {err}", file=sys.stderr)
+        return err.exit_code
+    if args.quiet:
+        print(result.image_id)
+    return 0
+
+
+def cmd_commit(args) -> int:
+    from images import services
+
+    image_id = services.commit_container(
+        args.container,
+        args.repository or "",
+        message=args.message or "",
+        author=args.author or "",
+        changes=args.change or [],
+        pause=args.pause,
+    )
+    print(image_id)
+    return 0
+
+
+def _add_build(sub, name: str) -> None:
+    import argparse
+
+    p = sub.add_parser(name, help="Build an image from a Dockerfile")
+    p.add_argument("context", metavar="PATH")
+    p.add_argument("-t", "--tag", action="append", help="Name and optionally a tag (name:tag)")
+    p.add_argument("-f", "--file", help="Name of the Dockerfile (Default is 'PATH/Dockerfile')")
+    p.add_argument("--build-arg", action="append", help="Set build-time variables")
+    p.add_argument("--no-cache", action="store_true", help="Do not use cache when building")
+    p.add_argument("-q", "--quiet", action="store_true", help="Print the image ID on success")
+    p.add_argument(
+        "--rm",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Remove intermediate containers after a successful build",
+    )
+    p.add_argument("--force-rm", action="store_true", help="Always remove intermediate containers")
+    p.set_defaults(func=cmd_build)
+
+
+def _add_commit(sub, name: str) -> None:
+    import argparse
+
+    p = sub.add_parser(name, help="Create a new image from a container's changes")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("repository", nargs="?", metavar="REPOSITORY[:TAG]")
+    p.add_argument("-a", "--author", help='Author (e.g., "John Hannibal Smith")')
+    p.add_argument("-m", "--message", help="Commit message")
+    p.add_argument("-c", "--change", action="append", help="Apply Dockerfile instruction")
+    p.add_argument(
+        "-p",
+        "--pause",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Pause container during commit",
+    )
+    p.set_defaults(func=cmd_commit)
+
+
+def add_commands(sub) -> None:
+    """``build`` and ``commit`` at the top level, as docker has them."""
+    _add_build(sub, "build")
+    _add_commit(sub, "commit")
