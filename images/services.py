@@ -150,6 +150,42 @@ def unmount_image(ref_or_id: str) -> bool:
     store = get_store()
     return store.unmount_image(store.lookup(ref_or_id).id)
 
+def save_images(names: list[str], out, *, on_progress: Callable[[dict], None] | None = None):
+    """``docker save``: write the images as one tarball to the binary stream ``out``."""
+    from dockweb.runtime import imageio
+
+    imageio.save(get_store(), names, out, on_progress=on_progress)
+
+
+def load_images(
+    tarball, *, on_output: Callable[[dict], None] | None = None, quiet: bool = False
+) -> list[str]:
+    """``docker load``: all or nothing, then bring the database mirror up to date."""
+    from dockweb.runtime import imageio
+
+    store = get_store()
+    try:
+        return imageio.load(store, tarball, on_output, quiet=quiet)
+    finally:
+        _sync_after_change(store)
+
+
+def push_image(
+    reference: str,
+    *,
+    on_progress: Callable[[dict], None] | None = None,
+    credentials: dict[str, tuple[str, str]] | None = None,
+):
+    """``docker push``; the pushed digest becomes a reference, mirrored in the database."""
+    from dockweb.runtime import imageio
+
+    store = get_store()
+    result = imageio.push(store, get_client(credentials), reference, on_progress)
+    _sync_after_change(store)
+    return result
+
+
+
 
 # -- listing -----------------------------------------------------------------------------
 

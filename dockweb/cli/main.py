@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from dockweb.cli import build as build_cli
 from dockweb.cli import containers as containers_cli
+from dockweb.cli import transfer as transfer_cli
 from dockweb.cli import system as system_cli
 from dockweb.runtime.errors import DockwebError
 
@@ -525,6 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rm(sub, "rmi")
     _add_tag(sub, "tag")
     _add_history(sub, "history")
+    transfer_cli.add_commands(sub)
 
     image = sub.add_parser("image", help="Manage images")
     isub = image.add_subparsers(dest="image_command", metavar="COMMAND", parser_class=_Parser)
@@ -535,6 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tag(isub, "tag")
     _add_inspect(isub, "inspect")
     _add_history(isub, "history")
+    transfer_cli.add_image_commands(isub)
     m = isub.add_parser("mount", help="Mount an image's root filesystem read-only; print its path")
     m.add_argument("image", metavar="IMAGE")
     m.set_defaults(func=cmd_mount)

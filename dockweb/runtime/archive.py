@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from dockweb.runtime.errors import BreakoutError, LayerError
+from dockweb.runtime.tarsplit import SplitRecorder
 
 __all__ = ["LayerLimits", "apply_layer", "directory_size"]
 
@@ -92,6 +93,7 @@ def apply_layer(
     *,
     limits: LayerLimits | None = None,
     refuse_escapes: bool = False,
+    tar_split: str | None = None,
 ) -> int:
     """Unpack the uncompressed layer tar read from ``stream`` into the empty dir ``dest``.
 
@@ -101,14 +103,23 @@ def apply_layer(
     message) when the tar is malformed or an entry cannot be applied, ``BreakoutError``
     only with ``refuse_escapes``. On error ``dest`` holds a partial layer: the caller
     throws it away. Never writes outside ``dest``.
+
+    With ``tar_split`` (a path, usually ``tarsplit.FILE_NAME`` beside ``dest``), everything
+    in the stream but the files' contents is kept there, so that ``tarsplit.iter_tar`` can
+    rebuild the very same tar later (``docker save``/``push`` keep the DiffID). Nothing is
+    written there when the tar cannot be rebuilt from ``dest`` (an entry replaced another).
     """
     unpacker = _Unpacker(
         os.fsencode(os.path.abspath(dest)), limits or LayerLimits(), refuse_escapes
     )
     reader = _TarReader(stream)
+    recorder = SplitRecorder(tar_split) if tar_split else None
+    reader.recorder = unpacker.recorder = recorder
     try:
         unpacker.run(reader)
         reader.drain()
+        if recorder:
+            recorder.finish()
     except BreakoutError:
         raise
     except _Duplicate:
@@ -123,6 +134,9 @@ def apply_layer(
         raise LayerError(f"Error processing tar file(exit status 1): {e}") from e
     except OSError as e:
         raise LayerError(f"Error processing tar file(exit status 1): {_os_message(e)}") from e
+    finally:
+        if recorder:
+            recorder.abort()  # a no-op once finish() has put the metadata in place
     return directory_size(dest)
 
 
@@ -253,6 +267,8 @@ class _TarReader:
     or none, before the stream ends).
     """
 
+    recorder: SplitRecorder | None = None  # sees every byte consumed, files by reference
+
     def __init__(self, stream: Readable):
         self._stream = stream
         self._buf = b""
@@ -281,11 +297,17 @@ class _TarReader:
             raise _TarFormatError("unexpected EOF")
         data = self._buf[self._pos : self._pos + n]
         self._pos += n
+        if self.recorder:
+            self.recorder.raw(data)
         return data
 
-    def copy_to(self, fd: int, size: int) -> None:
-        """Write the next ``size`` bytes to ``fd`` and skip the block padding after them."""
+    def copy_to(self, fd: int, size: int, rel: bytes = b"") -> None:
+        """Write the next ``size`` bytes to ``fd`` and skip the block padding after them.
+
+        ``rel`` is where the file lives under the layer, for the tar-split recorder."""
         padded = -size % _BLOCK
+        if self.recorder:
+            self.recorder.file(rel, size)
         remaining = size
         while remaining:
             avail = len(self._buf) - self._pos
@@ -311,6 +333,8 @@ class _TarReader:
                     raise _TarFormatError("unexpected EOF")
                 avail = len(self._buf) - self._pos
             step = min(avail, n)
+            if self.recorder:
+                self.recorder.raw(memoryview(self._buf)[self._pos : self._pos + step])
             self._pos += step
             n -= step
 
@@ -319,10 +343,15 @@ class _TarReader:
 
     def drain(self) -> None:
         """Read the stream to its end (Docker flushes the rest of stdin the same way)."""
+        if self.recorder:
+            self.recorder.raw(memoryview(self._buf)[self._pos :])
         self._buf, self._pos = b"", 0
         while not self._eof:
-            if not self._stream.read(_READ_SIZE):
+            rest = self._stream.read(_READ_SIZE)
+            if not rest:
                 self._eof = True
+            elif self.recorder:
+                self.recorder.raw(rest)
 
     def next(self) -> _Header | None:
         """The next entry's header (its data left to read), or None at end of archive."""
@@ -511,6 +540,8 @@ class _LimitError(LayerError):
 
 
 class _Unpacker:
+    recorder: SplitRecorder | None = None  # told of removals: they break tar-split
+
     def __init__(self, dest: bytes, limits: LayerLimits, refuse_escapes: bool):
         self.dest = dest
         self.limits = limits
@@ -627,6 +658,8 @@ class _Unpacker:
 
     def remove(self, rel: bytes) -> None:
         """os.RemoveAll of a path whose parent is already resolved."""
+        if self.recorder:
+            self.recorder.removed(rel)
         path = self.abs(rel)
         try:
             os.unlink(path)
@@ -760,7 +793,7 @@ class _Unpacker:
             fd = os.open(path, _O_CREATE, mode)
         try:
             if hdr.size:
-                reader.copy_to(fd, hdr.size)
+                reader.copy_to(fd, hdr.size, rel)
             if self._needs_chown(hdr, parent_rel):
                 os.fchown(fd, hdr.uid, hdr.gid)
             if hdr.xattrs:

@@ -51,6 +51,7 @@ from dockweb.runtime.containers import ContainerSpec, Status
 from dockweb.runtime.digest import sha256_digest, short_id
 from dockweb.runtime.errors import BuildError, ContainerStartError, DockwebError, ImageNotFound
 from dockweb.runtime.store import ImageRecord, LayerRecord, Store
+from dockweb.runtime.tarsplit import FILE_NAME as TAR_SPLIT
 
 Output = Callable[[str], None]
 
@@ -600,7 +601,10 @@ def layer_from_upper(
                 scratch = store.new_layer_dir(chain)
                 try:
                     f.seek(0)
-                    size = apply_layer(f, os.path.join(scratch, "diff"))
+                    # tar-split: save and push give back this very tar (its DiffID)
+                    size = apply_layer(
+                        f, os.path.join(scratch, "diff"), tar_split=os.path.join(scratch, TAR_SPLIT)
+                    )
                     record = LayerRecord(
                         chain_id=chain, diff_id=diff_id, parent=parent_chain, size=size, link=""
                     )

@@ -35,6 +35,7 @@ from dockweb.runtime.errors import (
 )
 from dockweb.runtime.registry import BlobReadError, RegistryClient
 from dockweb.runtime.store import LayerLock, LayerRecord, Store
+from dockweb.runtime.tarsplit import FILE_NAME as TAR_SPLIT
 
 ProgressCallback = Callable[[dict], None]
 
@@ -441,6 +442,7 @@ def _download_layer(
                 job.scratch + "/diff",
                 limits=limits,
                 # keep what save and push need to give back the very tar (the DiffID)
+                tar_split=job.scratch + "/" + TAR_SPLIT,
             )
             # drain whatever follows the tar (padding) so both digests cover everything
             while unpacked.read(_READ_SIZE):

@@ -1,0 +1,157 @@
+"""`dockweb save`, `load` and `push` (and their `image` aliases), as docker 20.10's CLI.
+
+- save: ``-o FILE`` is written under a temporary name and renamed when complete (so a failed
+  save leaves no file); without ``-o`` the tarball goes to stdout, unless that is a terminal.
+- load: ``-i FILE`` or stdin (refused when stdin is a terminal); progress only on a
+  terminal (docker forces ``--quiet`` otherwise), then ``Loaded image: ...`` lines.
+- push: ``Using default tag: latest`` for a bare name; errors that come after the push
+  started are printed as the daemon's stream reports them (no "Error response from
+  daemon" prefix), as docker does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+
+from dockweb.runtime.errors import DockwebError
+
+
+def cmd_save(args) -> int:
+    from dockweb.cli.main import _daemon_error
+    from images import services
+
+    if not args.output and sys.stdout.isatty():
+        print(
+            "cowardly refusing to save to a terminal. Use the -o flag or redirect",
+            file=sys.stderr,
+        )
+        return 1
+    if not args.output:
+        try:
+            services.save_images(args.images, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        except DockwebError as err:
+            print(_daemon_error(err), file=sys.stderr)
+            return 1
+        return 0
+    target = os.path.abspath(args.output)
+    fd, tmp = tempfile.mkstemp(prefix=".docker_temp_", dir=os.path.dirname(target))
+    try:
+        with os.fdopen(fd, "wb") as out:
+            services.save_images(args.images, out)
+        os.chmod(tmp, 0o644)  # what os.Create would have given under the usual umask
+        os.replace(tmp, target)
+    except DockwebError as err:
+        print(_daemon_error(err), file=sys.stderr)
+        return 1
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return 0
+
+
+def cmd_load(args) -> int:
+    from dockweb.cli.main import _daemon_error, _PullRenderer
+    from images import services
+
+    if not args.input and sys.stdin.isatty():
+        print("requested load from stdin, but stdin is empty", file=sys.stderr)
+        return 1
+    quiet = args.quiet or not sys.stdout.isatty()
+    renderer = _PullRenderer(sys.stdout, quiet=False)
+
+    def on_output(event: dict) -> None:
+        if event["kind"] == "message" or not quiet:
+            renderer(event)
+
+    try:
+        if args.input:
+            try:
+                stream = open(args.input, "rb")
+            except OSError as err:
+                print(f"open {args.input}: {err.strerror.lower()}", file=sys.stderr)
+                return 1
+            with stream:
+                services.load_images(stream, on_output=on_output, quiet=quiet)
+        else:
+            services.load_images(sys.stdin.buffer, on_output=on_output, quiet=quiet)
+    except DockwebError as err:
+        renderer.finish()
+        print(_daemon_error(err), file=sys.stderr)
+        return 1
+    renderer.finish()
+    return 0
+
+
+def cmd_push(args) -> int:
+    from dockweb.cli.main import UsageError, _PullRenderer
+    from dockweb.runtime import reference as refs
+    from images import services
+
+    if args.all_tags:
+        raise UsageError("dockweb: --all-tags is not supported")
+    try:
+        named = refs.parse_normalized_named(args.name)
+    except DockwebError as err:
+        print(err, file=sys.stderr)
+        return 1
+    if named.is_name_only:
+        print("Using default tag: latest", flush=True)
+    renderer = _PullRenderer(sys.stdout, quiet=args.quiet)
+    try:
+        result = services.push_image(args.name, on_progress=renderer)
+    except DockwebError as err:
+        renderer.finish()
+        print(err, file=sys.stderr)
+        return 1
+    renderer.finish()
+    if args.quiet:
+        print(named.familiar_string() if named.tag else f"{named.familiar_name}:{result.tag}")
+    return 0
+
+
+def _add_save(sub, name: str) -> None:
+    p = sub.add_parser(
+        name, help="Save one or more images to a tar archive (streamed to STDOUT by default)"
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("-o", "--output", help="Write to a file, instead of STDOUT")
+    p.set_defaults(func=cmd_save)
+
+
+def _add_load(sub, name: str) -> None:
+    p = sub.add_parser(name, help="Load an image from a tar archive or STDIN")
+    p.add_argument("-i", "--input", help="Read from tar archive file, instead of STDIN")
+    p.add_argument("-q", "--quiet", action="store_true", help="Suppress the load output")
+    p.set_defaults(func=cmd_load)
+
+
+def _add_push(sub, name: str) -> None:
+    p = sub.add_parser(name, help="Push an image or a repository to a registry")
+    p.add_argument("name", metavar="NAME[:TAG]")
+    p.add_argument(
+        "-a", "--all-tags", action="store_true", help="Push all tagged images in the repository"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
+    p.add_argument(
+        "--disable-content-trust",
+        action="store_true",
+        default=True,
+        help="Skip image signing (default true)",
+    )
+    p.set_defaults(func=cmd_push)
+
+
+def add_commands(sub) -> None:
+    """Top-level ``save``, ``load``, ``push``."""
+    _add_save(sub, "save")
+    _add_load(sub, "load")
+    _add_push(sub, "push")
+
+
+def add_image_commands(isub) -> None:
+    """``image save``, ``image load``, ``image push``."""
+    add_commands(isub)
