@@ -2,7 +2,8 @@
 
 Started by ``ContainerManager.start``. It forks at once (so the caller reaps its first
 process and the supervisor is nobody's child: it survives the web process and the worker),
-makes itself a child subreaper, runs ``<runtime> create`` then ``start``, and then:
+makes itself a child subreaper, runs ``<runtime> run --detach`` (create and start in one
+process: one runtime start-up less than ``create`` then ``start``), and then:
 
 - holds an exclusive flock on ``shim.lock`` for as long as it lives (the liveness signal);
 - copies the container's stdout and stderr (pipes, or the pty's master received over the
@@ -12,7 +13,7 @@ makes itself a child subreaper, runs ``<runtime> create`` then ``start``, and th
   directory);
 - removes the container when it is ``auto_remove`` (before releasing the lock, so that a
   waiter returns once it is gone, as ``docker run --rm``), then runs the exit command with
-  the container's ID appended.
+  the container's ID appended (or, in a supervisor forked from the caller, ``on_exit``).
 
 It reports to the starter over ``--sync-fd`` a single JSON object: ``{"pid": N}`` once the
 process runs, or ``{"error": "<runtime's message>"}``.
@@ -33,6 +34,8 @@ import subprocess
 import sys
 import tempfile
 import threading
+import traceback
+from collections.abc import Callable
 
 from dockweb.runtime.containers import (
     ContainerManager,
@@ -114,7 +117,7 @@ def _recv_fd(sock: socket.socket) -> int:
         return fds[0]
 
 
-def supervise(args: argparse.Namespace) -> int:
+def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = None) -> int:
     store = Store(args.root)
     mgr = ContainerManager(store, runtime=args.runtime, exit_command=json.loads(args.exit_command))
     mgr.runtime_root = args.runtime_root
@@ -152,7 +155,8 @@ def supervise(args: argparse.Namespace) -> int:
         console_sock.listen(1)
         create = [
             *rt,
-            "create",
+            "run",
+            "--detach",
             "--bundle",
             bundle,
             "--pid-file",
@@ -173,7 +177,7 @@ def supervise(args: argparse.Namespace) -> int:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         proc = subprocess.run(
-            [*rt, "create", "--bundle", bundle, "--pid-file", pid_file, cid],
+            [*rt, "run", "--detach", "--bundle", bundle, "--pid-file", pid_file, cid],
             stdin=subprocess.DEVNULL,
             stdout=out_w,
             stderr=err_w,
@@ -191,6 +195,8 @@ def supervise(args: argparse.Namespace) -> int:
 
     if proc.returncode != 0:
         msg = _log_error(rt_log) or (proc.stderr or b"").decode(errors="replace").strip()
+        # Docker's message names the create step (containerd runs create, then start)
+        msg = msg.replace(f"{args.runtime} run failed:", f"{args.runtime} create failed:", 1)
         return fail(msg or f"{args.runtime} create exited with {proc.returncode}")
     with open(pid_file) as f:
         pid = int(f.read().strip())
@@ -200,14 +206,6 @@ def supervise(args: argparse.Namespace) -> int:
         th.start()
         readers.append(th)
 
-    proc = subprocess.run([*rt, "start", cid], capture_output=True)
-    if proc.returncode != 0:
-        msg = _log_error(rt_log) or proc.stderr.decode(errors="replace").strip()
-        subprocess.run([*rt, "kill", cid, "KILL"], capture_output=True)
-        _reap(pid)
-        sync_send({"error": msg})
-        return 1
-
     if c.spec.network != "host" and args.runtime != "runc":
         # runc brings the new netns's loopback up itself; crun may not: make sure, idempotently
         subprocess.run(
@@ -215,6 +213,7 @@ def supervise(args: argparse.Namespace) -> int:
         )
     mgr.update_state(
         cid,
+        durable=False,
         status=Status.RUNNING,
         pid=pid,
         exit_code=0,
@@ -233,7 +232,12 @@ def supervise(args: argparse.Namespace) -> int:
         shutil.rmtree(console_dir, ignore_errors=True)
     subprocess.run([*rt, "delete", "--force", cid], capture_output=True)
     st = mgr.update_state(
-        cid, status=Status.EXITED, pid=0, exit_code=exit_code, finished_at=now_rfc3339nano()
+        cid,
+        durable=not c.spec.auto_remove,  # removed right after
+        status=Status.EXITED,
+        pid=0,
+        exit_code=exit_code,
+        finished_at=now_rfc3339nano(),
     )
     os.pwrite(lock_fd, json.dumps(st.to_dict()).encode(), 0)
     # Waiters read the final state from the lock file as soon as the lock is released (from
@@ -247,6 +251,12 @@ def supervise(args: argparse.Namespace) -> int:
             print(f"auto-remove {cid}: {e}", file=sys.stderr)
     os.close(lock_fd)
 
+    if on_exit is not None:
+        try:
+            on_exit(cid)
+            return 0
+        except Exception:  # noqa: BLE001 - the exit command does the same work
+            traceback.print_exc()
     if mgr.exit_command:
         subprocess.run([*mgr.exit_command, cid], stdin=subprocess.DEVNULL)
     return 0
@@ -267,7 +277,9 @@ def _reap(pid: int) -> int:
             return 128 - code if code < 0 else code
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, on_exit: Callable[[str], None] | None = None) -> int:
+    """``on_exit`` (from a supervisor forked by ContainerManager) replaces the exit
+    command, which still runs if it raises."""
     p = argparse.ArgumentParser(prog="dockweb.runtime.shim")
     p.add_argument("--root", required=True)
     p.add_argument("--id", required=True)
@@ -284,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     try:
-        return supervise(args)
+        return supervise(args, on_exit)
     except BaseException as e:
         if args.sync_fd >= 0:
             try:
