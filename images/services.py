@@ -150,6 +150,7 @@ def unmount_image(ref_or_id: str) -> bool:
     store = get_store()
     return store.unmount_image(store.lookup(ref_or_id).id)
 
+
 def save_images(names: list[str], out, *, on_progress: Callable[[dict], None] | None = None):
     """``docker save``: write the images as one tarball to the binary stream ``out``."""
     from dockweb.runtime import imageio
@@ -183,8 +184,6 @@ def push_image(
     result = imageio.push(store, get_client(credentials), reference, on_progress)
     _sync_after_change(store)
     return result
-
-
 
 
 # -- listing -----------------------------------------------------------------------------
