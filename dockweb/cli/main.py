@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 
 from dockweb.cli import build as build_cli
 from dockweb.cli import containers as containers_cli
-from dockweb.cli import transfer as transfer_cli
 from dockweb.cli import system as system_cli
+from dockweb.cli import transfer as transfer_cli
 from dockweb.runtime.errors import DockwebError
 
 IMAGE_HEADERS = {
