@@ -20,6 +20,8 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
+from access.audit import audit
+from access.roles import ADMIN, OPERATOR, forbidden, has_role, role_required
 from containers import services
 from containers.models import Container, ContainerOperation, Volume
 from dockweb.runtime.errors import DockwebError
@@ -142,9 +144,12 @@ def container_logs(request: HttpRequest, key: str) -> HttpResponse:
 
 
 @login_required
+@role_required(OPERATOR)
 @require_POST
 def container_action(request: HttpRequest, key: str, action: str) -> HttpResponse:
     """Queue start/stop/restart/kill/pause/unpause/remove, or a diff/top/stats snapshot."""
+    if action == "remove" and not has_role(request.user, ADMIN):
+        return forbidden(request, ADMIN)
     container = _get_container_or_404(key)
     detail = redirect("containers:detail", key=container.container_id)
     if action in SNAPSHOTS:
@@ -173,6 +178,7 @@ def container_action(request: HttpRequest, key: str, action: str) -> HttpRespons
     op = services.start_operation(
         action, args, user=request.user, container_id=container.container_id
     )
+    audit(request, f"container.{action}", container.name, **args, operation=op.pk)
     if action == "remove":
         return redirect("containers:operation", pk=op.pk)
     return redirect(_next_url(request, detail.url))
@@ -191,6 +197,7 @@ def _lines(text: str) -> list[str]:
 
 
 @login_required
+@role_required(OPERATOR)
 @require_http_methods(["GET", "POST"])
 def container_run(request: HttpRequest) -> HttpResponse:
     """The Run form (`docker run -d`); POST queues the run and shows its operation."""
@@ -232,6 +239,12 @@ def container_run(request: HttpRequest) -> HttpResponse:
             except DockwebError as e:
                 error = str(e)
             else:
+                # env names only: values often carry passwords
+                env_names = [e.split("=", 1)[0] for e in options["env"]]
+                audit(
+                    request, "container.run", form["image"], cmd=cmd, env=env_names,
+                    **{k: v for k, v in options.items() if k != "env"}, operation=op.pk,
+                )
                 return redirect("containers:operation", pk=op.pk)
     image_row = None
     if form["image"]:
@@ -276,6 +289,7 @@ def _volume_users() -> dict[str, list[Container]]:
 
 
 @login_required
+@role_required(OPERATOR)
 @require_http_methods(["GET", "POST"])
 def volumes(request: HttpRequest) -> HttpResponse:
     """`docker volume ls`, and `volume create` on POST."""
@@ -288,6 +302,7 @@ def volumes(request: HttpRequest) -> HttpResponse:
             ContainerOperation.Kind.VOLUME_CREATE, {"name": name, "labels": labels},
             user=request.user,
         )
+        audit(request, "volume.create", name, labels=labels, operation=op.pk)
         return redirect("containers:operation", pk=op.pk)
     users = _volume_users()
     rows = [{"volume": v, "users": users.get(v.name, [])} for v in Volume.objects.all()]
@@ -303,6 +318,7 @@ def volumes(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@role_required(ADMIN)
 @require_POST
 def volume_remove(request: HttpRequest) -> HttpResponse:
     name = request.POST.get("name", "").strip()
@@ -311,10 +327,12 @@ def volume_remove(request: HttpRequest) -> HttpResponse:
     op = services.start_operation(
         ContainerOperation.Kind.VOLUME_REMOVE, {"name": name}, user=request.user
     )
+    audit(request, "volume.remove", name, operation=op.pk)
     return redirect("containers:operation", pk=op.pk)
 
 
 @login_required
+@role_required(ADMIN)
 @require_http_methods(["GET", "POST"])
 def volume_prune(request: HttpRequest) -> HttpResponse:
     """GET previews what `docker volume prune` would remove; POST queues it."""
@@ -322,6 +340,7 @@ def volume_prune(request: HttpRequest) -> HttpResponse:
         op = services.start_operation(
             ContainerOperation.Kind.VOLUME_PRUNE, {}, user=request.user
         )
+        audit(request, "volume.prune", "", operation=op.pk)
         return redirect("containers:operation", pk=op.pk)
     users = _volume_users()
     context = {
@@ -336,6 +355,7 @@ def volume_prune(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@role_required(OPERATOR)
 @require_http_methods(["GET", "POST"])
 def container_console(request: HttpRequest, key: str) -> HttpResponse:
     """Choose a shell (those the image has) and open a console; POST opens it."""
@@ -348,6 +368,7 @@ def container_console(request: HttpRequest, key: str) -> HttpResponse:
         except console.ConsoleRefused as e:
             messages.error(request, str(e))
             return redirect("containers:console", c.container_id)
+        audit(request, "container.console", c.name, shell=request.POST.get("shell", ""))
         return redirect("containers:console_session", session.session_id)
     shells = console.available_shells(c) if c.can_exec else []
     context = {"c": c, "shells": shells, "page": "containers"}
@@ -399,6 +420,7 @@ def _console_call(request: HttpRequest, sid: str, action) -> HttpResponse:
 
 
 @login_required
+@role_required(OPERATOR)
 @require_POST
 def console_input(request: HttpRequest, sid: str) -> HttpResponse:
     """Keystrokes or pasted text (``data``), batched by the page."""
@@ -407,6 +429,7 @@ def console_input(request: HttpRequest, sid: str) -> HttpResponse:
 
 
 @login_required
+@role_required(OPERATOR)
 @require_POST
 def console_resize(request: HttpRequest, sid: str) -> HttpResponse:
     """The terminal's new size (``cols``, ``rows``)."""
@@ -418,6 +441,7 @@ def console_resize(request: HttpRequest, sid: str) -> HttpResponse:
 
 
 @login_required
+@role_required(OPERATOR)
 @require_POST
 def console_close(request: HttpRequest, sid: str) -> HttpResponse:
     """End the session (the page calls it when it goes away); the container keeps running."""

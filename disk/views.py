@@ -8,6 +8,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
+from access.audit import audit
+from access.roles import ADMIN, OPERATOR, role_required
 from disk import services
 from disk.models import PruneOperation, VolumeUsage
 from dockweb.runtime.diskusage import summary
@@ -74,6 +76,7 @@ def disk(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@role_required(ADMIN)
 @require_http_methods(["GET", "POST"])
 def prune(request: HttpRequest) -> HttpResponse:
     """GET: exactly what a prune with these options would remove, and a confirm button.
@@ -85,6 +88,7 @@ def prune(request: HttpRequest) -> HttpResponse:
         seen = request.POST.get("seen", "")
         if seen == _fingerprint(preview):
             op = services.start_prune(preview, user=request.user)
+            audit(request, "disk.prune", "", **options, operation=op.pk)
             return redirect("disk:prune_result", pk=op.pk)
         changed = True
     else:
@@ -122,6 +126,7 @@ def prune_result(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@role_required(OPERATOR)
 @require_POST
 def measure(request: HttpRequest) -> HttpResponse:
     from django.db import transaction
@@ -129,4 +134,5 @@ def measure(request: HttpRequest) -> HttpResponse:
     from disk import tasks
 
     transaction.on_commit(tasks.measure_volumes.delay)
+    audit(request, "disk.measure")
     return redirect("disk:disk")

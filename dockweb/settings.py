@@ -160,6 +160,7 @@ INSTALLED_APPS = [
     "images",
     "containers",
     "disk",
+    "access",
 ]
 
 MIDDLEWARE = [
@@ -192,6 +193,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "images.context_processors.active_pulls",
+                "access.roles.context",
             ],
         },
     },
@@ -229,6 +231,39 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# --- security --------------------------------------------------------------------------
+
+# DJANGO_ENV=production: the settings Django's deployment checklist asks for
+# (`manage.py check --deploy` is clean); it implies HTTPS and refuses DEBUG.
+DJANGO_ENV = env_str("DJANGO_ENV", "development")
+if DJANGO_ENV not in ("development", "production"):
+    raise ImproperlyConfigured(f"DJANGO_ENV={DJANGO_ENV!r}: use development or production")
+PRODUCTION = DJANGO_ENV == "production"
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("DEBUG=true with DJANGO_ENV=production: turn one of them off")
+# Served over HTTPS (directly or by a proxy): secure cookies, HSTS, redirect to https://.
+DOCKWEB_HTTPS = env_bool("DOCKWEB_HTTPS", PRODUCTION)
+if DOCKWEB_HTTPS:
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+# Behind a proxy that terminates TLS and sets X-Forwarded-Proto (and strips the client's):
+# without it, SECURE_SSL_REDIRECT would redirect forever.
+if env_bool("DOCKWEB_TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_HTTPONLY = True
+# No script reads the CSRF cookie: pages carry the token (hx-headers, data-csrf).
+CSRF_COOKIE_HTTPONLY = True
+# Sessions last a working day, not Django's two weeks: a forgotten browser is root.
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 12 * 3600)
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 
 # --- i18n ------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ urlpatterns = [
     path("containers/", include("containers.urls")),
     path("volumes/", include("containers.volume_urls")),
     path("disk/", include("disk.urls")),
+    path("audit/", include("access.urls")),
     # JSON API (docs/api.md): session auth like the pages
     path("api/", include("images.api_urls")),
     path("i18n/", include("django.conf.urls.i18n")),

@@ -15,6 +15,8 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from access.audit import audit
+from access.roles import ADMIN, OPERATOR, role_required
 from dockweb.runtime.errors import DockwebError, ImageNotFound, InvalidReference
 from images import services
 from images.models import Operation, Pull
@@ -165,6 +167,7 @@ def image(request: HttpRequest, key: str) -> JsonResponse:
 
 
 @login_required
+@role_required(OPERATOR)
 @require_http_methods(["GET", "POST"])
 def pulls(request: HttpRequest) -> JsonResponse:
     """GET: active pulls, then the most recent ones. POST {reference, platform}: start one."""
@@ -183,6 +186,7 @@ def pulls(request: HttpRequest) -> JsonResponse:
         )
     except (BadRequest, DockwebError, ValueError) as err:
         return _error(str(err), 400)
+    audit(request, "image.pull", started.reference, platform=started.platform, pull=started.pk)
     response = JsonResponse(pull_json(started), status=202)
     response["Location"] = reverse("api:pull", args=[started.pk])
     return response
@@ -195,11 +199,18 @@ def pull(request: HttpRequest, pk: int) -> JsonResponse:
 
 
 @login_required
+@role_required(OPERATOR)
 @require_POST
 def pull_cancel(request: HttpRequest, pk: int) -> JsonResponse:
     p = get_object_or_404(Pull, pk=pk)
     services.cancel_pull(p)
+    audit(request, "image.pull_cancel", p.reference, pull=p.pk)
     return JsonResponse(pull_json(p), status=202)
+
+
+def _op_target(op: Operation) -> str:
+    args = op.args or {}
+    return str(args.get("ref") or args.get("source") or "")
 
 
 def _accepted(op: Operation) -> JsonResponse:
@@ -209,6 +220,7 @@ def _accepted(op: Operation) -> JsonResponse:
 
 
 @login_required
+@role_required(ADMIN)
 @require_POST
 def image_remove(request: HttpRequest) -> JsonResponse:
     """``docker rmi``: {ref, force=false, prune=true}."""
@@ -222,10 +234,12 @@ def image_remove(request: HttpRequest) -> JsonResponse:
         )
     except (BadRequest, DockwebError) as err:
         return _error(str(err), 400)
+    audit(request, f"image.{op.kind}", _op_target(op), **op.args, operation=op.pk)
     return _accepted(op)
 
 
 @login_required
+@role_required(OPERATOR)
 @require_POST
 def image_tag(request: HttpRequest) -> JsonResponse:
     """``docker tag``: {source, target}."""
@@ -238,6 +252,7 @@ def image_tag(request: HttpRequest) -> JsonResponse:
         )
     except (BadRequest, DockwebError) as err:
         return _error(str(err), 400)
+    audit(request, f"image.{op.kind}", _op_target(op), **op.args, operation=op.pk)
     return _accepted(op)
 
 

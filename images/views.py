@@ -17,6 +17,8 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
+from access.audit import audit
+from access.roles import ADMIN, OPERATOR, role_required
 from dockweb.runtime.errors import DockwebError, ImageNotFound, InvalidReference
 from images import credentials, services
 from images.models import Operation, Pull, RegistryCredential
@@ -170,6 +172,7 @@ def image_files(request: HttpRequest, key: str) -> HttpResponse:
 
 
 @login_required
+@role_required(OPERATOR)
 @require_POST
 def image_tag(request: HttpRequest, key: str) -> HttpResponse:
     """`docker tag <image> <target>`, run by the worker; shows the operation."""
@@ -185,10 +188,12 @@ def image_tag(request: HttpRequest, key: str) -> HttpResponse:
             request, _("Cannot tag as %(target)s: %(error)s") % {"target": target, "error": e}
         )
         return redirect("images:detail", key=key)
+    audit(request, "image.tag", image.image_id, target=target, operation=op.pk)
     return redirect("images:operation", pk=op.pk)
 
 
 @login_required
+@role_required(ADMIN)
 @require_POST
 def image_remove(request: HttpRequest) -> HttpResponse:
     """`docker rmi [--force] <reference or ID>`, run by the worker; shows the operation.
@@ -208,6 +213,7 @@ def image_remove(request: HttpRequest) -> HttpResponse:
         )
         image = request.POST.get("image", "")
         return redirect("images:detail", key=image) if image else redirect("images:list")
+    audit(request, "image.remove", target, force=force, operation=op.pk)
     return redirect("images:operation", pk=op.pk)
 
 
@@ -242,6 +248,7 @@ def operation(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@role_required(OPERATOR)
 @require_http_methods(["GET", "POST"])
 def pull(request: HttpRequest) -> HttpResponse:
     """The Pull page; POST queues the pull and goes to its live page."""
@@ -259,6 +266,7 @@ def pull(request: HttpRequest) -> HttpResponse:
             except (DockwebError, ValueError) as e:
                 error = str(e)
             else:
+                audit(request, "image.pull", reference, platform=platform, pull=started.pk)
                 return redirect("images:pull_detail", pk=started.pk)
     context = {
         "reference": reference,
@@ -300,10 +308,12 @@ def pull_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@role_required(OPERATOR)
 @require_POST
 def pull_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     p = get_object_or_404(Pull, pk=pk)
     services.cancel_pull(p)
+    audit(request, "image.pull_cancel", p.reference, pull=p.pk)
     return redirect("images:pull_detail", pk=p.pk)
 
 
@@ -318,6 +328,7 @@ def active_pulls(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@role_required(ADMIN)
 @require_http_methods(["GET", "POST"])
 def registries(request: HttpRequest) -> HttpResponse:
     """Registry credentials: list, add or replace. Secrets are never shown."""
@@ -340,6 +351,7 @@ def registries(request: HttpRequest) -> HttpResponse:
                     "error": e,
                 }
             else:
+                audit(request, "registry.save", saved.registry, username=saved.username)
                 messages.success(
                     request,
                     _("Saved the credentials for %(registry)s.") % {"registry": saved.registry},
@@ -355,6 +367,7 @@ def registries(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@role_required(ADMIN)
 @require_POST
 def registry_delete(request: HttpRequest) -> HttpResponse:
     registry = request.POST.get("registry", "")
@@ -363,6 +376,7 @@ def registry_delete(request: HttpRequest) -> HttpResponse:
     except ValueError as e:
         messages.error(request, str(e))
     else:
+        audit(request, "registry.delete", registry)
         messages.success(
             request, _("Removed the credentials for %(registry)s.") % {"registry": registry}
         )

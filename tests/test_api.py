@@ -9,6 +9,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.test import Client
 
+from access.roles import set_role
 from images import services
 from images.models import Operation, Pull
 from tests.support import images as im
@@ -29,7 +30,9 @@ def store(settings, tmp_path):
 
 @pytest.fixture
 def user(django_user_model):
-    return django_user_model.objects.create_user("alice", password=PASSWORD)
+    user = django_user_model.objects.create_user("alice", password=PASSWORD)
+    set_role(user, "admin")  # the API tests exercise every action
+    return user
 
 
 @pytest.fixture

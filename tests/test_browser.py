@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from access.roles import set_role
 from tests.support import images as im
 from tests.support.worker import ThrottledProxy
 
@@ -58,7 +59,9 @@ SNAPSHOT_JS = """() => {
 
 @pytest.fixture
 def user(transactional_db, django_user_model):
-    return django_user_model.objects.create_user(USERNAME, password=PASSWORD)
+    user = django_user_model.objects.create_user(USERNAME, password=PASSWORD)
+    set_role(user, "admin")  # the tour pulls, runs and removes
+    return user
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from access.roles import set_role
 from containers.models import Container, ContainerOperation, Volume
 from images.models import Image, Reference, Repository
 
@@ -18,6 +19,7 @@ CID = "9c" * 32
 @pytest.fixture
 def client(django_user_model) -> Client:
     user = django_user_model.objects.create_user("alice", password="a-long-test-password-42")
+    set_role(user, "admin")  # runs, stops and removes
     c = Client()
     c.force_login(user)
     return c

@@ -11,6 +11,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+from access.roles import set_role
 from images.models import Pull
 
 PASSWORD = "a-long-test-password-42"
@@ -20,7 +21,9 @@ MO = PO.with_suffix(".mo")
 
 @pytest.fixture
 def user(django_user_model):
-    return django_user_model.objects.create_user("alice", password=PASSWORD)
+    user = django_user_model.objects.create_user("alice", password=PASSWORD)
+    set_role(user, "admin")  # every button shows, to be translated
+    return user
 
 
 @pytest.fixture

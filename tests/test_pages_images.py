@@ -10,6 +10,7 @@ from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
+from access.roles import set_role
 from images.models import Image, ImageLayer, Layer, Operation, Reference, Repository
 
 PASSWORD = "a-long-test-password-42"
@@ -20,7 +21,9 @@ OLD_ID = "sha256:" + "c3" * 32
 
 @pytest.fixture
 def user(django_user_model):
-    return django_user_model.objects.create_user("alice", password=PASSWORD)
+    user = django_user_model.objects.create_user("alice", password=PASSWORD)
+    set_role(user, "admin")  # removes images
+    return user
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from access.roles import set_role
 from images.models import Pull, PullLayer
 
 PASSWORD = "a-long-test-password-42"
@@ -16,7 +17,9 @@ PASSWORD = "a-long-test-password-42"
 
 @pytest.fixture
 def user(django_user_model):
-    return django_user_model.objects.create_user("alice", password=PASSWORD)
+    user = django_user_model.objects.create_user("alice", password=PASSWORD)
+    set_role(user, "operator")  # pulling is an operator's
+    return user
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
+from access.roles import set_role
 from images import credentials
 from images.models import RegistryCredential
 
@@ -13,7 +14,9 @@ PASSWORD = "a-long-test-password-42"
 
 @pytest.fixture
 def user(django_user_model):
-    return django_user_model.objects.create_user("alice", password=PASSWORD)
+    user = django_user_model.objects.create_user("alice", password=PASSWORD)
+    set_role(user, "admin")  # credentials are an admin's
+    return user
 
 
 @pytest.fixture

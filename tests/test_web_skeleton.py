@@ -12,6 +12,8 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.urls.resolvers import RoutePattern
 
+from access.roles import set_role
+
 PASSWORD = "a-long-test-password-42"
 
 # The only routes an anonymous visitor may reach (admin:login is the admin's own form).
@@ -127,6 +129,7 @@ def test_it_refuses_a_signed_in_post_without_csrf_token(user):
 
 @pytest.mark.django_db
 def test_it_accepts_a_signed_in_post_with_the_htmx_csrf_header(user):
+    set_role(user, "operator")
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
     page = client.get("/pull/")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from datetime import UTC, datetime
@@ -574,6 +575,33 @@ _BOOL_FLAGS = {
 }
 
 
+# verbs that change something; recorded in the dashboard's audit log as cli:<unix user>
+_AUDITED = {
+    "pull", "rmi", "tag", "run", "create", "start", "stop", "restart", "kill", "pause",
+    "unpause", "rm", "remove", "exec", "prune", "mount", "unmount", "load", "import",
+}
+_NOUNS = {"image", "container", "volume", "system"}
+
+
+def _audit(args, argv: list[str] | None, code: int) -> None:
+    """One audit row for a state-changing command that ran (whatever its exit status)."""
+    path = [args.command]
+    if args.command in _NOUNS:
+        path.append(getattr(args, f"{args.command}_command", "") or "")
+    verb = path[-1]
+    if verb not in _AUDITED:
+        return
+    if len(path) == 1:
+        noun = "image" if verb in ("pull", "rmi", "tag", "load", "import") else "container"
+    else:
+        noun = path[0]
+    verb = {"rmi": "remove", "rm": "remove"}.get(verb, verb)
+    from access.audit import audit, cli_actor
+
+    words = list(sys.argv[1:] if argv is None else argv)
+    audit(cli_actor(), f"{noun}.{verb}", shlex.join(words), exit=code)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_go_bool_flags(list(sys.argv[1:] if argv is None else argv)))
@@ -589,7 +617,9 @@ def main(argv: list[str] | None = None) -> int:
     from dockweb.cli.format import FormatError
 
     try:
-        return args.func(args)
+        code = args.func(args)
+        _audit(args, argv, code)
+        return code
     except FormatError as err:
         print(err, file=sys.stderr)
         return 1

@@ -1,0 +1,165 @@
+"""Roles: viewer (reads), operator (pulls, runs and controls containers, tags, consoles),
+admin (removes, prunes, registry credentials, users).
+
+A role is a Django group carrying the permissions ``access.operate`` / ``access.administer``
+(migration 0002); a signed-in user with neither is a viewer, and superusers are admins.
+Every state-changing view goes through ``role_required``; templates read ``can.operate`` and
+``can.admin`` from the ``roles`` context processor to hide what the user may not do.
+"""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib.auth.models import Group
+from django.http import HttpRequest, JsonResponse
+from django.template.response import TemplateResponse
+from django.utils.translation import gettext as _
+
+VIEWER, OPERATOR, ADMIN = "viewer", "operator", "admin"
+ROLES = (VIEWER, OPERATOR, ADMIN)
+# the permission each role needs; a viewer needs only to be signed in
+PERMISSION = {OPERATOR: "access.operate", ADMIN: "access.administer"}
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def has_role(user, role: str) -> bool:
+    """Whether ``user`` may act as ``role``; higher roles include the lower ones."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+    if user is None or not user.is_authenticated or not user.is_active:
+        return False
+    if role == VIEWER:
+        return True
+    if role == OPERATOR and user.has_perm(PERMISSION[ADMIN]):
+        return True
+    return user.has_perm(PERMISSION[role])
+
+
+def role_of(user) -> str:
+    """The highest role ``user`` has ("" for anonymous visitors)."""
+    for role in (ADMIN, OPERATOR, VIEWER):
+        if has_role(user, role):
+            return role
+    return ""
+
+
+def set_role(user, role: str) -> None:
+    """Make ``user`` exactly ``role``: one role group, and admin staff (for Django's admin).
+
+    Idempotent. Superusers stay superusers (and so admins) whatever the group.
+    """
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+    ensure_groups()
+    user.groups.remove(*Group.objects.filter(name__in=ROLES))
+    user.groups.add(Group.objects.get(name=role))
+    user.is_staff = role == ADMIN or user.is_superuser
+    user.save(update_fields=["is_staff"])
+    # has_perm caches permissions on the instance
+    for cache in ("_perm_cache", "_user_perm_cache", "_group_perm_cache"):
+        user.__dict__.pop(cache, None)
+
+
+# group -> the permissions it carries ("app_label.codename"); migration 0002 creates the same
+GRANTS = {
+    VIEWER: [],
+    OPERATOR: ["access.operate"],
+    ADMIN: [
+        "access.operate",
+        "access.administer",
+        "access.view_auditevent",
+        *[
+            f"auth.{verb}_{model}"
+            for model in ("user", "group")
+            for verb in ("add", "change", "delete", "view")
+        ],
+    ],
+}
+
+
+def ensure_groups() -> None:
+    """Create the role groups with their permissions if they are missing (a flushed test
+    database, a restored dump). Idempotent; cheap when they exist."""
+    from django.contrib.auth.models import Permission
+    from django.contrib.contenttypes.models import ContentType
+
+    if Group.objects.filter(name__in=ROLES).count() == len(ROLES):
+        return
+    for name, perms in GRANTS.items():
+        group, _created = Group.objects.get_or_create(name=name)
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            model = "auditevent" if app_label == "access" else codename.split("_", 1)[1]
+            ct = ContentType.objects.get_or_create(app_label=app_label, model=model)[0]
+            permission, _created = Permission.objects.get_or_create(
+                content_type=ct, codename=codename, defaults={"name": codename}
+            )
+            group.permissions.add(permission)
+
+
+def role_required(role: str):
+    """Refuse unsafe methods (POST...) from users below ``role`` with a 403 that says why.
+
+    GET and HEAD pass (pages stay readable by viewers; a POST-only view still answers 405
+    through its own ``require_POST``). The wrapped view carries ``required_role``, which the
+    tests use to find every state-changing endpoint.
+    """
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+
+    def decorator(view):
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args, **kwargs):
+            if request.method not in SAFE_METHODS and not has_role(request.user, role):
+                return forbidden(request, role)
+            return view(request, *args, **kwargs)
+
+        wrapped.required_role = role
+        return wrapped
+
+    return decorator
+
+
+def forbidden(request: HttpRequest, role: str):
+    current = role_of(request.user) or _("anonymous")
+    message = _(
+        "Permission denied: this needs the %(role)s role and you are %(current)s. "
+        "Ask an admin to change your role."
+    ) % {"role": role, "current": current}
+    match = request.resolver_match
+    if request.path.startswith("/api/") or (match and match.namespace == "api"):
+        return JsonResponse({"error": message, "required_role": role}, status=403)
+    return TemplateResponse(
+        request, "access/403.html", {"message": message, "required_role": role}, status=403
+    )
+
+
+class Can:
+    """``can.operate`` / ``can.admin`` in templates, computed once per request."""
+
+    def __init__(self, user) -> None:
+        self._user = user
+        self._cache: dict[str, bool] = {}
+
+    def _has(self, role: str) -> bool:
+        if role not in self._cache:
+            self._cache[role] = has_role(self._user, role)
+        return self._cache[role]
+
+    @property
+    def operate(self) -> bool:
+        return self._has(OPERATOR)
+
+    @property
+    def admin(self) -> bool:
+        return self._has(ADMIN)
+
+    @property
+    def role(self) -> str:
+        return role_of(self._user)
+
+
+def context(request: HttpRequest) -> dict:
+    """Context processor: ``can`` (see Can)."""
+    return {"can": Can(getattr(request, "user", None))}
