@@ -1,0 +1,383 @@
+"""`dockweb build` against `docker build` (classic builder): same trees, config and history.
+
+    cd /work/main && sudo /opt/dwvenv/bin/python -m benchmarks.compare_build [CASE ...] [--show]
+
+Needs root and Debian's docker.io 20.10; not run in CI. A private dockerd
+(benchmarks.common.private_dockerd) on a scratch data root, a docker-registry on 127.0.0.1
+holding busybox_base (tests/support/images.py), pulled by both tools, and one fresh dockweb
+store for the whole run. Each case writes a build context (every context file and directory
+gets a fixed old mtime with a sub-second part), then builds it with
+`DOCKER_BUILDKIT=0 docker build` and with `dockweb build`, and compares:
+
+- every layer's changes (Docker: the overlay2 dirs named by `docker image inspect`;
+  dockweb: $DOCKWEB_ROOT/layers/<chain>/diff) and the merged root (a read-only overlay of
+  Docker's dirs; `dockweb image mount`), with benchmarks.compare_rootfs.snapshot: type,
+  mode, owner, size, content hash, mtime (ns), xattrs, link target, hard-link groups,
+  devices. Ignored, because it must differ: the mtime of anything stamped during the builds
+  (files, directories and whiteouts a RUN, a copy-up or a created parent directory made);
+  they compare as "extraction time" (any mtime from one second before the first build to the
+  comparison). Everything from the context or a tar keeps its own mtime and is compared;
+- the config fields Env, Cmd, Entrypoint, WorkingDir, User, Labels, ExposedPorts, Volumes,
+  Shell, StopSignal, OnBuild, Healthcheck;
+- the number of layers (rootfs.diff_ids) and of history entries, and each entry's
+  created_by and empty_layer (differences listed; COPY/ADD's `file:<hash>` compared too);
+- for the rebuild case, which steps each tool took from the cache.
+
+Prints PASS or the differences per case; exits 1 if there are any.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks import common
+from benchmarks.compare_build_io import docker_tree, dockweb_tree
+from benchmarks.compare_rootfs import diff_trees, snapshot
+from dockweb.runtime.digest import chain_ids
+from tests.support import images as im
+
+# Context mtimes: 2021-03-04 05:06:07.123456789 UTC, far from any build time.
+CONTEXT_MTIME_NS = 1614834367_123456789
+CONFIG_FIELDS = (
+    "Env",
+    "Cmd",
+    "Entrypoint",
+    "WorkingDir",
+    "User",
+    "Labels",
+    "ExposedPorts",
+    "Volumes",
+    "Shell",
+    "StopSignal",
+    "OnBuild",
+    "Healthcheck",
+)
+
+
+def _tar(entries: list[tuple[tarfile.TarInfo, bytes | None]], gz: bool = False) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz" if gz else "w", format=tarfile.PAX_FORMAT) as t:
+        for info, data in entries:
+            t.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def _ti(name: str, kind=tarfile.REGTYPE, *, data=b"", mode=0o644, uid=0, gid=0, mtime=1e9, link=""):
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.uid, info.gid, info.mtime = kind, mode, uid, gid, mtime
+    info.linkname = link
+    if kind == tarfile.REGTYPE:
+        info.size = len(data)
+        return info, data
+    return info, None
+
+
+def local_tar() -> bytes:
+    return _tar(
+        [
+            _ti("pkg/", tarfile.DIRTYPE, mode=0o750, uid=1000, gid=1000, mtime=1_300_000_000),
+            _ti("pkg/bin.sh", data=b"#!/bin/sh\necho hi\n", mode=0o755, mtime=1_300_000_001),
+            _ti("pkg/conf", data=b"k=v\n", mode=0o600, uid=65534, gid=65534, mtime=1_300_000_002),
+            _ti("pkg/link", tarfile.SYMTYPE, link="conf", mtime=1_300_000_003),
+            _ti("pkg/hard", tarfile.LNKTYPE, link="pkg/conf", mtime=1_300_000_002),
+            _ti("pkg/suid", data=b"s", mode=0o4755, mtime=1_300_000_004),
+            _ti("pkg/shared/", tarfile.DIRTYPE, mode=0o2777, mtime=1_300_000_006),
+            _ti("pkg/shared/w", data=b"w", mode=0o666, uid=1, gid=1, mtime=1_300_000_007),
+            # a parent the tar does not name: created at extraction
+            _ti("other/deep/f", data=b"deep\n", mtime=1_300_000_005),
+        ]
+    )
+
+
+# name -> (files of the context: path -> bytes, or (bytes, mode), or "->target" symlink;
+#          list of Dockerfiles built in order, each with the context changes made before it)
+CASES: dict[str, dict] = {
+    "run_files": {
+        "context": {},
+        "dockerfile": (
+            "FROM {base}\n"
+            "RUN mkdir -p /data/sub /data/empty && echo hello > /data/a.txt"
+            " && printf abc > /data/sub/b && ln -s a.txt /data/link"
+            " && ln -s /nowhere /data/dangling"
+            " && ln /data/a.txt /data/hard && mkfifo /data/fifo && chmod 4750 /data/a.txt"
+            " && chmod 700 /data/sub && chown 1000:1000 /data/sub/b && chown 65534:0 /data/empty\n"
+            "RUN rm /etc/group && rm -r /var/log && echo more >> /data/a.txt && rm /data/link"
+            " && chmod 1777 /data/empty && touch -d @1000000000 /data/sub/b\n"
+            "RUN rm -r /data/sub && mkdir /data/sub && echo new > /data/sub/c\n"
+        ),
+    },
+    "copy_chown": {
+        "context": {
+            ".dockerignore": b"*.log\n**/secret*\n!keep.log\nbuild\nDockerfile\n",
+            "a.txt": b"a\n",
+            "b.sh": (b"#!/bin/sh\n", 0o755),
+            "private": (b"p\n", 0o600),
+            "x.log": b"ignored\n",
+            "keep.log": b"kept\n",
+            "build/out": b"ignored\n",
+            "sub/ok.txt": b"ok\n",
+            "sub/secret.key": b"ignored\n",
+            "sub/deeper/z": b"z\n",
+            "sub/alink": "->ok.txt",
+        },
+        "dockerfile": (
+            "FROM {base}\n"
+            "COPY . /srv/\n"
+            "COPY --chown=app:app sub/ /opt/sub/\n"
+            "COPY --chown=1000 a.txt b.sh /dst/\n"
+            "COPY --chown=65534:0 private /home/app/new/dir/private\n"
+            "COPY a.txt /etc/passwd2\n"
+        ),
+    },
+    "add_tar": {
+        "context": {"pkg.tar": local_tar(), "pkg.tgz": None, "plain.txt": b"plain\n"},
+        "dockerfile": (
+            "FROM {base}\nADD pkg.tar /opt/\nADD pkg.tgz /gz/\nADD plain.txt /plain/\n"
+            "ADD pkg.tar /copied.tar/x.tar\n"
+        ),
+    },
+    "metadata": {
+        "context": {},
+        "dockerfile": (
+            "FROM {base}\n"
+            'ENV A=1 B="two words" PATH=/usr/local/bin:$PATH\n'
+            "WORKDIR /work/dir\n"
+            "WORKDIR sub\n"
+            'LABEL org.example.a=one b="two three"\n'
+            "EXPOSE 80 443/udp 8080/tcp\n"
+            "VOLUME /vol /data\n"
+            "USER app\n"
+            "RUN touch /tmp/byapp && id > /tmp/id.txt\n"
+            "USER 1000:1000\n"
+            'ENTRYPOINT ["/bin/sh", "-c"]\n'
+            'CMD ["echo $A"]\n'
+            "STOPSIGNAL SIGTERM\n"
+        ),
+    },
+}
+REBUILD = "cache_rebuild"
+REBUILD_DOCKERFILE = (
+    "FROM {base}\nRUN echo first > /first\nENV X=1\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b\n"
+    "COPY b.txt /b.txt\n"
+)
+
+
+def write_context(ctx: Path, files: dict) -> None:
+    ctx.mkdir(parents=True, exist_ok=True)
+    for rel, content in files.items():
+        path = ctx / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if rel == "pkg.tgz":
+            content = _tar([_ti("gzdir/f", data=b"gz\n", mtime=1_300_000_010)], gz=True)
+        if isinstance(content, str) and content.startswith("->"):
+            if path.is_symlink():
+                path.unlink()
+            os.symlink(content[2:], path)
+            continue
+        data, mode = content if isinstance(content, tuple) else (content, 0o644)
+        path.write_bytes(data)
+        path.chmod(mode)
+    stamp(ctx)
+
+
+def stamp(ctx: Path) -> None:
+    for dirpath, dirnames, filenames in os.walk(ctx):
+        for name in dirnames + filenames:
+            os.utime(
+                os.path.join(dirpath, name),
+                ns=(CONTEXT_MTIME_NS, CONTEXT_MTIME_NS),
+                follow_symlinks=False,
+            )
+    os.utime(ctx, ns=(CONTEXT_MTIME_NS, CONTEXT_MTIME_NS))
+
+
+class Side:
+    """One tool's build results: image ID, raw config, layer trees, merged tree, output."""
+
+    def __init__(self):
+        self.image_id = ""
+        self.config: dict = {}
+        self.layers: list = []
+        self.merged: dict = {}
+        self.output = ""
+
+
+def docker_build(docker: common.PrivateDocker, ctx: Path, tag: str, data_root: Path) -> Side:
+    env = dict(os.environ, DOCKER_BUILDKIT="0")
+    proc = subprocess.run(
+        docker.command("build", "-t", tag, str(ctx)), capture_output=True, text=True, env=env
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"docker build failed: {proc.stdout[-2000:]}{proc.stderr.strip()}")
+    side = Side()
+    side.output = proc.stdout
+    info = json.loads(docker.run("image", "inspect", tag).stdout)[0]
+    side.image_id = info["Id"]
+    hexid = side.image_id.removeprefix("sha256:")
+    side.config = json.loads(
+        (data_root / "image/overlay2/imagedb/content/sha256" / hexid).read_bytes()
+    )
+    return side
+
+
+def docker_trees(docker, tag: str, workdir: Path, since: int, side: Side) -> None:
+    info = json.loads(docker.run("image", "inspect", tag).stdout)[0]
+    data = info["GraphDriver"]["Data"]
+    lower = data.get("LowerDir", "")
+    dirs = [Path(p) for p in reversed(lower.split(":")) if p] + [Path(data["UpperDir"])]
+    side.layers = [snapshot(d, since) for d in dirs]
+    _, side.merged = docker_tree(docker, tag, workdir, since)
+
+
+def dockweb_build(store: common.DockwebEnv, ctx: Path, tag: str) -> Side:
+    proc = store.run("build", "-t", tag, str(ctx), check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"dockweb build failed: {proc.stdout[-2000:]}{proc.stderr.strip()}")
+    side = Side()
+    side.output = proc.stdout
+    side.image_id = store.run("images", "--no-trunc", "-q", tag).stdout.split()[0]
+    hexid = side.image_id.removeprefix("sha256:")
+    side.config = json.loads((store.root / "images" / hexid / "config.json").read_bytes())
+    return side
+
+
+def dockweb_trees(store: common.DockwebEnv, tag: str, since: int, side: Side) -> None:
+    chains = chain_ids(side.config["rootfs"]["diff_ids"])
+    side.layers = [
+        snapshot(store.root / "layers" / c.removeprefix("sha256:") / "diff", since) for c in chains
+    ]
+    side.merged = dockweb_tree(store, tag, since)
+
+
+def cache_steps(output: str) -> list[str]:
+    """Per step, 'cache' or 'built', from the classic builder's output."""
+    steps: list[str] = []
+    for line in output.splitlines():
+        if line.startswith("Step "):
+            steps.append("built")
+        elif line.strip() == "---> Using cache" and steps:
+            steps[-1] = "cache"
+    return steps
+
+
+def compare(name: str, d: Side, w: Side, show: bool) -> list[str]:
+    out: list[str] = []
+    dc, wc = d.config.get("config") or {}, w.config.get("config") or {}
+    for field in CONFIG_FIELDS:
+        if dc.get(field) != wc.get(field):
+            out.append(f"{name} config {field}: docker={dc.get(field)!r} dockweb={wc.get(field)!r}")
+    nd, nw = len(d.config["rootfs"]["diff_ids"]), len(w.config["rootfs"]["diff_ids"])
+    if nd != nw:
+        out.append(f"{name}: {nd} layers in docker, {nw} in dockweb")
+    hd, hw = d.config.get("history", []), w.config.get("history", [])
+    if len(hd) != len(hw):
+        out.append(f"{name}: {len(hd)} history entries in docker, {len(hw)} in dockweb")
+    for i, (a, b) in enumerate(zip(hd, hw, strict=False)):
+        if a.get("created_by") != b.get("created_by"):
+            out.append(
+                f"{name} history {i} created_by: docker={a.get('created_by')!r} "
+                f"dockweb={b.get('created_by')!r}"
+            )
+        if bool(a.get("empty_layer")) != bool(b.get("empty_layer")):
+            out.append(
+                f"{name} history {i} ({a.get('created_by')!r}) empty_layer: "
+                f"docker={bool(a.get('empty_layer'))} dockweb={bool(b.get('empty_layer'))}"
+            )
+    if show:
+        for i, h in enumerate(hd):
+            empty = bool(h.get("empty_layer"))
+            print(f"    docker  history {i}: {h.get('created_by')!r} empty={empty}")
+        for i, h in enumerate(hw):
+            empty = bool(h.get("empty_layer"))
+            print(f"    dockweb history {i}: {h.get('created_by')!r} empty={empty}")
+    if len(d.layers) == len(w.layers):
+        for n, (a, b) in enumerate(zip(d.layers, w.layers, strict=True)):
+            out += diff_trees(a, b, f"{name} layer {n}")
+    out += diff_trees(d.merged, w.merged, f"{name} merged")
+    return out
+
+
+def run_case(name, base, docker, data_root, store, work, show) -> list[str]:
+    ctx = work / "ctx" / name
+    tag = f"cmpbuild/{name.replace('_', '-')}:1"
+    problems: list[str] = []
+    since = (time.time_ns() // 1_000_000_000 - 1) * 1_000_000_000
+    if name == REBUILD:
+        files = {"a.txt": b"one\n", "b.txt": b"b\n"}
+        write_context(ctx, files)
+        (ctx / "Dockerfile").write_text(REBUILD_DOCKERFILE.format(base=base))
+        stamp(ctx)
+        rounds = [("first", None), ("again", None), ("a.txt changed", b"two\n")]
+        d = w = None
+        for label, change in rounds:
+            if change is not None:
+                (ctx / "a.txt").write_bytes(change)
+                stamp(ctx)
+            d = docker_build(docker, ctx, tag, data_root)
+            w = dockweb_build(store, ctx, tag)
+            sd, sw = cache_steps(d.output), cache_steps(w.output)
+            print(f"  {name} {label}: docker  {sd}\n  {name} {label}: dockweb {sw}")
+            if sd != sw:
+                problems.append(f"{name} {label}: cache use docker={sd} dockweb={sw}")
+    else:
+        case = CASES[name]
+        write_context(ctx, case["context"])
+        (ctx / "Dockerfile").write_text(case["dockerfile"].format(base=base))
+        stamp(ctx)
+        d = docker_build(docker, ctx, tag, data_root)
+        w = dockweb_build(store, ctx, tag)
+    docker_trees(docker, tag, work, since, d)
+    dockweb_trees(store, tag, since, w)
+    return problems + compare(name, d, w, show)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("cases", nargs="*", help=f"default: {', '.join([*CASES, REBUILD])}")
+    parser.add_argument("--show", action="store_true", help="print both histories")
+    args = parser.parse_args()
+    names = args.cases or [*CASES, REBUILD]
+    unknown = [n for n in names if n not in CASES and n != REBUILD]
+    if unknown:
+        parser.error(f"unknown cases: {unknown}")
+    work = Path(tempfile.mkdtemp(prefix="dockweb-build-", dir=common.SCRATCH))
+    data_root = work / "docker"
+    problems: list[str] = []
+    store = common.DockwebEnv.fresh()
+    try:
+        with (
+            common.registry(work / "registry") as reg,
+            common.private_dockerd(data_root, common.DOCKERD_LOG) as docker,
+        ):
+            base = f"{reg.host}/cmpbuild/busybox:1"
+            im.push_image(reg.host, "cmpbuild/busybox", "1", im.busybox_base())
+            docker.run("pull", "-q", base)
+            store.run("pull", "-q", base)
+            for name in names:
+                try:
+                    found = run_case(name, base, docker, data_root, store, work, args.show)
+                except RuntimeError as err:
+                    found = [f"{name}: {err}"]
+                print(f"{name:16} {'PASS' if not found else f'{len(found)} differences'}")
+                for line in found:
+                    print("  " + line)
+                problems += found
+    finally:
+        store.cleanup()
+        common.unmount_all(work)
+        shutil.rmtree(work, ignore_errors=True)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
