@@ -382,3 +382,103 @@ class ImageAnalysisDir(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["analysis", "path"], name="image_analysis_dir_path")
         ]
+
+
+class Build(models.Model):
+    """One ``docker build`` from the Build page, queued here and run by a worker.
+
+    The context a person uploaded is saved under ``context_dir`` (DOCKWEB_DATA/builds/<id>/
+    context) before the row is queued, and removed when the build ends. ``output`` holds
+    the lines classic ``docker build`` prints, written at a bounded rate; BuildStep rows
+    hold what each step made.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    dockerfile = models.TextField()
+    context_dir = models.CharField(
+        max_length=1000, blank=True, help_text=_("Saved build context; empty: none")
+    )
+    context_size = models.BigIntegerField(default=0, help_text=_("Bytes of the saved context"))
+    tags = models.JSONField(default=list)
+    no_cache = models.BooleanField(default=False)
+    build_args = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    output = models.JSONField(default=list, help_text=_("Lines as docker build prints them"))
+    image_id = models.CharField(max_length=71, blank=True)
+    error = models.TextField(blank=True)
+    error_line = models.PositiveIntegerField(default=0, help_text=_("Dockerfile line; 0: none"))
+    worker = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"build {self.pk} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def first_line(self) -> str:
+        """The FROM line, or the first line that says something: the build's name in lists."""
+        lines = [s.strip() for s in self.dockerfile.splitlines()]
+        lines = [s for s in lines if s and not s.startswith("#")]
+        return next((s for s in lines if s.upper().startswith("FROM ")), lines[0] if lines else "")
+
+    @property
+    def error_source(self) -> str:
+        """The Dockerfile line the error names, as written ("" when it names none)."""
+        lines = self.dockerfile.splitlines()
+        if 0 < self.error_line <= len(lines):
+            return lines[self.error_line - 1].strip()
+        return ""
+
+    @property
+    def elapsed(self) -> timedelta | None:
+        if not self.started_at:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at
+
+
+class BuildStep(models.Model):
+    """One step of a build (``Step 2/5 : RUN ...``) and what it made.
+
+    ``image_id`` is the step's (intermediate) image, empty while the step runs or when it
+    failed; ``layer_size`` is None when the step added no layer (metadata only, or a RUN
+    that changed nothing) or came from the cache (``cached``).
+    """
+
+    build = models.ForeignKey(Build, on_delete=models.CASCADE, related_name="steps")
+    number = models.PositiveIntegerField()
+    instruction = models.TextField()
+    image_id = models.CharField(max_length=71, blank=True)
+    cached = models.BooleanField(default=False)
+    layer_size = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["build", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["build", "number"], name="build_step_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"step {self.number}: {self.instruction}"
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.image_id)

@@ -27,6 +27,11 @@ def run_operation(op_id: int) -> None:
     services.run_operation(op_id)
 
 
+@app.task(acks_late=True, ignore_result=True)
+def run_build(build_id: int) -> None:
+    services.run_build(build_id)
+
+
 @worker_ready.connect
 def recover_after_restart(**kwargs) -> None:
     """Repair what a stopped worker left: scratch files, rows still "running", the mirror."""

@@ -6,7 +6,8 @@ from images import views
 
 app_name = "images"
 
-# Included at the site's root: /images/..., /pull/, /pulls/..., /operations/..., /registries/.
+# Included at the site's root: /images/..., /pull/, /pulls/..., /operations/..., /build/,
+# /builds/..., /registries/.
 urlpatterns = [
     path("images/", views.image_list, name="list"),
     path("images/remove/", views.image_remove, name="remove"),
@@ -20,6 +21,8 @@ urlpatterns = [
     path("pulls/<int:pk>/", views.pull_detail, name="pull_detail"),
     path("pulls/<int:pk>/cancel/", views.pull_cancel, name="pull_cancel"),
     path("operations/<int:pk>/", views.operation, name="operation"),
+    path("build/", views.build, name="build"),
+    path("builds/<int:pk>/", views.build_detail, name="build_detail"),
     path("registries/", views.registries, name="registries"),
     path("registries/delete/", views.registry_delete, name="registry_delete"),
 ]

@@ -21,7 +21,7 @@ from access.audit import audit
 from access.roles import ADMIN, OPERATOR, role_required
 from dockweb.runtime.errors import DockwebError, ImageNotFound, InvalidReference
 from images import credentials, services
-from images.models import Operation, Pull, RegistryCredential
+from images.models import Build, Operation, Pull, RegistryCredential
 
 # The platforms offered on the Pull page; "" is the host's own platform, as `docker pull`.
 PLATFORMS = [
@@ -322,6 +322,86 @@ def pull_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 def active_pulls(request: HttpRequest) -> HttpResponse:
     """The navigation's active pulls, which poll themselves only while there are some."""
     return render(request, "base.html#nav_pulls")
+
+
+# --- builds ------------------------------------------------------------------------------
+
+RECENT_BUILDS = 15
+
+BUSYBOX_EXAMPLE = """FROM busybox:latest
+ARG GREETING=hello
+RUN echo "$GREETING from a dockweb build" > /greeting.txt
+COPY . /app/
+WORKDIR /app
+CMD ["cat", "/greeting.txt"]"""
+
+
+def _build_args(text: str) -> dict[str, str]:
+    """``KEY=value`` lines (as ``--build-arg``), blank lines ignored; ValueError says which
+    line is wrong."""
+    out = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        key, eq, value = line.partition("=")
+        if not eq or not key.strip() or " " in key.strip():
+            raise ValueError(
+                _("Write each build argument as KEY=value, not %(line)s.") % {"line": line}
+            )
+        out[key.strip()] = value
+    return out
+
+
+@login_required
+@role_required(OPERATOR)
+@require_http_methods(["GET", "POST"])
+def build(request: HttpRequest) -> HttpResponse:
+    """The Build page; POST saves the context, queues the build and goes to its live page."""
+    form = {
+        "dockerfile": request.POST.get("dockerfile", ""),
+        "tags": request.POST.get("tags", "").strip(),
+        "build_args": request.POST.get("build_args", ""),
+        "no_cache": request.POST.get("no_cache", "") not in ("", "0", "off"),
+    }
+    error = None
+    if request.method == "POST":
+        try:
+            started = services.start_build(
+                form["dockerfile"],
+                archive=request.FILES.get("context"),
+                files=request.FILES.getlist("files"),
+                tags=form["tags"].replace(",", " ").split(),
+                no_cache=form["no_cache"],
+                build_args=_build_args(form["build_args"]),
+                user=request.user,
+            )
+        except (DockwebError, ValueError) as e:
+            error = str(e)
+        else:
+            audit(request, "image.build", " ".join(started.tags), build=started.pk)
+            return redirect("images:build_detail", pk=started.pk)
+    context = {
+        "form": form,
+        "example": BUSYBOX_EXAMPLE,
+        "error": error,
+        "builds": Build.objects.all()[:RECENT_BUILDS],
+        "page": "build",
+    }
+    return render(request, "images/build.html", context, status=400 if error else 200)
+
+
+@login_required
+@require_GET
+@vary_on_headers("HX-Request")
+def build_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """A build's steps and output; the `build_progress` partial polls itself while active."""
+    b = get_object_or_404(Build, pk=pk)
+    template = "images/build_detail.html"
+    if request.htmx:
+        template += "#build_progress"
+    context = {"build": b, "steps": b.steps.all(), "page": "build"}
+    return render(request, template, context)
 
 
 # --- registries --------------------------------------------------------------------------

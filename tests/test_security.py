@@ -27,6 +27,7 @@ PASSWORD = "a-long-test-password-42"
 # endpoint must refuse GET.
 FORM_PAGES = {
     "images:pull",
+    "images:build",
     "images:registries",
     "containers:run",
     "containers:console",
