@@ -10,7 +10,13 @@ import tarfile
 import pytest
 
 from dockweb.runtime import layerfs
-from dockweb.runtime.build import BuildOptions, PatternMatcher, build, parse_dockerfile
+from dockweb.runtime.build import (
+    BuildContext,
+    BuildOptions,
+    PatternMatcher,
+    build,
+    parse_dockerfile,
+)
 from dockweb.runtime.containers import ContainerManager
 from dockweb.runtime.errors import BuildError, Conflict
 from dockweb.runtime.pull import pull
@@ -342,3 +348,131 @@ def test_the_cli_builds_hides_intermediates_commits_and_prunes_parents(dockweb, 
     assert len(removed) == 1  # cli:committed is its child: nothing deleted yet
     dockweb("rmi", "cli:committed")
     assert len(dockweb("images", "-a", "-q").stdout.split()) == 1
+
+
+def _stat_tree(store, image_id, paths):
+    root = store.mount_image(image_id)
+    try:
+        out = {}
+        for p in paths:
+            st = os.lstat(root + p)
+            out[p] = (oct(st.st_mode & 0o7777), st.st_uid, st.st_gid, st.st_mtime_ns)
+        return out
+    finally:
+        store.unmount_image(image_id)
+
+
+def test_it_extracts_a_local_tar_keeping_modes_owners_and_symlink_times(store, manager, tmp_path):
+    def info(name, kind=tarfile.REGTYPE, mode=0o644, uid=0, mtime=1_300_000_000, link=""):
+        ti = tarfile.TarInfo(name)
+        ti.type, ti.mode, ti.uid, ti.gid, ti.mtime, ti.linkname = kind, mode, uid, uid, mtime, link
+        ti.size = 1 if kind == tarfile.REGTYPE else 0
+        return ti
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for ti in (
+            info("pkg/", tarfile.DIRTYPE, 0o750, 1000),
+            info("pkg/suid", mode=0o4755),
+            info("pkg/shared/", tarfile.DIRTYPE, 0o2777, mtime=1_300_000_006),
+            info("pkg/shared/w", mode=0o666, uid=1),
+            info("pkg/link", tarfile.SYMTYPE, 0o777, mtime=1_300_000_003, link="suid"),
+        ):
+            tar.addfile(ti, io.BytesIO(b"x") if ti.isreg() else None)
+    (tmp_path / "pkg.tar").write_bytes(buf.getvalue())
+    result, _ = _build(store, manager, "FROM busybox\nADD pkg.tar /opt/\n", tmp_path)
+    got = _stat_tree(
+        store,
+        result.image_id,
+        ["/opt", "/opt/pkg", "/opt/pkg/suid", "/opt/pkg/shared", "/opt/pkg/shared/w"],
+    )
+    assert got["/opt"][:3] == ("0o755", 0, 0)
+    assert got["/opt/pkg"] == ("0o750", 1000, 1000, 1_300_000_000 * 10**9)
+    assert got["/opt/pkg/suid"][:3] == ("0o4755", 0, 0)
+    assert got["/opt/pkg/shared"] == ("0o2777", 0, 0, 1_300_000_006 * 10**9)
+    assert got["/opt/pkg/shared/w"][:3] == ("0o666", 1, 1)
+    root = store.mount_image(result.image_id)
+    try:
+        assert os.lstat(root + "/opt/pkg/link").st_mtime_ns == 1_300_000_003 * 10**9
+    finally:
+        store.unmount_image(result.image_id)
+
+
+def test_it_reads_an_ignored_dockerfile_but_leaves_it_out_of_the_context(store, manager, tmp_path):
+    (tmp_path / ".dockerignore").write_text("Dockerfile\n.dockerignore\n")
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nCOPY . /srv/\n")
+    (tmp_path / "a.txt").write_text("a")
+    result, _ = _build(store, manager, "FROM busybox\nCOPY . /srv/\n", tmp_path)
+    assert {k for k in _files(store, result.image_id) if k.startswith("/srv/")} == {"/srv/a.txt"}
+
+
+def test_it_gives_new_parents_of_a_chowned_directory_copy_to_root(store, manager, tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub/f").write_text("f")
+    (tmp_path / "one").write_text("1")
+    dockerfile = (
+        "FROM busybox\nCOPY --chown=app:app sub/ /opt/sub/\n"
+        "COPY --chown=app:app one /new/parent/one\n"
+    )
+    result, _ = _build(store, manager, dockerfile, tmp_path)
+    got = _stat_tree(store, result.image_id, ["/opt", "/opt/sub", "/opt/sub/f", "/new/parent"])
+    assert got["/opt"][1:3] == (0, 0)  # copyDirectory: MkdirAll as root
+    assert got["/opt/sub"][1:3] == got["/opt/sub/f"][1:3] == (1000, 1000)
+    assert got["/new/parent"][1:3] == (1000, 1000)  # copyFile: MkdirAllAndChownNew
+
+
+def test_it_writes_chown_into_copy_history_and_misses_the_cache_on_another(
+    store, manager, tmp_path
+):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub/f").write_text("f")
+    first, _ = _build(
+        store, manager, "FROM busybox\nCOPY --chown=app:app sub/ /opt/sub/\n", tmp_path
+    )
+    created_by = store.get_image(first.image_id).config["history"][-1]["created_by"]
+    assert created_by.startswith("/bin/sh -c #(nop) COPY --chown=app:appdir:")
+    assert created_by.endswith(" in /opt/sub/ ")
+    other, out = _build(store, manager, "FROM busybox\nCOPY --chown=0:0 sub/ /opt/sub/\n", tmp_path)
+    assert "Using cache" not in out and other.image_id != first.image_id
+    assert _stat_tree(store, other.image_id, ["/opt/sub/f"])["/opt/sub/f"][1:3] == (0, 0)
+
+
+def test_it_writes_workdir_and_expose_history_as_docker(store, manager):
+    result, _ = _build(store, manager, "FROM busybox\nWORKDIR /w\nEXPOSE 80 443/udp 8080/tcp\n")
+    history = store.get_image(result.image_id).config["history"][-2:]
+    assert [h["created_by"] for h in history] == [
+        "/bin/sh -c #(nop) WORKDIR /w",
+        "/bin/sh -c #(nop)  EXPOSE 443/udp 80 8080/tcp",
+    ]
+    ports = store.get_image(result.image_id).config["config"]["ExposedPorts"]
+    assert set(ports) == {"80/tcp", "443/udp", "8080/tcp"}
+
+
+def test_a_run_after_user_has_the_users_groups(store, manager):
+    dockerfile = "FROM busybox\nRUN echo wheel:x:10:root,app >> /etc/group\nUSER app\nRUN id\n"
+    _, out = _build(store, manager, dockerfile)
+    assert "uid=1000(app) gid=1000(app) groups=10(wheel),1000(app)\n" in out
+
+
+def test_copy_source_hashes_are_dockers_tarsums(tmp_path):
+    # expected values: Docker 20.10's classic builder on these very files
+    # (benchmarks/compare_build.py, cases add_tar and copy_chown)
+    files = {"plain.txt": b"plain\n", "sub/ok.txt": b"ok\n", "sub/deeper/z": b"z\n"}
+    files["sub/secret.key"] = b"ignored\n"
+    for rel, data in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(data)
+        (tmp_path / rel).chmod(0o644)
+    for d in ("sub", "sub/deeper"):
+        (tmp_path / d).chmod(0o755)
+    (tmp_path / "sub/alink").symlink_to("ok.txt")
+    (tmp_path / ".dockerignore").write_text("**/secret*\n")
+    context = BuildContext(str(tmp_path))
+    assert context.hash("plain.txt") == (
+        "file:cb524f869f72f4b775589cbadd80f6e6d97ffff6c7f86282a7b00adb970b2641"
+    )
+    assert context.hash("sub") == (
+        "dir:edba44e1280789f517e5393a5e699a89ffc4b87b01a48abc5ffa09092c6dbdbd"
+    )
+    # a symlink hashes as the file it points to, as archiveContext.Hash follows it
+    assert context.hash("sub/alink") == context.hash("sub/ok.txt")

@@ -153,7 +153,8 @@ def test_it_sets_dockers_environment(manager, image):
 
 def test_it_resolves_a_user_name_from_the_containers_passwd(manager, image):
     c, _ = _run(manager, image, "id", user="app")
-    assert _out(manager, c.id).startswith("uid=1000(app) gid=1000(app)")
+    # the primary group is a supplementary group too, as moby's getUser makes it
+    assert _out(manager, c.id) == "uid=1000(app) gid=1000(app) groups=1000(app)\n"
     c, _ = _run(manager, image, "id", "-u", user="4242:4242")
     assert _out(manager, c.id) == "4242\n"
     with pytest.raises(ContainerStartError, match="unable to find user nosuch"):

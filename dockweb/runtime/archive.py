@@ -36,7 +36,7 @@ from typing import Protocol
 from dockweb.runtime.errors import BreakoutError, LayerError
 from dockweb.runtime.tarsplit import SplitRecorder
 
-__all__ = ["LayerLimits", "apply_layer", "directory_size"]
+__all__ = ["LayerLimits", "apply_layer", "directory_size", "untar"]
 
 _READ_SIZE = 1 << 20  # bytes asked of the stream per read
 _BLOCK = 512
@@ -138,6 +138,27 @@ def apply_layer(
         if recorder:
             recorder.abort()  # a no-op once finish() has put the metadata in place
     return directory_size(dest)
+
+
+def untar(stream: Readable, dest: str) -> None:
+    """Unpack the uncompressed tar read from ``stream`` into the existing directory ``dest``,
+    as ``ADD`` of a local archive does (moby's chrootarchive ``Untar``, a chroot at ``dest``).
+
+    Same entry semantics as ``apply_layer`` (owners from the tar, modes with setuid/setgid/
+    sticky, times, symlink times, hardlinks; never a write outside ``dest``), except that
+    ``.wh.*`` names are ordinary files (Untar has no whiteout converter) and a repeated name
+    replaces the earlier entry. Raises LayerError; ``dest`` may then hold a partial result.
+    """
+    unpacker = _Unpacker(os.fsencode(os.path.abspath(dest)), LayerLimits(), False)
+    unpacker.layer_mode = False
+    # dest already holds files (a setgid directory gives new files its group): always chown
+    unpacker.root_owner = False
+    try:
+        unpacker.run(_TarReader(stream))
+    except _TarFormatError as e:
+        raise LayerError(f"Error processing tar file(exit status 1): {e}") from e
+    except OSError as e:
+        raise LayerError(f"Error processing tar file(exit status 1): {_os_message(e)}") from e
 
 
 def directory_size(path: str) -> int:
@@ -541,6 +562,7 @@ class _LimitError(LayerError):
 
 class _Unpacker:
     recorder: SplitRecorder | None = None  # told of removals: they break tar-split
+    layer_mode = True  # False for untar: no whiteouts, no duplicate check
 
     def __init__(self, dest: bytes, limits: LayerLimits, refuse_escapes: bool):
         self.dest = dest
@@ -685,7 +707,7 @@ class _Unpacker:
                     f"layer has more than {self.limits.max_entries} entries, the limit"
                 )
             key = _clean(hdr.name)
-            if key in self.seen:
+            if key in self.seen and self.layer_mode:
                 raise _Duplicate()
             self.seen.add(key)
             if hdr.type == _TYPE_PAX_GLOBAL:
@@ -733,7 +755,7 @@ class _Unpacker:
         base = parts[-1]
         rel = b"/".join(parent + [base])
         parent_rel = b"/".join(parent)
-        if base.startswith(_WHITEOUT_PREFIX):
+        if base.startswith(_WHITEOUT_PREFIX) and self.layer_mode:
             reader.skip_data(hdr.size)
             self.whiteout(hdr, parent_rel, base, rel)
             return

@@ -27,10 +27,13 @@ config, not run), ``security.capability`` xattrs in built layers.
 
 from __future__ import annotations
 
+import bz2
 import contextlib
 import fnmatch
+import gzip
 import hashlib
 import json
+import lzma
 import os
 import platform
 import re
@@ -46,10 +49,16 @@ from datetime import UTC, datetime
 
 from dockweb.runtime import oci
 from dockweb.runtime import reference as refs
-from dockweb.runtime.archive import apply_layer
+from dockweb.runtime.archive import apply_layer, untar
 from dockweb.runtime.containers import ContainerSpec, Status
 from dockweb.runtime.digest import sha256_digest, short_id
-from dockweb.runtime.errors import BuildError, ContainerStartError, DockwebError, ImageNotFound
+from dockweb.runtime.errors import (
+    BuildError,
+    ContainerStartError,
+    DockwebError,
+    ImageNotFound,
+    LayerError,
+)
 from dockweb.runtime.store import ImageRecord, LayerRecord, Store
 from dockweb.runtime.tarsplit import FILE_NAME as TAR_SPLIT
 
@@ -402,12 +411,15 @@ def _pattern_regex(pattern: str) -> str:
 class BuildContext:
     """The files of a build context after ``.dockerignore``: ``paths`` (relative, ``/``
     separated) of every file, link and directory sent. The Dockerfile and ``.dockerignore``
-    are always sent, as the docker CLI does."""
+    are always sent, as the docker CLI does, but left out of ``paths`` when ``.dockerignore``
+    names them (the daemon removes them once read: moby's ``removeDockerfile``)."""
 
     def __init__(self, root: str | None, dockerfile_name: str = "Dockerfile"):
         self.root = os.path.abspath(root) if root else None
         self.paths: set[str] = set()
         self.size = 0  # bytes of the tar the docker CLI would send
+        self.hardlinks: dict[str, str] = {}  # path -> the first path of its inode in the tar
+        self._sums: dict[str, str] = {}
         if self.root is None:
             return
         patterns: list[str] = []
@@ -416,6 +428,8 @@ class BuildContext:
             with open(ignore, encoding="utf-8", errors="replace") as f:
                 patterns = read_dockerignore(f.read())
         matcher = PatternMatcher(patterns)
+        # the CLI always sends these two; the daemon reads them and then removes them from
+        # the context when .dockerignore names them (moby's removeDockerfile)
         keep = {".dockerignore", dockerfile_name.lstrip("./")}
 
         def walk(rel: str) -> None:
@@ -426,14 +440,20 @@ class BuildContext:
                 if excluded and not (is_dir and matcher.exclusions):
                     continue
                 if not excluded:
-                    self.paths.add(path)
+                    if path not in keep or not matcher.matches(path):
+                        self.paths.add(path)
                     st = entry.stat(follow_symlinks=False)
+                    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                        first = inodes.setdefault((st.st_dev, st.st_ino), path)
+                        if first != path:
+                            self.hardlinks[path] = first
                     self.size += 512 + (
                         -(-st.st_size // 512) * 512 if stat.S_ISREG(st.st_mode) else 0
                     )
                 if is_dir:
                     walk(path)
 
+        inodes: dict[tuple[int, int], str] = {}
         walk("")
         self.size += 1024
 
@@ -449,30 +469,62 @@ class BuildContext:
         return sorted(p for p in self.paths if p.startswith(prefix) and "/" not in p[len(prefix) :])
 
     def hash(self, rel: str) -> str:
-        """``file:<hex>`` or ``dir:<hex>``: a content hash (type, mode, link target, bytes;
-        for a directory every path under it too), the COPY cache key's source part."""
-        full = self.abs(rel)
-        st = os.lstat(full)
-        if not stat.S_ISDIR(st.st_mode):
-            return "file:" + self._entry_hash(full, st)
-        sums = []
-        stack = [rel]
-        while stack:
-            cur = stack.pop()
-            for child in self.children(cur):
-                cst = os.lstat(self.abs(child))
-                name = child[len(rel) + 1 :] if rel not in ("", ".") else child
-                sums.append(f"{name}:{self._entry_hash(self.abs(child), cst)}")
-                if stat.S_ISDIR(cst.st_mode):
-                    stack.append(child)
+        """The COPY cache key's source part, as moby's copier computes it: ``file:<tarsum>``
+        for a file (its target's, for a symlink), ``dir:<sha256>`` of the sorted, comma-joined
+        sums of the directory and everything under it (not of the context root itself)."""
+        try:
+            is_dir = stat.S_ISDIR(os.stat(self.abs(rel)).st_mode)
+        except OSError:
+            is_dir = False  # a dangling symlink
+        if not is_dir:
+            return "file:" + self._hash(rel)
+        top = os.path.relpath(oci._in_root(self.root, rel), self.root)
+        top = "" if top == "." else top
+        prefix = top + "/" if top else ""
+        sums = [self._hash(p) for p in self.paths if p.startswith(prefix)]
+        if top:
+            sums.append(self._hash(top))
         return "dir:" + hashlib.sha256(",".join(sorted(sums)).encode()).hexdigest()
 
-    @staticmethod
-    def _entry_hash(full: str, st: os.stat_result) -> str:
-        h = hashlib.sha256(f"{st.st_mode:o}\0".encode())
-        if stat.S_ISLNK(st.st_mode):
-            h.update(os.readlink(full).encode())
-        elif stat.S_ISREG(st.st_mode):
+    def _hash(self, rel: str) -> str:
+        """archiveContext.Hash: the tarsum of the path with its symlinks followed inside the
+        context; the path itself when that is not a file of the context."""
+        real = os.path.relpath(oci._in_root(self.root, rel), self.root)
+        if real not in self.paths:
+            return rel
+        if real not in self._sums:
+            self._sums[real] = self._tarsum(real)
+        return self._sums[real]
+
+    def _tarsum(self, rel: str) -> str:
+        """tarsum v1 of one entry of the tar the docker CLI sends (FileInfoHeader, owners
+        0:0): sha256 of the selected header fields (no mtime, uname/gname blank), then the
+        file's bytes."""
+        full = self.abs(rel)
+        st = os.lstat(full)
+        mode = st.st_mode
+        name, size, link, major, minor = rel, 0, "", 0, 0
+        if rel in self.hardlinks:
+            kind, link = "1", self.hardlinks[rel]
+        elif stat.S_ISREG(mode):
+            kind, size = "0", st.st_size
+        elif stat.S_ISDIR(mode):
+            kind, name = "5", rel + "/"
+        elif stat.S_ISLNK(mode):
+            kind, link = "2", os.readlink(full)
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            kind = "3" if stat.S_ISCHR(mode) else "4"
+            major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        elif stat.S_ISFIFO(mode):
+            kind = "6"
+        else:
+            kind = "0"
+        header = (
+            f"name{name}mode{mode}uid0gid0size{size}typeflag{kind}linkname{link}"
+            f"unamegnamedevmajor{major}devminor{minor}"
+        )
+        h = hashlib.sha256(header.encode("utf-8", "surrogateescape"))
+        if kind == "0" and size:
             with open(full, "rb") as f:
                 for chunk in iter(lambda: f.read(1 << 20), b""):
                     h.update(chunk)
@@ -990,11 +1042,11 @@ class Builder:
         return self._commit(n, inst, f"SHELL [{' '.join(inst.json_args)}]")
 
     def _do_expose(self, n: int, inst: Instruction) -> StepResult:
-        words = [self._expand(w, inst) for w in inst.rest.split()]
+        # moby's parser sorts the words as written; each is then expanded (into words)
+        words = [w for raw in sorted(inst.rest.split()) for w in self._expand(raw, inst).split()]
         if not words:
             raise _parse_error(inst.line, "EXPOSE requires at least one argument")
         ports = dict(self.state.config.get("ExposedPorts") or {})
-        new = []
         for w in words:
             port, _, proto = w.partition("/")
             proto = (proto or "tcp").lower()
@@ -1003,9 +1055,8 @@ class Builder:
                 raise BuildError(f"Invalid containerPort: {port}", line=inst.line)
             for p in range(int(lo), int(hi if dash else lo) + 1):
                 ports[f"{p}/{proto}"] = {}
-                new.append(f"{p}/{proto}")
         self.state.config["ExposedPorts"] = ports
-        return self._commit(n, inst, "EXPOSE " + " ".join(sorted(set(new))))
+        return self._commit(n, inst, "EXPOSE " + " ".join(words))
 
     def _do_user(self, n: int, inst: Instruction) -> StepResult:
         if not inst.rest:
@@ -1092,7 +1143,7 @@ class Builder:
         current = self.state.config.get("WorkingDir") or "/"
         wd = os.path.normpath(path if path.startswith("/") else os.path.join("/", current, path))
         self.state.config["WorkingDir"] = wd
-        return self._commit(n, inst, f"WORKDIR {wd}", mkdir=wd)
+        return self._commit(n, inst, f"WORKDIR {wd}", mkdir=wd, one_word=True)
 
     # -- commits
 
@@ -1110,13 +1161,18 @@ class Builder:
             self._say(" ---> Using cache")
         return found
 
-    def _commit(self, n: int, inst: Instruction, comment: str, *, mkdir: str = "") -> StepResult:
+    def _commit(
+        self, n: int, inst: Instruction, comment: str, *, mkdir: str = "", one_word: bool = False
+    ) -> StepResult:
         """A step that changes the config only (WORKDIR also makes its directory): Docker's
-        ``commit`` with a ``#(nop)`` command, through a created (never started) container."""
+        ``commit`` with a ``#(nop)`` command, through a created (never started) container.
+        The command is moby's ``withCmdComment`` (``"#(nop) ", comment``: two spaces in the
+        history) or, with ``one_word``, ``withCmdCommentString`` (``"#(nop) " + comment``)."""
         if self.disable_commit:
             return StepResult(n, inst.original, "")
         shell = list(self.state.config.get("Shell") or DEFAULT_SHELL)
-        container_config = self._probe_config([*shell, "#(nop) ", comment])
+        nop = ["#(nop) " + comment] if one_word else ["#(nop) ", comment]
+        container_config = self._probe_config([*shell, *nop])
         cached = self._probe(container_config)
         if cached:
             return self._use_cache(n, inst, cached)
@@ -1277,7 +1333,13 @@ class Builder:
             else "multi:" + hashlib.sha256(",".join(h for _, h in infos).encode()).hexdigest()
         )
         shell = list(self.state.config.get("Shell") or DEFAULT_SHELL)
-        container_config = self._probe_config([*shell, f"#(nop) {name} {src_hash} in {dest} "])
+        # moby's performCopy comment, --chown glued to the hash as Docker writes it; being in
+        # the Cmd, it is part of the cache key
+        chown = self._expand(inst.flags.get("chown", ""), inst)
+        chown_comment = f"--chown={chown}" if chown else ""
+        container_config = self._probe_config(
+            [*shell, f"#(nop) {name} {chown_comment}{src_hash} in {dest} "]
+        )
         cached = self._probe(container_config)
         if cached:
             return self._use_cache(n, inst, cached)
@@ -1330,13 +1392,19 @@ class Builder:
         src = self.context.abs(rel)
         st = os.lstat(src)
         if stat.S_ISDIR(st.st_mode):
-            target = _mkdir_in(rootfs, dest, uid, gid)
+            # moby's copyDirectory: missing directories are made root's (CopyWithTar), then
+            # fixPermissions chowns the destination itself only if it was new
+            target = _mkdir_in(rootfs, dest, 0, 0, last_owner=(uid, gid))
             self._copy_tree(rel, target, uid, gid)
             return
         if add and stat.S_ISREG(st.st_mode) and _is_archive(src):
-            target = _mkdir_in(rootfs, dest, uid, gid)
-            with tarfile.open(src, "r:*") as tar:
-                tar.extractall(target, filter="tar", numeric_owner=True)
+            # moby's UntarPath: the tar's own owners, modes and times; --chown plays no part
+            target = _mkdir_in(rootfs, dest, 0, 0)
+            with _decompressed(src) as stream:
+                try:
+                    untar(stream, target)
+                except LayerError as e:
+                    raise BuildError(f"ADD failed: {rel}: {e}") from e
             return
         if dest.endswith("/") or many or os.path.isdir(oci._in_root(rootfs, dest)):
             target_dir = _mkdir_in(rootfs, dest, uid, gid)
@@ -1389,19 +1457,43 @@ def _is_archive(path: str) -> bool:
         return False
 
 
-def _mkdir_in(rootfs: str, path: str, uid: int, gid: int) -> str:
+def _mkdir_in(
+    rootfs: str, path: str, uid: int, gid: int, *, last_owner: tuple[int, int] | None = None
+) -> str:
     """Make ``path`` (and missing parents, owned by uid:gid, 0755) inside ``rootfs``, following
-    symlinks inside it; returns its host path."""
+    symlinks inside it; returns its host path. ``last_owner``: the owner of ``path`` itself
+    when it is made here."""
     current = "/"
-    for part in [p for p in path.split("/") if p]:
+    parts = [p for p in path.split("/") if p]
+    for i, part in enumerate(parts):
         current = os.path.join(current, part)
         host = oci._in_root(rootfs, current)
         if not os.path.isdir(host):
             if os.path.lexists(host):
                 raise BuildError(f"mkdir {current}: not a directory")
             os.mkdir(host, 0o755)
-            os.lchown(host, uid, gid)
+            owner = last_owner if last_owner and i == len(parts) - 1 else (uid, gid)
+            os.lchown(host, *owner)
     return oci._in_root(rootfs, path)
+
+
+@contextlib.contextmanager
+def _decompressed(path: str) -> Iterator:
+    """The file as moby's DecompressStream gives it: gzip, bzip2 and xz undone."""
+    with open(path, "rb") as f:
+        magic = f.read(6)
+        f.seek(0)
+        if magic.startswith(b"\x1f\x8b"):
+            with gzip.open(f) as g:
+                yield g
+        elif magic.startswith(b"BZh"):
+            with bz2.open(f) as b:
+                yield b
+        elif magic.startswith(b"\xfd7zXZ\x00"):
+            with lzma.open(f) as x:
+                yield x
+        else:
+            yield f
 
 
 def _copy_entry(src: str, dst: str, uid: int, gid: int) -> None:

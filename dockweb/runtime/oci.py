@@ -202,6 +202,9 @@ def resolve_user(rootfs: str, user: str) -> ExecUser:
                 gid = int(row[2])
                 if gid not in out.additional_gids:
                     out.additional_gids.append(gid)
+    # moby's getUser (20.10.24, GHSA-hmfx-3pcx-653p): the primary group always comes first
+    # among the supplementary groups, so `id` lists it in groups= as under Docker
+    out.additional_gids.insert(0, out.gid)
     return out
 
 
