@@ -71,7 +71,11 @@ def _anchored(*res: str) -> re.Pattern[str]:
 
 
 _ALPHA_NUMERIC = r"[a-z0-9]+"
-_SEPARATOR = r"(?:[._]|__|[-]*)"
+# distribution writes the dash separator as [-]*; the empty match adds nothing (alphanumeric
+# runs already concatenate) but makes Python's backtracking engine exponential on a name that
+# fails to match ("aaaaaaaaaaaaaaaaaaaa!" took minutes), unlike Go's RE2. [-]+ is the same
+# language, matched in linear time.
+_SEPARATOR = r"(?:[._]|__|[-]+)"
 _NAME_COMPONENT = _ALPHA_NUMERIC + _optional(_repeated(_SEPARATOR, _ALPHA_NUMERIC))
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = (
