@@ -96,6 +96,11 @@ class Platform:
 
     @classmethod
     def from_json(cls, data: dict) -> Platform:
+        strings = ("os", "architecture", "variant", "os.version")
+        if any(not isinstance(data.get(k) or "", str) for k in strings) or not isinstance(
+            data.get("os.features") or [], list
+        ):
+            raise UnsupportedManifest("invalid platform in manifest")
         return cls(
             os=data.get("os", ""),
             architecture=data.get("architecture", ""),
@@ -131,12 +136,22 @@ class Descriptor:
 
     @classmethod
     def from_json(cls, data: dict) -> Descriptor:
+        """Raises UnsupportedManifest when ``data`` is not a well-typed descriptor."""
+        if not isinstance(data, dict):
+            raise UnsupportedManifest("invalid descriptor in manifest: not an object")
         try:
             media_type = data["mediaType"]
             digest = data["digest"]
             size = int(data["size"])
         except (KeyError, TypeError, ValueError) as e:
             raise UnsupportedManifest(f"invalid descriptor in manifest: missing {e}") from None
+        if (
+            not isinstance(media_type, str)
+            or not isinstance(digest, str)
+            or not isinstance(data.get("annotations") or {}, dict)
+            or not isinstance(data.get("urls") or [], list)
+        ):
+            raise UnsupportedManifest("invalid descriptor in manifest: wrong field types")
         plat = data.get("platform")
         return cls(
             media_type=media_type,
@@ -161,6 +176,13 @@ class Index:
     manifests: tuple[Descriptor, ...]
 
 
+def _descriptors(doc: dict, key: str) -> tuple[Descriptor, ...]:
+    items = doc.get(key) or []  # null is an empty list, as Go's json reads it
+    if not isinstance(items, list):
+        raise UnsupportedManifest(f"invalid manifest: {key} is not a list")
+    return tuple(Descriptor.from_json(d) for d in items)
+
+
 def parse_manifest(
     data: bytes, content_type: str | None, *, ref: str | None = None
 ) -> Manifest | Index:
@@ -178,6 +200,8 @@ def parse_manifest(
     if not isinstance(doc, dict):
         raise UnsupportedManifest("invalid manifest: not a JSON object")
     inner = doc.get("mediaType") or ""
+    if not isinstance(inner, str):
+        raise UnsupportedManifest("invalid manifest: mediaType is not a string")
     # Registries answer with text/plain or application/json for old pushes; fall back to the
     # document's own mediaType, and to schemaVersion 1 detection.
     media_type = ctype if ctype and ctype not in ("application/json", "text/plain") else inner
@@ -197,14 +221,12 @@ def parse_manifest(
             f"manifest media type mismatch: Content-Type {media_type}, document {inner}"
         )
     if media_type in INDEX_TYPES:
-        return Index(media_type, tuple(Descriptor.from_json(d) for d in doc.get("manifests", [])))
+        return Index(media_type, _descriptors(doc, "manifests"))
     if media_type in MANIFEST_TYPES:
         if "config" not in doc:
             raise UnsupportedManifest("invalid manifest: no config descriptor")
         return Manifest(
-            media_type,
-            Descriptor.from_json(doc["config"]),
-            tuple(Descriptor.from_json(d) for d in doc.get("layers", [])),
+            media_type, Descriptor.from_json(doc["config"]), _descriptors(doc, "layers")
         )
     raise UnsupportedManifest(f"unsupported manifest media type {media_type or '(none)'}")
 
