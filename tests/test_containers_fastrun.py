@@ -92,3 +92,22 @@ def test_it_takes_the_django_path_when_the_stamp_is_stale(cli, busybox):
     assert stamp.read_text() != "stale\n"
     proc = cli("-X", "importtime", "-m", "dockweb.cli", "run", "--rm", busybox, "true")
     assert "django.db.migrations" not in proc.stderr
+
+
+@needs_root
+def test_it_audits_a_fast_run_as_the_orm_path_does(cli, busybox):
+    cli("-m", "dockweb.cli", "pull", "-q", busybox)
+    cli("-m", "dockweb.cli", "run", "--rm", busybox, "true")
+    events = rows(cli.db, "access_auditevent")
+    run = [e for e in events if e["action"] == "container.run"]
+    assert len(run) == 1
+    assert run[0]["actor"].startswith("cli:")
+    assert run[0]["target"] == f"run --rm {busybox} true"
+    # the ORM reads the row the fast path wrote
+    code = (
+        "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'dockweb.settings');"
+        "django.setup(); from access.models import AuditEvent;"
+        "e = AuditEvent.objects.get(action='container.run'); print(e.detail['exit'], e.at.year)"
+    )
+    out = cli("-c", code).stdout.split()
+    assert out[0] == "0" and int(out[1]) >= 2026

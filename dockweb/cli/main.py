@@ -612,6 +612,7 @@ def main(argv: list[str] | None = None) -> int:
 
         code = fastrun.run(args)
         if code is not None:
+            fastrun.audit(list(sys.argv[1:] if argv is None else argv), code)
             return code
     _setup_django()
     from dockweb.cli.format import FormatError
