@@ -183,3 +183,28 @@ def test_it_mounts_the_merged_root_filesystem(dockweb, pushed):
     finally:
         dockweb("image", "unmount", ref)
     assert not os.path.ismount(path)
+
+
+def test_it_pushes_with_dockers_output_and_pulls_back(dockweb, registry, pushed, tmp_path):
+    ref, image = pushed["a"]
+    dockweb("pull", "-q", ref)
+    target = f"{registry.host}/cli/pushed:v1"
+    dockweb("tag", ref, target)
+    out = dockweb("push", target).stdout.splitlines()
+    assert out[0] == f"The push refers to repository [{registry.host}/cli/pushed]"
+    digest_line = out[-1]
+    assert digest_line.startswith("v1: digest: sha256:") and " size: " in digest_line
+    again = dockweb("push", target).stdout.splitlines()
+    assert any(line.endswith(": Layer already exists") for line in again)
+    # a fresh store pulls back the very same image
+    env = dict(os.environ, DOCKWEB_ROOT=str(tmp_path / "other"), DOCKWEB_DATA=str(tmp_path / "d2"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "dockweb.cli", "pull", "-q", target],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    ids = subprocess.run(
+        [sys.executable, "-m", "dockweb.cli", "images", "-q", "--no-trunc"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    ).stdout.split()
+    assert ids == [image.image_id]
