@@ -1,4 +1,4 @@
-"""Shared fixtures: a real registry (Debian's docker-registry) and images built from busybox-static."""
+"""Shared fixtures: a real registry (Debian's docker-registry), a Celery worker, cleanup."""
 
 from __future__ import annotations
 
@@ -54,3 +54,23 @@ def live_worker(transactional_db, settings, tmp_path):
     worker.start()
     yield worker
     worker.stop()
+
+
+@pytest.fixture(autouse=True)
+def _unmount_what_a_test_left(request):
+    """Detach overlay mounts a test left under its tmp_path (a container it created and did
+    not remove keeps its rootfs mounted), so later runs can delete the directories."""
+    if "tmp_path" not in request.fixturenames:
+        yield
+        return
+    import subprocess
+
+    base = str(request.getfixturevalue("tmp_path")) + "/"  # set up before: torn down after
+    yield
+    try:
+        with open("/proc/self/mountinfo") as f:
+            targets = [line.split()[4] for line in f]
+    except OSError:
+        return
+    for target in sorted((t for t in targets if t.startswith(base)), reverse=True):
+        subprocess.run(["umount", "-l", target], capture_output=True)
