@@ -177,7 +177,7 @@ def prune_images(*, all: bool = False, filters: dict[str, list[str]] | None = No
     store, mgr = _runtime()
     try:
         records, space, _ = diskusage.prune_images(
-            store, mgr.used_images(), dangling_only=not all, filters=filters
+            store, mgr.used_images, dangling_only=not all, filters=filters
         )
     finally:
         _sync()
@@ -378,7 +378,7 @@ def _run_preview(preview: dict) -> dict:
                 wanted.append(item["id"])
             records, i_space, i_skipped = diskusage.prune_images(
                 store,
-                mgr.used_images(),
+                mgr.used_images,
                 dangling_only=opts["images"] == "dangling",
                 only=wanted,
             )

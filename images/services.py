@@ -81,12 +81,12 @@ def get_client(credentials: dict[str, tuple[str, str]] | None = None) -> Registr
     )
 
 
-def containers_using_images() -> list[tuple[str, str, bool]]:
+def containers_using_images(store: Store | None = None) -> list[tuple[str, str, bool]]:
     """(container ID, image ID, running) for every container the runtime has, so that
     image removal refuses (or forces past) the images containers use, as Docker does."""
     from dockweb.runtime.containers import ContainerManager
 
-    return ContainerManager(get_store()).used_images()
+    return ContainerManager(store or get_store()).used_images()
 
 
 def pull_image(
@@ -132,8 +132,13 @@ def remove_image(
 ) -> list[tuple[str, str]]:
     store = get_store()
     try:
+        # listed under the store's lock, which create holds while it resolves its image:
+        # a container created meanwhile is either seen here or finds the image gone
         return store.remove(
-            ref_or_id, force=force, prune=prune, containers=containers_using_images()
+            ref_or_id,
+            force=force,
+            prune=prune,
+            containers=lambda: containers_using_images(store),
         )
     finally:
         # a removal that fails half-way (disk error) may still have changed the store

@@ -47,7 +47,7 @@ from dockweb.runtime.errors import (
     DockwebError,
     InvalidContainerSpec,
 )
-from dockweb.runtime.store import Store, _is_mountpoint, parse_time
+from dockweb.runtime.store import ImageRecord, Store, _is_mountpoint, parse_time
 from dockweb.runtime.units import human_duration
 from dockweb.runtime.volumes import VolumeManager, dir_size
 
@@ -506,6 +506,15 @@ class ContainerManager:
         Raises ImageNotFound, InvalidContainerSpec (Docker's 400s) or ContainerConflict (the
         name is in use). On failure nothing is left behind.
         """
+        # The image is resolved and the container recorded under one hold of the store's
+        # metadata lock: image removal lists containers under that lock, so it either sees
+        # this container or has removed the image before the lookup (ImageNotFound here).
+        with self.store.locked():
+            rec, argv, mounts = self._resolve(spec)
+            return self._record(spec, rec, argv, mounts)
+
+    def _resolve(self, spec: ContainerSpec) -> tuple[ImageRecord, list[str], list[dict]]:
+        """The image, the command and the planned mounts of ``spec``, or Docker's 400s."""
         rec = self.store.lookup(spec.image)
         cfg = rec.config.get("config") or {}
         entrypoint = (cfg.get("Entrypoint") or []) if spec.entrypoint is None else spec.entrypoint
@@ -529,8 +538,12 @@ class ContainerManager:
             raise InvalidContainerSpec(
                 f"Invalid container name ({spec.name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
             )
-        mounts = self._plan_mounts(spec, cfg)
+        return rec, argv, self._plan_mounts(spec, cfg)
 
+    def _record(
+        self, spec: ContainerSpec, rec: ImageRecord, argv: list[str], mounts: list[dict]
+    ) -> Container:
+        """Write the container's record and layers. Called with the store's lock held."""
         cid = secrets.token_hex(32)
         hostname = spec.hostname or (socket.gethostname() if spec.network == "host" else cid[:12])
         with self.store.locked():

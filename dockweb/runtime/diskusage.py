@@ -306,7 +306,7 @@ def prunable_images(
 
 def prune_images(
     store: Store,
-    containers: list[tuple[str, str, bool]],
+    containers: list[tuple[str, str, bool]] | Callable[[], list[tuple[str, str, bool]]],
     *,
     dangling_only: bool = True,
     filters: dict[str, list[str]] | None = None,

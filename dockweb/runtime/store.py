@@ -29,7 +29,7 @@ import string
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -544,15 +544,20 @@ class Store:
         *,
         force: bool = False,
         prune: bool = True,
-        containers: list[tuple[str, str, bool]] = (),
+        containers: list[tuple[str, str, bool]] | Callable[[], list[tuple[str, str, bool]]] = (),
     ) -> list[tuple[str, str]]:
         """Remove an image reference or image with Docker Engine's ImageDelete semantics.
 
-        ``containers`` lists (container ID, image ID, running). Returns the records in order,
-        as ("Untagged", familiar ref) and ("Deleted", ID) pairs; raises ImageNotFound or
-        Conflict with Docker's messages. Nothing is changed when it raises a conflict.
+        ``containers`` lists (container ID, image ID, running), or is a callable returning
+        that list: it is then called under the metadata lock, which container creation also
+        holds while it resolves its image, so no container can appear in between and lose
+        its image. Returns the records in order, as ("Untagged", familiar ref) and
+        ("Deleted", ID) pairs; raises ImageNotFound or Conflict with Docker's messages.
+        Nothing is changed when it raises a conflict.
         """
         with self.locked():
+            if callable(containers):
+                containers = containers()
             rec = self.lookup(ref_or_id)
             image_id = rec.id
             records: list[tuple[str, str]] = []
