@@ -448,12 +448,17 @@ def cmd_run(args) -> int:
     except DockwebError as err:
         _report("run", err, with_help=True)
         return 125
+    if args.tty and args.interactive and not sys.stdin.isatty():
+        _err("the input device is not a TTY")  # docker/cli's CheckTty, before creating
+        return 1
     try:
         cid = _create_pulling(spec, args, "run")
     except DockwebError as err:
         _report("run", err, with_help=True)
         return _run_exit_code(err)
     try:
+        if not args.detach and (args.interactive or args.tty):
+            return _start_interactive(cid, interactive=args.interactive)
         if not args.detach:
             return _start_attached(cid)
         services.start_container(cid)
@@ -510,6 +515,70 @@ def _start_attached(cid: str) -> int:
     return services.wait_container(cid)
 
 
+def _start_interactive(cid: str, *, interactive: bool) -> int:
+    """Start a ``-i``/``-t`` container and attach to its supervisor (``run -it``, ``start
+    -ai``): our stdin to the container's (with ``interactive``), its output to ours, our
+    terminal raw and its size passed on (with a tty). Ctrl-P Ctrl-Q detaches and leaves the
+    container running. Returns its exit code (0 when detached)."""
+    import fcntl
+    import signal
+    import termios
+    import tty
+
+    from containers import services
+    from dockweb.runtime import attach
+
+    mgr = services.get_manager()
+    c = mgr.get(cid)
+    in_fd = sys.stdin.fileno() if interactive else None
+    out_fd, err_fd = sys.stdout.fileno(), sys.stderr.fileno()
+    raw = c.spec.tty and in_fd is not None and os.isatty(in_fd)
+    # opened before the start: with --rm the directory goes as soon as it exits
+    lock_fd = os.open(os.path.join(mgr.cdir(cid), "shim.lock"), os.O_RDONLY | os.O_CREAT, 0o600)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    saved = termios.tcgetattr(in_fd) if raw else None
+    old_handler = signal.signal(signal.SIGWINCH, lambda *_: os.write(wake_w, b"w"))
+    try:
+        try:
+            mgr.start(cid, attach=True)
+        finally:
+            services.sync_containers()
+        sock = attach.connect(mgr.attach_path(cid))
+        term_fd = next((fd for fd in (in_fd, out_fd) if fd is not None and os.isatty(fd)), None)
+
+        def resize() -> None:
+            if c.spec.tty and term_fd is not None:
+                size = os.get_terminal_size(term_fd)
+                sock.sendall(attach.resize_frame(size.columns, size.lines))
+
+        resize()
+        if saved is not None:
+            tty.setraw(in_fd)
+        sys.stdout.flush()
+        with sock:
+            ended = attach.proxy(
+                sock, in_fd, out_fd, err_fd,
+                detach_keys=raw, on_wakeup=resize, wakeup_fd=wake_r,
+            )
+        if saved is not None:
+            termios.tcsetattr(in_fd, termios.TCSADRAIN, saved)
+            saved = None
+        if not ended:
+            return 0
+        fcntl.flock(lock_fd, fcntl.LOCK_SH)  # the supervisor is done: the final state is there
+        data = os.pread(lock_fd, 65536, 0)
+    finally:
+        if saved is not None:
+            termios.tcsetattr(in_fd, termios.TCSADRAIN, saved)
+        signal.signal(signal.SIGWINCH, old_handler)
+        for fd in (wake_r, wake_w, lock_fd):
+            os.close(fd)
+    if data.strip():
+        return int(json.loads(data)["exit_code"])
+    return services.wait_container(cid)
+
+
 def _copy_log_lines(data: bytes) -> bytes:
     """Write the complete json-file lines of ``data`` to stdout/stderr; return the rest."""
     *lines, rest = data.split(b"\n")
@@ -548,8 +617,10 @@ def cmd_start(args) -> int:
             _err("Error: you cannot start and attach multiple containers at once")
             return 1
         try:
-            cid = services.get_container(args.containers[0]).id
-            return _start_attached(cid)
+            c = services.get_container(args.containers[0])
+            if c.spec.tty or (args.interactive and c.spec.interactive):
+                return _start_interactive(c.id, interactive=args.interactive)
+            return _start_attached(c.id)
         except DockwebError as err:
             _err(_daemon(err))
             _err(f"Error: failed to start containers: {args.containers[0]}")

@@ -34,8 +34,8 @@ def _django_ready() -> bool:
 def run(args) -> int | None:
     """`dockweb run`'s exit status, or None when the ordinary path must run it instead
     (nothing was created then)."""
-    if _django_ready():
-        return None
+    if _django_ready() or args.interactive or args.tty:
+        return None  # -i/-t attach to the supervisor: the ordinary path does that
     settings = importlib.import_module(os.environ.get("DJANGO_SETTINGS_MODULE", "dockweb.settings"))
     db = schema.sqlite_path(settings)
     if db is None or not schema.is_current(settings):

@@ -364,6 +364,12 @@ class ContainerManager:
     def cdir(self, cid: str) -> str:
         return os.path.join(self.dir, cid)
 
+    def attach_path(self, cid: str) -> str:
+        """The supervisor's attach socket of a ``-i``/``-t`` container. Beside the runtime's
+        state rather than in the container's directory: a unix socket's path is limited to
+        107 bytes, and the store's root may be long."""
+        return os.path.join(os.path.dirname(self.runtime_root), "attach", cid)
+
     def _rt(self, *args: str) -> list[str]:
         return [self.runtime, "--root", self.runtime_root, *args]
 
@@ -815,8 +821,10 @@ class ContainerManager:
         process runs (or raises ContainerStartError with Docker's message and exit code,
         recording both in the state). Starting a running container does nothing.
 
-        ``attach`` is accepted for the CLI's ``start -a``; output is read with
-        ``logs(follow=True)`` and the exit code with ``wait``.
+        ``attach``: the CLI attaches next (``run -i``/``-t``, ``start -a``): the supervisor
+        of a ``-i``/``-t`` container keeps the output until a client connects to
+        ``attach_path``. Other containers' output is read with ``logs(follow=True)``, the
+        exit code with ``wait``.
         """
         c = self.get(ref)
         if c.status in (Status.RUNNING, Status.RESTARTING):
@@ -838,7 +846,7 @@ class ContainerManager:
         if os.path.exists(os.path.join(self.runtime_root, c.id)):
             # the runtime's record of an earlier run that nobody deleted (a crash)
             subprocess.run(self._rt("delete", "--force", c.id), capture_output=True)
-        result = self._spawn_shim(c)
+        result = self._spawn_shim(c, attach=attach)
         if "error" in result:
             code = _start_exit_code(result["error"])
             msg = (
@@ -848,7 +856,7 @@ class ContainerManager:
             raise ContainerStartError(msg, code)
         return self.get(c.id)
 
-    def _spawn_shim(self, c: Container) -> dict:
+    def _spawn_shim(self, c: Container, *, attach: bool = False) -> dict:
         r, w = os.pipe()
         pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = dict(os.environ)
@@ -868,6 +876,7 @@ class ContainerManager:
             str(w),
             "--exit-command",
             json.dumps(self.exit_command),
+            *(["--attach"] if attach else []),
         ]
         with open(os.path.join(self.cdir(c.id), "shim.log"), "ab") as log:
             if self.fork_supervisor and threading.active_count() == 1:

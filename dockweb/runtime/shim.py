@@ -8,6 +8,10 @@ process: one runtime start-up less than ``create`` then ``start``), and then:
 - holds an exclusive flock on ``shim.lock`` for as long as it lives (the liveness signal);
 - copies the container's stdout and stderr (pipes, or the pty's master received over the
   console socket with a tty) into ``container.log`` as Docker's json-file lines;
+- with ``-i`` or ``-t``, serves the attach socket (``ContainerManager.attach_path``): the
+  container's stdin (a pipe it holds, or the pty's master) is fed from attached clients, its
+  output is copied to them as it comes, a resize message sets the pty's size (see
+  ``dockweb.runtime.attach`` for the frames); it outlives any client;
 - reaps the container's init, records exit code and finish time in ``state.json``, and writes
   the same final state into ``shim.lock`` (read by waiters even after ``--rm`` removed the
   directory);
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import array
+import contextlib
 import ctypes
 import fcntl
 import json
@@ -30,13 +35,16 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
 import traceback
 from collections.abc import Callable
 
+from dockweb.runtime import attach as frames
 from dockweb.runtime.containers import (
     ContainerManager,
     Status,
@@ -71,7 +79,7 @@ class LogWriter:
         with self.lock:
             self.f.write(line)
 
-    def copy(self, fd: int, stream: str) -> None:
+    def copy(self, fd: int, stream: str, tee: Callable[[str, bytes], None] | None = None) -> None:
         buf = b""
         while True:
             try:
@@ -80,6 +88,8 @@ class LogWriter:
                 chunk = b""
             if not chunk:
                 break
+            if tee is not None:
+                tee(stream, chunk)  # raw, as it comes: a prompt has no newline
             buf += chunk
             while True:
                 nl = buf.find(b"\n")
@@ -94,6 +104,110 @@ class LogWriter:
         if buf:
             self.write(stream, buf)
         os.close(fd)
+
+
+class AttachHub:
+    """The attach socket's server: clients get the output as it comes and feed ``stdin``
+    (a pipe's write end, or the pty's master with ``tty``). With ``hold`` (an attached
+    start) output is kept until the first client comes, so it misses nothing."""
+
+    HOLD_MAX = 1 << 20
+
+    def __init__(self, path: str, *, tty: bool, hold: bool):
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        if os.path.exists(path):
+            os.unlink(path)
+        self.path = path
+        self.tty = tty
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(path)
+        os.chmod(path, 0o600)
+        self.server.listen(8)
+        self.lock = threading.Lock()
+        self.clients: list[socket.socket] = []
+        self.held: list[bytes] | None = [] if hold else None
+        self.held_size = 0
+        self.stdin = -1
+        self.attached = threading.Event()
+
+    def serve(self) -> None:
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with self.lock:
+                for data in self.held or []:
+                    with contextlib.suppress(OSError):
+                        conn.sendall(data)
+                self.held = None
+                self.clients.append(conn)
+            self.attached.set()
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def tee(self, stream: str, chunk: bytes) -> None:
+        data = frames.frame(frames.STDERR if stream == "stderr" else frames.STDOUT, chunk)
+        with self.lock:
+            if self.held is not None and self.held_size + len(data) <= self.HOLD_MAX:
+                self.held.append(data)
+                self.held_size += len(data)
+            for conn in list(self.clients):
+                try:
+                    conn.sendall(data)
+                except OSError:
+                    self.clients.remove(conn)
+
+    def _read(self, conn: socket.socket) -> None:
+        for kind, payload in frames.read_frames(conn):
+            if kind == frames.STDIN and self.stdin >= 0:
+                with contextlib.suppress(OSError):
+                    _write_all(self.stdin, payload)
+            elif kind == frames.CLOSE_STDIN:
+                if self.tty:
+                    with contextlib.suppress(OSError):
+                        _write_all(self.stdin, b"\x04")  # EOF, as a terminal's ^D
+                else:
+                    with self.lock:
+                        fd, self.stdin = self.stdin, -1
+                    if fd >= 0:
+                        os.close(fd)
+            elif kind == frames.RESIZE and self.tty and self.stdin >= 0:
+                cols, rows = frames.parse_resize(payload)
+                size = struct.pack("HHHH", rows, cols, 0, 0)
+                with contextlib.suppress(OSError):
+                    fcntl.ioctl(self.stdin, termios.TIOCSWINSZ, size)
+        with self.lock:
+            if conn in self.clients:
+                self.clients.remove(conn)
+        conn.close()
+
+    def close(self, *, wait: bool = True) -> None:
+        """Hang up every client (they then read the exit code) and remove the socket.
+        Output still held waits a little for the client that an attached start promised
+        (a short-lived container may end before its CLI connects)."""
+        if wait and self.held is not None:
+            self.attached.wait(10)
+        with contextlib.suppress(OSError):
+            self.server.shutdown(socket.SHUT_RDWR)
+        self.server.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        with self.lock:
+            for conn in self.clients:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+            self.clients = []
+            if self.stdin >= 0:
+                os.close(self.stdin)
+            self.stdin = -1
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
 
 
 def _send(fd: int, value: dict) -> None:
@@ -146,6 +260,14 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
     readers: list[threading.Thread] = []
     console_dir = ""
     console_sock = None
+    hub = None
+    stdin: int | None = subprocess.DEVNULL
+    if c.spec.tty or c.spec.interactive:
+        hub = AttachHub(mgr.attach_path(cid), tty=c.spec.tty, hold=args.attach)
+    in_r = in_w = -1
+    if c.spec.interactive and not c.spec.tty:
+        in_r, in_w = os.pipe()
+        stdin = in_r
 
     if c.spec.tty:
         console_dir = tempfile.mkdtemp(prefix="dwc-", dir="/tmp")
@@ -178,17 +300,23 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
         err_r, err_w = os.pipe()
         proc = subprocess.run(
             [*rt, "run", "--detach", "--bundle", bundle, "--pid-file", pid_file, cid],
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=out_w,
             stderr=err_w,
         )
         os.close(out_w)
         os.close(err_w)
+        if in_r >= 0:
+            os.close(in_r)
         pipes = [("stdout", out_r), ("stderr", err_r)]
 
     def fail(message: str) -> int:
         for _, fd in pipes:
             os.close(fd)
+        if hub is not None:
+            hub.close(wait=False)  # nothing ran: the starter hears the error instead
+        if in_w >= 0:
+            os.close(in_w)
         subprocess.run([*rt, "delete", "--force", cid], capture_output=True)
         sync_send({"error": message})
         return 1
@@ -201,8 +329,13 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
     with open(pid_file) as f:
         pid = int(f.read().strip())
 
+    if hub is not None:
+        # the client's input goes to the pty (kept by the supervisor) or to the stdin pipe
+        hub.stdin = os.dup(pipes[0][1]) if c.spec.tty and pipes else in_w
+        hub.serve()
     for stream, fd in pipes:
-        th = threading.Thread(target=log.copy, args=(fd, stream), daemon=True)
+        tee = hub.tee if hub is not None else None
+        th = threading.Thread(target=log.copy, args=(fd, stream, tee), daemon=True)
         th.start()
         readers.append(th)
 
@@ -227,6 +360,8 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
     exit_code = _reap(pid)
     for th in readers:
         th.join(2)
+    if hub is not None:
+        hub.close()
     if console_sock is not None:
         console_sock.close()
         shutil.rmtree(console_dir, ignore_errors=True)
@@ -287,6 +422,7 @@ def main(argv: list[str] | None = None, on_exit: Callable[[str], None] | None = 
     p.add_argument("--runtime-root", required=True)
     p.add_argument("--sync-fd", type=int, default=-1)
     p.add_argument("--exit-command", default="[]")
+    p.add_argument("--attach", action="store_true", help="keep output until a client attaches")
     args = p.parse_args(argv)
 
     if os.fork():

@@ -1,0 +1,139 @@
+"""The attach socket's protocol and its client (``docker attach``'s stream, simplified).
+
+Every message is a frame as Docker's stdcopy multiplexes: one byte of kind, three zero
+bytes, the payload's length (big-endian uint32), the payload. The supervisor sends STDOUT
+and STDERR frames (with a tty, all output is STDOUT); a client sends STDIN frames,
+CLOSE_STDIN once its input ends (the container's stdin is closed; with a tty, ^D is typed)
+and RESIZE frames (cols, rows as two big-endian uint16). The supervisor hangs up when the
+container's output has ended; the exit code is then read as for ``wait``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import struct
+from collections.abc import Callable, Iterator
+
+STDIN, STDOUT, STDERR, CLOSE_STDIN, RESIZE = 0, 1, 2, 3, 4
+_HEADER = struct.Struct(">BxxxI")
+DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q, Docker's default
+
+
+def frame(kind: int, payload: bytes = b"") -> bytes:
+    return _HEADER.pack(kind, len(payload)) + payload
+
+
+def resize_frame(cols: int, rows: int) -> bytes:
+    return frame(RESIZE, struct.pack(">HH", cols, rows))
+
+
+def parse_resize(payload: bytes) -> tuple[int, int]:
+    cols, rows = struct.unpack(">HH", payload[:4])
+    return cols, rows
+
+
+def read_frames(sock: socket.socket) -> Iterator[tuple[int, bytes]]:
+    """Frames until the peer hangs up (or sends garbage)."""
+    buf = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except OSError:
+            return
+        if not chunk:
+            return
+        buf += chunk
+        while len(buf) >= _HEADER.size:
+            kind, size = _HEADER.unpack_from(buf)
+            if len(buf) < _HEADER.size + size:
+                break
+            yield kind, buf[_HEADER.size : _HEADER.size + size]
+            buf = buf[_HEADER.size + size :]
+
+
+def connect(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def proxy(
+    sock: socket.socket,
+    in_fd: int | None,
+    out_fd: int,
+    err_fd: int,
+    *,
+    detach_keys: bool = False,
+    on_wakeup: Callable[[], None] | None = None,
+    wakeup_fd: int | None = None,
+) -> bool:
+    """Copy ``in_fd`` (None: nothing) to the container and its output to ``out_fd`` /
+    ``err_fd`` until the supervisor hangs up. With ``detach_keys``, ctrl-p ctrl-q in the
+    input stops here and leaves the container running. ``wakeup_fd``: readable when
+    ``on_wakeup`` should run (SIGWINCH). Returns False when detached, else True."""
+    watched: list = [sock]
+    if in_fd is not None:
+        watched.append(in_fd)
+    if wakeup_fd is not None:
+        watched.append(wakeup_fd)
+    buf = b""
+    prev = b""
+    while True:
+        ready, _, _ = select.select(watched, [], [])
+        if sock in ready:
+            try:
+                chunk = sock.recv(65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                return True
+            buf += chunk
+            while len(buf) >= _HEADER.size:
+                kind, size = _HEADER.unpack_from(buf)
+                if len(buf) < _HEADER.size + size:
+                    break
+                payload = buf[_HEADER.size : _HEADER.size + size]
+                buf = buf[_HEADER.size + size :]
+                _write_all(err_fd if kind == STDERR else out_fd, payload)
+        if in_fd is not None and in_fd in ready:
+            data = os.read(in_fd, 65536)
+            if not data:
+                watched.remove(in_fd)
+                in_fd = None
+                with contextlib.suppress(OSError):
+                    sock.sendall(frame(CLOSE_STDIN))
+                continue
+            if detach_keys:
+                seen = prev + data
+                at = seen.find(DETACH_KEYS)
+                if at >= 0:
+                    # what came before the keys still goes in, as Docker's escape proxy
+                    before = seen[:at][len(prev) :] if at >= len(prev) else b""
+                    if before:
+                        sock.sendall(frame(STDIN, before))
+                    return False
+                prev = data[-1:]
+            with contextlib.suppress(OSError):
+                sock.sendall(frame(STDIN, data))
+        if wakeup_fd is not None and wakeup_fd in ready:
+            with contextlib.suppress(BlockingIOError):
+                os.read(wakeup_fd, 512)
+            if on_wakeup:
+                on_wakeup()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        try:
+            n = os.write(fd, data)
+        except BlockingIOError:
+            select.select([], [fd], [])
+            continue
+        data = data[n:]

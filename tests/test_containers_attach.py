@@ -1,0 +1,152 @@
+"""`dockweb run -i/-t/-it` and `start -ai` on real busybox containers: the supervisor holds
+the container's stdin (a pipe, or the pty's master) and serves it on the attach socket; the
+CLI forwards its stdin and terminal size and prints the output."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+
+import pytest
+
+from tests.support import images as im
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def image(registry):
+    im.push_image(registry.host, "attach/busybox", "1", im.busybox_base())
+    return f"{registry.host}/attach/busybox:1"
+
+
+@pytest.fixture
+def cli(image, tmp_path):
+    env = dict(
+        os.environ, DOCKWEB_ROOT=str(tmp_path / "store"), DOCKWEB_DATA=str(tmp_path / "data")
+    )
+
+    def run(*args, **kw):
+        kw.setdefault("capture_output", True)
+        return subprocess.run(
+            [sys.executable, "-m", "dockweb.cli", *args], cwd=REPO, env=env, timeout=60, **kw
+        )
+
+    def spawn(*args, **kw):
+        return subprocess.Popen(
+            [sys.executable, "-m", "dockweb.cli", *args], cwd=REPO, env=env, **kw
+        )
+
+    run("pull", "-q", image, check=True)
+    run.image = image
+    run.spawn = spawn
+    yield run
+    ids = run("ps", "-aq").stdout.decode().split()
+    if ids:
+        run("rm", "-f", *ids)
+
+
+def read_until(fd: int, pattern: str, timeout: float = 10.0) -> str:
+    out = b""
+    deadline = time.monotonic() + timeout
+    while not re.search(pattern, out.decode(errors="replace")):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no {pattern!r} within {timeout} s; got {out!r}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                raise AssertionError(f"pty closed before {pattern!r}; got {out!r}")
+            out += chunk
+    return out.decode(errors="replace")
+
+
+def in_pty(cli, *args):
+    master, slave = os.openpty()
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    proc = cli.spawn(*args, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    return proc, master
+
+
+def test_it_echoes_piped_stdin_with_run_i_and_closes_it_at_eof(cli):
+    proc = cli("run", "-i", "--rm", cli.image, "cat", input=b"one\ntwo\n")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"one\ntwo\n", b"")
+    proc = cli("run", "-i", cli.image, "sh", "-c", "cat; echo err >&2; exit 5", input=b"x\n")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (5, b"x\n", b"err\n")
+
+
+def test_it_gives_run_t_a_pty_and_refuses_it_without_a_terminal(cli):
+    proc, master = in_pty(cli, "run", "-t", "--rm", cli.image, "busybox", "tty")
+    try:
+        # our terminal is not raw without -i (as docker's): its ONLCR adds a second \r
+        assert re.match(r"/dev/pts/\d+\r\r\n", read_until(master, r"/dev/pts/\d+\r\r\n"))
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    proc = cli("run", "-it", cli.image, "true", input=b"")
+    assert (proc.returncode, proc.stderr) == (1, b"the input device is not a TTY\n")
+    assert cli("ps", "-aq").stdout == b""  # refused before creating anything
+
+
+def test_it_runs_an_interactive_shell_with_run_it(cli):
+    proc, master = in_pty(cli, "run", "-it", "--name", "shell", cli.image, "sh")
+    try:
+        read_until(master, r"# ")
+        os.write(master, b"echo hi; busybox stty size\r")
+        read_until(master, r"hi\r\n24 80\r\n")
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        proc.send_signal(signal.SIGWINCH)
+        time.sleep(0.3)
+        os.write(master, b"busybox stty size\r")
+        read_until(master, r"40 120\r\n")
+        os.write(master, b"exit 3\r")
+        assert proc.wait(20) == 3
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    # the output is in the log, as json-file writes a tty's: all stdout
+    logs = cli("logs", "shell")
+    assert b"hi\r\n" in logs.stdout and logs.stderr == b""
+
+
+def test_it_detaches_with_ctrl_p_ctrl_q_and_reattaches_with_start_ai(cli):
+    proc, master = in_pty(cli, "run", "-it", "--name", "keep", cli.image, "sh")
+    try:
+        read_until(master, r"# ")
+        os.write(master, b"\x10\x11")
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert cli("inspect", "-f", "{{.State.Running}}", "keep").stdout == b"true\n"
+    cli("stop", "-t", "1", "keep", check=True)
+    proc, master = in_pty(cli, "start", "-ai", "keep")
+    try:
+        read_until(master, r"# ")
+        os.write(master, b"echo again\r")
+        read_until(master, r"again\r\n")
+        os.write(master, b"exit 7\r")
+        assert proc.wait(20) == 7
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
