@@ -31,9 +31,39 @@ def has_role(user, role: str) -> bool:
         return False
     if role == VIEWER:
         return True
-    if role == OPERATOR and user.has_perm(PERMISSION[ADMIN]):
+    granted = role_permissions(user)
+    if role == OPERATOR and PERMISSION[ADMIN] in granted:
         return True
-    return user.has_perm(PERMISSION[role])
+    return PERMISSION[role] in granted
+
+
+def role_permissions(user) -> frozenset[str]:
+    """The role permissions (``PERMISSION``'s values) an active ``user`` holds, directly or
+    through groups; all of them for a superuser.
+
+    One query, kept on the user instance as ``has_perm`` keeps its own caches: a request's
+    user is loaded per request, so a role changed by an admin applies from the next request.
+    (``has_perm`` costs two queries, user and group permissions, on first use.)
+    """
+    cached = user.__dict__.get("_role_perm_cache")
+    if cached is not None:
+        return cached
+    if user.is_superuser:
+        granted = frozenset(PERMISSION.values())
+    else:
+        from django.contrib.auth.models import Permission
+        from django.db.models import Q
+
+        codenames = {perm.split(".", 1)[1] for perm in PERMISSION.values()}
+        rows = (
+            Permission.objects.filter(content_type__app_label="access", codename__in=codenames)
+            .filter(Q(user=user) | Q(group__user=user))
+            .values_list("codename", flat=True)
+            .distinct()
+        )
+        granted = frozenset(f"access.{codename}" for codename in rows)
+    user.__dict__["_role_perm_cache"] = granted
+    return granted
 
 
 def role_of(user) -> str:
@@ -57,7 +87,7 @@ def set_role(user, role: str) -> None:
     user.is_staff = role == ADMIN or user.is_superuser
     user.save(update_fields=["is_staff"])
     # has_perm caches permissions on the instance
-    for cache in ("_perm_cache", "_user_perm_cache", "_group_perm_cache"):
+    for cache in ("_perm_cache", "_user_perm_cache", "_group_perm_cache", "_role_perm_cache"):
         user.__dict__.pop(cache, None)
 
 

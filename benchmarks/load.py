@@ -21,8 +21,10 @@ store), so both pulls start from the same database and an empty store.
    ``GET /pulls/<id>/`` with ``HX-Request: true`` (the fragment the pull page polls). Each
    connection is one client: it waits ``--fragment-think`` (htmx's ``every 500ms``,
    re-armed after each swap) or ``--images-think`` after each answer before asking again
-   (0: as fast as the server answers, a saturation test rather than clients). wrk stops
-   when the pull does (SIGINT), at the latest after three times the lone pull's time.
+   (0: as fast as the server answers, a saturation test rather than clients). Clients
+   revalidate as a browser's cache does (If-None-Match with the last ETag; answers of 304
+   are counted, not errors) unless ``--no-revalidate``. wrk stops when the pull does
+   (SIGINT), at the latest after three times the lone pull's time.
 
 Per target: requests, errors (non-2xx, timeouts after ``--timeout``, socket errors) and
 latency p50/p90/p99 (wrk's, from send to the whole answer), then the pull's slowdown.
@@ -56,10 +58,15 @@ P99_BOUND_MS = 300.0
 SLOWDOWN_BOUND = 0.10
 
 # One connection per client: wait `think` ms after each answer (wrk's delay() hook), count
-# every answer that is not 2xx (wrk itself counts only >= 400), print JSON at the end.
+# every answer that is not 2xx or 304 (wrk itself counts only >= 400), print JSON at the end.
+# With WRK_REVALIDATE=1 a client revalidates as a browser's cache does with the answers'
+# `Cache-Control: private, no-cache` and ETag: If-None-Match with the last ETag it got (one
+# per wrk thread, whose connections all share the same session).
 WRK_SCRIPT = """
 local think = tonumber(os.getenv("WRK_THINK_MS") or "0")
+local revalidate = os.getenv("WRK_REVALIDATE") == "1"
 local threads = {}
+local etag = nil
 
 function setup(thread)
     table.insert(threads, thread)
@@ -67,29 +74,49 @@ end
 
 function init(args)
     non2xx = 0
+    not_modified = 0
 end
 
 function delay()
     return think
 end
 
+function request()
+    local headers = {}
+    for k, v in pairs(wrk.headers) do
+        headers[k] = v
+    end
+    if revalidate and etag then
+        headers["If-None-Match"] = etag
+    end
+    return wrk.format(nil, nil, headers)
+end
+
 function response(status, headers, body)
-    if status < 200 or status > 299 then
+    if status == 304 then
+        not_modified = not_modified + 1
+    elseif status < 200 or status > 299 then
         non2xx = non2xx + 1
+    end
+    if headers["ETag"] then
+        etag = headers["ETag"]
     end
 end
 
 function done(summary, latency, requests)
     local non2xx_total = 0
+    local not_modified_total = 0
     for _, t in ipairs(threads) do
         non2xx_total = non2xx_total + t:get("non2xx")
+        not_modified_total = not_modified_total + t:get("not_modified")
     end
     local e = summary.errors
     io.write(string.format(
-        '\\nRESULT {"requests": %d, "duration_us": %d, "non2xx": %d, "connect": %d, '
-        .. '"read": %d, "write": %d, "timeout": %d, "p50": %d, "p90": %d, "p99": %d, '
-        .. '"max": %d, "mean": %.0f}\\n',
-        summary.requests, summary.duration, non2xx_total, e.connect, e.read, e.write,
+        '\\nRESULT {"requests": %d, "duration_us": %d, "non2xx": %d, "not_modified": %d, '
+        .. '"connect": %d, "read": %d, "write": %d, "timeout": %d, "p50": %d, "p90": %d, '
+        .. '"p99": %d, "max": %d, "mean": %.0f}\\n',
+        summary.requests, summary.duration, non2xx_total, not_modified_total, e.connect,
+        e.read, e.write,
         e.timeout, latency:percentile(50), latency:percentile(90), latency:percentile(99),
         latency.max, latency.mean))
 end
@@ -159,6 +186,7 @@ class Wrk:
         headers: dict[str, str],
         script: Path,
         log_path: Path,
+        revalidate: bool,
     ) -> None:
         self.log_path = log_path
         cmd = [
@@ -173,7 +201,11 @@ class Wrk:
         for k, v in headers.items():
             cmd += ["-H", f"{k}: {v}"]
         cmd.append(url)
-        env = dict(os.environ, WRK_THINK_MS=str(int(think * 1000)))
+        env = dict(
+            os.environ,
+            WRK_THINK_MS=str(int(think * 1000)),
+            WRK_REVALIDATE="1" if revalidate else "0",
+        )
         self._log = open(log_path, "wb")
         self._proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
 
@@ -234,7 +266,8 @@ def row(name: str, clients: int, think: float, r: dict) -> str:
     rate = r["requests"] / (r["duration_us"] / 1e6)
     return (
         f"{name:<20} {clients:>4} clients (think {think * 1000:.0f} ms): "
-        f"{r['requests']:>6} requests ({rate:.0f}/s), {r['errors']} errors "
+        f"{r['requests']:>6} requests ({rate:.0f}/s, {r['not_modified']} answered 304), "
+        f"{r['errors']} errors "
         f"(non-2xx {r['non2xx']}, timeout {r['timeout']}, socket "
         f"{r['connect'] + r['read'] + r['write']}), latency p50 {r['p50'] / 1000:.1f} ms, "
         f"p90 {r['p90'] / 1000:.1f} ms, p99 {r['p99'] / 1000:.1f} ms, max {r['max'] / 1000:.1f} ms"
@@ -248,6 +281,12 @@ def main() -> int:
     parser.add_argument("--images-think", type=float, default=1.0, help="seconds")
     parser.add_argument("--fragment-think", type=float, default=0.5, help="seconds")
     parser.add_argument("--timeout", type=float, default=5.0, help="wrk's, seconds")
+    parser.add_argument(
+        "--no-revalidate",
+        dest="revalidate",
+        action="store_false",
+        help="clients send no If-None-Match (a browser with its cache disabled)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn processes")
     parser.add_argument("--threads", type=int, default=8, help="threads per process")
     parser.add_argument("--layers", type=int, default=3)
@@ -333,7 +372,12 @@ def main() -> int:
 
                 def load(pull):
                     duration = math.ceil(alone * 3)
-                    common = {"duration": duration, "timeout": args.timeout, "script": script}
+                    common = {
+                        "duration": duration,
+                        "timeout": args.timeout,
+                        "script": script,
+                        "revalidate": args.revalidate,
+                    }
                     # check once that both answer 200 and the fragment is the polling one
                     fragment_url = f"{server.url}/pulls/{pull.pk}/"
                     frag = http.request(

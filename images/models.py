@@ -482,3 +482,21 @@ class BuildStep(models.Model):
     @property
     def finished(self) -> bool:
         return bool(self.image_id)
+
+
+class MirrorGeneration(models.Model):
+    """One row whose ``value`` changes whenever a row of the image mirror changes.
+
+    Database triggers (migration 0005) give it a fresh random value, in the writing
+    transaction, on every insert, update or delete of Image, Layer, ImageLayer, Repository
+    and Reference, whoever writes them (sync_images, the CLI, a test, a bulk_create): a
+    cache keyed by it (services.image_table) never serves a table from before a change.
+    """
+
+    value = models.BigIntegerField(default=0)
+
+    @classmethod
+    def current(cls) -> int | None:
+        """The value now; None when the row is missing (a flushed database, not yet
+        written since): then nothing may be cached."""
+        return cls.objects.filter(pk=1).values_list("value", flat=True).first()

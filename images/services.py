@@ -48,6 +48,7 @@ from images.models import (
     ImageAnalysisLayer,
     ImageLayer,
     Layer,
+    MirrorGeneration,
     Operation,
     Pull,
     PullLayer,
@@ -1248,7 +1249,43 @@ def _references_by_image() -> dict[int, list[tuple[str, str, str, str]]]:
     return out
 
 
+# image_table's results in this process, under the mirror generation they were read at
+_tables: dict[tuple, tuple[list[dict], dict]] = {}
+_tables_lock = threading.Lock()
+_TABLES_KEPT = 32  # option combinations kept per generation
+
+
 def image_table(
+    *,
+    all: bool = False,
+    digests: bool = False,
+    no_trunc: bool = False,
+    dangling: bool | None = None,
+    reference: str = "",
+) -> tuple[list[dict], dict]:
+    """``docker images`` from the database (see _image_table), cached in this process.
+
+    The cache is keyed by MirrorGeneration, which triggers renew on any change to the rows
+    the table reads, and it is read first: a result is never older than the database at the
+    call. One query when nothing changed, one more than _image_table otherwise. The rows
+    are shared between callers: do not change them.
+    """
+    generation = MirrorGeneration.current()
+    key = (generation, all, digests, no_trunc, dangling, reference)
+    if generation is not None and (hit := _tables.get(key)) is not None:
+        return hit
+    result = _image_table(
+        all=all, digests=digests, no_trunc=no_trunc, dangling=dangling, reference=reference
+    )
+    if generation is not None:
+        with _tables_lock:
+            if len(_tables) >= _TABLES_KEPT or any(k[0] != generation for k in _tables):
+                _tables.clear()
+            _tables[key] = result
+    return result
+
+
+def _image_table(
     *,
     all: bool = False,
     digests: bool = False,

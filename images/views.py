@@ -7,21 +7,28 @@ markup and everything also works without JavaScript.
 
 from __future__ import annotations
 
+import hashlib
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.cache import get_conditional_response, patch_cache_control
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from access.audit import audit
-from access.roles import ADMIN, OPERATOR, role_required
+from access.roles import ADMIN, OPERATOR, role_of, role_required
 from dockweb.runtime.errors import DockwebError, ImageNotFound, InvalidReference
 from images import credentials, services
+from images.context_processors import NAV_PULLS
 from images.models import Build, Operation, Pull, RegistryCredential
+from images.templatetags.dockweb_extras import duration, rate, since
 
 # The platforms offered on the Pull page; "" is the host's own platform, as `docker pull`.
 PLATFORMS = [
@@ -41,6 +48,39 @@ IMAGES_PER_PAGE = 100
 
 def _flag(request: HttpRequest, name: str) -> bool:
     return request.GET.get(name, "") not in ("", "0", "false", "off")
+
+
+def _etag(request: HttpRequest, *shown) -> str:
+    """A strong ETag over ``shown`` (what the response displays) and what else shapes it:
+    the user and role, the language, page or fragment, and the CSRF secret (a page kept by
+    a 304 must still carry a token valid for this session)."""
+    user = request.user
+    parts = (
+        shown,
+        user.pk,
+        user.get_username(),
+        role_of(user),
+        get_language(),
+        bool(request.htmx),
+        request.META.get("CSRF_COOKIE", ""),
+    )
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
+    return f'"{digest}"'
+
+
+def _not_modified(request: HttpRequest, etag: str) -> HttpResponse | None:
+    """304 (no body, nothing rendered) when the client already holds ``etag``."""
+    response = get_conditional_response(request, etag=etag)
+    if response is not None:
+        _revalidate(response, etag)
+    return response
+
+
+def _revalidate(response: HttpResponse, etag: str) -> HttpResponse:
+    # private, and checked with the server every time (a 304 costs no render)
+    response["ETag"] = etag
+    patch_cache_control(response, private=True, no_cache=True)
+    return response
 
 
 def _get_image_or_404(key: str):
@@ -76,20 +116,21 @@ def image_list(request: HttpRequest) -> HttpResponse:
     except DockwebError as e:
         error = str(e)
     # A page of rows at a time: totals cover every image, and a thousand-image store
-    # still renders in a few tens of milliseconds.
+    # still renders in a few tens of milliseconds. The rows are image_table's cached ones:
+    # the page gets copies.
     page = Paginator(rows, IMAGES_PER_PAGE).get_page(request.GET.get("page"))
     detail_prefix = reverse("images:detail", args=["0"])[:-2]
+    page.object_list = [dict(row) for row in page.object_list]
     for row in page.object_list:
         row["detail_url"] = f"{detail_prefix}{row['image_id'].split(':', 1)[-1]}/"
         if row["created"]:
             row["created_iso"] = row["created"].isoformat()
             row["created_title"] = row["created"].strftime("%Y-%m-%d %H:%M:%S UTC")
+            row["created_since"] = since(row["created"])
     query = request.GET.copy()
     query.pop("page", None)
     template = "images/images.html"
-    if request.htmx:
-        template += "#image_list"
-    context = {
+    context: dict = {
         "rows": page.object_list,
         "page_obj": page,
         "query": query.urlencode(),
@@ -99,7 +140,57 @@ def image_list(request: HttpRequest) -> HttpResponse:
         "filtered": any(options.values()),
         "page": "images",
     }
-    return render(request, template, context)
+    nav: tuple = ()
+    if not request.htmx:
+        # the navigation's active pulls, read here once for both the ETag and the page
+        active = list(services.active_pulls())
+        context["active_pulls"] = active[:NAV_PULLS]
+        context["active_pull_count"] = len(active)
+        nav = (len(active), [(p.pk, p.reference, p.normalized, p.percent) for p in active])
+    shown = (repr(page.object_list), page.paginator.count, context["query"], totals, error, nav)
+    # a page with messages waiting shows them (and uses them up): always rendered
+    etag = None if len(messages.get_messages(request)) else _etag(request, *shown)
+    if etag and (response := _not_modified(request, etag)):
+        return response
+    context["image_list_html"] = _image_list_html(request, rows, context)
+    if request.htmx:
+        response = HttpResponse(context["image_list_html"])
+    else:
+        response = render(request, template, context)
+    return _revalidate(response, etag) if etag else response
+
+
+# Rendered image_list partials of this process: (rows, html) by what the partial shows.
+_image_lists: dict[tuple, tuple[list[dict], str]] = {}
+_IMAGE_LISTS_KEPT = 64
+
+
+def _image_list_html(request: HttpRequest, rows: list[dict], context: dict) -> str:
+    """The `image_list` partial, rendered once per table, page, language, role and set of
+    "created ... ago" words.
+
+    ``rows`` are image_table's cached list: the same object means the same database
+    generation and options, and it is kept with the HTML so that its id is not reused.
+    """
+    if context["error"] is not None:
+        return render_to_string("images/images.html#image_list", context, request)
+    page = context["page_obj"]
+    key = (
+        id(rows),
+        page.number,
+        context["query"],
+        get_language(),
+        role_of(request.user),
+        tuple(row.get("created_since") for row in page.object_list),
+    )
+    hit = _image_lists.get(key)
+    if hit is not None and hit[0] is rows:
+        return hit[1]
+    html = render_to_string("images/images.html#image_list", context, request)
+    if len(_image_lists) >= _IMAGE_LISTS_KEPT:
+        _image_lists.clear()
+    _image_lists[key] = (rows, html)
+    return html
 
 
 @login_required
@@ -300,11 +391,27 @@ def pull_normalize(request: HttpRequest) -> HttpResponse:
 def pull_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """A pull's live progress; the `pull_progress` partial polls itself while active."""
     p = get_object_or_404(Pull, pk=pk)
+    layers = list(p.layers.all())
     template = "images/pull_detail.html"
-    if request.htmx:
-        template += "#pull_progress"
-    context = {"pull": p, "layers": p.layers.all(), "page": "pull"}
-    return render(request, template, context)
+    context = {"pull": p, "layers": layers, "page": "pull"}
+    if not request.htmx:
+        return render(request, template, context)
+    template += "#pull_progress"
+    # The fragment answers 304 (nothing rendered) while nothing it shows has changed; speed
+    # and time left move with the clock, so they are part of what it shows.
+    etag = _etag(
+        request,
+        p.pk,
+        p.updated_at,
+        p.status,
+        max((la.updated_at for la in layers), default=None),
+        [(la.pk, la.status, la.current, la.total) for la in layers],
+        rate(p.speed) if p.is_active else "",
+        duration(p.eta),
+    )
+    if response := _not_modified(request, etag):
+        return response
+    return _revalidate(render(request, template, context), etag)
 
 
 @login_required

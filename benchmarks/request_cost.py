@@ -1,0 +1,154 @@
+"""CPU and queries of one request to the Images page and to the pull-progress fragment.
+
+    python -m benchmarks.request_cost [--runs 200] [--images 200] [--tags 600]
+
+In-process (Django's test Client, as images_page.py), on a fresh SQLite database filled as
+load.py fills it (200 images, 600 tags), signed in as a viewer, with a running pull of four
+layers and a finished one. Prints, per endpoint, the median CPU time of a request
+(``time.process_time``, so what the server spends, not waits) and its queries: ``GET
+/images/``, the fragment ``GET /pulls/<id>/`` with HX-Request, and each again with
+``If-None-Match`` set to the ETag of the previous answer (a browser revalidating: a running
+pull's fragment shows its speed and time left, which move with the clock, so it is rendered
+again; a finished one's answers 304). These are the figures load.py's capacity math uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import SCRATCH
+
+
+def cpu_ms(client, path: str, runs: int, **headers) -> float:
+    samples = []
+    for _ in range(runs):
+        start = time.process_time()
+        resp = client.get(path, **headers)
+        samples.append((time.process_time() - start) * 1000)
+        assert resp.status_code in (200, 304), (path, resp.status_code)
+    return statistics.median(samples)
+
+
+def count_queries(connection, request) -> int:
+    # not CaptureQueriesContext: request_started resets the connection's query log
+    sql = []
+    with connection.execute_wrapper(lambda execute, *a: sql.append(a[0]) or execute(*a)):
+        request()
+    return len(sql)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--tags", type=int, default=600)
+    args = parser.parse_args()
+    scratch = Path(tempfile.mkdtemp(prefix="dockweb-request-cost-", dir=SCRATCH))
+    try:
+        os.environ.update(
+            {
+                "DJANGO_SETTINGS_MODULE": "dockweb.settings",
+                "DOCKWEB_DATA": str(scratch / "data"),
+                "DOCKWEB_ROOT": str(scratch / "store"),
+                "DEBUG": "false",
+                "LOG_LEVEL": "WARNING",
+            }
+        )
+        os.environ.pop("DATABASE_URL", None)
+        import django
+
+        django.setup()
+        from django.contrib.auth import get_user_model
+        from django.core.management import call_command
+        from django.db import connection
+        from django.test import Client
+        from django.utils import timezone
+
+        from benchmarks.images_page import fill
+        from images.models import Pull, PullLayer
+
+        call_command("migrate", verbosity=0)
+        fill(args.images, args.tags)
+        user = get_user_model().objects.create_user("bench", password="bench-pass-1")
+        pull = Pull.objects.create(
+            reference="bench/load:latest",
+            status=Pull.Status.RUNNING,
+            started_at=timezone.now(),
+            total_bytes=241_000_000,
+            downloaded_bytes=80_000_000,
+        )
+        for i in range(4):
+            PullLayer.objects.create(
+                pull=pull,
+                position=i,
+                short_id=f"{i:012d}",
+                digest=f"sha256:{i:064d}",
+                status="Downloading",
+                current=20_000_000,
+                total=80_000_000,
+            )
+        done = Pull.objects.create(
+            reference="bench/done:latest",
+            status=Pull.Status.DONE,
+            started_at=timezone.now(),
+            finished_at=timezone.now(),
+            total_bytes=241_000_000,
+            downloaded_bytes=241_000_000,
+        )
+        for i in range(4):
+            PullLayer.objects.create(
+                pull=done,
+                position=i,
+                short_id=f"{i:012d}",
+                digest=f"sha256:{i:064d}",
+                status="Pull complete",
+                current=80_000_000,
+                total=80_000_000,
+            )
+        client = Client(HTTP_HOST="127.0.0.1")
+        client.force_login(user)
+        targets = [
+            ("/images/", "/images/", {}),
+            ("fragment", f"/pulls/{pull.pk}/", {"HTTP_HX_REQUEST": "true"}),
+            ("done frag", f"/pulls/{done.pk}/", {"HTTP_HX_REQUEST": "true"}),
+        ]
+        for name, path, headers in targets:
+            client.get(path, **headers)  # the first answer also sets the CSRF cookie
+            first = client.get(path, **headers)
+            queries = count_queries(connection, lambda: client.get(path, **headers))  # noqa: B023
+            ms = cpu_ms(client, path, args.runs, **headers)
+            print(f"{name:9} 200: {ms:6.2f} ms CPU, {queries} queries")
+            if os.environ.get("PROFILE"):
+                import cProfile
+                import pstats
+
+                prof = cProfile.Profile()
+                prof.runcall(lambda: [client.get(path, **headers) for _ in range(50)])  # noqa: B023
+                pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
+            etag = first.headers.get("ETag")
+            if etag:
+                conditional = {**headers, "HTTP_IF_NONE_MATCH": etag}
+                status = client.get(path, **conditional).status_code
+                queries = count_queries(connection, lambda: client.get(path, **conditional))  # noqa: B023
+                ms = cpu_ms(client, path, args.runs, **conditional)
+                print(f"{name:9} {status}: {ms:6.2f} ms CPU, {queries} queries")
+                if os.environ.get("PROFILE"):
+                    import cProfile
+                    import pstats
+
+                    prof = cProfile.Profile()
+                    prof.runcall(lambda: [client.get(path, **conditional) for _ in range(50)])  # noqa: B023
+                    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
