@@ -7,6 +7,7 @@ ImageInspect, HistoryResponseItem), so the CLI and the templates format the same
 
 from __future__ import annotations
 
+import abc
 import logging
 import os
 import posixpath
@@ -818,7 +819,67 @@ def worker_is_alive(identity: str) -> bool:
 _DOWNLOADED_STATES = {"Verifying Checksum", "Download complete", "Extracting", "Pull complete"}
 
 
-class PullProgress:
+class _RowWriter(abc.ABC):
+    """Progress kept in memory and written to database rows at a bounded rate.
+
+    Subclasses keep state under ``self.lock``, set ``self.dirty`` when it changes and
+    implement ``flush()``. A writer thread calls ``flush()`` at most once per ``interval``
+    (so a change shows within ``interval``) and then ``tick()``; ``close()`` stops the
+    thread and makes the final write.
+    """
+
+    kind = "row"
+
+    def __init__(self, row_id: int, interval: float):
+        self.row_id = row_id
+        self.interval = interval
+        self.dirty = False
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(
+            target=self._run, name=f"{self.kind}-{row_id}-writer", daemon=True
+        )
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    @abc.abstractmethod
+    def flush(self) -> None:
+        """Write what changed since the last flush."""
+
+    def tick(self) -> None:  # noqa: B027 - optional hook, most writers need none
+        """Called by the writer thread after each flush."""
+
+    def _run(self) -> None:
+        try:
+            while not self.stop.wait(self.interval):
+                self.flush()
+                self.tick()
+        except Exception:
+            log.exception("%s %s: progress writer stopped", self.kind, self.row_id)
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.flush()
+
+
+def _failure(what: str, err: BaseException) -> str:
+    """What to tell a person about a failed pull or build: the runtime's (Docker's) words,
+    else the OS's."""
+    if isinstance(err, DockwebError):
+        return str(err)
+    if isinstance(err, OSError):
+        return f"{what} failed: {err.strerror or err}" + (
+            f": {err.filename}" if getattr(err, "filename", None) else ""
+        )
+    return f"{what} failed: {err.__class__.__name__}: {err}"
+
+
+class PullProgress(_RowWriter):
     """A pull's progress, kept in memory and written to its rows at a bounded rate.
 
     Call the instance with runtime progress events (from any thread; it only takes a lock
@@ -828,24 +889,16 @@ class PullProgress:
     the final write.
     """
 
+    kind = "pull"
+
     def __init__(self, pull_row: Pull, cancel: threading.Event, *, interval: float = 0.2):
+        super().__init__(pull_row.pk, interval)
         self.pull_id = pull_row.pk
         self.cancel = cancel
-        self.interval = interval
         self.layers: dict[int, dict] = {}
         self.positions: dict[str, int] = {}
         self.messages: list[str] = list(pull_row.messages or [])
         self.dirty_layers: set[int] = set()
-        self.dirty = False
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(
-            target=self._run, name=f"pull-{self.pull_id}-writer", daemon=True
-        )
-
-    def start(self) -> PullProgress:
-        self.thread.start()
-        return self
 
     def __call__(self, event: dict) -> None:
         with self.lock:
@@ -927,32 +980,9 @@ class PullProgress:
                 self.dirty = True
                 self.dirty_layers |= dirty_layers
 
-    def _run(self) -> None:
-        try:
-            while not self.stop.wait(self.interval):
-                self.flush()
-                if Pull.objects.filter(pk=self.pull_id, cancel_requested=True).exists():
-                    self.cancel.set()
-        except Exception:
-            log.exception("pull %s: progress writer stopped", self.pull_id)
-        finally:
-            connection.close()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join()
-        self.flush()
-
-
-def _pull_error(err: BaseException) -> str:
-    """What to tell a person about a failed pull: the runtime's words, else the OS's."""
-    if isinstance(err, DockwebError):
-        return str(err)
-    if isinstance(err, OSError):
-        return f"pull failed: {err.strerror or err}" + (
-            f": {err.filename}" if getattr(err, "filename", None) else ""
-        )
-    return f"pull failed: {err.__class__.__name__}: {err}"
+    def tick(self) -> None:
+        if Pull.objects.filter(pk=self.pull_id, cancel_requested=True).exists():
+            self.cancel.set()
 
 
 def run_pull(pull_id: int) -> None:
@@ -994,7 +1024,7 @@ def run_pull(pull_id: int) -> None:
         else:
             if not isinstance(err, DockwebError):
                 log.exception("pull %s of %s failed", pull_id, pull_row.normalized)
-            outcome = {"status": Pull.Status.FAILED, "error": _pull_error(err)}
+            outcome = {"status": Pull.Status.FAILED, "error": _failure("pull", err)}
     else:
         status = "Downloaded newer image for " if result.updated else "Image is up to date for "
         outcome = {
@@ -1133,7 +1163,7 @@ def run_operation(op_id: int) -> None:
             log.exception("operation %s failed", op_id)
         fields = {
             "status": Operation.Status.FAILED,
-            "error": str(err) if isinstance(err, DockwebError) else _pull_error(err),
+            "error": str(err) if isinstance(err, DockwebError) else _failure("pull", err),
             # a hard conflict (dependent child images, running container) survives --force
             "conflict": isinstance(err, Conflict) and not getattr(err, "hard", False),
         }
@@ -1937,7 +1967,7 @@ _STEP_DONE = re.compile(r"^ ---> ([0-9a-f]{12})$")
 MAX_BUILD_LINES = 10_000
 
 
-class BuildProgress:
+class BuildProgress(_RowWriter):
     """A build's output and steps, kept in memory and written to its rows at a bounded rate.
 
     Call the instance with the text ``docker build`` prints (any chunks: lines are split
@@ -1947,26 +1977,18 @@ class BuildProgress:
     final write. Only the last MAX_BUILD_LINES lines are kept.
     """
 
+    kind = "build"
+
     def __init__(self, build_row: Build, store: Store, *, interval: float = 0.2):
+        super().__init__(build_row.pk, interval)
         self.build_id = build_row.pk
         self.store = store
-        self.interval = interval
         self.lines: list[str] = list(build_row.output or [])
         self.dropped = 0
         self.partial = ""
         self.steps: dict[int, dict] = {}
         self.current: int = 0
         self.dirty_steps: set[int] = set()
-        self.dirty = False
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(
-            target=self._run, name=f"build-{self.build_id}-writer", daemon=True
-        )
-
-    def start(self) -> BuildProgress:
-        self.thread.start()
-        return self
 
     def __call__(self, text: str) -> None:
         with self.lock:
@@ -2067,30 +2089,6 @@ class BuildProgress:
                 self.dirty = True
                 self.dirty_steps |= dirty_steps
 
-    def _run(self) -> None:
-        try:
-            while not self.stop.wait(self.interval):
-                self.flush()
-        except Exception:
-            log.exception("build %s: progress writer stopped", self.build_id)
-        finally:
-            connection.close()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join()
-        self.flush()
-
-
-def _build_error(err: BaseException) -> str:
-    """What to tell a person about a failed build: Docker's words, else the OS's."""
-    if isinstance(err, DockwebError):
-        return str(err)
-    if isinstance(err, OSError):
-        return f"build failed: {err.strerror or err}" + (
-            f": {err.filename}" if getattr(err, "filename", None) else ""
-        )
-    return f"build failed: {err.__class__.__name__}: {err}"
 
 
 def run_build(build_id: int) -> None:
@@ -2124,7 +2122,7 @@ def run_build(build_id: int) -> None:
     except Exception as err:
         if not isinstance(err, DockwebError):
             log.exception("build %s failed", build_id)
-        outcome = {"status": Build.Status.FAILED, "error": _build_error(err)}
+        outcome = {"status": Build.Status.FAILED, "error": _failure("build", err)}
         if isinstance(err, BuildError):
             outcome["error_line"] = err.line
     else:
