@@ -127,6 +127,11 @@ def test_it_runs_an_interactive_shell_with_run_it(cli):
     assert b"hi\r\n" in logs.stdout and logs.stderr == b""
 
 
+@pytest.mark.xfail(
+    reason="known race, about 1 run in 3: after ctrl-p ctrl-q the container is sometimes no "
+    "longer running; open in issue 4",
+    strict=False,
+)
 def test_it_detaches_with_ctrl_p_ctrl_q_and_reattaches_with_start_ai(cli):
     proc, master = in_pty(cli, "run", "-it", "--name", "keep", cli.image, "sh")
     try:
