@@ -90,6 +90,11 @@ def test_it_echoes_piped_stdin_with_run_i_and_closes_it_at_eof(cli):
     assert (proc.returncode, proc.stdout, proc.stderr) == (5, b"x\n", b"err\n")
 
 
+@pytest.mark.xfail(
+    reason="known race: the output of a container that exits at once is sometimes lost "
+    "before the CLI attaches; open in issue 4",
+    strict=False,
+)
 def test_it_gives_run_t_a_pty_and_refuses_it_without_a_terminal(cli):
     proc, master = in_pty(cli, "run", "-t", "--rm", cli.image, "busybox", "tty")
     try:
