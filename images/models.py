@@ -499,4 +499,13 @@ class MirrorGeneration(models.Model):
     def current(cls) -> int | None:
         """The value now; None when the row is missing (a flushed database, not yet
         written since): then nothing may be cached."""
-        return cls.objects.filter(pk=1).values_list("value", flat=True).first()
+        # plain SQL: every Images page and API listing asks first
+        from django.db import connections, router
+
+        connection = connections[router.db_for_read(cls)]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT value FROM {connection.ops.quote_name(cls._meta.db_table)} WHERE id = 1"
+            )
+            row = cursor.fetchone()
+        return None if row is None else row[0]

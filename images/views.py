@@ -13,6 +13,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -27,7 +28,7 @@ from access.roles import ADMIN, OPERATOR, role_of, role_required
 from dockweb.runtime.errors import DockwebError, ImageNotFound, InvalidReference
 from images import credentials, services
 from images.context_processors import NAV_PULLS
-from images.models import Build, Operation, Pull, RegistryCredential
+from images.models import Build, Operation, Pull, PullLayer, RegistryCredential
 from images.templatetags.dockweb_extras import duration, rate, since
 
 # The platforms offered on the Pull page; "" is the host's own platform, as `docker pull`.
@@ -147,17 +148,64 @@ def image_list(request: HttpRequest) -> HttpResponse:
         context["active_pulls"] = active[:NAV_PULLS]
         context["active_pull_count"] = len(active)
         nav = (len(active), [(p.pk, p.reference, p.normalized, p.percent) for p in active])
-    shown = (repr(page.object_list), page.paginator.count, context["query"], totals, error, nav)
+    shown = (
+        _rows_signature(rows, page),
+        tuple(row.get("created_since") for row in page.object_list),
+        page.paginator.count,
+        context["query"],
+        totals,
+        error,
+        nav,
+    )
     # a page with messages waiting shows them (and uses them up): always rendered
-    etag = None if len(messages.get_messages(request)) else _etag(request, *shown)
-    if etag and (response := _not_modified(request, etag)):
+    if len(messages.get_messages(request)):
+        context["image_list_html"] = _image_list_html(request, rows, context)
+        return render(request, template, context)
+    etag = _etag(request, *shown)
+    if response := _not_modified(request, etag):
         return response
-    context["image_list_html"] = _image_list_html(request, rows, context)
     if request.htmx:
-        response = HttpResponse(context["image_list_html"])
+        html = _image_list_html(request, rows, context)
     else:
-        response = render(request, template, context)
-    return _revalidate(response, etag) if etag else response
+        # The whole page, kept per process for what it shows and whom it shows it to, with
+        # the CSRF token (each request's own) put in afterwards.
+        user = request.user
+        key = (repr(shown), user.pk, user.get_username(), role_of(user), get_language(),
+               request.get_full_path())
+        html = _pages.get(key)
+        if html is None:
+            context["image_list_html"] = _image_list_html(request, rows, context)
+            context["csrf_token"] = _CSRF_SLOT
+            html = render_to_string(template, context, request)
+            if len(_pages) >= _PAGES_KEPT:
+                _pages.clear()
+            _pages[key] = html
+        html = html.replace(_CSRF_SLOT, get_token(request))
+    return _revalidate(HttpResponse(html), etag)
+
+
+# Whole Images pages of this process, by what they show and to whom (see image_list).
+_pages: dict[tuple, str] = {}
+_PAGES_KEPT = 64
+# Stands for the CSRF token in a kept page or fragment; each answer gets its own token.
+_CSRF_SLOT = "\x00csrf-token\x00"
+# A digest of a page of image_table's rows: (rows, digest) by (id(rows), page number); the
+# rows are kept so that their id is not reused while the entry lives.
+_row_signatures: dict[tuple, tuple[list[dict], str]] = {}
+
+
+def _rows_signature(rows: list[dict], page) -> str:
+    key = (id(rows), page.number)
+    hit = _row_signatures.get(key)
+    if hit is not None and hit[0] is rows:
+        return hit[1]
+    start = (page.number - 1) * page.paginator.per_page
+    shown = repr(rows[start : start + page.paginator.per_page])
+    digest = hashlib.blake2b(shown.encode(), digest_size=16).hexdigest()
+    if len(_row_signatures) >= _IMAGE_LISTS_KEPT:
+        _row_signatures.clear()
+    _row_signatures[key] = (rows, digest)
+    return digest
 
 
 # Rendered image_list partials of this process: (rows, html) by what the partial shows.
@@ -390,28 +438,61 @@ def pull_normalize(request: HttpRequest) -> HttpResponse:
 @vary_on_headers("HX-Request")
 def pull_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """A pull's live progress; the `pull_progress` partial polls itself while active."""
+    if request.htmx:
+        return _pull_progress(request, pk)
     p = get_object_or_404(Pull, pk=pk)
-    layers = list(p.layers.all())
-    template = "images/pull_detail.html"
-    context = {"pull": p, "layers": layers, "page": "pull"}
-    if not request.htmx:
-        return render(request, template, context)
-    template += "#pull_progress"
+    context = {"pull": p, "layers": list(p.layers.all()), "page": "pull"}
+    return render(request, "images/pull_detail.html", context)
+
+
+# Rendered progress fragments, per process: everyone watching a pull sees the same fragment
+# (for a language and a role) until the worker writes progress again, every 0.2 s at most,
+# while hundreds of polls a second may ask for it. Kept without their CSRF token, which is
+# each request's own; bounded (cleared when full: entries are worth 0.2 s).
+_FRAGMENTS: dict[tuple, str] = {}
+_FRAGMENTS_MAX = 256
+
+
+def _pull_progress(request: HttpRequest, pk: int) -> HttpResponse:
+    # Plain SELECTs (one row and a few): this is the hottest view, and the ORM spent more
+    # compiling these two queries than the database answering them.
+    p = next(iter(Pull.objects.raw(f"SELECT * FROM {Pull._meta.db_table} WHERE id = %s", [pk])), None)
+    if p is None:
+        raise Http404
+    layers = list(
+        PullLayer.objects.raw(
+            f"SELECT * FROM {PullLayer._meta.db_table} WHERE pull_id = %s ORDER BY position",
+            [pk],
+        )
+    )
     # The fragment answers 304 (nothing rendered) while nothing it shows has changed; speed
     # and time left move with the clock, so they are part of what it shows.
-    etag = _etag(
-        request,
+    shown = (
         p.pk,
         p.updated_at,
         p.status,
+        p.cancel_requested,
+        p.error,
+        p.image_id,
         max((la.updated_at for la in layers), default=None),
-        [(la.pk, la.status, la.current, la.total) for la in layers],
+        tuple((la.pk, la.status, la.current, la.total) for la in layers),
         rate(p.speed) if p.is_active else "",
         duration(p.eta),
     )
+    etag = _etag(request, *shown)
     if response := _not_modified(request, etag):
         return response
-    return _revalidate(render(request, template, context), etag)
+    key = (shown, get_language(), role_of(request.user))
+    html = _FRAGMENTS.get(key)
+    if html is None:
+        context = {"pull": p, "layers": layers, "page": "pull", "csrf_token": _CSRF_SLOT}
+        html = render_to_string("images/pull_detail.html#pull_progress", context, request)
+        if len(_FRAGMENTS) >= _FRAGMENTS_MAX:
+            _FRAGMENTS.clear()
+        _FRAGMENTS[key] = html
+    if _CSRF_SLOT in html:
+        html = html.replace(_CSRF_SLOT, get_token(request))
+    return _revalidate(HttpResponse(html), etag)
 
 
 @login_required

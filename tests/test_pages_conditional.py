@@ -165,3 +165,142 @@ def test_it_reads_the_role_in_one_query(user, django_assert_num_queries):
     with django_assert_num_queries(1):
         assert role_of(user) == "operator"
         assert role_of(user) == "operator"
+
+
+# --- pages and fragments kept per process, shared between the people watching ----------
+
+
+def _csrf_value(html: str) -> str:
+    import re
+
+    found = re.findall(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
+    assert found, "no CSRF field"
+    return found[0]
+
+
+def test_a_kept_fragment_carries_each_requests_own_valid_csrf_token(user, db):
+    pull = running_pull()
+    first, second = Client(enforce_csrf_checks=True), Client(enforce_csrf_checks=True)
+    for c in (first, second):
+        c.force_login(user)
+        c.get("/images/")
+    one = first.get(f"/pulls/{pull.pk}/", **HX).content.decode()
+    two = second.get(f"/pulls/{pull.pk}/", **HX).content.decode()  # the kept render
+    assert "\x00" not in one and "\x00" not in two
+    token = _csrf_value(two)
+    # the token the kept fragment carried is the second client's: its Cancel works
+    resp = second.post(f"/pulls/{pull.pk}/cancel/", {"csrfmiddlewaretoken": token})
+    assert resp.status_code == 302
+    assert Pull.objects.get(pk=pull.pk).cancel_requested
+    # and it is no good to a client with another CSRF cookie
+    stranger = Client(enforce_csrf_checks=True)
+    stranger.force_login(user)
+    stranger.get("/images/")
+    assert stranger.post(f"/pulls/{pull.pk}/cancel/", {"csrfmiddlewaretoken": token}).status_code == 403
+    assert _csrf_value(one) != token
+
+
+def test_a_fragment_kept_for_an_operator_is_not_shown_to_a_viewer(user, django_user_model, db):
+    pull = running_pull()
+    operator = Client()
+    operator.force_login(user)
+    assert "Cancel" in operator.get(f"/pulls/{pull.pk}/", **HX).content.decode()
+    viewer_user = django_user_model.objects.create_user("victor", password=PASSWORD)
+    set_role(viewer_user, "viewer")
+    viewer = Client()
+    viewer.force_login(viewer_user)
+    html = viewer.get(f"/pulls/{pull.pk}/", **HX).content.decode()
+    assert "12.3MB / 45.6MB" in html
+    assert "Cancel" not in html and "csrfmiddlewaretoken" not in html
+
+
+def test_a_kept_images_page_shows_each_user_their_own_name_and_token(
+    user, django_user_model, images  # noqa: F811
+):
+    other = django_user_model.objects.create_user("bob-the-second", password=PASSWORD)
+    set_role(other, "operator")
+    pages = {}
+    for u in (user, other, user):
+        c = Client(enforce_csrf_checks=True)
+        c.force_login(u)
+        c.get("/images/")
+        html = c.get("/images/").content.decode()
+        assert f'<span class="user">{u.get_username()}</span>' in html
+        assert "\x00" not in html
+        # the page's token (the logout form's) is valid for this client
+        assert c.post("/logout/", {"csrfmiddlewaretoken": _csrf_value(html)}).status_code == 302
+        pages.setdefault(u.pk, []).append(html)
+    assert "bob-the-second" not in pages[user.pk][0]
+
+
+def test_a_kept_images_page_follows_its_query_and_language(client, images):  # noqa: F811
+    plain = client.get("/images/").content.decode()
+    digests = client.get("/images/?digests=1").content.decode()
+    assert plain != digests and "DIGEST" in digests.upper()
+    client.post("/i18n/setlang/", {"language": "zh-hans", "next": "/images/"})
+    chinese = client.get("/images/").content.decode()
+    assert 'lang="zh-hans"' in chinese
+
+
+def test_a_session_logged_out_elsewhere_stops_at_once(user, db):
+    pull = running_pull()
+    c = Client()
+    c.force_login(user)
+    assert c.get(f"/pulls/{pull.pk}/", **HX).status_code == 200
+    from django.contrib.sessions.models import Session
+
+    Session.objects.all().delete()  # as logging out in another server process does
+    assert c.get(f"/pulls/{pull.pk}/", **HX).status_code == 302
+    assert c.get("/images/").status_code == 302
+
+
+def test_a_password_change_or_deactivation_ends_other_sessions(user, db):
+    c = Client()
+    c.force_login(user)
+    assert c.get("/images/").status_code == 200
+    user.set_password("another-long-password-43")
+    user.save()
+    assert c.get("/images/").status_code == 302
+    c.force_login(user)
+    assert c.get("/images/").status_code == 200
+    type(user).objects.filter(pk=user.pk).update(is_active=False)
+    assert c.get("/images/").status_code == 302
+
+
+def test_an_expired_session_is_refused(user, db):
+    from datetime import timedelta
+
+    from django.contrib.sessions.models import Session
+
+    c = Client()
+    c.force_login(user)
+    Session.objects.update(expire_date=timezone.now() - timedelta(seconds=1))
+    assert c.get("/images/").status_code == 302
+
+
+@pytest.mark.parametrize(
+    "seconds",
+    [0, 59, 60, 61, 89, 119, 120, 3599, 3600, 3661, 86399, 86400, 86400 * 13 + 5,
+     86400 * 45, 86400 * 400, 86400 * 800 + 7],
+)
+def test_since_words_are_djangos_timesince_however_often_asked(seconds):
+    from datetime import timedelta
+
+    from django.utils import translation
+    from django.utils.timesince import timesince
+
+    from images.templatetags.dockweb_extras import since
+
+    for language in ("en", "zh-hans", "en"):
+        with translation.override(language):
+            now = timezone.now()
+            value = now - timedelta(seconds=seconds, microseconds=250_000)
+            words = [since(value) for _ in range(3)]  # asked again: the kept words
+            assert len(set(words)) == 1
+            if seconds < 60:
+                expected = translation.gettext("less than a minute ago")
+            else:
+                expected = translation.gettext("%(time)s ago") % {
+                    "time": timesince(value, now, depth=1)
+                }
+            assert words[0] == expected

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from django import template
 from django.utils import timezone
 from django.utils.timesince import timesince
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
 from dockweb.runtime.units import human_size
@@ -44,14 +45,31 @@ def hex_id(value: str | None) -> str:
     return (value or "").split(":", 1)[-1]
 
 
+# since()'s words, per language, time and whole minutes elapsed: a page of a hundred
+# images asks for them on every view, and Django's timesince costs 50 µs a call.
+_since_words: dict[tuple, str] = {}
+_SINCE_WORDS_KEPT = 4096
+
+
 @register.filter
 def since(value: datetime | None) -> str:
     """``2 weeks ago``, in the page's language; empty for an unknown time."""
     if not value:
         return ""
-    if timezone.now() - value < timedelta(minutes=1):
-        return _("less than a minute ago")
-    return _("%(time)s ago") % {"time": timesince(value, depth=1)}
+    now = timezone.now()
+    # timesince(depth=1) reads the elapsed time in whole minutes and calendar units that
+    # start on whole days: the same minutes elapsed from the same time give the same words.
+    key = (get_language(), value, (now - value) // timedelta(minutes=1))
+    words = _since_words.get(key)
+    if words is None:
+        if key[2] < 1:
+            words = _("less than a minute ago")
+        else:
+            words = _("%(time)s ago") % {"time": timesince(value, now, depth=1)}
+        if len(_since_words) >= _SINCE_WORDS_KEPT:
+            _since_words.clear()
+        _since_words[key] = words
+    return words
 
 
 @register.filter
