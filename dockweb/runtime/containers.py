@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from typing import BinaryIO
 
 from dockweb.runtime import oci, syscalls
+from dockweb.runtime.crashpoint import crashpoint
 from dockweb.runtime.errors import (
     ContainerConflict,
     ContainerNotFound,
@@ -54,6 +55,7 @@ from dockweb.runtime.volumes import VolumeManager, dir_size
 ZERO_TIME = "0001-01-01T00:00:00Z"
 _NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 _HEX64 = re.compile(r"^[a-f0-9]{64}$")
+_TEMP_JSON = re.compile(r"^[a-z]+\.json\.(\d+)\.[a-f0-9]{6}$")  # _write_json_atomic's
 
 
 def now_rfc3339nano() -> str:
@@ -326,6 +328,7 @@ def _write_json_atomic(path: str, value: dict, *, durable: bool = True) -> None:
         if durable:
             f.flush()
             os.fsync(f.fileno())
+    crashpoint("container.atomic_write")
     os.replace(tmp, path)
 
 
@@ -557,10 +560,16 @@ class ContainerManager:
             cdir = self.cdir(cid)
             os.makedirs(cdir)
             try:
+                anonymous = [v["name"] for v in mounts if v["type"] == "volume" and v["anonymous"]]
+                if anonymous:  # for reconcile, should this create be cut short
+                    with open(os.path.join(cdir, "create.json"), "w") as f:
+                        json.dump({"anonymous_volumes": anonymous}, f)
+                crashpoint("container.create.dir")
                 for v in mounts:
                     if v["type"] == "volume":
                         self.volumes.create(v["name"], anonymous=v["anonymous"])
                         v["source"] = self.volumes.get(v["name"]).mountpoint
+                crashpoint("container.create.volumes")
                 container = Container(
                     id=cid,
                     name=name,
@@ -578,14 +587,20 @@ class ContainerManager:
                 for d in ("upper", "work", "rootfs", "bundle", "init"):
                     os.makedirs(os.path.join(cdir, d))
                 self._make_init_layer(os.path.join(cdir, "init"))
+                crashpoint("container.create.layers")
                 for empty in ("container.log", "shim.lock"):
                     with open(os.path.join(cdir, empty), "wb"):
                         pass
                 self.write_state(cid, container.state)
+                crashpoint("container.create.state")
+                # the container exists once its record is in place (``_ids``)
                 _write_json_atomic(os.path.join(cdir, "container.json"), container.record())
+                if anonymous:
+                    os.unlink(os.path.join(cdir, "create.json"))
             except BaseException:
                 self._destroy(cid, mounts, volumes=True)
                 raise
+        crashpoint("container.create.recorded")
         return container
 
     def _reserve_name(self, name: str, cid: str) -> str:
@@ -747,6 +762,7 @@ class ContainerManager:
         mount, seeded volumes, working directory, /etc files and the bundle's config.json."""
         cdir = self.cdir(c.id)
         rootfs = self.mount_rootfs(c)
+        crashpoint("container.start.mounted")
         for m in c.mounts:
             if m["type"] == "volume":
                 self.volumes.create(m["name"], anonymous=m["anonymous"])
@@ -754,6 +770,7 @@ class ContainerManager:
                 self.volumes.seed(m["name"], src)
             elif m["type"] == "bind" and not os.path.exists(m["source"]):
                 os.makedirs(m["source"], exist_ok=True)  # -v creates a missing host dir
+        crashpoint("container.start.volumes")
         user = oci.resolve_user(
             rootfs,
             c.spec.user
@@ -792,6 +809,7 @@ class ContainerManager:
         )
         # rewritten at every start, read by the runtime right after: no need to survive a crash
         _write_json_atomic(os.path.join(cdir, "bundle", "config.json"), spec, durable=False)
+        crashpoint("container.start.config")
 
     def _write_etc_files(self, c: Container) -> dict[str, str]:
         cdir = self.cdir(c.id)
@@ -854,6 +872,7 @@ class ContainerManager:
             )
             self.update_state(c.id, exit_code=code, error=msg)
             raise ContainerStartError(msg, code)
+        crashpoint("container.start.answered")
         return self.get(c.id)
 
     def _spawn_shim(self, c: Container, *, attach: bool = False) -> dict:
@@ -895,6 +914,7 @@ class ContainerManager:
                 pid = proc.pid
         os.close(w)
         os.waitpid(pid, 0)  # the supervisor forks and its first process exits at once
+        crashpoint("container.start.spawned")
         chunks = []
         with os.fdopen(r, "rb") as f:
             while True:
@@ -1132,6 +1152,116 @@ class ContainerManager:
                 if m["type"] == "volume" and m["anonymous"]:
                     with contextlib.suppress(DockwebError):
                         self.volumes.remove(m["name"])
+
+    # -- reconcile ------------------------------------------------------------------------
+
+    def reconcile(self) -> dict[str, list[str]]:
+        """Repair what a crash of a creation, start or removal left (the worker, the CLI or a
+        supervisor killed). Idempotent. Safe while other processes use the containers: it
+        holds the store's lock (containers are created and removed under it), and a
+        container's ``shim.lock`` while it clears that container's runtime state.
+
+        - A creation cut short (a directory without ``container.json``) is undone: runtime
+          state, mounts, directory, short link and the anonymous volumes it made. A removal
+          cut short (``.removing-<id>``, or a record whose state says removing) is finished.
+        - A container no supervisor watches keeps no runtime state: whatever runs of it is
+          killed (nobody would collect its output or exit code), its attach socket goes, and
+          a state of running or paused becomes exited (255). Created and exited stay so.
+        - Temporary files of interrupted writes go, and mounts under ``containers/`` that
+          belong to no container are detached.
+        - Volumes: ``VolumeManager.reconcile`` (a half-seeded volume is emptied, to be
+          seeded again on next use).
+
+        Returns what it changed: container IDs ``removed`` and ``stopped`` (runtime state or
+        processes cleared, state repaired), volume names ``emptied``, temporary ``files``.
+        """
+        report: dict[str, list[str]] = {"removed": [], "stopped": [], "emptied": [], "files": []}
+        with self.store.locked():
+            complete = set(self._ids())
+            prefix = self.dir + os.sep
+            for target in sorted(_mounts_under(prefix), reverse=True):
+                if target[len(prefix) :].split(os.sep)[0] not in complete:
+                    with contextlib.suppress(OSError):
+                        syscalls.unmount(target)
+            for entry in os.listdir(self.dir):
+                if entry.startswith(".removing-"):
+                    cid = entry[len(".removing-") :]
+                    self._destroy(cid, [], volumes=False)
+                    shutil.rmtree(os.path.join(self.dir, entry), ignore_errors=True)
+                    report["removed"].append(cid)
+                elif _HEX64.match(entry) and entry not in complete:
+                    try:
+                        with open(os.path.join(self.cdir(entry), "create.json")) as f:
+                            names = json.load(f)["anonymous_volumes"]
+                    except (OSError, ValueError, KeyError):
+                        names = []  # cut short before it made any volume
+                    made = [{"type": "volume", "name": n, "anonymous": True} for n in names]
+                    self._destroy(entry, made, volumes=True)
+                    report["removed"].append(entry)
+            for cid in sorted(complete):
+                report["files"] += self._remove_temp_files(cid)
+                try:
+                    st = self.read_state(cid)
+                except ContainerNotFound:
+                    continue
+                if st.status is Status.REMOVING:  # as dockerd at start-up: finish it
+                    self._destroy(cid, self._load(cid).mounts, volumes=False)
+                    report["removed"].append(cid)
+                elif self._clear_unsupervised(cid, st):
+                    report["stopped"].append(cid)
+            with contextlib.suppress(FileNotFoundError):
+                for cid in os.listdir(self.runtime_root):
+                    if _HEX64.match(cid) and cid not in complete:
+                        subprocess.run(self._rt("delete", "--force", cid), capture_output=True)
+                        report["removed"].append(cid)
+            report["emptied"] = self.volumes.reconcile()
+        report["removed"] = sorted(set(report["removed"]))
+        return report
+
+    def _remove_temp_files(self, cid: str) -> list[str]:
+        """``<name>.json.<pid>.<hex>`` left by a writer that died before its rename, and the
+        creation's ``create.json`` left after the record was written."""
+        removed = []
+        cdir = self.cdir(cid)
+        for d in (cdir, os.path.join(cdir, "bundle")):
+            with contextlib.suppress(FileNotFoundError):
+                for name in os.listdir(d):
+                    m = _TEMP_JSON.match(name)
+                    if (m and not _pid_alive(int(m.group(1)))) or (
+                        d == cdir and name == "create.json"
+                    ):
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(os.path.join(d, name))
+                        removed.append(os.path.join(d, name))
+        return removed
+
+    def _clear_unsupervised(self, cid: str, st: State) -> bool:
+        """Clear the runtime state, processes and attach socket of a container that no
+        supervisor holds, and repair a state that claims processes. True when it changed
+        something. The ``shim.lock`` is held meanwhile: a supervisor starting now waits."""
+        changed = False
+        try:
+            fd = os.open(os.path.join(self.cdir(cid), "shim.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:
+            return False
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # supervised
+            if os.path.exists(os.path.join(self.runtime_root, cid)):
+                subprocess.run(self._rt("delete", "--force", cid), capture_output=True)
+                changed = True
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.attach_path(cid))
+                changed = True
+        finally:
+            os.close(fd)
+        if st.status.is_active:
+            with contextlib.suppress(ContainerNotFound):
+                self._reconciled_state(cid)  # running or paused: exited (255)
+                changed = not self.read_state(cid).status.is_active
+        return changed
 
     # -- logs -----------------------------------------------------------------------------
 
@@ -1736,6 +1866,25 @@ def _read_log(f, entry, tail: int | None, more) -> Iterator[tuple[str, str, str]
                 continue
             return
         time.sleep(0.05)
+
+
+def _mounts_under(prefix: str) -> list[str]:
+    try:
+        with open("/proc/self/mountinfo") as f:
+            targets = [line.split()[4] for line in f]
+    except OSError:
+        return []
+    return [t for t in targets if t.startswith(prefix)]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _lock_held(fd: int) -> bool:

@@ -52,6 +52,7 @@ from dockweb.runtime.containers import (
     _log_error,
     now_rfc3339nano,
 )
+from dockweb.runtime.crashpoint import crashpoint
 from dockweb.runtime.store import Store
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -211,11 +212,15 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _send(fd: int, value: dict) -> None:
+    """Answer the starter. It may be gone (killed, interrupted): the container then runs
+    on without it, so a broken pipe is no error (SIGPIPE is ignored)."""
     if fd < 0:
         return
     data = json.dumps(value).encode()
     try:
         os.write(fd, data)
+    except BrokenPipeError:
+        pass
     finally:
         os.close(fd)
 
@@ -248,6 +253,8 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
     os.ftruncate(lock_fd, 0)
     with open(os.path.join(cdir, "shim.pid"), "w") as f:
         f.write(str(os.getpid()))
+    # a crash here kills the starter too (it waits for our answer): the whole start dies
+    crashpoint("shim.locked", also=args.starter)
 
     bundle = os.path.join(cdir, "bundle")
     pid_file = os.path.join(cdir, "init.pid")
@@ -328,6 +335,7 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
         return fail(msg or f"{args.runtime} create exited with {proc.returncode}")
     with open(pid_file) as f:
         pid = int(f.read().strip())
+    crashpoint("shim.created", also=args.starter)
 
     if hub is not None:
         # the client's input goes to the pty (kept by the supervisor) or to the stdin pipe
@@ -355,6 +363,7 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
         finished_at="0001-01-01T00:00:00Z",
         boot_id=_boot_id(),
     )
+    crashpoint("shim.running", also=args.starter)
     sync_send({"pid": pid})
 
     exit_code = _reap(pid)
@@ -424,12 +433,13 @@ def main(argv: list[str] | None = None, on_exit: Callable[[str], None] | None = 
     p.add_argument("--exit-command", default="[]")
     p.add_argument("--attach", action="store_true", help="keep output until a client attaches")
     args = p.parse_args(argv)
+    args.starter = os.getppid() if args.sync_fd >= 0 else 0  # waits for our answer
 
     if os.fork():
         os._exit(0)
     os.setsid()
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     try:
         return supervise(args, on_exit)

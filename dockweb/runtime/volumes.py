@@ -3,11 +3,19 @@
 A volume's metadata (``volume.json``: name, created, labels, anonymous) sits beside its
 ``_data``. Which containers use a volume is not stored here: the caller passes a function
 that answers it (the ContainerManager does), so a volume in use is never removed.
+
+Crash safety: a volume appears whole (it is made in ``.creating-<pid>-*`` and renamed into
+place) and disappears whole (renamed to ``.deleted-*`` first). Seeding holds the volume's
+``seed.lock`` and leaves a ``seeding`` marker until the copy is complete: a volume with the
+marker counts as empty, so a copy cut short is done again, never taken for a seeded volume.
+``reconcile`` clears what a crash left.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import re
@@ -18,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
+from dockweb.runtime.crashpoint import crashpoint
 from dockweb.runtime.errors import InvalidContainerSpec, VolumeInUse, VolumeNotFound
 
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -73,7 +82,6 @@ class VolumeManager:
         meta = os.path.join(path, "volume.json")
         if os.path.exists(meta):
             return self.get(name)
-        os.makedirs(os.path.join(path, "_data"), exist_ok=True)
         vol = Volume(
             name=name,
             mountpoint=os.path.join(path, "_data"),
@@ -81,10 +89,22 @@ class VolumeManager:
             labels=dict(labels or {}),
             anonymous=anonymous,
         )
-        tmp = meta + f".{secrets.token_hex(4)}"
-        with open(tmp, "w") as f:
+        # made aside and renamed into place: a crash leaves a .creating-* dir, not a volume
+        # without its metadata
+        stage = os.path.join(self.dir, f".creating-{os.getpid()}-{secrets.token_hex(4)}")
+        os.makedirs(os.path.join(stage, "_data"))
+        with open(os.path.join(stage, "volume.json"), "w") as f:
             json.dump(asdict(vol), f)
-        os.replace(tmp, meta)
+        try:
+            os.rename(stage, path)
+        except OSError as e:
+            shutil.rmtree(stage, ignore_errors=True)
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            if os.path.exists(meta):
+                return self.get(name)  # created meanwhile by someone else
+            with open(meta, "w") as f:  # a directory without metadata (older versions)
+                json.dump(asdict(vol), f)
         return vol
 
     def get(self, name: str) -> Volume:
@@ -100,6 +120,8 @@ class VolumeManager:
     def list(self) -> list[Volume]:
         out = []
         for name in sorted(os.listdir(self.dir)):
+            if name.startswith("."):
+                continue  # being created or deleted
             with contextlib.suppress(VolumeNotFound):
                 out.append(self.get(name))
         return out
@@ -142,22 +164,100 @@ class VolumeManager:
     def seed(self, name: str, source: str) -> bool:
         """Copy ``source`` (a directory of the container's image) into the volume when the
         volume is empty, with ownership and modes, as Docker does for a new volume.
-        Returns True when it copied."""
+        Returns True when it copied.
+
+        One seeder at a time per volume (``seed.lock``); the ``seeding`` marker stays until
+        owner and mode are set, so a copy cut short by a crash is wiped and done again."""
         data = self.get(name).mountpoint
-        if os.listdir(data) or not os.path.isdir(source) or os.path.islink(source):
-            return False
-        if os.listdir(source):
-            proc = subprocess.run(
-                ["cp", "-a", "--", source + "/.", data + "/"], capture_output=True, text=True
-            )
-            if proc.returncode != 0:
-                raise InvalidContainerSpec(
-                    f"copy image data to volume {name}: {proc.stderr.strip()}"
+        marker = os.path.join(self._path(name), "seeding")
+        with self._seed_lock(name, blocking=True):
+            if os.path.exists(marker):
+                _empty(data)  # a copy cut short: the volume was never seeded
+            elif os.listdir(data):
+                return False
+            if not os.path.isdir(source) or os.path.islink(source):
+                _unlink(marker)
+                return False
+            open(marker, "w").close()
+            if os.listdir(source):
+                proc = subprocess.run(
+                    ["cp", "-a", "--", source + "/.", data + "/"], capture_output=True, text=True
                 )
-        st = os.lstat(source)
-        os.chown(data, st.st_uid, st.st_gid)
-        os.chmod(data, st.st_mode & 0o7777)
+                if proc.returncode != 0:
+                    raise InvalidContainerSpec(
+                        f"copy image data to volume {name}: {proc.stderr.strip()}"
+                    )
+            crashpoint("volume.seed.copied")
+            st = os.lstat(source)
+            os.chown(data, st.st_uid, st.st_gid)
+            os.chmod(data, st.st_mode & 0o7777)
+            os.unlink(marker)
         return True
+
+    @contextlib.contextmanager
+    def _seed_lock(self, name: str, *, blocking: bool):
+        """Yields whether the volume's seed lock was taken (always, when ``blocking``)."""
+        fd = os.open(os.path.join(self._path(name), "seed.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)
+
+    def reconcile(self) -> list[str]:
+        """Repair what a crash left: half-made and half-deleted volume directories go, and a
+        volume whose seeding was cut short is emptied (the next container using it seeds it
+        again, as a new volume). Returns the names of the volumes emptied. Safe while other
+        processes use the volumes: it skips a creation whose process lives and a seeding whose
+        lock is held."""
+        emptied = []
+        for entry in os.listdir(self.dir):
+            path = os.path.join(self.dir, entry)
+            if entry.startswith(".creating-"):
+                pid = entry.split("-")[1]
+                if pid.isdigit() and _alive(int(pid)):
+                    continue
+                shutil.rmtree(path, ignore_errors=True)
+            elif entry.startswith(".deleted-"):
+                shutil.rmtree(path, ignore_errors=True)  # renamed away: nobody uses it
+            elif os.path.exists(os.path.join(path, "seeding")):
+                with self._seed_lock(entry, blocking=False) as taken:
+                    if taken and os.path.exists(os.path.join(path, "seeding")):
+                        data = os.path.join(path, "_data")
+                        _empty(data)
+                        os.chown(data, 0, 0)
+                        os.chmod(data, 0o755)
+                        os.unlink(os.path.join(path, "seeding"))
+                        emptied.append(entry)
+        return emptied
+
+
+def _empty(path: str) -> None:
+    for entry in os.listdir(path):
+        p = os.path.join(path, entry)
+        if os.path.isdir(p) and not os.path.islink(p):
+            shutil.rmtree(p)
+        else:
+            os.unlink(p)
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def dir_size(path: str) -> int:
