@@ -40,6 +40,15 @@ def _db_value(value):
     return value
 
 
+def container_ids(path: str) -> set[str]:
+    """The IDs of the containers the database mirrors."""
+    conn = connect(path)
+    try:
+        return {row[0] for row in conn.execute(f"SELECT container_id FROM {CONTAINER_TABLE}")}
+    finally:
+        conn.close()
+
+
 def sync_container(conn: sqlite3.Connection, mgr: ContainerManager, cid: str) -> None:
     """``services.sync_containers(cid)`` without Django: the row updated or inserted, or
     deleted when the runtime no longer has the container; the Volume rows mirrored.

@@ -99,9 +99,11 @@ def get_volumes():
 
 
 def create_container(spec: ContainerSpec) -> str:
-    """``docker create``: the new container's full ID."""
+    """``docker create``: the new container's full ID. Repairs what a crash left first (as
+    a pull reconciles the store), so the CLI needs no worker for that."""
     mgr = get_manager()
     try:
+        mgr.reconcile()
         return mgr.create(spec).id
     finally:
         sync_containers()
@@ -119,6 +121,7 @@ def run_container(spec: ContainerSpec) -> str:
     """``docker run -d``: create and start; the container's full ID."""
     mgr = get_manager()
     try:
+        mgr.reconcile()
         c = mgr.run(spec, detach=True)
         return c.id
     finally:
@@ -129,6 +132,7 @@ def run_attached(spec: ContainerSpec) -> int:
     """``docker run`` in the foreground: the container's output on ours, its exit code."""
     mgr = get_manager()
     try:
+        mgr.reconcile()
         return mgr.run(spec, detach=False)
     finally:
         sync_containers()
@@ -222,6 +226,40 @@ def export_container(ref: str, out) -> None:
 
 def get_container(ref: str):
     return get_manager().get(ref)
+
+
+def recover_after_restart() -> dict[str, list[str]]:
+    """Repair what a stopped worker (or CLI, or supervisor) left: the runtime's reconcile
+    (creations cut short undone, unsupervised containers stopped, half-seeded volumes
+    emptied, temporary files removed), operations left running failed, then the mirror.
+    Run at worker start. Returns the reconcile's report."""
+    try:
+        report = get_manager().reconcile()
+    finally:
+        fail_abandoned_operations()
+        sync_containers()
+    return report
+
+
+OPERATION_ABANDONED = "the worker stopped during the operation; look at the container and try again"
+
+
+def fail_abandoned_operations() -> int:
+    """Mark operations left running by a worker process that is gone as failed."""
+    from images.services import worker_is_alive
+
+    changed = 0
+    running = ContainerOperation.objects.filter(status=ContainerOperation.Status.RUNNING)
+    for pk, worker in running.values_list("pk", "worker"):
+        if not worker_is_alive(worker):
+            changed += ContainerOperation.objects.filter(
+                pk=pk, status=ContainerOperation.Status.RUNNING
+            ).update(
+                status=ContainerOperation.Status.FAILED,
+                error=OPERATION_ABANDONED,
+                finished_at=timezone.now(),
+            )
+    return changed
 
 
 def containers_using_images() -> list[tuple[str, str, bool]]:

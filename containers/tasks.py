@@ -22,12 +22,15 @@ def run_operation(op_id: int) -> None:
 
 
 @worker_ready.connect
-def mirror_containers_at_start(**kwargs) -> None:
-    """Containers may have exited while no worker ran: mirror the runtime once at start."""
+def recover_after_restart(**kwargs) -> None:
+    """Repair what a stopped worker left (creations and starts cut short, operations still
+    "running") and mirror the runtime: containers may also have exited while no worker ran."""
     try:
-        services.sync_containers()
+        report = services.recover_after_restart()
     except Exception:
-        log.exception("could not mirror the containers at worker start")
+        log.exception("could not reconcile the containers at worker start")
+        return
+    log.info("containers reconciled %s", {k: len(v) for k, v in report.items()})
 
 
 @app.task(acks_late=True, ignore_result=True)
