@@ -205,9 +205,12 @@ class Pull(models.Model):
 
     @property
     def elapsed(self) -> timedelta | None:
+        """Time since the start, to the end or, while running, to the current whole second:
+        speed and time left then change at most once a second between progress writes, so
+        the many people watching a pull share one rendering of them (views._pull_progress)."""
         if not self.started_at:
             return None
-        return (self.finished_at or timezone.now()) - self.started_at
+        return (self.finished_at or timezone.now().replace(microsecond=0)) - self.started_at
 
     @property
     def speed(self) -> float:

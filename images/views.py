@@ -120,13 +120,10 @@ def image_list(request: HttpRequest) -> HttpResponse:
     # still renders in a few tens of milliseconds. The rows are image_table's cached ones:
     # the page gets copies.
     page = Paginator(rows, IMAGES_PER_PAGE).get_page(request.GET.get("page"))
-    detail_prefix = reverse("images:detail", args=["0"])[:-2]
-    page.object_list = [dict(row) for row in page.object_list]
+    signature, prepared = _page_rows(rows, page)
+    page.object_list = [dict(row) for row in prepared]
     for row in page.object_list:
-        row["detail_url"] = f"{detail_prefix}{row['image_id'].split(':', 1)[-1]}/"
         if row["created"]:
-            row["created_iso"] = row["created"].isoformat()
-            row["created_title"] = row["created"].strftime("%Y-%m-%d %H:%M:%S UTC")
             row["created_since"] = since(row["created"])
     query = request.GET.copy()
     query.pop("page", None)
@@ -149,7 +146,7 @@ def image_list(request: HttpRequest) -> HttpResponse:
         context["active_pull_count"] = len(active)
         nav = (len(active), [(p.pk, p.reference, p.normalized, p.percent) for p in active])
     shown = (
-        _rows_signature(rows, page),
+        signature,
         tuple(row.get("created_since") for row in page.object_list),
         page.paginator.count,
         context["query"],
@@ -189,23 +186,29 @@ _pages: dict[tuple, str] = {}
 _PAGES_KEPT = 64
 # Stands for the CSRF token in a kept page or fragment; each answer gets its own token.
 _CSRF_SLOT = "\x00csrf-token\x00"
-# A digest of a page of image_table's rows: (rows, digest) by (id(rows), page number); the
-# rows are kept so that their id is not reused while the entry lives.
-_row_signatures: dict[tuple, tuple[list[dict], str]] = {}
+# A page of image_table's rows, ready to show but for the "created ... ago" words, and a
+# digest of it: (rows, digest, prepared) by (id(rows), page number); the rows are kept so
+# that their id is not reused while the entry lives.
+_prepared_pages: dict[tuple, tuple[list[dict], str, list[dict]]] = {}
 
 
-def _rows_signature(rows: list[dict], page) -> str:
+def _page_rows(rows: list[dict], page) -> tuple[str, list[dict]]:
     key = (id(rows), page.number)
-    hit = _row_signatures.get(key)
+    hit = _prepared_pages.get(key)
     if hit is not None and hit[0] is rows:
-        return hit[1]
-    start = (page.number - 1) * page.paginator.per_page
-    shown = repr(rows[start : start + page.paginator.per_page])
-    digest = hashlib.blake2b(shown.encode(), digest_size=16).hexdigest()
-    if len(_row_signatures) >= _IMAGE_LISTS_KEPT:
-        _row_signatures.clear()
-    _row_signatures[key] = (rows, digest)
-    return digest
+        return hit[1], hit[2]
+    digest = hashlib.blake2b(repr(page.object_list).encode(), digest_size=16).hexdigest()
+    detail_prefix = reverse("images:detail", args=["0"])[:-2]
+    prepared = [dict(row) for row in page.object_list]
+    for row in prepared:
+        row["detail_url"] = f"{detail_prefix}{row['image_id'].split(':', 1)[-1]}/"
+        if row["created"]:
+            row["created_iso"] = row["created"].isoformat()
+            row["created_title"] = row["created"].strftime("%Y-%m-%d %H:%M:%S UTC")
+    if len(_prepared_pages) >= _IMAGE_LISTS_KEPT:
+        _prepared_pages.clear()
+    _prepared_pages[key] = (rows, digest, prepared)
+    return digest, prepared
 
 
 # Rendered image_list partials of this process: (rows, html) by what the partial shows.
