@@ -21,7 +21,9 @@ store), so both pulls start from the same database and an empty store.
    ``GET /pulls/<id>/`` with ``HX-Request: true`` (the fragment the pull page polls). Each
    connection is one client: it waits ``--fragment-think`` (htmx's ``every 500ms``,
    re-armed after each swap) or ``--images-think`` after each answer before asking again
-   (0: as fast as the server answers, a saturation test rather than clients). Clients
+   (0: as fast as the server answers, a saturation test rather than clients). Each client
+   starts at a random moment within its first think time, as people open pages at
+   different moments (``--no-start-spread``: all at once, and then in step). Clients
    revalidate as a browser's cache does (If-None-Match with the last ETag; answers of 304
    are counted, not errors) unless ``--no-revalidate``. wrk stops when the pull does
    (SIGINT), at the latest after three times the lone pull's time.
@@ -62,22 +64,36 @@ SLOWDOWN_BOUND = 0.10
 # With WRK_REVALIDATE=1 a client revalidates as a browser's cache does with the answers'
 # `Cache-Control: private, no-cache` and ETag: If-None-Match with the last ETag it got (one
 # per wrk thread, whose connections all share the same session).
+# With WRK_START_SPREAD=1 each client starts at a random moment within its first think
+# time (wrk calls delay() before a connection's first request too; the first
+# WRK_CONNS_PER_THREAD calls of a thread are its connections' first), as people open their
+# pages at different moments; without it, every client of a wrk process asks in the same
+# instant and, with a fixed think time, they stay in step: waves of hundreds of requests.
 WRK_SCRIPT = """
 local think = tonumber(os.getenv("WRK_THINK_MS") or "0")
 local revalidate = os.getenv("WRK_REVALIDATE") == "1"
+local spread = os.getenv("WRK_START_SPREAD") == "1"
+local per_thread = tonumber(os.getenv("WRK_CONNS_PER_THREAD") or "0")
+local started = 0
 local threads = {}
 local etag = nil
 
 function setup(thread)
     table.insert(threads, thread)
+    thread:set("id", #threads)
 end
 
 function init(args)
     non2xx = 0
     not_modified = 0
+    math.randomseed(os.time() * 100 + id)
 end
 
 function delay()
+    if spread and started < per_thread then
+        started = started + 1
+        return math.random(0, think)
+    end
     return think
 end
 
@@ -187,11 +203,13 @@ class Wrk:
         script: Path,
         log_path: Path,
         revalidate: bool,
+        start_spread: bool,
     ) -> None:
         self.log_path = log_path
+        threads = 2
         cmd = [
             "wrk",
-            "-t2",
+            f"-t{threads}",
             f"-c{connections}",
             f"-d{duration}s",
             f"--timeout={timeout:g}s",
@@ -205,6 +223,8 @@ class Wrk:
             os.environ,
             WRK_THINK_MS=str(int(think * 1000)),
             WRK_REVALIDATE="1" if revalidate else "0",
+            WRK_START_SPREAD="1" if start_spread else "0",
+            WRK_CONNS_PER_THREAD=str(connections // threads),  # wrk's split
         )
         self._log = open(log_path, "wb")
         self._proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
@@ -286,6 +306,12 @@ def main() -> int:
         dest="revalidate",
         action="store_false",
         help="clients send no If-None-Match (a browser with its cache disabled)",
+    )
+    parser.add_argument(
+        "--no-start-spread",
+        dest="start_spread",
+        action="store_false",
+        help="all clients start in the same instant (and so stay in step)",
     )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn processes")
     parser.add_argument("--threads", type=int, default=8, help="threads per process")
@@ -377,6 +403,7 @@ def main() -> int:
                         "timeout": args.timeout,
                         "script": script,
                         "revalidate": args.revalidate,
+                        "start_spread": args.start_spread,
                     }
                     # check once that both answer 200 and the fragment is the polling one
                     fragment_url = f"{server.url}/pulls/{pull.pk}/"
