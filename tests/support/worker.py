@@ -139,6 +139,15 @@ class CeleryWorker:
             f"{self.log_text()[-4000:]}"
         )
 
+    def wait(self, timeout: float = 60.0) -> int:
+        """Wait for the worker to exit by itself (a crash, in the crash-safety tests); its
+        exit status (negative: the signal that killed it)."""
+        proc, self._proc = self._proc, None
+        try:
+            return proc.wait(timeout=timeout) if proc is not None else 0
+        finally:
+            self._close_log()
+
     def assert_alive(self) -> None:
         if self._proc is None or self._proc.poll() is not None:
             raise WorkerError(f"worker is not running; its log:\n{self.log_text()[-4000:]}")
