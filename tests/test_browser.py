@@ -155,6 +155,8 @@ def test_it_pulls_tags_untags_and_removes_an_image_in_a_browser(
     context = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
     page = context.new_page()
     page.set_default_timeout(30_000)
+    refused = []  # what the Content-Security-Policy refused, as Chromium logs it
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
 
     # log in
     page.goto(base + "/")
@@ -280,4 +282,5 @@ def test_it_pulls_tags_untags_and_removes_an_image_in_a_browser(
     assert page.inner_text("main h1") == "镜像"
     assert "还没有镜像。" in page.inner_text("#image-list")
     shot(page, "images-chinese")
+    assert refused == []
     context.close()

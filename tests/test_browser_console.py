@@ -151,6 +151,8 @@ def test_it_opens_a_console_types_resizes_pastes_and_leaves_the_container_runnin
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
     page = context.new_page()
     page.set_default_timeout(30_000)
+    refused = []  # what the Content-Security-Policy refused, as Chromium logs it
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
     log_in(page, live_server.url)
 
     # the detail page links the console; it offers the image's shells only
@@ -216,6 +218,9 @@ def test_it_opens_a_console_types_resizes_pastes_and_leaves_the_container_runnin
     page.keyboard.press("Enter")
     time.sleep(0.5)
     assert session_row(sid)["status"] == "running"
+
+    # xterm.js, the stream and the clipboard all ran under the policy
+    assert refused == []
 
     # closing the page ends the shell, not the container
     page.close()

@@ -392,3 +392,42 @@ def test_it_refuses_debug_in_production(tmp_path):
     result = _manage(tmp_path, {"DJANGO_ENV": "production", "DEBUG": "true"}, "check")
     assert result.returncode != 0
     assert "DEBUG=true with DJANGO_ENV=production" in result.stderr
+
+
+# --- Content-Security-Policy ------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_it_sends_a_policy_that_refuses_inline_script(as_role):
+    client = as_role(VIEWER)
+    for path in ("/images/", "/containers/", "/disk/", "/login/"):
+        policy = client.get(path)["Content-Security-Policy"]
+        directives = dict(
+            (part.split()[0], part.split()[1:]) for part in policy.split(";") if part.strip()
+        )
+        assert directives["script-src"] == ["'self'"], policy
+        assert directives["default-src"] == ["'self'"]
+        assert directives["object-src"] == ["'none'"]
+        assert directives["frame-ancestors"] == ["'none'"]
+        assert "'unsafe-eval'" not in policy
+
+
+def test_no_template_has_inline_script_or_handlers():
+    """What the policy would refuse in a browser: an inline <script> or an on...= handler."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    templates = [
+        p
+        for p in root.rglob("*.html")
+        if ".venv" not in p.parts and "node_modules" not in p.parts and "static" not in p.parts
+    ]
+    assert len(templates) > 20
+    for path in templates:
+        text = path.read_text()
+        for tag in re.findall(r"<script\b[^>]*>", text):
+            assert "src=" in tag, f"{path}: inline script {tag}"
+        handlers = re.findall(r"<[^>]*\son[a-z]+\s*=", text)
+        assert not handlers, f"{path}: inline handler {handlers[0]}"
+        assert "javascript:" not in text, path
