@@ -49,6 +49,19 @@ def container_ids(path: str) -> set[str]:
         conn.close()
 
 
+def sync_containers(path: str, mgr: ContainerManager, ids: set[str]) -> None:
+    """``sync_container`` for each of ``ids``, on a connection of its own, closed after
+    (the caller may fork next)."""
+    if not ids:
+        return
+    conn = connect(path)
+    try:
+        for cid in sorted(ids):
+            sync_container(conn, mgr, cid)
+    finally:
+        conn.close()
+
+
 def sync_container(conn: sqlite3.Connection, mgr: ContainerManager, cid: str) -> None:
     """``services.sync_containers(cid)`` without Django: the row updated or inserted, or
     deleted when the runtime no longer has the container; the Volume rows mirrored.

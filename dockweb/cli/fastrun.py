@@ -10,9 +10,9 @@ of a new interpreter, and its exit hook is containers/exit_hook.py (called in th
 supervisor), so the dashboard learns of the exit even when this command is interrupted.
 Everything else (a PostgreSQL database, a schema to migrate, an image to pull, an
 in-process caller with Django already set up) takes the ordinary path in
-dockweb/cli/containers.py; so does a run after a crash (``ContainerManager.reconcile``
-repaired something, or the mirror lacks or keeps a container), whose full mirror fixes the
-rows.
+dockweb/cli/containers.py. Before creating, ``run`` repairs what a crash left
+(``ContainerManager.reconcile``) and mirrors the containers it changed and those the
+database lacks or keeps (a run killed before its mirror, an exit hook still to come).
 """
 
 from __future__ import annotations
@@ -68,8 +68,10 @@ def run(args) -> int | None:
         # interpreter (about 0.1 s of CPU after each exit, landing on whatever runs next)
         on_exit=lambda cid: exit_hook.main([*hook_args, cid]),
     )
-    if any(mgr.reconcile().values()) or fastmirror.container_ids(db) != set(mgr._ids()):
-        return None  # a crash left work: the ordinary path mirrors every container
+    # what a crash left: repaired, and mirrored with the rows the mirror lacks or keeps
+    report = mgr.reconcile()
+    stale = fastmirror.container_ids(db) ^ set(mgr._ids())
+    fastmirror.sync_containers(db, mgr, stale.union(report["removed"], report["stopped"]))
     conn = None
 
     def mirror(cid: str) -> None:
