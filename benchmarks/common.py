@@ -1,4 +1,5 @@
-"""What the benchmarks share: a registry, dockerd, the dockweb CLI, timing, scratch filesystems.
+"""What the benchmarks share: a registry, dockerd, the dockweb CLI, timing, scratch filesystems,
+and for the dashboard's: Django on a scratch database, the worker and a web server.
 
 Run the scripts from the repository root as modules (`python -m benchmarks.pull`), so that
 `tests.support` imports. They need root (dockerd, overlay and loop mounts).
@@ -18,8 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+import urllib3
 
-from tests.support.registry import RegistryServer
+from tests.support import images as im
+from tests.support.registry import RegistryServer, free_port
+from tests.support.worker import CeleryWorker, ThrottledProxy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOCKER_ROOT = Path("/var/lib/docker")
@@ -390,3 +394,149 @@ def private_dockerd(data_root: Path, log_path: Path):
 
 def mib(n: int) -> str:
     return f"{n / (1 << 20):.1f} MiB"
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The `p`th percentile of `values`: the nearest rank, no interpolation."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+# -- the dashboard's benchmarks: Django, the worker and a web server on a scratch dir -------
+
+
+@contextmanager
+def scratch_dir(prefix: str):
+    """A new directory under SCRATCH, removed with everything in it on the way out."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=SCRATCH))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def setup_django(scratch: Path, broker_url: str | None = None) -> None:
+    """Set Django up as production runs it (DEBUG off), on a fresh, migrated SQLite database.
+
+    DOCKWEB_DATA is `scratch`/data (the database lives there), DOCKWEB_ROOT `scratch`/store;
+    `broker_url` becomes CELERY_BROKER_URL. The environment is this process's and is
+    inherited by the servers it starts. Once per process: Django reads it at setup.
+    """
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "dockweb.settings",
+            "DOCKWEB_DATA": str(scratch / "data"),
+            "DOCKWEB_ROOT": str(scratch / "store"),
+            "DEBUG": "false",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    os.environ.pop("DATABASE_URL", None)
+    if broker_url is not None:
+        os.environ["CELERY_BROKER_URL"] = broker_url
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def signed_in_client():
+    """Django's test Client, signed in as a new user "bench" (after `setup_django`)."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    user = get_user_model().objects.create_user("bench", password="bench-pass-1")
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(user)
+    return client
+
+
+def random_image(scratch: Path, layers: int, layer_mb: int) -> im.Image:
+    """Busybox plus `layers` layers of `layer_mb` MB of random data (blobs under `scratch`)."""
+    blobs = [
+        im.large_layer(layer_mb * 1_000_000, scratch / f"layer{i}.blob", seed=i)
+        for i in range(layers)
+    ]
+    return im.Image([im.busybox_layer(), *blobs], config={"Cmd": ["sh"]})
+
+
+@contextmanager
+def slow_pulls(scratch: Path, broker_url: str, image: im.Image, repository: str, rate_mb: float):
+    """A registry holding `image` as `repository`:latest, a proxy to it that sends each
+    connection `rate_mb` MB/s, and the Celery worker on `setup_django`'s database and store.
+
+    Yields (the image's reference through the proxy, the worker); all stop on the way out.
+    """
+    data = scratch / "data"
+    with (
+        RegistryServer(scratch / "registry") as registry,
+        ThrottledProxy(registry.host, int(rate_mb * 1_000_000)) as proxy,
+        CeleryWorker(
+            db_path=data / "db.sqlite3",
+            store_root=scratch / "store",
+            data_dir=data,
+            broker_url=broker_url,
+            log_path=scratch / "worker.log",
+        ) as worker,
+    ):
+        im.push_image(registry.host, repository, "latest", image)
+        yield f"{proxy.host}/{repository}:latest", worker
+
+
+def remove_image(reference: str) -> None:
+    """Remove `reference` through the worker and wait for it (60 s at most)."""
+    from images import services
+    from images.models import Operation
+
+    op = services.start_removal(reference)
+    deadline = time.monotonic() + 60
+    while op.is_active and time.monotonic() < deadline:
+        time.sleep(0.1)
+        op.refresh_from_db()
+    if op.status != Operation.Status.DONE:
+        raise RuntimeError(f"remove {reference}: {op.status}: {op.error}")
+
+
+class WebServer:
+    """The web app in a process of its own on a free loopback port, `url`; a context manager
+    that returns once /login/ answers and stops the process after."""
+
+    name = "server"
+
+    def __init__(self, log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._proc: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def __enter__(self) -> WebServer:
+        self._log = open(self.log_path, "wb")
+        self._proc = subprocess.Popen(
+            self.command(), cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        http = urllib3.PoolManager(retries=False)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                http.request("GET", self.url + "/login/", timeout=1)
+                return self
+            except urllib3.exceptions.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not answer on {self.url} within 30 s")
+
+    def __exit__(self, *exc) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._log.close()

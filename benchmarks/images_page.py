@@ -34,26 +34,17 @@ import io
 import os
 import pstats
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-from benchmarks.common import SCRATCH, log
-from tests.support import images as im
-from tests.support.registry import RegistryServer
-from tests.support.worker import CeleryWorker, RedisServer, ThrottledProxy
+from benchmarks import common
+from benchmarks.common import log, percentile
+from tests.support.worker import RedisServer
 
 BOUND_MS = 100.0
 PAGE = "/images/"
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
 def figures(ms: list[float]) -> str:
@@ -298,59 +289,24 @@ def main() -> int:
         log("images_page: run as root (the worker unpacks layers with their owners)")
         return 2
 
-    scratch = Path(tempfile.mkdtemp(prefix="dockweb-images-page-", dir=SCRATCH))
-    try:
-        data = scratch / "data"
-        os.environ.update(
-            {
-                "DJANGO_SETTINGS_MODULE": "dockweb.settings",
-                "DOCKWEB_DATA": str(data),
-                "DOCKWEB_ROOT": str(scratch / "store"),
-                "DEBUG": "false",
-                "LOG_LEVEL": "WARNING",
-            }
-        )
-        os.environ.pop("DATABASE_URL", None)
+    with common.scratch_dir("dockweb-images-page-") as scratch:
         with RedisServer(scratch / "redis") as redis_server:
-            os.environ["CELERY_BROKER_URL"] = redis_server.url
-            import django
-
-            django.setup()
-            from django.contrib.auth import get_user_model
-            from django.core.management import call_command
-            from django.test import Client
-
+            common.setup_django(scratch, redis_server.url)
             from images import services
             from images.models import Image, Pull
 
-            call_command("migrate", verbosity=0)
             log(f"building {args.layers} layers of {args.layer_mb} MB for the pull ...")
-            layers = [
-                im.large_layer(args.layer_mb * 1_000_000, scratch / f"layer{i}.blob", seed=i)
-                for i in range(args.layers)
-            ]
-            image = im.Image([im.busybox_layer(), *layers], config={"Cmd": ["sh"]})
-            with (
-                RegistryServer(scratch / "registry") as registry,
-                ThrottledProxy(registry.host, int(args.rate_mb * 1_000_000)) as proxy,
-                CeleryWorker(
-                    db_path=data / "db.sqlite3",
-                    store_root=scratch / "store",
-                    data_dir=data,
-                    broker_url=redis_server.url,
-                    log_path=scratch / "worker.log",
-                ) as worker,
-            ):
-                im.push_image(registry.host, "bench/page", "latest", image)
+            image = common.random_image(scratch, args.layers, args.layer_mb)
+            with common.slow_pulls(
+                scratch, redis_server.url, image, "bench/page", args.rate_mb
+            ) as (reference, worker):
                 start = time.perf_counter()
                 counts = fill(args.images, args.tags)
                 print(
                     f"filled in {time.perf_counter() - start:.1f} s: "
                     + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in counts.items())
                 )
-                user = get_user_model().objects.create_user("bench", password="bench-pass-1")
-                client = Client(HTTP_HOST="127.0.0.1")
-                client.force_login(user)
+                client = common.signed_in_client()
                 body = client.get(PAGE).content.decode()
                 client.get(PAGE)
                 print(f"the page lists {body.count('<tr>') - 1:,} rows")
@@ -358,7 +314,7 @@ def main() -> int:
                 idle = time_page(client, args.runs)
                 print(f"\nidle:        {figures(idle)}")
 
-                pull = services.start_pull(f"{proxy.host}/bench/page:latest")
+                pull = services.start_pull(reference)
                 deadline = time.monotonic() + 60
                 while not pull.layers.exists():
                     if time.monotonic() > deadline or pull.status not in Pull.ACTIVE:
@@ -391,8 +347,6 @@ def main() -> int:
                     fill(args.images, args.tags, seed=2)
                     profile(client)
         return 0 if verdict else 1
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -34,24 +34,18 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import shutil
 import statistics
 import sys
 import tarfile
-import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import SCRATCH, log
+from benchmarks import common
+from benchmarks.common import log, percentile
 from tests.support import images as im
 from tests.support.registry import RegistryServer
 
 BOUND_S = 1.0
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
 def figures(seconds: list[float]) -> str:
@@ -187,31 +181,14 @@ def main() -> int:
         log("layer_explorer: run as root (unpacking layers sets their owners)")
         return 2
 
-    scratch = Path(tempfile.mkdtemp(prefix="dockweb-layer-explorer-", dir=SCRATCH))
-    try:
-        os.environ.update(
-            {
-                "DJANGO_SETTINGS_MODULE": "dockweb.settings",
-                "DOCKWEB_DATA": str(scratch / "data"),
-                "DOCKWEB_ROOT": str(scratch / "store"),
-                "DEBUG": "false",
-                "LOG_LEVEL": "WARNING",
-            }
-        )
-        os.environ.pop("DATABASE_URL", None)
-        import django
-
-        django.setup()
+    with common.scratch_dir("dockweb-layer-explorer-") as scratch:
+        common.setup_django(scratch)
         from django.conf import settings
-        from django.contrib.auth import get_user_model
-        from django.core.management import call_command
-        from django.test import Client
 
         from dockweb.runtime import layerfs
         from images import services
         from images.models import Image
 
-        call_command("migrate", verbosity=0)
         log(f"building an image of about {args.files:,} files ...")
         start = time.perf_counter()
         image, shape = build_image(scratch, args.files)
@@ -272,9 +249,7 @@ def main() -> int:
             raise AssertionError("a page read the store")
 
         services.get_store = refuse
-        user = get_user_model().objects.create_user("bench", password="bench-pass-1")
-        client = Client(HTTP_HOST="127.0.0.1")
-        client.force_login(user)
+        client = common.signed_in_client()
         hex_id = image.image_id[7:]
         largest = max(analysis.layers, key=lambda la: len(la.files)).position
         pages = [
@@ -307,8 +282,6 @@ def main() -> int:
             over.append("analysis")
         print(f"\nbound {BOUND_S:.0f} s (median): " + (f"EXCEEDED by {over}" if over else "met"))
         return 1 if over else 0
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -44,17 +44,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import urllib3
 
-from benchmarks.common import REPO_ROOT, SCRATCH, log
+from benchmarks import common
+from benchmarks.common import log
 from benchmarks.images_page import fill
-from tests.support import images as im
-from tests.support.registry import RegistryServer, free_port
-from tests.support.worker import CeleryWorker, RedisServer, ThrottledProxy
+from tests.support.worker import RedisServer
 
 P99_BOUND_MS = 300.0
 SLOWDOWN_BOUND = 0.10
@@ -139,53 +137,29 @@ end
 """
 
 
-class Gunicorn:
+class Gunicorn(common.WebServer):
     """``gunicorn dockweb.wsgi`` on a free loopback port, gthread workers."""
 
+    name = "gunicorn"
+
     def __init__(self, log_path: Path, workers: int, threads: int) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.command = [
+        super().__init__(log_path)
+        self.workers = workers
+        self.threads = threads
+
+    def command(self) -> list[str]:
+        return [
             sys.executable,
             "-m",
             "gunicorn",
             "dockweb.wsgi:application",
             f"--bind=127.0.0.1:{self.port}",
-            f"--workers={workers}",
+            f"--workers={self.workers}",
             "--worker-class=gthread",
-            f"--threads={threads}",
+            f"--threads={self.threads}",
             "--keep-alive=75",  # longer than any think time: no close-vs-send race
             "--log-level=warning",
         ]
-        self._proc: subprocess.Popen | None = None
-
-    def __enter__(self) -> Gunicorn:
-        self._log = open(self.log_path, "wb")
-        self._proc = subprocess.Popen(
-            self.command, cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT
-        )
-        http = urllib3.PoolManager(retries=False)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                http.request("GET", self.url + "/login/", timeout=1)
-                return self
-            except urllib3.exceptions.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError(f"gunicorn did not answer on {self.url} within 30 s")
-
-    def __exit__(self, *exc) -> None:
-        if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._log.close()
 
 
 class Wrk:
@@ -260,7 +234,7 @@ def pull_once(reference: str, during=None) -> tuple[float, object]:
     """Pull ``reference`` (a fresh store), ``during(pull)`` started right after it is queued
     and its value returned; then remove the image. Returns (seconds, during's value)."""
     from images import services
-    from images.models import Operation, Pull
+    from images.models import Pull
 
     pull = services.start_pull(reference)
     running = during(pull) if during else None
@@ -272,13 +246,7 @@ def pull_once(reference: str, during=None) -> tuple[float, object]:
     if pull.status != Pull.Status.DONE:
         raise RuntimeError(f"pull {reference}: {pull.status}: {pull.error}")
     seconds = (pull.finished_at - pull.started_at).total_seconds()
-    op = services.start_removal(reference)
-    deadline = time.monotonic() + 60
-    while op.is_active and time.monotonic() < deadline:
-        time.sleep(0.1)
-        op.refresh_from_db()
-    if op.status != Operation.Status.DONE:
-        raise RuntimeError(f"remove {reference}: {op.status}: {op.error}")
+    common.remove_image(reference)
     return seconds, value
 
 
@@ -328,55 +296,19 @@ def main() -> int:
         log("load: wrk is missing: apt-get install wrk")
         return 2
 
-    scratch = Path(tempfile.mkdtemp(prefix="dockweb-load-", dir=SCRATCH))
-    try:
-        data = scratch / "data"
-        os.environ.update(
-            {
-                "DJANGO_SETTINGS_MODULE": "dockweb.settings",
-                "DOCKWEB_DATA": str(data),
-                "DOCKWEB_ROOT": str(scratch / "store"),
-                "DEBUG": "false",
-                "LOG_LEVEL": "WARNING",
-            }
-        )
-        os.environ.pop("DATABASE_URL", None)
+    with common.scratch_dir("dockweb-load-") as scratch:
         script = scratch / "client.lua"
         script.write_text(WRK_SCRIPT)
         with RedisServer(scratch / "redis") as redis_server:
-            os.environ["CELERY_BROKER_URL"] = redis_server.url
-            import django
-
-            django.setup()
-            from django.contrib.auth import get_user_model
-            from django.core.management import call_command
-            from django.test import Client
-
-            call_command("migrate", verbosity=0)
+            common.setup_django(scratch, redis_server.url)
             log(f"building {args.layers} layers of {args.layer_mb} MB ...")
-            layers = [
-                im.large_layer(args.layer_mb * 1_000_000, scratch / f"layer{i}.blob", seed=i)
-                for i in range(args.layers)
-            ]
-            image = im.Image([im.busybox_layer(), *layers], config={"Cmd": ["sh"]})
+            image = common.random_image(scratch, args.layers, args.layer_mb)
+            pulls = common.slow_pulls(scratch, redis_server.url, image, "bench/load", args.rate_mb)
             with (
-                RegistryServer(scratch / "registry") as registry,
-                ThrottledProxy(registry.host, int(args.rate_mb * 1_000_000)) as proxy,
-                CeleryWorker(
-                    db_path=data / "db.sqlite3",
-                    store_root=scratch / "store",
-                    data_dir=data,
-                    broker_url=redis_server.url,
-                    log_path=scratch / "worker.log",
-                ),
+                pulls as (reference, _worker),
                 Gunicorn(scratch / "gunicorn.log", args.workers, args.threads) as server,
             ):
-                im.push_image(registry.host, "bench/load", "latest", image)
-                user = get_user_model().objects.create_user("bench", password="bench-pass-1")
-                client = Client(HTTP_HOST="127.0.0.1")
-                client.force_login(user)
-                cookie = client.cookies["sessionid"].value
-                reference = f"{proxy.host}/bench/load:latest"
+                cookie = common.signed_in_client().cookies["sessionid"].value
                 total_mb = sum(la.size for la in image.layers) / 1e6
                 print(
                     f"image: {len(image.layers)} layers, {total_mb:.0f} MB compressed, pulled "
@@ -459,8 +391,6 @@ def main() -> int:
                     f"{SLOWDOWN_BOUND * 100:.0f} %): {'met' if ok else 'MISSED'}"
                 )
         return 0 if ok else 1
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -39,21 +39,16 @@ import argparse
 import html
 import os
 import re
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import urllib3
 
-from benchmarks.common import REPO_ROOT, SCRATCH, log
-from tests.support import images as im
-from tests.support.registry import RegistryServer, free_port
-from tests.support.worker import CeleryWorker, RedisServer, ThrottledProxy
+from benchmarks import common
+from benchmarks.common import log, percentile
+from tests.support.worker import RedisServer
 
 BOUND = 0.5
 PAGE_INTERVAL = 0.5  # hx-trigger="every 500ms" in images/templates/images/pull_detail.html
@@ -65,11 +60,6 @@ ROW = re.compile(
     re.S,
 )
 TAG = re.compile(r"<[^>]+>")
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
 def figures(values: list[float]) -> str:
@@ -94,40 +84,13 @@ def shown_bytes(status: str, current: int, total: int) -> str:
     return (f"{size(current)} / " if percent < 100 else "") + size(total)
 
 
-class DevServer:
+class DevServer(common.WebServer):
     """``manage.py runserver`` on a free port, in its own process (threaded, no reloader)."""
 
-    def __init__(self, log_path: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self._proc: subprocess.Popen | None = None
+    name = "runserver"
 
-    def __enter__(self) -> DevServer:
-        self._log = open(self.log_path, "wb")
-        self._proc = subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{self.port}", "--noreload"],
-            cwd=REPO_ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        http = urllib3.PoolManager(retries=False)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"runserver exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                http.request("GET", self.url + "/login/", timeout=1)
-                return self
-            except urllib3.exceptions.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError(f"runserver did not answer on {self.url} within 30 s")
-
-    def __exit__(self, *exc) -> None:
-        if self._proc is not None:
-            self._proc.terminate()
-            self._proc.wait(timeout=10)
-        self._log.close()
+    def command(self) -> list[str]:
+        return [sys.executable, "manage.py", "runserver", f"127.0.0.1:{self.port}", "--noreload"]
 
 
 class Watcher(threading.Thread):
@@ -220,7 +183,7 @@ def measure(watcher: Watcher, responses: list) -> dict:
 
 def run_pass(interval: float, reference: str, server: DevServer, cookie: str) -> dict:
     from images import services
-    from images.models import Operation, Pull
+    from images.models import Pull
 
     pull = services.start_pull(reference)
     watcher = Watcher(pull.pk)
@@ -238,13 +201,7 @@ def run_pass(interval: float, reference: str, server: DevServer, cookie: str) ->
     result["duration"] = duration
     result["responses"] = len(responses)
     result["request"] = [r - s for s, r, _rows in responses]
-    op = services.start_removal(reference)
-    deadline = time.monotonic() + 60
-    while op.is_active and time.monotonic() < deadline:
-        time.sleep(0.1)
-        op.refresh_from_db()
-    if op.status != Operation.Status.DONE:
-        raise RuntimeError(f"remove {reference}: {op.status}: {op.error}")
+    common.remove_image(reference)
     return result
 
 
@@ -260,53 +217,16 @@ def main() -> int:
         return 2
     intervals = [float(x) for x in args.intervals.split(",")]
 
-    scratch = Path(tempfile.mkdtemp(prefix="dockweb-latency-", dir=SCRATCH))
-    try:
-        data = scratch / "data"
-        os.environ.update(
-            {
-                "DJANGO_SETTINGS_MODULE": "dockweb.settings",
-                "DOCKWEB_DATA": str(data),
-                "DOCKWEB_ROOT": str(scratch / "store"),
-                "DEBUG": "false",
-                "LOG_LEVEL": "WARNING",
-            }
-        )
-        os.environ.pop("DATABASE_URL", None)
+    with common.scratch_dir("dockweb-latency-") as scratch:
         with RedisServer(scratch / "redis") as redis_server:
-            os.environ["CELERY_BROKER_URL"] = redis_server.url
-            import django
-
-            django.setup()
-            from django.contrib.auth import get_user_model
-            from django.core.management import call_command
-            from django.test import Client
-
-            call_command("migrate", verbosity=0)
+            common.setup_django(scratch, redis_server.url)
             log(f"building {args.layers} layers of {args.layer_mb} MB ...")
-            layers = [
-                im.large_layer(args.layer_mb * 1_000_000, scratch / f"layer{i}.blob", seed=i)
-                for i in range(args.layers)
-            ]
-            image = im.Image([im.busybox_layer(), *layers], config={"Cmd": ["sh"]})
-            with (
-                RegistryServer(scratch / "registry") as registry,
-                ThrottledProxy(registry.host, int(args.rate_mb * 1_000_000)) as proxy,
-                CeleryWorker(
-                    db_path=data / "db.sqlite3",
-                    store_root=scratch / "store",
-                    data_dir=data,
-                    broker_url=redis_server.url,
-                    log_path=scratch / "worker.log",
-                ),
-                DevServer(scratch / "runserver.log") as server,
-            ):
-                im.push_image(registry.host, "bench/latency", "latest", image)
-                user = get_user_model().objects.create_user("bench", password="bench-pass-1")
-                client = Client(HTTP_HOST="127.0.0.1")
-                client.force_login(user)
-                cookie = client.cookies["sessionid"].value
-                reference = f"{proxy.host}/bench/latency:latest"
+            image = common.random_image(scratch, args.layers, args.layer_mb)
+            pulls = common.slow_pulls(
+                scratch, redis_server.url, image, "bench/latency", args.rate_mb
+            )
+            with pulls as (reference, _worker), DevServer(scratch / "runserver.log") as server:
+                cookie = common.signed_in_client().cookies["sessionid"].value
                 total_mb = sum(la.size for la in image.layers) / 1e6
                 print(
                     f"image: {len(image.layers)} layers, {total_mb:.0f} MB compressed, "
@@ -332,8 +252,6 @@ def main() -> int:
                             f"{'met' if p95 <= BOUND else 'MISSED'} (p95 {p95:.3f} s)"
                         )
         return 0 if all(verdicts) else 1
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

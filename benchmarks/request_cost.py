@@ -19,14 +19,11 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import shutil
 import statistics
-import tempfile
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
-from benchmarks.common import SCRATCH
+from benchmarks import common
 
 
 class Wsgi:
@@ -86,33 +83,16 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--tags", type=int, default=600)
     args = parser.parse_args()
-    scratch = Path(tempfile.mkdtemp(prefix="dockweb-request-cost-", dir=SCRATCH))
-    try:
-        os.environ.update(
-            {
-                "DJANGO_SETTINGS_MODULE": "dockweb.settings",
-                "DOCKWEB_DATA": str(scratch / "data"),
-                "DOCKWEB_ROOT": str(scratch / "store"),
-                "DEBUG": "false",
-                "LOG_LEVEL": "WARNING",
-            }
-        )
-        os.environ.pop("DATABASE_URL", None)
-        import django
-
-        django.setup()
-        from django.contrib.auth import get_user_model
-        from django.core.management import call_command
+    with common.scratch_dir("dockweb-request-cost-") as scratch:
+        common.setup_django(scratch)
         from django.db import connection
-        from django.test import Client
         from django.utils import timezone
 
         from benchmarks.images_page import fill
         from images.models import Pull, PullLayer
 
-        call_command("migrate", verbosity=0)
         fill(args.images, args.tags)
-        user = get_user_model().objects.create_user("bench", password="bench-pass-1")
+        login = common.signed_in_client()
         pull = Pull.objects.create(
             reference="bench/load:latest",
             status=Pull.Status.RUNNING,
@@ -148,8 +128,6 @@ def main() -> int:
                 current=80_000_000,
                 total=80_000_000,
             )
-        login = Client(HTTP_HOST="127.0.0.1")
-        login.force_login(user)
         login.get("/images/")  # sets the CSRF cookie
         client = Wsgi("; ".join(f"{k}={v.value}" for k, v in login.cookies.items()))
         targets = [
@@ -184,8 +162,6 @@ def main() -> int:
                     prof = cProfile.Profile()
                     prof.runcall(lambda: [client.get(path, **conditional) for _ in range(50)])  # noqa: B023
                     pstats.Stats(prof).sort_stats("tottime").print_stats(25)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 
