@@ -24,13 +24,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import urllib3
+from tests.support.proxy import LoopbackProxy, ProxyHandler
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -179,118 +177,52 @@ class CeleryWorker:
         self.stop()
 
 
-# Headers that describe one hop, not the resource (RFC 9110 7.6.1).
-_HOP_BY_HOP = {
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-}
+class _ThrottledHandler(ProxyHandler):
+    proxy: ThrottledProxy
+
+    def _forward(self, method: str) -> None:
+        proxy = self.proxy
+        proxy.requests += 1
+        resp = self._upstream(method)
+        if resp is None:
+            return
+        try:
+            length = resp.headers.get("Content-Length")
+            body = None
+            if length is None and method != "HEAD":
+                body = resp.read()  # chunked upstream: small JSON documents only
+                length = str(len(body))
+            self._send_head(resp, length)
+            if method == "HEAD":
+                return
+            if body is not None:
+                self.wfile.write(body)
+                return
+            started, sent = time.monotonic(), 0
+            for data in resp.stream(proxy.chunk, decode_content=False):
+                self.wfile.write(data)
+                sent += len(data)
+                ahead = sent / proxy.rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (a cancelled pull)
+        finally:
+            resp.release_conn()
 
 
-class ThrottledProxy:
+class ThrottledProxy(LoopbackProxy):
     """An HTTP proxy to ``upstream`` (``host:port``) whose response bodies flow at ``rate``
     bytes per second per connection. GET and HEAD only; listens on 127.0.0.1 (a loopback
     registry is plain HTTP to dockweb, as to Docker)."""
 
+    Handler = _ThrottledHandler
+    thread_name = "throttled-proxy"
+
     def __init__(self, upstream: str, rate: int, chunk: int = 64 << 10) -> None:
-        self.upstream = upstream
+        super().__init__(upstream, chunk)
         self.rate = rate
-        self.chunk = chunk
         self.requests = 0
-        self._pool = urllib3.PoolManager(maxsize=16, retries=False)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self.port = self._httpd.server_address[1]
-        self.host = f"127.0.0.1:{self.port}"
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="throttled-proxy", daemon=True
-        )
-
-    def start(self) -> ThrottledProxy:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._pool.clear()
-
-    def __enter__(self) -> ThrottledProxy:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def _handler(self):
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):  # keep test output clean
-                pass
-
-            def _forward(self, method: str) -> None:
-                proxy.requests += 1
-                headers = {
-                    k: v
-                    for k, v in self.headers.items()
-                    if k.lower() not in _HOP_BY_HOP and k.lower() != "host"
-                }
-                try:
-                    resp = proxy._pool.request(
-                        method,
-                        f"http://{proxy.upstream}{self.path}",
-                        headers=headers,
-                        preload_content=False,
-                        redirect=False,
-                        decode_content=False,
-                    )
-                except urllib3.exceptions.HTTPError as e:
-                    self.send_error(502, f"upstream {proxy.upstream}: {e}")
-                    return
-                try:
-                    length = resp.headers.get("Content-Length")
-                    body = None
-                    if length is None and method != "HEAD":
-                        body = resp.read()  # chunked upstream: small JSON documents only
-                        length = str(len(body))
-                    self.send_response(resp.status)
-                    for k, v in resp.headers.items():
-                        if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length":
-                            self.send_header(k, v)
-                    if length is not None:
-                        self.send_header("Content-Length", length)
-                    self.end_headers()
-                    if method == "HEAD":
-                        return
-                    if body is not None:
-                        self.wfile.write(body)
-                        return
-                    started, sent = time.monotonic(), 0
-                    for data in resp.stream(proxy.chunk, decode_content=False):
-                        self.wfile.write(data)
-                        sent += len(data)
-                        ahead = sent / proxy.rate - (time.monotonic() - started)
-                        if ahead > 0:
-                            time.sleep(ahead)
-                except (BrokenPipeError, ConnectionResetError):
-                    self.close_connection = True  # the client gave up (a cancelled pull)
-                finally:
-                    resp.release_conn()
-
-            def do_GET(self):
-                self._forward("GET")
-
-            def do_HEAD(self):
-                self._forward("HEAD")
-
-        return Handler
 
 
 class RedisServer:
