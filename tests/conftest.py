@@ -1,10 +1,13 @@
-"""Shared fixtures: a real registry (Debian's docker-registry), a Celery worker, cleanup."""
+"""Shared fixtures: a real registry (Debian's docker-registry), a Celery worker, cleanup, and
+the pages' signed-in user and client."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.support.registry import RegistryServer
+
+PASSWORD = "a-long-test-password-42"
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +57,33 @@ def live_worker(transactional_db, settings, tmp_path):
     worker.start()
     yield worker
     worker.stop()
+
+
+@pytest.fixture
+def role() -> str:
+    """The role ``user`` has: a file that signs in names it in a ``role`` fixture of its own."""
+    pytest.fail("this file signs in (`user` or `client`): name the user's role in a `role` fixture")
+
+
+@pytest.fixture
+def user(django_user_model, role):
+    """alice, with ``role`` (access/roles.py)."""
+    from access.roles import set_role
+
+    user = django_user_model.objects.create_user("alice", password=PASSWORD)
+    set_role(user, role)
+    return user
+
+
+@pytest.fixture
+def client(user):
+    """Django's test Client signed in as ``user``. It replaces pytest-django's anonymous
+    ``client``: a file that wants that one defines its own."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,6 @@ import pytest
 from django.conf import settings as django_settings
 from django.test import Client
 
-from access.roles import set_role
 from images import services
 from images.models import Operation, Pull
 from tests.support import images as im
@@ -19,8 +18,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
 ]
 
-PASSWORD = "a-long-test-password-42"
-
 
 @pytest.fixture
 def store(settings, tmp_path):
@@ -29,10 +26,14 @@ def store(settings, tmp_path):
 
 
 @pytest.fixture
-def user(django_user_model):
-    user = django_user_model.objects.create_user("alice", password=PASSWORD)
-    set_role(user, "admin")  # the API tests exercise every action
-    return user
+def role() -> str:
+    return "admin"  # the API tests exercise every action
+
+
+@pytest.fixture
+def client() -> Client:
+    """Anonymous, as pytest-django's (conftest's is signed in)."""
+    return Client()
 
 
 @pytest.fixture

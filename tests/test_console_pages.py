@@ -16,7 +16,6 @@ from django.test import Client
 from django.utils import timezone
 
 from containers.models import ConsoleSession, Container
-from tests.test_browser_console import make_operator
 
 CID = "5e" * 32
 
@@ -26,17 +25,8 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture
-def alice(django_user_model):
-    user = django_user_model.objects.create_user("alice", password="a-long-test-password-42")
-    make_operator(user)
-    return user
-
-
-@pytest.fixture
-def client(alice) -> Client:
-    c = Client()
-    c.force_login(alice)
-    return c
+def role() -> str:
+    return "operator"  # consoles are an operator's
 
 
 @pytest.fixture(autouse=True)
@@ -75,7 +65,7 @@ def test_it_requires_login():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_opens_a_session_and_queues_its_worker_task(client, alice, no_broker):
+def test_it_opens_a_session_and_queues_its_worker_task(client, user, no_broker):
     make_container()
     page = client.get(f"/containers/{CID}/console/")
     assert page.status_code == 200
@@ -83,7 +73,7 @@ def test_it_opens_a_session_and_queues_its_worker_task(client, alice, no_broker)
     response = client.post(f"/containers/{CID}/console/", {"shell": "/bin/sh"})
     session = ConsoleSession.objects.get()
     assert response["Location"] == f"/containers/consoles/{session.session_id}/"
-    assert len(session.session_id) >= 32 and session.user == alice
+    assert len(session.session_id) >= 32 and session.user == user
     assert no_broker == [session.pk]
     page = client.get(response["Location"])
     assert b'id="terminal"' in page.content and b"vendor/xterm/xterm.js" in page.content
@@ -100,8 +90,8 @@ def test_it_refuses_a_console_for_a_stopped_container_or_an_unknown_shell(client
 
 
 @pytest.mark.django_db
-def test_it_queues_input_resizes_and_close_for_the_worker(client, alice, r):
-    s = session_of(alice)
+def test_it_queues_input_resizes_and_close_for_the_worker(client, user, r):
+    s = session_of(user)
     base = f"/containers/consoles/{s.session_id}"
     assert client.post(base + "/input/", {"data": "ls\r"}).status_code == 204
     assert client.post(base + "/resize/", {"cols": "120", "rows": "40"}).status_code == 204
@@ -127,25 +117,25 @@ def test_it_serves_a_session_only_to_its_owner(client, django_user_model):
 
 
 @pytest.mark.django_db
-def test_it_rejects_input_without_a_csrf_token(alice):
-    s = session_of(alice)
+def test_it_rejects_input_without_a_csrf_token(user):
+    s = session_of(user)
     c = Client(enforce_csrf_checks=True)
-    c.force_login(alice)
+    c.force_login(user)
     assert c.post(f"/containers/consoles/{s.session_id}/input/", {"data": "x"}).status_code == 403
     assert c.get(f"/containers/consoles/{s.session_id}/input/").status_code == 405
 
 
 @pytest.mark.django_db
-def test_it_refuses_input_to_an_ended_session(client, alice):
-    s = session_of(alice, ConsoleSession.Status.ENDED)
+def test_it_refuses_input_to_an_ended_session(client, user):
+    s = session_of(user, ConsoleSession.Status.ENDED)
     response = client.post(f"/containers/consoles/{s.session_id}/input/", {"data": "x"})
     assert response.status_code == 409
     assert response.content == b"This console session has ended."
 
 
 @pytest.mark.django_db
-def test_it_streams_the_channel_as_server_sent_events(client, alice, r):
-    s = session_of(alice)
+def test_it_streams_the_channel_as_server_sent_events(client, user, r):
+    s = session_of(user)
     response = client.get(f"/containers/consoles/{s.session_id}/stream/")
     assert response["Content-Type"] == "text/event-stream"
     chunks = iter(response.streaming_content)

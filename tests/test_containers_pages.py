@@ -9,7 +9,6 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from access.roles import set_role
 from containers.models import Container, ContainerOperation, Volume
 from images.models import Image, Reference, Repository
 
@@ -17,12 +16,8 @@ CID = "9c" * 32
 
 
 @pytest.fixture
-def client(django_user_model) -> Client:
-    user = django_user_model.objects.create_user("alice", password="a-long-test-password-42")
-    set_role(user, "admin")  # runs, stops and removes
-    c = Client()
-    c.force_login(user)
-    return c
+def role() -> str:
+    return "admin"  # runs, stops and removes
 
 
 @pytest.fixture(autouse=True)

@@ -7,9 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from django.test import Client
 
-from access.roles import set_role
 from disk import services
 from disk.models import PruneOperation
 from dockweb.runtime.containers import ContainerManager
@@ -289,12 +287,8 @@ def test_it_skips_an_item_that_changed_since_the_preview(settings, tmp_path, db,
 
 
 @pytest.fixture
-def client(django_user_model) -> Client:
-    user = django_user_model.objects.create_user("dora", password="a-long-test-password-42")
-    set_role(user, "admin")  # prunes
-    client = Client()
-    client.force_login(user)
-    return client
+def role() -> str:
+    return "admin"  # prunes
 
 
 @pytest.fixture

@@ -19,8 +19,6 @@ from images import services
 from images.models import Build, BuildStep, Image
 from tests.support import images as im
 
-PASSWORD = "a-long-test-password-42"
-
 
 @pytest.fixture
 def data_dir(settings, tmp_path):
@@ -29,17 +27,8 @@ def data_dir(settings, tmp_path):
 
 
 @pytest.fixture
-def user(django_user_model):
-    user = django_user_model.objects.create_user("alice", password=PASSWORD)
-    set_role(user, "operator")  # building is an operator's
-    return user
-
-
-@pytest.fixture
-def client(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
+def role() -> str:
+    return "operator"  # building is an operator's
 
 
 def _tar(entries: dict[str, bytes], gz: bool = False) -> bytes:

@@ -19,16 +19,12 @@ HX = {"HTTP_HX_REQUEST": "true"}
 
 
 @pytest.fixture
-def user(django_user_model):
-    user = django_user_model.objects.create_user("alice", password=PASSWORD)
-    set_role(user, "operator")
-    return user
+def role() -> str:
+    return "operator"
 
 
 @pytest.fixture
-def client(user) -> Client:
-    client = Client()
-    client.force_login(user)
+def client(client) -> Client:
     client.get("/images/")  # the first page also sets the CSRF cookie, which ETags cover
     return client
 

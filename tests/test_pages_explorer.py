@@ -13,7 +13,6 @@ import re
 
 import pytest
 from django.core.management import call_command
-from django.test import Client
 
 from images import services
 from images.models import Image, ImageAnalysis
@@ -85,10 +84,8 @@ def no_store(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def client(django_user_model) -> Client:
-    client = Client()
-    client.force_login(django_user_model.objects.create_user("alice", password="x-long-pw-42"))
-    return client
+def role() -> str:
+    return "viewer"  # the explorer only reads
 
 
 def text(html: str) -> str:

@@ -11,26 +11,15 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from access.roles import set_role
 from images.models import Pull
 
-PASSWORD = "a-long-test-password-42"
 PO = Path(settings.BASE_DIR, "locale/zh_Hans/LC_MESSAGES/django.po")
 MO = PO.with_suffix(".mo")
 
 
 @pytest.fixture
-def user(django_user_model):
-    user = django_user_model.objects.create_user("alice", password=PASSWORD)
-    set_role(user, "admin")  # every button shows, to be translated
-    return user
-
-
-@pytest.fixture
-def client(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
+def role() -> str:
+    return "admin"  # every button shows, to be translated
 
 
 def test_it_translates_every_message():

@@ -10,27 +10,16 @@ from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
-from access.roles import set_role
 from images.models import Image, ImageLayer, Layer, Operation, Reference, Repository
 
-PASSWORD = "a-long-test-password-42"
 BASE_ID = "sha256:" + "a1" * 32
 APP_ID = "sha256:" + "b2" * 32
 OLD_ID = "sha256:" + "c3" * 32
 
 
 @pytest.fixture
-def user(django_user_model):
-    user = django_user_model.objects.create_user("alice", password=PASSWORD)
-    set_role(user, "admin")  # removes images
-    return user
-
-
-@pytest.fixture
-def client(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
+def role() -> str:
+    return "admin"  # removes images
 
 
 def make_layer(n: int, size: int, compressed: int) -> Layer:

@@ -9,24 +9,12 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from access.roles import set_role
 from images.models import Pull, PullLayer
 
-PASSWORD = "a-long-test-password-42"
-
 
 @pytest.fixture
-def user(django_user_model):
-    user = django_user_model.objects.create_user("alice", password=PASSWORD)
-    set_role(user, "operator")  # pulling is an operator's
-    return user
-
-
-@pytest.fixture
-def client(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
+def role() -> str:
+    return "operator"  # pulling is an operator's
 
 
 def running_pull() -> Pull:

@@ -5,25 +5,13 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from access.roles import set_role
 from images import credentials
 from images.models import RegistryCredential
 
-PASSWORD = "a-long-test-password-42"
-
 
 @pytest.fixture
-def user(django_user_model):
-    user = django_user_model.objects.create_user("alice", password=PASSWORD)
-    set_role(user, "admin")  # credentials are an admin's
-    return user
-
-
-@pytest.fixture
-def client(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
+def role() -> str:
+    return "admin"  # credentials are an admin's
 
 
 def test_it_sends_anonymous_visitors_to_login(db):

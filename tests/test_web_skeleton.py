@@ -22,6 +22,12 @@ PUBLIC_ROUTES = {"login", "logout", "admin:login"}
 SAMPLE = {"uuid": "00000000-0000-0000-0000-000000000001"}
 
 
+@pytest.fixture
+def client() -> Client:
+    """Anonymous, as pytest-django's (conftest's is signed in)."""
+    return Client()
+
+
 def routes(patterns=None, prefix: str = "", namespace: str = ""):
     """(name, path) for every route built with path(); converters get sample values."""
     for entry in get_resolver().url_patterns if patterns is None else patterns:
