@@ -190,6 +190,15 @@ def scenarios(host: str, imgs: Images) -> list[Scenario]:
     sym_id = imgs.symlinks.image_id
     sym_digest = imgs.symlinks.manifest_digest
     shared_b_digest = imgs.shared_b.manifest_digest
+    # base:1, and m:t pulled once more after it moved: the image it left is <repo> <none>
+    moved_tag = [
+        Push("base", "1", imgs.base),
+        Push("m", "t", imgs.shared_a),
+        pull(r("base:1")),
+        pull(r("m:t")),
+        Push("m", "t", imgs.shared_b),
+        pull(r("m:t")),
+    ]
     return [
         Scenario(
             "tags",
@@ -264,12 +273,7 @@ def scenarios(host: str, imgs: Images) -> list[Scenario]:
             "listing",
             "a moved tag leaves the old image as <repo> <none>; images filters and formats",
             [
-                Push("base", "1", imgs.base),
-                Push("m", "t", imgs.shared_a),
-                pull(r("base:1")),
-                pull(r("m:t")),
-                Push("m", "t", imgs.shared_b),
-                pull(r("m:t")),
+                *moved_tag,
                 cmd("images"),
                 cmd("images", "-a"),
                 cmd("images", "-f", "dangling=true"),
@@ -350,12 +354,7 @@ def scenarios(host: str, imgs: Images) -> list[Scenario]:
             "system df (shared layers, a dangling image from a moved tag, a container, a "
             "volume), df -v, the prune commands with their prompts",
             [
-                Push("base", "1", imgs.base),
-                Push("m", "t", imgs.shared_a),
-                pull(r("base:1")),
-                pull(r("m:t")),
-                Push("m", "t", imgs.shared_b),
-                pull(r("m:t")),
+                *moved_tag,
                 cmd("system", "df"),
                 cmd("create", "--name", DISK_CONTAINER, "-v", f"{DISK_VOLUME}:/data",
                     r("base:1"), "true", compare="status"),
