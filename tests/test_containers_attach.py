@@ -9,6 +9,7 @@ import os
 import re
 import select
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -17,6 +18,9 @@ import time
 
 import pytest
 
+from dockweb.runtime import attach
+from dockweb.runtime.containers import ContainerManager, Status
+from dockweb.runtime.store import Store
 from tests.support import images as im
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
@@ -132,11 +136,6 @@ def test_it_runs_an_interactive_shell_with_run_it(cli):
     assert b"hi\r\n" in logs.stdout and logs.stderr == b""
 
 
-@pytest.mark.xfail(
-    reason="known race, about 1 run in 3: after ctrl-p ctrl-q the container is sometimes no "
-    "longer running; open in issue 4",
-    strict=False,
-)
 def test_it_detaches_with_ctrl_p_ctrl_q_and_reattaches_with_start_ai(cli):
     proc, master = in_pty(cli, "run", "-it", "--name", "keep", cli.image, "sh")
     try:
@@ -160,3 +159,30 @@ def test_it_detaches_with_ctrl_p_ctrl_q_and_reattaches_with_start_ai(cli):
         if proc.poll() is None:
             proc.kill()
         os.close(master)
+
+
+def test_it_holds_back_a_ctrl_p_until_the_next_key_decides():
+    keys = attach.EscapeKeys()
+    assert keys.feed(b"ls\x10") == (b"ls", False)  # typed apart: ctrl-p waits for ctrl-q
+    assert keys.feed(b"\x11after") == (b"", True)
+    assert keys.feed(b"\x10") == (b"", False)
+    assert keys.feed(b"p") == (b"\x10p", False)  # not the keys: both go in
+    assert keys.feed(b"\x10\x10\x11") == (b"\x10", True)
+    assert keys.feed(b"a\x10") == (b"a", False)
+    assert keys.flush() == b"\x10"  # the input ended: what was held goes in
+
+
+def test_it_keeps_the_container_running_when_a_client_stops_reading(cli, tmp_path):
+    cmd = "while :; do echo tick; sleep 0.1; done"
+    cid = cli("run", "-dt", cli.image, "sh", "-c", cmd).stdout.decode().strip()
+    mgr = ContainerManager(Store(str(tmp_path / "store")))
+    with attach.connect(mgr.attach_path(cid)) as sock:
+        sock.shutdown(socket.SHUT_RD)  # the supervisor's writes to this client now fail
+        ticks = 0
+        # the log follows the supervisor: it ends early if the failed write killed it
+        for _, text, _ in mgr.logs(cid, follow=True, tail=0):
+            ticks += text.count("tick")
+            if ticks >= 3:
+                break
+    assert ticks == 3
+    assert mgr.get(cid).status is Status.RUNNING

@@ -5,7 +5,8 @@ bytes, the payload's length (big-endian uint32), the payload. The supervisor sen
 and STDERR frames (with a tty, all output is STDOUT); a client sends STDIN frames,
 CLOSE_STDIN once its input ends (the container's stdin is closed; with a tty, ^D is typed)
 and RESIZE frames (cols, rows as two big-endian uint16). The supervisor hangs up when the
-container's output has ended; the exit code is then read as for ``wait``.
+container's output has ended; the exit code is then read as for ``wait``. A client that
+goes away is dropped; the container runs on.
 """
 
 from __future__ import annotations
@@ -54,6 +55,42 @@ def read_frames(sock: socket.socket) -> Iterator[tuple[int, bytes]]:
             buf = buf[_HEADER.size + size :]
 
 
+class EscapeKeys:
+    """Finds the detach keys in the input as Docker's escape proxy does: the bytes of a
+    partial match are held back until the next byte decides, so the keys never reach the
+    container, even typed across two reads; a mismatch lets the held bytes through."""
+
+    def __init__(self, keys: bytes = DETACH_KEYS):
+        self.keys = keys
+        self.matched = 0  # how many of the keys the input ends with, held back
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """What goes to the container (bytes held before included), and whether the keys
+        were typed: then what followed them in ``data`` is dropped."""
+        if not self.matched and self.keys[0] not in data:
+            return data, False
+        out = bytearray()
+        for byte in data:
+            if byte == self.keys[self.matched]:
+                self.matched += 1
+                if self.matched == len(self.keys):
+                    self.matched = 0
+                    return bytes(out), True
+                continue
+            out += self.keys[: self.matched]
+            self.matched = 0
+            if byte == self.keys[0]:
+                self.matched = 1
+            else:
+                out.append(byte)
+        return bytes(out), False
+
+    def flush(self) -> bytes:
+        """The bytes held back, at the end of the input."""
+        held, self.matched = self.keys[: self.matched], 0
+        return held
+
+
 def connect(path: str) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -76,15 +113,22 @@ def proxy(
 ) -> bool:
     """Copy ``in_fd`` (None: nothing) to the container and its output to ``out_fd`` /
     ``err_fd`` until the supervisor hangs up. With ``detach_keys``, ctrl-p ctrl-q in the
-    input stops here and leaves the container running. ``wakeup_fd``: readable when
-    ``on_wakeup`` should run (SIGWINCH). Returns False when detached, else True."""
+    input stops here and leaves the container running; neither key reaches it.
+    ``wakeup_fd``: readable when ``on_wakeup`` should run (SIGWINCH). Returns False when
+    detached, else True. Input the supervisor can no longer take (the container ended) is
+    dropped: what it sent before hanging up is still read."""
     watched: list = [sock]
     if in_fd is not None:
         watched.append(in_fd)
     if wakeup_fd is not None:
         watched.append(wakeup_fd)
+    escape = EscapeKeys() if detach_keys else None
+
+    def send(data: bytes) -> None:
+        with contextlib.suppress(OSError):
+            sock.sendall(data)
+
     buf = b""
-    prev = b""
     while True:
         ready, _, _ = select.select(watched, [], [])
         if sock in ready:
@@ -107,21 +151,18 @@ def proxy(
             if not data:
                 watched.remove(in_fd)
                 in_fd = None
-                with contextlib.suppress(OSError):
-                    sock.sendall(frame(CLOSE_STDIN))
+                held = escape.flush() if escape is not None else b""
+                if held:
+                    send(frame(STDIN, held))
+                send(frame(CLOSE_STDIN))
                 continue
-            if detach_keys:
-                seen = prev + data
-                at = seen.find(DETACH_KEYS)
-                if at >= 0:
-                    # what came before the keys still goes in, as Docker's escape proxy
-                    before = seen[:at][len(prev) :] if at >= len(prev) else b""
-                    if before:
-                        sock.sendall(frame(STDIN, before))
-                    return False
-                prev = data[-1:]
-            with contextlib.suppress(OSError):
-                sock.sendall(frame(STDIN, data))
+            detached = False
+            if escape is not None:
+                data, detached = escape.feed(data)
+            if data:  # what came before the keys still goes in, as Docker's escape proxy
+                send(frame(STDIN, data))
+            if detached:
+                return False
         if wakeup_fd is not None and wakeup_fd in ready:
             with contextlib.suppress(BlockingIOError):
                 os.read(wakeup_fd, 512)

@@ -439,6 +439,9 @@ def main(argv: list[str] | None = None, on_exit: Callable[[str], None] | None = 
         os._exit(0)
     os.setsid()
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # A client that went away must not take the container with it: writing to it (or to a
+    # stdin the container closed) fails with EPIPE, handled, instead of killing us. The
+    # runtime and the exit command get SIGPIPE's default back (subprocess restores it).
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     try:
