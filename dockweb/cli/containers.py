@@ -1092,12 +1092,17 @@ def _parser(sub, name: str, help: str, aliases=(), **kw):
     return sub.add_parser(name, aliases=list(aliases), help=help, **kw)
 
 
-def _add_container_commands(sub, *, under_container: bool) -> None:
+def add_run_command(sub) -> None:
+    """``run`` alone: main.py's parser for a ``dockweb run`` command line has only this."""
     p = _parser(sub, "run", "Run a command in a new container", add_help=False)
     p.add_argument("-d", "--detach", action="store_true",
                    help="Run container in background and print container ID")
     _add_create_flags(p)
     p.set_defaults(func=cmd_run)
+
+
+def _add_container_commands(sub, *, under_container: bool) -> None:
+    add_run_command(sub)
 
     p = _parser(sub, "create", "Create a new container", add_help=False)
     _add_create_flags(p)
