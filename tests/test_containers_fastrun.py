@@ -3,6 +3,7 @@ when the command returns, a stale schema stamp sends it back through Django."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -111,3 +112,39 @@ def test_it_audits_a_fast_run_as_the_orm_path_does(cli, busybox):
     )
     out = cli("-c", code).stdout.split()
     assert out[0] == "0" and int(out[1]) >= 2026
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"DOCKWEB_DATA": "{tmp}/data"},
+        {"DOCKWEB_DATA": "{tmp}/data/", "DOCKWEB_ROOT": "{tmp}/elsewhere/store"},
+        {"DOCKWEB_DATA": "~/data", "HOME": "{tmp}"},
+        {"DOCKWEB_DATA": "{tmp}/data", "DATABASE_URL": "sqlite:///{tmp}/other/db.sqlite3"},
+    ],
+)
+def test_it_finds_the_store_and_database_the_settings_name(tmp_path, env):
+    env = {k: v.format(tmp=tmp_path) for k, v in env.items()}
+    code = (
+        "import json, dockweb.settings as s; from dockweb.cli import fastrun, schema;"
+        "print(json.dumps([fastrun.locations(), [str(s.DOCKWEB_ROOT), schema.sqlite_path(s)]]))"
+    )
+    base = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DOCKWEB_ROOT")}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    fast, settings = json.loads(out)
+    assert [os.path.normpath(p) for p in fast] == [os.path.normpath(p) for p in settings]
+
+
+def test_it_leaves_other_databases_to_the_settings():
+    from dockweb.cli import fastrun
+
+    assert fastrun.locations({"DATABASE_URL": "postgres://u@h/db"}) is None
+    assert fastrun.locations({"DJANGO_SETTINGS_MODULE": "other.settings"}) is None
+    assert fastrun.locations({"DOCKWEB_DATA": "relative/dir"}) is None

@@ -4,8 +4,10 @@ Setting Django up costs about 0.4 s, more than a whole `docker run` here, and `r
 nothing of it but two writes to the database. So when the database is SQLite and already
 migrated (dockweb/cli/schema.py), ``run`` goes straight to the runtime and mirrors the
 container with plain sqlite3 (containers/fastmirror.py, the same rows as
-``services.sync_containers``): after the start, and once more when it returns (the
-container exited, or is gone with --rm). The supervisor is forked from this process instead
+``services.sync_containers``): once it has run for 0.1 s (``run -d``: once started), and
+when the command returns (the container exited, or is gone with --rm), in one transaction
+with the audit row. It reads the settings' store and database from the environment without
+importing them (``locations``). The supervisor is forked from this process instead
 of a new interpreter, and its exit hook is containers/exit_hook.py (called in the
 supervisor), so the dashboard learns of the exit even when this command is interrupted.
 Everything else (a PostgreSQL database, a schema to migrate, an image to pull, an
@@ -18,14 +20,16 @@ database lacks or keeps (a run killed before its mirror, an exit hook still to c
 from __future__ import annotations
 
 import fcntl
-import importlib
 import json
 import os
 import sys
 import threading
+import time
 
 from dockweb.cli import schema
 from dockweb.runtime.errors import DockwebError
+
+_BASE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
 
 def _django_ready() -> bool:
@@ -33,15 +37,40 @@ def _django_ready() -> bool:
     return apps is not None and apps.apps.ready
 
 
-def run(args) -> int | None:
+def locations(environ=os.environ) -> tuple[str, str] | None:
+    """(store root, SQLite database file) as dockweb.settings makes them of ``environ``
+    (DOCKWEB_DATA, DOCKWEB_ROOT, DATABASE_URL), without importing the settings (pathlib,
+    urllib, Django's exceptions: about 10 ms). None for another settings module, a database
+    that is not a SQLite file, or a value the settings refuse: the ordinary path, which
+    loads them, then runs the command or says why not. A test checks that both agree."""
+    if environ.get("DJANGO_SETTINGS_MODULE", "dockweb.settings") != "dockweb.settings":
+        return None
+
+    def path(name: str, default: str) -> str | None:
+        value = environ.get(name)
+        p = os.path.expanduser(value) if value else default
+        return p if os.path.isabs(p) else None
+
+    data = path("DOCKWEB_DATA", os.path.join(_BASE_DIR, "var"))
+    if data is None:
+        return None
+    root = path("DOCKWEB_ROOT", os.path.join(data, "store"))
+    url = environ.get("DATABASE_URL", f"sqlite:///{os.path.join(data, 'db.sqlite3')}")
+    # sqlite:////abs/path; anything the settings would unquote or split is theirs to read
+    if root is None or not url.startswith("sqlite:////") or any(c in url for c in "%?#"):
+        return None
+    return root, url[len("sqlite:///") :]
+
+
+def run(args, words: list[str]) -> int | None:
     """`dockweb run`'s exit status, or None when the ordinary path must run it instead
-    (nothing was created then)."""
+    (nothing was created then). ``words``: the command line, for the audit row."""
     if _django_ready() or args.interactive or args.tty:
         return None  # -i/-t attach to the supervisor: the ordinary path does that
-    settings = importlib.import_module(os.environ.get("DJANGO_SETTINGS_MODULE", "dockweb.settings"))
-    db = schema.sqlite_path(settings)
-    if db is None or not schema.is_current(settings):
+    where = locations()
+    if where is None or not schema.is_current_as_recorded(where[1]):
         return None
+    root, db = where
 
     from containers import exit_hook, fastmirror
     from dockweb.cli.containers import _report, _run_exit_code, _spec_from_args
@@ -52,8 +81,7 @@ def run(args) -> int | None:
         spec = _spec_from_args(args)
     except DockwebError as err:
         _report("run", err, with_help=True)
-        return 125
-    root = str(settings.DOCKWEB_ROOT)
+        return _finish(db, None, None, words, 125)
     store = Store(root)
     try:
         store.lookup(spec.image)
@@ -85,12 +113,12 @@ def run(args) -> int | None:
             cid = mgr.create(spec).id
         except DockwebError as err:
             _report("run", err, with_help=True)
-            return _run_exit_code(err)
+            return _finish(db, None, None, words, _run_exit_code(err))
         try:
             if not args.detach:
-                return _start_attached(mgr, cid, mirror)
+                code = _start_attached(mgr, cid, mirror)
+                return _finish(db, conn, (mgr, cid), words, code)
             mgr.start(cid)
-            mirror(cid)
         except DockwebError as err:
             _report("run", err, with_help=False)
             if spec.auto_remove:  # docker run --rm removes a container that failed to start
@@ -98,19 +126,51 @@ def run(args) -> int | None:
                     mgr.remove(cid, force=True, volumes=True)
                 except DockwebError:
                     pass
-            mirror(cid)
-            return _run_exit_code(err)
+            return _finish(db, conn, (mgr, cid), words, _run_exit_code(err))
+        code = _finish(db, conn, (mgr, cid), words, 0)
         print(cid)
-        return 0
+        return code
     finally:
         if conn is not None:
             conn.close()
 
 
+def _finish(db: str, conn, container, words: list[str], code: int) -> int:
+    """The container's row mirrored (``container``: (manager, ID), or None) and the audit
+    row the ordinary path writes for `run` (access.audit), in one transaction; ``code``."""
+    import sqlite3
+
+    from containers import fastmirror
+
+    own = conn is None
+    if own:
+        conn = fastmirror.connect(db)
+    try:
+        if container is None:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                audit(conn, words, code)
+        else:
+            mgr, cid = container
+            fastmirror.sync_container(conn, mgr, cid, then=lambda c: audit(c, words, code))
+    except (sqlite3.Error, DockwebError, OSError) as err:  # never fail the command it records
+        print(f"dockweb: cannot record the run in the database: {err}", file=sys.stderr)
+    finally:
+        if own:
+            conn.close()
+    return code
+
+
+# A container that ends sooner is mirrored once, when it has ended: a row written as
+# running and rewritten at once would cost a transaction (5 to 25 ms) in every short run.
+MIRROR_RUNNING_AFTER = 0.1
+
+
 def _start_attached(mgr, cid: str, mirror) -> int:
     """As cli/containers.py's ``_start_attached``: the container's output copied to ours,
     its exit code. The exit is noticed by a thread blocked on the supervisor's lock, not by
-    polling it; new output is looked for every 20 ms until then."""
+    polling it; new output is looked for every 20 ms until then. Mirrored as running after
+    ``MIRROR_RUNNING_AFTER`` seconds; the caller mirrors the end."""
     from dockweb.cli.containers import _copy_log_lines
 
     cdir = mgr.cdir(cid)
@@ -119,10 +179,9 @@ def _start_attached(mgr, cid: str, mirror) -> int:
     try:
         with open(log_path, "rb") as log:
             log.seek(0, os.SEEK_END)
-            try:
-                mgr.start(cid)
-            finally:
-                mirror(cid)
+            mgr.start(cid)
+            started = time.monotonic()
+            mirrored = False
             exited = threading.Event()
 
             def wait_for_exit() -> None:
@@ -139,40 +198,36 @@ def _start_attached(mgr, cid: str, mirror) -> int:
                 if exited.wait(0.02):
                     pending = _copy_log_lines(pending + log.read())
                     break
+                if not mirrored and time.monotonic() - started >= MIRROR_RUNNING_AFTER:
+                    mirror(cid)  # the dashboard shows it running
+                    mirrored = True
         data = os.pread(lock_fd, 65536, 0)
     finally:
         os.close(lock_fd)
-    mirror(cid)
     if data.strip():
         return int(json.loads(data)["exit_code"])
     return mgr.wait(cid)
 
 
-def audit(words: list[str], code: int) -> None:
-    """The audit row the ordinary path writes for `run` (access.audit), with plain sqlite3:
-    the fast path must not leave commands out of the dashboard's audit log."""
+def audit(conn, words: list[str], code: int) -> None:
+    """The audit row the ordinary path writes for `run` (access.audit), with plain sqlite3,
+    in the caller's transaction: the fast path must not leave commands out of the
+    dashboard's audit log. A failed insert is reported, never fatal (as access.audit)."""
     import datetime
     import getpass
     import shlex
     import sqlite3
 
-    settings = importlib.import_module(os.environ.get("DJANGO_SETTINGS_MODULE", "dockweb.settings"))
-    db = schema.sqlite_path(settings)
     try:
         actor = f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
         actor = f"cli:uid{os.getuid()}"
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     try:
-        conn = sqlite3.connect(db, timeout=20)
-        try:
-            with conn:
-                conn.execute(
-                    "INSERT INTO access_auditevent (user_id, actor, action, target, detail, "
-                    "remote_addr, at) VALUES (NULL, ?, 'container.run', ?, ?, NULL, ?)",
-                    (actor[:150], shlex.join(words)[:512], json.dumps({"exit": code}), now),
-                )
-        finally:
-            conn.close()
-    except sqlite3.Error as err:  # as access.audit: never fail the command it records
+        conn.execute(
+            "INSERT INTO access_auditevent (user_id, actor, action, target, detail, "
+            "remote_addr, at) VALUES (NULL, ?, 'container.run', ?, ?, NULL, ?)",
+            (actor[:150], shlex.join(words)[:512], json.dumps({"exit": code}), now),
+        )
+    except sqlite3.Error as err:
         print(f"audit: cannot record container.run: {err}", file=sys.stderr)

@@ -625,9 +625,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.func is containers_cli.cmd_run:
         from dockweb.cli import fastrun
 
-        code = fastrun.run(args)
+        code = fastrun.run(args, list(sys.argv[1:] if argv is None else argv))
         if code is not None:
-            fastrun.audit(list(sys.argv[1:] if argv is None else argv), code)
             return code
     _setup_django()
     from dockweb.cli.format import FormatError
