@@ -16,6 +16,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from dockweb.jobs import Job
 from dockweb.runtime.units import human_duration, human_size
 
 
@@ -208,7 +209,7 @@ class Volume(models.Model):
         ]
 
 
-class ContainerOperation(models.Model):
+class ContainerOperation(Job):
     """A change run by the worker (which has root): run, start, stop, remove, volume verbs.
 
     Also read-only snapshots the pages cannot take themselves (diff, top, stats), whose
@@ -231,35 +232,14 @@ class ContainerOperation(models.Model):
         VOLUME_REMOVE = "volume_remove", _("Remove volume")
         VOLUME_PRUNE = "volume_prune", _("Prune volumes")
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", _("Queued")
-        RUNNING = "running", _("Running")
-        DONE = "done", _("Done")
-        FAILED = "failed", _("Failed")
-
     kind = models.CharField(max_length=16, choices=Kind.choices)
     args = models.JSONField(default=dict)
     container_id = models.CharField(max_length=64, blank=True, help_text=_("Set once known"))
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     result = models.JSONField(default=dict)
-    error = models.TextField(blank=True)
     conflict = models.BooleanField(default=False, help_text=_("Refused; forcing may help"))
-    worker = models.CharField(max_length=200, blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.args} ({self.status})"
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
 
     @property
     def target(self) -> str:

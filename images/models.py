@@ -16,6 +16,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from dockweb.jobs import Job
+
 
 def short_id(digest: str) -> str:
     """The 12 hex characters Docker shows for an ID or digest."""
@@ -255,24 +257,16 @@ class PullLayer(models.Model):
         return min(100, int(self.current * 100 / self.total))
 
 
-class Operation(models.Model):
+class Operation(Job):
     """A change to the store run by the worker (which has root): removal, tag, untag."""
 
     class Kind(models.TextChoices):
         REMOVE = "remove", _("Remove")
         TAG = "tag", _("Tag")
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", _("Queued")
-        RUNNING = "running", _("Running")
-        DONE = "done", _("Done")
-        FAILED = "failed", _("Failed")
-
     kind = models.CharField(max_length=16, choices=Kind.choices)
     args = models.JSONField(default=dict)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     result = models.JSONField(default=list, help_text=_("[kind, value] records, as docker prints"))
-    error = models.TextField(blank=True)
     conflict = models.BooleanField(default=False, help_text=_("Refused; forcing may help"))
     freed_bytes = models.BigIntegerField(default=0)
     image_id = models.CharField(max_length=71, blank=True, help_text=_("The image it acted on"))
@@ -280,22 +274,9 @@ class Operation(models.Model):
     references_left = models.PositiveIntegerField(
         default=0, help_text=_("References to the image after the operation")
     )
-    worker = models.CharField(max_length=200, blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.args} ({self.status})"
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
 
     @property
     def untagged(self) -> list[str]:
@@ -387,7 +368,7 @@ class ImageAnalysisDir(models.Model):
         ]
 
 
-class Build(models.Model):
+class Build(Job):
     """One ``docker build`` from the Build page, queued here and run by a worker.
 
     The context a person uploaded is saved under ``context_dir`` (DOCKWEB_DATA/builds/<id>/
@@ -395,14 +376,6 @@ class Build(models.Model):
     the lines classic ``docker build`` prints, written at a bounded rate; BuildStep rows
     hold what each step made.
     """
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", _("Queued")
-        RUNNING = "running", _("Running")
-        DONE = "done", _("Done")
-        FAILED = "failed", _("Failed")
-
-    ACTIVE = (Status.QUEUED, Status.RUNNING)
 
     dockerfile = models.TextField()
     context_dir = models.CharField(
@@ -412,29 +385,14 @@ class Build(models.Model):
     tags = models.JSONField(default=list)
     no_cache = models.BooleanField(default=False)
     build_args = models.JSONField(default=dict)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     output = models.JSONField(default=list, help_text=_("Lines as docker build prints them"))
     image_id = models.CharField(max_length=71, blank=True)
-    error = models.TextField(blank=True)
     error_line = models.PositiveIntegerField(default=0, help_text=_("Dockerfile line; 0: none"))
-    worker = models.CharField(max_length=200, blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"build {self.pk} ({self.status})"
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in self.ACTIVE
 
     @property
     def first_line(self) -> str:
