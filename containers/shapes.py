@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
 
 from dockweb.runtime.errors import DockwebError
 
+# For type checkers only, without importing typing (4 ms of the CLI's fast run path)
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from dockweb.runtime.containers import ContainerManager, ContainerSpec, MountSpec
 
 GO_ZERO = "0001-01-01T00:00:00Z"

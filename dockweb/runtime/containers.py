@@ -36,7 +36,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import BinaryIO
 
 from dockweb.runtime import oci, syscalls
 from dockweb.runtime.crashpoint import crashpoint
@@ -51,6 +50,11 @@ from dockweb.runtime.errors import (
 from dockweb.runtime.store import ImageRecord, Store, _is_mountpoint, parse_time
 from dockweb.runtime.units import human_duration
 from dockweb.runtime.volumes import VolumeManager, dir_size
+
+# For type checkers only, without importing typing (4 ms of the CLI's fast run path)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 _NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
