@@ -877,7 +877,10 @@ class ContainerManager:
             self.update_state(c.id, exit_code=code, error=msg)
             raise ContainerStartError(msg, code)
         crashpoint("container.start.answered")
-        return self.get(c.id)
+        try:
+            return self.get(c.id)
+        except ContainerNotFound:  # --rm, and the process has ended already
+            return c
 
     def _spawn_shim(self, c: Container, *, attach: bool = False) -> dict:
         r, w = os.pipe()

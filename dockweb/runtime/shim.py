@@ -2,8 +2,10 @@
 
 Started by ``ContainerManager.start``. It forks at once (so the caller reaps its first
 process and the supervisor is nobody's child: it survives the web process and the worker),
-makes itself a child subreaper, runs ``<runtime> run --detach`` (create and start in one
-process: one runtime start-up less than ``create`` then ``start``), and then:
+makes itself a child subreaper, runs ``<runtime> run`` (create and start in one process:
+one runtime start-up less than ``create`` then ``start``; in the foreground, so that the
+runtime waits for the process and deletes the container as it ends, and no ``delete``
+follows; ``--detach`` with a tty, whose master comes over the console socket), and then:
 
 - holds an exclusive flock on ``shim.lock`` for as long as it lives (the liveness signal);
 - copies the container's stdout and stderr (pipes, or the pty's master received over the
@@ -12,7 +14,8 @@ process: one runtime start-up less than ``create`` then ``start``), and then:
   container's stdin (a pipe it holds, or the pty's master) is fed from attached clients, its
   output is copied to them as it comes, a resize message sets the pty's size (see
   ``dockweb.runtime.attach`` for the frames); it outlives any client;
-- reaps the container's init, records exit code and finish time in ``state.json``, and writes
+- waits for the process's end (the foreground runtime's exit; with a tty, reaps the init),
+  records exit code and finish time in ``state.json``, and writes
   the same final state into ``shim.lock`` (read by waiters even after ``--rm`` removed the
   directory);
 - removes the container when it is ``auto_remove`` (before releasing the lock, so that a
@@ -41,6 +44,7 @@ import sys
 import tempfile
 import termios
 import threading
+import time
 import traceback
 from collections.abc import Callable
 
@@ -305,8 +309,10 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
     else:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        proc = subprocess.run(
-            [*rt, "run", "--detach", "--bundle", bundle, "--pid-file", pid_file, cid],
+        # In the foreground: the runtime waits for the process and deletes the container
+        # when it ends (no `delete` to run after), and exits with the process's status.
+        proc = subprocess.Popen(
+            [*rt, "run", "--bundle", bundle, "--pid-file", pid_file, cid],
             stdin=stdin,
             stdout=out_w,
             stderr=err_w,
@@ -316,6 +322,7 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
         if in_r >= 0:
             os.close(in_r)
         pipes = [("stdout", out_r), ("stderr", err_r)]
+        _wait_started(proc, pid_file)
 
     def fail(message: str) -> int:
         for _, fd in pipes:
@@ -328,7 +335,7 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
         sync_send({"error": message})
         return 1
 
-    if proc.returncode != 0:
+    if not os.path.exists(pid_file):  # the runtime failed before the process ran
         msg = _log_error(rt_log) or (proc.stderr or b"").decode(errors="replace").strip()
         # Docker's message names the create step (containerd runs create, then start)
         msg = msg.replace(f"{args.runtime} run failed:", f"{args.runtime} create failed:", 1)
@@ -366,7 +373,11 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
     crashpoint("shim.running", also=args.starter)
     sync_send({"pid": pid})
 
-    exit_code = _reap(pid)
+    if isinstance(proc, subprocess.Popen):  # the runtime's status is the process's
+        code = proc.wait()
+        exit_code = 128 - code if code < 0 else code  # the runtime itself killed
+    else:
+        exit_code = _reap(pid)
     for th in readers:
         th.join(2)
     if hub is not None:
@@ -374,7 +385,8 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
     if console_sock is not None:
         console_sock.close()
         shutil.rmtree(console_dir, ignore_errors=True)
-    subprocess.run([*rt, "delete", "--force", cid], capture_output=True)
+    if os.path.exists(os.path.join(args.runtime_root, cid)):  # else deleted by `run` already
+        subprocess.run([*rt, "delete", "--force", cid], capture_output=True)
     st = mgr.update_state(
         cid,
         durable=not c.spec.auto_remove,  # removed right after
@@ -404,6 +416,14 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
     if mgr.exit_command:
         subprocess.run([*mgr.exit_command, cid], stdin=subprocess.DEVNULL)
     return 0
+
+
+def _wait_started(proc: subprocess.Popen, pid_file: str) -> None:
+    """Until the runtime has written the process's pid file (the process runs) or has
+    exited. Looked for every millisecond: the runtime says nothing else when it has
+    started the process, and this lasts only as long as its start (20 to 50 ms)."""
+    while not os.path.exists(pid_file) and proc.poll() is None:
+        time.sleep(0.001)
 
 
 def _reap(pid: int) -> int:
