@@ -46,14 +46,14 @@ POINTS = {
     "container.create.dir": "gone",  # directory (and create.json) made
     "container.create.volumes": "gone",  # named and anonymous volumes made
     "container.create.layers": "gone",  # writable layer, work and init layer made
-    "container.create.state": "gone",  # state.json written, no record
-    "container.atomic_write#2": "gone",  # the record in its temporary file
+    "container.create.state": "gone",  # all made but the record (state.json: at start)
+    "container.atomic_write#1": "gone",  # the record in its temporary file
     "container.create.recorded": "created",  # created; nothing mirrored
     # start (ContainerManager.start, _prepare, _spawn_shim; then the supervisor)
     "container.start.mounted": "created",  # rootfs mounted
     "volume.seed.copied": "created",  # named volume's content copied, owner and mode not set
     "container.start.volumes": "created",  # volumes seeded
-    "container.atomic_write#3": "created",  # the bundle's config.json in its temporary file
+    "container.atomic_write#2": "created",  # the bundle's config.json in its temporary file
     "container.start.config": "created",  # bundle written, no supervisor yet
     "container.start.spawned": "running",  # supervisor forked, its answer never read
     "shim.locked": "created",  # supervisor holds shim.lock; runtime not run

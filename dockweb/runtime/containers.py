@@ -390,11 +390,19 @@ class ContainerManager:
             os.close(fd)
 
     def read_state(self, cid: str) -> State:
+        """The state; created when ``state.json`` was never written (``create`` writes only
+        the record), exited (255) when a machine crash left it empty or cut short (a state
+        written without fsync: running, removing, or the exit of an ``--rm`` container)."""
+        cdir = self.cdir(cid)
         try:
-            with open(os.path.join(self.cdir(cid), "state.json")) as f:
+            with open(os.path.join(cdir, "state.json")) as f:
                 return State.from_dict(json.load(f))
         except FileNotFoundError:
+            if os.path.exists(os.path.join(cdir, "container.json")):
+                return State()
             raise ContainerNotFound(f"No such container: {cid}") from None
+        except ValueError:
+            return State(status=Status.EXITED, exit_code=255, error="state lost in a crash")
 
     def write_state(self, cid: str, state: State, *, durable: bool = True) -> None:
         _write_json_atomic(
@@ -421,10 +429,13 @@ class ContainerManager:
         return Container.from_record(rec, self._reconciled_state(cid))
 
     def _ids(self) -> list[str]:
+        """The containers: directories whose record is in place. An empty record is a
+        creation cut short by a power cut (an ``--rm`` container's is written without
+        fsync), as a missing one is."""
         return [
             n
             for n in os.listdir(self.dir)
-            if _HEX64.match(n) and os.path.exists(os.path.join(self.dir, n, "container.json"))
+            if _HEX64.match(n) and _file_size(os.path.join(self.dir, n, "container.json")) > 0
         ]
 
     def shim_alive(self, cid: str) -> bool:
@@ -595,10 +606,15 @@ class ContainerManager:
                 for empty in ("container.log", "shim.lock"):
                     with open(os.path.join(cdir, empty), "wb"):
                         pass
-                self.write_state(cid, container.state)
                 crashpoint("container.create.state")
-                # the container exists once its record is in place (``_ids``)
-                _write_json_atomic(os.path.join(cdir, "container.json"), container.record())
+                # The container exists once its record is in place (``_ids``); no state.json
+                # yet reads as created (``read_state``). An --rm container need not survive
+                # a power cut (it would be removed as it ends): its record is not fsync'd.
+                _write_json_atomic(
+                    os.path.join(cdir, "container.json"),
+                    container.record(),
+                    durable=not spec.auto_remove,
+                )
                 if anonymous:
                     os.unlink(os.path.join(cdir, "create.json"))
             except BaseException:
@@ -1892,6 +1908,14 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         pass
     return True
+
+
+def _file_size(path: str) -> int:
+    """-1 when there is no such file."""
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return -1
 
 
 def _lock_held(fd: int) -> bool:
