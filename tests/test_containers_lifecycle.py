@@ -354,6 +354,29 @@ def test_it_removes_an_auto_remove_container_when_it_exits(manager, image):
     )
 
 
+def test_it_mounts_only_an_auto_remove_containers_layer_volatile(manager, image):
+    # --rm: the writable layer need not survive a crash, so its unmount need not sync it
+    def volatile(c):
+        rootfs = os.path.join(manager.cdir(c.id), "rootfs")
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                if line.split()[4] == rootfs:
+                    options = line.split(" - ")[1].split()[2].split(",")
+                    return "volatile" in options or "fsync=volatile" in options  # Linux 6.x
+        raise AssertionError(f"{rootfs} is not mounted")
+
+    removed = manager.run(
+        ContainerSpec(image=image, cmd=["sleep", "30"], auto_remove=True), detach=True
+    )
+    kept = manager.run(ContainerSpec(image=image, cmd=["sleep", "30"]), detach=True)
+    try:
+        assert volatile(removed)
+        assert not volatile(kept)
+    finally:
+        manager.kill(removed.id)
+        manager.remove(kept.id, force=True)
+
+
 def test_it_refuses_a_name_in_use(manager, image):
     c = manager.create(ContainerSpec(image=image, cmd=["true"], name="taken"))
     with pytest.raises(ContainerConflict) as e:

@@ -742,8 +742,6 @@ class ContainerManager:
             os.path.join("l", self.store.get_layer(ch).link) for ch in reversed(rec.layers)
         ]
         rel = os.path.join("containers", c.id)
-        # mount(2) without running mount(8) when the absolute paths fit in the kernel's one
-        # page of options; else the short relative ones, resolved in mount(8)'s cwd.
         absolute = ",".join(
             f"{k}={':'.join(os.path.join(self.root, p) for p in v.split(':'))}"
             for k, v in (
@@ -752,22 +750,34 @@ class ContainerManager:
                 ("workdir", f"{rel}/work"),
             )
         )
+        relative = f"lowerdir={':'.join(lowers)},upperdir={rel}/upper,workdir={rel}/work"
+        # --rm: the writable layer goes when the process ends, so it need not survive a
+        # crash; "volatile" (Linux 5.10) spares its unmount a sync of the store's whole file
+        # system (7 to 10 ms), as podman mounts --rm containers.
+        if c.spec.auto_remove:
+            with contextlib.suppress(ContainerStartError):  # else an older kernel: without
+                self._mount_overlay(c, target, absolute + ",volatile", relative + ",volatile")
+                return target
+        self._mount_overlay(c, target, absolute, relative)
+        return target
+
+    def _mount_overlay(self, c: Container, target: str, absolute: str, relative: str) -> None:
+        # mount(2) without running mount(8) when the absolute paths fit in the kernel's one
+        # page of options; else the short relative ones, resolved in mount(8)'s cwd.
         if syscalls.fits(absolute):
             try:
                 syscalls.mount_overlay(target, absolute)
             except OSError as e:
                 raise ContainerStartError(f"mount rootfs of {c.id}: {e.strerror}", 125) from e
-            return target
-        opts = f"lowerdir={':'.join(lowers)},upperdir={rel}/upper,workdir={rel}/work"
+            return
         proc = subprocess.run(
-            ["mount", "-t", "overlay", "overlay", "-o", opts, target],
+            ["mount", "-t", "overlay", "overlay", "-o", relative, target],
             cwd=self.root,
             capture_output=True,
             text=True,
         )
         if proc.returncode != 0:
             raise ContainerStartError(f"mount rootfs of {c.id}: {proc.stderr.strip()}", 125)
-        return target
 
     def _unmount_rootfs(self, cid: str) -> None:
         target = os.path.join(self.cdir(cid), "rootfs")
