@@ -94,11 +94,6 @@ def test_it_echoes_piped_stdin_with_run_i_and_closes_it_at_eof(cli):
     assert (proc.returncode, proc.stdout, proc.stderr) == (5, b"x\n", b"err\n")
 
 
-@pytest.mark.xfail(
-    reason="known race: the output of a container that exits at once is sometimes lost "
-    "before the CLI attaches; open in issue 4",
-    strict=False,
-)
 def test_it_gives_run_t_a_pty_and_refuses_it_without_a_terminal(cli):
     proc, master = in_pty(cli, "run", "-t", "--rm", cli.image, "busybox", "tty")
     try:
@@ -186,3 +181,12 @@ def test_it_keeps_the_container_running_when_a_client_stops_reading(cli, tmp_pat
                 break
     assert ticks == 3
     assert mgr.get(cid).status is Status.RUNNING
+
+
+def test_it_attaches_before_the_start_so_no_output_is_missed(cli, tmp_path):
+    cid = cli("create", "-t", cli.image, "sh", "-c", "echo one; echo two").stdout.decode().strip()
+    mgr = ContainerManager(Store(str(tmp_path / "store")))
+    with mgr.start_attached(cid) as sock:
+        assert mgr.wait(cid) == 0  # over before we read a byte
+        out = b"".join(payload for _, payload in attach.read_frames(sock))
+    assert out == b"one\r\ntwo\r\n"

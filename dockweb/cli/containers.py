@@ -520,6 +520,7 @@ def _start_interactive(cid: str, *, interactive: bool) -> int:
     -ai``): our stdin to the container's (with ``interactive``), its output to ours, our
     terminal raw and its size passed on (with a tty). Ctrl-P Ctrl-Q detaches and leaves the
     container running. Returns its exit code (0 when detached)."""
+    import contextlib
     import fcntl
     import signal
     import termios
@@ -541,16 +542,17 @@ def _start_interactive(cid: str, *, interactive: bool) -> int:
     old_handler = signal.signal(signal.SIGWINCH, lambda *_: os.write(wake_w, b"w"))
     try:
         try:
-            mgr.start(cid, attach=True)
+            sock = mgr.start_attached(cid)  # attached before the process runs, as Docker
         finally:
             services.sync_containers()
-        sock = attach.connect(mgr.attach_path(cid))
         term_fd = next((fd for fd in (in_fd, out_fd) if fd is not None and os.isatty(fd)), None)
 
         def resize() -> None:
             if c.spec.tty and term_fd is not None:
                 size = os.get_terminal_size(term_fd)
-                sock.sendall(attach.resize_frame(size.columns, size.lines))
+                # refused once the container ended: what it wrote is still to be read
+                with contextlib.suppress(OSError):
+                    sock.sendall(attach.resize_frame(size.columns, size.lines))
 
         resize()
         if saved is not None:

@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
+from dockweb.runtime import attach as frames
 from dockweb.runtime import oci, syscalls
 from dockweb.runtime.crashpoint import crashpoint
 from dockweb.runtime.errors import (
@@ -864,15 +865,16 @@ class ContainerManager:
             os.chmod(p, 0o644)
         return paths
 
-    def start(self, ref: str, *, attach: bool = False) -> Container:
+    def start(self, ref: str, *, attach: socket.socket | None = None) -> Container:
         """Start the container's process under a detached supervisor; returns once the
         process runs (or raises ContainerStartError with Docker's message and exit code,
         recording both in the state). Starting a running container does nothing.
 
-        ``attach``: the CLI attaches next (``run -i``/``-t``, ``start -a``): the supervisor
-        of a ``-i``/``-t`` container keeps the output until a client connects to
-        ``attach_path``. Other containers' output is read with ``logs(follow=True)``, the
-        exit code with ``wait``.
+        ``attach``: one end of a connected socket pair (see ``start_attached``), handed to
+        the supervisor of a ``-i``/``-t`` container as an attach client from before the
+        process runs (closed here once handed over; left open if nothing was started).
+        Other containers' output is read with ``logs(follow=True)``, the exit code with
+        ``wait``.
         """
         c = self.get(ref)
         if c.status in (Status.RUNNING, Status.RESTARTING):
@@ -908,7 +910,25 @@ class ContainerManager:
         except ContainerNotFound:  # --rm, and the process has ended already
             return c
 
-    def _spawn_shim(self, c: Container, *, attach: bool = False) -> dict:
+    def start_attached(self, ref: str) -> socket.socket:
+        """Start a ``-i``/``-t`` container with a client attached (``run -it``, ``start
+        -ai``); returns the client's socket (``dockweb.runtime.attach`` frames). Its
+        supervisor holds the other end before the process runs, as Docker attaches before it
+        starts: no output can be missed, however soon the process ends. A container running
+        already: a new client of its attach socket, which gets the output from then on."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with theirs:
+                c = self.start(ref, attach=theirs)
+                if theirs.fileno() < 0:  # handed to the supervisor that runs it
+                    return ours
+        except BaseException:
+            ours.close()
+            raise
+        ours.close()
+        return frames.connect(self.attach_path(c.id))
+
+    def _spawn_shim(self, c: Container, *, attach: socket.socket | None = None) -> dict:
         r, w = os.pipe()
         pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = dict(os.environ)
@@ -928,15 +948,18 @@ class ContainerManager:
             str(w),
             "--exit-command",
             json.dumps(self.exit_command),
-            *(["--attach"] if attach else []),
         ]
+        pass_fds = [w]
+        if attach is not None:
+            shim_args += ["--attach-fd", str(attach.fileno())]
+            pass_fds.append(attach.fileno())
         with open(os.path.join(self.cdir(c.id), "shim.log"), "ab") as log:
             if self.fork_supervisor and threading.active_count() == 1:
-                pid = _fork_shim(shim_args, w, log.fileno(), env["PYTHONPATH"], self.on_exit)
+                pid = _fork_shim(shim_args, pass_fds, log.fileno(), env["PYTHONPATH"], self.on_exit)
             else:
                 proc = subprocess.Popen(
                     [sys.executable, "-m", "dockweb.runtime.shim", *shim_args],
-                    pass_fds=[w],
+                    pass_fds=pass_fds,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=log,
@@ -946,6 +969,8 @@ class ContainerManager:
                 )
                 pid = proc.pid
         os.close(w)
+        if attach is not None:
+            attach.close()  # the supervisor's now
         os.waitpid(pid, 0)  # the supervisor forks and its first process exits at once
         crashpoint("container.start.spawned")
         chunks = []
@@ -1830,14 +1855,14 @@ class ExecProcess:
 
 def _fork_shim(
     shim_args: list[str],
-    sync_fd: int,
+    pass_fds: list[int],
     log_fd: int,
     pythonpath: str,
     on_exit: Callable[[str], None] | None = None,
 ) -> int:
     """``python -m dockweb.runtime.shim *shim_args`` as a fork of this process (its modules
     are loaded already): the child gets what the Popen would give it (own session, cwd /,
-    stdin /dev/null, stdout and stderr to ``log_fd``, no other descriptor than ``sync_fd``,
+    stdin /dev/null, stdout and stderr to ``log_fd``, no other descriptor than ``pass_fds``,
     PYTHONPATH for the exit command) and never returns into the caller's code. Only from a
     single-threaded process. Returns the child's pid, to be reaped by the caller."""
     sys.stdout.flush()
@@ -1853,8 +1878,11 @@ def _fork_shim(
         os.dup2(null, 0)
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
-        os.closerange(3, sync_fd)
-        os.closerange(sync_fd + 1, os.sysconf("SC_OPEN_MAX"))
+        low = 3
+        for fd in sorted(pass_fds):
+            os.closerange(low, fd)
+            low = fd + 1
+        os.closerange(low, os.sysconf("SC_OPEN_MAX"))
         os.environ["PYTHONPATH"] = pythonpath
         signals.signal(signals.SIGINT, signals.SIG_DFL)
         from dockweb.runtime import shim

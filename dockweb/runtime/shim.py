@@ -13,7 +13,8 @@ follows; ``--detach`` with a tty, whose master comes over the console socket), a
 - with ``-i`` or ``-t``, serves the attach socket (``ContainerManager.attach_path``): the
   container's stdin (a pipe it holds, or the pty's master) is fed from attached clients, its
   output is copied to them as it comes, a resize message sets the pty's size (see
-  ``dockweb.runtime.attach`` for the frames); it outlives any client;
+  ``dockweb.runtime.attach`` for the frames); it outlives any client. With ``--attach-fd``
+  (an attached start) that socket is a client from before the process runs;
 - waits for the process's end (the foreground runtime's exit; with a tty, reaps the init),
   records exit code and finish time in ``state.json``, and writes
   the same final state into ``shim.lock`` (read by waiters even after ``--rm`` removed the
@@ -113,12 +114,10 @@ class LogWriter:
 
 class AttachHub:
     """The attach socket's server: clients get the output as it comes and feed ``stdin``
-    (a pipe's write end, or the pty's master with ``tty``). With ``hold`` (an attached
-    start) output is kept until the first client comes, so it misses nothing."""
+    (a pipe's write end, or the pty's master with ``tty``). A client that goes away is
+    dropped (SIGPIPE is ignored: writing to it fails with EPIPE); the container runs on."""
 
-    HOLD_MAX = 1 << 20
-
-    def __init__(self, path: str, *, tty: bool, hold: bool):
+    def __init__(self, path: str, *, tty: bool):
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         if os.path.exists(path):
             os.unlink(path)
@@ -130,12 +129,13 @@ class AttachHub:
         self.server.listen(8)
         self.lock = threading.Lock()
         self.clients: list[socket.socket] = []
-        self.held: list[bytes] | None = [] if hold else None
-        self.held_size = 0
         self.stdin = -1
-        self.attached = threading.Event()
 
-    def serve(self) -> None:
+    def serve(self, first: socket.socket | None = None) -> None:
+        """Serve ``first`` (the client of an attached start, connected before the process
+        ran) and whoever connects. Called before the output is read: ``first`` gets all."""
+        if first is not None:
+            self._add(first)
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -144,21 +144,16 @@ class AttachHub:
                 conn, _ = self.server.accept()
             except OSError:
                 return
-            with self.lock:
-                for data in self.held or []:
-                    with contextlib.suppress(OSError):
-                        conn.sendall(data)
-                self.held = None
-                self.clients.append(conn)
-            self.attached.set()
-            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+            self._add(conn)
+
+    def _add(self, conn: socket.socket) -> None:
+        with self.lock:
+            self.clients.append(conn)
+        threading.Thread(target=self._read, args=(conn,), daemon=True).start()
 
     def tee(self, stream: str, chunk: bytes) -> None:
         data = frames.frame(frames.STDERR if stream == "stderr" else frames.STDOUT, chunk)
         with self.lock:
-            if self.held is not None and self.held_size + len(data) <= self.HOLD_MAX:
-                self.held.append(data)
-                self.held_size += len(data)
             for conn in list(self.clients):
                 try:
                     conn.sendall(data)
@@ -189,12 +184,8 @@ class AttachHub:
                 self.clients.remove(conn)
         conn.close()
 
-    def close(self, *, wait: bool = True) -> None:
-        """Hang up every client (they then read the exit code) and remove the socket.
-        Output still held waits a little for the client that an attached start promised
-        (a short-lived container may end before its CLI connects)."""
-        if wait and self.held is not None:
-            self.attached.wait(10)
+    def close(self) -> None:
+        """Hang up every client (they then read the exit code) and remove the socket."""
         with contextlib.suppress(OSError):
             self.server.shutdown(socket.SHUT_RDWR)
         self.server.close()
@@ -273,8 +264,13 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
     console_sock = None
     hub = None
     stdin: int | None = subprocess.DEVNULL
+    # the client of an attached start: connected before the process runs, it misses nothing
+    first = socket.socket(fileno=args.attach_fd) if args.attach_fd >= 0 else None
     if c.spec.tty or c.spec.interactive:
-        hub = AttachHub(mgr.attach_path(cid), tty=c.spec.tty, hold=args.attach)
+        hub = AttachHub(mgr.attach_path(cid), tty=c.spec.tty)
+    elif first is not None:
+        first.close()  # nothing to attach to: the client hears the end at once
+        first = None
     in_r = in_w = -1
     if c.spec.interactive and not c.spec.tty:
         in_r, in_w = os.pipe()
@@ -328,7 +324,9 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
         for _, fd in pipes:
             os.close(fd)
         if hub is not None:
-            hub.close(wait=False)  # nothing ran: the starter hears the error instead
+            hub.close()  # nothing ran: the starter hears the error instead
+        if first is not None:
+            first.close()
         if in_w >= 0:
             os.close(in_w)
         subprocess.run([*rt, "delete", "--force", cid], capture_output=True)
@@ -347,7 +345,7 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
     if hub is not None:
         # the client's input goes to the pty (kept by the supervisor) or to the stdin pipe
         hub.stdin = os.dup(pipes[0][1]) if c.spec.tty and pipes else in_w
-        hub.serve()
+        hub.serve(first)
     for stream, fd in pipes:
         tee = hub.tee if hub is not None else None
         th = threading.Thread(target=log.copy, args=(fd, stream, tee), daemon=True)
@@ -451,7 +449,9 @@ def main(argv: list[str] | None = None, on_exit: Callable[[str], None] | None = 
     p.add_argument("--runtime-root", required=True)
     p.add_argument("--sync-fd", type=int, default=-1)
     p.add_argument("--exit-command", default="[]")
-    p.add_argument("--attach", action="store_true", help="keep output until a client attaches")
+    p.add_argument(
+        "--attach-fd", type=int, default=-1, help="a connected socket: the first attach client"
+    )
     args = p.parse_args(argv)
     args.starter = os.getppid() if args.sync_fd >= 0 else 0  # waits for our answer
 
