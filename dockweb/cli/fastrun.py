@@ -20,6 +20,7 @@ database lacks or keeps (a run killed before its mirror, an exit hook still to c
 from __future__ import annotations
 
 import fcntl
+import gc
 import json
 import os
 import sys
@@ -108,6 +109,7 @@ def run(args, words: list[str]) -> int | None:
             conn = fastmirror.connect(db)
         fastmirror.sync_container(conn, mgr, cid)
 
+    gc.enable()  # main() turned it off while the modules were imported
     try:
         try:
             cid = mgr.create(spec).id
