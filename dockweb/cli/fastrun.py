@@ -89,13 +89,20 @@ def run(args, words: list[str]) -> int | None:
     except DockwebError:
         return None  # to pull it (or to say why not) as the ordinary path does
     hook_args = ["--database", db, "--root", root]
+    starter = os.getpid()
+
+    def on_exit(cid: str) -> None:
+        # An attached run mirrors the end itself as the supervisor releases the container;
+        # the supervisor does, should this command be gone (interrupted, killed) by then.
+        if args.detach or not _alive(starter):
+            exit_hook.main([*hook_args, cid])
     mgr = ContainerManager(
         store,
         exit_command=[sys.executable, "-m", "containers.exit_hook", *hook_args],
         fork_supervisor=True,
         # the forked supervisor has these modules loaded: the hook in-process, not a new
         # interpreter (about 0.1 s of CPU after each exit, landing on whatever runs next)
-        on_exit=lambda cid: exit_hook.main([*hook_args, cid]),
+        on_exit=on_exit,
     )
     # what a crash left: repaired, and mirrored with the rows the mirror lacks or keeps
     report = mgr.reconcile()
@@ -135,6 +142,16 @@ def run(args, words: list[str]) -> int | None:
     finally:
         if conn is not None:
             conn.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _finish(db: str, conn, container, words: list[str], code: int) -> int:
