@@ -953,9 +953,10 @@ class ContainerManager:
         if attach is not None:
             shim_args += ["--attach-fd", str(attach.fileno())]
             pass_fds.append(attach.fileno())
+        forked = self.fork_supervisor and threading.active_count() == 1
         with open(os.path.join(self.cdir(c.id), "shim.log"), "ab") as log:
-            if self.fork_supervisor and threading.active_count() == 1:
-                pid = _fork_shim(shim_args, pass_fds, log.fileno(), env["PYTHONPATH"], self.on_exit)
+            if forked:
+                _fork_shim(shim_args, pass_fds, log.fileno(), env["PYTHONPATH"], self.on_exit)
             else:
                 proc = subprocess.Popen(
                     [sys.executable, "-m", "dockweb.runtime.shim", *shim_args],
@@ -971,7 +972,8 @@ class ContainerManager:
         os.close(w)
         if attach is not None:
             attach.close()  # the supervisor's now
-        os.waitpid(pid, 0)  # the supervisor forks and its first process exits at once
+        if not forked:
+            os.waitpid(pid, 0)  # the supervisor forks and its first process exits at once
         crashpoint("container.start.spawned")
         chunks = []
         with os.fdopen(r, "rb") as f:
@@ -1864,7 +1866,9 @@ def _fork_shim(
     are loaded already): the child gets what the Popen would give it (own session, cwd /,
     stdin /dev/null, stdout and stderr to ``log_fd``, no other descriptor than ``pass_fds``,
     PYTHONPATH for the exit command) and never returns into the caller's code. Only from a
-    single-threaded process. Returns the child's pid, to be reaped by the caller."""
+    single-threaded process. The child is the supervisor itself (no second fork: the
+    caller, the CLI, is short-lived, and init reaps the supervisor once the CLI is gone);
+    returns its pid."""
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -1887,7 +1891,7 @@ def _fork_shim(
         signals.signal(signals.SIGINT, signals.SIG_DFL)
         from dockweb.runtime import shim
 
-        code = shim.main(shim_args, on_exit=on_exit)
+        code = shim.main(shim_args, on_exit=on_exit, detach=False)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
     except BaseException:

@@ -439,9 +439,15 @@ def _reap(pid: int) -> int:
             return 128 - code if code < 0 else code
 
 
-def main(argv: list[str] | None = None, on_exit: Callable[[str], None] | None = None) -> int:
+def main(
+    argv: list[str] | None = None,
+    on_exit: Callable[[str], None] | None = None,
+    *,
+    detach: bool = True,
+) -> int:
     """``on_exit`` (from a supervisor forked by ContainerManager) replaces the exit
-    command, which still runs if it raises."""
+    command, which still runs if it raises. ``detach=False``: the caller forked this
+    process into its own session already; it is the supervisor, without forking again."""
     p = argparse.ArgumentParser(prog="dockweb.runtime.shim")
     p.add_argument("--root", required=True)
     p.add_argument("--id", required=True)
@@ -455,9 +461,10 @@ def main(argv: list[str] | None = None, on_exit: Callable[[str], None] | None = 
     args = p.parse_args(argv)
     args.starter = os.getppid() if args.sync_fd >= 0 else 0  # waits for our answer
 
-    if os.fork():
-        os._exit(0)
-    os.setsid()
+    if detach:
+        if os.fork():
+            os._exit(0)
+        os.setsid()
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # A client that went away must not take the container with it: writing to it (or to a
     # stdin the container closed) fails with EPIPE, handled, instead of killing us. The
