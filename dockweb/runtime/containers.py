@@ -383,7 +383,10 @@ class ContainerManager:
 
     @contextlib.contextmanager
     def _state_lock(self, cid: str) -> Iterator[None]:
-        fd = os.open(os.path.join(self.cdir(cid), "state.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(os.path.join(self.cdir(cid), "state.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:  # removed meanwhile (its supervisor, after --rm)
+            raise ContainerNotFound(f"No such container: {cid}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
