@@ -1,5 +1,3 @@
-import sys
+from dockweb.cli.main import entry
 
-from dockweb.cli.main import main
-
-sys.exit(main())
+entry()
