@@ -156,6 +156,18 @@ def test_it_parses_run_flags_like_docker():
     assert parser.parse_args(["logs", "-f", "--tail", "5", "-t", "x"]).tail == "5"
 
 
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["run", "--rm", "busybox", "true"],
+        ["--root", "/srv", "run", "-dit", "-e", "A=1", "-v", "/d", "busybox", "sh", "-c", "x"],
+        ["--root=/srv/store", "run", "--name", "x", "--entrypoint", "", "busybox"],
+    ],
+)
+def test_it_parses_a_run_command_line_alike_with_the_run_only_parser(words):
+    assert vars(build_parser("run").parse_args(words)) == vars(build_parser().parse_args(words))
+
+
 def test_it_exits_125_on_bad_flags():
     proc = subprocess.run([sys.executable, "-m", "dockweb.cli", "run", "--bogus", "busybox"],
                           cwd=REPO, capture_output=True, text=True)
