@@ -28,7 +28,7 @@ import pytest
 from django.db import connection
 
 from containers.models import Container, ContainerOperation, Volume
-from dockweb.runtime.containers import ContainerManager, Status
+from dockweb.runtime.containers import ContainerManager, ContainerSpec, Status
 from dockweb.runtime.errors import Conflict
 from tests.support import images as im
 
@@ -338,6 +338,38 @@ def test_a_celery_worker_killed_starting_a_container_is_repaired_at_its_restart(
 
 
 # -- the CLI --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pulled(manager, image):
+    from dockweb.runtime.pull import pull
+    from dockweb.runtime.registry import RegistryClient
+
+    pull(manager.store, RegistryClient(), image)
+    return image
+
+
+def test_a_container_is_created_without_a_state_which_reads_as_created(manager, pulled):
+    c = manager.create(ContainerSpec(image=pulled, cmd=["true"]))
+    assert not os.path.exists(os.path.join(manager.cdir(c.id), "state.json"))
+    assert manager.get(c.id).status is Status.CREATED
+
+
+def test_a_state_a_power_cut_left_empty_reads_as_exited_255(manager, pulled):
+    # running, removing and an --rm container's exit are written without fsync
+    c = manager.create(ContainerSpec(image=pulled, cmd=["true"]))
+    open(os.path.join(manager.cdir(c.id), "state.json"), "w").close()
+    st = manager.get(c.id).state
+    assert (st.status, st.exit_code) == (Status.EXITED, 255)
+
+
+def test_an_rm_containers_record_a_power_cut_left_empty_is_a_creation_cut_short(manager, pulled):
+    # an --rm container's record is written without fsync: renamed into place, then lost
+    c = manager.create(ContainerSpec(image=pulled, cmd=["true"], auto_remove=True))
+    open(os.path.join(manager.cdir(c.id), "container.json"), "w").close()
+    assert c.id not in [x.id for x in manager.list(all=True)]
+    assert c.id in manager.reconcile()["removed"]
+    assert not os.path.exists(manager.cdir(c.id))
 
 
 @pytest.fixture
