@@ -107,6 +107,12 @@ def test_it_gives_run_t_a_pty_and_refuses_it_without_a_terminal(cli):
     proc = cli("run", "-it", cli.image, "true", input=b"")
     assert (proc.returncode, proc.stderr) == (1, b"the input device is not a TTY\n")
     assert cli("ps", "-aq").stdout == b""  # refused before creating anything
+    # with -d nothing is attached, so no terminal is needed: a shell waits on its pty
+    cid = cli("run", "-dit", "--name", "bg", cli.image, "sh", input=b"").stdout.strip()
+    assert re.fullmatch(rb"[0-9a-f]{64}", cid)
+    time.sleep(0.5)
+    assert cli("ps", "--format", "{{.Names}} {{.Status}}").stdout.startswith(b"bg Up ")
+    cli("rm", "-f", "bg")
 
 
 def test_it_runs_an_interactive_shell_with_run_it(cli):

@@ -448,8 +448,9 @@ def cmd_run(args) -> int:
     except DockwebError as err:
         _report("run", err, with_help=True)
         return 125
-    if args.tty and args.interactive and not sys.stdin.isatty():
-        _err("the input device is not a TTY")  # docker/cli's CheckTty, before creating
+    # docker/cli's CheckTty, before creating; only when stdin is attached (not with -d)
+    if args.tty and args.interactive and not args.detach and not sys.stdin.isatty():
+        _err("the input device is not a TTY")
         return 1
     try:
         cid = _create_pulling(spec, args, "run")
