@@ -45,26 +45,15 @@ def _db_value(value):
     return value
 
 
-def container_ids(path: str) -> set[str]:
+def container_ids(conn: sqlite3.Connection) -> set[str]:
     """The IDs of the containers the database mirrors."""
-    conn = connect(path)
-    try:
-        return {row[0] for row in conn.execute(f"SELECT container_id FROM {CONTAINER_TABLE}")}
-    finally:
-        conn.close()
+    return {row[0] for row in conn.execute(f"SELECT container_id FROM {CONTAINER_TABLE}")}
 
 
-def sync_containers(path: str, mgr: ContainerManager, ids: set[str]) -> None:
-    """``sync_container`` for each of ``ids``, on a connection of its own, closed after
-    (the caller may fork next)."""
-    if not ids:
-        return
-    conn = connect(path)
-    try:
-        for cid in sorted(ids):
-            sync_container(conn, mgr, cid)
-    finally:
-        conn.close()
+def sync_containers(conn: sqlite3.Connection, mgr: ContainerManager, ids: set[str]) -> None:
+    """``sync_container`` for each of ``ids``."""
+    for cid in sorted(ids):
+        sync_container(conn, mgr, cid)
 
 
 def sync_container(

@@ -13,13 +13,15 @@ supervisor), so the dashboard learns of the exit even when this command is inter
 Everything else (a PostgreSQL database, a schema to migrate, an image to pull, an
 in-process caller with Django already set up) takes the ordinary path in
 dockweb/cli/containers.py. Before creating, ``run`` repairs what a crash left
-(``ContainerManager.reconcile``) and mirrors the containers it changed and those the
-database lacks or keeps (a run killed before its mirror, an exit hook still to come).
+(``ContainerManager.reconcile``); it mirrors the containers that changed and those the
+database lacks or keeps (a run killed before its mirror, an exit hook still to come) once
+its container is started, while it runs or is being removed (``_Database``).
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import gc
 import json
 import os
@@ -73,7 +75,6 @@ def run(args, words: list[str]) -> int | None:
         return None
     root, db = where
 
-    from containers import exit_hook, fastmirror
     from dockweb.cli.containers import _report, _run_exit_code, _spec_from_args
     from dockweb.runtime.containers import ContainerManager
     from dockweb.runtime.store import Store
@@ -82,7 +83,7 @@ def run(args, words: list[str]) -> int | None:
         spec = _spec_from_args(args)
     except DockwebError as err:
         _report("run", err, with_help=True)
-        return _finish(db, None, None, words, 125)
+        return _finish(_Database(db), None, words, 125)
     store = Store(root)
     try:
         store.lookup(spec.image)
@@ -95,7 +96,10 @@ def run(args, words: list[str]) -> int | None:
         # An attached run mirrors the end itself as the supervisor releases the container;
         # the supervisor does, should this command be gone (interrupted, killed) by then.
         if args.detach or not _alive(starter):
+            from containers import exit_hook
+
             exit_hook.main([*hook_args, cid])
+
     mgr = ContainerManager(
         store,
         exit_command=[sys.executable, "-m", "containers.exit_hook", *hook_args],
@@ -104,29 +108,20 @@ def run(args, words: list[str]) -> int | None:
         # interpreter (about 0.1 s of CPU after each exit, landing on whatever runs next)
         on_exit=on_exit,
     )
-    # what a crash left: repaired, and mirrored with the rows the mirror lacks or keeps
-    report = mgr.reconcile()
-    stale = fastmirror.container_ids(db) ^ set(mgr._ids())
-    fastmirror.sync_containers(db, mgr, stale.union(report["removed"], report["stopped"]))
-    conn = None
-
-    def mirror(cid: str) -> None:
-        nonlocal conn
-        if conn is None:  # opened after the fork: the supervisor must not share it
-            conn = fastmirror.connect(db)
-        fastmirror.sync_container(conn, mgr, cid)
-
+    # what a crash left, repaired before creating; its rows are mirrored by _Database
+    database = _Database(db, mgr, mgr.reconcile())
     gc.enable()  # main() turned it off while the modules were imported
     try:
         try:
             cid = mgr.create(spec).id
         except DockwebError as err:
             _report("run", err, with_help=True)
-            return _finish(db, None, None, words, _run_exit_code(err))
+            return _finish(database, None, words, _run_exit_code(err))
+        database.own = cid
         try:
             if not args.detach:
-                code = _start_attached(mgr, cid, mirror)
-                return _finish(db, conn, (mgr, cid), words, code)
+                code = _start_attached(mgr, cid, database)
+                return _finish(database, cid, words, code)
             mgr.start(cid)
         except DockwebError as err:
             _report("run", err, with_help=False)
@@ -135,13 +130,49 @@ def run(args, words: list[str]) -> int | None:
                     mgr.remove(cid, force=True, volumes=True)
                 except DockwebError:
                     pass
-            return _finish(db, conn, (mgr, cid), words, _run_exit_code(err))
-        code = _finish(db, conn, (mgr, cid), words, 0)
+            return _finish(database, cid, words, _run_exit_code(err))
+        code = _finish(database, cid, words, 0)
         print(cid)
         return code
     finally:
-        if conn is not None:
-            conn.close()
+        database.close()
+
+
+class _Database:
+    """The fast path's connection, opened once the supervisor is forked (which must not
+    share it): while the container starts or its supervisor removes it, so that opening it
+    costs the run nothing. Opening it mirrors what a crash left (the containers
+    ``reconcile`` changed, and those the database lacks or keeps: a run killed before its
+    mirror, an exit hook still to come)."""
+
+    def __init__(self, path: str, mgr=None, report: dict | None = None):
+        self.path = path
+        self.mgr = mgr
+        self.report = report or {}
+        self.own = ""  # this run's container, mirrored by the run itself
+        self.conn = None
+
+    def connection(self):
+        if self.conn is None:
+            from containers import fastmirror
+
+            self.conn = fastmirror.connect(self.path)
+            if self.mgr is not None:
+                stale = fastmirror.container_ids(self.conn) ^ set(self.mgr._ids())
+                stale |= set(self.report.get("removed", [])) | set(self.report.get("stopped", []))
+                stale.discard(self.own)
+                fastmirror.sync_containers(self.conn, self.mgr, stale)
+            _actor()  # the audit row's, looked up now too
+        return self.conn
+
+    def mirror(self, cid: str) -> None:
+        from containers import fastmirror
+
+        fastmirror.sync_container(self.connection(), self.mgr, cid)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
 
 
 def _alive(pid: int) -> bool:
@@ -154,29 +185,25 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _finish(db: str, conn, container, words: list[str], code: int) -> int:
-    """The container's row mirrored (``container``: (manager, ID), or None) and the audit
-    row the ordinary path writes for `run` (access.audit), in one transaction; ``code``."""
+def _finish(database: _Database, cid: str | None, words: list[str], code: int) -> int:
+    """The container's row mirrored (``cid``: None when there is none) and the audit row
+    the ordinary path writes for `run` (access.audit), in one transaction; ``code``."""
     import sqlite3
 
     from containers import fastmirror
 
-    own = conn is None
-    if own:
-        conn = fastmirror.connect(db)
     try:
-        if container is None:
+        conn = database.connection()
+        if cid is None:
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
                 audit(conn, words, code)
         else:
-            mgr, cid = container
-            fastmirror.sync_container(conn, mgr, cid, then=lambda c: audit(c, words, code))
+            fastmirror.sync_container(conn, database.mgr, cid, then=lambda c: audit(c, words, code))
     except (sqlite3.Error, DockwebError, OSError) as err:  # never fail the command it records
         print(f"dockweb: cannot record the run in the database: {err}", file=sys.stderr)
     finally:
-        if own:
-            conn.close()
+        database.close()
     return code
 
 
@@ -185,7 +212,7 @@ def _finish(db: str, conn, container, words: list[str], code: int) -> int:
 MIRROR_RUNNING_AFTER = 0.1
 
 
-def _start_attached(mgr, cid: str, mirror) -> int:
+def _start_attached(mgr, cid: str, database: _Database) -> int:
     """As cli/containers.py's ``_start_attached``: the container's output copied to ours,
     its exit code. The exit is noticed by a thread blocked on the supervisor's lock, not by
     polling it; new output is looked for every 20 ms until then. Mirrored as running after
@@ -200,6 +227,7 @@ def _start_attached(mgr, cid: str, mirror) -> int:
             log.seek(0, os.SEEK_END)
             mgr.start(cid)
             started = time.monotonic()
+            database.connection()  # meanwhile, as the container runs (or is being removed)
             mirrored = False
             exited = threading.Event()
 
@@ -218,7 +246,7 @@ def _start_attached(mgr, cid: str, mirror) -> int:
                     pending = _copy_log_lines(pending + log.read())
                     break
                 if not mirrored and time.monotonic() - started >= MIRROR_RUNNING_AFTER:
-                    mirror(cid)  # the dashboard shows it running
+                    database.mirror(cid)  # the dashboard shows it running
                     mirrored = True
         data = os.pread(lock_fd, 65536, 0)
     finally:
@@ -228,25 +256,31 @@ def _start_attached(mgr, cid: str, mirror) -> int:
     return mgr.wait(cid)
 
 
+@functools.cache
+def _actor() -> str:
+    """The audit row's actor, as access.audit.cli_actor."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return f"cli:uid{os.getuid()}"
+
+
 def audit(conn, words: list[str], code: int) -> None:
     """The audit row the ordinary path writes for `run` (access.audit), with plain sqlite3,
     in the caller's transaction: the fast path must not leave commands out of the
     dashboard's audit log. A failed insert is reported, never fatal (as access.audit)."""
     import datetime
-    import getpass
     import shlex
     import sqlite3
 
-    try:
-        actor = f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        actor = f"cli:uid{os.getuid()}"
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     try:
         conn.execute(
             "INSERT INTO access_auditevent (user_id, actor, action, target, detail, "
             "remote_addr, at) VALUES (NULL, ?, 'container.run', ?, ?, NULL, ?)",
-            (actor[:150], shlex.join(words)[:512], json.dumps({"exit": code}), now),
+            (_actor()[:150], shlex.join(words)[:512], json.dumps({"exit": code}), now),
         )
     except sqlite3.Error as err:
         print(f"audit: cannot record container.run: {err}", file=sys.stderr)
