@@ -329,7 +329,7 @@ def _write_json_atomic(path: str, value: dict, *, durable: bool = True) -> None:
     keep the old one (ext4, the store's file system, flushes a file renamed over another)."""
     tmp = f"{path}.{os.getpid()}.{secrets.token_hex(3)}"
     with open(tmp, "w") as f:
-        json.dump(value, f)
+        f.write(json.dumps(value))  # dumps: C's encoder; dump streams through Python's
         if durable:
             f.flush()
             os.fsync(f.fileno())
