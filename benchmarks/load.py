@@ -1,7 +1,7 @@
-"""The dashboard under load while a pull runs: wrk on the Images page and a pull's fragment.
+"""The dashboard under load while a pull runs: clients on the Images page and a pull's fragment.
 
     python -m benchmarks.load [--images-clients 100] [--fragment-clients 200]
-                              [--images-think 1.0] [--fragment-think 0.5]
+                              [--images-think 1.0] [--fragment-think 0.5] [--client asyncio|wrk]
                               [--workers 2] [--threads 8] [--layers 3] [--layer-mb 80]
                               [--rate-mb 3] [--images 200] [--tags 600]
 
@@ -16,7 +16,9 @@ removed again after it (the pull's final mirror deletes the synthetic rows: they
 store), so both pulls start from the same database and an empty store.
 
 1. The pull alone: its time, started to finished, as the worker records it.
-2. The same pull again while two wrk processes run at once, logged in by session cookie:
+2. The same pull again while two load generators run at once, logged in by session cookie
+   (``--client asyncio``, the default: benchmarks/loadclient.py, one process each, whose
+   docstring says why not wrk; ``--client wrk``: wrk with its delay() hook):
    ``--images-clients`` connections on ``GET /images/`` and ``--fragment-clients`` on
    ``GET /pulls/<id>/`` with ``HX-Request: true`` (the fragment the pull page polls). Each
    connection is one client: it waits ``--fragment-think`` (htmx's ``every 500ms``,
@@ -25,11 +27,11 @@ store), so both pulls start from the same database and an empty store.
    starts at a random moment within its first think time, as people open pages at
    different moments (``--no-start-spread``: all at once, and then in step). Clients
    revalidate as a browser's cache does (If-None-Match with the last ETag; answers of 304
-   are counted, not errors) unless ``--no-revalidate``. wrk stops when the pull does
+   are counted, not errors) unless ``--no-revalidate``. The clients stop when the pull does
    (SIGINT), at the latest after three times the lone pull's time.
 
 Per target: requests, errors (non-2xx, timeouts after ``--timeout``, socket errors) and
-latency p50/p90/p99 (wrk's, from send to the whole answer), then the pull's slowdown.
+latency p50/p90/p99 (from send to the whole answer), then the pull's slowdown.
 Bounds: no failed request, p99 < 300 ms for both, pull slowed by < 10 %. Exit status 1 if one
 is missed. Run as root; about two minutes.
 """
@@ -178,8 +180,22 @@ class Wrk:
         log_path: Path,
         revalidate: bool,
         start_spread: bool,
+        tool: str = "asyncio",
     ) -> None:
         self.log_path = log_path
+        if tool == "asyncio":  # benchmarks/loadclient.py; spread starts always
+            cmd = [
+                sys.executable, "-m", "benchmarks.loadclient", url,
+                f"--connections={connections}", f"--think={think:g}",
+                f"--duration={duration}", f"--timeout={timeout:g}",
+                *(f"--header={k}: {v}" for k, v in headers.items()),
+                *(["--revalidate"] if revalidate else []),
+            ]  # fmt: skip
+            self._log = open(log_path, "wb")
+            self._proc = subprocess.Popen(
+                cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=common.REPO_ROOT
+            )
+            return
         threads = 2
         cmd = [
             "wrk",
@@ -268,7 +284,13 @@ def main() -> int:
     parser.add_argument("--fragment-clients", type=int, default=200)
     parser.add_argument("--images-think", type=float, default=1.0, help="seconds")
     parser.add_argument("--fragment-think", type=float, default=0.5, help="seconds")
-    parser.add_argument("--timeout", type=float, default=5.0, help="wrk's, seconds")
+    parser.add_argument("--timeout", type=float, default=5.0, help="a request's, seconds")
+    parser.add_argument(
+        "--client",
+        choices=["asyncio", "wrk"],
+        default="asyncio",
+        help="the load generator: benchmarks/loadclient.py, or wrk with its delay() hook",
+    )
     parser.add_argument(
         "--no-revalidate",
         dest="revalidate",
@@ -292,7 +314,7 @@ def main() -> int:
     if os.geteuid() != 0:
         log("load: run as root (the worker unpacks layers with their owners)")
         return 2
-    if shutil.which("wrk") is None:
+    if args.client == "wrk" and shutil.which("wrk") is None:
         log("load: wrk is missing: apt-get install wrk")
         return 2
 
@@ -336,6 +358,7 @@ def main() -> int:
                         "script": script,
                         "revalidate": args.revalidate,
                         "start_spread": args.start_spread,
+                        "tool": args.client,
                     }
                     # check once that both answer 200 and the fragment is the polling one
                     fragment_url = f"{server.url}/pulls/{pull.pk}/"
