@@ -901,10 +901,9 @@ class ContainerManager:
             subprocess.run(self._rt("delete", "--force", c.id), capture_output=True)
         result = self._spawn_shim(c, attach=attach)
         if "error" in result:
-            code = _start_exit_code(result["error"])
-            msg = (
-                f"failed to create shim task: OCI runtime create failed: {result['error']}: unknown"
-            )
+            error = _docker_words(result["error"])
+            code = _start_exit_code(error)
+            msg = f"failed to create shim task: OCI runtime create failed: {error}: unknown"
             self.update_state(c.id, exit_code=code, error=msg)
             raise ContainerStartError(msg, code)
         crashpoint("container.start.answered")
@@ -1598,8 +1597,20 @@ class ContainerManager:
         if workdir or c.spec.workdir or cfg.get("WorkingDir"):
             args += ["--cwd", workdir or c.spec.workdir or cfg.get("WorkingDir")]
         log = os.path.join(self.cdir(c.id), f"exec-{secrets.token_hex(4)}.log")
-        return c, [self.runtime, "--root", self.runtime_root, "--log", log,
-                   "--log-format", "json", *args], log
+        return (
+            c,
+            [
+                self.runtime,
+                "--root",
+                self.runtime_root,
+                "--log",
+                log,
+                "--log-format",
+                "json",
+                *args,
+            ],
+            log,
+        )
 
     def existing_paths(self, ref: str, paths: list[str]) -> list[str]:
         """Those of ``paths`` (absolute) that exist in the container's filesystem, in the
@@ -1661,9 +1672,23 @@ class ContainerManager:
             sock.bind(sock_path)
             sock.listen(1)
             helper = subprocess.Popen(
-                [sys.executable, "-m", "dockweb.runtime.execreaper", "--pid-file", pid_file,
-                 "--", *rt, "--detach", "--tty", "--console-socket", sock_path,
-                 "--pid-file", pid_file, c.id, *cmd],
+                [
+                    sys.executable,
+                    "-m",
+                    "dockweb.runtime.execreaper",
+                    "--pid-file",
+                    pid_file,
+                    "--",
+                    *rt,
+                    "--detach",
+                    "--tty",
+                    "--console-socket",
+                    sock_path,
+                    "--pid-file",
+                    pid_file,
+                    c.id,
+                    *cmd,
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 env=_with_pythonpath(os.environ),
@@ -1676,7 +1701,9 @@ class ContainerManager:
                 err = _log_error(log) or first["error"]
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(log)
-                raise ContainerStartError(f"OCI runtime exec failed: {err}: unknown", 126)
+                raise ContainerStartError(
+                    f"OCI runtime exec failed: {_docker_words(err, exec_=True)}: unknown", 126
+                )
             sock.settimeout(5)
             master = _recv_fd(sock)
         finally:
@@ -1713,9 +1740,7 @@ class ContainerManager:
             handle = self.exec_start(
                 ref, cmd, tty=True, interactive=interactive, user=user, env=env, workdir=workdir
             )
-            return handle.proxy(
-                _fileno(stdin, 0) if interactive else None, _fileno(stdout, 1)
-            )
+            return handle.proxy(_fileno(stdin, 0) if interactive else None, _fileno(stdout, 1))
         c, rt, log = self._exec_command(ref, cmd, tty=False, user=user, env=env, workdir=workdir)
         try:
             proc = subprocess.run(
@@ -1729,7 +1754,9 @@ class ContainerManager:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(log)
         if proc.returncode != 0 and err:
-            raise ContainerStartError(f"OCI runtime exec failed: {err}: unknown", 126)
+            raise ContainerStartError(
+                f"OCI runtime exec failed: {_docker_words(err, exec_=True)}: unknown", 126
+            )
         return proc.returncode
 
 
@@ -1792,7 +1819,9 @@ class ExecProcess:
                 os.unlink(self._log)
             if code != 0 and err:
                 self._exit_code = 126
-                raise ContainerStartError(f"OCI runtime exec failed: {err}: unknown", 126)
+                raise ContainerStartError(
+                    f"OCI runtime exec failed: {_docker_words(err, exec_=True)}: unknown", 126
+                )
         self._exit_code = code
         return code
 
@@ -1813,8 +1842,14 @@ class ExecProcess:
                 with contextlib.suppress(OSError):
                     f.close()
 
-    def proxy(self, in_fd: int | None, out_fd: int, *, on_wakeup: Callable[[], None] | None = None,
-              wakeup_fd: int | None = None) -> int:
+    def proxy(
+        self,
+        in_fd: int | None,
+        out_fd: int,
+        *,
+        on_wakeup: Callable[[], None] | None = None,
+        wakeup_fd: int | None = None,
+    ) -> int:
         """Copy ``in_fd`` (None: nothing) to the pty and the pty to ``out_fd`` until the
         command ends; close the handle and return its exit code. ``wakeup_fd``: readable
         when ``on_wakeup`` should run (the CLI's SIGWINCH self-pipe)."""
@@ -2057,6 +2092,26 @@ def _fileno(f, default: int) -> int:
 def _rt_error(stderr: str) -> str:
     text = stderr.strip().splitlines()
     return text[-1] if text else "unknown error"
+
+
+_CRUN_NOT_FOUND = re.compile(
+    r"executable file `(?P<name>.*)` not found in \$PATH: No such file or directory"
+)
+_CRUN_NO_PERMISSION = "open executable: Permission denied"
+
+
+def _docker_words(error: str, exec_: bool = False) -> str:
+    """The runtime's start error in runc's words, which Docker prints and scripts match
+    (``docker run``'s 127 and 126 come from them): crun says the same things otherwise."""
+    prefix = "exec failed: " if exec_ else ""
+    if m := _CRUN_NOT_FOUND.search(error):
+        return (
+            f"{prefix}unable to start container process: "
+            f'exec: "{m["name"]}": executable file not found in $PATH'
+        )
+    if _CRUN_NO_PERMISSION in error:
+        return f"{prefix}unable to start container process: exec: permission denied"
+    return error
 
 
 def _start_exit_code(message: str) -> int:
