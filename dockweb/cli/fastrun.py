@@ -30,6 +30,7 @@ import threading
 import time
 
 from dockweb.cli import schema
+from dockweb.runtime import syscalls
 from dockweb.runtime.errors import DockwebError
 
 _BASE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
@@ -95,7 +96,7 @@ def run(args, words: list[str]) -> int | None:
     def on_exit(cid: str) -> None:
         # An attached run mirrors the end itself as the supervisor releases the container;
         # the supervisor does, should this command be gone (interrupted, killed) by then.
-        if args.detach or not _alive(starter):
+        if args.detach or not syscalls.pid_alive(starter):
             from containers import exit_hook
 
             exit_hook.main([*hook_args, cid])
@@ -173,16 +174,6 @@ class _Database:
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
 
 
 def _finish(database: _Database, cid: str | None, words: list[str], code: int) -> int:

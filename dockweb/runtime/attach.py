@@ -145,7 +145,7 @@ def proxy(
                     break
                 payload = buf[_HEADER.size : _HEADER.size + size]
                 buf = buf[_HEADER.size + size :]
-                _write_all(err_fd if kind == STDERR else out_fd, payload)
+                write_all(err_fd if kind == STDERR else out_fd, payload)
         if in_fd is not None and in_fd in ready:
             data = os.read(in_fd, 65536)
             if not data:
@@ -170,7 +170,8 @@ def proxy(
                 on_wakeup()
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """All of ``data`` to ``fd``, blocking or not (a non-blocking one is waited on)."""
     while data:
         try:
             n = os.write(fd, data)

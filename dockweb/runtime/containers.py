@@ -1289,7 +1289,7 @@ class ContainerManager:
             with contextlib.suppress(FileNotFoundError):
                 for name in os.listdir(d):
                     m = _TEMP_JSON.match(name)
-                    if (m and not _pid_alive(int(m.group(1)))) or (
+                    if (m and not syscalls.pid_alive(int(m.group(1)))) or (
                         d == cdir and name == "create.json"
                     ):
                         with contextlib.suppress(FileNotFoundError):
@@ -1869,15 +1869,15 @@ class ExecProcess:
                         data = b""
                     if not data:
                         break
-                    _write_all(out_fd, data)
+                    frames.write_all(out_fd, data)
                 if in_fd is not None and in_fd in ready:
                     data = os.read(in_fd, 65536)
                     if not data:  # our input ended: send EOF as a terminal does (^D)
                         watched.remove(in_fd)
                         in_fd = None
-                        _write_all(self.master, b"\x04")
+                        frames.write_all(self.master, b"\x04")
                     else:
-                        _write_all(self.master, data)
+                        frames.write_all(self.master, data)
                 if wakeup_fd is not None and wakeup_fd in ready:
                     with contextlib.suppress(BlockingIOError):
                         os.read(wakeup_fd, 512)
@@ -1980,16 +1980,6 @@ def _mounts_under(prefix: str) -> list[str]:
     return [t for t in targets if t.startswith(prefix)]
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
 def _file_size(path: str) -> int:
     """-1 when there is no such file."""
     try:
@@ -2071,16 +2061,6 @@ def _recv_fd(sock: socket.socket) -> int:
     if not fds:
         raise ContainerStartError("OCI runtime exec failed: no console received: unknown", 126)
     return fds[0]
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    while data:
-        try:
-            n = os.write(fd, data)
-        except BlockingIOError:
-            select.select([], [fd], [])
-            continue
-        data = data[n:]
 
 
 def _fileno(f, default: int) -> int:

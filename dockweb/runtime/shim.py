@@ -163,11 +163,11 @@ class AttachHub:
         for kind, payload in frames.read_frames(conn):
             if kind == frames.STDIN and self.stdin >= 0:
                 with contextlib.suppress(OSError):
-                    _write_all(self.stdin, payload)
+                    frames.write_all(self.stdin, payload)
             elif kind == frames.CLOSE_STDIN:
                 if self.tty:
                     with contextlib.suppress(OSError):
-                        _write_all(self.stdin, b"\x04")  # EOF, as a terminal's ^D
+                        frames.write_all(self.stdin, b"\x04")  # EOF, as a terminal's ^D
                 else:
                     with self.lock:
                         fd, self.stdin = self.stdin, -1
@@ -198,11 +198,6 @@ class AttachHub:
             if self.stdin >= 0:
                 os.close(self.stdin)
             self.stdin = -1
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    while data:
-        data = data[os.write(fd, data) :]
 
 
 def _send(fd: int, value: dict) -> None:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
+from dockweb.runtime import syscalls
 from dockweb.runtime.crashpoint import crashpoint
 from dockweb.runtime.errors import InvalidContainerSpec, VolumeInUse, VolumeNotFound
 
@@ -219,7 +220,7 @@ class VolumeManager:
             path = os.path.join(self.dir, entry)
             if entry.startswith(".creating-"):
                 pid = entry.split("-")[1]
-                if pid.isdigit() and _alive(int(pid)):
+                if pid.isdigit() and syscalls.pid_alive(int(pid)):
                     continue
                 shutil.rmtree(path, ignore_errors=True)
             elif entry.startswith(".deleted-"):
@@ -248,16 +249,6 @@ def _empty(path: str) -> None:
 def _unlink(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
 
 
 def dir_size(path: str) -> int:
