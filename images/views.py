@@ -28,6 +28,7 @@ from access.roles import ADMIN, OPERATOR, role_of, role_required
 from dockweb.runtime.errors import DockwebError, ImageNotFound, InvalidReference
 from images import credentials, services
 from images.context_processors import NAV_PULLS
+from images.kept import Kept
 from images.models import Build, Operation, Pull, PullLayer, RegistryCredential
 from images.templatetags.dockweb_extras import duration, rate, since
 
@@ -167,29 +168,43 @@ def image_list(request: HttpRequest) -> HttpResponse:
         # The whole page, kept per process for what it shows and whom it shows it to, with
         # the CSRF token (each request's own) put in afterwards.
         user = request.user
-        key = (repr(shown), user.pk, user.get_username(), role_of(user), get_language(),
-               request.get_full_path())
-        html = _pages.get(key)
-        if html is None:
+        key = (
+            repr(shown),
+            user.pk,
+            user.get_username(),
+            role_of(user),
+            get_language(),
+            request.get_full_path(),
+        )
+
+        def page_context() -> dict:
             context["image_list_html"] = _image_list_html(request, rows, context)
-            context["csrf_token"] = _CSRF_SLOT
-            html = render_to_string(template, context, request)
-            if len(_pages) >= _PAGES_KEPT:
-                _pages.clear()
-            _pages[key] = html
-        html = html.replace(_CSRF_SLOT, get_token(request))
+            return context
+
+        html = _render_kept(_pages, key, request, template, page_context)
     return _revalidate(HttpResponse(html), etag)
 
 
 # Whole Images pages of this process, by what they show and to whom (see image_list).
-_pages: dict[tuple, str] = {}
-_PAGES_KEPT = 64
+_pages = Kept(64)
 # Stands for the CSRF token in a kept page or fragment; each answer gets its own token.
 _CSRF_SLOT = "\x00csrf-token\x00"
+
+
+def _render_kept(kept: Kept, key, request: HttpRequest, template: str, make_context) -> str:
+    """``template`` rendered with ``make_context()`` once per ``key`` (which must cover all
+    it shows and to whom), kept without a CSRF token; each answer gets the request's own."""
+    html = kept.get(key)
+    if html is None:
+        context = {**make_context(), "csrf_token": _CSRF_SLOT}
+        html = kept.keep(key, render_to_string(template, context, request))
+    return html.replace(_CSRF_SLOT, get_token(request)) if _CSRF_SLOT in html else html
+
+
 # A page of image_table's rows, ready to show but for the "created ... ago" words, and a
 # digest of it: (rows, digest, prepared) by (id(rows), page number); the rows are kept so
 # that their id is not reused while the entry lives.
-_prepared_pages: dict[tuple, tuple[list[dict], str, list[dict]]] = {}
+_prepared_pages = Kept(64)
 
 
 def _page_rows(rows: list[dict], page) -> tuple[str, list[dict]]:
@@ -205,15 +220,12 @@ def _page_rows(rows: list[dict], page) -> tuple[str, list[dict]]:
         if row["created"]:
             row["created_iso"] = row["created"].isoformat()
             row["created_title"] = row["created"].strftime("%Y-%m-%d %H:%M:%S UTC")
-    if len(_prepared_pages) >= _IMAGE_LISTS_KEPT:
-        _prepared_pages.clear()
-    _prepared_pages[key] = (rows, digest, prepared)
+    _prepared_pages.keep(key, (rows, digest, prepared))
     return digest, prepared
 
 
 # Rendered image_list partials of this process: (rows, html) by what the partial shows.
-_image_lists: dict[tuple, tuple[list[dict], str]] = {}
-_IMAGE_LISTS_KEPT = 64
+_image_lists = Kept(64)
 
 
 def _image_list_html(request: HttpRequest, rows: list[dict], context: dict) -> str:
@@ -238,9 +250,7 @@ def _image_list_html(request: HttpRequest, rows: list[dict], context: dict) -> s
     if hit is not None and hit[0] is rows:
         return hit[1]
     html = render_to_string("images/images.html#image_list", context, request)
-    if len(_image_lists) >= _IMAGE_LISTS_KEPT:
-        _image_lists.clear()
-    _image_lists[key] = (rows, html)
+    _image_lists.keep(key, (rows, html))
     return html
 
 
@@ -452,14 +462,15 @@ def pull_detail(request: HttpRequest, pk: int) -> HttpResponse:
 # (for a language and a role) until the worker writes progress again, every 0.2 s at most,
 # while hundreds of polls a second may ask for it. Kept without their CSRF token, which is
 # each request's own; bounded (cleared when full: entries are worth 0.2 s).
-_FRAGMENTS: dict[tuple, str] = {}
-_FRAGMENTS_MAX = 256
+_fragments = Kept(256)
 
 
 def _pull_progress(request: HttpRequest, pk: int) -> HttpResponse:
     # Plain SELECTs (one row and a few): this is the hottest view, and the ORM spent more
     # compiling these two queries than the database answering them.
-    p = next(iter(Pull.objects.raw(f"SELECT * FROM {Pull._meta.db_table} WHERE id = %s", [pk])), None)
+    p = next(
+        iter(Pull.objects.raw(f"SELECT * FROM {Pull._meta.db_table} WHERE id = %s", [pk])), None
+    )
     if p is None:
         raise Http404
     layers = list(
@@ -486,15 +497,13 @@ def _pull_progress(request: HttpRequest, pk: int) -> HttpResponse:
     if response := _not_modified(request, etag):
         return response
     key = (shown, get_language(), role_of(request.user))
-    html = _FRAGMENTS.get(key)
-    if html is None:
-        context = {"pull": p, "layers": layers, "page": "pull", "csrf_token": _CSRF_SLOT}
-        html = render_to_string("images/pull_detail.html#pull_progress", context, request)
-        if len(_FRAGMENTS) >= _FRAGMENTS_MAX:
-            _FRAGMENTS.clear()
-        _FRAGMENTS[key] = html
-    if _CSRF_SLOT in html:
-        html = html.replace(_CSRF_SLOT, get_token(request))
+    html = _render_kept(
+        _fragments,
+        key,
+        request,
+        "images/pull_detail.html#pull_progress",
+        lambda: {"pull": p, "layers": layers, "page": "pull"},
+    )
     return _revalidate(HttpResponse(html), etag)
 
 

@@ -12,6 +12,7 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
 from dockweb.runtime.units import human_size
+from images.kept import Kept
 from images.models import short_id
 
 register = template.Library()
@@ -47,8 +48,7 @@ def hex_id(value: str | None) -> str:
 
 # since()'s words, per language, time and whole minutes elapsed: a page of a hundred
 # images asks for them on every view, and Django's timesince costs 50 µs a call.
-_since_words: dict[tuple, str] = {}
-_SINCE_WORDS_KEPT = 4096
+_since_words = Kept(4096)
 
 
 @register.filter
@@ -66,9 +66,7 @@ def since(value: datetime | None) -> str:
             words = _("less than a minute ago")
         else:
             words = _("%(time)s ago") % {"time": timesince(value, now, depth=1)}
-        if len(_since_words) >= _SINCE_WORDS_KEPT:
-            _since_words.clear()
-        _since_words[key] = words
+        _since_words.keep(key, words)
     return words
 
 
