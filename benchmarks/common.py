@@ -14,6 +14,7 @@ import sys
 import tempfile
 import threading
 import time
+from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -499,7 +500,7 @@ def remove_image(reference: str) -> None:
         raise RuntimeError(f"remove {reference}: {op.status}: {op.error}")
 
 
-class WebServer:
+class WebServer(ABC):
     """The web app in a process of its own on a free loopback port, `url`; a context manager
     that returns once /login/ answers and stops the process after."""
 
@@ -511,8 +512,9 @@ class WebServer:
         self.log_path = log_path
         self._proc: subprocess.Popen | None = None
 
+    @abstractmethod
     def command(self) -> list[str]:
-        raise NotImplementedError
+        """The server's command line (gunicorn, runserver)."""
 
     def __enter__(self) -> WebServer:
         self._log = open(self.log_path, "wb")
