@@ -54,7 +54,7 @@ async def client(
             writer.write(data)
             status, headers = await asyncio.wait_for(read_answer(reader), timeout)
             stats["latencies"].append(time.monotonic() - start)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             stats["timeout"] += 1
             writer = close(writer)
             continue
@@ -72,7 +72,7 @@ async def client(
             writer = close(writer)
         try:
             await asyncio.wait_for(stop.wait(), think)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             pass
     close(writer)
 

@@ -156,7 +156,9 @@ def test_it_pulls_tags_untags_and_removes_an_image_in_a_browser(
     page = context.new_page()
     page.set_default_timeout(30_000)
     refused = []  # what the Content-Security-Policy refused, as Chromium logs it
-    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+    page.on(
+        "console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None
+    )
 
     # log in
     page.goto(base + "/")

@@ -152,7 +152,10 @@ def test_it_opens_a_console_types_resizes_pastes_and_leaves_the_container_runnin
     page = context.new_page()
     page.set_default_timeout(30_000)
     refused = []  # what the Content-Security-Policy refused, as Chromium logs it
-    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+    page.on(
+        "console",
+        lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None,
+    )
     log_in(page, live_server.url)
 
     # the detail page links the console; it offers the image's shells only

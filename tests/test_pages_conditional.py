@@ -192,7 +192,10 @@ def test_a_kept_fragment_carries_each_requests_own_valid_csrf_token(user, db):
     stranger = Client(enforce_csrf_checks=True)
     stranger.force_login(user)
     stranger.get("/images/")
-    assert stranger.post(f"/pulls/{pull.pk}/cancel/", {"csrfmiddlewaretoken": token}).status_code == 403
+    assert (
+        stranger.post(f"/pulls/{pull.pk}/cancel/", {"csrfmiddlewaretoken": token}).status_code
+        == 403
+    )
     assert _csrf_value(one) != token
 
 
@@ -211,7 +214,9 @@ def test_a_fragment_kept_for_an_operator_is_not_shown_to_a_viewer(user, django_u
 
 
 def test_a_kept_images_page_shows_each_user_their_own_name_and_token(
-    user, django_user_model, images  # noqa: F811
+    user,
+    django_user_model,
+    images,  # noqa: F811
 ):
     other = django_user_model.objects.create_user("bob-the-second", password=PASSWORD)
     set_role(other, "operator")
@@ -276,8 +281,24 @@ def test_an_expired_session_is_refused(user, db):
 
 @pytest.mark.parametrize(
     "seconds",
-    [0, 59, 60, 61, 89, 119, 120, 3599, 3600, 3661, 86399, 86400, 86400 * 13 + 5,
-     86400 * 45, 86400 * 400, 86400 * 800 + 7],
+    [
+        0,
+        59,
+        60,
+        61,
+        89,
+        119,
+        120,
+        3599,
+        3600,
+        3661,
+        86399,
+        86400,
+        86400 * 13 + 5,
+        86400 * 45,
+        86400 * 400,
+        86400 * 800 + 7,
+    ],
 )
 def test_since_words_are_djangos_timesince_however_often_asked(seconds):
     from datetime import timedelta
