@@ -12,22 +12,19 @@ crash ("Already exists").
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
-from django.db import connection
 
 from images import services
 from images.models import Image, Layer, Operation, Pull, PullLayer, Reference
 from tests.support import images as im
+from tests.support.crash import kill_child_at
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="unpacking layers needs root"),
     pytest.mark.django_db(transaction=True),
 ]
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CHILD = """
 import os, sys
@@ -89,28 +86,10 @@ def store(settings, tmp_path):
     return services.get_store()
 
 
-def run_child(settings, function: str, row_id: int, crash_at: str) -> int:
-    db = str(connection.settings_dict["NAME"])
-    if connection.vendor != "sqlite" or "memory" in db:
-        pytest.skip("the child process needs the test database in a file")
-    env = dict(
-        os.environ,
-        DATABASE_URL=f"sqlite:///{db}",
-        DOCKWEB_ROOT=str(settings.DOCKWEB_ROOT),
-        DOCKWEB_DATA=str(settings.DOCKWEB_DATA),
-        DOCKWEB_MAX_CONCURRENT_DOWNLOADS="1",
-        DOCKWEB_CRASH_AT=crash_at,
+def run_child(settings, function: str, row_id: int, crash_at: str) -> None:
+    kill_child_at(
+        settings, CHILD, [function, str(row_id)], crash_at, DOCKWEB_MAX_CONCURRENT_DOWNLOADS="1"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, function, str(row_id)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == -9, f"{crash_at} was never reached:\n{proc.stderr[-3000:]}"
-    return proc.returncode
 
 
 def recover() -> None:

@@ -31,13 +31,13 @@ from containers.models import Container, ContainerOperation, Volume
 from dockweb.runtime.containers import ContainerManager, ContainerSpec, Status
 from dockweb.runtime.errors import Conflict
 from tests.support import images as im
+from tests.support.crash import REPO, kill_child_at
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="containers need root"),
     pytest.mark.django_db(transaction=True),
 ]
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Where the start is killed, and what the crashed container is after the repair: "gone"
 # (its creation was cut short), or its status.
@@ -212,25 +212,7 @@ def run_op(image: str, name: str) -> ContainerOperation:
 
 
 def run_child(settings, op_id: int, crash_at: str) -> None:
-    db = str(connection.settings_dict["NAME"])
-    if connection.vendor != "sqlite" or "memory" in db:
-        pytest.skip("the child process needs the test database in a file")
-    env = dict(
-        os.environ,
-        DATABASE_URL=f"sqlite:///{db}",
-        DOCKWEB_ROOT=str(settings.DOCKWEB_ROOT),
-        DOCKWEB_DATA=str(settings.DOCKWEB_DATA),
-        DOCKWEB_CRASH_AT=crash_at,
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(op_id)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == -9, f"{crash_at} was never reached:\n{proc.stderr[-3000:]}"
+    kill_child_at(settings, CHILD, [str(op_id)], crash_at)
 
 
 def assert_mirrored(mgr: ContainerManager) -> None:
