@@ -59,6 +59,35 @@ class Wsgi:
         return SimpleNamespace(status_code=status[0], headers=response_headers, content=body)
 
 
+def make_pull(reference: str, status: str, finished_at, downloaded: int):
+    """A pull of four 80 MB layers, each 1/4 of the way for a running one, complete for a
+    finished one (241 MB in all, as load.py's image)."""
+    from django.utils import timezone
+
+    from images.models import Pull, PullLayer
+
+    pull = Pull.objects.create(
+        reference=reference,
+        status=status,
+        started_at=timezone.now(),
+        finished_at=finished_at,
+        total_bytes=241_000_000,
+        downloaded_bytes=downloaded,
+    )
+    running = status == Pull.Status.RUNNING
+    for i in range(4):
+        PullLayer.objects.create(
+            pull=pull,
+            position=i,
+            short_id=f"{i:012d}",
+            digest=f"sha256:{i:064d}",
+            status="Downloading" if running else "Pull complete",
+            current=20_000_000 if running else 80_000_000,
+            total=80_000_000,
+        )
+    return pull
+
+
 def cpu_ms(client, path: str, runs: int, **headers) -> float:
     samples = []
     for _ in range(runs):
@@ -89,45 +118,13 @@ def main() -> int:
         from django.utils import timezone
 
         from benchmarks.images_page import fill
-        from images.models import Pull, PullLayer
+        from images.models import Pull
 
         fill(args.images, args.tags)
         login = common.signed_in_client()
-        pull = Pull.objects.create(
-            reference="bench/load:latest",
-            status=Pull.Status.RUNNING,
-            started_at=timezone.now(),
-            total_bytes=241_000_000,
-            downloaded_bytes=80_000_000,
-        )
-        for i in range(4):
-            PullLayer.objects.create(
-                pull=pull,
-                position=i,
-                short_id=f"{i:012d}",
-                digest=f"sha256:{i:064d}",
-                status="Downloading",
-                current=20_000_000,
-                total=80_000_000,
-            )
-        done = Pull.objects.create(
-            reference="bench/done:latest",
-            status=Pull.Status.DONE,
-            started_at=timezone.now(),
-            finished_at=timezone.now(),
-            total_bytes=241_000_000,
-            downloaded_bytes=241_000_000,
-        )
-        for i in range(4):
-            PullLayer.objects.create(
-                pull=done,
-                position=i,
-                short_id=f"{i:012d}",
-                digest=f"sha256:{i:064d}",
-                status="Pull complete",
-                current=80_000_000,
-                total=80_000_000,
-            )
+        now = timezone.now()
+        pull = make_pull("bench/load:latest", Pull.Status.RUNNING, None, 80_000_000)
+        done = make_pull("bench/done:latest", Pull.Status.DONE, now, 241_000_000)
         login.get("/images/")  # sets the CSRF cookie
         client = Wsgi("; ".join(f"{k}={v.value}" for k, v in login.cookies.items()))
         targets = [
