@@ -7,7 +7,6 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import select
 import signal
 import socket
 import struct
@@ -22,6 +21,7 @@ from dockweb.runtime import attach
 from dockweb.runtime.containers import ContainerManager, Status
 from dockweb.runtime.store import Store
 from tests.support import images as im
+from tests.support.pty import read_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -58,25 +58,6 @@ def cli(image, tmp_path):
     ids = run("ps", "-aq").stdout.decode().split()
     if ids:
         run("rm", "-f", *ids)
-
-
-def read_until(fd: int, pattern: str, timeout: float = 10.0) -> str:
-    out = b""
-    deadline = time.monotonic() + timeout
-    while not re.search(pattern, out.decode(errors="replace")):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"no {pattern!r} within {timeout} s; got {out!r}")
-        ready, _, _ = select.select([fd], [], [], left)
-        if ready:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                raise AssertionError(f"pty closed before {pattern!r}; got {out!r}")
-            out += chunk
-    return out.decode(errors="replace")
 
 
 def in_pty(cli, *args):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import select
 import signal
 import struct
 import subprocess
@@ -22,6 +21,7 @@ from dockweb.runtime.pull import pull
 from dockweb.runtime.registry import RegistryClient
 from dockweb.runtime.store import Store
 from tests.support import images as im
+from tests.support.pty import read_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -47,26 +47,6 @@ def running(manager, image):
     c = manager.create(ContainerSpec(image=image, cmd=["sleep", "300"]))
     manager.start(c.id)
     return c.id
-
-
-def read_until(fd: int, pattern: str, timeout: float = 10.0) -> str:
-    """What the pty says until ``pattern`` (a regex) matches it."""
-    out = b""
-    deadline = time.monotonic() + timeout
-    while not re.search(pattern, out.decode(errors="replace")):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"no {pattern!r} within {timeout} s; got {out!r}")
-        ready, _, _ = select.select([fd], [], [], left)
-        if ready:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                raise AssertionError(f"pty closed before {pattern!r}; got {out!r}")
-            out += chunk
-    return out.decode(errors="replace")
 
 
 def test_it_gives_a_tty_exec_a_pty(manager, running):
