@@ -19,6 +19,29 @@ def registry(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def runner_socket():
+    """The run's own `dockweb run` runner (dockweb/cli/runner.py): a socket of its own, so
+    the tests never use, or leave behind, the machine's; stopped at the end of the run."""
+    import os
+    import shutil
+    import tempfile
+
+    from dockweb.cli import runner
+
+    # a short directory: a Unix socket's path is at most 107 bytes
+    path = os.path.join(tempfile.mkdtemp(prefix="dwr-"), "runner.sock")
+    old = os.environ.get("DOCKWEB_RUNNER_SOCKET")
+    os.environ["DOCKWEB_RUNNER_SOCKET"] = path
+    yield path
+    runner.stop(path)
+    shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+    if old is None:
+        os.environ.pop("DOCKWEB_RUNNER_SOCKET", None)
+    else:
+        os.environ["DOCKWEB_RUNNER_SOCKET"] = old
+
+
 @pytest.fixture
 def live_worker(transactional_db, settings, tmp_path):
     """A real Celery worker process (tests.support.worker) for this test, stopped after it.

@@ -33,6 +33,7 @@ def cli(tmp_path):
         return proc
 
     run.db = tmp_path / "data" / "db.sqlite3"
+    run.env = env
     yield run
     ids = run("-m", "dockweb.cli", "ps", "-aq", "--no-trunc", check=False).stdout.split()
     if ids:
@@ -88,6 +89,7 @@ def test_it_takes_the_django_path_when_the_stamp_is_stale(cli, busybox):
     cli("-m", "dockweb.cli", "pull", "-q", busybox)
     stamp = cli.db.with_name(cli.db.name + ".schema")
     stamp.write_text("stale\n")
+    cli.env["DOCKWEB_RUNNER"] = "0"  # -X importtime shows this process's imports
     proc = cli("-X", "importtime", "-m", "dockweb.cli", "run", "--rm", busybox, "true")
     assert "django.db.migrations" in proc.stderr  # checked through Django again
     assert stamp.read_text() != "stale\n"

@@ -1,3 +1,3 @@
-from dockweb.cli.main import entry
+from dockweb.cli.launch import entry
 
 entry()
