@@ -9,8 +9,11 @@ root on the first, dockweb's DOCKWEB_ROOT and DOCKWEB_DATA on the second. Pulls 
 into both, runs each command a few times untimed (page cache, first-use work such as
 dockweb's database creation), then alternates timed runs, Docker first in odd runs. Each
 run is the whole command, wall-clock, from fork to exit, as a person at a shell feels it;
-stdout and stderr go to a pipe that is read to the end. Prints each tool's median and p90
-and the median ratio dockweb/docker.
+stdout and stderr go to a pipe that is read to the end. dockweb is timed twice: as it runs
+by default, through its resident runner (dockweb/cli/runner.py, on a socket of the
+benchmark's own, started by the warm-up as a first `dockweb run` starts it), and directly
+(DOCKWEB_RUNNER=0: every command imports the CLI and the runtime itself). Prints each
+one's median and p90, both median ratios against Docker, and the runner's memory.
 
 Not run in CI: it needs root, loop devices and dockerd.
 """
@@ -29,6 +32,7 @@ import time
 from pathlib import Path
 
 from benchmarks import common
+from dockweb.cli import runner
 from tests.support import images as im
 
 
@@ -64,7 +68,10 @@ def main() -> int:
         return 2
 
     work = Path(tempfile.mkdtemp(prefix="dockweb-bench-run-", dir=common.SCRATCH))
-    times: dict[str, list[float]] = {"docker": [], "dockweb": []}
+    # a short directory of its own: a socket's path is at most 107 bytes
+    sock = os.path.join(tempfile.mkdtemp(prefix="dwb-"), "runner.sock")
+    times: dict[str, list[float]] = {"docker": [], "dockweb": [], "direct": []}
+    memory = ""
     try:
         with (
             common.registry(work / "registry") as reg,
@@ -82,13 +89,19 @@ def main() -> int:
             # As installed: modules compiled once (the warm-up writes __pycache__), not at
             # every start, should the calling shell say otherwise.
             env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env.pop("DOCKWEB_RUNNER", None)
+            env["DOCKWEB_RUNNER_SOCKET"] = sock
             client.run("pull", "-q", ref)
             store.run("pull", "-q", ref)
+            dockweb_run = store.command("run", "--rm", ref, "true")
             commands = {
                 "docker": (client.command("run", "--rm", "--network", "none", ref, "true"), None),
-                "dockweb": (store.command("run", "--rm", ref, "true"), env),
+                "dockweb": (dockweb_run, env),
+                "direct": (dockweb_run, {**env, "DOCKWEB_RUNNER": "0"}),
             }
             tools = list(commands)
+            timed(*commands["dockweb"])  # no runner yet: runs directly and starts one
+            wait_for_runner(sock)
             for _ in range(args.warmup):
                 for tool in tools:
                     timed(*commands[tool])
@@ -101,9 +114,12 @@ def main() -> int:
             left = store.run("ps", "-aq").stdout.split()
             if left:
                 raise RuntimeError(f"dockweb left {len(left)} container(s) after run --rm")
+            memory = runner_memory(sock)
             common.unmount_all(dockweb_fs / "root")
     finally:
+        runner.stop(sock)
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(os.path.dirname(sock), ignore_errors=True)
 
     for tool in tools:
         t = times[tool]
@@ -111,9 +127,27 @@ def main() -> int:
             f"{tool:7} median {statistics.median(t) * 1000:5.0f} ms, p90 {p90(t) * 1000:5.0f} ms,"
             f" min {min(t) * 1000:5.0f} ms, max {max(t) * 1000:5.0f} ms ({len(t)} runs)"
         )
-    ratio = statistics.median(times["dockweb"]) / statistics.median(times["docker"])
-    print(f"median ratio dockweb/docker {ratio:.2f}")
+    docker = statistics.median(times["docker"])
+    print(f"runner memory: {memory}")
+    print(f"median ratio direct/docker {statistics.median(times['direct']) / docker:.2f}")
+    print(f"median ratio dockweb/docker {statistics.median(times['dockweb']) / docker:.2f}")
     return 0
+
+
+def wait_for_runner(sock: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not (os.path.exists(sock) and runner.holder(sock)):
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"no dockweb runner on {sock} after {timeout:.0f}s (see {sock}.log)")
+        time.sleep(0.05)
+
+
+def runner_memory(sock: str) -> str:
+    """The runner's resident and unique memory, as psutil reads them."""
+    import psutil
+
+    info = psutil.Process(runner.holder(sock)).memory_full_info()
+    return f"RSS {info.rss / 2**20:.1f} MiB, USS {info.uss / 2**20:.1f} MiB"
 
 
 if __name__ == "__main__":
