@@ -4,15 +4,11 @@ CLI forwards its stdin and terminal size and prints the output."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
-import signal
 import socket
-import struct
 import subprocess
 import sys
-import termios
 import time
 
 import pytest
@@ -21,7 +17,7 @@ from dockweb.runtime import attach
 from dockweb.runtime.containers import ContainerManager, Status
 from dockweb.runtime.store import Store
 from tests.support import images as im
-from tests.support.pty import read_until
+from tests.support.pty import in_pty, read_until, resize
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -60,14 +56,6 @@ def cli(image, tmp_path):
         run("rm", "-f", *ids)
 
 
-def in_pty(cli, *args):
-    master, slave = os.openpty()
-    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    proc = cli.spawn(*args, stdin=slave, stdout=slave, stderr=slave)
-    os.close(slave)
-    return proc, master
-
-
 def test_it_echoes_piped_stdin_with_run_i_and_closes_it_at_eof(cli):
     proc = cli("run", "-i", "--rm", cli.image, "cat", input=b"one\ntwo\n")
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"one\ntwo\n", b"")
@@ -76,7 +64,7 @@ def test_it_echoes_piped_stdin_with_run_i_and_closes_it_at_eof(cli):
 
 
 def test_it_gives_run_t_a_pty_and_refuses_it_without_a_terminal(cli):
-    proc, master = in_pty(cli, "run", "-t", "--rm", cli.image, "busybox", "tty")
+    proc, master = in_pty(cli.spawn, "run", "-t", "--rm", cli.image, "busybox", "tty")
     try:
         # our terminal is not raw without -i (as docker's): its ONLCR adds a second \r
         assert re.match(r"/dev/pts/\d+\r\r\n", read_until(master, r"/dev/pts/\d+\r\r\n"))
@@ -97,16 +85,12 @@ def test_it_gives_run_t_a_pty_and_refuses_it_without_a_terminal(cli):
 
 
 def test_it_runs_an_interactive_shell_with_run_it(cli):
-    proc, master = in_pty(cli, "run", "-it", "--name", "shell", cli.image, "sh")
+    proc, master = in_pty(cli.spawn, "run", "-it", "--name", "shell", cli.image, "sh")
     try:
         read_until(master, r"# ")
         os.write(master, b"echo hi; busybox stty size\r")
         read_until(master, r"hi\r\n24 80\r\n")
-        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-        proc.send_signal(signal.SIGWINCH)
-        time.sleep(0.3)
-        os.write(master, b"busybox stty size\r")
-        read_until(master, r"40 120\r\n")
+        resize(master, proc, 40, 120)
         os.write(master, b"exit 3\r")
         assert proc.wait(20) == 3
     finally:
@@ -119,7 +103,7 @@ def test_it_runs_an_interactive_shell_with_run_it(cli):
 
 
 def test_it_detaches_with_ctrl_p_ctrl_q_and_reattaches_with_start_ai(cli):
-    proc, master = in_pty(cli, "run", "-it", "--name", "keep", cli.image, "sh")
+    proc, master = in_pty(cli.spawn, "run", "-it", "--name", "keep", cli.image, "sh")
     try:
         read_until(master, r"# ")
         os.write(master, b"\x10\x11")
@@ -130,7 +114,7 @@ def test_it_detaches_with_ctrl_p_ctrl_q_and_reattaches_with_start_ai(cli):
         os.close(master)
     assert cli("inspect", "-f", "{{.State.Running}}", "keep").stdout == b"true\n"
     cli("stop", "-t", "1", "keep", check=True)
-    proc, master = in_pty(cli, "start", "-ai", "keep")
+    proc, master = in_pty(cli.spawn, "start", "-ai", "keep")
     try:
         read_until(master, r"# ")
         os.write(master, b"echo again\r")

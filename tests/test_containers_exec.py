@@ -3,15 +3,11 @@ stdin forwarded, resizing, exit codes as ``docker exec`` gives them."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import signal
-import struct
 import subprocess
 import sys
-import termios
-import time
 
 import pytest
 
@@ -21,7 +17,7 @@ from dockweb.runtime.pull import pull
 from dockweb.runtime.registry import RegistryClient
 from dockweb.runtime.store import Store
 from tests.support import images as im
-from tests.support.pty import read_until
+from tests.support.pty import in_pty, read_until, resize
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -98,9 +94,7 @@ def test_it_forwards_stdin_without_a_tty(manager, running):
     h.close()
 
 
-def test_it_copies_stdin_and_output_through_a_pty_in_the_blocking_form(
-    manager, running, tmp_path
-):
+def test_it_copies_stdin_and_output_through_a_pty_in_the_blocking_form(manager, running, tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     src.write_bytes(b"echo via-$((40+2)); exit 3\n")
     with open(src, "rb") as i, open(out, "wb") as o:
@@ -125,17 +119,20 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def cli(image, tmp_path):
     """``dockweb <args>`` on a store of its own, with busybox pulled and one container
     running ``sleep 300`` (its ID is ``cli.cid``)."""
-    env = dict(os.environ, DOCKWEB_ROOT=str(tmp_path / "store"),
-               DOCKWEB_DATA=str(tmp_path / "data"))
+    env = dict(
+        os.environ, DOCKWEB_ROOT=str(tmp_path / "store"), DOCKWEB_DATA=str(tmp_path / "data")
+    )
 
     def run(*args, **kw):
         kw.setdefault("capture_output", True)
-        return subprocess.run([sys.executable, "-m", "dockweb.cli", *args], cwd=REPO, env=env,
-                              timeout=120, **kw)
+        return subprocess.run(
+            [sys.executable, "-m", "dockweb.cli", *args], cwd=REPO, env=env, timeout=120, **kw
+        )
 
     def spawn(*args, **kw):
-        return subprocess.Popen([sys.executable, "-m", "dockweb.cli", *args], cwd=REPO, env=env,
-                                **kw)
+        return subprocess.Popen(
+            [sys.executable, "-m", "dockweb.cli", *args], cwd=REPO, env=env, **kw
+        )
 
     run("pull", "-q", image, check=True)
     run.cid = run("run", "-d", image, "sleep", "300", check=True).stdout.decode().strip()
@@ -144,25 +141,14 @@ def cli(image, tmp_path):
     run("rm", "-f", run.cid)
 
 
-def set_size(fd: int, rows: int, cols: int) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-
 def test_it_proxies_a_local_terminal_in_raw_mode_with_exec_it(cli):
-    master, slave = os.openpty()
-    set_size(master, 24, 80)
-    proc = cli.spawn("exec", "-it", cli.cid, "sh", stdin=slave, stdout=slave, stderr=slave)
-    os.close(slave)
+    proc, master = in_pty(cli.spawn, "exec", "-it", cli.cid, "sh")
     try:
         read_until(master, r"# ")
         os.write(master, b"busybox tty; busybox stty size\r")
         read_until(master, r"/dev/pts/\d+\r\n24 80\r\n")
         # the window grows: the CLI hears SIGWINCH and resizes the container's pty
-        set_size(master, 40, 120)
-        proc.send_signal(signal.SIGWINCH)
-        time.sleep(0.3)
-        os.write(master, b"busybox stty size\r")
-        read_until(master, r"40 120\r\n")
+        resize(master, proc, 40, 120)
         os.write(master, b"exit 4\r")
         assert proc.wait(20) == 4
     finally:

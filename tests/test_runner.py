@@ -5,24 +5,21 @@ code older than the disk's, gone when idle."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
-import termios
 import time
 
 import pytest
 
 from dockweb.cli import launch, runner
 from tests.support import images as im
-from tests.support.pty import read_until
+from tests.support.pty import in_pty, read_until, resize
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
@@ -101,6 +98,16 @@ def cli(tmp_path, sock, busybox):
         run("rm", "-f", *ids, check=False)
 
 
+def running(pid: int) -> bool:
+    """Whether ``pid`` runs: a zombie does not (an orphan waits for pid 1 to reap it, which
+    may take seconds)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def children_of(pid: int) -> list[int]:
     with open(f"/proc/{pid}/task/{pid}/children") as f:
         return [int(p) for p in f.read().split()]
@@ -119,7 +126,7 @@ def start_runner(path: str, **env) -> subprocess.Popen:
 @needs_root
 def test_it_runs_the_command_in_the_runner_without_importing_the_runtime(cli, sock):
     pid = runner.holder(sock)
-    assert pid and os.path.exists(f"/proc/{pid}")
+    assert pid and running(pid)
     cli.flags = ["-X", "importtime"]
     proc = cli("run", "--rm", cli.image, "sh", "-c", "echo out; echo err >&2; exit 3", check=False)
     assert proc.returncode == 3 and proc.stdout == "out\n"
@@ -190,7 +197,7 @@ def test_it_kills_the_command_when_its_client_is_killed(cli, sock):
         (child,) = children_of(runner.holder(sock))
         proc.kill()
         proc.wait()
-        wait_for(lambda: not os.path.exists(f"/proc/{child}"), what="end of the child")
+        wait_for(lambda: not running(child), what="end of the child")
     finally:
         proc.kill()
     # as after a killed direct run: the container goes on, its supervisor keeps it
@@ -199,21 +206,13 @@ def test_it_kills_the_command_when_its_client_is_killed(cli, sock):
 
 @needs_root
 def test_it_gives_a_terminal_and_its_resizes_to_run_it(cli, sock):
-    master, slave = os.openpty()
-    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
-    proc = cli.spawn("run", "-it", "--rm", cli.image, "sh", stdin=slave, stdout=slave,
-                     stderr=slave)  # fmt: skip
-    os.close(slave)
+    proc, master = in_pty(cli.spawn, "run", "-it", "--rm", cli.image, "sh", rows=30, cols=100)
     try:
         read_until(master, r"# ")
         assert children_of(runner.holder(sock))  # served by the runner
         os.write(master, b"busybox stty size\r")
         read_until(master, r"30 100\r\n")
-        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 132, 0, 0))
-        proc.send_signal(signal.SIGWINCH)
-        time.sleep(0.3)
-        os.write(master, b"busybox stty size\r")
-        read_until(master, r"50 132\r\n")
+        resize(master, proc, 50, 132)  # SIGWINCH passed on to the runner's child
         os.write(master, b"exit 7\r")
         assert proc.wait(20) == 7
     finally:
@@ -257,7 +256,7 @@ def test_it_leaves_for_a_new_runner_when_its_modules_change_on_disk(cli, sock):
         assert proc.stdout == "direct\n"
         assert "dockweb.runtime.containers" in proc.stderr  # it ran here, not in the runner
         second = wait_for(lambda: (runner.holder(sock) or first) != first and runner.holder(sock))
-        wait_for(lambda: not os.path.exists(f"/proc/{first}"), what="end of the old runner")
+        wait_for(lambda: not running(first), what="end of the old runner")
         wait_for(lambda: os.path.exists(sock), what="new socket")
         assert cli("run", "--rm", cli.image, "echo", "new").stdout == "new\n"
         assert children_of(second) == []  # and the new runner served it: it is still there

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import select
+import signal
+import struct
+import termios
 import time
 
 
@@ -26,3 +30,27 @@ def read_until(fd: int, pattern: str, timeout: float = 10.0) -> str:
                 raise AssertionError(f"pty closed before {pattern!r}; got {out!r}")
             out += chunk
     return out.decode(errors="replace")
+
+
+def set_size(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def in_pty(spawn, *args, rows: int = 24, cols: int = 80):
+    """(process, pty master): ``spawn(*args)`` (a Popen maker) with a new pty of
+    ``rows`` x ``cols`` as its stdin, stdout and stderr."""
+    master, slave = os.openpty()
+    set_size(master, rows, cols)
+    proc = spawn(*args, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    return proc, master
+
+
+def resize(master: int, proc, rows: int, cols: int) -> None:
+    """Resize the window as a terminal does (the size, then SIGWINCH to ``proc``) and check
+    that the shell at the other end sees the new size."""
+    set_size(master, rows, cols)
+    proc.send_signal(signal.SIGWINCH)
+    time.sleep(0.3)
+    os.write(master, b"busybox stty size\r")
+    read_until(master, rf"{rows} {cols}\r\n")
