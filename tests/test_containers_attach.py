@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -42,9 +43,12 @@ def cli(image, tmp_path):
             [sys.executable, "-m", "dockweb.cli", *args], cwd=REPO, env=env, timeout=60, **kw
         )
 
-    def spawn(*args, **kw):
+    def spawn(*args, env_extra=None, **kw):
         return subprocess.Popen(
-            [sys.executable, "-m", "dockweb.cli", *args], cwd=REPO, env=env, **kw
+            [sys.executable, "-m", "dockweb.cli", *args],
+            cwd=REPO,
+            env={**env, **(env_extra or {})},
+            **kw,
         )
 
     run("pull", "-q", image, check=True)
@@ -161,3 +165,63 @@ def test_it_attaches_before_the_start_so_no_output_is_missed(cli, tmp_path):
         assert mgr.wait(cid) == 0  # over before we read a byte
         out = b"".join(payload for _, payload in attach.read_frames(sock))
     assert out == b"one\r\ntwo\r\n"
+
+
+TRAPS = (
+    'trap "echo got TERM; exit 3" TERM; trap "echo got INT; exit 4" INT; '
+    'trap "echo got USR1" USR1; echo up; while :; do busybox sleep 0.1; done'
+)
+
+
+@pytest.mark.parametrize("runner", ["", "0"])  # through the runner, and without it
+def test_it_passes_signals_on_to_the_container_as_docker_sig_proxy(cli, runner):
+    env = {"DOCKWEB_RUNNER": runner}
+    proc = cli.spawn("run", "--rm", cli.image, "sh", "-c", TRAPS, env_extra=env,
+                     stdout=subprocess.PIPE)  # fmt: skip
+    try:
+        assert proc.stdout.readline() == b"up\n"
+        proc.send_signal(signal.SIGUSR1)  # the container's trap answers; both go on
+        assert proc.stdout.readline() == b"got USR1\n"
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: the container's, not ours
+        assert proc.stdout.readline() == b"got INT\n"
+        assert proc.wait(20) == 4
+    finally:
+        proc.kill()
+        proc.wait()
+    # -i without a tty proxies too; `start -a` as `run`
+    proc = cli.spawn("run", "-i", "--name", "later", cli.image, "sh", "-c", TRAPS,
+                     env_extra=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+    try:
+        assert proc.stdout.readline() == b"up\n"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stdout.readline() == b"got TERM\n"
+        assert proc.wait(20) == 3
+    finally:
+        proc.kill()
+        proc.wait()
+    proc = cli.spawn("start", "-a", "later", env_extra=env, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"up\n"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stdout.readline() == b"got TERM\n"
+        assert proc.wait(20) == 3
+    finally:
+        proc.kill()
+        proc.wait()
+    cli("rm", "later", check=True)
+
+
+@pytest.mark.parametrize("runner", ["", "0"])
+def test_it_keeps_signals_to_itself_with_sig_proxy_false(cli, runner):
+    proc = cli.spawn("run", "--sig-proxy=false", "--name", "alone", cli.image, "sh", "-c", TRAPS,
+                     env_extra={"DOCKWEB_RUNNER": runner}, stdout=subprocess.PIPE)  # fmt: skip
+    try:
+        assert proc.stdout.readline() == b"up\n"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == -signal.SIGTERM  # the CLI ends, as docker's
+    finally:
+        proc.kill()
+        proc.wait()
+    ps = cli("ps", "--format", "{{.Names}} {{.Status}}").stdout.decode()
+    assert ps.startswith("alone Up ")  # the container never heard of it
+    assert b"got" not in cli("logs", "alone").stdout

@@ -459,9 +459,9 @@ def cmd_run(args) -> int:
         return _run_exit_code(err)
     try:
         if not args.detach and (args.interactive or args.tty):
-            return _start_interactive(cid, interactive=args.interactive)
+            return _start_interactive(cid, interactive=args.interactive, sig_proxy=args.sig_proxy)
         if not args.detach:
-            return _start_attached(cid)
+            return _start_attached(cid, sig_proxy=args.sig_proxy)
         services.start_container(cid)
     except DockwebError as err:
         _report("run", err, with_help=False)
@@ -475,8 +475,60 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _start_attached(cid: str) -> int:
-    """Start with the container's output copied to ours; its exit code.
+class SignalProxy:
+    """docker's --sig-proxy (moby cli's ForwardAllSignals): the signals this process
+    receives (``launch.PROXIED``) are passed on to the container, and do not end this
+    process. The handler only notes them; ``forward``, called from the waiting loop, sends
+    them (``kill(signum)``); ``wake_fd`` is written to so that a loop blocked on it wakes.
+    A context manager: the handlers are installed on entry and restored on exit. Off
+    (``on`` false): a context manager that does nothing."""
+
+    def __init__(self, kill, *, on: bool = True, wake_fd: int | None = None):
+        self.kill = kill
+        self.on = on
+        self.wake_fd = wake_fd
+        self.pending: list[int] = []
+        self.saved: dict[int, object] = {}
+
+    def __enter__(self) -> SignalProxy:
+        import signal
+
+        from dockweb.cli.launch import PROXIED
+
+        if self.on:
+            for signum in PROXIED:
+                self.saved[signum] = signal.signal(signum, self._note)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for signum, handler in self.saved.items():
+            signal.signal(signum, handler)
+        self.saved.clear()
+
+    def _note(self, signum, frame) -> None:
+        self.pending.append(signum)
+        if self.wake_fd is not None:
+            try:
+                os.write(self.wake_fd, b"s")
+            except OSError:  # full: a wake-up is pending anyway
+                pass
+
+    def forward(self) -> None:
+        """Send the signals received so far to the container, in order. A container that
+        is not running (any more) ignores them, as Docker's kill errors are ignored."""
+        while self.pending:
+            signum = self.pending.pop(0)
+            try:
+                self.kill(signum)
+            except DockwebError:
+                pass
+
+
+def _start_attached(cid: str, *, sig_proxy: bool = True) -> int:
+    """Start with the container's output copied to ours; its exit code. With
+    ``sig_proxy``, signals we receive go to the container (``SignalProxy``).
 
     The log and the supervisor's lock file are opened before the start: with --rm the
     supervisor removes the container's directory as soon as it exits, and the open files
@@ -491,12 +543,14 @@ def _start_attached(cid: str) -> int:
     log_path = os.path.join(cdir, "container.log")
     open(log_path, "ab").close()
     lock_fd = os.open(os.path.join(cdir, "shim.lock"), os.O_RDONLY | os.O_CREAT, 0o600)
+    proxy = SignalProxy(lambda signum: mgr.kill(cid, signum), on=sig_proxy)
     try:
-        with open(log_path, "rb") as log:
+        with open(log_path, "rb") as log, proxy:
             log.seek(0, os.SEEK_END)  # start -a again: only the new run's output
             services.start_container(cid)
             pending = b""
             while True:
+                proxy.forward()
                 chunk = log.read()
                 if chunk:
                     pending = _copy_log_lines(pending + chunk)
@@ -516,11 +570,13 @@ def _start_attached(cid: str) -> int:
     return services.wait_container(cid)
 
 
-def _start_interactive(cid: str, *, interactive: bool) -> int:
+def _start_interactive(cid: str, *, interactive: bool, sig_proxy: bool = True) -> int:
     """Start a ``-i``/``-t`` container and attach to its supervisor (``run -it``, ``start
     -ai``): our stdin to the container's (with ``interactive``), its output to ours, our
     terminal raw and its size passed on (with a tty). Ctrl-P Ctrl-Q detaches and leaves the
-    container running. Returns its exit code (0 when detached)."""
+    container running. Without a tty, and with ``sig_proxy``, signals we receive go to the
+    container (with a tty Docker proxies none: Ctrl-C is a key). Returns its exit code (0
+    when detached)."""
     import contextlib
     import fcntl
     import signal
@@ -541,7 +597,11 @@ def _start_interactive(cid: str, *, interactive: bool) -> int:
     os.set_blocking(wake_w, False)
     saved = termios.tcgetattr(in_fd) if raw else None
     old_handler = signal.signal(signal.SIGWINCH, lambda *_: os.write(wake_w, b"w"))
+    proxy = SignalProxy(
+        lambda signum: mgr.kill(cid, signum), on=sig_proxy and not c.spec.tty, wake_fd=wake_w
+    )
     try:
+        proxy.__enter__()
         try:
             sock = mgr.start_attached(cid)  # attached before the process runs, as Docker
         finally:
@@ -555,6 +615,10 @@ def _start_interactive(cid: str, *, interactive: bool) -> int:
                 with contextlib.suppress(OSError):
                     sock.sendall(attach.resize_frame(size.columns, size.lines))
 
+        def on_wakeup() -> None:
+            resize()
+            proxy.forward()
+
         resize()
         if saved is not None:
             tty.setraw(in_fd)
@@ -562,7 +626,7 @@ def _start_interactive(cid: str, *, interactive: bool) -> int:
         with sock:
             ended = attach.proxy(
                 sock, in_fd, out_fd, err_fd,
-                detach_keys=raw, on_wakeup=resize, wakeup_fd=wake_r,
+                detach_keys=raw, on_wakeup=on_wakeup, wakeup_fd=wake_r,
             )
         if saved is not None:
             termios.tcsetattr(in_fd, termios.TCSADRAIN, saved)
@@ -574,6 +638,7 @@ def _start_interactive(cid: str, *, interactive: bool) -> int:
     finally:
         if saved is not None:
             termios.tcsetattr(in_fd, termios.TCSADRAIN, saved)
+        proxy.__exit__()
         signal.signal(signal.SIGWINCH, old_handler)
         for fd in (wake_r, wake_w, lock_fd):
             os.close(fd)
@@ -622,8 +687,10 @@ def cmd_start(args) -> int:
         try:
             c = services.get_container(args.containers[0])
             if c.spec.tty or (args.interactive and c.spec.interactive):
-                return _start_interactive(c.id, interactive=args.interactive)
-            return _start_attached(c.id)
+                return _start_interactive(
+                    c.id, interactive=args.interactive, sig_proxy=args.sig_proxy
+                )
+            return _start_attached(c.id, sig_proxy=args.sig_proxy)
         except DockwebError as err:
             _err(_daemon(err))
             _err(f"Error: failed to start containers: {args.containers[0]}")
@@ -1100,8 +1167,15 @@ def add_run_command(sub) -> None:
     p = _parser(sub, "run", "Run a command in a new container", add_help=False)
     p.add_argument("-d", "--detach", action="store_true",
                    help="Run container in background and print container ID")
+    _add_sig_proxy_flag(p)
     _add_create_flags(p)
     p.set_defaults(func=cmd_run)
+
+
+def _add_sig_proxy_flag(p) -> None:
+    # --sig-proxy=false: main.py's _go_bool_flags turns it into --no-sig-proxy
+    p.add_argument("--sig-proxy", action=argparse.BooleanOptionalAction, default=True,
+                   help="Proxy received signals to the process (default true)")
 
 
 def _add_container_commands(sub, *, under_container: bool) -> None:
@@ -1115,6 +1189,7 @@ def _add_container_commands(sub, *, under_container: bool) -> None:
     p.add_argument("-a", "--attach", action="store_true",
                    help="Attach STDOUT/STDERR and forward signals")
     p.add_argument("-i", "--interactive", action="store_true", help="Attach container's STDIN")
+    _add_sig_proxy_flag(p)
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
     p.set_defaults(func=cmd_start)
 

@@ -121,7 +121,7 @@ def run(args, words: list[str]) -> int | None:
         database.own = cid
         try:
             if not args.detach:
-                code = _start_attached(mgr, cid, database)
+                code = _start_attached(mgr, cid, database, sig_proxy=args.sig_proxy)
                 return _finish(database, cid, words, code)
             mgr.start(cid)
         except DockwebError as err:
@@ -203,18 +203,20 @@ def _finish(database: _Database, cid: str | None, words: list[str], code: int) -
 MIRROR_RUNNING_AFTER = 0.1
 
 
-def _start_attached(mgr, cid: str, database: _Database) -> int:
+def _start_attached(mgr, cid: str, database: _Database, *, sig_proxy: bool) -> int:
     """As cli/containers.py's ``_start_attached``: the container's output copied to ours,
-    its exit code. The exit is noticed by a thread blocked on the supervisor's lock, not by
-    polling it; new output is looked for every 20 ms until then. Mirrored as running after
-    ``MIRROR_RUNNING_AFTER`` seconds; the caller mirrors the end."""
-    from dockweb.cli.containers import _copy_log_lines
+    signals passed on to it (``sig_proxy``), its exit code. The exit is noticed by a thread
+    blocked on the supervisor's lock, not by polling it; new output and signals are looked
+    for every 20 ms until then. Mirrored as running after ``MIRROR_RUNNING_AFTER`` seconds;
+    the caller mirrors the end."""
+    from dockweb.cli.containers import SignalProxy, _copy_log_lines
 
     cdir = mgr.cdir(cid)
     log_path = os.path.join(cdir, "container.log")
     lock_fd = os.open(os.path.join(cdir, "shim.lock"), os.O_RDONLY | os.O_CREAT, 0o600)
+    proxy = SignalProxy(lambda signum: mgr.kill(cid, signum), on=sig_proxy)
     try:
-        with open(log_path, "rb") as log:
+        with open(log_path, "rb") as log, proxy:
             log.seek(0, os.SEEK_END)
             mgr.start(cid)
             started = time.monotonic()
@@ -229,6 +231,7 @@ def _start_attached(mgr, cid: str, database: _Database) -> int:
             threading.Thread(target=wait_for_exit, daemon=True).start()
             pending = b""
             while True:
+                proxy.forward()
                 chunk = log.read()
                 if chunk:
                     pending = _copy_log_lines(pending + chunk)

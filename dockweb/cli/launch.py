@@ -32,18 +32,22 @@ import _socket
 import os
 import sys
 
-# Signals a person or a supervisor sends to a command, passed on to the child. SIGWINCH:
-# the terminal was resized (run -t). Not SIGTSTP and SIGCONT: job control stops this process.
-FORWARDED = (
-    _signal.SIGHUP,
-    _signal.SIGINT,
-    _signal.SIGQUIT,
-    _signal.SIGUSR1,
-    _signal.SIGUSR2,
-    _signal.SIGALRM,
-    _signal.SIGTERM,
-    _signal.SIGWINCH,
+# Signals `run` passes on to the container (docker's --sig-proxy, moby cli's
+# ForwardAllSignals): all but those that concern this process alone (job control's
+# SIGTTIN and SIGTTOU, SIGCHLD, SIGPIPE, SIGURG, the synchronous faults and resource
+# limits) and the uncatchable.
+_OWN = (
+    _signal.SIGKILL, _signal.SIGSTOP, _signal.SIGCHLD, _signal.SIGPIPE, _signal.SIGURG,
+    _signal.SIGTTIN, _signal.SIGTTOU, _signal.SIGILL, _signal.SIGTRAP, _signal.SIGABRT,
+    _signal.SIGBUS, _signal.SIGFPE, _signal.SIGSEGV, _signal.SIGSYS, _signal.SIGXCPU,
+    _signal.SIGXFSZ,
+)  # fmt: skip
+PROXIED = tuple(
+    s for s in (*range(1, 32), *range(_signal.SIGRTMIN, _signal.SIGRTMAX + 1)) if s not in _OWN
 )
+# Signals this client passes on to the runner's child: the same, but for SIGTSTP and
+# SIGCONT (Ctrl-Z and `fg` suspend and resume this process, as job control expects).
+FORWARDED = tuple(s for s in PROXIED if s not in (_signal.SIGTSTP, _signal.SIGCONT))
 ACCEPTED, EXITED, KILLED, STALE, REFUSED = "A", "E", "K", "S", "R"
 # How long the runner may take to take a command on; longer means it is stuck, and the
 # command cannot run directly instead (the runner may still run it).

@@ -568,6 +568,9 @@ def _go_bool_flags(argv: list[str]) -> list[str]:
             if name in ("-H", "--human"):
                 out.append("--human" if truthy else "--no-human")
                 continue
+            if name == "--sig-proxy":
+                out.append("--sig-proxy" if truthy else "--no-sig-proxy")
+                continue
             if name in _BOOL_FLAGS:
                 if truthy:
                     out.append(name)
