@@ -655,7 +655,10 @@ def _main(argv: list[str] | None) -> int:
     if args.func is containers_cli.cmd_run:
         from dockweb.cli import fastrun
 
-        code = fastrun.run(args, list(sys.argv[1:] if argv is None else argv))
+        try:
+            code = fastrun.run(args, list(sys.argv[1:] if argv is None else argv))
+        except KeyboardInterrupt:  # Ctrl-C with --sig-proxy=false: as the ordinary path
+            return 130
         if code is not None:
             return code
     _setup_django()
