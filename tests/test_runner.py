@@ -204,6 +204,25 @@ def test_it_kills_the_command_when_its_client_is_killed(cli, sock):
 
 
 @needs_root
+def test_a_killed_runner_takes_its_commands_with_it(cli, sock):
+    proc = cli.spawn("run", "--name", "orphan", cli.image, "sh", "-c", "echo up; sleep 30",
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        assert proc.stdout.readline() == b"up\n"
+        pid = runner.holder(sock)
+        (child,) = children_of(pid)
+        os.kill(pid, signal.SIGKILL)
+        assert proc.wait(20) == 125
+        assert proc.stderr.read() == (
+            b"dockweb: the runner ended before the command did; its exit status is unknown\n"
+        )
+        wait_for(lambda: not running(child), what="end of the child")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@needs_root
 def test_it_gives_a_terminal_and_its_resizes_to_run_it(cli, sock):
     proc, master = in_pty(cli.spawn, "run", "-it", "--rm", cli.image, "sh", rows=30, cols=100)
     try:

@@ -62,6 +62,7 @@ class Runner:
     def __init__(self, path: str, idle: float = IDLE_SECONDS):
         self.path = path
         self.idle = idle
+        self.pid = os.getpid()
         self.lock_fd = -1
         self.listener: socket.socket | None = None
         self.bound_ino = 0
@@ -232,7 +233,11 @@ class Runner:
                 os.close(fd)
             conn.close()
             return
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as err:  # the client gets no answer: it runs the command itself
+            print(f"dockweb runner {os.getpid()}: cannot fork: {err}", flush=True)
+            pid = -1
         if pid == 0:
             try:
                 self._child(conn, fds, *request)
@@ -240,6 +245,9 @@ class Runner:
                 os._exit(125)
         for fd in fds:
             os.close(fd)
+        if pid < 0:
+            conn.close()
+            return
         self.children[pid] = conn
         self.clients[conn] = pid
         try:
@@ -302,6 +310,13 @@ class Runner:
     # --- the child: one command --------------------------------------------------------
 
     def _child(self, conn, fds, cwd: str, umask: int, argv: list[str], environ: dict) -> None:
+        from dockweb.runtime import syscalls
+
+        # A runner killed (SIGKILL: it could not wait) takes its commands with it, as a
+        # client does: its clients learn that their command's status is lost.
+        syscalls.die_with_parent(signal.SIGKILL)
+        if os.getppid() != self.pid:  # it died before that
+            os._exit(125)
         signal.set_wakeup_fd(-1)
         for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
