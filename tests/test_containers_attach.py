@@ -191,24 +191,22 @@ def test_it_passes_signals_on_to_the_container_as_docker_sig_proxy(cli, runner):
     # -i without a tty proxies too; `start -a` as `run`
     proc = cli.spawn("run", "-i", "--name", "later", cli.image, "sh", "-c", TRAPS,
                      env_extra=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
-    try:
-        assert proc.stdout.readline() == b"up\n"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.stdout.readline() == b"got TERM\n"
-        assert proc.wait(20) == 3
-    finally:
-        proc.kill()
-        proc.wait()
-    proc = cli.spawn("start", "-a", "later", env_extra=env, stdout=subprocess.PIPE)
-    try:
-        assert proc.stdout.readline() == b"up\n"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.stdout.readline() == b"got TERM\n"
-        assert proc.wait(20) == 3
-    finally:
-        proc.kill()
-        proc.wait()
+    assert_trapped_term(proc)
+    assert_trapped_term(cli.spawn("start", "-a", "later", env_extra=env, stdout=subprocess.PIPE))
     cli("rm", "later", check=True)
+
+
+def assert_trapped_term(proc) -> None:
+    """``proc``, attached to a container running TRAPS, passes a SIGTERM on: the container
+    says so and ends with 3, and so does ``proc``."""
+    try:
+        assert proc.stdout.readline() == b"up\n"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stdout.readline() == b"got TERM\n"
+        assert proc.wait(20) == 3
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.mark.parametrize("runner", ["", "0"])
