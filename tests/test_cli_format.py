@@ -15,6 +15,7 @@ from dockweb.cli.format import (
     go_float,
     go_json,
     go_sprintf,
+    lookup_method,
     pre_format,
     render,
     tabulate,
@@ -343,7 +344,7 @@ DATA = {
     "Nested": {"Inner": {"Value": "deep"}},
     "Items": [{"Name": "x", "Size": 1}, {"Name": "y", "Size": 2}],
     "Empty": [],
-    "Label": lambda key: {"com.example": "yes"}.get(key, ""),
+    "Label": lookup_method({"com.example": "yes"}),
 }
 
 
@@ -445,13 +446,39 @@ def test_it_executes_go_templates(template, expected):
         ),
         ("{{upper 5}}", 'template: :1:8: executing "" at <5>: expected string; found 5'),
         (
+            # Go checks a computed argument where it was computed
             "{{upper .Count}}",
-            'template: :1:2: executing "" at <upper .Count>: wrong type for value; '
+            'template: :1:8: executing "" at <.Count>: wrong type for value; '
             "expected string; got int",
         ),
         (
+            "{{upper (len .Name)}}",
+            'template: :1:13: executing "" at <.Name>: wrong type for value; '
+            "expected string; got int",
+        ),
+        (
+            # a field of docker's row contexts is a method of no arguments
             '{{.Name "arg"}}',
-            'template: :1:2: executing "" at <.Name>: Name is not a method but has arguments',
+            'template: :1:2: executing "" at <.Name>: wrong number of args for Name: want 0 got 1',
+        ),
+        (
+            '{{.Nested.Inner "arg"}}',
+            'template: :1:9: executing "" at <.Nested.Inner>: Inner is not a method but has '
+            "arguments",
+        ),
+        (
+            "{{.Label}}",
+            'template: :1:2: executing "" at <.Label>: wrong number of args for Label: want 1 got 0',
+        ),
+        (
+            '{{.Label "a" "b"}}',
+            'template: :1:2: executing "" at <.Label>: wrong number of args for Label: want 1 got 2',
+        ),
+        ("{{.Label 1}}", 'template: :1:9: executing "" at <1>: expected string; found 1'),
+        (
+            "{{.Label .Count}}",
+            'template: :1:9: executing "" at <.Count>: wrong type for value; expected string; '
+            "got int",
         ),
         ("{{range .Name}}{{end}}", None),
         ("{{break}}", "template: :1: {{break}} outside {{range}}"),

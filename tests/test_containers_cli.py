@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dockweb.cli import containers as cli
-from dockweb.cli.format import format_rows
+from dockweb.cli.format import FormatError, format_rows
 from dockweb.cli.main import build_parser
 from tests.support import images as im
 
@@ -133,6 +133,42 @@ def test_it_formats_volume_ls_and_label_functions():
     out = format_rows(cli.volume_rows(vols), cli.VOLUME_TABLE, cli.VOLUME_HEADERS)
     assert out == "DRIVER    VOLUME NAME\nlocal     data\n"
     assert format_rows(cli.volume_rows(vols), '{{.Label "a"}}', cli.VOLUME_HEADERS) == "1\n"
+    # the header of a label column is the key's last dotted part, "-" and "_" as spaces
+    out = format_rows(
+        cli.volume_rows(vols), 'table {{.Name}}\t{{.Label "com.ex-am_ple.a-b"}}',
+        cli.VOLUME_HEADERS,
+    )
+    assert out.splitlines()[0] == "VOLUME NAME   a b"
+    # a method is no field of the JSON object
+    assert '"Label"' not in format_rows(cli.volume_rows(vols), "json", cli.VOLUME_HEADERS)
+    with pytest.raises(FormatError, match=r"^template parsing error: .*<\.Label>: "
+                       "wrong number of args for Label: want 1 got 0$"):
+        format_rows(cli.volume_rows(vols), "{{.Label}}", cli.VOLUME_HEADERS,
+                    type_name=cli.VOLUME_TYPE)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "message"),
+    [
+        ("{{.Names", "failed to parse template: template: :1: unclosed action"),
+        (
+            "{{.Label}}",
+            'failed to execute template: template: :1:2: executing "" at <.Label>: '
+            "wrong number of args for Label: want 1 got 0",
+        ),
+        (
+            "table {{.Foo}}",
+            'failed to execute template: template: :1:8: executing "" at <.Foo>: '
+            "can't evaluate field Foo in type *formatter.ContainerContext",
+        ),
+    ],
+)
+def test_ps_checks_its_format_before_listing_as_docker(fmt, message):
+    # docker/cli runs the template on an empty container first: it fails with no containers
+    with pytest.raises(FormatError) as exc:
+        cli.check_ps_format(fmt)
+    assert str(exc.value) == message
+    cli.check_ps_format('table {{.ID}}\t{{.Label "a"}}\t{{.Size}}')
 
 
 def test_it_aligns_top_as_docker():

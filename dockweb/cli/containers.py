@@ -22,6 +22,11 @@ from datetime import UTC, datetime
 
 from dockweb.runtime.errors import DockwebError
 
+# The Go types docker/cli renders each listing with, named by "can't evaluate field" errors.
+PS_TYPE = "*formatter.ContainerContext"
+VOLUME_TYPE = "*formatter.volumeContext"
+STATS_TYPE = "*container.statsContext"
+
 PS_HEADERS = {
     "ID": "CONTAINER ID",
     "Image": "IMAGE",
@@ -177,6 +182,7 @@ def _created_at(unix: int) -> str:
 def ps_rows(summaries: list[dict], *, trunc: bool = True, now: float | None = None) -> list[dict]:
     """docker/cli's ContainerContext for each container: the values --format sees."""
     from dockweb.cli.main import truncate_display
+    from dockweb.cli.format import lookup_method
     from dockweb.runtime.units import human_duration, human_size
 
     now = time.time() if now is None else now
@@ -210,9 +216,27 @@ def ps_rows(summaries: list[dict], *, trunc: bool = True, now: float | None = No
             "Networks": s.get("NetworkMode", ""),
             "LocalVolumes": str(sum(1 for m in s.get("Mounts") or [] if m.get("Driver") == "local")),
         }
-        row["Label"] = lambda key, _labels=labels: _labels.get(key, "")
+        row["Label"] = lookup_method(labels)
         rows.append(row)
     return rows
+
+
+def check_ps_format(fmt: str) -> None:
+    """docker/cli's ``ps`` runs a ``--format`` once on an empty container before it lists
+    any (to learn whether it needs sizes), so a bad template fails even with no containers,
+    with its own wording: "failed to parse template" or "failed to execute template"."""
+    from dockweb.cli.format import FormatError, Template, lookup_method
+
+    try:
+        tmpl = Template(fmt)
+    except FormatError as e:
+        raise FormatError(f"failed to parse template: {e}") from None
+    empty: dict = dict.fromkeys(PS_HEADERS, "")
+    empty["Label"] = lookup_method({})
+    try:
+        tmpl.execute(empty, type_name=PS_TYPE)
+    except FormatError as e:
+        raise FormatError(f"failed to execute template: {e}") from None
 
 
 def ps_format(fmt: str | None, *, quiet: bool, size: bool) -> str:
@@ -303,6 +327,8 @@ def stats_row(info: dict, stats: dict, *, trunc: bool = True) -> dict:
 
 
 def volume_rows(volumes: list[dict]) -> list[dict]:
+    from dockweb.cli.format import lookup_method
+
     rows = []
     for v in volumes:
         labels = v.get("Labels") or {}
@@ -315,7 +341,7 @@ def volume_rows(volumes: list[dict]) -> list[dict]:
             "Links": "N/A",
             "Size": "N/A",
         }
-        row["Label"] = lambda key, _labels=labels: _labels.get(key, "")
+        row["Label"] = lookup_method(labels)
         rows.append(row)
     return rows
 
@@ -763,6 +789,8 @@ def cmd_ps(args) -> int:
     from dockweb.cli.format import format_rows
 
     filters = _filters(args.filter or [])
+    if args.format:
+        check_ps_format(args.format)
     fmt = ps_format(args.format, quiet=args.quiet, size=args.size)
     want_size = args.size or "{{.Size}}" in fmt or ".Size" in fmt
     mgr = services.get_manager()
@@ -786,7 +814,7 @@ def cmd_ps(args) -> int:
         summaries = summaries[: args.last]
     elif args.latest:
         summaries = summaries[:1]
-    _out(format_rows(ps_rows(summaries, trunc=not args.no_trunc), fmt, PS_HEADERS))
+    _out(format_rows(ps_rows(summaries, trunc=not args.no_trunc), fmt, PS_HEADERS, type_name=PS_TYPE))
     return 0
 
 
@@ -914,7 +942,7 @@ def cmd_stats(args) -> int:
             except DockwebError:
                 stats = {}
             rows.append(stats_row(info, stats, trunc=not args.no_trunc))
-        _out(format_rows(rows, fmt, STATS_HEADERS))
+        _out(format_rows(rows, fmt, STATS_HEADERS, type_name=STATS_TYPE))
         if args.no_stream:
             return 0
         time.sleep(1)
@@ -1044,7 +1072,7 @@ def cmd_volume_ls(args) -> int:
         volumes = out
     volumes.sort(key=lambda v: v["Name"])
     fmt = "{{.Name}}" if args.quiet else (args.format or VOLUME_TABLE)
-    _out(format_rows(volume_rows(volumes), fmt, VOLUME_HEADERS))
+    _out(format_rows(volume_rows(volumes), fmt, VOLUME_HEADERS, type_name=VOLUME_TYPE))
     return 0
 
 

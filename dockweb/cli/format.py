@@ -13,8 +13,9 @@ Three parts:
   float, bool and None (JSON's types). A dict is looked up by key; a missing key on the data
   passed to :meth:`Template.execute` is an error like a missing struct field in Go ("can't
   evaluate field Foo in type ..."), while a missing key in a nested dict gives Go's map zero
-  value, printed ``<no value>``. A dict value that is callable acts as a method and gets the
-  action's arguments (``{{.Label "com.example"}}``).
+  value, printed ``<no value>``. A dict value that is a :class:`Func` is a method: it gets
+  the action's arguments (``{{.Label "com.example"}}``), checked in number and constant type
+  as Go checks them, and ``json`` leaves it out.
 * :class:`TabWriter`, a port of Go's ``text/tabwriter`` (docker/cli's copy, which measures
   cells in terminal columns): cells are tab-terminated, the trailing cell of a line is not
   aligned, and a column is a block of consecutive lines that have that cell. HTML filtering
@@ -211,7 +212,10 @@ def go_json(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return "[" + ",".join(go_json(x) for x in v) + "]"
     if isinstance(v, dict):
-        items = sorted(((str(k), x) for k, x in v.items()), key=lambda kv: kv[0])
+        # A method (a Func value) is no field: encoding/json leaves it out.
+        items = sorted(
+            ((str(k), x) for k, x in v.items() if not isinstance(x, Func)), key=lambda kv: kv[0]
+        )
         return "{" + ",".join(f"{_json_string(k)}:{go_json(x)}" for k, x in items) + "}"
     return _json_string(str(v))
 
@@ -436,6 +440,9 @@ def _want_str_list(v: Any) -> list[str]:
     return list(v)
 
 
+_WANT = {"string": _want_str, "int": _want_int, "[]string": _want_str_list}
+
+
 def _go_upper(s: str) -> str:
     return "".join(c.upper() if len(c.upper()) == 1 else c for c in s)
 
@@ -640,6 +647,19 @@ class Func:
     # Go parameter types of the fixed arguments ("string", "int", "[]string", "any"); a
     # constant of the wrong type is reported as Go's evalArg does ("expected string; found 5").
     types: tuple[str, ...] = ()
+
+
+def lookup_method(mapping: dict[str, str]) -> Func:
+    """A method that takes one string and returns its value in ``mapping`` or "" (docker's
+    ``Label(name string) string`` on containers and volumes)."""
+    return Func(lambda key: mapping.get(_want_str(key), ""), 1, types=("string",))
+
+
+HEADER_LABEL = Func(
+    lambda key: _want_str(key).split(".")[-1].replace("-", " ").replace("_", " "),
+    1,
+    types=("string",),
+)
 
 
 BUILTIN_FUNCS: dict[str, Func] = {
@@ -1524,26 +1544,63 @@ class _State:
         if isinstance(receiver, dict):
             if name in receiver:
                 value = receiver[name]
-                if callable(value):
-                    call_args = [self.eval_arg(dot, a) for a in args[1:]]
-                    if final is not _MISSING:
-                        call_args.append(final)
-                    self.node = node
-                    try:
-                        return value(*call_args)
-                    except _CallError as e:
-                        raise self.errorf(f"error calling {name}: {e}") from None
+                if isinstance(value, Func):
+                    return self.call_method(dot, name, value, node, args, final)
+                if has_args and receiver is self.root and self.missing == "error":
+                    # docker's row contexts are structs whose fields are methods of no
+                    # arguments
+                    argn = len(args) - 1 + (0 if final is _MISSING else 1)
+                    raise self.errorf(f"wrong number of args for {name}: want 0 got {argn}")
                 if has_args:
                     raise self.errorf(f"{name} is not a method but has arguments")
                 return value
-            if has_args:
-                raise self.errorf(f"{name} is not a method but has arguments")
             if receiver is self.root and self.missing == "error":
                 raise self.errorf(f"can't evaluate field {name} in type {self.type_name}")
+            if has_args:
+                raise self.errorf(f"{name} is not a method but has arguments")
             if receiver is self.root and self.missing == "zero":
                 return ""
             return NO_VALUE
         raise self.errorf(f"can't evaluate field {name} in type {go_type(receiver)}")
+
+    def eval_call_args(self, dot: Any, fn: Func, args: list[Node], final: Any) -> list[Any]:
+        """The arguments of a call, each checked against its Go type as evalArg does: a
+        constant by its kind, a computed value where it was computed (at its last node)."""
+        values = []
+        for i, a in enumerate(args[1:]):
+            typ = fn.types[i] if i < len(fn.types) else "any"
+            if isinstance(a, ConstNode) and typ != "any":
+                self._check_const(a, typ)
+            value = self.eval_arg(dot, a)
+            if typ in _WANT:
+                try:
+                    _WANT[typ](value)
+                except _TypeError as e:
+                    raise self.errorf(str(e)) from None
+            values.append(value)
+        if final is not _MISSING:
+            values.append(final)
+        return values
+
+    def call_method(
+        self, dot: Any, name: str, method: Func, node: Node, args: list[Node], final: Any
+    ) -> Any:
+        """A method of the data (``.Label "key"``): Go's evalCall for a reflect method."""
+        self.node = node
+        argn = len(args) - 1 + (0 if final is _MISSING else 1)
+        if (method.variadic and argn < method.nargs) or (
+            not method.variadic and argn != method.nargs
+        ):
+            want = f"at least {method.nargs}" if method.variadic else str(method.nargs)
+            raise self.errorf(f"wrong number of args for {name}: want {want} got {argn}")
+        values = self.eval_call_args(dot, method, args, final)
+        try:
+            return method.fn(*values)
+        except _TypeError as e:
+            raise self.errorf(str(e)) from None
+        except _CallError as e:
+            self.node = node
+            raise self.errorf(f"error calling {name}: {e}") from None
 
     def eval_function(
         self, dot: Any, node: IdentifierNode, cmd: Node, args: list[Node], final: Any
@@ -1567,21 +1624,14 @@ class _State:
                 if truth(value) == (name == "or"):
                     return value
             return value
-        values = []
-        for i, a in enumerate(args[1:]):
-            if isinstance(a, ConstNode) and i < len(fn.types):
-                self._check_const(a, fn.types[i])
-            values.append(self.eval_arg(dot, a))
-        if final is not _MISSING:
-            values.append(final)
-        self.node = cmd
+        values = self.eval_call_args(dot, fn, args, final)
+        # Go leaves the position at the last node evaluated unless the call fails.
         try:
             return fn.fn(*values)
         except _TypeError as e:
             raise self.errorf(str(e)) from None
-        except _CallError as e:
-            raise self.errorf(f"error calling {name}: {e}") from None
-        except FormatError as e:
+        except (_CallError, FormatError) as e:
+            self.node = cmd
             raise self.errorf(f"error calling {name}: {e}") from None
 
 
@@ -1875,6 +1925,9 @@ def format_rows(
     if not is_table(fmt):
         return "".join(body)
     header: list[str] = []
+    # docker/cli's SubHeaderContext.Label: a label's header is its key's last dotted part,
+    # with "-" and "_" as spaces.
+    headers = {"Label": HEADER_LABEL, **headers}
     try:
         tmpl.execute(headers, funcs=HEADER_FUNCS, missing="no value", partial=header)
     except FormatError:

@@ -305,7 +305,7 @@ def cmd_images(args) -> int:
     else:
         fmt = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
     rows = image_rows(summaries, digests=args.digests, trunc=trunc, fmt=fmt)
-    _write(format_rows(rows, fmt, IMAGE_HEADERS))
+    _write(format_rows(rows, fmt, IMAGE_HEADERS, type_name="*formatter.imageContext"))
     return 0
 
 
@@ -422,7 +422,7 @@ def cmd_history(args) -> int:
         fmt = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
     else:
         fmt = "table {{.ID}}\t{{.CreatedAt}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
-    _write(format_rows(rows, fmt, HISTORY_HEADERS))
+    _write(format_rows(rows, fmt, HISTORY_HEADERS, type_name="*image.historyContext"))
     return 0
 
 

@@ -150,7 +150,7 @@ def cmd_df(args) -> int:
             fmt = DF_TABLE
         elif fmt == "raw":
             fmt = DF_RAW
-        _write(format_rows(df_rows(du), fmt, DF_HEADERS))
+        _write(format_rows(df_rows(du), fmt, DF_HEADERS, type_name="*formatter.diskUsageImagesContext"))
         return 0
     containers = [dict(c, SizeRootFs=0) for c in du["Containers"]]  # no virtual size
     out = sys.stdout
