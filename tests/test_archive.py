@@ -152,7 +152,8 @@ def test_it_sets_xattrs_from_pax_records(box):
 
 
 def test_it_drops_an_xattr_with_an_empty_value_like_go_tar(box):
-    apply(box, entry("f", data=b"x", pax={"SCHILY.xattr.user.empty": "", "SCHILY.xattr.user.k": "v"}))
+    pax = {"SCHILY.xattr.user.empty": "", "SCHILY.xattr.user.k": "v"}
+    apply(box, entry("f", data=b"x", pax=pax))
     assert os.listxattr(box / "f") == ["user.k"]
 
 

@@ -468,11 +468,13 @@ def test_it_executes_go_templates(template, expected):
         ),
         (
             "{{.Label}}",
-            'template: :1:2: executing "" at <.Label>: wrong number of args for Label: want 1 got 0',
+            'template: :1:2: executing "" at <.Label>: '
+            "wrong number of args for Label: want 1 got 0",
         ),
         (
             '{{.Label "a" "b"}}',
-            'template: :1:2: executing "" at <.Label>: wrong number of args for Label: want 1 got 2',
+            'template: :1:2: executing "" at <.Label>: '
+            "wrong number of args for Label: want 1 got 2",
         ),
         ("{{.Label 1}}", 'template: :1:9: executing "" at <1>: expected string; found 1'),
         (

@@ -66,7 +66,9 @@ def test_it_prints_dockers_ps_columns():
         "CONTAINER ID   IMAGE     COMMAND               CREATED         STATUS         "
         "PORTS     NAMES"
     )
-    assert row.startswith(f"{CID[:12]}   busybox   \"sh -c 'sleep 100'\"   2 minutes ago   Up 3 seconds")
+    assert row.startswith(
+        f"{CID[:12]}   busybox   \"sh -c 'sleep 100'\"   2 minutes ago   Up 3 seconds"
+    )
     assert row.endswith("             web")
 
 

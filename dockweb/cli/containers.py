@@ -43,7 +43,10 @@ PS_HEADERS = {
     "Networks": "NETWORKS",
     "LocalVolumes": "LOCAL VOLUMES",
 }
-PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+PS_TABLE = (
+    "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}"
+    "\t{{.Names}}"
+)
 
 VOLUME_HEADERS = {
     "Name": "VOLUME NAME",
@@ -181,8 +184,8 @@ def _created_at(unix: int) -> str:
 
 def ps_rows(summaries: list[dict], *, trunc: bool = True, now: float | None = None) -> list[dict]:
     """docker/cli's ContainerContext for each container: the values --format sees."""
-    from dockweb.cli.main import truncate_display
     from dockweb.cli.format import lookup_method
+    from dockweb.cli.main import truncate_display
     from dockweb.runtime.units import human_duration, human_size
 
     now = time.time() if now is None else now
@@ -196,7 +199,9 @@ def ps_rows(summaries: list[dict], *, trunc: bool = True, now: float | None = No
         size = ""
         if "SizeRw" in s:
             srw = human_size(s["SizeRw"], 3)
-            size = f"{srw} (virtual {human_size(s['SizeRootFs'], 3)})" if s["SizeRootFs"] > 0 else srw
+            size = srw
+            if s["SizeRootFs"] > 0:
+                size = f"{srw} (virtual {human_size(s['SizeRootFs'], 3)})"
         mounts = [m.get("Name") or m.get("Source", "") for m in s.get("Mounts") or []]
         row = {
             "ID": s["Id"][:12] if trunc else s["Id"],
@@ -214,7 +219,9 @@ def ps_rows(summaries: list[dict], *, trunc: bool = True, now: float | None = No
                 truncate_display(m, 15) if trunc and len(m) == 64 else m for m in mounts
             ),
             "Networks": s.get("NetworkMode", ""),
-            "LocalVolumes": str(sum(1 for m in s.get("Mounts") or [] if m.get("Driver") == "local")),
+            "LocalVolumes": str(
+                sum(1 for m in s.get("Mounts") or [] if m.get("Driver") == "local")
+            ),
         }
         row["Label"] = lookup_method(labels)
         rows.append(row)
@@ -265,7 +272,9 @@ def filter_summaries(summaries: list[dict], filters: dict[str, list[str]]) -> li
         if "status" in filters and s["State"] not in filters["status"]:
             continue
         if "name" in filters and not any(
-            re.search(p, n.lstrip("/")) or re.search(p, n) for p in filters["name"] for n in s["Names"]
+            re.search(p, n.lstrip("/")) or re.search(p, n)
+            for p in filters["name"]
+            for n in s["Names"]
         ):
             continue
         if "id" in filters and not any(s["Id"].startswith(p) for p in filters["id"]):
@@ -280,7 +289,9 @@ def filter_summaries(summaries: list[dict], filters: dict[str, list[str]]) -> li
             if not ok:
                 continue
         if "exited" in filters:
-            code = s["Status"].split("(", 1)[-1].split(")", 1)[0] if s["State"] == "exited" else None
+            code = None
+            if s["State"] == "exited":
+                code = s["Status"].split("(", 1)[-1].split(")", 1)[0]
             if code is None or code not in filters["exited"]:
                 continue
         if "ancestor" in filters and not any(
@@ -814,7 +825,8 @@ def cmd_ps(args) -> int:
         summaries = summaries[: args.last]
     elif args.latest:
         summaries = summaries[:1]
-    _out(format_rows(ps_rows(summaries, trunc=not args.no_trunc), fmt, PS_HEADERS, type_name=PS_TYPE))
+    rows = ps_rows(summaries, trunc=not args.no_trunc)
+    _out(format_rows(rows, fmt, PS_HEADERS, type_name=PS_TYPE))
     return 0
 
 
@@ -1262,7 +1274,9 @@ def _add_container_commands(sub, *, under_container: bool) -> None:
     p.add_argument("-s", "--size", action="store_true", help="Display total file sizes")
     p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
     p.add_argument("--format", help="Pretty-print containers using a Go template")
-    p.add_argument("-f", "--filter", action="append", help="Filter output based on conditions provided")
+    p.add_argument(
+        "-f", "--filter", action="append", help="Filter output based on conditions provided"
+    )
     p.add_argument("-n", "--last", type=int, default=None,
                    help="Show n last created containers (includes all states)")
     p.add_argument("-l", "--latest", action="store_true",
@@ -1340,7 +1354,9 @@ def _add_volume_commands(sub, parser_class) -> None:
     p = vsub.add_parser("create", help="Create a volume")
     p.add_argument("name", nargs="?", metavar="VOLUME")
     p.add_argument("--name", dest="name_flag", help="Specify volume name")
-    p.add_argument("-d", "--driver", default="local", help='Specify volume driver name (default "local")')
+    p.add_argument(
+        "-d", "--driver", default="local", help='Specify volume driver name (default "local")'
+    )
     p.add_argument("--label", action="append", help="Set metadata for a volume")
     p.add_argument("-o", "--opt", action="append", help="Set driver specific options")
     p.set_defaults(func=cmd_volume_create)

@@ -475,7 +475,9 @@ def _add_ls(sub, name: str, aliases=()) -> None:
     p.add_argument("-a", "--all", action="store_true",
                    help="Show all images (default hides intermediate images)")
     p.add_argument("--digests", action="store_true", help="Show digests")
-    p.add_argument("-f", "--filter", action="append", help="Filter output based on conditions provided")
+    p.add_argument(
+        "-f", "--filter", action="append", help="Filter output based on conditions provided"
+    )
     p.add_argument("--format", help="Pretty-print images using a Go template")
     p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
     p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")

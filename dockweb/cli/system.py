@@ -16,6 +16,9 @@ DF_RAW = (
     "type: {{.Type}}\ntotal: {{.TotalCount}}\nactive: {{.Active}}\nsize: {{.Size}}\n"
     "reclaimable: {{.Reclaimable}}\n"
 )
+# the Go type docker/cli names in "can't evaluate field" errors of `system df --format`
+DF_TYPE = "*formatter.diskUsageImagesContext"
+
 DF_HEADERS = {
     "Type": "TYPE",
     "TotalCount": "TOTAL",
@@ -150,7 +153,7 @@ def cmd_df(args) -> int:
             fmt = DF_TABLE
         elif fmt == "raw":
             fmt = DF_RAW
-        _write(format_rows(df_rows(du), fmt, DF_HEADERS, type_name="*formatter.diskUsageImagesContext"))
+        _write(format_rows(df_rows(du), fmt, DF_HEADERS, type_name=DF_TYPE))
         return 0
     containers = [dict(c, SizeRootFs=0) for c in du["Containers"]]  # no virtual size
     out = sys.stdout
