@@ -19,6 +19,7 @@ import pytest
 from dockweb.cli import containers as cli
 from dockweb.cli.format import FormatError, format_rows
 from dockweb.cli.main import build_parser
+from dockweb.runtime.errors import DockwebError
 from tests.support import images as im
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -339,3 +340,22 @@ def test_it_creates_lists_and_removes_volumes(dockweb, busybox):
     prune = dockweb("volume", "prune", "-f").stdout
     assert prune.startswith("Deleted Volumes:\ndata\n\nTotal reclaimed space: ")
     assert dockweb("volume", "ls", "-q").stdout == ""
+
+
+def test_it_parses_ps_output_as_moby():
+    from dockweb.runtime.containers import parse_ps
+
+    out = (
+        "UID   PID  PPID CMD\n"
+        "root    7     1 sleep 100 and more\n"
+        "root    8     1 other\n"
+        "root    -     - thread\n"
+        "\n"
+    )
+    assert parse_ps(out, {7}) == (
+        ["UID", "PID", "PPID", "CMD"], [["root", "7", "1", "sleep 100 and more"]]
+    )
+    with pytest.raises(DockwebError, match="^Couldn't find PID field in ps output$"):
+        parse_ps("USER\nroot\n", {7})
+    with pytest.raises(DockwebError, match=r"^Unexpected pid 'x': strconv.Atoi: parsing \"x\""):
+        parse_ps("PID CMD\nx sh\n", {7})

@@ -23,6 +23,7 @@ from dockweb.runtime.errors import (
     ContainerNotFound,
     ContainerNotRunning,
     ContainerStartError,
+    DockwebError,
     InvalidContainerSpec,
 )
 from dockweb.runtime.pull import pull
@@ -466,6 +467,22 @@ def test_it_lists_the_containers_processes(manager, image):
     assert titles[:3] == ["UID", "PID", "PPID"]
     cmds = sorted(r[-1] for r in rows)
     assert cmds == ["sh -c sleep 30 & sleep 31; true", "sleep 30", "sleep 31"]
+    # ps options as docker passes them: -q with the pids first, without it when ps refuses
+    titles, rows = manager.top(c.id, "-o pid,comm")
+    assert titles == ["PID", "COMMAND"]
+    assert sorted(r[1] for r in rows) == ["sh", "sleep", "sleep"]
+    assert {int(r[0]) for r in rows} == set(manager.pids(c.id))
+    titles, rows = manager.top(c.id, "-e f")  # forest (f) does not go with q
+    assert titles[0] == "PID" and len(rows) == 3
+    with pytest.raises(DockwebError) as e:
+        manager.top(c.id, "bogusarg")
+    assert str(e.value) == "ps: error: unsupported option (BSD syntax)"
+    with pytest.raises(DockwebError) as e:
+        manager.top(c.id, "o user")
+    assert str(e.value) == "Couldn't find PID field in ps output"
+    with pytest.raises(DockwebError) as e:
+        manager.top(c.id, "x -o user=PID")
+    assert str(e.value) == 'specifying "user=PID" is not allowed'
     stats = manager.stats(c.id, interval=0.05)
     assert stats["pids"] == 3 and stats["memory_usage"] > 0 and stats["cpu_usage_ns"] > 0
     manager.remove(c.id, force=True)

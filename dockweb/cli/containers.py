@@ -1323,7 +1323,7 @@ def _add_container_commands(sub, *, under_container: bool) -> None:
 
     p = _parser(sub, "top", "Display the running processes of a container")
     p.add_argument("container", metavar="CONTAINER")
-    p.add_argument("ps_args", nargs="*", metavar="[ps OPTIONS]")
+    p.add_argument("ps_args", nargs=argparse.REMAINDER, metavar="[ps OPTIONS]")
     p.set_defaults(func=cmd_top)
 
     p = _parser(sub, "stats", "Display a live stream of container(s) resource usage statistics")

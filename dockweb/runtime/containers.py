@@ -1533,21 +1533,25 @@ class ContainerManager:
 
     def top(self, ref: str, ps_args: str = "-ef") -> tuple[list[str], list[list[str]]]:
         """``docker top``: the host's ``ps`` output restricted to the container's processes
-        (titles, rows), rows split as Docker splits them (the last column keeps spaces)."""
+        (titles, rows), as moby's ContainerTop: ``ps ARGS -q PIDS`` first, plain ``ps ARGS``
+        if ps refuses that, rows split on ASCII whitespace with the overhang joined into
+        the last column. A ps failure is its first line of stderr ("ps: error: ...")."""
+        ps_args = ps_args or "-ef"
+        for key, value in re.findall(r"\s+([^\s]*)=\s*(PID[^\s]*)", ps_args):
+            if key != "pid":  # renaming a column to PID would fool the filter below
+                raise InvalidContainerSpec(f'specifying "{key}={value}" is not allowed')
         c = self.get(ref)
         if not c.status.is_active:
             raise ContainerNotRunning(f"Container {c.id} is not running")
-        pids = set(self.pids(c.id))
-        out = subprocess.run(["ps", *ps_args.split()], capture_output=True, text=True).stdout
-        lines = out.splitlines()
-        titles = lines[0].split()
-        pid_col = titles.index("PID")
-        rows = []
-        for line in lines[1:]:
-            fields = line.split(None, len(titles) - 1)
-            if len(fields) > pid_col and fields[pid_col].isdigit() and int(fields[pid_col]) in pids:
-                rows.append(fields)
-        return titles, rows
+        pids = self.pids(c.id)
+        args = ["ps", *ps_args.split(" ")]
+        ps = subprocess.run([*args, "-q", ",".join(map(str, pids))], capture_output=True)
+        if ps.returncode != 0:  # some options (f) do not go with q
+            ps = subprocess.run(args, capture_output=True)
+            if ps.returncode != 0:
+                why = ps.stderr.decode(errors="replace").split("\n", 1)[0]
+                raise DockwebError(f"ps: {why or f'exit status {ps.returncode}'}")
+        return parse_ps(ps.stdout.decode(errors="replace"), set(pids))
 
     def export(self, ref: str, out: BinaryIO) -> None:
         """Write the container's merged root filesystem as a tar stream (``docker export``):
@@ -2105,3 +2109,32 @@ def _start_exit_code(message: str) -> int:
     if "permission denied" in message:
         return 126
     return 125
+
+
+_ASCII_SPACE = re.compile(r"[\t\n\v\f\r ]+")
+
+
+def parse_ps(output: str, pids: set[int]) -> tuple[list[str], list[list[str]]]:
+    """moby's parsePSOutput: the titles and the rows of ``pids``; a row has as many columns
+    as there are titles, what overhangs joined with spaces into the last."""
+    lines = output.split("\n")
+    titles = _ASCII_SPACE.split(lines[0].strip(" \t\n\v\f\r")) if lines[0].strip() else []
+    if "PID" not in titles:
+        raise DockwebError("Couldn't find PID field in ps output")
+    pid_col = titles.index("PID")
+    rows = []
+    for line in lines[1:]:
+        fields = _ASCII_SPACE.split(line.strip(" \t\n\v\f\r"))
+        if not line or len(fields) <= pid_col or fields[pid_col] == "-":
+            continue  # "-": a thread line of -L; moby never keeps those either
+        try:
+            pid = int(fields[pid_col])
+        except ValueError:
+            raise DockwebError(
+                f"Unexpected pid '{fields[pid_col]}': strconv.Atoi: parsing "
+                f'"{fields[pid_col]}": invalid syntax'
+            ) from None
+        if pid in pids:
+            n = len(titles)
+            rows.append(fields[: n - 1] + [" ".join(fields[n - 1 :])])
+    return titles, rows
