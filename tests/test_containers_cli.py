@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
+import tarfile
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -235,10 +237,10 @@ def dockweb(tmp_path):
     env = dict(os.environ, DOCKWEB_ROOT=str(tmp_path / "store"),
                DOCKWEB_DATA=str(tmp_path / "data"))
 
-    def run(*args, check=True, input=None):
+    def run(*args, check=True, input=None, stdout=subprocess.PIPE):
         proc = subprocess.run(
-            [sys.executable, "-m", "dockweb.cli", *args],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=120, input=input,
+            [sys.executable, "-m", "dockweb.cli", *args], cwd=REPO, env=env, stdout=stdout,
+            stderr=subprocess.PIPE, text=True, timeout=120, input=input,
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"dockweb {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -359,3 +361,34 @@ def test_it_parses_ps_output_as_moby():
         parse_ps("USER\nroot\n", {7})
     with pytest.raises(DockwebError, match=r"^Unexpected pid 'x': strconv.Atoi: parsing \"x\""):
         parse_ps("PID CMD\nx sh\n", {7})
+
+
+@needs_root
+def test_export_writes_its_file_whole_or_not_at_all_as_docker(dockweb, busybox, tmp_path):
+    dockweb("pull", "-q", busybox)
+    dockweb("create", "--name", "box", busybox, "true")
+    out = tmp_path / "box.tar"
+    assert dockweb("export", "-o", str(out), "box").stdout == ""
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600  # docker/cli 28's atomic writer
+    with tarfile.open(out) as tar:
+        assert "bin/busybox" in tar.getnames()
+    refused = [
+        (tmp_path, "cannot write to a directory"),
+        ("/dev/null", "cannot write to a character device file"),
+        (tmp_path / "no" / "x.tar",
+         f"invalid output path: stat {tmp_path / 'no'}: no such file or directory"),
+    ]
+    for target, message in refused:
+        proc = dockweb("export", "-o", str(target), "box", check=False)
+        assert (proc.returncode, proc.stderr) == (1, f"failed to export container: {message}\n")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)  # never replaced by a file
+    out.write_bytes(b"old")
+    proc = dockweb("export", "-o", str(out), "nosuch", check=False)
+    assert (proc.returncode, proc.stderr) == (
+        1, "Error response from daemon: No such container: nosuch\n"
+    )
+    assert out.read_bytes() == b"old"
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
+    with open("/dev/full", "wb") as full:
+        proc = dockweb("export", "box", stdout=full, check=False)
+    assert (proc.returncode, proc.stderr) == (1, "write /dev/stdout: no space left on device\n")

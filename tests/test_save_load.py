@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import subprocess
 import sys
 import tarfile
@@ -272,7 +273,7 @@ def test_it_says_when_a_tag_moves_to_the_loaded_image(registry, client, tmp_path
     ]
 
 
-def _dockweb(tmp_path, *args, stdin=None, data_dir=None):
+def _dockweb(tmp_path, *args, stdin=None, data_dir=None, stdout=subprocess.PIPE):
     env = dict(
         os.environ,
         DOCKWEB_ROOT=str(tmp_path / "store"),
@@ -283,7 +284,8 @@ def _dockweb(tmp_path, *args, stdin=None, data_dir=None):
         cwd=REPO,
         env=env,
         input=stdin,
-        capture_output=True,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
         timeout=120,
     )
 
@@ -306,9 +308,20 @@ def test_the_cli_saves_to_a_file_and_loads_it_back(registry, tmp_path):
     listed = _dockweb(b, "images", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}")
     assert listed.stdout.decode() == f"{name} {image.image_id}\n"
 
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600  # docker/cli 28's atomic writer
     piped = _dockweb(a, "image", "save", name)
     assert piped.returncode == 0
     assert piped.stdout == out.read_bytes()
+    # a destination that is no regular file is refused, never replaced
+    proc = _dockweb(a, "save", "-o", "/dev/null", name)
+    assert (proc.returncode, proc.stderr) == (
+        1, b"failed to save image: cannot write to a character device file\n"
+    )
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    with open("/dev/full", "wb") as full:
+        proc = _dockweb(a, "save", name, stdout=full)
+    assert (proc.returncode, proc.stderr) == (1, b"write /dev/stdout: no space left on device\n")
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
     c = tmp_path / "c"
     c.mkdir()
     proc = _dockweb(c, "image", "load", "-q", stdin=piped.stdout)

@@ -1035,17 +1035,23 @@ def proxy_terminal(handle, *, interactive: bool) -> int:
 
 def cmd_export(args) -> int:
     from containers import services
+    from dockweb.cli.output import GoWriter, OutputError, atomic_output
 
-    if args.output:
-        with open(args.output, "wb") as f:
-            services.export_container(args.container, f)
-        return 0
-    if sys.stdout.isatty():
+    if not args.output and sys.stdout.isatty():
         _err("cowardly refusing to save to a terminal. Use the -o flag or redirect")
         return 1
-    sys.stdout.flush()
-    services.export_container(args.container, sys.stdout.buffer)
-    sys.stdout.buffer.flush()
+    try:
+        if args.output:
+            with atomic_output(args.output, "failed to export container") as out:
+                services.export_container(args.container, out)
+        else:
+            sys.stdout.flush()
+            out = GoWriter(sys.stdout.buffer, "/dev/stdout")
+            services.export_container(args.container, out)
+            out.flush()
+    except OutputError as err:
+        _err(str(err))
+        return 1
     return 0
 
 

@@ -1,7 +1,8 @@
 """`dockweb save`, `load` and `push` (and their `image` aliases), as docker 20.10's CLI.
 
-- save: ``-o FILE`` is written under a temporary name and renamed when complete (so a failed
-  save leaves no file); without ``-o`` the tarball goes to stdout, unless that is a terminal.
+- save: ``-o FILE`` as docker/cli 28 writes it (dockweb.cli.output: checked, written under a
+  temporary name, made 0600 and renamed when complete, so a failed save leaves no file);
+  without ``-o`` the tarball goes to stdout, unless that is a terminal.
 - load: ``-i FILE`` or stdin (refused when stdin is a terminal); progress only on a
   terminal (docker forces ``--quiet`` otherwise), then ``Loaded image: ...`` lines.
 - push: ``Using default tag: latest`` for a bare name; errors that come after the push
@@ -11,16 +12,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
-import tempfile
 
 from dockweb.runtime.errors import DockwebError
 
 
 def cmd_save(args) -> int:
     from dockweb.cli.main import _daemon_error
+    from dockweb.cli.output import GoWriter, OutputError, atomic_output
     from images import services
 
     if not args.output and sys.stdout.isatty():
@@ -29,27 +28,21 @@ def cmd_save(args) -> int:
             file=sys.stderr,
         )
         return 1
-    if not args.output:
-        try:
-            services.save_images(args.images, sys.stdout.buffer)
-            sys.stdout.buffer.flush()
-        except DockwebError as err:
-            print(_daemon_error(err), file=sys.stderr)
-            return 1
-        return 0
-    target = os.path.abspath(args.output)
-    fd, tmp = tempfile.mkstemp(prefix=".docker_temp_", dir=os.path.dirname(target))
     try:
-        with os.fdopen(fd, "wb") as out:
+        if not args.output:
+            sys.stdout.flush()
+            out = GoWriter(sys.stdout.buffer, "/dev/stdout")
             services.save_images(args.images, out)
-        os.chmod(tmp, 0o644)  # what os.Create would have given under the usual umask
-        os.replace(tmp, target)
+            out.flush()
+        else:
+            with atomic_output(args.output, "failed to save image") as out:
+                services.save_images(args.images, out)
     except DockwebError as err:
         print(_daemon_error(err), file=sys.stderr)
         return 1
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except OutputError as err:
+        print(err, file=sys.stderr)
+        return 1
     return 0
 
 

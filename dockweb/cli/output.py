@@ -1,0 +1,138 @@
+"""Where ``save`` and ``export`` write: docker/cli 28's ``-o`` (moby's atomicwriter) or stdout.
+
+* :func:`check_destination` is atomicwriter's validateDestination: the directory must exist
+  and the path must be absent or a regular file; anything else is refused with docker's
+  words ("cannot write to a directory", "invalid output path: stat /x: no such file or
+  directory").
+* :func:`atomic_output` writes to ``.tmp-<name><random>`` beside the destination, syncs it,
+  makes it 0600 and renames it over the destination only when the whole archive was
+  written; a failed write leaves no file, and an old file at the destination untouched.
+* :class:`GoWriter` reports a failed write as Go's ``write <name>: <reason>``
+  (``write /dev/stdout: no space left on device``); a closed pipe stays a BrokenPipeError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from typing import BinaryIO
+
+
+class OutputError(Exception):
+    """The output cannot be written; ``str()`` is docker's message."""
+
+
+def go_reason(e: OSError) -> str:
+    """Go's text of an errno: the C library's, starting lower case."""
+    text = os.strerror(e.errno) if e.errno else str(e)
+    return text[:1].lower() + text[1:]
+
+
+def check_destination(path: str) -> None:
+    """moby atomicwriter's validateDestination, raising :class:`OutputError`."""
+    if not path:
+        raise OutputError("file name is empty")
+    directory = os.path.dirname(path)
+    if directory not in ("", ".", ".."):
+        try:
+            st = os.stat(directory)
+        except OSError as e:
+            raise OutputError(f"invalid output path: stat {directory}: {go_reason(e)}") from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise OutputError(f"invalid output path: stat {directory}: not a directory")
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise OutputError(f"failed to stat output path: lstat {path}: {go_reason(e)}") from None
+    if stat.S_ISREG(mode) and not mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX):
+        return
+    for test, what in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISLNK, "a symbolic link directly"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device file"),
+        (stat.S_ISBLK, "a block device file"),
+        (lambda m: m & stat.S_ISUID, "a setuid file"),
+        (lambda m: m & stat.S_ISGID, "a setgid file"),
+    ):
+        if test(mode):
+            raise OutputError(f"cannot write to {what}")
+    raise OutputError("cannot write to a sticky bit file")
+
+
+class GoWriter:
+    """A binary sink whose failed writes raise :class:`OutputError` as Go words them."""
+
+    def __init__(self, out: BinaryIO, name: str) -> None:
+        self.out = out
+        self.name = name
+        self.written = False
+        self.failed = False
+
+    def write(self, data) -> int:
+        if self.failed:  # the error is on its way up; a tar stream closing late adds nothing
+            return len(data)
+        self.written = True
+        try:
+            return self.out.write(data)
+        except OSError as e:
+            self.failed = True
+            if isinstance(e, BrokenPipeError):
+                raise
+            raise OutputError(f"write {self.name}: {go_reason(e)}") from None
+
+    def flush(self) -> None:
+        if self.failed:
+            return
+        try:
+            self.out.flush()
+        except OSError as e:
+            self.failed = True
+            if isinstance(e, BrokenPipeError):
+                raise
+            raise OutputError(f"write {self.name}: {go_reason(e)}") from None
+
+
+@contextlib.contextmanager
+def atomic_output(path: str, failure: str) -> Iterator[GoWriter]:
+    """A writer for ``path`` that lands only when the block completes.
+
+    Raises :class:`OutputError` for a destination refused or a temporary file that cannot be
+    made, both after ``failure`` ("failed to save image: cannot write to a directory"), and
+    for a failed write, bare as docker prints it; any exception removes the temporary file.
+    """
+    try:
+        check_destination(path)
+    except OutputError as e:
+        raise OutputError(f"{failure}: {e}") from None
+    target = os.path.abspath(path)
+    prefix = ".tmp-" + os.path.basename(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=prefix, dir=os.path.dirname(target))
+    except OSError as e:
+        name = e.filename or os.path.join(os.path.dirname(target), prefix)
+        raise OutputError(f"{failure}: open {name}: {go_reason(e)}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            writer = GoWriter(f, tmp)
+            yield writer
+            writer.flush()
+            try:
+                os.fsync(f.fileno())
+            except OSError as e:
+                raise OutputError(f"sync {tmp}: {go_reason(e)}") from None
+        os.chmod(tmp, 0o600)
+        if writer.written:
+            try:
+                os.rename(tmp, target)
+            except OSError as e:
+                raise OutputError(f"rename {tmp} {target}: {go_reason(e)}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
