@@ -392,3 +392,25 @@ def test_export_writes_its_file_whole_or_not_at_all_as_docker(dockweb, busybox, 
     with open("/dev/full", "wb") as full:
         proc = dockweb("export", "box", stdout=full, check=False)
     assert (proc.returncode, proc.stderr) == (1, "write /dev/stdout: no space left on device\n")
+
+
+@needs_root
+def test_exec_reports_a_command_that_cannot_start_on_stdout_with_126(dockweb, busybox):
+    dockweb("pull", "-q", busybox)
+    dockweb("run", "-d", "--name", "box", busybox, "sleep", "100")
+    proc = dockweb("exec", "box", "nosuch", check=False)
+    assert (proc.returncode, proc.stdout) == (
+        126,
+        "OCI runtime exec failed: exec failed: unable to start container process: "
+        'exec: "nosuch": executable file not found in $PATH: unknown\n',
+    )
+    proc = dockweb("exec", "-u", "nosuch", "box", "id", check=False)
+    assert (proc.returncode, proc.stdout) == (
+        126, "unable to find user nosuch: no matching entries in passwd file\n"
+    )
+    dockweb("pause", "box")
+    proc = dockweb("exec", "box", "true", check=False)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        1, "", "Error response from daemon: Container box is paused, unpause the container "
+        "before exec\n",
+    )

@@ -442,6 +442,15 @@ def test_it_execs_in_a_running_container(manager, image, tmp_path):
     assert code == 5
     pid, foo = out.read_text().split()
     assert pid != "1" and foo == "x"
+    # another user gets its own groups only, never the container's (root's 0)
+    for user, expected in [
+        ("app", "uid=1000(app) gid=1000(app) groups=1000(app)\n"),
+        ("4242:4243", "uid=4242 gid=4243 groups=4243\n"),
+        ("", "uid=0(root) gid=0(root) groups=0(root)\n"),
+    ]:
+        with open(out, "wb") as f:
+            assert manager.exec(c.id, ["id"], user=user, stdout=f) == 0
+        assert out.read_text() == expected
     with pytest.raises(ContainerStartError) as e:
         manager.exec(c.id, ["nosuch"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert e.value.exit_code == 126

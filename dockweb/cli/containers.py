@@ -963,6 +963,7 @@ def cmd_stats(args) -> int:
 
 def cmd_exec(args) -> int:
     from containers import services
+    from dockweb.runtime.errors import ContainerStartError
 
     try:
         services.get_container(args.container)
@@ -992,9 +993,14 @@ def cmd_exec(args) -> int:
             args.container, args.cmd, tty=False, interactive=args.interactive,
             user=args.user or "", env=env, workdir=args.workdir or "",
         )
+    except ContainerStartError as err:
+        # the exec was created but did not start: dockerd reports that in the exec's own
+        # stream, so docker prints it on stdout, bare, and exits 126
+        print(err, flush=True)
+        return 126
     except DockwebError as err:
         _err(_daemon(err))
-        return _run_exit_code(err) if "OCI runtime" in str(err) else 1
+        return 1
     return int(code or 0)
 
 

@@ -323,6 +323,13 @@ def parse_signal(sig: str | int) -> int:
     raise InvalidContainerSpec(f"Invalid signal: {sig}")
 
 
+def _drop_exec_files(log: str) -> None:
+    """Remove an exec's runtime log and the process.json beside it."""
+    for path in (log, log[: -len(".log")] + ".json"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
 def _write_json_atomic(path: str, value: dict, *, durable: bool = True) -> None:
     """Readers see the old or the new whole file. ``durable`` fsyncs it first (5 to 25 ms
     on the development machine): a crash then keeps the new one. Without it, a crash may
@@ -1593,14 +1600,26 @@ class ContainerManager:
         base_env = oci.process_env(
             oci.merge_env(cfg.get("Env") or [], c.spec.env), c.hostname, c.spec.tty or tty
         )
-        args = ["exec", "--user", f"{u.uid}:{u.gid}"]
-        for gid in u.additional_gids:
-            args += ["--additional-gids", str(gid)] if self.runtime == "runc" else []
-        for e in oci.merge_env(base_env, list(env)):
-            args += ["--env", e]
+        # The exec's whole process, as containerd hands it to the runtime: the container's
+        # own (capabilities, rlimits, no_new_privileges, ...) with the command, env, cwd,
+        # terminal and user replaced. The runtimes' --user would keep the container's
+        # supplementary groups (root's 0) for another user; docker's exec has only the
+        # user's own.
+        with open(os.path.join(self.cdir(c.id), "bundle", "config.json"), "rb") as f:
+            process = json.load(f)["process"]
+        process.pop("consoleSize", None)
+        process["terminal"] = tty
+        process["args"] = list(cmd)
+        process["env"] = oci.merge_env(base_env, list(env))
         if workdir or c.spec.workdir or cfg.get("WorkingDir"):
-            args += ["--cwd", workdir or c.spec.workdir or cfg.get("WorkingDir")]
-        log = os.path.join(self.cdir(c.id), f"exec-{secrets.token_hex(4)}.log")
+            process["cwd"] = workdir or c.spec.workdir or cfg.get("WorkingDir")
+        process["user"] = {"uid": u.uid, "gid": u.gid}
+        if u.additional_gids:
+            process["user"]["additionalGids"] = list(u.additional_gids)
+        token = secrets.token_hex(4)
+        log = os.path.join(self.cdir(c.id), f"exec-{token}.log")
+        spec = log[: -len(".log")] + ".json"  # both go in _drop_exec_files
+        _write_json_atomic(spec, process, durable=False)
         return (
             c,
             [
@@ -1611,7 +1630,9 @@ class ContainerManager:
                 log,
                 "--log-format",
                 "json",
-                *args,
+                "exec",
+                "--process",
+                spec,
             ],
             log,
         )
@@ -1703,8 +1724,7 @@ class ContainerManager:
             if "error" in first:
                 helper.wait()
                 err = _log_error(log) or first["error"]
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(log)
+                _drop_exec_files(log)
                 raise ContainerStartError(
                     f"OCI runtime exec failed: {_docker_words(err, exec_=True)}: unknown", 126
                 )
@@ -1713,8 +1733,7 @@ class ContainerManager:
         finally:
             sock.close()
             shutil.rmtree(sock_dir, ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(log)
+        _drop_exec_files(log)
         return ExecProcess(helper, pid=first["pid"], master=master)
 
     def exec(
@@ -1755,8 +1774,7 @@ class ContainerManager:
             )
             err = _log_error(log)
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(log)
+            _drop_exec_files(log)
         if proc.returncode != 0 and err:
             raise ContainerStartError(
                 f"OCI runtime exec failed: {_docker_words(err, exec_=True)}: unknown", 126
@@ -1819,8 +1837,7 @@ class ExecProcess:
         else:
             code = self._proc.returncode
             err = _log_error(self._log)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._log)
+            _drop_exec_files(self._log)
             if code != 0 and err:
                 self._exit_code = 126
                 raise ContainerStartError(
