@@ -317,8 +317,8 @@ def _volume_name(v: Any) -> str:
 
 def inspect_container(c: Any, mgr: ContainerManager | None = None) -> dict:
     """docker inspect's ContainerJSON for a runtime Container (or a ref to look up)."""
+    mgr = mgr or get_manager()  # also for the image's config: Env, Cmd, User, WorkingDir
     if isinstance(c, str):
-        mgr = mgr or get_manager()
         c = mgr.get(c)
     return container_json(c, mgr, str(settings.DOCKWEB_ROOT))
 
@@ -490,7 +490,7 @@ def _dispatch(op: ContainerOperation) -> dict:
     ref = a.get("container", "")
     if op.kind == K.RUN:
         spec = build_spec(
-            a["image"], a.get("cmd"),
+            a["image"], a.get("cmd"), detach=True,
             **{k: a[k] for k in RUN_OPTIONS if k in a},
         )
         cid = run_container(spec)

@@ -100,6 +100,7 @@ def build_spec(
     interactive: bool = False,
     auto_remove: bool = False,
     labels: list[str] = (),
+    detach: bool = False,
 ) -> ContainerSpec:
     """A ContainerSpec from docker run's options, checked as the docker client checks them."""
     from dockweb.runtime.containers import ContainerSpec
@@ -128,6 +129,7 @@ def build_spec(
         auto_remove=auto_remove,
         mounts=[parse_mount(v) for v in volumes],
         labels=parse_labels(list(labels)),
+        detach=detach,
     )
 
 
@@ -197,6 +199,11 @@ def container_json(c: Any, mgr: ContainerManager | None, root: str) -> dict:
 
     env = merge_env(list(image_config.get("Env") or []), list(_attr(spec, "env", default=[]) or []))
     cid = _attr(c, "id")
+    cdir = os.path.join(root, "containers", cid) if cid else ""
+    network = _attr(spec, "network", default="none") or "none"
+    # docker run -d attaches nothing (and so has no stdin to close once)
+    attached = not _attr(spec, "detach", default=False)
+    interactive = bool(_attr(spec, "interactive", default=False))
     return {
         "Id": cid,
         "Created": _go_time(_attr(c, "created")),
@@ -216,28 +223,31 @@ def container_json(c: Any, mgr: ContainerManager | None, root: str) -> dict:
             "FinishedAt": _go_time(_attr(state, "finished_at", "finished")),
         },
         "Image": _attr(c, "image_id", default="") or "",
-        "LogPath": os.path.join(root, "containers", cid, "container.log") if cid else "",
+        "ResolvConfPath": os.path.join(cdir, "resolv.conf") if cdir else "",
+        "HostnamePath": os.path.join(cdir, "hostname") if cdir else "",
+        "HostsPath": os.path.join(cdir, "hosts") if cdir else "",
+        "LogPath": os.path.join(cdir, "container.log") if cdir else "",
         "Name": "/" + name.lstrip("/"),
         "RestartCount": 0,
         "Driver": "overlay",
         "Platform": "linux",
-        "HostConfig": {
-            "Binds": [_bind_string(m) for m in mounts] or None,
-            "NetworkMode": _attr(spec, "network", default="none") or "none",
-            "AutoRemove": bool(_attr(spec, "auto_remove", default=False)),
-            "Runtime": _attr(c, "runtime", default="crun") or "crun",
-        },
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": None,
+        "HostConfig": _host_config(spec, c, mounts, network),
+        "GraphDriver": _graph_driver(mgr, _attr(c, "image_id", default=""), cdir),
         "Mounts": mounts,
         "Config": {
             "Hostname": _attr(c, "hostname", default="") or (cid or "")[:12],
             "Domainname": "",
             "User": _attr(spec, "user", default="") or image_config.get("User", ""),
-            "AttachStdin": bool(_attr(spec, "interactive", default=False)),
-            "AttachStdout": True,
-            "AttachStderr": True,
+            "AttachStdin": interactive and attached,
+            "AttachStdout": attached,
+            "AttachStderr": attached,
             "Tty": bool(_attr(spec, "tty", default=False)),
-            "OpenStdin": bool(_attr(spec, "interactive", default=False)),
-            "StdinOnce": bool(_attr(spec, "interactive", default=False)),
+            "OpenStdin": interactive,
+            "StdinOnce": interactive and attached,
             "Env": env,
             "Cmd": _attr(spec, "cmd", default=None) or image_config.get("Cmd"),
             "Image": _attr(spec, "image", default="") or "",
@@ -247,6 +257,133 @@ def container_json(c: Any, mgr: ContainerManager | None, root: str) -> dict:
             "OnBuild": None,
             "Labels": dict(_attr(spec, "labels", default=None) or {}),
         },
+        "NetworkSettings": _network_settings(
+            network, int(_attr(state, "pid", default=0) or 0) if running else 0
+        ),
+    }
+
+
+def _host_config(spec: Any, c: Any, mounts: list[dict], network: str) -> dict:
+    """HostConfig: what the container was given, and Docker's defaults for what dockweb does
+    not offer (no limits, no restart policy, no ports), so templates that read them work."""
+    from dockweb.runtime.oci import MASKED_PATHS, READONLY_PATHS
+
+    return {
+        "Binds": [_bind_string(m) for m in mounts] or None,
+        "ContainerIDFile": "",
+        "LogConfig": {"Type": "json-file", "Config": {}},
+        "NetworkMode": network,
+        "PortBindings": {},
+        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "AutoRemove": bool(_attr(spec, "auto_remove", default=False)),
+        "VolumeDriver": "",
+        "VolumesFrom": None,
+        "ConsoleSize": [0, 0],
+        "CapAdd": None,
+        "CapDrop": None,
+        "CgroupnsMode": "host",
+        "Dns": [],
+        "DnsOptions": [],
+        "DnsSearch": [],
+        "ExtraHosts": None,
+        "GroupAdd": None,
+        "IpcMode": "private",
+        "Cgroup": "",
+        "Links": None,
+        "OomScoreAdj": 0,
+        "PidMode": "",
+        "Privileged": False,
+        "PublishAllPorts": False,
+        "ReadonlyRootfs": False,
+        "SecurityOpt": None,
+        "UTSMode": "",
+        "UsernsMode": "",
+        "ShmSize": 67108864,
+        "Runtime": _attr(c, "runtime", default="crun") or "crun",
+        "Isolation": "",
+        "CpuShares": 0,
+        "Memory": 0,
+        "NanoCpus": 0,
+        "CgroupParent": "",
+        "BlkioWeight": 0,
+        "BlkioWeightDevice": [],
+        "BlkioDeviceReadBps": [],
+        "BlkioDeviceWriteBps": [],
+        "BlkioDeviceReadIOps": [],
+        "BlkioDeviceWriteIOps": [],
+        "CpuPeriod": 0,
+        "CpuQuota": 0,
+        "CpuRealtimePeriod": 0,
+        "CpuRealtimeRuntime": 0,
+        "CpusetCpus": "",
+        "CpusetMems": "",
+        "Devices": [],
+        "DeviceCgroupRules": None,
+        "DeviceRequests": None,
+        "KernelMemory": 0,
+        "KernelMemoryTCP": 0,
+        "MemoryReservation": 0,
+        "MemorySwap": 0,
+        "MemorySwappiness": None,
+        "OomKillDisable": False,
+        "PidsLimit": None,
+        "Ulimits": [],
+        "CpuCount": 0,
+        "CpuPercent": 0,
+        "IOMaximumIOps": 0,
+        "IOMaximumBandwidth": 0,
+        "MaskedPaths": list(MASKED_PATHS),
+        "ReadonlyPaths": list(READONLY_PATHS),
+    }
+
+
+def _graph_driver(mgr: ContainerManager | None, image_id: str, cdir: str) -> dict:
+    """GraphDriver as docker's overlay2 shows it: the lower directories top first (the init
+    layer, then the image's layers), the writable layer, its work dir and the merged root."""
+    lower = [os.path.join(cdir, "init")]
+    if mgr is not None and image_id:
+        try:
+            layers = mgr.store.get_image(image_id).layers
+        except DockwebError:
+            layers = []
+        lower += [mgr.store.layer_diff(ch) for ch in reversed(layers)]
+    return {
+        "Data": {
+            "LowerDir": ":".join(lower),
+            "MergedDir": os.path.join(cdir, "rootfs"),
+            "UpperDir": os.path.join(cdir, "upper"),
+            "WorkDir": os.path.join(cdir, "work"),
+        },
+        "Name": "overlay",
+    }
+
+
+def _network_settings(network: str, pid: int) -> dict:
+    """NetworkSettings for the two networks dockweb has: no addresses, no ports."""
+    endpoint = {
+        "IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": "", "EndpointID": "",
+        "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": None,
+    }
+    return {
+        "Bridge": "",
+        "SandboxID": "",
+        "SandboxKey": f"/proc/{pid}/ns/net" if pid else "",
+        "Ports": {},
+        "HairpinMode": False,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "SecondaryIPAddresses": None,
+        "SecondaryIPv6Addresses": None,
+        "EndpointID": "",
+        "Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "IPAddress": "",
+        "IPPrefixLen": 0,
+        "IPv6Gateway": "",
+        "MacAddress": "",
+        "Networks": {network: endpoint},
     }
 
 

@@ -300,6 +300,24 @@ def test_it_runs_detached_with_logs_ps_and_stop(dockweb, busybox):
     inspect = json.loads(dockweb("inspect", "ticker").stdout)[0]
     assert inspect["Id"] == cid and inspect["Name"] == "/ticker"
     assert inspect["State"]["Running"] is True and inspect["Path"] == "sh"
+    # Config as dockerd keeps it: the image's env merged in, nothing attached with -d
+    config = inspect["Config"]
+    assert any(e.startswith("PATH=") for e in config["Env"])
+    assert (config["AttachStdin"], config["AttachStdout"], config["AttachStderr"]) == (
+        False, False, False
+    )
+    assert inspect["HostConfig"]["RestartPolicy"] == {"Name": "no", "MaximumRetryCount": 0}
+    assert inspect["HostConfig"]["LogConfig"]["Type"] == "json-file"
+    assert list(inspect["NetworkSettings"]["Networks"]) == ["none"]
+    assert inspect["NetworkSettings"]["SandboxKey"] == f"/proc/{inspect['State']['Pid']}/ns/net"
+    data = inspect["GraphDriver"]["Data"]
+    assert os.path.isdir(data["UpperDir"]) and os.path.ismount(data["MergedDir"])
+    assert all(os.path.isdir(d) for d in data["LowerDir"].split(":"))
+    assert open(inspect["HostnamePath"]).read() == cid[:12] + "\n"
+    created = dockweb("create", busybox, "true").stdout.strip()
+    config = json.loads(dockweb("inspect", created).stdout)[0]["Config"]
+    assert (config["AttachStdout"], config["AttachStderr"]) == (True, True)
+    dockweb("rm", created)
     assert dockweb("stop", "-t", "1", "ticker").stdout == "ticker\n"
     assert dockweb("ps", "-q").stdout == ""
     row = dockweb("ps", "-a", "--format", "{{.Names}} {{.Status}}").stdout

@@ -394,6 +394,7 @@ def _spec_from_args(args):
         interactive=args.interactive,
         auto_remove=bool(args.rm),
         labels=args.label or [],
+        detach=bool(getattr(args, "detach", False)),
     )
 
 

@@ -153,6 +153,7 @@ class ContainerSpec:
     auto_remove: bool = False
     mounts: list[MountSpec] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
+    detach: bool = False  # run -d: nothing attached (inspect's Config.Attach*)
 
     @classmethod
     def from_dict(cls, d: dict) -> ContainerSpec:
