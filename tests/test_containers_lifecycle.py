@@ -311,7 +311,10 @@ def test_it_restarts(manager, image):
     c = manager.create(ContainerSpec(image=image, cmd=["sh", "-c", "echo run; sleep 30"]))
     manager.start(c.id)
     manager.restart(c.id, timeout=0)
-    assert manager.get(c.id).status is Status.RUNNING
+    st = manager.get(c.id).state
+    assert st.status is Status.RUNNING
+    # the first run's end stays recorded, as dockerd keeps FinishedAt
+    assert st.finished_at != "0001-01-01T00:00:00Z" and st.started_at > st.finished_at
     assert _poll(lambda: _out(manager, c.id) == "run\nrun\n")
     manager.remove(c.id, force=True)
 

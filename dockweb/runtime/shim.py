@@ -358,8 +358,7 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
         pid=pid,
         exit_code=0,
         error="",
-        started_at=now_rfc3339nano(),
-        finished_at="0001-01-01T00:00:00Z",
+        started_at=now_rfc3339nano(),  # FinishedAt keeps the last exit's, as dockerd's
         boot_id=_boot_id(),
     )
     crashpoint("shim.running", also=args.starter)
