@@ -334,8 +334,24 @@ def test_it_reports_missing_and_running_containers_like_docker(dockweb, busybox)
     assert (stop.returncode, stop.stderr) == (
         1, "Error response from daemon: No such container: nope\n"
     )
+    kill = dockweb("kill", "nope", check=False)  # dockerd's kill wraps every failure
+    assert (kill.returncode, kill.stderr) == (
+        1, "Error response from daemon: Cannot kill container: nope: No such container: nope\n"
+    )
     dockweb("pull", "-q", busybox)
-    cid = dockweb("run", "-d", busybox, "sleep", "100").stdout.strip()
+    cid = dockweb("run", "-d", "--name", "taken", busybox, "sleep", "100").stdout.strip()
+    # create prints the daemon's refusal as it is (status 1); run adds "docker: " (125)
+    create = dockweb("create", "--name", "taken", busybox, check=False)
+    conflict = (
+        'Error response from daemon: Conflict. The container name "/taken" is already in use '
+        f'by container "{cid}". You have to remove (or rename) that container to be able to '
+        "reuse that name."
+    )
+    assert (create.returncode, create.stderr) == (1, conflict + "\n")
+    run = dockweb("run", "--name", "taken", busybox, check=False)
+    assert (run.returncode, run.stderr) == (
+        125, f"dockweb: {conflict}\nSee 'dockweb run --help'.\n"
+    )
     rm = dockweb("rm", cid[:12], check=False)
     assert rm.returncode == 1
     assert rm.stderr == (

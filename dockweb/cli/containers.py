@@ -470,10 +470,14 @@ def _create_pulling(spec, args, cmd: str) -> str:
 def cmd_create(args) -> int:
     try:
         spec = _spec_from_args(args)
-        cid = _create_pulling(spec, args, "create")
-    except DockwebError as err:
+    except DockwebError as err:  # the client's own checks of its flags
         _report("create", err, with_help=True)
         return 125
+    try:
+        cid = _create_pulling(spec, args, "create")
+    except DockwebError as err:  # docker create prints the daemon's answer as it is
+        _err(_daemon(err))
+        return 1
     print(cid)
     return 0
 

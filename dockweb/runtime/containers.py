@@ -1125,8 +1125,11 @@ class ContainerManager:
     def kill(self, ref: str, signal: str | int = "KILL") -> None:
         """Send a signal. Docker's "Cannot kill container: x: Container <id> is not running"
         when nothing runs. With SIGKILL, returns once the container has exited."""
-        c = self.get(ref)
-        sig = parse_signal(signal)
+        sig = parse_signal(signal)  # first, as dockerd's router parses it before the lookup
+        try:
+            c = self.get(ref)
+        except ContainerNotFound as e:
+            raise ContainerNotFound(f"Cannot kill container: {ref}: {e}") from None
         if not c.status.can_kill():
             raise ContainerNotRunning(
                 f"Cannot kill container: {ref}: Container {c.id} is not running"
