@@ -190,6 +190,13 @@ def wait_container(ref: str) -> int:
     return get_manager().wait(ref)
 
 
+def rename_container(ref: str, new_name: str) -> None:
+    try:
+        get_manager().rename(ref, new_name)
+    finally:
+        sync_containers()
+
+
 def container_logs(
     ref: str, *, follow: bool = False, tail: int | None = None, timestamps: bool = False
 ) -> Iterator[tuple[str, str, str]]:

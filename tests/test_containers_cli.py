@@ -448,3 +448,45 @@ def test_exec_reports_a_command_that_cannot_start_on_stdout_with_126(dockweb, bu
         1, "", "Error response from daemon: Container box is paused, unpause the container "
         "before exec\n",
     )
+
+
+@needs_root
+def test_it_waits_renames_and_has_no_ports_as_docker(dockweb, busybox):
+    dockweb("pull", "-q", busybox)
+    cid = dockweb("run", "-d", "--name", "first", busybox, "sh", "-c", "sleep 1; exit 7").stdout
+    dockweb("create", "--name", "other", busybox, "true")
+    # wait blocks until the container ends; a created one answers at once; failures last
+    proc = dockweb("wait", "first", "nope", "other", check=False)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        1, "7\n0\n", "Error response from daemon: No such container: nope\n"
+    )
+    assert dockweb("rename", "first", "/second").stdout == ""
+    info = json.loads(dockweb("inspect", "second").stdout)[0]
+    assert info["Name"] == "/second" and info["Config"]["Hostname"] == cid[:12]
+    assert dockweb("ps", "-a", "--filter", "name=first", "-q").stdout == ""
+    refused = [
+        ("other", "Error when allocating new name: Conflict. The container name \"/other\" is "
+                  f"already in use by container \"{_id(dockweb, 'other')}\". You have to remove "
+                  "(or rename) that container to be able to reuse that name."),
+        ("second", "Renaming a container with the same name as its current name"),
+        ("bad name", "Error when allocating new name: Invalid container name (/bad name), only "
+                     "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"),
+    ]
+    for new, message in refused:
+        proc = dockweb("rename", "second", new, check=False)
+        assert (proc.returncode, proc.stderr) == (
+            1,
+            f"Error response from daemon: {message}\n"
+            "Error: failed to rename container named second\n",
+        )
+    proc = dockweb("rename", "second", " ", check=False)
+    assert (proc.returncode, proc.stderr) == (1, "Error: Neither old nor new names may be empty\n")
+    assert dockweb("port", "second").stdout == ""
+    proc = dockweb("port", "second", "80", check=False)
+    assert (proc.returncode, proc.stderr) == (
+        1, "Error: No public port '80/tcp' published for second\n"
+    )
+
+
+def _id(dockweb, name: str) -> str:
+    return json.loads(dockweb("inspect", name).stdout)[0]["Id"]

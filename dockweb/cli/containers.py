@@ -1066,6 +1066,56 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_wait(args) -> int:
+    """docker wait: each exit code as its container stops; the failures together at the end."""
+    from containers import services
+
+    errors = []
+    for name in args.containers:
+        try:
+            code = services.wait_container(name)
+        except DockwebError as err:
+            errors.append(_daemon(err))
+            continue
+        print(code, flush=True)
+    if errors:
+        _err("\n".join(errors))
+        return 1
+    return 0
+
+
+def cmd_rename(args) -> int:
+    from containers import services
+
+    old, new = args.container.strip(), args.new_name.strip()
+    if not old or not new:
+        _err("Error: Neither old nor new names may be empty")
+        return 1
+    try:
+        services.rename_container(old, new)
+    except DockwebError as err:
+        _err(_daemon(err))
+        _err(f"Error: failed to rename container named {old}")
+        return 1
+    return 0
+
+
+def cmd_port(args) -> int:
+    """docker port: dockweb publishes no ports (its networks are none and host), so there is
+    never a mapping to list; asking for one is docker's error for an unpublished port."""
+    from containers import services
+
+    services.get_container(args.container)
+    if args.port is None:
+        return 0
+    port, _, proto = args.port.partition("/")
+    if not port.isdigit() or int(port) > 65535:
+        _err(f'Error: invalid port ({port}): strconv.ParseUint: parsing "{port}": invalid syntax')
+        return 1
+    _err(f"Error: No public port '{port}/{proto or 'tcp'}' published for {args.container}")
+    return 1
+
+
 # -- volume ------------------------------------------------------------------------------
 
 
@@ -1350,6 +1400,20 @@ def _add_container_commands(sub, *, under_container: bool) -> None:
     p.add_argument("--format", help="Pretty-print images using a Go template")
     p.add_argument("containers", nargs="*", metavar="CONTAINER")
     p.set_defaults(func=cmd_stats)
+
+    p = _parser(sub, "wait", "Block until one or more containers stop, then print their exit codes")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.set_defaults(func=cmd_wait)
+
+    p = _parser(sub, "rename", "Rename a container")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("new_name", metavar="NEW_NAME")
+    p.set_defaults(func=cmd_rename)
+
+    p = _parser(sub, "port", "List port mappings or a specific mapping for the container")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("port", nargs="?", metavar="PRIVATE_PORT[/PROTO]")
+    p.set_defaults(func=cmd_port)
 
     p = _parser(sub, "export", "Export a container's filesystem as a tar archive")
     p.add_argument("-o", "--output", help="Write to a file, instead of STDOUT")

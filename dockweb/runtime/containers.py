@@ -635,6 +635,31 @@ class ContainerManager:
         crashpoint("container.create.recorded")
         return container
 
+    def rename(self, ref: str, new_name: str) -> Container:
+        """``docker rename``: a new name, with dockerd's checks and words. The hostname stays.
+        """
+        if not ref or not new_name:
+            raise InvalidContainerSpec("Neither old nor new names may be empty")
+        new_name = new_name.lstrip("/")
+        with self.store.locked():
+            c = self.get(ref)
+            if c.name == new_name:
+                raise InvalidContainerSpec(
+                    "Renaming a container with the same name as its current name"
+                )
+            if not _NAME.match(new_name):
+                raise InvalidContainerSpec(
+                    f"Error when allocating new name: Invalid container name (/{new_name}), "
+                    "only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                )
+            try:
+                self._reserve_name(new_name, c.id)
+            except ContainerConflict as e:
+                raise ContainerConflict(f"Error when allocating new name: {e}") from None
+            c.name = new_name
+            _write_json_atomic(os.path.join(self.cdir(c.id), "container.json"), c.record())
+        return c
+
     def _reserve_name(self, name: str, cid: str) -> str:
         taken = {}
         for other in self._ids():
