@@ -133,6 +133,40 @@ def test_it_filters_as_dockerd():
         cli.filter_summaries([up], {"color": ["red"]})
 
 
+def test_it_filters_by_order_volume_and_what_dockweb_lacks_as_dockerd():
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = []
+    for i, name in enumerate(["a", "b", "c"]):  # created 1 ms apart: the same second
+        row = info(name=name, created=base + timedelta(milliseconds=i))
+        row["Id"] = str(i) * 64
+        rows.append(row)
+    rows[1]["Mounts"] = [{"Type": "volume", "Name": "data", "Source": "/v/data/_data",
+                          "Destination": "/srv"}]
+    rows[2]["HostConfig"]["NetworkMode"] = "host"
+    a, b, c = (cli.container_summary(r) for r in rows)
+    every = [c, b, a]  # as ps lists them: newest first
+
+    def names(filters):
+        return [s["Names"][0] for s in cli.filter_summaries(every, filters)]
+
+    assert names({"before": ["c"]}) == ["/b", "/a"]
+    assert names({"since": ["a"]}) == ["/c", "/b"]
+    assert names({"since": ["a"], "before": ["/c"]}) == ["/b"]
+    assert names({"before": ["2" * 64]}) == ["/b", "/a"]
+    with pytest.raises(DockwebError, match="^no such container 222$"):
+        names({"before": ["222"]})  # a full ID or a name, not a prefix
+    assert names({"volume": ["data"]}) == names({"volume": ["/srv"]}) == ["/b"]
+    assert names({"volume": ["/v/data/_data"]}) == []  # a bind's source counts, not a volume's
+    assert names({"network": ["host"]}) == ["/c"]
+    assert names({"health": ["none"], "is-task": ["false"]}) == ["/c", "/b", "/a"]
+    assert names({"health": ["healthy"]}) == names({"is-task": ["true"]}) == []
+    assert names({"publish": ["80/tcp"]}) == names({"expose": ["8000-8080"]}) == []
+    with pytest.raises(DockwebError, match="^Unrecognised filter value for health: x$"):
+        names({"health": ["x"]})
+    with pytest.raises(DockwebError, match=r"^Invalid filter 'is-task=\[x\]'$"):
+        names({"is-task": ["x"]})
+
+
 def test_it_formats_volume_ls_and_label_functions():
     vols = [{"Name": "data", "Driver": "local", "Mountpoint": "/x", "Labels": {"a": "1"}}]
     out = format_rows(cli.volume_rows(vols), cli.VOLUME_TABLE, cli.VOLUME_HEADERS)

@@ -117,6 +117,15 @@ def _unix(value: str) -> int:
     return int(parse_time(value).timestamp())
 
 
+def _unix_ns(value: str) -> int:
+    """An RFC 3339 time in nanoseconds: creation order, where seconds tie."""
+    if not value or value.startswith("0001-01-01"):
+        return 0
+    head, _, frac = value.rstrip("Z").partition(".")
+    digits = "".join(c for c in frac if c.isdigit())[:9].ljust(9, "0")
+    return _unix(head + "Z") * 10**9 + int(digits)
+
+
 def _time(value: str) -> datetime | None:
     from dockweb.runtime.store import parse_time
 
@@ -139,6 +148,7 @@ def container_summary(info: dict, size: tuple[int, int] | None = None) -> dict:
         "ImageID": info["Image"],
         "Command": command,
         "Created": _unix(info["Created"]),
+        "_created_ns": _unix_ns(info["Created"]),  # ours: ps's order and before/since
         "State": state["Status"],
         "Status": status_text(
             state["Status"],
@@ -256,10 +266,17 @@ def ps_format(fmt: str | None, *, quiet: bool, size: bool) -> str:
 
 
 def filter_summaries(summaries: list[dict], filters: dict[str, list[str]]) -> list[dict]:
-    """``ps -f``: status, name, id, label, exited, ancestor (as dockerd's list filters)."""
+    """``ps -f`` as dockerd's list filters: status, name, id, label, exited, ancestor,
+    before and since (a container's full ID or name), volume (name, source or destination),
+    network, health, is-task, publish and expose. dockweb has no health checks, no swarm
+    tasks and no published ports: health=none and is-task=false keep every container,
+    the other values and any publish or expose keep none."""
     import re
 
-    accepted = {"status", "name", "id", "label", "exited", "ancestor", "before", "since"}
+    accepted = {
+        "status", "name", "id", "label", "exited", "ancestor", "before", "since", "volume",
+        "network", "health", "is-task", "publish", "expose",
+    }
     for key in filters:
         if key not in accepted:
             raise DockwebError(f"Invalid filter '{key}'")
@@ -267,8 +284,52 @@ def filter_summaries(summaries: list[dict], filters: dict[str, list[str]]) -> li
     for v in filters.get("status", []):
         if v not in states:
             raise DockwebError(f"Unrecognised filter value for status: {v}")
+    for v in filters.get("health", []):
+        if v not in ("starting", "healthy", "unhealthy", "none"):
+            raise DockwebError(f"Unrecognised filter value for health: {v}")
+    for v in filters.get("is-task", []):
+        if v not in ("true", "false"):
+            raise DockwebError(f"Invalid filter 'is-task=[{v}]'")
+    for key in ("publish", "expose"):
+        for v in filters.get(key, []):
+            for port in v.partition("/")[0].split("-"):
+                if not port.isdigit() or int(port) > 65535:
+                    raise DockwebError(
+                        f"error while looking up for {key} {v}: strconv.ParseUint: "
+                        f'parsing "{port}": invalid syntax'
+                    )
+    if filters.get("publish") or filters.get("expose"):
+        return []  # no container publishes or exposes a port
+    if "false" not in filters.get("is-task", ["false"]):
+        return []
+    if "none" not in filters.get("health", ["none"]):
+        return []
+    order = {}  # (created, id): the order ps lists in, newest first
+    for key in ("before", "since"):
+        if key in filters:
+            ref = filters[key][-1]
+            found = [
+                x for x in summaries
+                if x["Id"] == ref or ref.lstrip("/") in (n.lstrip("/") for n in x["Names"])
+            ]
+            if not found:
+                raise DockwebError(f"no such container {ref}")
+            order[key] = (found[0].get("_created_ns", 0), found[0]["Id"])
     out = []
     for s in summaries:
+        here = (s.get("_created_ns", 0), s["Id"])
+        if "before" in order and here >= order["before"]:
+            continue
+        if "since" in order and here <= order["since"]:
+            continue
+        if "volume" in filters and not any(
+            v in (m.get("Name") or m.get("Source"), m.get("Destination"))
+            for v in filters["volume"]
+            for m in s.get("Mounts") or []
+        ):
+            continue
+        if "network" in filters and s.get("NetworkMode", "") not in filters["network"]:
+            continue
         if "status" in filters and s["State"] not in filters["status"]:
             continue
         if "name" in filters and not any(
@@ -825,7 +886,7 @@ def cmd_ps(args) -> int:
     summaries = filter_summaries(summaries, filters)
     if not args.all and filters and "status" not in filters:
         summaries = [s for s in summaries if s["State"] in ("running", "paused", "restarting")]
-    summaries.sort(key=lambda s: (s["Created"], s["Id"]), reverse=True)
+    summaries.sort(key=lambda s: (s["_created_ns"], s["Id"]), reverse=True)
     if args.last is not None and args.last >= 0:
         summaries = summaries[: args.last]
     elif args.latest:
