@@ -208,3 +208,41 @@ def test_it_pushes_with_dockers_output_and_pulls_back(dockweb, registry, pushed,
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
     ).stdout.split()
     assert ids == [image.image_id]
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "stderr"),
+    [
+        (["stop"], 1, '"dockweb stop" requires at least 1 argument.\n'
+                      "See 'dockweb stop --help'.\n\n"
+                      "Usage:  dockweb stop [OPTIONS] CONTAINER [CONTAINER...]\n\n"
+                      "Stop one or more running containers\n"),
+        (["logs", "a", "b"], 1, '"dockweb logs" requires exactly 1 argument.\n'
+                                "See 'dockweb logs --help'.\n\n"
+                                "Usage:  dockweb logs [OPTIONS] CONTAINER\n\n"
+                                "Fetch the logs of a container\n"),
+        (["images", "a", "b"], 1, '"dockweb images" requires at most 1 argument.\n'
+                                  "See 'dockweb images --help'.\n\n"
+                                  "Usage:  dockweb images [OPTIONS] [REPOSITORY[:TAG]]\n\n"
+                                  "List images\n"),
+        (["port"], 1, '"dockweb port" requires at least 1 and at most 2 arguments.\n'
+                      "See 'dockweb port --help'.\n\n"
+                      "Usage:  dockweb port CONTAINER [PRIVATE_PORT[/PROTO]]\n\n"
+                      "List port mappings or a specific mapping for the container\n"),
+        (["system", "df", "x"], 1, '"dockweb system df" accepts no arguments.\n'
+                                   "See 'dockweb system df --help'.\n\n"
+                                   "Usage:  dockweb system df [OPTIONS]\n\n"
+                                   "Show docker disk usage\n"),
+        (["run"], 1, '"dockweb run" requires at least 1 argument.\n'
+                     "See 'dockweb run --help'.\n\n"
+                     "Usage:  dockweb run [OPTIONS] IMAGE [COMMAND] [ARG...]\n\n"
+                     "Run a command in a new container\n"),
+        (["container", "ls", "--bogus"], 125,
+         "unknown flag: --bogus\nSee 'dockweb container ls --help'.\n"),
+        (["ps", "-az"], 125, "unknown shorthand flag: 'z' in -az\nSee 'dockweb ps --help'.\n"),
+        (["run", "--bogus", "x"], 125, "unknown flag: --bogus\nSee 'dockweb run --help'.\n"),
+    ],
+)
+def test_it_reports_usage_errors_as_docker(dockweb, argv, code, stderr):
+    proc = dockweb(*argv, check=False)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (code, "", stderr)

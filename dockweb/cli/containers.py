@@ -1039,7 +1039,11 @@ def cmd_exec(args) -> int:
             return 1
         raise
     if not args.cmd:
-        _err('"dockweb exec" requires at least 2 arguments.\nSee \'dockweb exec --help\'.')
+        _err(
+            '"dockweb exec" requires at least 2 arguments.\nSee \'dockweb exec --help\'.\n\n'
+            "Usage:  dockweb exec [OPTIONS] CONTAINER COMMAND [ARG...]\n\n"
+            "Run a command in a running container"
+        )
         return 1
     env = []
     from containers.services import parse_env
@@ -1323,7 +1327,7 @@ def _add_create_flags(p) -> None:
     p.add_argument("-l", "--label", action="append", help="Set meta data on a container")
     p.add_argument("--help", action="help", help="Print usage")
     p.add_argument("image", metavar="IMAGE")
-    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="[COMMAND] [ARG...]")
 
 
 def _parser(sub, name: str, help: str, aliases=(), **kw):
