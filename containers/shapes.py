@@ -193,7 +193,15 @@ def container_json(c: Any, mgr: ContainerManager | None, root: str) -> dict:
     path = _attr(c, "path", default="") or ""
     args = list(_attr(c, "args", default=[]) or [])
     image_config = _image_config(mgr, _attr(c, "image_id", default=""))
-    mounts = [_mount_point(m) for m in (_attr(c, "mounts", default=None) or [])]
+    records = _attr(c, "mounts", default=None) or []
+    mounts = [_mount_point(m) for m in records]
+    anonymous = {
+        _attr(m, "destination", "target", default="")
+        for m in records
+        if _attr(m, "anonymous", default=False)
+    }
+    # Config.Volumes: the anonymous volumes, from -v /dst or the image's VOLUME
+    volumes = {d: {} for d in sorted(anonymous | set(image_config.get("Volumes") or {}))}
     name = _attr(c, "name", default="") or ""
     from dockweb.runtime.oci import merge_env
 
@@ -235,7 +243,9 @@ def container_json(c: Any, mgr: ContainerManager | None, root: str) -> dict:
         "ProcessLabel": "",
         "AppArmorProfile": "",
         "ExecIDs": None,
-        "HostConfig": _host_config(spec, c, mounts, network),
+        "HostConfig": _host_config(
+            spec, c, [m for m in mounts if m["Destination"] not in anonymous], network
+        ),
         "GraphDriver": _graph_driver(mgr, _attr(c, "image_id", default=""), cdir),
         "Mounts": mounts,
         "Config": {
@@ -251,7 +261,7 @@ def container_json(c: Any, mgr: ContainerManager | None, root: str) -> dict:
             "Env": env,
             "Cmd": _attr(spec, "cmd", default=None) or image_config.get("Cmd"),
             "Image": _attr(spec, "image", default="") or "",
-            "Volumes": None,
+            "Volumes": volumes or None,
             "WorkingDir": _attr(spec, "workdir", default="") or image_config.get("WorkingDir", ""),
             "Entrypoint": _entrypoint(spec, image_config),
             "OnBuild": None,
@@ -410,7 +420,10 @@ def _mount_point(m: Any) -> dict:
     )
     if kind == "volume":
         out["Driver"] = "local"
-        out["Mode"] = "ro" if readonly else "z"
+        # dockerd's modes: "z" for a named volume given as a bind (-v name:/dst), "" for an
+        # anonymous one (-v /dst, or the image's VOLUME)
+        anonymous = bool(_attr(m, "anonymous", default=False))
+        out["Mode"] = "ro" if readonly else ("" if anonymous else "z")
     else:
         out["Mode"] = "ro" if readonly else ""
     out["RW"] = not readonly

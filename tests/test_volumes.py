@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from containers.shapes import container_json
 from dockweb.runtime.containers import ContainerManager, ContainerSpec, MountSpec
 from dockweb.runtime.errors import VolumeInUse, VolumeNotFound
 from dockweb.runtime.pull import pull
@@ -98,6 +99,11 @@ def test_it_makes_anonymous_volumes_for_image_volumes_and_removes_them_with_v(ma
     (m,) = c.mounts
     assert m["anonymous"] and len(m["name"]) == 64 and m["destination"] == "/data"
     assert manager.volumes.users(m["name"]) == [c.id]
+    # inspect as dockerd: an anonymous volume is in Config.Volumes, not in Binds, mode ""
+    info = container_json(manager.get(c.id), manager, manager.root)
+    assert info["Config"]["Volumes"] == {"/data": {}}
+    assert info["HostConfig"]["Binds"] is None
+    assert [(x["Name"], x["Mode"], x["RW"]) for x in info["Mounts"]] == [(m["name"], "", True)]
     manager.remove(c.id, volumes=True)
     with pytest.raises(VolumeNotFound):
         manager.volumes.get(m["name"])
