@@ -271,10 +271,10 @@ def dockweb(tmp_path):
     env = dict(os.environ, DOCKWEB_ROOT=str(tmp_path / "store"),
                DOCKWEB_DATA=str(tmp_path / "data"))
 
-    def run(*args, check=True, input=None, stdout=subprocess.PIPE):
+    def run(*args, check=True, input=None, stdout=subprocess.PIPE, stdin=None):
         proc = subprocess.run(
             [sys.executable, "-m", "dockweb.cli", *args], cwd=REPO, env=env, stdout=stdout,
-            stderr=subprocess.PIPE, text=True, timeout=120, input=input,
+            stderr=subprocess.PIPE, text=True, timeout=120, input=input, stdin=stdin,
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"dockweb {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -524,3 +524,37 @@ def test_it_waits_renames_and_has_no_ports_as_docker(dockweb, busybox):
 
 def _id(dockweb, name: str) -> str:
     return json.loads(dockweb("inspect", name).stdout)[0]["Id"]
+
+
+def test_it_splits_cp_arguments_as_the_docker_client():
+    assert cli._split_cp_arg("box:/etc/passwd") == ("box", "/etc/passwd")
+    assert cli._split_cp_arg("/abs/a:b") == ("", "/abs/a:b")
+    assert cli._split_cp_arg("./a:b") == ("", "./a:b")
+    assert cli._split_cp_arg("plain") == ("", "plain")
+    assert cli._split_cp_arg("-") == ("", "-")
+
+
+@needs_root
+def test_cp_copies_both_ways_and_pipes_tars(dockweb, busybox, tmp_path):
+    dockweb("pull", "-q", busybox)
+    dockweb("run", "-d", "--name", "box", busybox, "sleep", "100")
+    (tmp_path / "note").write_text("hi\n")
+    assert dockweb("cp", str(tmp_path / "note"), "box:/tmp/").stdout == ""
+    assert dockweb("exec", "box", "cat", "/tmp/note").stdout == "hi\n"
+    assert dockweb("cp", "box:/tmp/note", str(tmp_path / "back")).returncode == 0
+    assert (tmp_path / "back").read_text() == "hi\n"
+    with open(tmp_path / "note.tar", "wb") as f:
+        assert dockweb("cp", "box:/tmp/note", "-", stdout=f).returncode == 0
+    with tarfile.open(tmp_path / "note.tar") as tar:
+        assert tar.getnames() == ["note"]
+    with open(tmp_path / "note.tar", "rb") as f:
+        assert dockweb("cp", "-", "box:/", stdin=f).returncode == 0
+    assert dockweb("exec", "box", "cat", "/note").stdout == "hi\n"
+    for argv, message in [
+        (["cp", "a", "b"], "must specify at least one container source\n"),
+        (["cp", "box:/a", "box:/b"], "copying between containers is not supported\n"),
+        (["cp", "box:/nope", str(tmp_path)],
+         "Error response from daemon: Could not find the file /nope in container box\n"),
+    ]:
+        proc = dockweb(*argv, check=False)
+        assert (proc.returncode, proc.stderr) == (1, message)

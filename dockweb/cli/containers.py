@@ -1131,6 +1131,63 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _split_cp_arg(arg: str) -> tuple[str, str]:
+    """docker/cli splitCpArg: ``CONTAINER:PATH`` or a local path (absolute, or a first part
+    starting with "." such as ``./a:b``)."""
+    if arg.startswith("/"):
+        return "", arg
+    container, sep, path = arg.partition(":")
+    if not sep or container.startswith("."):
+        return "", arg
+    return container, path
+
+
+def cmd_cp(args) -> int:
+    from containers import services
+    from dockweb.cli.output import GoWriter, OutputError
+    from dockweb.runtime import copy
+
+    src_container, src = _split_cp_arg(args.src)
+    dst_container, dst = _split_cp_arg(args.dst)
+    if not src_container and not dst_container:
+        _err("must specify at least one container source")
+        return 1
+    if src_container and dst_container:
+        _err("copying between containers is not supported")
+        return 1
+    mgr = services.get_manager()
+    try:
+        if src_container:
+            c, scope = mgr.scope(src_container)
+            if dst == "-":
+                if sys.stdout.isatty():
+                    _err("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+                    return 1
+                sys.stdout.flush()
+                out = GoWriter(sys.stdout.buffer, "/dev/stdout")
+                copy.archive(scope, src or "/", out, container=src_container,
+                             follow=args.follow_link)
+                out.flush()
+            else:
+                copy.copy_out(scope, src or "/", dst, container=src_container,
+                              follow=args.follow_link)
+        else:
+            c, scope = mgr.scope(dst_container)
+            if src == "-":
+                copy.extract(scope, sys.stdin.buffer, dst or "/", container=dst_container,
+                             label=args.dst)
+            else:
+                copy.copy_in(scope, src, dst or "/", container=dst_container,
+                             follow=args.follow_link)
+    except copy.CopyError as err:
+        _err(_daemon(err) if err.daemon else str(err))
+        return 1
+    except OutputError as err:
+        _err(str(err))
+        return 1
+    return 0
+
+
 def cmd_wait(args) -> int:
     """docker wait: each exit code as its container stops; the failures together at the end."""
     from containers import services
@@ -1465,6 +1522,15 @@ def _add_container_commands(sub, *, under_container: bool) -> None:
     p.add_argument("--format", help="Pretty-print images using a Go template")
     p.add_argument("containers", nargs="*", metavar="CONTAINER")
     p.set_defaults(func=cmd_stats)
+
+    p = _parser(sub, "cp", "Copy files/folders between a container and the local filesystem")
+    p.add_argument("-a", "--archive", action="store_true",
+                   help="Archive mode (copy all uid/gid information)")
+    p.add_argument("-L", "--follow-link", action="store_true",
+                   help="Always follow symbol link in SRC_PATH")
+    p.add_argument("src", metavar="SRC_PATH")
+    p.add_argument("dst", metavar="DEST_PATH")
+    p.set_defaults(func=cmd_cp)
 
     p = _parser(sub, "wait", "Block until one or more containers stop, then print their exit codes")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")

@@ -1589,6 +1589,20 @@ class ContainerManager:
                 raise DockwebError(f"ps: {why or f'exit status {ps.returncode}'}")
         return parse_ps(ps.stdout.decode(errors="replace"), set(pids))
 
+    def scope(self, ref: str):
+        """The container and its file system as its processes see it (``copy.Scope``): the
+        root file system mounted, with its volumes and bind mounts (``docker cp``)."""
+        from dockweb.runtime.copy import Scope
+
+        c = self.get(ref)
+        cdir = self.cdir(c.id)
+        files = [  # the files every container gets bind-mounted, as dockerd's
+            {"destination": f"/etc/{name}", "source": os.path.join(cdir, name), "rw": True}
+            for name in ("hostname", "hosts", "resolv.conf")
+            if os.path.exists(os.path.join(cdir, name))
+        ]
+        return c, Scope(self.mount_rootfs(c), [*c.mounts, *files])
+
     def export(self, ref: str, out: BinaryIO) -> None:
         """Write the container's merged root filesystem as a tar stream (``docker export``):
         owners numeric, entries relative to ``/``, without the volumes and bind mounts."""
