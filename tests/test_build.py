@@ -17,12 +17,12 @@ from dockweb.runtime.build import (
     build,
     parse_dockerfile,
 )
-from dockweb.runtime.containers import ContainerManager
 from dockweb.runtime.errors import BuildError, Conflict
 from dockweb.runtime.pull import pull
 from dockweb.runtime.registry import RegistryClient
 from dockweb.runtime.store import Store
 from tests.support import images as im
+from tests.support.containers import managed
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds run containers: needs root")
 
@@ -38,10 +38,7 @@ def store(registry, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def manager(store):
-    mgr = ContainerManager(store)
-    yield mgr
-    for c in mgr.list(all=True):
-        mgr.remove(c.id, force=True, volumes=True)
+    yield from managed(store)
 
 
 def _build(store, manager, dockerfile, context=None, **kw):

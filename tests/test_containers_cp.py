@@ -12,11 +12,8 @@ import tarfile
 import pytest
 
 from dockweb.runtime import copy
-from dockweb.runtime.containers import ContainerManager, ContainerSpec, MountSpec
-from dockweb.runtime.pull import pull
-from dockweb.runtime.registry import RegistryClient
-from dockweb.runtime.store import Store
-from tests.support import images as im
+from dockweb.runtime.containers import ContainerSpec, MountSpec
+from tests.support.containers import busybox_store, managed
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -28,18 +25,12 @@ SETUP = (
 
 @pytest.fixture(scope="module")
 def store(registry, tmp_path_factory):
-    store = Store(str(tmp_path_factory.mktemp("containers-cp") / "store"))
-    im.push_image(registry.host, "containers-cp/busybox", "1", im.busybox_base())
-    pull(store, RegistryClient(), f"{registry.host}/containers-cp/busybox:1")
-    return store
+    return busybox_store(registry, tmp_path_factory, "containers-cp")[0]
 
 
 @pytest.fixture(scope="module")
 def manager(store):
-    mgr = ContainerManager(store)
-    yield mgr
-    for c in mgr.list(all=True):
-        mgr.remove(c.id, force=True, volumes=True)
+    yield from managed(store)
 
 
 @pytest.fixture

@@ -9,21 +9,15 @@ import tarfile
 
 import pytest
 
-from dockweb.runtime.containers import ContainerManager, ContainerSpec
-from dockweb.runtime.pull import pull
-from dockweb.runtime.registry import RegistryClient
-from dockweb.runtime.store import Store
-from tests.support import images as im
+from dockweb.runtime.containers import ContainerSpec
+from tests.support.containers import busybox_store, managed
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
 
 @pytest.fixture(scope="module")
 def store(registry, tmp_path_factory):
-    store = Store(str(tmp_path_factory.mktemp("containers-fs") / "store"))
-    im.push_image(registry.host, "containers-fs/busybox", "1", im.busybox_base())
-    pull(store, RegistryClient(), f"{registry.host}/containers-fs/busybox:1")
-    return store
+    return busybox_store(registry, tmp_path_factory, "containers-fs")[0]
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +27,7 @@ def image(registry, store):
 
 @pytest.fixture(scope="module")
 def manager(store):
-    mgr = ContainerManager(store)
-    yield mgr
-    for c in mgr.list(all=True):
-        mgr.remove(c.id, force=True, volumes=True)
+    yield from managed(store)
 
 
 def _run(manager, image, *cmd, **kw):

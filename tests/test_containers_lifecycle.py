@@ -26,20 +26,14 @@ from dockweb.runtime.errors import (
     DockwebError,
     InvalidContainerSpec,
 )
-from dockweb.runtime.pull import pull
-from dockweb.runtime.registry import RegistryClient
-from dockweb.runtime.store import Store
-from tests.support import images as im
+from tests.support.containers import busybox_store, managed
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
 
 @pytest.fixture(scope="module")
 def store(registry, tmp_path_factory):
-    store = Store(str(tmp_path_factory.mktemp("containers") / "store"))
-    im.push_image(registry.host, "containers/busybox", "1", im.busybox_base())
-    pull(store, RegistryClient(), f"{registry.host}/containers/busybox:1")
-    return store
+    return busybox_store(registry, tmp_path_factory, "containers")[0]
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +43,7 @@ def image(registry, store):
 
 @pytest.fixture(scope="module")
 def manager(store):
-    mgr = ContainerManager(store)
-    yield mgr
-    for c in mgr.list(all=True):
-        mgr.remove(c.id, force=True, volumes=True)
+    yield from managed(store)
 
 
 def _run(manager, image, *cmd, **kw):

@@ -8,12 +8,13 @@ import os
 import pytest
 
 from containers.shapes import container_json
-from dockweb.runtime.containers import ContainerManager, ContainerSpec, MountSpec
+from dockweb.runtime.containers import ContainerSpec, MountSpec
 from dockweb.runtime.errors import VolumeInUse, VolumeNotFound
 from dockweb.runtime.pull import pull
 from dockweb.runtime.registry import RegistryClient
 from dockweb.runtime.store import Store
 from tests.support import images as im
+from tests.support.containers import managed
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -52,10 +53,7 @@ def data_image(registry, store):
 
 @pytest.fixture(scope="module")
 def manager(store):
-    mgr = ContainerManager(store)
-    yield mgr
-    for c in mgr.list(all=True):
-        mgr.remove(c.id, force=True, volumes=True)
+    yield from managed(store)
 
 
 def _run(manager, image, cmd, mounts, **kw):
