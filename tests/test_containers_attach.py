@@ -223,3 +223,52 @@ def test_it_keeps_signals_to_itself_with_sig_proxy_false(cli, runner):
     ps = cli("ps", "--format", "{{.Names}} {{.Status}}").stdout.decode()
     assert ps.startswith("alone Up ")  # the container never heard of it
     assert b"got" not in cli("logs", "alone").stdout
+
+
+def test_attach_follows_a_running_container_and_gives_its_exit_code(cli):
+    cid = cli("run", "-d", cli.image, "sh", "-c", "sleep 1; echo out; echo err >&2; exit 4")
+    proc = cli("attach", cid.stdout.decode().strip())
+    assert (proc.returncode, proc.stdout, proc.stderr) == (4, b"out\n", b"err\n")
+    cli("run", "-d", "-i", "--name", "reader", cli.image, "sh", "-c",
+        "read x; echo got $x; exit 5", check=True)
+    proc = cli("attach", "reader", input=b"hello\n")
+    assert (proc.returncode, proc.stdout) == (5, b"got hello\n")
+    for setup, message in [
+        (("create", "--name", "idle", cli.image), b"You cannot attach to a stopped container, "
+                                                  b"start it first\n"),
+        (("run", "-d", "--name", "frozen", cli.image, "sleep", "60"), b"You cannot attach to a "
+                                                                      b"paused container, "
+                                                                      b"unpause it first\n"),
+    ]:
+        name = setup[setup.index("--name") + 1]
+        cli(*setup, check=True)
+        if name == "frozen":
+            cli("pause", "frozen", check=True)
+        proc = cli("attach", name)
+        assert (proc.returncode, proc.stderr) == (1, message)
+    assert cli("attach", "nosuch").stderr == b"Error: No such container: nosuch\n"
+
+
+def test_attach_to_a_tty_container_and_detach_with_ctrl_p_ctrl_q(cli):
+    cli("run", "-dit", "--name", "term", cli.image, "sh", check=True)
+    proc, master = in_pty(cli.spawn, "attach", "term")
+    try:
+        # the shell's answer (not our terminal's echo of the line): the attach is up and
+        # our terminal raw, so ^Q is no flow control any more
+        os.write(master, b"echo $((6*7))\r")
+        read_until(master, r"\n42\r\n")
+        os.write(master, b"\x10\x11")
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert cli("inspect", "-f", "{{.State.Running}}", "term").stdout == b"true\n"
+    proc, master = in_pty(cli.spawn, "attach", "term")
+    try:
+        os.write(master, b"exit 3\r")
+        assert proc.wait(20) == 3
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)

@@ -629,7 +629,7 @@ class SignalProxy:
                 pass
 
 
-def _start_attached(cid: str, *, sig_proxy: bool = True) -> int:
+def _start_attached(cid: str, *, sig_proxy: bool = True, start: bool = True) -> int:
     """Start with the container's output copied to ours; its exit code. With
     ``sig_proxy``, signals we receive go to the container (``SignalProxy``).
 
@@ -649,8 +649,9 @@ def _start_attached(cid: str, *, sig_proxy: bool = True) -> int:
     proxy = SignalProxy(lambda signum: mgr.kill(cid, signum), on=sig_proxy)
     try:
         with open(log_path, "rb") as log, proxy:
-            log.seek(0, os.SEEK_END)  # start -a again: only the new run's output
-            services.start_container(cid)
+            log.seek(0, os.SEEK_END)  # start -a again (or attach): only what comes now
+            if start:
+                services.start_container(cid)
             pending = b""
             while True:
                 proxy.forward()
@@ -673,7 +674,9 @@ def _start_attached(cid: str, *, sig_proxy: bool = True) -> int:
     return services.wait_container(cid)
 
 
-def _start_interactive(cid: str, *, interactive: bool, sig_proxy: bool = True) -> int:
+def _start_interactive(
+    cid: str, *, interactive: bool, sig_proxy: bool = True, start: bool = True
+) -> int:
     """Start a ``-i``/``-t`` container and attach to its supervisor (``run -it``, ``start
     -ai``): our stdin to the container's (with ``interactive``), its output to ours, our
     terminal raw and its size passed on (with a tty). Ctrl-P Ctrl-Q detaches and leaves the
@@ -705,10 +708,13 @@ def _start_interactive(cid: str, *, interactive: bool, sig_proxy: bool = True) -
     )
     try:
         proxy.__enter__()
-        try:
-            sock = mgr.start_attached(cid)  # attached before the process runs, as Docker
-        finally:
-            services.sync_containers()
+        if start:
+            try:
+                sock = mgr.start_attached(cid)  # attached before the process runs, as Docker
+            finally:
+                services.sync_containers()
+        else:  # docker attach: a new client of the running container's attach socket
+            sock = attach.connect(mgr.attach_path(cid))
         term_fd = next((fd for fd in (in_fd, out_fd) if fd is not None and os.isatty(fd)), None)
 
         def resize() -> None:
@@ -724,7 +730,7 @@ def _start_interactive(cid: str, *, interactive: bool, sig_proxy: bool = True) -
 
         resize()
         if saved is not None:
-            tty.setraw(in_fd)
+            tty.setraw(in_fd, termios.TCSANOW)  # as docker's MakeRaw: type-ahead kept
         sys.stdout.flush()
         with sock:
             ended = attach.proxy(
@@ -1098,7 +1104,7 @@ def proxy_terminal(handle, *, interactive: bool) -> int:
     try:
         resize()
         if saved is not None:
-            tty.setraw(in_fd)
+            tty.setraw(in_fd, termios.TCSANOW)  # as docker's MakeRaw: type-ahead kept
         sys.stdout.flush()
         return handle.proxy(in_fd, out_fd, on_wakeup=resize, wakeup_fd=wake_r)
     finally:
@@ -1129,6 +1135,36 @@ def cmd_export(args) -> int:
         _err(str(err))
         return 1
     return 0
+
+
+def cmd_attach(args) -> int:
+    """docker attach: the running container's output from now on (and our stdin to it when
+    it has one), signals passed on, its exit code. Ctrl-P Ctrl-Q detaches from a tty."""
+    from containers import services
+    from dockweb.runtime.containers import Status
+
+    try:
+        c = services.get_container(args.container)
+    except DockwebError as err:
+        if _is_not_found(err):
+            _err(_client_not_found("container", args.container))
+            return 1
+        raise
+    if not c.status.is_active:
+        _err("You cannot attach to a stopped container, start it first")
+        return 1
+    if c.status is Status.PAUSED:
+        _err("You cannot attach to a paused container, unpause it first")
+        return 1
+    interactive = c.spec.interactive and not args.no_stdin
+    if c.spec.tty and interactive and not sys.stdin.isatty():
+        _err("the input device is not a TTY")
+        return 1
+    if c.spec.tty or c.spec.interactive:
+        return _start_interactive(
+            c.id, interactive=interactive, sig_proxy=args.sig_proxy, start=False
+        )
+    return _start_attached(c.id, sig_proxy=args.sig_proxy, start=False)
 
 
 def _split_cp_arg(arg: str) -> tuple[str, str]:
@@ -1522,6 +1558,13 @@ def _add_container_commands(sub, *, under_container: bool) -> None:
     p.add_argument("--format", help="Pretty-print images using a Go template")
     p.add_argument("containers", nargs="*", metavar="CONTAINER")
     p.set_defaults(func=cmd_stats)
+
+    p = _parser(sub, "attach",
+                "Attach local standard input, output, and error streams to a running container")
+    p.add_argument("--no-stdin", action="store_true", help="Do not attach STDIN")
+    _add_sig_proxy_flag(p)
+    p.add_argument("container", metavar="CONTAINER")
+    p.set_defaults(func=cmd_attach)
 
     p = _parser(sub, "cp", "Copy files/folders between a container and the local filesystem")
     p.add_argument("-a", "--archive", action="store_true",
