@@ -198,10 +198,18 @@ def rename_container(ref: str, new_name: str) -> None:
 
 
 def container_logs(
-    ref: str, *, follow: bool = False, tail: int | None = None, timestamps: bool = False
+    ref: str,
+    *,
+    follow: bool = False,
+    tail: int | None = None,
+    timestamps: bool = False,
+    since: float | None = None,
+    until: float | None = None,
 ) -> Iterator[tuple[str, str, str]]:
     """(stream, line, time) in order; with ``follow``, until the container stops."""
-    return get_manager().logs(ref, follow=follow, tail=tail, timestamps=timestamps)
+    return get_manager().logs(
+        ref, follow=follow, tail=tail, timestamps=timestamps, since=since, until=until
+    )
 
 
 def container_diff(ref: str) -> list[tuple[str, str]]:

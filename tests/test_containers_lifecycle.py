@@ -26,6 +26,7 @@ from dockweb.runtime.errors import (
     DockwebError,
     InvalidContainerSpec,
 )
+from dockweb.runtime.store import parse_time
 from tests.support.containers import busybox_store, managed
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
@@ -425,6 +426,11 @@ def test_it_follows_and_tails_logs(manager, image):
     assert [t for _, t, _ in manager.logs(c.id, tail=1)] == ["3\n"]
     (stamped,) = [t for _, t, _ in manager.logs(c.id, tail=1, timestamps=True)]
     assert stamped.endswith("Z 3\n")
+    # --since and --until: the entries written from and up to a time
+    times = [parse_time(t).timestamp() for _, _, t in manager.logs(c.id)]
+    assert [t for _, t, _ in manager.logs(c.id, since=times[1])] == ["2\n", "3\n"]
+    assert [t for _, t, _ in manager.logs(c.id, until=times[1])] == ["1\n", "2\n"]
+    assert [t for _, t, _ in manager.logs(c.id, since=times[1], until=times[1])] == ["2\n"]
 
 
 def test_it_execs_in_a_running_container(manager, image, tmp_path):

@@ -135,3 +135,24 @@ def test_it_gives_nothing_for_a_zero_creation_time():
 
 def test_it_uses_the_current_time_by_default():
     assert created_since(datetime.now(UTC) - timedelta(days=3)) == "3 days ago"
+
+
+def test_it_reads_times_and_durations_as_mobys_get_timestamp():
+    from datetime import UTC, datetime
+
+    from dockweb.runtime.units import TimestampError, get_timestamp
+
+    now = datetime(2026, 1, 1, 12, 0, 0, 500000, tzinfo=UTC)
+    noon = now.replace(microsecond=0).timestamp()
+    assert get_timestamp("1s", now) == noon - 1  # whole seconds, as Unix() truncates
+    assert get_timestamp("1h30m", now) == noon - 5400
+    assert get_timestamp("-1s", now) == noon + 1
+    assert get_timestamp("0", now) == 0  # "0" is Unix time 0, not a duration
+    assert get_timestamp("1700000000.5", now) == 1700000000.5
+    assert get_timestamp("2026-01-01T10:00:00Z", now) == noon - 2 * 3600
+    assert get_timestamp("2026-01-01T10:00:00.25+02:00", now) == noon - 4 * 3600 + 0.25
+    local = datetime(2026, 1, 1, 10).astimezone().timestamp()  # no zone: local time
+    assert get_timestamp("2026-01-01T10", now) == local
+    assert get_timestamp("2026-01-01", now) == datetime(2026, 1, 1).astimezone().timestamp()
+    with pytest.raises(TimestampError, match='^failed to parse value as time or duration: "x"$'):
+        get_timestamp("x", now)

@@ -913,6 +913,8 @@ def cmd_logs(args) -> int:
             tail = None  # docker shows everything for a tail it cannot parse
         if tail is not None and tail < 0:
             tail = None
+    from dockweb.runtime.units import TimestampError, get_timestamp
+
     try:
         services.get_container(args.container)
     except DockwebError as err:
@@ -921,9 +923,19 @@ def cmd_logs(args) -> int:
         else:
             _err(_daemon(err))
         return 1
+    bounds = {}
+    for key in ("since", "until"):
+        value = getattr(args, key)
+        if value:
+            try:
+                bounds[key] = get_timestamp(value)
+            except TimestampError as err:
+                _err(f'invalid value for "{key}": {err}')
+                return 1
     try:
         for stream, line, _stamp in services.container_logs(
-            args.container, follow=args.follow, tail=tail, timestamps=args.timestamps
+            args.container, follow=args.follow, tail=tail, timestamps=args.timestamps,
+            **bounds,
         ):
             out = sys.stderr if stream == "stderr" else sys.stdout
             out.write(line)
@@ -1514,6 +1526,10 @@ def _add_container_commands(sub, *, under_container: bool) -> None:
                    help='Number of lines to show from the end of the logs (default "all")')
     p.add_argument("-t", "--timestamps", action="store_true", help="Show timestamps")
     p.add_argument("--details", action="store_true", help="Show extra details provided to logs")
+    p.add_argument("--since", help="Show logs since timestamp (e.g. 2013-01-02T13:23:37Z) or "
+                   "relative (e.g. 42m for 42 minutes)")
+    p.add_argument("--until", help="Show logs before a timestamp (e.g. 2013-01-02T13:23:37Z) "
+                   "or relative (e.g. 42m for 42 minutes)")
     p.add_argument("container", metavar="CONTAINER")
     p.set_defaults(func=cmd_logs)
 

@@ -1371,10 +1371,13 @@ class ContainerManager:
         tail: int | None = None,
         timestamps: bool = False,
         since: str | float | None = None,
+        until: float | None = None,
     ) -> Iterator[tuple[str, str, str]]:
         """Yield (stream, text, time) from the json-file log. ``text`` keeps its newline;
         with ``timestamps`` it is prefixed by the time and a space (as ``docker logs -t``).
-        ``follow`` keeps reading until the container stops."""
+        ``follow`` keeps reading until the container stops. ``since`` and ``until`` (Unix
+        seconds) keep the entries written from and up to then; ``until`` also ends a
+        follow once it has passed, as dockerd's."""
         c = self.get(ref)
         path = os.path.join(self.cdir(c.id), "container.log")
         since_dt = None
@@ -1392,6 +1395,8 @@ class ContainerManager:
                 return None
             if since_dt is not None and parse_time(d["time"]) < since_dt:
                 return None
+            if until is not None and parse_time(d["time"]).timestamp() > until:
+                return None
             text = d["log"]
             if timestamps:
                 text = f"{d['time']} {text}"
@@ -1402,7 +1407,14 @@ class ContainerManager:
         except FileNotFoundError:
             return
         with f:
-            yield from _read_log(f, entry, tail, lambda: follow and self.shim_alive(c.id))
+            yield from _read_log(
+                f,
+                entry,
+                tail,
+                lambda: follow
+                and (until is None or time.time() <= until)
+                and self.shim_alive(c.id),
+            )
 
     # -- inspection -----------------------------------------------------------------------
 

@@ -13,10 +13,8 @@ qualifies is left alone and reported as skipped.
 
 from __future__ import annotations
 
-import contextlib
-import re
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from dockweb.runtime.errors import Conflict, DockwebError, ImageNotFound
 from dockweb.runtime.store import ImageRecord, Store, parse_time
@@ -214,27 +212,15 @@ def summary(du: dict) -> list[dict]:
 
 # -- filters -----------------------------------------------------------------------------
 
-_DURATION = re.compile(r"^([0-9]*\.?[0-9]+(ns|us|µs|ms|s|m|h))+$")
-_DURATION_PART = re.compile(r"([0-9]*\.?[0-9]+)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-
-
 def parse_until(value: str, now: datetime | None = None) -> datetime:
-    """``until=`` as moby's ``timetypes.GetTimestamp``: a Go duration before ``now``, an RFC
-    3339 time or date, or Unix seconds. Raises InvalidPruneFilter."""
-    now = now or datetime.now(UTC)
-    if _DURATION.match(value):
-        secs = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(value))
-        return now - timedelta(seconds=secs)
-    if re.fullmatch(r"\d+(\.\d+)?", value):
-        return datetime.fromtimestamp(float(value), UTC)
-    for fmt in ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d"):
-        with contextlib.suppress(ValueError):
-            return datetime.strptime(value, fmt).astimezone(UTC)
-    parsed = parse_time(value)
-    if parsed.year == 1:
-        raise InvalidPruneFilter(f'failed to parse value as time or duration: "{value}"')
-    return parsed
+    """``until=`` as moby's ``timetypes.GetTimestamp`` (``units.get_timestamp``). Raises
+    InvalidPruneFilter."""
+    from dockweb.runtime.units import TimestampError, get_timestamp
+
+    try:
+        return datetime.fromtimestamp(get_timestamp(value, now), UTC)
+    except TimestampError as e:
+        raise InvalidPruneFilter(str(e)) from None
 
 
 def check_filters(filters: dict[str, list[str]], accepted: set[str]) -> None:

@@ -9,7 +9,9 @@ and C's, which Python's ``%`` operator uses, give the same text for these values
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import math
+import re
+from datetime import UTC, datetime, timedelta, timezone
 
 DECIMAL_ABBRS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
 BINARY_ABBRS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
@@ -103,3 +105,53 @@ def created_since(created: datetime | None, now: datetime | None = None) -> str:
     elif now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     return human_duration((now - created).total_seconds()) + " ago"
+
+
+# -- moby's timetypes.GetTimestamp ----------------------------------------------------------
+
+_GO_DURATION = re.compile(r"^[-+]?(?:0|(?:[0-9]*\.?[0-9]+(?:ns|us|µs|μs|ms|s|m|h))+)$")
+_GO_DURATION_PART = re.compile(r"([0-9]*\.?[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
+_GO_UNIT_SECONDS = {
+    "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600
+}
+_GO_TIME = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})"
+    r"(?:T(\d{2})(?::(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?)?"
+    r"(Z|z|[+-]\d{2}:\d{2})?$"
+)
+
+
+class TimestampError(ValueError):
+    """``str()`` is moby's words: failed to parse value as time or duration: "x"."""
+
+
+def get_timestamp(value: str, now: datetime | None = None) -> float:
+    """``--since``/``--until``/``until=`` as moby's ``timetypes.GetTimestamp``, in Unix
+    seconds: a Go duration before ``now`` (whole seconds, as there; ``-1s`` is after it),
+    an RFC 3339 date or time (local time without a zone), or Unix seconds ``S[.NNNNNNNNN]``.
+    """
+    now = now or datetime.now(UTC)
+    if value != "0" and _GO_DURATION.match(value):
+        sign = -1 if value.startswith("-") else 1
+        secs = sum(float(n) * _GO_UNIT_SECONDS[u] for n, u in _GO_DURATION_PART.findall(value))
+        return float(math.floor(now.timestamp() - sign * secs))
+    m = _GO_TIME.match(value)
+    if m:
+        year, month, day, hour, minute, second, frac, zone = m.groups()
+        try:
+            t = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0),
+                         int(second or 0))
+        except ValueError:
+            raise TimestampError(f'parsing time "{value}": out of range') from None
+        if zone in (None, ""):
+            t = t.astimezone()  # local time, as ParseInLocation with the local zone
+        elif zone in ("Z", "z"):
+            t = t.replace(tzinfo=UTC)
+        else:
+            hours, minutes = int(zone[1:3]), int(zone[4:6])
+            offset = timedelta(hours=hours, minutes=minutes) * (1 if zone[0] == "+" else -1)
+            t = t.replace(tzinfo=timezone(offset))
+        return t.timestamp() + (int(frac.ljust(9, "0")) / 1e9 if frac else 0.0)
+    if "-" not in value and re.fullmatch(r"\d+(?:\.\d{1,9})?", value):
+        return float(value)
+    raise TimestampError(f'failed to parse value as time or duration: "{value}"')
