@@ -141,7 +141,7 @@ def run_attached(spec: ContainerSpec) -> int:
 def stop_container(ref: str, timeout: int | None = None) -> None:
     mgr = get_manager()
     try:
-        mgr.stop(ref, timeout=10 if timeout is None else timeout)
+        mgr.stop(ref, timeout=mgr.stop_timeout(ref) if timeout is None else timeout)
     finally:
         sync_containers()
 
@@ -149,7 +149,7 @@ def stop_container(ref: str, timeout: int | None = None) -> None:
 def restart_container(ref: str, timeout: int | None = None) -> None:
     mgr = get_manager()
     try:
-        mgr.restart(ref, timeout=10 if timeout is None else timeout)
+        mgr.restart(ref, timeout=mgr.stop_timeout(ref) if timeout is None else timeout)
     finally:
         sync_containers()
 

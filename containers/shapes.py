@@ -28,7 +28,75 @@ class InvalidOption(DockwebError):
     """A run/create option docker refuses before asking the daemon (bad -v, -e …)."""
 
 
+class InvalidFlag(InvalidOption):
+    """A flag value the docker client cannot parse: ``invalid argument "x" for "-m,
+    --memory" flag: invalid size: 'x'`` (printed bare, with the help hint, status 125)."""
+
+    def __init__(self, value: str, flag: str, reason: str) -> None:
+        super().__init__(f'invalid argument "{value}" for "{flag}" flag: {reason}')
+
+
 # -- options into a spec -----------------------------------------------------------------
+
+
+_RAM_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40,
+              "p": 1 << 50}
+
+
+def parse_memory(value: str) -> int:
+    """-m as go-units RAMInBytes: ``512m``, ``1.5g``, ``1024`` (binary units, any case)."""
+    import re
+
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kKmMgGtTpPbB]?)[bB]?", value.strip())
+    if not m:
+        raise InvalidFlag(value, "-m, --memory", f"invalid size: '{value}'")
+    return int(float(m.group(1)) * _RAM_UNITS[m.group(2).lower()])
+
+
+def parse_cpus(value: str) -> int:
+    """--cpus: a decimal number of CPUs, as nano CPUs (docker's NanoCPUs)."""
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        nano = Decimal(value) * 10**9
+    except InvalidOperation:
+        raise InvalidFlag(
+            value, "--cpus", f"failed to parse {value} as a rational number"
+        ) from None
+    if nano != nano.to_integral_value():
+        raise InvalidFlag(value, "--cpus", "value is too precise")
+    return int(nano)
+
+
+def parse_tmpfs(values: list[str]) -> dict[str, str]:
+    """--tmpfs /dst[:options]."""
+    out = {}
+    for v in values:
+        dest, _, options = v.partition(":")
+        if not dest.startswith("/"):
+            raise InvalidOption(
+                f"invalid mount config for type \"tmpfs\": invalid mount path: '{dest}' "
+                "mount path must be absolute"
+            )
+        out[dest] = options
+    return out
+
+
+def parse_hosts(values: list[str]) -> list[str]:
+    """--add-host name:ip (docker's ValidateExtraHost)."""
+    import ipaddress
+
+    out = []
+    for v in values:
+        name, sep, ip = v.partition(":")
+        if not sep or not name:
+            raise InvalidFlag(v, "--add-host", f'bad format for add-host: "{v}"')
+        try:
+            ipaddress.ip_address(ip.strip("[]"))
+        except ValueError:
+            raise InvalidFlag(v, "--add-host", f'invalid IP address in add-host: "{ip}"') from None
+        out.append(v)
+    return out
 
 
 def parse_mount(value: str) -> MountSpec:
@@ -101,6 +169,16 @@ def build_spec(
     auto_remove: bool = False,
     labels: list[str] = (),
     detach: bool = False,
+    read_only: bool = False,
+    cap_add: list[str] = (),
+    cap_drop: list[str] = (),
+    tmpfs: list[str] = (),
+    add_host: list[str] = (),
+    memory: str = "",
+    cpus: str = "",
+    pids_limit: int = 0,
+    stop_signal: str = "",
+    stop_timeout: int | None = None,
 ) -> ContainerSpec:
     """A ContainerSpec from docker run's options, checked as the docker client checks them."""
     from dockweb.runtime.containers import ContainerSpec
@@ -130,6 +208,16 @@ def build_spec(
         mounts=[parse_mount(v) for v in volumes],
         labels=parse_labels(list(labels)),
         detach=detach,
+        read_only=read_only,
+        cap_add=list(cap_add),
+        cap_drop=list(cap_drop),
+        tmpfs=parse_tmpfs(list(tmpfs)),
+        extra_hosts=parse_hosts(list(add_host)),
+        memory=parse_memory(memory) if memory else 0,
+        nano_cpus=parse_cpus(cpus) if cpus else 0,
+        pids_limit=max(int(pids_limit or 0), 0),
+        stop_signal=stop_signal,
+        stop_timeout=stop_timeout,
     )
 
 
@@ -266,6 +354,7 @@ def container_json(c: Any, mgr: ContainerManager | None, root: str) -> dict:
             "Entrypoint": _entrypoint(spec, image_config),
             "OnBuild": None,
             "Labels": dict(_attr(spec, "labels", default=None) or {}),
+            **_stop_config(spec, image_config),
         },
         "NetworkSettings": _network_settings(
             network, int(_attr(state, "pid", default=0) or 0) if running else 0
@@ -278,6 +367,8 @@ def _host_config(spec: Any, c: Any, mounts: list[dict], network: str) -> dict:
     not offer (no limits, no restart policy, no ports), so templates that read them work."""
     from dockweb.runtime.oci import MASKED_PATHS, READONLY_PATHS
 
+    memory = int(_attr(spec, "memory", default=0) or 0)
+    tmpfs = _attr(spec, "tmpfs", default=None) or {}
     return {
         "Binds": [_bind_string(m) for m in mounts] or None,
         "ContainerIDFile": "",
@@ -289,13 +380,13 @@ def _host_config(spec: Any, c: Any, mounts: list[dict], network: str) -> dict:
         "VolumeDriver": "",
         "VolumesFrom": None,
         "ConsoleSize": [0, 0],
-        "CapAdd": None,
-        "CapDrop": None,
+        "CapAdd": _caps(_attr(spec, "cap_add", default=None)),
+        "CapDrop": _caps(_attr(spec, "cap_drop", default=None)),
         "CgroupnsMode": "host",
         "Dns": [],
         "DnsOptions": [],
         "DnsSearch": [],
-        "ExtraHosts": None,
+        "ExtraHosts": list(_attr(spec, "extra_hosts", default=None) or []) or None,
         "GroupAdd": None,
         "IpcMode": "private",
         "Cgroup": "",
@@ -304,7 +395,7 @@ def _host_config(spec: Any, c: Any, mounts: list[dict], network: str) -> dict:
         "PidMode": "",
         "Privileged": False,
         "PublishAllPorts": False,
-        "ReadonlyRootfs": False,
+        "ReadonlyRootfs": bool(_attr(spec, "read_only", default=False)),
         "SecurityOpt": None,
         "UTSMode": "",
         "UsernsMode": "",
@@ -312,8 +403,8 @@ def _host_config(spec: Any, c: Any, mounts: list[dict], network: str) -> dict:
         "Runtime": _attr(c, "runtime", default="crun") or "crun",
         "Isolation": "",
         "CpuShares": 0,
-        "Memory": 0,
-        "NanoCpus": 0,
+        "Memory": memory,
+        "NanoCpus": int(_attr(spec, "nano_cpus", default=0) or 0),
         "CgroupParent": "",
         "BlkioWeight": 0,
         "BlkioWeightDevice": [],
@@ -333,10 +424,10 @@ def _host_config(spec: Any, c: Any, mounts: list[dict], network: str) -> dict:
         "KernelMemory": 0,
         "KernelMemoryTCP": 0,
         "MemoryReservation": 0,
-        "MemorySwap": 0,
+        "MemorySwap": memory * 2,
         "MemorySwappiness": None,
         "OomKillDisable": False,
-        "PidsLimit": None,
+        "PidsLimit": int(_attr(spec, "pids_limit", default=0) or 0) or None,
         "Ulimits": [],
         "CpuCount": 0,
         "CpuPercent": 0,
@@ -344,7 +435,33 @@ def _host_config(spec: Any, c: Any, mounts: list[dict], network: str) -> dict:
         "IOMaximumBandwidth": 0,
         "MaskedPaths": list(MASKED_PATHS),
         "ReadonlyPaths": list(READONLY_PATHS),
+        **({"Tmpfs": dict(tmpfs)} if tmpfs else {}),
     }
+
+
+def _stop_config(spec: Any, image_config: dict) -> dict:
+    """Config.StopSignal (given or the image's) and StopTimeout (when given), as dockerd."""
+    out = {}
+    signal = _attr(spec, "stop_signal", default="") or image_config.get("StopSignal")
+    if signal:
+        out["StopSignal"] = signal
+    timeout = _attr(spec, "stop_timeout", default=None)
+    if timeout is not None:
+        out["StopTimeout"] = timeout
+    return out
+
+
+def _caps(names: list[str] | None) -> list[str] | None:
+    """CapAdd/CapDrop as dockerd keeps them: normalized (CAP_X, ALL)."""
+    from dockweb.runtime.oci import normalize_capability
+
+    out = []
+    for name in names or []:
+        try:
+            out.append(normalize_capability(name))
+        except ValueError:
+            out.append(name)
+    return out or None
 
 
 def _graph_driver(mgr: ContainerManager | None, image_id: str, cdir: str) -> dict:

@@ -558,3 +558,31 @@ def test_cp_copies_both_ways_and_pipes_tars(dockweb, busybox, tmp_path):
     ]:
         proc = dockweb(*argv, check=False)
         assert (proc.returncode, proc.stderr) == (1, message)
+
+
+@needs_root
+def test_run_takes_dockers_host_config_flags_and_inspect_shows_them(dockweb, busybox):
+    dockweb("pull", "-q", busybox)
+    dockweb("create", "--name", "tuned", "--read-only", "--cap-add", "net_admin",
+            "--cap-drop", "MKNOD", "--tmpfs", "/run:size=1m", "--add-host", "db:10.0.0.5",
+            "-m", "64m", "--cpus", "1.5", "--pids-limit", "50", "--stop-signal", "SIGUSR1",
+            "--stop-timeout", "3", busybox, "true")
+    info = json.loads(dockweb("inspect", "tuned").stdout)[0]
+    host = info["HostConfig"]
+    assert (host["ReadonlyRootfs"], host["CapAdd"], host["CapDrop"]) == (
+        True, ["CAP_NET_ADMIN"], ["CAP_MKNOD"]
+    )
+    assert host["Tmpfs"] == {"/run": "size=1m"} and host["ExtraHosts"] == ["db:10.0.0.5"]
+    assert (host["Memory"], host["MemorySwap"], host["NanoCpus"], host["PidsLimit"]) == (
+        64 << 20, 128 << 20, 1_500_000_000, 50
+    )
+    assert (info["Config"]["StopSignal"], info["Config"]["StopTimeout"]) == ("SIGUSR1", 3)
+    for argv, message in [
+        (["-m", "zz"], "invalid argument \"zz\" for \"-m, --memory\" flag: invalid size: 'zz'"),
+        (["--cpus", "x"], 'invalid argument "x" for "--cpus" flag: failed to parse x as a '
+                          "rational number"),
+        (["--add-host", "db"], 'invalid argument "db" for "--add-host" flag: bad format for '
+                               'add-host: "db"'),
+    ]:
+        proc = dockweb("run", *argv, busybox, "true", check=False)
+        assert (proc.returncode, proc.stderr) == (125, f"{message}\nSee 'dockweb run --help'.\n")

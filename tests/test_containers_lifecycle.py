@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -553,3 +554,66 @@ def test_it_stops_a_paused_container(manager, image):
     manager.stop(c.id, timeout=1)
     st = manager.get(c.id).state
     assert st.status is Status.EXITED and st.exit_code == 137
+
+
+# -- host config: read-only root, capabilities, tmpfs, hosts, limits, stop signal ----------
+
+
+def test_it_applies_read_only_capabilities_tmpfs_and_extra_hosts(manager, image):
+    c, code = _run(
+        manager, image, "sh", "-c",
+        "touch /x 2>/dev/null || echo ro; touch /dev/shm/y && echo shm; "
+        "grep CapEff /proc/self/status; grep ' /run ' /proc/mounts; grep db /etc/hosts",
+        read_only=True, cap_drop=["ALL"], cap_add=["chown", "CAP_KILL"],
+        tmpfs={"/run": "size=1m"}, extra_hosts=["db:10.0.0.5"],
+    )
+    assert code == 0
+    lines = _out(manager, c.id).splitlines()
+    assert lines[:2] == ["ro", "shm"]  # the root is read-only, /dev/shm is not
+    assert lines[2] == "CapEff:\t0000000000000021"  # CAP_CHOWN (0) and CAP_KILL (5) only
+    assert lines[3].startswith("tmpfs /run tmpfs rw,nosuid,nodev,noexec,")
+    assert "size=1024k" in lines[3]
+    assert lines[4] == "10.0.0.5\tdb"
+    refused = '^invalid CapAdd: unknown capability: "CAP_FOO"$'
+    with pytest.raises(InvalidContainerSpec, match=refused):
+        manager.create(ContainerSpec(image=image, cmd=["true"], cap_add=["foo"]))
+
+
+def test_it_limits_memory_cpu_and_pids_through_cgroups(manager, image):
+    c, code = _run(
+        manager, image, "sh", "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us "
+        "/sys/fs/cgroup/pids/pids.max",
+        memory=64 << 20, nano_cpus=500_000_000, pids_limit=20,
+    )
+    assert code == 0
+    assert _out(manager, c.id).split() == [str(64 << 20), "50000", "20"]
+    for kw, message in [
+        ({"memory": 1 << 20}, "Minimum memory limit allowed is 6MB"),
+        ({"nano_cpus": 10**12}, "Range of CPUs is from 0.01 to "),
+        ({"stop_signal": "NOPE"}, "Invalid signal: NOPE"),
+    ]:
+        with pytest.raises(InvalidContainerSpec, match=f"^{re.escape(message)}"):
+            manager.create(ContainerSpec(image=image, cmd=["true"], **kw))
+
+
+def test_it_stops_with_the_containers_stop_signal_and_timeout(manager, image):
+    c = manager.create(ContainerSpec(
+        image=image, cmd=["sh", "-c", "trap 'echo got USR1; exit 3' USR1; "
+                          "while true; do sleep 0.1; done"],
+        stop_signal="SIGUSR1",
+    ))
+    manager.start(c.id)
+    assert _poll(lambda: manager.pids(c.id))
+    time.sleep(0.3)  # the trap is set
+    manager.stop(c.id, manager.stop_timeout(c.id))
+    assert manager.get(c.id).state.exit_code == 3 and _out(manager, c.id) == "got USR1\n"
+    c = manager.create(ContainerSpec(
+        image=image, cmd=["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"],
+        stop_timeout=1,
+    ))
+    manager.start(c.id)
+    assert manager.stop_timeout(c.id) == 1
+    started = time.monotonic()
+    manager.stop(c.id, manager.stop_timeout(c.id))
+    assert time.monotonic() - started < 5 and manager.get(c.id).state.exit_code == 137

@@ -456,6 +456,16 @@ def _spec_from_args(args):
         auto_remove=bool(args.rm),
         labels=args.label or [],
         detach=bool(getattr(args, "detach", False)),
+        read_only=args.read_only,
+        cap_add=args.cap_add or [],
+        cap_drop=args.cap_drop or [],
+        tmpfs=args.tmpfs or [],
+        add_host=args.add_host or [],
+        memory=args.memory or "",
+        cpus=args.cpus or "",
+        pids_limit=args.pids_limit,
+        stop_signal=args.stop_signal,
+        stop_timeout=args.stop_timeout,
     )
 
 
@@ -488,6 +498,11 @@ def _run_exit_code(err: Exception) -> int:
 
 def _report(cmd: str, err: Exception, *, with_help: bool) -> None:
     """docker/cli reportError: ``docker: <error>.`` and, for bad input, the help hint."""
+    from containers.shapes import InvalidFlag
+
+    if isinstance(err, InvalidFlag):  # pflag's own error: bare, as its FlagErrorFunc
+        _err(f"{err}\nSee 'dockweb {cmd} --help'.")
+        return
     text = _daemon(err) if isinstance(err, DockwebError) and not _client_side(err) else str(err)
     text = text.rstrip(".") + "."
     if with_help:
@@ -1430,6 +1445,20 @@ def _add_create_flags(p) -> None:
     p.add_argument("--network", "--net", default="none",
                    help="Connect a container to a network (none or host)")
     p.add_argument("-l", "--label", action="append", help="Set meta data on a container")
+    p.add_argument("--read-only", action="store_true",
+                   help="Mount the container's root filesystem as read only")
+    p.add_argument("--cap-add", action="append", help="Add Linux capabilities")
+    p.add_argument("--cap-drop", action="append", help="Drop Linux capabilities")
+    p.add_argument("--tmpfs", action="append", help="Mount a tmpfs directory")
+    p.add_argument("--add-host", action="append",
+                   help="Add a custom host-to-IP mapping (host:ip)")
+    p.add_argument("-m", "--memory", help="Memory limit")
+    p.add_argument("--cpus", help="Number of CPUs")
+    p.add_argument("--pids-limit", type=int, default=0,
+                   help="Tune container pids limit (set -1 for unlimited)")
+    p.add_argument("--stop-signal", default="", help="Signal to stop a container")
+    p.add_argument("--stop-timeout", type=int, default=None,
+                   help="Timeout (in seconds) to stop a container")
     p.add_argument("--help", action="help", help="Print usage")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="[COMMAND] [ARG...]")

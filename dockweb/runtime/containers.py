@@ -154,6 +154,16 @@ class ContainerSpec:
     mounts: list[MountSpec] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
     detach: bool = False  # run -d: nothing attached (inspect's Config.Attach*)
+    read_only: bool = False  # --read-only: the root file system mounted read-only
+    cap_add: list[str] = field(default_factory=list)  # CAP_X names, or ALL
+    cap_drop: list[str] = field(default_factory=list)
+    tmpfs: dict[str, str] = field(default_factory=dict)  # --tmpfs /dst[:options]
+    extra_hosts: list[str] = field(default_factory=list)  # --add-host name:ip
+    memory: int = 0  # -m: bytes (0: no limit); swap twice that, as dockerd's default
+    nano_cpus: int = 0  # --cpus times 1e9
+    pids_limit: int = 0  # --pids-limit (0: none)
+    stop_signal: str = ""  # --stop-signal: over the image's StopSignal
+    stop_timeout: int | None = None  # --stop-timeout: stop's default seconds
 
     @classmethod
     def from_dict(cls, d: dict) -> ContainerSpec:
@@ -574,7 +584,30 @@ class ContainerManager:
             raise InvalidContainerSpec(
                 f"Invalid container name ({spec.name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
             )
+        self._check_host_config(spec)
         return rec, argv, self._plan_mounts(spec, cfg)
+
+    @staticmethod
+    def _check_host_config(spec: ContainerSpec) -> None:
+        """dockerd's checks of what ``create`` asks beyond the image: capabilities, limits
+        and the stop signal, with its words."""
+        for what, caps in (("CapAdd", spec.cap_add), ("CapDrop", spec.cap_drop)):
+            for cap in caps:
+                try:
+                    oci.normalize_capability(cap)
+                except ValueError as e:
+                    raise InvalidContainerSpec(f"invalid {what}: {e}") from None
+        if 0 < spec.memory < 6 * 1024 * 1024:
+            raise InvalidContainerSpec("Minimum memory limit allowed is 6MB")
+        if spec.nano_cpus:
+            n = os.cpu_count() or 1
+            if spec.nano_cpus < 10**7 or spec.nano_cpus > n * 10**9:
+                raise InvalidContainerSpec(
+                    f"Range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs "
+                    "available"
+                )
+        if spec.stop_signal:
+            parse_signal(spec.stop_signal)  # "Invalid signal: X"
 
     def _record(
         self, spec: ContainerSpec, rec: ImageRecord, argv: list[str], mounts: list[dict]
@@ -873,6 +906,12 @@ class ContainerManager:
             cgroups_path=f"dockweb/{c.id}",
             etc_files=etc,
             mounts=mounts,
+            read_only=c.spec.read_only,
+            capabilities=oci.capabilities(c.spec.cap_add, c.spec.cap_drop),
+            tmpfs=c.spec.tmpfs,
+            resources=oci.resources(
+                memory=c.spec.memory, nano_cpus=c.spec.nano_cpus, pids_limit=c.spec.pids_limit
+            ),
         )
         # rewritten at every start, read by the runtime right after: no need to survive a crash
         _write_json_atomic(os.path.join(cdir, "bundle", "config.json"), spec, durable=False)
@@ -893,6 +932,9 @@ class ContainerManager:
         else:
             hosts = oci.HOSTS_LOCAL
             resolv = _filter_resolv(_read_text("/etc/resolv.conf"))
+        for entry in c.spec.extra_hosts:  # --add-host name:ip, as dockerd appends them
+            name, _, ip = entry.partition(":")
+            hosts += f"{ip}\t{name}\n"
         with open(paths["/etc/hosts"], "w") as f:
             f.write(hosts)
         with open(paths["/etc/resolv.conf"], "w") as f:
@@ -1118,16 +1160,22 @@ class ContainerManager:
                 if c.state.pid:
                     os.kill(c.state.pid, sig)
 
+    def stop_timeout(self, ref: str) -> int:
+        """The seconds ``stop`` waits when not told: ``--stop-timeout``, else 10."""
+        c = self.get(ref)
+        return 10 if c.spec.stop_timeout is None else c.spec.stop_timeout
+
     def stop(self, ref: str, timeout: int | None = 10) -> None:
-        """Send the image's StopSignal (SIGTERM by default), then SIGKILL after ``timeout``
-        seconds (None or negative: wait forever). A stopped container is left as it is.
-        A paused container is signalled, then thawed so the signal is delivered."""
+        """Send the container's stop signal (``--stop-signal``, else the image's StopSignal,
+        else SIGTERM), then SIGKILL after ``timeout`` seconds (None or negative: wait
+        forever). A stopped container is left as it is. A paused container is signalled,
+        then thawed so the signal is delivered."""
         c = self.get(ref)
         if not c.status.can_stop():
             return
-        stop_signal = (self.store.get_image(c.image_id).config.get("config") or {}).get(
-            "StopSignal"
-        ) or "SIGTERM"
+        stop_signal = c.spec.stop_signal or (
+            self.store.get_image(c.image_id).config.get("config") or {}
+        ).get("StopSignal") or "SIGTERM"
         sig = parse_signal(stop_signal)
         self._signal(c, sig)
         if c.status is Status.PAUSED:

@@ -263,6 +263,67 @@ def process_env(container_env: list[str], hostname: str, tty: bool) -> list[str]
     return merge_env(defaults, container_env)
 
 
+ALL_CAPABILITIES = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+]
+
+
+def normalize_capability(name: str) -> str:
+    """moby's NormalizeLegacyCapabilities for one name: upper case, ``CAP_`` prefixed,
+    ``ALL`` as it is. Raises ValueError ("unknown capability: ...") for another."""
+    cap = name.strip().upper()
+    if cap == "ALL":
+        return cap
+    if not cap.startswith("CAP_"):
+        cap = "CAP_" + cap
+    if cap not in ALL_CAPABILITIES:
+        raise ValueError(f'unknown capability: "{cap}"')
+    return cap
+
+
+def capabilities(add: list[str], drop: list[str]) -> list[str]:
+    """moby's TweakCapabilities: the defaults (every capability with ``ALL`` added), less
+    the dropped (none left with ``ALL`` dropped), plus the added."""
+    add = [normalize_capability(c) for c in add]
+    drop = [normalize_capability(c) for c in drop]
+    if "ALL" in add:
+        return [c for c in ALL_CAPABILITIES if c not in drop]
+    base = [] if "ALL" in drop else [c for c in DEFAULT_CAPABILITIES if c not in drop]
+    return base + [c for c in ALL_CAPABILITIES if c in add and c not in base]
+
+
+def tmpfs_options(options: str) -> list[str]:
+    """--tmpfs /dst:OPTS: dockerd's defaults (noexec, nosuid, nodev) with OPTS over them."""
+    out = ["noexec", "nosuid", "nodev"]
+    for opt in filter(None, options.split(",")):
+        opposite = {"exec": "noexec", "suid": "nosuid", "dev": "nodev"}.get(opt)
+        if opposite in out:
+            out.remove(opposite)
+        out.append(opt)
+    return out
+
+
+def resources(*, memory: int = 0, nano_cpus: int = 0, pids_limit: int = 0) -> dict:
+    """The linux.resources limits of -m (swap twice the memory, dockerd's default), --cpus
+    (a CFS quota over a 100 ms period) and --pids-limit."""
+    out: dict = {}
+    if memory:
+        out["memory"] = {"limit": memory, "swap": memory * 2}
+    if nano_cpus:
+        out["cpu"] = {"period": 100000, "quota": nano_cpus * 100000 // 10**9}
+    if pids_limit:
+        out["pids"] = {"limit": pids_limit}
+    return out
+
+
 def _depth(path: str) -> int:
     return len([p for p in os.path.normpath(path).split("/") if p])
 
@@ -281,6 +342,10 @@ def runtime_spec(
     etc_files: dict[str, str],
     mounts: list[dict] = (),
     stdin: bool = False,
+    read_only: bool = False,
+    capabilities: list[str] | None = None,
+    tmpfs: dict[str, str] | None = None,
+    resources: dict | None = None,
 ) -> dict:
     """The OCI runtime spec (config.json) for one container.
 
@@ -303,10 +368,15 @@ def runtime_spec(
                     "options": ["rbind", "rprivate"],
                 }
             )
+    mounts = list(mounts) + [
+        {"destination": dest, "type": "tmpfs", "source": "tmpfs",
+         "options": tmpfs_options(options)}
+        for dest, options in (tmpfs or {}).items()
+    ]
     user_mounts = sorted(mounts, key=lambda m: _depth(m["destination"]))
     dests = {m["destination"] for m in user_mounts}
     all_mounts = [m for m in all_mounts if m["destination"] not in dests] + user_mounts
-    caps = list(DEFAULT_CAPABILITIES)
+    caps = list(DEFAULT_CAPABILITIES if capabilities is None else capabilities)
     process = {
         "terminal": tty,
         "user": {"uid": user.uid, "gid": user.gid},
@@ -322,11 +392,11 @@ def runtime_spec(
     return {
         "ociVersion": "1.0.2-dev",
         "process": process,
-        "root": {"path": rootfs, "readonly": False},
+        "root": {"path": rootfs, "readonly": read_only},
         "hostname": hostname,
         "mounts": all_mounts,
         "linux": {
-            "resources": {"devices": DEFAULT_DEVICE_RULES},
+            "resources": {"devices": DEFAULT_DEVICE_RULES, **(resources or {})},
             "cgroupsPath": cgroups_path,
             "namespaces": namespaces,
             "maskedPaths": list(MASKED_PATHS),
