@@ -33,8 +33,11 @@ from containers.shapes import (  # noqa: F401 - part of this module's interface
     build_spec,
     container_json,
     inspect_volume,
+    parse_cpus,
     parse_env,
+    parse_hosts,
     parse_labels,
+    parse_memory,
     parse_mount,
 )
 from containers.shapes import row_fields as _row_fields
@@ -428,7 +431,7 @@ def start_operation(kind: str, args: dict, *, user=None, container_id: str = "")
 
 RUN_OPTIONS = (
     "name", "env", "volumes", "workdir", "user", "entrypoint", "hostname", "network",
-    "auto_remove", "labels",
+    "auto_remove", "labels", "memory", "cpus", "add_host", "read_only",
 )
 
 
@@ -462,6 +465,12 @@ def _check_run_options(options: dict) -> None:
         raise InvalidOption(
             f"the working directory '{wd}' is invalid, it needs to be an absolute path"
         )
+    if options.get("memory"):
+        if parse_memory(options["memory"]) < 6 * 1024 * 1024:
+            raise InvalidOption("Minimum memory limit allowed is 6MB")
+    if options.get("cpus"):
+        parse_cpus(options["cpus"])
+    parse_hosts(options.get("add_host") or [])
 
 
 def worker_identity() -> str:

@@ -214,6 +214,10 @@ def container_run(request: HttpRequest) -> HttpResponse:
         "hostname": source.get("hostname", "").strip(),
         "network": source.get("network", "none"),
         "auto_remove": source.get("auto_remove") == "1",
+        "memory": source.get("memory", "").strip(),
+        "cpus": source.get("cpus", "").strip(),
+        "add_host": source.get("add_host", ""),
+        "read_only": source.get("read_only") == "1",
     }
     error = None
     if request.method == "POST":
@@ -231,6 +235,10 @@ def container_run(request: HttpRequest) -> HttpResponse:
                 "hostname": form["hostname"],
                 "network": form["network"],
                 "auto_remove": form["auto_remove"],
+                "memory": form["memory"],
+                "cpus": form["cpus"],
+                "add_host": _lines(form["add_host"]),
+                "read_only": form["read_only"],
             }
             if form["entrypoint"].strip():
                 options["entrypoint"] = form["entrypoint"].strip()

@@ -138,6 +138,7 @@ def test_it_prefills_the_run_form_and_queues_a_run(client, no_broker):
     response = client.post("/containers/run/", {
         "image": "busybox:latest", "command": "sh -c 'echo hi'", "env": "A=1\n\nB=2",
         "volumes": "data:/data", "name": "hi", "network": "host", "auto_remove": "1",
+        "memory": "64m", "cpus": "0.5", "add_host": "db:10.0.0.5\n", "read_only": "1",
     })
     op = ContainerOperation.objects.get()
     assert response["Location"] == f"/containers/operations/{op.pk}/"
@@ -145,6 +146,9 @@ def test_it_prefills_the_run_form_and_queues_a_run(client, no_broker):
     assert op.args["cmd"] == ["sh", "-c", "echo hi"]
     assert op.args["env"] == ["A=1", "B=2"] and op.args["volumes"] == ["data:/data"]
     assert op.args["network"] == "host" and op.args["auto_remove"] is True
+    assert (op.args["memory"], op.args["cpus"], op.args["add_host"], op.args["read_only"]) == (
+        "64m", "0.5", ["db:10.0.0.5"], True
+    )
 
 
 @pytest.mark.django_db
@@ -152,6 +156,14 @@ def test_it_shows_run_form_mistakes(client):
     response = client.post("/containers/run/", {"image": "busybox", "volumes": "data:rel"})
     assert response.status_code == 400
     assert "invalid volume specification: &#x27;data:rel&#x27;" in response.content.decode()
+    for field, value, message in [
+        ("memory", "1m", "Minimum memory limit allowed is 6MB"),
+        ("memory", "lots", "invalid size: &#x27;lots&#x27;"),
+        ("cpus", "x", "failed to parse x as a rational number"),
+        ("add_host", "db", "bad format for add-host"),
+    ]:
+        response = client.post("/containers/run/", {"image": "busybox", field: value})
+        assert response.status_code == 400 and message in response.content.decode()
     assert not ContainerOperation.objects.exists()
 
 
