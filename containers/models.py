@@ -73,6 +73,16 @@ class Container(models.Model):
         args = [f"'{a}'" if " " in a else a for a in self.args]
         return f"{self.path} {' '.join(args)}"
 
+    @property
+    def published_ports(self) -> list[str]:
+        """``0.0.0.0:8080 → 80/tcp`` for each port published while it runs (docker port)."""
+        ports = ((self.inspect or {}).get("NetworkSettings") or {}).get("Ports") or {}
+        return [
+            f"{b['HostIp']}:{b['HostPort']} → {key}"
+            for key, binds in sorted(ports.items())
+            for b in binds or []
+        ]
+
     # -- guards, as the runtime's Status (docs/containers.md) -----------------------------
 
     @property

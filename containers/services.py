@@ -39,6 +39,7 @@ from containers.shapes import (  # noqa: F401 - part of this module's interface
     parse_labels,
     parse_memory,
     parse_mount,
+    parse_ports,
 )
 from containers.shapes import row_fields as _row_fields
 from dockweb.runtime.errors import Conflict, DockwebError
@@ -431,7 +432,7 @@ def start_operation(kind: str, args: dict, *, user=None, container_id: str = "")
 
 RUN_OPTIONS = (
     "name", "env", "volumes", "workdir", "user", "entrypoint", "hostname", "network",
-    "auto_remove", "labels", "memory", "cpus", "add_host", "read_only",
+    "auto_remove", "labels", "memory", "cpus", "add_host", "read_only", "publish",
 )
 
 
@@ -471,6 +472,7 @@ def _check_run_options(options: dict) -> None:
     if options.get("cpus"):
         parse_cpus(options["cpus"])
     parse_hosts(options.get("add_host") or [])
+    parse_ports(options.get("publish") or [])
 
 
 def worker_identity() -> str:

@@ -28,6 +28,11 @@ class InvalidOption(DockwebError):
     """A run/create option docker refuses before asking the daemon (bad -v, -e …)."""
 
 
+class ClientOption(InvalidOption):
+    """An option the docker client itself refuses while parsing (``docker: <error>.``,
+    without the daemon's words)."""
+
+
 class InvalidFlag(InvalidOption):
     """A flag value the docker client cannot parse: ``invalid argument "x" for "-m,
     --memory" flag: invalid size: 'x'`` (printed bare, with the help hint, status 125)."""
@@ -79,6 +84,19 @@ def parse_tmpfs(values: list[str]) -> dict[str, str]:
                 "mount path must be absolute"
             )
         out[dest] = options
+    return out
+
+
+def parse_ports(values: list[str]) -> list[dict]:
+    """-p values, as docker's nat.ParsePortSpecs (dockweb.runtime.ports)."""
+    from dockweb.runtime.ports import PortError, parse_publish
+
+    out = []
+    for v in values:
+        try:
+            out += [vars(b) for b in parse_publish(v)]
+        except PortError as e:
+            raise ClientOption(str(e)) from None
     return out
 
 
@@ -179,6 +197,7 @@ def build_spec(
     pids_limit: int = 0,
     stop_signal: str = "",
     stop_timeout: int | None = None,
+    publish: list[str] = (),
 ) -> ContainerSpec:
     """A ContainerSpec from docker run's options, checked as the docker client checks them."""
     from dockweb.runtime.containers import ContainerSpec
@@ -218,6 +237,7 @@ def build_spec(
         pids_limit=max(int(pids_limit or 0), 0),
         stop_signal=stop_signal,
         stop_timeout=stop_timeout,
+        ports=parse_ports(list(publish)) if network != "host" else [],
     )
 
 
@@ -355,9 +375,12 @@ def container_json(c: Any, mgr: ContainerManager | None, root: str) -> dict:
             "OnBuild": None,
             "Labels": dict(_attr(spec, "labels", default=None) or {}),
             **_stop_config(spec, image_config),
+            **_exposed(spec, image_config),
         },
         "NetworkSettings": _network_settings(
-            network, int(_attr(state, "pid", default=0) or 0) if running else 0
+            network,
+            int(_attr(state, "pid", default=0) or 0) if running else 0,
+            _attr(state, "ports", default=None) or [] if running else [],
         ),
     }
 
@@ -374,7 +397,7 @@ def _host_config(spec: Any, c: Any, mounts: list[dict], network: str) -> dict:
         "ContainerIDFile": "",
         "LogConfig": {"Type": "json-file", "Config": {}},
         "NetworkMode": network,
-        "PortBindings": {},
+        "PortBindings": _port_bindings(_attr(spec, "ports", default=None) or []),
         "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
         "AutoRemove": bool(_attr(spec, "auto_remove", default=False)),
         "VolumeDriver": "",
@@ -439,6 +462,34 @@ def _host_config(spec: Any, c: Any, mounts: list[dict], network: str) -> dict:
     }
 
 
+def _exposed(spec: Any, image_config: dict) -> dict:
+    """Config.ExposedPorts: the image's and the published ones (absent when none)."""
+    exposed = dict(image_config.get("ExposedPorts") or {})
+    for p in _attr(spec, "ports", default=None) or []:
+        exposed.setdefault(f"{p['container_port']}/{p['proto']}", {})
+    return {"ExposedPorts": exposed} if exposed else {}
+
+
+def _port_bindings(ports: list[dict]) -> dict:
+    """HostConfig.PortBindings: what -p asked, by container port."""
+    out: dict[str, list[dict]] = {}
+    for p in ports:
+        out.setdefault(f"{p['container_port']}/{p['proto']}", []).append(
+            {"HostIp": p["host_ip"], "HostPort": str(p["host_port"] or "")}
+        )
+    return out
+
+
+def published_ports(ports: list[dict]) -> dict:
+    """NetworkSettings.Ports: the host ports bound while it runs."""
+    out: dict[str, list[dict]] = {}
+    for p in ports:
+        out.setdefault(f"{p['container_port']}/{p['proto']}", []).append(
+            {"HostIp": p["host_ip"], "HostPort": str(p["host_port"])}
+        )
+    return out
+
+
 def _stop_config(spec: Any, image_config: dict) -> dict:
     """Config.StopSignal (given or the image's) and StopTimeout (when given), as dockerd."""
     out = {}
@@ -485,7 +536,7 @@ def _graph_driver(mgr: ContainerManager | None, image_id: str, cdir: str) -> dic
     }
 
 
-def _network_settings(network: str, pid: int) -> dict:
+def _network_settings(network: str, pid: int, ports: list[dict] = ()) -> dict:
     """NetworkSettings for the two networks dockweb has: no addresses, no ports."""
     endpoint = {
         "IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": "", "EndpointID": "",
@@ -496,7 +547,7 @@ def _network_settings(network: str, pid: int) -> dict:
         "Bridge": "",
         "SandboxID": "",
         "SandboxKey": f"/proc/{pid}/ns/net" if pid else "",
-        "Ports": {},
+        "Ports": published_ports(list(ports)),
         "HairpinMode": False,
         "LinkLocalIPv6Address": "",
         "LinkLocalIPv6PrefixLen": 0,

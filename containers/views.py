@@ -218,6 +218,7 @@ def container_run(request: HttpRequest) -> HttpResponse:
         "cpus": source.get("cpus", "").strip(),
         "add_host": source.get("add_host", ""),
         "read_only": source.get("read_only") == "1",
+        "publish": source.get("publish", ""),
     }
     error = None
     if request.method == "POST":
@@ -239,6 +240,7 @@ def container_run(request: HttpRequest) -> HttpResponse:
                 "cpus": form["cpus"],
                 "add_host": _lines(form["add_host"]),
                 "read_only": form["read_only"],
+                "publish": _lines(form["publish"]),
             }
             if form["entrypoint"].strip():
                 options["entrypoint"] = form["entrypoint"].strip()

@@ -586,3 +586,29 @@ def test_run_takes_dockers_host_config_flags_and_inspect_shows_them(dockweb, bus
     ]:
         proc = dockweb("run", *argv, busybox, "true", check=False)
         assert (proc.returncode, proc.stderr) == (125, f"{message}\nSee 'dockweb run --help'.\n")
+
+
+@needs_root
+def test_run_publishes_ports_that_ps_port_and_inspect_show(dockweb, busybox):
+    dockweb("pull", "-q", busybox)
+    dockweb("run", "-d", "--name", "web", "-p", "127.0.0.1::7000", busybox, "sleep", "100")
+    (line,) = dockweb("port", "web").stdout.splitlines()
+    assert re.fullmatch(r"7000/tcp -> 127\.0\.0\.1:\d+", line)
+    host_port = line.rsplit(":", 1)[1]
+    assert dockweb("port", "web", "7000").stdout == f"127.0.0.1:{host_port}\n"
+    assert dockweb("ps", "--format", "{{.Ports}}").stdout == (
+        f"127.0.0.1:{host_port}->7000/tcp\n"
+    )
+    info = json.loads(dockweb("inspect", "web").stdout)[0]
+    assert info["HostConfig"]["PortBindings"] == {"7000/tcp": [{"HostIp": "127.0.0.1",
+                                                                "HostPort": ""}]}
+    assert info["NetworkSettings"]["Ports"] == {"7000/tcp": [{"HostIp": "127.0.0.1",
+                                                              "HostPort": host_port}]}
+    proc = dockweb("run", "--rm", "-p", "x", busybox, "true", check=False)
+    assert (proc.returncode, proc.stderr) == (
+        125, "dockweb: Invalid containerPort: x.\nSee 'dockweb run --help'.\n"
+    )
+    proc = dockweb("run", "--rm", "--network", "host", "-p", "80", busybox, "true", check=False)
+    assert (proc.returncode, proc.stderr) == (
+        0, "WARNING: Published ports are discarded when using host network mode\n"
+    )

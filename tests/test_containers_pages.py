@@ -95,7 +95,10 @@ def test_it_rejects_get_for_actions(client):
 @pytest.mark.django_db
 def test_it_shows_a_container_with_logs_and_inspect(client, settings, tmp_path):
     settings.DOCKWEB_ROOT = tmp_path
-    make_container()
+    c = make_container()
+    c.inspect["NetworkSettings"] = {"Ports": {"80/tcp": [{"HostIp": "0.0.0.0",
+                                                          "HostPort": "8080"}]}}
+    c.save()
     log = tmp_path / "containers" / CID / "container.log"
     log.parent.mkdir(parents=True)
     lines = [{"log": "hello\n", "stream": "stdout", "time": "2024-01-01T00:00:00Z"},
@@ -107,6 +110,7 @@ def test_it_shows_a_container_with_logs_and_inspect(client, settings, tmp_path):
     size = log.stat().st_size
     assert f"/containers/{CID}/logs/?offset={size}" in body
     assert "&quot;Name&quot;: &quot;/web&quot;" in body
+    assert "0.0.0.0:8080 → 80/tcp" in body  # its published ports
     # follow: only what was written since
     with log.open("a") as f:
         f.write(json.dumps({"log": "more\n", "stream": "stdout", "time": "x"}) + "\n")
@@ -139,6 +143,7 @@ def test_it_prefills_the_run_form_and_queues_a_run(client, no_broker):
         "image": "busybox:latest", "command": "sh -c 'echo hi'", "env": "A=1\n\nB=2",
         "volumes": "data:/data", "name": "hi", "network": "host", "auto_remove": "1",
         "memory": "64m", "cpus": "0.5", "add_host": "db:10.0.0.5\n", "read_only": "1",
+        "publish": "8080:80\n127.0.0.1::9000",
     })
     op = ContainerOperation.objects.get()
     assert response["Location"] == f"/containers/operations/{op.pk}/"
@@ -149,6 +154,7 @@ def test_it_prefills_the_run_form_and_queues_a_run(client, no_broker):
     assert (op.args["memory"], op.args["cpus"], op.args["add_host"], op.args["read_only"]) == (
         "64m", "0.5", ["db:10.0.0.5"], True
     )
+    assert op.args["publish"] == ["8080:80", "127.0.0.1::9000"]
 
 
 @pytest.mark.django_db
@@ -161,6 +167,7 @@ def test_it_shows_run_form_mistakes(client):
         ("memory", "lots", "invalid size: &#x27;lots&#x27;"),
         ("cpus", "x", "failed to parse x as a rational number"),
         ("add_host", "db", "bad format for add-host"),
+        ("publish", "80:x", "Invalid containerPort: x"),
     ]:
         response = client.post("/containers/run/", {"image": "busybox", field: value})
         assert response.status_code == 400 and message in response.content.decode()

@@ -159,10 +159,57 @@ def container_summary(info: dict, size: tuple[int, int] | None = None) -> dict:
         "Labels": info["Config"].get("Labels") or {},
         "Mounts": info.get("Mounts") or [],
         "NetworkMode": info["HostConfig"].get("NetworkMode", "none"),
+        "Ports": _summary_ports(info),
     }
     if size is not None:
         out["SizeRw"], out["SizeRootFs"] = size
     return out
+
+
+def _summary_ports(info: dict) -> list[dict]:
+    """types.Container's Ports: the published ones, then the exposed ones not published;
+    none once it has stopped (dockerd lists what its network endpoint holds)."""
+    out: list[dict] = []
+    if not info["State"].get("Running"):
+        return out
+    published = (info.get("NetworkSettings") or {}).get("Ports") or {}
+    for key, binds in published.items():
+        port, _, proto = key.partition("/")
+        for b in binds or []:
+            out.append({"IP": b["HostIp"], "PrivatePort": int(port),
+                        "PublicPort": int(b["HostPort"]), "Type": proto})
+    for key in (info.get("Config") or {}).get("ExposedPorts") or {}:
+        if key not in published:
+            port, _, proto = key.partition("/")
+            out.append({"PrivatePort": int(port), "Type": proto})
+    return out
+
+
+def display_ports(ports: list[dict]) -> str:
+    """docker/cli DisplayablePorts: ``0.0.0.0:8080->80/tcp``, consecutive ports as ranges
+    (``0.0.0.0:8000-8001->80-81/tcp``), exposed-only ports as ``80/tcp``, sorted."""
+    groups: dict[tuple, list[tuple[int, int]]] = {}
+    for p in ports:
+        key = (p.get("IP", ""), p["Type"], "PublicPort" in p)
+        groups.setdefault(key, []).append((p.get("PublicPort", 0), p["PrivatePort"]))
+    out = []
+    for (ip, proto, public), pairs in groups.items():
+        pairs.sort(key=lambda x: (x[1], x[0]))
+        runs: list[list[tuple[int, int]]] = []
+        for pair in pairs:
+            last = runs[-1][-1] if runs else None
+            if last and pair[1] == last[1] + 1 and (not public or pair[0] == last[0] + 1):
+                runs[-1].append(pair)
+            else:
+                runs.append([pair])
+        for run in runs:
+            private = str(run[0][1]) if len(run) == 1 else f"{run[0][1]}-{run[-1][1]}"
+            if public:
+                host = str(run[0][0]) if len(run) == 1 else f"{run[0][0]}-{run[-1][0]}"
+                out.append((run[0][1], f"{ip}:{host}->{private}/{proto}"))
+            else:
+                out.append((run[0][1], f"{private}/{proto}"))
+    return ", ".join(text for _, text in sorted(out))
 
 
 def _image_column(image: str, image_id: str, trunc: bool) -> str:
@@ -219,7 +266,7 @@ def ps_rows(summaries: list[dict], *, trunc: bool = True, now: float | None = No
             "Command": json.dumps(command, ensure_ascii=False),
             "CreatedAt": _created_at(s["Created"]),
             "RunningFor": human_duration(now - s["Created"]) + " ago",
-            "Ports": "",
+            "Ports": display_ports(s.get("Ports") or []),
             "State": s["State"],
             "Status": s["Status"],
             "Size": size,
@@ -440,6 +487,9 @@ def parse_signal(value: str) -> str:
 def _spec_from_args(args):
     from containers import shapes  # not services: the fast run path has no Django
 
+    if args.publish and args.network == "host":
+        _err("WARNING: Published ports are discarded when using host network mode")
+
     return shapes.build_spec(
         args.image,
         args.cmd,
@@ -466,6 +516,7 @@ def _spec_from_args(args):
         pids_limit=args.pids_limit,
         stop_signal=args.stop_signal,
         stop_timeout=args.stop_timeout,
+        publish=args.publish or [],
     )
 
 
@@ -511,8 +562,10 @@ def _report(cmd: str, err: Exception, *, with_help: bool) -> None:
 
 
 def _client_side(err: Exception) -> bool:
-    from containers.shapes import InvalidOption
+    from containers.shapes import ClientOption, InvalidOption
 
+    if isinstance(err, ClientOption):
+        return True
     return isinstance(err, InvalidOption) and str(err).startswith("invalid environment")
 
 
@@ -1286,19 +1339,28 @@ def cmd_rename(args) -> int:
 
 
 def cmd_port(args) -> int:
-    """docker port: dockweb publishes no ports (its networks are none and host), so there is
-    never a mapping to list; asking for one is docker's error for an unpublished port."""
+    """docker port: ``80/tcp -> 0.0.0.0:8080`` for each published port, or the host
+    addresses of one (``80``, ``80/tcp``); docker's error for one not published."""
     from containers import services
 
-    services.get_container(args.container)
+    info = services.inspect_container(args.container)
+    published = info["NetworkSettings"]["Ports"] or {}
     if args.port is None:
+        for key in sorted(published, key=lambda k: (int(k.partition("/")[0]), k)):
+            for b in published[key]:
+                print(f"{key} -> {b['HostIp']}:{b['HostPort']}")
         return 0
     port, _, proto = args.port.partition("/")
     if not port.isdigit() or int(port) > 65535:
         _err(f'Error: invalid port ({port}): strconv.ParseUint: parsing "{port}": invalid syntax')
         return 1
-    _err(f"Error: No public port '{port}/{proto or 'tcp'}' published for {args.container}")
-    return 1
+    key = f"{port}/{proto or 'tcp'}"
+    if not published.get(key):
+        _err(f"Error: No public port '{key}' published for {args.container}")
+        return 1
+    for b in published[key]:
+        print(f"{b['HostIp']}:{b['HostPort']}")
+    return 0
 
 
 # -- volume ------------------------------------------------------------------------------
@@ -1459,6 +1521,8 @@ def _add_create_flags(p) -> None:
     p.add_argument("--stop-signal", default="", help="Signal to stop a container")
     p.add_argument("--stop-timeout", type=int, default=None,
                    help="Timeout (in seconds) to stop a container")
+    p.add_argument("-p", "--publish", action="append",
+                   help="Publish a container's port(s) to the host")
     p.add_argument("--help", action="help", help="Print usage")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="[COMMAND] [ARG...]")

@@ -164,6 +164,8 @@ class ContainerSpec:
     pids_limit: int = 0  # --pids-limit (0: none)
     stop_signal: str = ""  # --stop-signal: over the image's StopSignal
     stop_timeout: int | None = None  # --stop-timeout: stop's default seconds
+    # -p: {container_port, proto, host_ip, host_port (0: any)}, see dockweb.runtime.ports
+    ports: list[dict] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, d: dict) -> ContainerSpec:
@@ -224,6 +226,8 @@ class State:
     finished_at: str = ZERO_TIME
     oom_killed: bool = False
     boot_id: str = ""
+    # the published ports while it runs: {container_port, proto, host_ip, host_port}
+    ports: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -490,6 +494,7 @@ class ContainerManager:
             st.status = Status.EXITED
             st.exit_code = 255 if st.exit_code == 0 else st.exit_code
             st.pid = 0
+            st.ports = []  # its listeners went with it
             st.finished_at = now_rfc3339nano()
             st.error = "supervisor exited unexpectedly" if st.boot_id == _boot_id() else ""
             self.write_state(cid, st)
@@ -979,6 +984,8 @@ class ContainerManager:
             error = _docker_words(result["error"])
             code = _start_exit_code(error)
             msg = f"failed to create shim task: OCI runtime create failed: {error}: unknown"
+            if result.get("ports"):  # a host port it could not have: dockerd's own words
+                msg, code = result["error"], 125
             self.update_state(c.id, exit_code=code, error=msg)
             raise ContainerStartError(msg, code)
         crashpoint("container.start.answered")

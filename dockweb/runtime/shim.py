@@ -260,6 +260,19 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
     stdin: int | None = subprocess.DEVNULL
     # the client of an attached start: connected before the process runs, it misses nothing
     first = socket.socket(fileno=args.attach_fd) if args.attach_fd >= 0 else None
+    proxy = None
+    published: list[dict] = []
+    if c.spec.ports and c.spec.network != "host":
+        from dockweb.runtime.ports import Binding, PortError, PortProxy
+
+        proxy = PortProxy([Binding(**p) for p in c.spec.ports], name=c.name, cid=cid)
+        try:  # before anything runs: a port in use fails the start cleanly
+            published = [vars(b) for b in proxy.bind()]
+        except PortError as e:
+            if first is not None:
+                first.close()
+            sync_send({"error": str(e), "ports": True})
+            return 1
     if c.spec.tty or c.spec.interactive:
         hub = AttachHub(mgr.attach_path(cid), tty=c.spec.tty)
     elif first is not None:
@@ -315,6 +328,8 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
         _wait_started(proc, pid_file)
 
     def fail(message: str) -> int:
+        if proxy is not None:
+            proxy.close()
         for _, fd in pipes:
             os.close(fd)
         if hub is not None:
@@ -351,10 +366,13 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
         subprocess.run(
             ["nsenter", "-t", str(pid), "-n", "ip", "link", "set", "lo", "up"], capture_output=True
         )
+    if proxy is not None:
+        proxy.serve(pid)
     mgr.update_state(
         cid,
         durable=False,
         status=Status.RUNNING,
+        ports=published,
         pid=pid,
         exit_code=0,
         error="",
@@ -378,10 +396,13 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
         shutil.rmtree(console_dir, ignore_errors=True)
     if os.path.exists(os.path.join(args.runtime_root, cid)):  # else deleted by `run` already
         subprocess.run([*rt, "delete", "--force", cid], capture_output=True)
+    if proxy is not None:
+        proxy.close()
     st = mgr.update_state(
         cid,
         durable=not c.spec.auto_remove,  # removed right after
         status=Status.EXITED,
+        ports=[],
         pid=0,
         exit_code=exit_code,
         finished_at=now_rfc3339nano(),

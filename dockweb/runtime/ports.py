@@ -1,0 +1,201 @@
+"""``docker run -p``: TCP ports of the host passed on to a container, as docker-proxy does.
+
+A container on the ``none`` network has only its own loopback, so the supervisor listens on
+the host's side and, for every connection, opens one from inside the container's network
+namespace (a thread that has ``setns``-ed into it) to the container's port on its loopback,
+then copies both ways until both sides have finished. The listeners are bound before the
+container's process runs, so a port in use fails the start with nothing run; they close
+when the supervisor ends, with the container.
+
+:func:`parse_publish` reads ``-p`` values; :class:`PortProxy` serves them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import selectors
+import socket
+import threading
+from dataclasses import dataclass
+
+from dockweb.runtime.errors import DockwebError
+
+_BUFFER = 1 << 16
+
+
+class PortError(DockwebError):
+    """A ``-p`` value docker refuses, or a host port that cannot be had."""
+
+
+@dataclass
+class Binding:
+    """One published port: ``host_port`` 0 asks the kernel for a free one."""
+
+    container_port: int
+    proto: str = "tcp"
+    host_ip: str = ""
+    host_port: int = 0
+
+    @property
+    def key(self) -> str:  # docker's nat.Port: "80/tcp"
+        return f"{self.container_port}/{self.proto}"
+
+
+def _port_range(text: str, what: str) -> list[int]:
+    first, sep, last = text.partition("-")
+    try:
+        start = int(first)
+        end = int(last) if sep else start
+    except ValueError:
+        raise PortError(f"Invalid {what}: {text}") from None
+    low = 1 if what == "containerPort" else 0
+    if not low <= start <= end <= 65535:
+        raise PortError(f"Invalid {what}: {text}")
+    return list(range(start, end + 1))
+
+
+def parse_publish(value: str) -> list[Binding]:
+    """``-p [ip:][hostPort:]containerPort[/proto]`` (ranges ``8000-8001:80-81`` too), as
+    docker's nat.ParsePortSpec; only tcp is served."""
+    spec, _, proto = value.partition("/")
+    proto = (proto or "tcp").lower()
+    if proto not in ("tcp", "udp", "sctp"):
+        raise PortError(f"Invalid proto: {proto}")
+    if proto != "tcp":
+        raise PortError(f"dockweb publishes tcp ports only, not {proto}: {value}")
+    ip = host = ""
+    if spec.startswith("[") and "]:" in spec:  # [::1]:8080:80
+        ip, rest = spec[1:].split("]:", 1)
+        host, _, container = rest.rpartition(":")
+    else:
+        parts = spec.split(":")
+        if len(parts) == 1:
+            container = parts[0]
+        elif len(parts) == 2:
+            host, container = parts
+        elif len(parts) == 3:
+            ip, host, container = parts
+        else:
+            raise PortError(f"Invalid ip address: {':'.join(parts[:-2])}")
+    if ip:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise PortError(f"Invalid ip address: {ip}") from None
+    if not container:
+        raise PortError(f"No port specified: {value}<empty>")
+    containers = _port_range(container, "containerPort")
+    hosts = _port_range(host, "hostPort") if host else [0] * len(containers)
+    if len(hosts) != len(containers):
+        raise PortError(f"Invalid ranges specified for container and host Ports: {value}")
+    return [Binding(c, proto, ip, h) for c, h in zip(containers, hosts, strict=True)]
+
+
+def _relay(a: socket.socket, b: socket.socket) -> None:
+    """Copy both ways; a side that ends its output gets the other's shutdown (half-close)."""
+    peer = {a: b, b: a}
+    with selectors.DefaultSelector() as sel:
+        for s in (a, b):
+            sel.register(s, selectors.EVENT_READ)
+        while peer:
+            for key, _ in sel.select():
+                src = key.fileobj
+                try:
+                    data = src.recv(_BUFFER)
+                except OSError:
+                    data = b""
+                dst = peer.get(src)
+                if data and dst is not None:
+                    try:
+                        dst.sendall(data)
+                        continue
+                    except OSError:
+                        pass
+                sel.unregister(src)
+                peer.pop(src, None)
+                if dst is not None:
+                    with contextlib.suppress(OSError):
+                        dst.shutdown(socket.SHUT_WR)
+    a.close()
+    b.close()
+
+
+class PortProxy:
+    """The listeners of a container's published ports and the copying behind them."""
+
+    def __init__(self, bindings: list[Binding], *, name: str = "", cid: str = "") -> None:
+        self.bindings = bindings
+        self.name, self.cid = name, cid
+        self.listeners: list[tuple[socket.socket, Binding]] = []
+        self.netns = -1
+
+    def bind(self) -> list[Binding]:
+        """Listen on every host port (before the container runs); the bindings with the
+        ports the kernel chose. Raises PortError with docker's words for a port in use."""
+        bound = []
+        try:
+            for b in self.bindings:
+                ip = b.host_ip or "0.0.0.0"
+                family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+                s = socket.socket(family, socket.SOCK_STREAM)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind((ip, b.host_port))
+                except OSError as e:
+                    s.close()
+                    net = "tcp6" if family == socket.AF_INET6 else "tcp4"
+                    reason = (e.strerror or str(e)).lower()
+                    raise PortError(
+                        "driver failed programming external connectivity on endpoint "
+                        f"{self.name} ({self.cid}): Error starting userland proxy: listen "
+                        f"{net} {ip}:{b.host_port}: bind: {reason}"
+                    ) from None
+                s.listen(128)
+                s.set_inheritable(False)
+                self.listeners.append((s, b))
+                bound.append(Binding(b.container_port, b.proto, ip, s.getsockname()[1]))
+        except BaseException:
+            self.close()
+            raise
+        return bound
+
+    def serve(self, pid: int) -> None:
+        """Accept on every listener; connect into the network namespace of ``pid``. A
+        process that has ended already has no namespace left: nothing is served."""
+        try:
+            self.netns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self.close()
+            return
+        for s, b in self.listeners:
+            threading.Thread(target=self._accept, args=(s, b), daemon=True).start()
+
+    def _accept(self, listener: socket.socket, b: Binding) -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # closed: the container ended
+            threading.Thread(target=self._forward, args=(conn, b), daemon=True).start()
+
+    def _forward(self, conn: socket.socket, b: Binding) -> None:
+        try:
+            os.setns(self.netns, os.CLONE_NEWNET)  # this thread only; it ends with the copy
+            inner = socket.create_connection(("127.0.0.1", b.container_port), timeout=10)
+            inner.settimeout(None)
+        except OSError:
+            conn.close()  # nothing listens there: the client sees the connection end
+            return
+        _relay(conn, inner)
+
+    def close(self) -> None:
+        for s, _ in self.listeners:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+        self.listeners = []
+        if self.netns >= 0:
+            os.close(self.netns)
+            self.netns = -1
