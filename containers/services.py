@@ -233,6 +233,11 @@ def exec_in_container(ref: str, cmd: list[str], **kw) -> int:
     return get_manager().exec(ref, cmd, **kw)
 
 
+def exec_detached(ref: str, cmd: list[str], **kw) -> None:
+    """``docker exec -d``: started, not waited for."""
+    get_manager().exec_detached(ref, cmd, **kw)
+
+
 def start_exec(ref: str, cmd: list[str], **kw):
     """``docker exec`` without waiting: the runtime's ExecProcess handle (pty master or
     pipes, ``resize``, ``wait``), for callers that pump its I/O themselves."""

@@ -612,3 +612,25 @@ def test_run_publishes_ports_that_ps_port_and_inspect_show(dockweb, busybox):
     assert (proc.returncode, proc.stderr) == (
         0, "WARNING: Published ports are discarded when using host network mode\n"
     )
+
+
+@needs_root
+def test_exec_detached_starts_the_command_and_returns(dockweb, busybox):
+    dockweb("pull", "-q", busybox)
+    dockweb("run", "-d", "--name", "box", busybox, "sleep", "100")
+    # the command waits for a file we make after exec -d has returned: it cannot be waited for
+    proc = dockweb("exec", "-d", "box", "sh", "-c",
+                   "while [ ! -e /go ]; do sleep 0.1; done; echo done > /done")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    dockweb("exec", "box", "touch", "/go")
+    for _ in range(100):
+        if dockweb("exec", "box", "cat", "/done", check=False).stdout == "done\n":
+            break
+        time.sleep(0.1)
+    assert dockweb("exec", "box", "cat", "/done").stdout == "done\n"
+    proc = dockweb("exec", "-d", "box", "nosuch", check=False)
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == (
+        "Error response from daemon: OCI runtime exec failed: exec failed: unable to start "
+        'container process: exec: "nosuch": executable file not found in $PATH: unknown\n'
+    )

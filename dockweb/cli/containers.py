@@ -1139,6 +1139,16 @@ def cmd_exec(args) -> int:
         _err("the input device is not a TTY")
         return 1
     try:
+        if args.detach:  # a start failure is the API's answer here, not the stream's
+            try:
+                services.exec_detached(
+                    args.container, args.cmd, user=args.user or "", env=env,
+                    workdir=args.workdir or "",
+                )
+            except DockwebError as err:
+                _err(_daemon(err))
+                return 1
+            return 0
         if args.tty:
             handle = services.start_exec(
                 args.container, args.cmd, tty=True, interactive=args.interactive,

@@ -1846,6 +1846,29 @@ class ContainerManager:
         _drop_exec_files(log)
         return ExecProcess(helper, pid=first["pid"], master=master)
 
+    def exec_detached(
+        self, ref: str, cmd: list[str], *, user: str = "", env=(), workdir: str = ""
+    ) -> None:
+        """``docker exec -d``: start the command and return; its output goes nowhere, as
+        with dockerd (nothing attaches). Raises what ``exec`` raises if it cannot start."""
+        c, rt, log = self._exec_command(ref, cmd, tty=False, user=user, env=env, workdir=workdir)
+        try:
+            # the command inherits the runtime's stdio: all /dev/null, or a pipe of ours
+            # would stay open (and be waited for) as long as the command runs
+            proc = subprocess.run(
+                [*rt, "--detach", c.id, *cmd],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            err = _log_error(log) or f"exit status {proc.returncode}"
+        finally:
+            _drop_exec_files(log)
+        if proc.returncode != 0:
+            raise ContainerStartError(
+                f"OCI runtime exec failed: {_docker_words(err, exec_=True)}: unknown", 126
+            )
+
     def exec(
         self,
         ref: str,
