@@ -324,6 +324,8 @@ def test_it_runs_detached_with_logs_ps_and_stop(dockweb, busybox):
         time.sleep(0.1)
     logs = dockweb("logs", "ticker")
     assert (logs.stdout, logs.stderr) == ("one\n", "two\n")
+    # --details: the entries' extra attributes (none) and a space before each line
+    assert dockweb("logs", "--details", "ticker").stdout == " one\n"
     last = dockweb("logs", "--tail", "1", "ticker")  # stdout and stderr race: either line
     assert last.stdout + last.stderr in ("one\n", "two\n")
     lines = dockweb("ps").stdout.splitlines()
@@ -398,6 +400,8 @@ def test_it_reports_missing_and_running_containers_like_docker(dockweb, busybox)
 @needs_root
 def test_it_creates_lists_and_removes_volumes(dockweb, busybox):
     assert dockweb("volume", "create", "data").stdout == "data\n"
+    refused = dockweb("volume", "create", "-o", "type=tmpfs", "tmp", check=False)
+    assert refused.returncode == 1 and "takes no options (given: type)" in refused.stderr
     assert dockweb("volume", "ls").stdout == "DRIVER    VOLUME NAME\nlocal     data\n"
     dockweb("pull", "-q", busybox)
     dockweb("run", "--rm", "-v", "data:/data", busybox, "sh", "-c", "echo kept > /data/f")

@@ -1005,6 +1005,9 @@ def cmd_logs(args) -> int:
             args.container, follow=args.follow, tail=tail, timestamps=args.timestamps,
             **bounds,
         ):
+            if args.details:  # the log's extra attributes (none here), then a space
+                stamp, sep, rest = line.partition(" ") if args.timestamps else ("", "", line)
+                line = f"{stamp}{sep} {rest}"
             out = sys.stderr if stream == "stderr" else sys.stdout
             out.write(line)
             if args.follow:
@@ -1430,6 +1433,11 @@ def cmd_volume_create(args) -> int:
         _err("Conflicting options: either specify --name or provide positional arg, not both")
         return 1
     name = args.name or args.name_flag or ""
+    if args.opt:  # the local driver's type/device/o (mounts of other file systems): not here
+        keys = ", ".join(sorted({o.partition("=")[0] for o in args.opt}))
+        _err(f"Error response from daemon: create {name or '<anonymous>'}: the local driver "
+             f"of dockweb takes no options (given: {keys}); a volume is a directory")
+        return 1
     labels = {}
     for item in args.label or []:
         k, _, v = item.partition("=")
