@@ -267,7 +267,13 @@ def test_it_leaves_for_a_new_runner_when_its_modules_change_on_disk(cli, sock):
         proc = cli("run", "--rm", cli.image, "echo", "direct")
         assert proc.stdout == "direct\n"
         assert "dockweb.runtime.containers" in proc.stderr  # it ran here, not in the runner
-        second = wait_for(lambda: (runner.holder(sock) or first) != first and runner.holder(sock))
+        try:
+            second = wait_for(
+                lambda: (runner.holder(sock) or first) != first and runner.holder(sock), 60
+            )
+        except AssertionError:  # say what the runners wrote
+            with open(f"{sock}.log") as log:
+                raise AssertionError(f"no new runner; runner log:\n{log.read()}") from None
         wait_for(lambda: not running(first), what="end of the old runner")
         wait_for(lambda: os.path.exists(sock), what="new socket")
         assert cli("run", "--rm", cli.image, "echo", "new").stdout == "new\n"

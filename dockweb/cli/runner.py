@@ -75,7 +75,7 @@ class Runner:
 
     # --- starting ----------------------------------------------------------------------
 
-    def claim(self, wait: float = 2.0) -> bool:
+    def claim(self, wait: float = 10.0) -> bool:
         """Take the socket's lock, waiting up to ``wait`` seconds for a runner that is
         leaving; False when another runner keeps it."""
         fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)

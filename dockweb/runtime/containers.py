@@ -1102,6 +1102,12 @@ class ContainerManager:
             if detach:
                 return self.get(c.id)
             if on_output is None:
+                # the supervisor holds its lock until it is done; with --rm the container
+                # may be gone by then, but the final state is in the lock file, open here
+                fcntl.flock(lock_fd, fcntl.LOCK_SH)
+                data = os.pread(lock_fd, 65536, 0)
+                if data.strip():
+                    return int(json.loads(data)["exit_code"])
                 return self.wait(c.id)
 
             def entry(line: bytes):
