@@ -18,7 +18,7 @@ from dockweb.runtime import attach
 from dockweb.runtime.containers import ContainerManager, Status
 from dockweb.runtime.store import Store
 from tests.support import images as im
-from tests.support.pty import in_pty, read_until, resize
+from tests.support.pty import pty_session, read_until, resize
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -68,15 +68,10 @@ def test_it_echoes_piped_stdin_with_run_i_and_closes_it_at_eof(cli):
 
 
 def test_it_gives_run_t_a_pty_and_refuses_it_without_a_terminal(cli):
-    proc, master = in_pty(cli.spawn, "run", "-t", "--rm", cli.image, "busybox", "tty")
-    try:
+    with pty_session(cli.spawn, "run", "-t", "--rm", cli.image, "busybox", "tty") as (proc, master):
         # our terminal is not raw without -i (as docker's): its ONLCR adds a second \r
         assert re.match(r"/dev/pts/\d+\r\r\n", read_until(master, r"/dev/pts/\d+\r\r\n"))
         assert proc.wait(20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
     proc = cli("run", "-it", cli.image, "true", input=b"")
     assert (proc.returncode, proc.stderr) == (1, b"the input device is not a TTY\n")
     assert cli("ps", "-aq").stdout == b""  # refused before creating anything
@@ -89,46 +84,31 @@ def test_it_gives_run_t_a_pty_and_refuses_it_without_a_terminal(cli):
 
 
 def test_it_runs_an_interactive_shell_with_run_it(cli):
-    proc, master = in_pty(cli.spawn, "run", "-it", "--name", "shell", cli.image, "sh")
-    try:
+    with pty_session(cli.spawn, "run", "-it", "--name", "shell", cli.image, "sh") as (proc, master):
         read_until(master, r"# ")
         os.write(master, b"echo hi; busybox stty size\r")
         read_until(master, r"hi\r\n24 80\r\n")
         resize(master, proc, 40, 120)
         os.write(master, b"exit 3\r")
         assert proc.wait(20) == 3
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
     # the output is in the log, as json-file writes a tty's: all stdout
     logs = cli("logs", "shell")
     assert b"hi\r\n" in logs.stdout and logs.stderr == b""
 
 
 def test_it_detaches_with_ctrl_p_ctrl_q_and_reattaches_with_start_ai(cli):
-    proc, master = in_pty(cli.spawn, "run", "-it", "--name", "keep", cli.image, "sh")
-    try:
+    with pty_session(cli.spawn, "run", "-it", "--name", "keep", cli.image, "sh") as (proc, master):
         read_until(master, r"# ")
         os.write(master, b"\x10\x11")
         assert proc.wait(20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
     assert cli("inspect", "-f", "{{.State.Running}}", "keep").stdout == b"true\n"
     cli("stop", "-t", "1", "keep", check=True)
-    proc, master = in_pty(cli.spawn, "start", "-ai", "keep")
-    try:
+    with pty_session(cli.spawn, "start", "-ai", "keep") as (proc, master):
         read_until(master, r"# ")
         os.write(master, b"echo again\r")
         read_until(master, r"again\r\n")
         os.write(master, b"exit 7\r")
         assert proc.wait(20) == 7
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
 
 
 def test_it_holds_back_a_ctrl_p_until_the_next_key_decides():
@@ -251,24 +231,14 @@ def test_attach_follows_a_running_container_and_gives_its_exit_code(cli):
 
 def test_attach_to_a_tty_container_and_detach_with_ctrl_p_ctrl_q(cli):
     cli("run", "-dit", "--name", "term", cli.image, "sh", check=True)
-    proc, master = in_pty(cli.spawn, "attach", "term")
-    try:
+    with pty_session(cli.spawn, "attach", "term") as (proc, master):
         # the shell's answer (not our terminal's echo of the line): the attach is up and
         # our terminal raw, so ^Q is no flow control any more
         os.write(master, b"echo $((6*7))\r")
         read_until(master, r"\n42\r\n")
         os.write(master, b"\x10\x11")
         assert proc.wait(20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
     assert cli("inspect", "-f", "{{.State.Running}}", "term").stdout == b"true\n"
-    proc, master = in_pty(cli.spawn, "attach", "term")
-    try:
+    with pty_session(cli.spawn, "attach", "term") as (proc, master):
         os.write(master, b"exit 3\r")
         assert proc.wait(20) == 3
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)

@@ -17,7 +17,7 @@ from dockweb.runtime.pull import pull
 from dockweb.runtime.registry import RegistryClient
 from dockweb.runtime.store import Store
 from tests.support import images as im
-from tests.support.pty import in_pty, read_until, resize
+from tests.support.pty import pty_session, read_until, resize
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -142,8 +142,7 @@ def cli(image, tmp_path):
 
 
 def test_it_proxies_a_local_terminal_in_raw_mode_with_exec_it(cli):
-    proc, master = in_pty(cli.spawn, "exec", "-it", cli.cid, "sh")
-    try:
+    with pty_session(cli.spawn, "exec", "-it", cli.cid, "sh") as (proc, master):
         read_until(master, r"# ")
         os.write(master, b"busybox tty; busybox stty size\r")
         read_until(master, r"/dev/pts/\d+\r\n24 80\r\n")
@@ -151,10 +150,6 @@ def test_it_proxies_a_local_terminal_in_raw_mode_with_exec_it(cli):
         resize(master, proc, 40, 120)
         os.write(master, b"exit 4\r")
         assert proc.wait(20) == 4
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
 
 
 def test_it_forwards_stdin_with_exec_i_and_refuses_t_without_a_terminal(cli):

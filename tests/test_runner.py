@@ -18,7 +18,7 @@ import pytest
 
 from dockweb.cli import launch, runner
 from tests.support import images as im
-from tests.support.pty import in_pty, read_until, resize
+from tests.support.pty import pty_session, read_until, resize
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
@@ -224,8 +224,8 @@ def test_a_killed_runner_takes_its_commands_with_it(cli, sock):
 
 @needs_root
 def test_it_gives_a_terminal_and_its_resizes_to_run_it(cli, sock):
-    proc, master = in_pty(cli.spawn, "run", "-it", "--rm", cli.image, "sh", rows=30, cols=100)
-    try:
+    session = pty_session(cli.spawn, "run", "-it", "--rm", cli.image, "sh", rows=30, cols=100)
+    with session as (proc, master):
         read_until(master, r"# ")
         assert children_of(runner.holder(sock))  # served by the runner
         os.write(master, b"busybox stty size\r")
@@ -233,10 +233,6 @@ def test_it_gives_a_terminal_and_its_resizes_to_run_it(cli, sock):
         resize(master, proc, 50, 132)  # SIGWINCH passed on to the runner's child
         os.write(master, b"exit 7\r")
         assert proc.wait(20) == 7
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
 
 
 @needs_root

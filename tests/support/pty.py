@@ -10,6 +10,7 @@ import signal
 import struct
 import termios
 import time
+from contextlib import contextmanager
 
 
 def read_until(fd: int, pattern: str, timeout: float = 10.0) -> str:
@@ -44,6 +45,19 @@ def in_pty(spawn, *args, rows: int = 24, cols: int = 80):
     proc = spawn(*args, stdin=slave, stdout=slave, stderr=slave)
     os.close(slave)
     return proc, master
+
+
+@contextmanager
+def pty_session(spawn, *args, rows: int = 24, cols: int = 80):
+    """``in_pty`` for a ``with`` block: (process, master), the process killed if it still
+    runs at the end and the master closed."""
+    proc, master = in_pty(spawn, *args, rows=rows, cols=cols)
+    try:
+        yield proc, master
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
 
 
 def resize(master: int, proc, rows: int, cols: int) -> None:
