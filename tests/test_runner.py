@@ -294,7 +294,7 @@ def test_a_second_runner_leaves_the_first_listening(sock):
     try:
         wait_for(lambda: os.path.exists(sock), what="first runner")
         second = start_runner(sock)
-        assert second.wait(10) == 0 and second.stdout.read() == ""
+        assert second.wait(30) == 0 and second.stdout.read() == ""
         assert runner.holder(sock) == first.pid and first.poll() is None
         assert runner.stop(sock)
         assert first.wait(10) == 0 and not os.path.exists(sock)
