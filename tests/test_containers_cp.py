@@ -142,6 +142,18 @@ def test_it_copies_in_keeping_owners_and_staying_inside(manager, box, tmp_path):
             copy.copy_in(scope, s, d, container="box")
         assert str(e.value) == message
     assert os.listdir(tmp_path / "bound") == []
+    # a directory is never replaced by a file, nor a file by a directory: nothing is lost
+    clash = tmp_path / "clash"
+    (clash / "f").mkdir(parents=True)
+    (clash / "sub").write_text("file\n")
+    for name, message in [
+        ("sub", 'cannot overwrite directory "/d/sub" with non-directory "/d"'),
+        ("f", 'cannot overwrite non-directory "/d/f" with directory "/d"'),
+    ]:
+        with pytest.raises(copy.CopyError) as e:
+            copy.copy_in(scope, str(clash / name), "/d/", container="box")
+        assert str(e.value) == f"Error processing tar file(exit status 1): {message}"
+    assert _in_box(manager, box, "cat", "/d/sub/g", "/d/f") == "b\n1\n"
 
 
 def test_it_unpacks_a_tar_into_a_directory_and_nowhere_else(manager, box, tmp_path):

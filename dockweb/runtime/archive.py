@@ -140,7 +140,9 @@ def apply_layer(
     return directory_size(dest)
 
 
-def untar(stream: Readable, dest: str) -> None:
+def untar(
+    stream: Readable, dest: str, *, no_overwrite_dir_non_dir: bool = False, shown_as: str = ""
+) -> None:
     """Unpack the uncompressed tar read from ``stream`` into the existing directory ``dest``,
     as ``ADD`` of a local archive does (moby's chrootarchive ``Untar``, a chroot at ``dest``).
 
@@ -148,14 +150,19 @@ def untar(stream: Readable, dest: str) -> None:
     sticky, times, symlink times, hardlinks; never a write outside ``dest``), except that
     ``.wh.*`` names are ordinary files (Untar has no whiteout converter) and a repeated name
     replaces the earlier entry. Raises LayerError; ``dest`` may then hold a partial result.
+
+    ``no_overwrite_dir_non_dir`` (``docker cp``) refuses an entry that would replace a
+    directory with a non-directory or the other way, naming paths under ``shown_as``.
     """
     unpacker = _Unpacker(os.fsencode(os.path.abspath(dest)), LayerLimits(), False)
     unpacker.layer_mode = False
+    unpacker.no_overwrite_dir_non_dir = no_overwrite_dir_non_dir
+    unpacker.shown = os.fsencode(shown_as)
     # dest already holds files (a setgid directory gives new files its group): always chown
     unpacker.root_owner = False
     try:
         unpacker.run(_TarReader(stream))
-    except _TarFormatError as e:
+    except (_TarFormatError, LayerError) as e:
         raise LayerError(f"Error processing tar file(exit status 1): {e}") from e
     except OSError as e:
         raise LayerError(f"Error processing tar file(exit status 1): {_os_message(e)}") from e
@@ -563,6 +570,10 @@ class _LimitError(LayerError):
 class _Unpacker:
     recorder: SplitRecorder | None = None  # told of removals: they break tar-split
     layer_mode = True  # False for untar: no whiteouts, no duplicate check
+    # untar's NoOverwriteDirNonDir (docker cp): a directory never replaced by a
+    # non-directory or the other way; ``shown`` is how dest is named in the refusal
+    no_overwrite_dir_non_dir = False
+    shown = b""
 
     def __init__(self, dest: bytes, limits: LayerLimits, refuse_escapes: bool):
         self.dest = dest
@@ -760,6 +771,8 @@ class _Unpacker:
             self.whiteout(hdr, parent_rel, base, rel)
             return
         t = hdr.type
+        if self.no_overwrite_dir_non_dir:
+            self._check_overwrite(rel, t == _TYPE_DIR)
         if t in _TYPE_REG:
             self.regular_file(hdr, rel, parent_rel, reader)
             return
@@ -780,6 +793,18 @@ class _Unpacker:
             self.apply_metadata(hdr, rel, parent_rel)
         else:
             raise LayerError(f"unhandled tar header type {t[0]}")
+
+    def _check_overwrite(self, rel: bytes, is_dir: bool) -> None:
+        try:
+            st = os.lstat(self.abs(rel))
+        except FileNotFoundError:
+            return
+        path = _show(_clean((self.shown or self.dest) + b"/" + rel))
+        dest = _show(self.shown or self.dest)
+        if stat.S_ISDIR(st.st_mode) and not is_dir:
+            raise LayerError(f"cannot overwrite directory {path} with non-directory {dest}")
+        if not stat.S_ISDIR(st.st_mode) and is_dir:
+            raise LayerError(f"cannot overwrite non-directory {path} with directory {dest}")
 
     def _check_escapes(self, hdr: _Header, key: bytes) -> None:
         # moby's Unpack/createTarFile checks as they read outside a chroot (dest != "/").

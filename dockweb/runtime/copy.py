@@ -283,7 +283,7 @@ def _unpack(scope: Scope, stream, directory: str) -> None:
     if not scope.writable(directory):
         raise CopyError("mounted volume is marked read-only", daemon=True)
     try:
-        untar(stream, scope.host(directory))
+        untar(stream, scope.host(directory), no_overwrite_dir_non_dir=True, shown_as=directory)
     except LayerError as e:
         raise CopyError(str(e), daemon=True) from None
 
