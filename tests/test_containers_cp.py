@@ -91,6 +91,16 @@ def test_it_copies_out_as_the_docker_client_does(manager, box, tmp_path):
         with pytest.raises(copy.CopyError) as e:
             copy.copy_out(scope, src, dst, container="box")
         assert str(e.value) == message
+    # nothing of the host's is replaced by something of another kind
+    (out / "clash").mkdir()
+    (out / "clash" / "sub").write_text("mine\n")
+    with pytest.raises(copy.CopyError) as e:
+        copy.copy_out(scope, "/d/.", str(out / "clash"), container="box")
+    assert str(e.value) == (
+        f'cannot overwrite non-directory "{out / "clash" / "sub"}" with directory '
+        f'"{out / "clash"}"'
+    )
+    assert (out / "clash" / "sub").read_text() == "mine\n"
 
 
 def test_it_writes_the_tar_docker_cp_prints(manager, box):

@@ -141,7 +141,12 @@ def _copy_entry(scope: Scope, path: str, dst: str) -> None:
     st = os.lstat(src)
     mode = st.st_mode
     if stat.S_ISDIR(mode):
-        if not os.path.isdir(dst) or os.path.islink(dst):
+        if os.path.lexists(dst) and (os.path.islink(dst) or not os.path.isdir(dst)):
+            raise CopyError(
+                f'cannot overwrite non-directory "{os.path.abspath(dst)}" with directory '
+                f'"{os.path.dirname(os.path.abspath(dst))}"'
+            )
+        if not os.path.lexists(dst):
             os.mkdir(dst, 0o700)
         for name in sorted(os.listdir(src)):
             _copy_entry(scope, _child(path, name), os.path.join(dst, name))
@@ -150,7 +155,8 @@ def _copy_entry(scope: Scope, path: str, dst: str) -> None:
         if os.path.lexists(dst):
             if os.path.isdir(dst) and not os.path.islink(dst):
                 raise CopyError(
-                    f'cannot overwrite directory "{dst}" with non-directory "{src}"'
+                    f'cannot overwrite directory "{os.path.abspath(dst)}" with non-directory '
+                    f'"{os.path.dirname(os.path.abspath(dst))}"'
                 )
             os.unlink(dst)
         if stat.S_ISLNK(mode):
