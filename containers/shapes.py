@@ -89,6 +89,8 @@ def parse_tmpfs(values: list[str]) -> dict[str, str]:
 
 def parse_ports(values: list[str]) -> list[dict]:
     """-p values, as docker's nat.ParsePortSpecs (dockweb.runtime.ports)."""
+    if not values:
+        return []  # no import: `run`'s fast path
     from dockweb.runtime.ports import PortError, parse_publish
 
     out = []
@@ -102,6 +104,8 @@ def parse_ports(values: list[str]) -> list[dict]:
 
 def parse_hosts(values: list[str]) -> list[str]:
     """--add-host name:ip (docker's ValidateExtraHost)."""
+    if not values:
+        return []
     import ipaddress
 
     out = []
