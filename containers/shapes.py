@@ -87,6 +87,71 @@ def parse_tmpfs(values: list[str]) -> dict[str, str]:
     return out
 
 
+def parse_mount_flag(value: str) -> tuple[MountSpec | None, tuple[str, str] | None]:
+    """--mount type=volume|bind|tmpfs,source=…,target=…[,readonly][,tmpfs-size=…]
+    [,tmpfs-mode=…], as docker/cli's MountOpt: a MountSpec, or a tmpfs (target, options).
+    """
+    import csv
+
+    from dockweb.runtime.containers import MountSpec
+
+    def bad(reason: str) -> InvalidFlag:
+        return InvalidFlag(value, "--mount", reason)
+
+    try:
+        fields = next(csv.reader([value]))
+    except (csv.Error, StopIteration):
+        raise bad("invalid mount specification") from None
+    kind, source, target = "volume", "", ""
+    readonly = False
+    tmpfs: list[str] = []
+    for field_ in fields:
+        key, eq, val = field_.partition("=")
+        key = key.lower()
+        if not eq and key in ("readonly", "ro"):
+            readonly = True
+            continue
+        if not eq:
+            raise bad(f"invalid field '{field_}' must be a key=value pair")
+        if key == "type":
+            kind = val.lower()
+        elif key in ("source", "src"):
+            source = os.path.abspath(val) if val == "." or val.startswith("./") else val
+        elif key in ("target", "dst", "destination"):
+            target = val
+        elif key in ("readonly", "ro"):
+            if val.lower() not in ("1", "t", "true", "0", "f", "false"):
+                raise bad(f"invalid value for {key}: {val}")
+            readonly = val.lower() in ("1", "t", "true")
+        elif key == "tmpfs-size":
+            tmpfs.append(f"size={parse_memory(val)}")
+        elif key == "tmpfs-mode":
+            try:
+                tmpfs.append(f"mode={int(val, 8):o}")
+            except ValueError:
+                raise bad(f"invalid value for {key}: {val}") from None
+        elif key in ("bind-propagation", "consistency", "volume-nocopy", "volume-label",
+                     "volume-driver", "volume-opt"):
+            raise bad(f"dockweb does not support {key}")
+        else:
+            raise bad(f"unexpected key '{key}' in '{field_}'")
+    if not kind:
+        raise bad("type is required")  # type= given empty
+    if not target:
+        raise bad("target is required")
+    if kind == "tmpfs":
+        if source:
+            raise ClientOption(
+                'invalid mount config for type "tmpfs": source must not be specified'
+            )
+        return None, (target, ",".join((["ro"] if readonly else []) + tmpfs))
+    if kind not in ("bind", "volume"):
+        raise ClientOption(f'invalid mount config for type "{kind}": mount type unknown')
+    if kind == "bind" and not source:
+        raise ClientOption('invalid mount config for type "bind": field Source must not be empty')
+    return MountSpec(kind, source, target, readonly, create_source=False), None
+
+
 def parse_ports(values: list[str]) -> list[dict]:
     """-p values, as docker's nat.ParsePortSpecs (dockweb.runtime.ports)."""
     if not values:
@@ -202,6 +267,7 @@ def build_spec(
     stop_signal: str = "",
     stop_timeout: int | None = None,
     publish: list[str] = (),
+    mount: list[str] = (),
 ) -> ContainerSpec:
     """A ContainerSpec from docker run's options, checked as the docker client checks them."""
     from dockweb.runtime.containers import ContainerSpec
@@ -215,6 +281,14 @@ def build_spec(
         raise InvalidOption(
             f"the working directory '{workdir}' is invalid, it needs to be an absolute path"
         )
+    mounts = [parse_mount(v) for v in volumes]
+    tmpfs_mounts = parse_tmpfs(list(tmpfs))
+    for value in mount:
+        spec, tmp = parse_mount_flag(value)
+        if spec is not None:
+            mounts.append(spec)
+        else:
+            tmpfs_mounts[tmp[0]] = tmp[1]
     return ContainerSpec(
         image=image,
         name=name,
@@ -228,13 +302,13 @@ def build_spec(
         tty=tty,
         interactive=interactive,
         auto_remove=auto_remove,
-        mounts=[parse_mount(v) for v in volumes],
+        mounts=mounts,
         labels=parse_labels(list(labels)),
         detach=detach,
         read_only=read_only,
         cap_add=list(cap_add),
         cap_drop=list(cap_drop),
-        tmpfs=parse_tmpfs(list(tmpfs)),
+        tmpfs=tmpfs_mounts,
         extra_hosts=parse_hosts(list(add_host)),
         memory=parse_memory(memory) if memory else 0,
         nano_cpus=parse_cpus(cpus) if cpus else 0,

@@ -638,3 +638,49 @@ def test_exec_detached_starts_the_command_and_returns(dockweb, busybox):
         "Error response from daemon: OCI runtime exec failed: exec failed: unable to start "
         'container process: exec: "nosuch": executable file not found in $PATH: unknown\n'
     )
+
+
+def test_it_parses_mount_flags_as_the_docker_client():
+    from containers.shapes import InvalidFlag, parse_mount_flag
+
+    spec, tmp = parse_mount_flag("type=bind,src=/srv/data,dst=/data,ro")
+    assert (spec.type, spec.source, spec.target, spec.readonly, tmp) == (
+        "bind", "/srv/data", "/data", True, None
+    )
+    assert not spec.create_source  # --mount never makes a missing bind source
+    spec, _ = parse_mount_flag("source=cache,target=/cache")  # type defaults to volume
+    assert (spec.type, spec.source, spec.readonly) == ("volume", "cache", False)
+    assert parse_mount_flag("type=tmpfs,dst=/run,tmpfs-size=1m,tmpfs-mode=1770") == (
+        None, ("/run", f"size={1 << 20},mode=1770")
+    )
+    for value, reason in [
+        ("type=bind,src=/tmp", "target is required"),
+        ("type=bind,bogus=1,dst=/x", "unexpected key 'bogus' in 'bogus=1'"),
+        ("type=bind,ro=maybe,dst=/x", "invalid value for ro: maybe"),
+        ("dst", "invalid field 'dst' must be a key=value pair"),
+    ]:
+        with pytest.raises(InvalidFlag) as e:
+            parse_mount_flag(value)
+        assert str(e.value) == f'invalid argument "{value}" for "--mount" flag: {reason}'
+
+
+@needs_root
+def test_run_mounts_binds_volumes_and_tmpfs_with_mount(dockweb, busybox, tmp_path):
+    dockweb("pull", "-q", busybox)
+    (tmp_path / "f").write_text("hi\n")
+    proc = dockweb(
+        "run", "--rm", "--mount", f"type=bind,src={tmp_path},dst=/m,ro",
+        "--mount", "source=mvol,target=/v", "--mount", "type=tmpfs,dst=/t,tmpfs-size=1m",
+        busybox, "sh", "-c",
+        "cat /m/f; touch /m/g 2>/dev/null || echo ro; echo kept > /v/x; grep ' /t ' /proc/mounts",
+    )
+    lines = proc.stdout.splitlines()
+    assert lines[:2] == ["hi", "ro"] and "size=1024k" in lines[2]
+    assert dockweb("volume", "ls", "-q").stdout == "mvol\n"  # a named volume, kept
+    proc = dockweb("run", "--rm", "--mount", f"type=bind,src={tmp_path}/nope,dst=/m",
+                   busybox, "true", check=False)
+    assert (proc.returncode, proc.stderr) == (
+        125,
+        'dockweb: Error response from daemon: invalid mount config for type "bind": bind '
+        f"source path does not exist: {tmp_path}/nope.\nSee 'dockweb run --help'.\n",
+    )

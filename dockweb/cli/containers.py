@@ -517,6 +517,7 @@ def _spec_from_args(args):
         stop_signal=args.stop_signal,
         stop_timeout=args.stop_timeout,
         publish=args.publish or [],
+        mount=args.mount or [],
     )
 
 
@@ -1541,6 +1542,8 @@ def _add_create_flags(p) -> None:
                    help="Timeout (in seconds) to stop a container")
     p.add_argument("-p", "--publish", action="append",
                    help="Publish a container's port(s) to the host")
+    p.add_argument("--mount", action="append",
+                   help="Attach a filesystem mount to the container")
     p.add_argument("--help", action="help", help="Print usage")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="[COMMAND] [ARG...]")

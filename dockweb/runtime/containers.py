@@ -135,6 +135,8 @@ class MountSpec:
     source: str
     target: str
     readonly: bool = False
+    # -v makes a missing bind source; --mount refuses it, as dockerd
+    create_source: bool = True
 
 
 @dataclass
@@ -738,6 +740,11 @@ class ContainerManager:
                     raise InvalidContainerSpec(
                         f'invalid mount config for type "bind": invalid mount path: '
                         f"'{m.source}' mount path must be absolute"
+                    )
+                if not m.create_source and not os.path.exists(m.source):
+                    raise InvalidContainerSpec(
+                        'invalid mount config for type "bind": bind source path does not '
+                        f"exist: {m.source}"
                     )
                 out.append(
                     {
