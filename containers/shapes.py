@@ -152,6 +152,33 @@ def parse_mount_flag(value: str) -> tuple[MountSpec | None, tuple[str, str] | No
     return MountSpec(kind, source, target, readonly, create_source=False), None
 
 
+def parse_ulimits(values: list[str]) -> list[dict]:
+    """--ulimit name=soft[:hard], as go-units ParseUlimit (hard defaults to soft)."""
+    from dockweb.runtime.oci import ULIMITS
+
+    out = []
+    for v in values:
+        name, eq, limits = v.partition("=")
+        if not eq:
+            raise InvalidFlag(v, "--ulimit", f"invalid ulimit argument: {v}")
+        if name not in ULIMITS:
+            raise InvalidFlag(v, "--ulimit", f"invalid ulimit type: {name}")
+        soft, _, hard = limits.partition(":")
+        try:
+            s_, h_ = int(soft), int(hard or soft)
+        except ValueError:
+            raise InvalidFlag(
+                v, "--ulimit", f'invalid ulimit soft value "{limits}": not a number'
+            ) from None
+        if s_ > h_:
+            raise InvalidFlag(
+                v, "--ulimit", f"ulimit soft limit must be less than or equal to hard limit: "
+                f"{s_} > {h_}"
+            )
+        out.append({"Name": name, "Hard": h_, "Soft": s_})
+    return out
+
+
 def parse_ports(values: list[str]) -> list[dict]:
     """-p values, as docker's nat.ParsePortSpecs (dockweb.runtime.ports)."""
     if not values:
@@ -268,6 +295,9 @@ def build_spec(
     stop_timeout: int | None = None,
     publish: list[str] = (),
     mount: list[str] = (),
+    shm_size: str = "",
+    ulimit: list[str] = (),
+    group_add: list[str] = (),
 ) -> ContainerSpec:
     """A ContainerSpec from docker run's options, checked as the docker client checks them."""
     from dockweb.runtime.containers import ContainerSpec
@@ -316,7 +346,17 @@ def build_spec(
         stop_signal=stop_signal,
         stop_timeout=stop_timeout,
         ports=parse_ports(list(publish)) if network != "host" else [],
+        shm_size=_shm_size(shm_size) if shm_size else 0,
+        ulimits=parse_ulimits(list(ulimit)),
+        group_add=list(group_add),
     )
+
+
+def _shm_size(value: str) -> int:
+    try:
+        return parse_memory(value)
+    except InvalidFlag:
+        raise InvalidFlag(value, "--shm-size", f"invalid size: '{value}'") from None
 
 
 def inspect_volume(v: Any) -> dict:
@@ -488,7 +528,7 @@ def _host_config(spec: Any, c: Any, mounts: list[dict], network: str) -> dict:
         "DnsOptions": [],
         "DnsSearch": [],
         "ExtraHosts": list(_attr(spec, "extra_hosts", default=None) or []) or None,
-        "GroupAdd": None,
+        "GroupAdd": list(_attr(spec, "group_add", default=None) or []) or None,
         "IpcMode": "private",
         "Cgroup": "",
         "Links": None,
@@ -500,7 +540,7 @@ def _host_config(spec: Any, c: Any, mounts: list[dict], network: str) -> dict:
         "SecurityOpt": None,
         "UTSMode": "",
         "UsernsMode": "",
-        "ShmSize": 67108864,
+        "ShmSize": int(_attr(spec, "shm_size", default=0) or 0) or 67108864,
         "Runtime": _attr(c, "runtime", default="crun") or "crun",
         "Isolation": "",
         "CpuShares": 0,
@@ -529,7 +569,7 @@ def _host_config(spec: Any, c: Any, mounts: list[dict], network: str) -> dict:
         "MemorySwappiness": None,
         "OomKillDisable": False,
         "PidsLimit": int(_attr(spec, "pids_limit", default=0) or 0) or None,
-        "Ulimits": [],
+        "Ulimits": list(_attr(spec, "ulimits", default=None) or []),
         "CpuCount": 0,
         "CpuPercent": 0,
         "IOMaximumIOps": 0,

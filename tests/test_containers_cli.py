@@ -684,3 +684,32 @@ def test_run_mounts_binds_volumes_and_tmpfs_with_mount(dockweb, busybox, tmp_pat
         'dockweb: Error response from daemon: invalid mount config for type "bind": bind '
         f"source path does not exist: {tmp_path}/nope.\nSee 'dockweb run --help'.\n",
     )
+
+
+@needs_root
+def test_run_sizes_shm_sets_ulimits_adds_groups_and_writes_a_cidfile(dockweb, busybox, tmp_path):
+    dockweb("pull", "-q", busybox)
+    cidfile = tmp_path / "cid"
+    proc = dockweb(
+        "run", "--cidfile", str(cidfile), "--name", "limited", "--shm-size", "128m",
+        "--ulimit", "nofile=100:200", "--group-add", "50", busybox, "sh", "-c",
+        "grep ' /dev/shm ' /proc/mounts; ulimit -n; ulimit -Hn; id -G",
+    )
+    lines = proc.stdout.splitlines()
+    assert "size=131072k" in lines[0] and lines[1:] == ["100", "200", "0 50"]
+    info = json.loads(dockweb("inspect", "limited").stdout)[0]
+    assert cidfile.read_text() == info["Id"]
+    host = info["HostConfig"]
+    assert (host["ShmSize"], host["Ulimits"], host["GroupAdd"]) == (
+        128 << 20, [{"Name": "nofile", "Hard": 200, "Soft": 100}], ["50"]
+    )
+    # the file is there: a second container is refused before it is created
+    proc = dockweb("run", "--cidfile", str(cidfile), busybox, "true", check=False)
+    assert (proc.returncode, proc.stderr) == (
+        125,
+        "dockweb: Container ID file found, make sure the other container isn't running or "
+        f"delete {cidfile}.\nSee 'dockweb run --help'.\n",
+    )
+    proc = dockweb("run", "--ulimit", "nofile=200:100", busybox, "true", check=False)
+    assert proc.stderr.startswith('invalid argument "nofile=200:100" for "--ulimit" flag: ')
+    assert dockweb("ps", "-aq").stdout.split() == [info["Id"][:12]]

@@ -14,6 +14,7 @@ command cannot be invoked or found), else with the container's exit code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -518,6 +519,9 @@ def _spec_from_args(args):
         stop_timeout=args.stop_timeout,
         publish=args.publish or [],
         mount=args.mount or [],
+        shm_size=args.shm_size or "",
+        ulimit=args.ulimit or [],
+        group_add=args.group_add or [],
     )
 
 
@@ -570,8 +574,57 @@ def _client_side(err: Exception) -> bool:
     return isinstance(err, InvalidOption) and str(err).startswith("invalid environment")
 
 
+class CidFile:
+    """--cidfile, as docker/cli's cidFile: refused if the file exists, created before the
+    container, the ID written once it exists, removed if it never got one."""
+
+    def __init__(self, path: str | None) -> None:
+        from containers.shapes import ClientOption
+
+        self.path, self.written, self.file = path, False, None
+        if not path:
+            return
+        if os.path.lexists(path):
+            raise ClientOption(
+                "Container ID file found, make sure the other container isn't running or "
+                f"delete {path}"
+            )
+        try:
+            self.file = open(path, "x")
+        except OSError as e:
+            reason = (e.strerror or str(e)).lower()
+            raise ClientOption(
+                f"failed to create the container ID file: open {path}: {reason}"
+            ) from None
+
+    def write(self, cid: str) -> None:
+        if self.file is not None:
+            self.file.write(cid)
+            self.file.flush()
+            self.written = True
+
+    def close(self) -> None:
+        if self.file is None:
+            return
+        self.file.close()
+        if not self.written:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+
 def _create_pulling(spec, args, cmd: str) -> str:
-    """Create the container, pulling the image first when it is not here (docker create)."""
+    """Create the container, pulling the image first when it is not here (docker create);
+    --cidfile gets its ID."""
+    cid_file = CidFile(getattr(args, "cidfile", None))
+    try:
+        cid = _create_pulling_image(spec, args, cmd)
+        cid_file.write(cid)
+        return cid
+    finally:
+        cid_file.close()
+
+
+def _create_pulling_image(spec, args, cmd: str) -> str:
     from containers import services
     from dockweb.runtime.errors import ImageNotFound
 
@@ -606,7 +659,7 @@ def cmd_create(args) -> int:
     try:
         cid = _create_pulling(spec, args, "create")
     except DockwebError as err:  # docker create prints the daemon's answer as it is
-        _err(_daemon(err))
+        _err(str(err) if _client_side(err) else _daemon(err))
         return 1
     print(cid)
     return 0
@@ -1544,6 +1597,10 @@ def _add_create_flags(p) -> None:
                    help="Publish a container's port(s) to the host")
     p.add_argument("--mount", action="append",
                    help="Attach a filesystem mount to the container")
+    p.add_argument("--shm-size", help="Size of /dev/shm")
+    p.add_argument("--ulimit", action="append", help="Ulimit options")
+    p.add_argument("--group-add", action="append", help="Add additional groups to join")
+    p.add_argument("--cidfile", help="Write the container ID to the file")
     p.add_argument("--help", action="help", help="Print usage")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="[COMMAND] [ARG...]")

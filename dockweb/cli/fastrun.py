@@ -76,7 +76,7 @@ def run(args, words: list[str]) -> int | None:
         return None
     root, db = where
 
-    from dockweb.cli.containers import _report, _run_exit_code, _spec_from_args
+    from dockweb.cli.containers import CidFile, _report, _run_exit_code, _spec_from_args
     from dockweb.runtime.containers import ContainerManager
     from dockweb.runtime.store import Store
 
@@ -114,7 +114,12 @@ def run(args, words: list[str]) -> int | None:
     gc.enable()  # main() turned it off while the modules were imported
     try:
         try:
-            cid = mgr.create(spec).id
+            cid_file = CidFile(args.cidfile)
+            try:
+                cid = mgr.create(spec).id
+                cid_file.write(cid)
+            finally:
+                cid_file.close()
         except DockwebError as err:
             _report("run", err, with_help=True)
             return _finish(database, None, words, _run_exit_code(err))

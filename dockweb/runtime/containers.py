@@ -168,6 +168,9 @@ class ContainerSpec:
     stop_timeout: int | None = None  # --stop-timeout: stop's default seconds
     # -p: {container_port, proto, host_ip, host_port (0: any)}, see dockweb.runtime.ports
     ports: list[dict] = field(default_factory=list)
+    shm_size: int = 0  # --shm-size bytes (0: 64 MiB)
+    ulimits: list[dict] = field(default_factory=list)  # --ulimit {Name, Soft, Hard}
+    group_add: list[str] = field(default_factory=list)  # --group-add names or numbers
 
     @classmethod
     def from_dict(cls, d: dict) -> ContainerSpec:
@@ -888,6 +891,8 @@ class ContainerManager:
             c.spec.user
             or ((self.store.get_image(c.image_id).config.get("config") or {}).get("User") or ""),
         )
+        if c.spec.group_add:
+            oci.add_groups(rootfs, user, c.spec.group_add)
         cfg = self.store.get_image(c.image_id).config.get("config") or {}
         workdir = c.spec.workdir or cfg.get("WorkingDir") or "/"
         wd = oci._in_root(rootfs, workdir)
@@ -924,6 +929,8 @@ class ContainerManager:
             resources=oci.resources(
                 memory=c.spec.memory, nano_cpus=c.spec.nano_cpus, pids_limit=c.spec.pids_limit
             ),
+            shm_size=c.spec.shm_size,
+            rlimits=oci.rlimits(c.spec.ulimits),
         )
         # rewritten at every start, read by the runtime right after: no need to survive a crash
         _write_json_atomic(os.path.join(cdir, "bundle", "config.json"), spec, durable=False)

@@ -57,7 +57,7 @@ READONLY_PATHS = [
 SHM_SIZE = 64 * 1024 * 1024
 
 
-def default_mounts() -> list[dict]:
+def default_mounts(shm_size: int = 0) -> list[dict]:
     return [
         {
             "destination": "/proc",
@@ -99,7 +99,7 @@ def default_mounts() -> list[dict]:
             "destination": "/dev/shm",
             "type": "tmpfs",
             "source": "shm",
-            "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={SHM_SIZE}"],
+            "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size or SHM_SIZE}"],
         },
     ]
 
@@ -300,6 +300,40 @@ def capabilities(add: list[str], drop: list[str]) -> list[str]:
     return base + [c for c in ALL_CAPABILITIES if c in add and c not in base]
 
 
+ULIMITS = {
+    "core": "RLIMIT_CORE", "cpu": "RLIMIT_CPU", "data": "RLIMIT_DATA", "fsize": "RLIMIT_FSIZE",
+    "locks": "RLIMIT_LOCKS", "memlock": "RLIMIT_MEMLOCK", "msgqueue": "RLIMIT_MSGQUEUE",
+    "nice": "RLIMIT_NICE", "nofile": "RLIMIT_NOFILE", "nproc": "RLIMIT_NPROC",
+    "rss": "RLIMIT_RSS", "rtprio": "RLIMIT_RTPRIO", "rttime": "RLIMIT_RTTIME",
+    "sigpending": "RLIMIT_SIGPENDING", "stack": "RLIMIT_STACK",
+}
+
+
+def rlimits(ulimits: list[dict]) -> list[dict]:
+    """--ulimit name=soft[:hard] ({"Name", "Soft", "Hard"}) as OCI process.rlimits."""
+    return [
+        {"type": ULIMITS[u["Name"]], "soft": u["Soft"], "hard": u["Hard"]} for u in ulimits
+    ]
+
+
+def add_groups(rootfs: str, user: ExecUser, groups: list[str]) -> None:
+    """--group-add: group names (from the container's /etc/group) or numbers, appended to
+    the user's supplementary groups. Raises ContainerStartError for an unknown name."""
+    table = _read_db(_in_root(rootfs, "/etc/group"))
+    for g in groups:
+        if g.isdigit():
+            gid = int(g)
+        else:
+            row = next((r for r in table if len(r) >= 3 and r[0] == g), None)
+            if row is None:
+                raise ContainerStartError(
+                    f"Unable to find group {g}: no matching entries in group file", 125
+                )
+            gid = int(row[2])
+        if gid not in user.additional_gids:
+            user.additional_gids.append(gid)
+
+
 def tmpfs_options(options: str) -> list[str]:
     """--tmpfs /dst:OPTS: dockerd's defaults (noexec, nosuid, nodev) with OPTS over them."""
     out = ["noexec", "nosuid", "nodev"]
@@ -346,6 +380,8 @@ def runtime_spec(
     capabilities: list[str] | None = None,
     tmpfs: dict[str, str] | None = None,
     resources: dict | None = None,
+    shm_size: int = 0,
+    rlimits: list[dict] | None = None,
 ) -> dict:
     """The OCI runtime spec (config.json) for one container.
 
@@ -357,7 +393,7 @@ def runtime_spec(
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     if network != "host":
         namespaces.append({"type": "network"})
-    all_mounts = default_mounts()
+    all_mounts = default_mounts(shm_size)
     for dest in ("/etc/resolv.conf", "/etc/hostname", "/etc/hosts"):
         if dest in etc_files:
             all_mounts.append(
@@ -389,6 +425,8 @@ def runtime_spec(
     }
     if user.additional_gids:
         process["user"]["additionalGids"] = list(user.additional_gids)
+    if rlimits:
+        process["rlimits"] = list(rlimits)
     return {
         "ociVersion": "1.0.2-dev",
         "process": process,
