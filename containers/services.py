@@ -40,6 +40,7 @@ from containers.shapes import (  # noqa: F401 - part of this module's interface
     parse_memory,
     parse_mount,
     parse_ports,
+    parse_restart,
 )
 from containers.shapes import row_fields as _row_fields
 from dockweb.runtime.errors import Conflict, DockwebError
@@ -437,7 +438,7 @@ def start_operation(kind: str, args: dict, *, user=None, container_id: str = "")
 
 RUN_OPTIONS = (
     "name", "env", "volumes", "workdir", "user", "entrypoint", "hostname", "network",
-    "auto_remove", "labels", "memory", "cpus", "add_host", "read_only", "publish",
+    "auto_remove", "labels", "memory", "cpus", "add_host", "read_only", "publish", "restart",
 )
 
 
@@ -478,6 +479,10 @@ def _check_run_options(options: dict) -> None:
         parse_cpus(options["cpus"])
     parse_hosts(options.get("add_host") or [])
     parse_ports(options.get("publish") or [])
+    if options.get("restart") and options["restart"] != "no":
+        parse_restart(options["restart"])
+        if options.get("auto_remove"):
+            raise InvalidOption("Conflicting options: --restart and --rm")
 
 
 def worker_identity() -> str:

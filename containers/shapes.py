@@ -152,6 +152,27 @@ def parse_mount_flag(value: str) -> tuple[MountSpec | None, tuple[str, str] | No
     return MountSpec(kind, source, target, readonly, create_source=False), None
 
 
+def parse_restart(value: str) -> dict:
+    """--restart no|always|unless-stopped|on-failure[:N], as docker/cli's
+    ParseRestartPolicy and dockerd's checks."""
+    name, sep, count = value.partition(":")
+    if not name:
+        name = "no"
+    if name not in ("no", "always", "unless-stopped", "on-failure"):
+        raise InvalidOption(f"invalid restart policy '{name}'")
+    retries = 0
+    if sep:
+        if name != "on-failure":
+            raise InvalidOption(f"maximum retry count cannot be used with restart policy '{name}'")
+        try:
+            retries = int(count)
+        except ValueError:
+            raise ClientOption(f'strconv.Atoi: parsing "{count}": invalid syntax') from None
+        if retries < 0:
+            raise InvalidOption("maximum retry count cannot be negative")
+    return {"Name": name, "MaximumRetryCount": retries}
+
+
 def parse_ulimits(values: list[str]) -> list[dict]:
     """--ulimit name=soft[:hard], as go-units ParseUlimit (hard defaults to soft)."""
     from dockweb.runtime.oci import ULIMITS
@@ -298,6 +319,7 @@ def build_spec(
     shm_size: str = "",
     ulimit: list[str] = (),
     group_add: list[str] = (),
+    restart: str = "",
 ) -> ContainerSpec:
     """A ContainerSpec from docker run's options, checked as the docker client checks them."""
     from dockweb.runtime.containers import ContainerSpec
@@ -311,6 +333,9 @@ def build_spec(
         raise InvalidOption(
             f"the working directory '{workdir}' is invalid, it needs to be an absolute path"
         )
+    policy = parse_restart(restart) if restart else {"Name": "no", "MaximumRetryCount": 0}
+    if auto_remove and policy["Name"] != "no":
+        raise ClientOption("Conflicting options: --restart and --rm")
     mounts = [parse_mount(v) for v in volumes]
     tmpfs_mounts = parse_tmpfs(list(tmpfs))
     for value in mount:
@@ -349,6 +374,7 @@ def build_spec(
         shm_size=_shm_size(shm_size) if shm_size else 0,
         ulimits=parse_ulimits(list(ulimit)),
         group_add=list(group_add),
+        restart=policy,
     )
 
 
@@ -462,7 +488,7 @@ def container_json(c: Any, mgr: ContainerManager | None, root: str) -> dict:
         "HostsPath": os.path.join(cdir, "hosts") if cdir else "",
         "LogPath": os.path.join(cdir, "container.log") if cdir else "",
         "Name": "/" + name.lstrip("/"),
-        "RestartCount": 0,
+        "RestartCount": int(_attr(state, "restart_count", default=0) or 0),
         "Driver": "overlay",
         "Platform": "linux",
         "MountLabel": "",
@@ -516,7 +542,9 @@ def _host_config(spec: Any, c: Any, mounts: list[dict], network: str) -> dict:
         "LogConfig": {"Type": "json-file", "Config": {}},
         "NetworkMode": network,
         "PortBindings": _port_bindings(_attr(spec, "ports", default=None) or []),
-        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "RestartPolicy": dict(
+            _attr(spec, "restart", default=None) or {"Name": "no", "MaximumRetryCount": 0}
+        ),
         "AutoRemove": bool(_attr(spec, "auto_remove", default=False)),
         "VolumeDriver": "",
         "VolumesFrom": None,

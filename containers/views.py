@@ -219,6 +219,7 @@ def container_run(request: HttpRequest) -> HttpResponse:
         "add_host": source.get("add_host", ""),
         "read_only": source.get("read_only") == "1",
         "publish": source.get("publish", ""),
+        "restart": source.get("restart", "no"),
     }
     error = None
     if request.method == "POST":
@@ -241,6 +242,7 @@ def container_run(request: HttpRequest) -> HttpResponse:
                 "add_host": _lines(form["add_host"]),
                 "read_only": form["read_only"],
                 "publish": _lines(form["publish"]),
+                "restart": form["restart"],
             }
             if form["entrypoint"].strip():
                 options["entrypoint"] = form["entrypoint"].strip()
@@ -264,6 +266,7 @@ def container_run(request: HttpRequest) -> HttpResponse:
         "error": error,
         "images": _image_choices(),
         "image_row": image_row,
+        "restart_policies": ("no", "on-failure", "always", "unless-stopped"),
         "page": "containers",
     }
     return render(request, "containers/run.html", context, status=400 if error else 200)

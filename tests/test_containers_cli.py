@@ -713,3 +713,24 @@ def test_run_sizes_shm_sets_ulimits_adds_groups_and_writes_a_cidfile(dockweb, bu
     proc = dockweb("run", "--ulimit", "nofile=200:100", busybox, "true", check=False)
     assert proc.stderr.startswith('invalid argument "nofile=200:100" for "--ulimit" flag: ')
     assert dockweb("ps", "-aq").stdout.split() == [info["Id"][:12]]
+
+
+@needs_root
+def test_run_restarts_by_policy_as_docker(dockweb, busybox):
+    dockweb("pull", "-q", busybox)
+    dockweb("run", "-d", "--name", "flaky", "--restart", "on-failure:1", busybox,
+            "sh", "-c", "exit 2")
+    for _ in range(100):
+        info = json.loads(dockweb("inspect", "flaky").stdout)[0]
+        if info["RestartCount"] == 1 and info["State"]["Status"] == "exited":
+            break
+        time.sleep(0.1)
+    assert (info["RestartCount"], info["State"]["ExitCode"]) == (1, 2)
+    assert info["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 1}
+    for argv, message in [
+        (["--rm", "--restart", "always"], "dockweb: Conflicting options: --restart and --rm."),
+        (["--restart", "sometimes"],
+         "dockweb: Error response from daemon: invalid restart policy 'sometimes'."),
+    ]:
+        proc = dockweb("run", *argv, busybox, "true", check=False)
+        assert (proc.returncode, proc.stderr) == (125, f"{message}\nSee 'dockweb run --help'.\n")

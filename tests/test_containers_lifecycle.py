@@ -617,3 +617,52 @@ def test_it_stops_with_the_containers_stop_signal_and_timeout(manager, image):
     started = time.monotonic()
     manager.stop(c.id, manager.stop_timeout(c.id))
     assert time.monotonic() - started < 5 and manager.get(c.id).state.exit_code == 137
+
+
+# -- restart policies ------------------------------------------------------------------------
+
+
+def test_it_restarts_on_failure_as_many_times_as_allowed(manager, image):
+    c = manager.create(ContainerSpec(
+        image=image, cmd=["sh", "-c", "echo run; exit 3"],
+        restart={"Name": "on-failure", "MaximumRetryCount": 2},
+    ))
+    manager.start(c.id)
+    assert _poll(lambda: _out(manager, c.id) == "run\nrun\nrun\n", timeout=10)
+    assert _poll(lambda: manager.get(c.id).status is Status.EXITED)
+    time.sleep(1)  # no fourth run comes
+    st = manager.get(c.id).state
+    assert (st.restart_count, st.exit_code, _out(manager, c.id)) == (2, 3, "run\nrun\nrun\n")
+    # a success ends on-failure at once
+    ok = manager.create(ContainerSpec(
+        image=image, cmd=["true"], restart={"Name": "on-failure", "MaximumRetryCount": 0},
+    ))
+    manager.start(ok.id)
+    assert manager.wait(ok.id) == 0
+    time.sleep(0.5)
+    assert manager.get(ok.id).state.restart_count == 0
+
+
+def test_it_restarts_always_until_stopped_or_removed(manager, image):
+    c = manager.create(ContainerSpec(
+        image=image, cmd=["sh", "-c", "echo run; sleep 0.2"],
+        restart={"Name": "always", "MaximumRetryCount": 0},
+    ))
+    manager.start(c.id)
+    assert _poll(lambda: manager.get(c.id).state.restart_count >= 2, timeout=10)
+    manager.stop(c.id, 1)  # running or waiting to restart: it stays stopped
+    assert manager.get(c.id).status is Status.EXITED and not manager.shim_alive(c.id)
+    runs = _out(manager, c.id).count("run")
+    time.sleep(1)
+    assert _out(manager, c.id).count("run") == runs
+    # a start by someone begins the count again; a removal ends it, even between runs
+    manager.start(c.id)
+    assert manager.get(c.id).state.restart_count == 0
+    assert _poll(lambda: manager.get(c.id).status is Status.RESTARTING, timeout=10)
+    with pytest.raises(ContainerConflict, match="is restarting, wait until the container"):
+        manager.kill(c.id)
+    with pytest.raises(ContainerConflict, match="You cannot remove a restarting container"):
+        manager.remove(c.id)
+    manager.remove(c.id, force=True)
+    with pytest.raises(ContainerNotFound):
+        manager.get(c.id)

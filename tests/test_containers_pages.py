@@ -143,7 +143,7 @@ def test_it_prefills_the_run_form_and_queues_a_run(client, no_broker):
         "image": "busybox:latest", "command": "sh -c 'echo hi'", "env": "A=1\n\nB=2",
         "volumes": "data:/data", "name": "hi", "network": "host", "auto_remove": "1",
         "memory": "64m", "cpus": "0.5", "add_host": "db:10.0.0.5\n", "read_only": "1",
-        "publish": "8080:80\n127.0.0.1::9000",
+        "publish": "8080:80\n127.0.0.1::9000", "restart": "no",
     })
     op = ContainerOperation.objects.get()
     assert response["Location"] == f"/containers/operations/{op.pk}/"
@@ -155,6 +155,7 @@ def test_it_prefills_the_run_form_and_queues_a_run(client, no_broker):
         "64m", "0.5", ["db:10.0.0.5"], True
     )
     assert op.args["publish"] == ["8080:80", "127.0.0.1::9000"]
+    assert op.args["restart"] == "no"
 
 
 @pytest.mark.django_db
@@ -168,9 +169,14 @@ def test_it_shows_run_form_mistakes(client):
         ("cpus", "x", "failed to parse x as a rational number"),
         ("add_host", "db", "bad format for add-host"),
         ("publish", "80:x", "Invalid containerPort: x"),
+        ("restart", "sometimes", "invalid restart policy &#x27;sometimes&#x27;"),
     ]:
         response = client.post("/containers/run/", {"image": "busybox", field: value})
         assert response.status_code == 400 and message in response.content.decode()
+    response = client.post(
+        "/containers/run/", {"image": "busybox", "restart": "always", "auto_remove": "1"}
+    )
+    assert "Conflicting options: --restart and --rm" in response.content.decode()
     assert not ContainerOperation.objects.exists()
 
 

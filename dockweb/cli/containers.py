@@ -522,6 +522,7 @@ def _spec_from_args(args):
         shm_size=args.shm_size or "",
         ulimit=args.ulimit or [],
         group_add=args.group_add or [],
+        restart=args.restart,
     )
 
 
@@ -1601,6 +1602,8 @@ def _add_create_flags(p) -> None:
     p.add_argument("--ulimit", action="append", help="Ulimit options")
     p.add_argument("--group-add", action="append", help="Add additional groups to join")
     p.add_argument("--cidfile", help="Write the container ID to the file")
+    p.add_argument("--restart", default="",
+                   help="Restart policy to apply when a container exits (default \"no\")")
     p.add_argument("--help", action="help", help="Print usage")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="[COMMAND] [ARG...]")

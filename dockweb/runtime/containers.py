@@ -168,6 +168,8 @@ class ContainerSpec:
     stop_timeout: int | None = None  # --stop-timeout: stop's default seconds
     # -p: {container_port, proto, host_ip, host_port (0: any)}, see dockweb.runtime.ports
     ports: list[dict] = field(default_factory=list)
+    # --restart: {"Name": no|always|unless-stopped|on-failure, "MaximumRetryCount": n}
+    restart: dict = field(default_factory=lambda: {"Name": "no", "MaximumRetryCount": 0})
     shm_size: int = 0  # --shm-size bytes (0: 64 MiB)
     ulimits: list[dict] = field(default_factory=list)  # --ulimit {Name, Soft, Hard}
     group_add: list[str] = field(default_factory=list)  # --group-add names or numbers
@@ -233,6 +235,9 @@ class State:
     boot_id: str = ""
     # the published ports while it runs: {container_port, proto, host_ip, host_port}
     ports: list[dict] = field(default_factory=list)
+    restart_count: int = 0  # restarts by its restart policy since the last start
+    restart_delay: float = 0.0  # the last backoff (s): dockerd's doubles from 0.1 to 60
+    manual_stop: bool = False  # stopped or killed by someone: "always" does not restart
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -962,10 +967,13 @@ class ContainerManager:
             os.chmod(p, 0o644)
         return paths
 
-    def start(self, ref: str, *, attach: socket.socket | None = None) -> Container:
+    def start(
+        self, ref: str, *, attach: socket.socket | None = None, _restart: bool = False
+    ) -> Container:
         """Start the container's process under a detached supervisor; returns once the
         process runs (or raises ContainerStartError with Docker's message and exit code,
         recording both in the state). Starting a running container does nothing.
+        ``_restart``: the supervisor restarting it by its policy (the count goes on).
 
         ``attach``: one end of a connected socket pair (see ``start_attached``), handed to
         the supervisor of a ``-i``/``-t`` container as an attach client from before the
@@ -993,7 +1001,13 @@ class ContainerManager:
         if os.path.exists(os.path.join(self.runtime_root, c.id)):
             # the runtime's record of an earlier run that nobody deleted (a crash)
             subprocess.run(self._rt("delete", "--force", c.id), capture_output=True)
+        if not _restart:  # a start by someone: the policy applies afresh (dockerd's)
+            c.state = self.update_state(
+                c.id, durable=False, manual_stop=False, restart_count=0, restart_delay=0.0
+            )
         result = self._spawn_shim(c, attach=attach)
+        if result.get("cancelled"):  # a restart that a stop overtook
+            return self.get(c.id)
         if "error" in result:
             error = _docker_words(result["error"])
             code = _start_exit_code(error)
@@ -1171,6 +1185,17 @@ class ContainerManager:
             return int(json.loads(data)["exit_code"])
         return self._reconciled_state(c.id).exit_code
 
+    def _cancel_restart(self, cid: str) -> None:
+        """Stop a supervisor waiting to restart the container: it sees the state change and
+        leaves; the container stays exited."""
+        with self._state_lock(cid):
+            st = self.read_state(cid)
+            if st.status is Status.RESTARTING:
+                st.status = Status.EXITED
+            st.manual_stop = True
+            self.write_state(cid, st, durable=False)
+        self._wait_stopped(cid, 10)
+
     def _wait_stopped(self, cid: str, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while self.shim_alive(cid):
@@ -1198,6 +1223,12 @@ class ContainerManager:
         forever). A stopped container is left as it is. A paused container is signalled,
         then thawed so the signal is delivered."""
         c = self.get(ref)
+        if c.status is Status.RESTARTING:  # between two runs: no process, a cancel
+            self._cancel_restart(c.id)
+            return
+        # no restart after this, even one its supervisor is starting right now (the new
+        # supervisor sees the mark and runs nothing)
+        self.update_state(c.id, durable=False, manual_stop=True)
         if not c.status.can_stop():
             return
         stop_signal = c.spec.stop_signal or (
@@ -1234,6 +1265,12 @@ class ContainerManager:
             raise ContainerNotRunning(
                 f"Cannot kill container: {ref}: Container {c.id} is not running"
             )
+        if c.status is Status.RESTARTING:
+            raise ContainerConflict(
+                f"Cannot kill container: {ref}: Container {c.id} is restarting, wait until "
+                "the container is running"
+            )
+        self.update_state(c.id, durable=False, manual_stop=True)
         self._signal(c, sig)
         if c.status is Status.PAUSED and sig == signals.SIGKILL:
             self._resume(c)
@@ -1297,11 +1334,18 @@ class ContainerManager:
                 )
             if c.status is Status.REMOVING:
                 raise ContainerConflict(f"removal of container {c.id} is already in progress")
+            if c.status is Status.RESTARTING:
+                raise ContainerConflict(
+                    f"You cannot remove a restarting container {c.id}. Stop the container "
+                    "before attempting removal or force remove"
+                )
             raise ContainerConflict(
                 f"You cannot remove a running container {c.id}. Stop the container before "
                 "attempting removal or force remove"
             )
-        if c.status.is_active:
+        if c.status is Status.RESTARTING:
+            self._cancel_restart(c.id)
+        elif c.status.is_active:
             self.kill(c.id, "KILL")
         with self.store.locked():
             with contextlib.suppress(ContainerNotFound):

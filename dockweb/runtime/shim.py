@@ -244,6 +244,12 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
         f.write(str(os.getpid()))
     # a crash here kills the starter too (it waits for our answer): the whole start dies
     crashpoint("shim.locked", also=args.starter)
+    if mgr.read_state(cid).manual_stop:
+        # only a restart by policy starts with this mark (a start by someone clears it): a
+        # stop came while it was on its way
+        sync_send({"error": "stopped before its restart", "cancelled": True})
+        os.close(lock_fd)
+        return 0
 
     bundle = os.path.join(cdir, "bundle")
     pid_file = os.path.join(cdir, "init.pid")
@@ -417,7 +423,17 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
             mgr.remove(cid, force=True, volumes=True)
         except Exception as e:  # noqa: BLE001 - record and carry on to the exit command
             print(f"auto-remove {cid}: {e}", file=sys.stderr)
-    os.close(lock_fd)
+    restart = not c.spec.auto_remove and _restarts(c.spec.restart, st)
+    if restart and _restart_wait(mgr, cid, st, on_exit):
+        # the wait is over and nobody stopped it: a new supervisor runs it again, once this
+        # one's lock is released (waiters read this run's end from the lock file first)
+        os.close(lock_fd)
+        try:
+            mgr.start(cid, _restart=True)
+        except Exception as e:  # noqa: BLE001 - recorded in its state by start
+            print(f"restart {cid}: {e}", file=sys.stderr)
+    else:
+        os.close(lock_fd)
 
     if on_exit is not None:
         try:
@@ -430,6 +446,49 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
     if mgr.exit_command:
         subprocess.run([*mgr.exit_command, cid], stdin=subprocess.DEVNULL)
     return 0
+
+
+def _restarts(policy: dict, st) -> bool:
+    """dockerd's restart manager: ``always``/``unless-stopped`` unless stopped or killed by
+    someone, ``on-failure[:N]`` for a non-zero exit (N times at most)."""
+    name = (policy or {}).get("Name") or "no"
+    if name in ("always", "unless-stopped"):
+        return not st.manual_stop
+    if name == "on-failure":
+        most = int(policy.get("MaximumRetryCount") or 0)
+        return (
+            st.exit_code != 0 and not st.manual_stop and (most == 0 or st.restart_count < most)
+        )
+    return False
+
+
+def _restart_wait(mgr, cid: str, st, on_exit) -> bool:
+    """Restarting: the backoff (0.1 s doubling to 60 s, back to 0.1 s after a run of 10 s
+    or more), during which a stop or a removal cancels. True when the restart is on: the
+    state is then exited with the count raised, for ``start``."""
+    from dockweb.runtime.store import parse_time
+
+    ran = (parse_time(st.finished_at) - parse_time(st.started_at)).total_seconds()
+    delay = 0.1 if ran >= 10 or not st.restart_delay else min(st.restart_delay * 2, 60.0)
+    mgr.update_state(cid, durable=False, status=Status.RESTARTING, restart_delay=delay)
+    if on_exit is not None:  # the dashboard shows "Restarting" meanwhile
+        with contextlib.suppress(Exception):
+            on_exit(cid)
+    deadline = time.monotonic() + delay
+    while True:
+        try:
+            with mgr._state_lock(cid):
+                cur = mgr.read_state(cid)
+                if cur.status is not Status.RESTARTING or cur.manual_stop:
+                    return False  # stopped (or removed) meanwhile
+                if time.monotonic() >= deadline:
+                    cur.status = Status.EXITED
+                    cur.restart_count += 1
+                    mgr.write_state(cid, cur, durable=False)
+                    return True
+        except (OSError, ValueError):
+            return False  # the container is gone
+        time.sleep(min(0.05, max(deadline - time.monotonic(), 0.001)))
 
 
 def _wait_started(proc: subprocess.Popen, pid_file: str) -> None:
