@@ -471,9 +471,12 @@ def _restart_wait(mgr, cid: str, st, on_exit) -> bool:
     ran = (parse_time(st.finished_at) - parse_time(st.started_at)).total_seconds()
     delay = 0.1 if ran >= 10 or not st.restart_delay else min(st.restart_delay * 2, 60.0)
     mgr.update_state(cid, durable=False, status=Status.RESTARTING, restart_delay=delay)
-    if on_exit is not None:  # the dashboard shows "Restarting" meanwhile
+    # the dashboard shows "Restarting" meanwhile
+    if on_exit is not None:
         with contextlib.suppress(Exception):
             on_exit(cid)
+    elif mgr.exit_command:
+        subprocess.run([*mgr.exit_command, cid], stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + delay
     while True:
         try:
