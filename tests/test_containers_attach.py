@@ -206,9 +206,19 @@ def test_it_keeps_signals_to_itself_with_sig_proxy_false(cli, runner):
 
 
 def test_attach_follows_a_running_container_and_gives_its_exit_code(cli):
-    cid = cli("run", "-d", cli.image, "sh", "-c", "sleep 1; echo out; echo err >&2; exit 4")
-    proc = cli("attach", cid.stdout.decode().strip())
-    assert (proc.returncode, proc.stdout, proc.stderr) == (4, b"out\n", b"err\n")
+    cli("run", "-d", "--name", "ticker", cli.image, "sh", "-c",
+        "trap 'echo out; echo err >&2; exit 4' TERM; while true; do echo tick; sleep 0.1; done",
+        check=True)
+    proc = cli.spawn("attach", "--sig-proxy=false", "ticker",
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"tick\n"  # following: what comes now
+        cli("kill", "-s", "TERM", "ticker", check=True)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert (proc.returncode, out.replace(b"tick\n", b""), err) == (4, b"out\n", b"err\n")
     cli("run", "-d", "-i", "--name", "reader", cli.image, "sh", "-c",
         "read x; echo got $x; exit 5", check=True)
     proc = cli("attach", "reader", input=b"hello\n")
