@@ -195,6 +195,13 @@ def wait_container(ref: str) -> int:
     return get_manager().wait(ref)
 
 
+def update_container(ref: str, **changes) -> None:
+    try:
+        get_manager().update(ref, **changes)
+    finally:
+        sync_containers()
+
+
 def rename_container(ref: str, new_name: str) -> None:
     try:
         get_manager().rename(ref, new_name)

@@ -734,3 +734,31 @@ def test_run_restarts_by_policy_as_docker(dockweb, busybox):
     ]:
         proc = dockweb("run", *argv, busybox, "true", check=False)
         assert (proc.returncode, proc.stderr) == (125, f"{message}\nSee 'dockweb run --help'.\n")
+
+
+@needs_root
+def test_update_changes_limits_of_a_running_container_and_its_policy(dockweb, busybox):
+    dockweb("pull", "-q", busybox)
+    dockweb("run", "-d", "--name", "tuned", busybox, "sleep", "100")
+    assert dockweb("update", "-m", "64m", "--cpus", "0.5", "--pids-limit", "30",
+                   "--restart", "unless-stopped", "tuned").stdout == "tuned\n"
+    limits = ("cat /sys/fs/cgroup/memory/memory.limit_in_bytes "
+              "/sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/pids/pids.max")
+    assert dockweb("exec", "tuned", "sh", "-c", limits).stdout.split() == [
+        str(64 << 20), "50000", "30"
+    ]
+    host = json.loads(dockweb("inspect", "tuned").stdout)[0]["HostConfig"]
+    assert (host["Memory"], host["NanoCpus"], host["PidsLimit"], host["RestartPolicy"]) == (
+        64 << 20, 500_000_000, 30, {"Name": "unless-stopped", "MaximumRetryCount": 0}
+    )
+    dockweb("update", "--cpus", "0", "--pids-limit", "-1", "tuned")
+    assert dockweb("exec", "tuned", "sh", "-c", limits).stdout.split()[1:] == ["-1", "max"]
+    proc = dockweb("update", "tuned", check=False)
+    assert (proc.returncode, proc.stderr) == (
+        1, "You must provide one or more flags when using this command.\n"
+    )
+    proc = dockweb("update", "-m", "1m", "tuned", "nosuch", check=False)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        1, "", "Error response from daemon: Minimum memory limit allowed is 6MB\n"
+        "Error response from daemon: No such container: nosuch\n",
+    )

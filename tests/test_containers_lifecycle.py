@@ -666,3 +666,15 @@ def test_it_restarts_always_until_stopped_or_removed(manager, image):
     manager.remove(c.id, force=True)
     with pytest.raises(ContainerNotFound):
         manager.get(c.id)
+
+
+def test_an_updated_restart_policy_applies_to_the_running_container(manager, image):
+    c = manager.create(ContainerSpec(image=image, cmd=["sh", "-c", "sleep 0.5; exit 1"]))
+    manager.start(c.id)
+    manager.update(c.id, restart={"Name": "on-failure", "MaximumRetryCount": 1})
+    assert _poll(lambda: manager.get(c.id).state.restart_count == 1, timeout=10)
+    assert manager.get(c.id).spec.restart == {"Name": "on-failure", "MaximumRetryCount": 1}
+    auto = manager.create(ContainerSpec(image=image, cmd=["true"], auto_remove=True))
+    with pytest.raises(ContainerConflict, match="AutoRemove is enabled"):
+        manager.update(auto.id, restart={"Name": "always", "MaximumRetryCount": 0})
+    manager.remove(auto.id)

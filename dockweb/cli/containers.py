@@ -1390,6 +1390,41 @@ def cmd_wait(args) -> int:
     return 0
 
 
+def cmd_update(args) -> int:
+    """docker update: -m, --cpus, --pids-limit and --restart, for each container named."""
+    from containers import services
+    from containers.shapes import parse_cpus, parse_memory, parse_restart
+
+    changes: dict = {}
+    try:
+        if args.memory is not None:
+            changes["memory"] = parse_memory(args.memory)
+        if args.cpus is not None:
+            changes["nano_cpus"] = parse_cpus(args.cpus)
+        if args.pids_limit is not None:
+            changes["pids_limit"] = args.pids_limit
+        if args.restart is not None:
+            changes["restart"] = parse_restart(args.restart)
+    except DockwebError as err:
+        _report("update", err, with_help=True)
+        return 125
+    if not changes:
+        _err("You must provide one or more flags when using this command.")
+        return 1
+    errors = []
+    for name in args.containers:
+        try:
+            services.update_container(name, **changes)
+        except DockwebError as err:
+            errors.append(_daemon(err))
+            continue
+        print(name, flush=True)
+    if errors:
+        _err("\n".join(errors))
+        return 1
+    return 0
+
+
 def cmd_rename(args) -> int:
     from containers import services
 
@@ -1768,6 +1803,15 @@ def _add_container_commands(sub, *, under_container: bool) -> None:
     p = _parser(sub, "wait", "Block until one or more containers stop, then print their exit codes")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
     p.set_defaults(func=cmd_wait)
+
+    p = _parser(sub, "update", "Update configuration of one or more containers")
+    p.add_argument("-m", "--memory", help="Memory limit")
+    p.add_argument("--cpus", help="Number of CPUs")
+    p.add_argument("--pids-limit", type=int,
+                   help="Tune container pids limit (set -1 for unlimited)")
+    p.add_argument("--restart", help="Restart policy to apply when a container exits")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.set_defaults(func=cmd_update)
 
     p = _parser(sub, "rename", "Rename a container")
     p.add_argument("container", metavar="CONTAINER")

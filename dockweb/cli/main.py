@@ -693,7 +693,7 @@ _BOOL_FLAGS = {
 _AUDITED = {
     "pull", "rmi", "tag", "run", "create", "start", "stop", "restart", "kill", "pause",
     "unpause", "rm", "remove", "exec", "prune", "mount", "unmount", "load", "import",
-    "rename", "cp",
+    "rename", "cp", "update",
 }
 _NOUNS = {"image", "container", "volume", "system"}
 

@@ -683,6 +683,58 @@ class ContainerManager:
         crashpoint("container.create.recorded")
         return container
 
+    def update(
+        self,
+        ref: str,
+        *,
+        memory: int | None = None,
+        nano_cpus: int | None = None,
+        pids_limit: int | None = None,
+        restart: dict | None = None,
+    ) -> Container:
+        """``docker update``: new limits (applied at once to a running container through
+        the runtime, kept for its next starts) and restart policy, with dockerd's checks."""
+        with self.store.locked():
+            c = self.get(ref)
+            if restart is not None and restart.get("Name", "no") != "no" and c.spec.auto_remove:
+                raise ContainerConflict(
+                    "Restart policy cannot be updated because AutoRemove is enabled for the "
+                    "container"
+                )
+            spec = ContainerSpec.from_dict(asdict(c.spec))
+            if memory is not None:
+                spec.memory = memory
+            if nano_cpus is not None:
+                spec.nano_cpus = nano_cpus
+            if pids_limit is not None:
+                spec.pids_limit = max(pids_limit, 0)
+            if restart is not None:
+                spec.restart = dict(restart)
+            self._check_host_config(spec)
+            if c.status.is_active and c.status is not Status.RESTARTING:
+                args = []
+                if memory is not None:
+                    # swap twice the memory, as at create; -1 (no limit) with no memory limit
+                    args += ["--memory-swap", str(memory * 2 if memory else -1),
+                             "--memory", str(memory or -1)]
+                if nano_cpus is not None:
+                    quota = nano_cpus * 100000 // 10**9 if nano_cpus else -1
+                    args += ["--cpu-period", "100000", "--cpu-quota", str(quota)]
+                if pids_limit is not None:
+                    args += ["--pids-limit", str(pids_limit if pids_limit > 0 else -1)]
+                if args:
+                    proc = subprocess.run(
+                        self._rt("update", *args, c.id), capture_output=True, text=True
+                    )
+                    if proc.returncode != 0:
+                        raise ContainerConflict(
+                            f"Cannot update container {c.id}: "
+                            f"{proc.stderr.strip() or 'the runtime refused'}"
+                        )
+            c.spec = spec
+            _write_json_atomic(os.path.join(self.cdir(c.id), "container.json"), c.record())
+        return c
+
     def rename(self, ref: str, new_name: str) -> Container:
         """``docker rename``: a new name, with dockerd's checks and words. The hostname stays.
         """

@@ -423,7 +423,11 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
             mgr.remove(cid, force=True, volumes=True)
         except Exception as e:  # noqa: BLE001 - record and carry on to the exit command
             print(f"auto-remove {cid}: {e}", file=sys.stderr)
-    restart = not c.spec.auto_remove and _restarts(c.spec.restart, st)
+    try:  # the policy as it is now: `update --restart` may have changed it since the start
+        policy = mgr.get(cid).spec.restart
+    except Exception:  # noqa: BLE001 - removed meanwhile: nothing to restart
+        policy = {}
+    restart = not c.spec.auto_remove and _restarts(policy, st)
     if restart and _restart_wait(mgr, cid, st, on_exit):
         # the wait is over and nobody stopped it: a new supervisor runs it again, once this
         # one's lock is released (waiters read this run's end from the lock file first)
