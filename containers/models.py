@@ -105,7 +105,9 @@ class Container(models.Model):
 
     @property
     def can_kill(self) -> bool:
-        return self.status in (self.Status.RUNNING, self.Status.PAUSED, self.Status.RESTARTING)
+        # restarting: no process between two runs (dockerd: "wait until the container is
+        # running"); Stop cancels the restart instead
+        return self.status in (self.Status.RUNNING, self.Status.PAUSED)
 
     @property
     def can_pause(self) -> bool:
