@@ -246,3 +246,20 @@ def test_it_pushes_with_dockers_output_and_pulls_back(dockweb, registry, pushed,
 def test_it_reports_usage_errors_as_docker(dockweb, argv, code, stderr):
     proc = dockweb(*argv, check=False)
     assert (proc.returncode, proc.stdout, proc.stderr) == (code, "", stderr)
+
+
+def test_it_tells_its_version_and_the_engines_state_as_docker(dockweb):
+    from importlib.metadata import version
+
+    assert dockweb("version", "--format", "{{.Server.Version}}").stdout == version("dockweb") + "\n"
+    lines = dockweb("version").stdout.splitlines()
+    assert lines[0] == "Client:" and "Server:" in lines and " Engine:" in lines
+    info = json.loads(dockweb("info", "--format", "{{json .}}").stdout)
+    assert (info["Containers"], info["Images"], info["Driver"], info["OSType"]) == (
+        0, 0, "overlay", "linux"
+    )
+    assert info["DefaultRuntime"] in info["Runtimes"] and info["NCPU"] >= 1
+    text = dockweb("system", "info").stdout
+    assert " Containers: 0\n  Running: 0\n" in text and " Storage Driver: overlay\n" in text
+    proc = dockweb("info", "--format", "{{.Nope}}", check=False)
+    assert proc.stderr.endswith("can't evaluate field Nope in type types.Info\n")

@@ -286,6 +286,9 @@ def add_commands(sub) -> None:
         dest="system_command", metavar="COMMAND", parser_class=parser_class
     )
     ssub.required = True
+    from dockweb.cli import about
+
+    about.add_commands(sub, ssub)
     p = ssub.add_parser("df", help="Show docker disk usage")
     p.add_argument("--format", help="Pretty-print images using a Go template")
     p.add_argument(
