@@ -74,6 +74,16 @@ class Container(models.Model):
         return f"{self.path} {' '.join(args)}"
 
     @property
+    def ports_text(self) -> str:
+        """The PORTS column of docker ps."""
+        from containers.shapes import display_ports, summary_ports
+
+        info = self.inspect or {}
+        if "State" not in info:
+            return ""
+        return display_ports(summary_ports(info))
+
+    @property
     def published_ports(self) -> list[str]:
         """``0.0.0.0:8080 → 80/tcp`` for each port published while it runs (docker port)."""
         ports = ((self.inspect or {}).get("NetworkSettings") or {}).get("Ports") or {}

@@ -784,3 +784,52 @@ def row_fields(info: dict, size: tuple[int, int] | None) -> dict:
     if size is not None:
         fields["size_rw"], fields["size_root_fs"] = size
     return fields
+
+
+# -- ports as docker ps shows them ----------------------------------------------------------
+
+
+def summary_ports(info: dict) -> list[dict]:
+    """types.Container's Ports: the published ones, then the exposed ones not published;
+    none once it has stopped (dockerd lists what its network endpoint holds)."""
+    out: list[dict] = []
+    if not info["State"].get("Running"):
+        return out
+    published = (info.get("NetworkSettings") or {}).get("Ports") or {}
+    for key, binds in published.items():
+        port, _, proto = key.partition("/")
+        for b in binds or []:
+            out.append({"IP": b["HostIp"], "PrivatePort": int(port),
+                        "PublicPort": int(b["HostPort"]), "Type": proto})
+    for key in (info.get("Config") or {}).get("ExposedPorts") or {}:
+        if key not in published:
+            port, _, proto = key.partition("/")
+            out.append({"PrivatePort": int(port), "Type": proto})
+    return out
+
+
+def display_ports(ports: list[dict]) -> str:
+    """docker/cli DisplayablePorts: ``0.0.0.0:8080->80/tcp``, consecutive ports as ranges
+    (``0.0.0.0:8000-8001->80-81/tcp``), exposed-only ports as ``80/tcp``, sorted."""
+    groups: dict[tuple, list[tuple[int, int]]] = {}
+    for p in ports:
+        key = (p.get("IP", ""), p["Type"], "PublicPort" in p)
+        groups.setdefault(key, []).append((p.get("PublicPort", 0), p["PrivatePort"]))
+    out = []
+    for (ip, proto, public), pairs in groups.items():
+        pairs.sort(key=lambda x: (x[1], x[0]))
+        runs: list[list[tuple[int, int]]] = []
+        for pair in pairs:
+            last = runs[-1][-1] if runs else None
+            if last and pair[1] == last[1] + 1 and (not public or pair[0] == last[0] + 1):
+                runs[-1].append(pair)
+            else:
+                runs.append([pair])
+        for run in runs:
+            private = str(run[0][1]) if len(run) == 1 else f"{run[0][1]}-{run[-1][1]}"
+            if public:
+                host = str(run[0][0]) if len(run) == 1 else f"{run[0][0]}-{run[-1][0]}"
+                out.append((run[0][1], f"{ip}:{host}->{private}/{proto}"))
+            else:
+                out.append((run[0][1], f"{private}/{proto}"))
+    return ", ".join(text for _, text in sorted(out))

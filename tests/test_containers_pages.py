@@ -49,10 +49,16 @@ def test_it_requires_login():
 
 @pytest.mark.django_db
 def test_it_lists_containers_with_the_actions_their_state_allows(client):
-    make_container("running", "web")
+    c = make_container("running", "web")
+    c.inspect.update({
+        "State": {"Running": True},
+        "NetworkSettings": {"Ports": {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}},
+    })
+    c.save()
     make_container("exited", "old", cid="7e" * 32, exit_code=2)
     body = client.get("/containers/").content.decode()
     assert "Up 5 seconds" in body and "Exited (2) About a minute ago" in body
+    assert "0.0.0.0:8080-&gt;80/tcp" in body  # docker ps's PORTS
     assert f'/containers/{CID}/stop/' in body and f'/containers/{CID}/pause/' in body
     assert f'/containers/{CID}/start/' not in body
     assert f'/containers/{"7e" * 32}/start/' in body

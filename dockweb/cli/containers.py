@@ -138,6 +138,7 @@ def _time(value: str) -> datetime | None:
 def container_summary(info: dict, size: tuple[int, int] | None = None) -> dict:
     """docker's types.Container (what `docker ps` gets) from a ContainerJSON."""
     from containers.models import status_text
+    from containers.shapes import summary_ports
 
     state = info["State"]
     args = [f"'{a}'" if " " in a else a for a in info.get("Args") or []]
@@ -160,57 +161,11 @@ def container_summary(info: dict, size: tuple[int, int] | None = None) -> dict:
         "Labels": info["Config"].get("Labels") or {},
         "Mounts": info.get("Mounts") or [],
         "NetworkMode": info["HostConfig"].get("NetworkMode", "none"),
-        "Ports": _summary_ports(info),
+        "Ports": summary_ports(info),
     }
     if size is not None:
         out["SizeRw"], out["SizeRootFs"] = size
     return out
-
-
-def _summary_ports(info: dict) -> list[dict]:
-    """types.Container's Ports: the published ones, then the exposed ones not published;
-    none once it has stopped (dockerd lists what its network endpoint holds)."""
-    out: list[dict] = []
-    if not info["State"].get("Running"):
-        return out
-    published = (info.get("NetworkSettings") or {}).get("Ports") or {}
-    for key, binds in published.items():
-        port, _, proto = key.partition("/")
-        for b in binds or []:
-            out.append({"IP": b["HostIp"], "PrivatePort": int(port),
-                        "PublicPort": int(b["HostPort"]), "Type": proto})
-    for key in (info.get("Config") or {}).get("ExposedPorts") or {}:
-        if key not in published:
-            port, _, proto = key.partition("/")
-            out.append({"PrivatePort": int(port), "Type": proto})
-    return out
-
-
-def display_ports(ports: list[dict]) -> str:
-    """docker/cli DisplayablePorts: ``0.0.0.0:8080->80/tcp``, consecutive ports as ranges
-    (``0.0.0.0:8000-8001->80-81/tcp``), exposed-only ports as ``80/tcp``, sorted."""
-    groups: dict[tuple, list[tuple[int, int]]] = {}
-    for p in ports:
-        key = (p.get("IP", ""), p["Type"], "PublicPort" in p)
-        groups.setdefault(key, []).append((p.get("PublicPort", 0), p["PrivatePort"]))
-    out = []
-    for (ip, proto, public), pairs in groups.items():
-        pairs.sort(key=lambda x: (x[1], x[0]))
-        runs: list[list[tuple[int, int]]] = []
-        for pair in pairs:
-            last = runs[-1][-1] if runs else None
-            if last and pair[1] == last[1] + 1 and (not public or pair[0] == last[0] + 1):
-                runs[-1].append(pair)
-            else:
-                runs.append([pair])
-        for run in runs:
-            private = str(run[0][1]) if len(run) == 1 else f"{run[0][1]}-{run[-1][1]}"
-            if public:
-                host = str(run[0][0]) if len(run) == 1 else f"{run[0][0]}-{run[-1][0]}"
-                out.append((run[0][1], f"{ip}:{host}->{private}/{proto}"))
-            else:
-                out.append((run[0][1], f"{private}/{proto}"))
-    return ", ".join(text for _, text in sorted(out))
 
 
 def _image_column(image: str, image_id: str, trunc: bool) -> str:
@@ -242,6 +197,7 @@ def _created_at(unix: int) -> str:
 
 def ps_rows(summaries: list[dict], *, trunc: bool = True, now: float | None = None) -> list[dict]:
     """docker/cli's ContainerContext for each container: the values --format sees."""
+    from containers.shapes import display_ports
     from dockweb.cli.format import lookup_method
     from dockweb.cli.main import truncate_display
     from dockweb.runtime.units import human_duration, human_size
