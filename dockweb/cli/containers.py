@@ -1328,22 +1328,28 @@ def cmd_cp(args) -> int:
     return 0
 
 
-def cmd_wait(args) -> int:
-    """docker wait: each exit code as its container stops; the failures together at the end."""
-    from containers import services
-
+def _for_each(names: list[str], act) -> int:
+    """docker's loop over containers that prints each one's answer as it comes and the
+    daemon's refusals together at the end (wait, update): status 1 if any."""
     errors = []
-    for name in args.containers:
+    for name in names:
         try:
-            code = services.wait_container(name)
+            answer = act(name)
         except DockwebError as err:
             errors.append(_daemon(err))
             continue
-        print(code, flush=True)
+        print(answer, flush=True)
     if errors:
         _err("\n".join(errors))
         return 1
     return 0
+
+
+def cmd_wait(args) -> int:
+    """docker wait: each exit code as its container stops; the failures together at the end."""
+    from containers import services
+
+    return _for_each(args.containers, services.wait_container)
 
 
 def cmd_update(args) -> int:
@@ -1367,18 +1373,12 @@ def cmd_update(args) -> int:
     if not changes:
         _err("You must provide one or more flags when using this command.")
         return 1
-    errors = []
-    for name in args.containers:
-        try:
-            services.update_container(name, **changes)
-        except DockwebError as err:
-            errors.append(_daemon(err))
-            continue
-        print(name, flush=True)
-    if errors:
-        _err("\n".join(errors))
-        return 1
-    return 0
+
+    def update(name: str) -> str:
+        services.update_container(name, **changes)
+        return name
+
+    return _for_each(args.containers, update)
 
 
 def cmd_rename(args) -> int:
