@@ -348,6 +348,13 @@ def parse_signal(sig: str | int) -> int:
     raise InvalidContainerSpec(f"Invalid signal: {sig}")
 
 
+def _exec_failed(err: str) -> ContainerStartError:
+    """An exec the runtime could not start, in dockerd's words (exit status 126)."""
+    return ContainerStartError(
+        f"OCI runtime exec failed: {_docker_words(err, exec_=True)}: unknown", 126
+    )
+
+
 def _drop_exec_files(log: str) -> None:
     """Remove an exec's runtime log and the process.json beside it."""
     for path in (log, log[: -len(".log")] + ".json"):
@@ -670,11 +677,7 @@ class ContainerManager:
                 # The container exists once its record is in place (``_ids``); no state.json
                 # yet reads as created (``read_state``). An --rm container need not survive
                 # a power cut (it would be removed as it ends): its record is not fsync'd.
-                _write_json_atomic(
-                    os.path.join(cdir, "container.json"),
-                    container.record(),
-                    durable=not spec.auto_remove,
-                )
+                self._write_record(container, durable=not spec.auto_remove)
                 if anonymous:
                     os.unlink(os.path.join(cdir, "create.json"))
             except BaseException:
@@ -712,16 +715,20 @@ class ContainerManager:
                 spec.restart = dict(restart)
             self._check_host_config(spec)
             if c.status.is_active and c.status is not Status.RESTARTING:
+                # the limits as create sets them; -1 lifts one that is given as 0
+                res = oci.resources(
+                    memory=spec.memory, nano_cpus=spec.nano_cpus, pids_limit=spec.pids_limit
+                )
+                memory_limits = res.get("memory", {"swap": -1, "limit": -1})
+                cpu = res.get("cpu", {"period": 100000, "quota": -1})
                 args = []
-                if memory is not None:
-                    # swap twice the memory, as at create; -1 (no limit) with no memory limit
-                    args += ["--memory-swap", str(memory * 2 if memory else -1),
-                             "--memory", str(memory or -1)]
+                if memory is not None:  # swap first: it may not be below the memory
+                    args += ["--memory-swap", str(memory_limits["swap"]),
+                             "--memory", str(memory_limits["limit"])]
                 if nano_cpus is not None:
-                    quota = nano_cpus * 100000 // 10**9 if nano_cpus else -1
-                    args += ["--cpu-period", "100000", "--cpu-quota", str(quota)]
+                    args += ["--cpu-period", str(cpu["period"]), "--cpu-quota", str(cpu["quota"])]
                 if pids_limit is not None:
-                    args += ["--pids-limit", str(pids_limit if pids_limit > 0 else -1)]
+                    args += ["--pids-limit", str(res.get("pids", {"limit": -1})["limit"])]
                 if args:
                     proc = subprocess.run(
                         self._rt("update", *args, c.id), capture_output=True, text=True
@@ -732,7 +739,7 @@ class ContainerManager:
                             f"{proc.stderr.strip() or 'the runtime refused'}"
                         )
             c.spec = spec
-            _write_json_atomic(os.path.join(self.cdir(c.id), "container.json"), c.record())
+            self._write_record(c)
         return c
 
     def rename(self, ref: str, new_name: str) -> Container:
@@ -757,8 +764,14 @@ class ContainerManager:
             except ContainerConflict as e:
                 raise ContainerConflict(f"Error when allocating new name: {e}") from None
             c.name = new_name
-            _write_json_atomic(os.path.join(self.cdir(c.id), "container.json"), c.record())
+            self._write_record(c)
         return c
+
+    def _write_record(self, c: Container, *, durable: bool = True) -> None:
+        """container.json: what the container is (its state is apart, in state.json)."""
+        _write_json_atomic(
+            os.path.join(self.cdir(c.id), "container.json"), c.record(), durable=durable
+        )
 
     def _reserve_name(self, name: str, cid: str) -> str:
         taken = {}
@@ -1053,7 +1066,9 @@ class ContainerManager:
         if os.path.exists(os.path.join(self.runtime_root, c.id)):
             # the runtime's record of an earlier run that nobody deleted (a crash)
             subprocess.run(self._rt("delete", "--force", c.id), capture_output=True)
-        if not _restart:  # a start by someone: the policy applies afresh (dockerd's)
+        st = c.state
+        if not _restart and (st.manual_stop or st.restart_count or st.restart_delay):
+            # a start by someone: the policy applies afresh (dockerd's)
             c.state = self.update_state(
                 c.id, durable=False, manual_stop=False, restart_count=0, restart_delay=0.0
             )
@@ -1185,20 +1200,19 @@ class ContainerManager:
                 # the supervisor holds its lock until it is done; with --rm the container
                 # may be gone by then, but the final state is in the lock file, open here
                 fcntl.flock(lock_fd, fcntl.LOCK_SH)
-                data = os.pread(lock_fd, 65536, 0)
-                if data.strip():
-                    return int(json.loads(data)["exit_code"])
-                return self.wait(c.id)
+            else:
 
-            def entry(line: bytes):
-                try:
-                    d = json.loads(line)
-                except ValueError:
-                    return None
-                return d["stream"], d["log"], d["time"]
+                def entry(line: bytes):
+                    try:
+                        d = json.loads(line)
+                    except ValueError:
+                        return None
+                    return d["stream"], d["log"], d["time"]
 
-            for stream, text, _ in _read_log(log, entry, None, lambda: _lock_held(lock_fd)):
-                on_output(stream, text)
+                for stream, text, _ in _read_log(
+                    log, entry, None, lambda: _lock_held(lock_fd)
+                ):
+                    on_output(stream, text)
             data = os.pread(lock_fd, 65536, 0)
             if data.strip():
                 return int(json.loads(data)["exit_code"])
@@ -1951,9 +1965,7 @@ class ContainerManager:
                 helper.wait()
                 err = _log_error(log) or first["error"]
                 _drop_exec_files(log)
-                raise ContainerStartError(
-                    f"OCI runtime exec failed: {_docker_words(err, exec_=True)}: unknown", 126
-                )
+                raise _exec_failed(err)
             sock.settimeout(5)
             master = _recv_fd(sock)
         finally:
@@ -1981,9 +1993,7 @@ class ContainerManager:
         finally:
             _drop_exec_files(log)
         if proc.returncode != 0:
-            raise ContainerStartError(
-                f"OCI runtime exec failed: {_docker_words(err, exec_=True)}: unknown", 126
-            )
+            raise _exec_failed(err)
 
     def exec(
         self,
@@ -2025,9 +2035,7 @@ class ContainerManager:
         finally:
             _drop_exec_files(log)
         if proc.returncode != 0 and err:
-            raise ContainerStartError(
-                f"OCI runtime exec failed: {_docker_words(err, exec_=True)}: unknown", 126
-            )
+            raise _exec_failed(err)
         return proc.returncode
 
 
@@ -2089,9 +2097,7 @@ class ExecProcess:
             _drop_exec_files(self._log)
             if code != 0 and err:
                 self._exit_code = 126
-                raise ContainerStartError(
-                    f"OCI runtime exec failed: {_docker_words(err, exec_=True)}: unknown", 126
-                )
+                raise _exec_failed(err)
         self._exit_code = code
         return code
 
