@@ -33,14 +33,9 @@ from containers.shapes import (  # noqa: F401 - part of this module's interface
     build_spec,
     container_json,
     inspect_volume,
-    parse_cpus,
     parse_env,
-    parse_hosts,
     parse_labels,
-    parse_memory,
     parse_mount,
-    parse_ports,
-    parse_restart,
 )
 from containers.shapes import row_fields as _row_fields
 from dockweb.runtime.errors import Conflict, DockwebError
@@ -479,17 +474,10 @@ def _check_run_options(options: dict) -> None:
         raise InvalidOption(
             f"the working directory '{wd}' is invalid, it needs to be an absolute path"
         )
-    if options.get("memory"):
-        if parse_memory(options["memory"]) < 6 * 1024 * 1024:
-            raise InvalidOption("Minimum memory limit allowed is 6MB")
-    if options.get("cpus"):
-        parse_cpus(options["cpus"])
-    parse_hosts(options.get("add_host") or [])
-    parse_ports(options.get("publish") or [])
-    if options.get("restart") and options["restart"] != "no":
-        parse_restart(options["restart"])
-        if options.get("auto_remove"):
-            raise InvalidOption("Conflicting options: --restart and --rm")
+    # the rest as `run` checks it: the client's parsing, then dockerd's checks
+    from dockweb.runtime.containers import check_host_config
+
+    check_host_config(build_spec("", None, **options))
 
 
 def worker_identity() -> str:

@@ -348,6 +348,27 @@ def parse_signal(sig: str | int) -> int:
     raise InvalidContainerSpec(f"Invalid signal: {sig}")
 
 
+def check_host_config(spec: ContainerSpec) -> None:
+    """dockerd's checks of what ``create`` asks beyond the image: capabilities, limits and
+    the stop signal, with its words (the Run form makes them too, before queueing)."""
+    for what, caps in (("CapAdd", spec.cap_add), ("CapDrop", spec.cap_drop)):
+        for cap in caps:
+            try:
+                oci.normalize_capability(cap)
+            except ValueError as e:
+                raise InvalidContainerSpec(f"invalid {what}: {e}") from None
+    if 0 < spec.memory < 6 * 1024 * 1024:
+        raise InvalidContainerSpec("Minimum memory limit allowed is 6MB")
+    if spec.nano_cpus:
+        n = os.cpu_count() or 1
+        if spec.nano_cpus < 10**7 or spec.nano_cpus > n * 10**9:
+            raise InvalidContainerSpec(
+                f"Range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs available"
+            )
+    if spec.stop_signal:
+        parse_signal(spec.stop_signal)  # "Invalid signal: X"
+
+
 def _exec_failed(err: str) -> ContainerStartError:
     """An exec the runtime could not start, in dockerd's words (exit status 126)."""
     return ContainerStartError(
@@ -606,30 +627,8 @@ class ContainerManager:
             raise InvalidContainerSpec(
                 f"Invalid container name ({spec.name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
             )
-        self._check_host_config(spec)
+        check_host_config(spec)
         return rec, argv, self._plan_mounts(spec, cfg)
-
-    @staticmethod
-    def _check_host_config(spec: ContainerSpec) -> None:
-        """dockerd's checks of what ``create`` asks beyond the image: capabilities, limits
-        and the stop signal, with its words."""
-        for what, caps in (("CapAdd", spec.cap_add), ("CapDrop", spec.cap_drop)):
-            for cap in caps:
-                try:
-                    oci.normalize_capability(cap)
-                except ValueError as e:
-                    raise InvalidContainerSpec(f"invalid {what}: {e}") from None
-        if 0 < spec.memory < 6 * 1024 * 1024:
-            raise InvalidContainerSpec("Minimum memory limit allowed is 6MB")
-        if spec.nano_cpus:
-            n = os.cpu_count() or 1
-            if spec.nano_cpus < 10**7 or spec.nano_cpus > n * 10**9:
-                raise InvalidContainerSpec(
-                    f"Range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs "
-                    "available"
-                )
-        if spec.stop_signal:
-            parse_signal(spec.stop_signal)  # "Invalid signal: X"
 
     def _record(
         self, spec: ContainerSpec, rec: ImageRecord, argv: list[str], mounts: list[dict]
@@ -713,7 +712,7 @@ class ContainerManager:
                 spec.pids_limit = max(pids_limit, 0)
             if restart is not None:
                 spec.restart = dict(restart)
-            self._check_host_config(spec)
+            check_host_config(spec)
             if c.status.is_active and c.status is not Status.RESTARTING:
                 # the limits as create sets them; -1 lifts one that is given as 0
                 res = oci.resources(
