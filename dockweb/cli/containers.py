@@ -21,7 +21,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from dockweb.runtime.errors import DockwebError
+from dockweb.runtime.errors import DockwebError, os_reason
 
 # The Go types docker/cli renders each listing with, named by "can't evaluate field" errors.
 PS_TYPE = "*formatter.ContainerContext"
@@ -549,9 +549,8 @@ class CidFile:
         try:
             self.file = open(path, "x")
         except OSError as e:
-            reason = (e.strerror or str(e)).lower()
             raise ClientOption(
-                f"failed to create the container ID file: open {path}: {reason}"
+                f"failed to create the container ID file: open {path}: {os_reason(e)}"
             ) from None
 
     def write(self, cid: str) -> None:

@@ -20,15 +20,11 @@ import tempfile
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from dockweb.runtime.errors import os_reason
+
 
 class OutputError(Exception):
     """The output cannot be written; ``str()`` is docker's message."""
-
-
-def go_reason(e: OSError) -> str:
-    """Go's text of an errno: the C library's, starting lower case."""
-    text = os.strerror(e.errno) if e.errno else str(e)
-    return text[:1].lower() + text[1:]
 
 
 def check_destination(path: str) -> None:
@@ -40,7 +36,7 @@ def check_destination(path: str) -> None:
         try:
             st = os.stat(directory)
         except OSError as e:
-            raise OutputError(f"invalid output path: stat {directory}: {go_reason(e)}") from None
+            raise OutputError(f"invalid output path: stat {directory}: {os_reason(e)}") from None
         if not stat.S_ISDIR(st.st_mode):
             raise OutputError(f"invalid output path: stat {directory}: not a directory")
     try:
@@ -48,7 +44,7 @@ def check_destination(path: str) -> None:
     except FileNotFoundError:
         return
     except OSError as e:
-        raise OutputError(f"failed to stat output path: lstat {path}: {go_reason(e)}") from None
+        raise OutputError(f"failed to stat output path: lstat {path}: {os_reason(e)}") from None
     if stat.S_ISREG(mode) and not mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX):
         return
     for test, what in (
@@ -85,7 +81,7 @@ class GoWriter:
             self.failed = True
             if isinstance(e, BrokenPipeError):
                 raise
-            raise OutputError(f"write {self.name}: {go_reason(e)}") from None
+            raise OutputError(f"write {self.name}: {os_reason(e)}") from None
 
     def flush(self) -> None:
         if self.failed:
@@ -96,7 +92,7 @@ class GoWriter:
             self.failed = True
             if isinstance(e, BrokenPipeError):
                 raise
-            raise OutputError(f"write {self.name}: {go_reason(e)}") from None
+            raise OutputError(f"write {self.name}: {os_reason(e)}") from None
 
 
 @contextlib.contextmanager
@@ -117,7 +113,7 @@ def atomic_output(path: str, failure: str) -> Iterator[GoWriter]:
         fd, tmp = tempfile.mkstemp(prefix=prefix, dir=os.path.dirname(target))
     except OSError as e:
         name = e.filename or os.path.join(os.path.dirname(target), prefix)
-        raise OutputError(f"{failure}: open {name}: {go_reason(e)}") from None
+        raise OutputError(f"{failure}: open {name}: {os_reason(e)}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             writer = GoWriter(f, tmp)
@@ -126,13 +122,13 @@ def atomic_output(path: str, failure: str) -> Iterator[GoWriter]:
             try:
                 os.fsync(f.fileno())
             except OSError as e:
-                raise OutputError(f"sync {tmp}: {go_reason(e)}") from None
+                raise OutputError(f"sync {tmp}: {os_reason(e)}") from None
         os.chmod(tmp, 0o600)
         if writer.written:
             try:
                 os.rename(tmp, target)
             except OSError as e:
-                raise OutputError(f"rename {tmp} {target}: {go_reason(e)}") from None
+                raise OutputError(f"rename {tmp} {target}: {os_reason(e)}") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

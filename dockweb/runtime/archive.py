@@ -33,7 +33,7 @@ import stat
 from dataclasses import dataclass
 from typing import Protocol
 
-from dockweb.runtime.errors import BreakoutError, LayerError
+from dockweb.runtime.errors import BreakoutError, LayerError, os_reason
 from dockweb.runtime.tarsplit import SplitRecorder
 
 __all__ = ["LayerLimits", "apply_layer", "directory_size", "untar"]
@@ -133,7 +133,7 @@ def apply_layer(
             raise
         raise LayerError(f"Error processing tar file(exit status 1): {e}") from e
     except OSError as e:
-        raise LayerError(f"Error processing tar file(exit status 1): {_os_message(e)}") from e
+        raise LayerError(f"Error processing tar file(exit status 1): {os_reason(e)}") from e
     finally:
         if recorder:
             recorder.abort()  # a no-op once finish() has put the metadata in place
@@ -165,7 +165,7 @@ def untar(
     except (_TarFormatError, LayerError) as e:
         raise LayerError(f"Error processing tar file(exit status 1): {e}") from e
     except OSError as e:
-        raise LayerError(f"Error processing tar file(exit status 1): {_os_message(e)}") from e
+        raise LayerError(f"Error processing tar file(exit status 1): {os_reason(e)}") from e
 
 
 def directory_size(path: str) -> int:
@@ -551,9 +551,6 @@ def _show(parts_or_path) -> str:
     return '"' + os.fsdecode(path).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _os_message(e: OSError) -> str:
-    text = os.strerror(e.errno) if e.errno else str(e)
-    return text[:1].lower() + text[1:]
 
 
 class _Duplicate(Exception):
@@ -901,7 +898,7 @@ class _Unpacker:
                 os.setxattr(directory, _OPAQUE_XATTR, b"y")
             except OSError as e:
                 raise LayerError(
-                    f"setxattr({_show(b'/' + parent_rel)}, {_OPAQUE_XATTR}=y): {_os_message(e)}"
+                    f"setxattr({_show(b'/' + parent_rel)}, {_OPAQUE_XATTR}=y): {os_reason(e)}"
                 ) from e
             return
         original = (parent_rel + b"/" if parent_rel else b"") + base[len(_WHITEOUT_PREFIX) :]
@@ -910,7 +907,7 @@ class _Unpacker:
             os.mknod(path, stat.S_IFCHR, 0)
         except OSError as e:
             raise LayerError(
-                f"failed to mknod({_show(b'/' + original)}, S_IFCHR, 0): {_os_message(e)}"
+                f"failed to mknod({_show(b'/' + original)}, S_IFCHR, 0): {os_reason(e)}"
             ) from e
         if hdr.uid or hdr.gid or not self.root_owner or parent_rel in self.setgid_dirs:
             os.chown(path, hdr.uid, hdr.gid, follow_symlinks=False)

@@ -5,7 +5,6 @@ A container's path is resolved as the container sees it (moby's ``FollowSymlinkI
 volume or bind mount lands in that mount's source. Nothing outside the container's root
 filesystem and mounts is ever read or written through a path the container controls.
 
-* :func:`stat_path` is ``ContainerStatPath`` (what the client asks first);
 * :func:`copy_out` copies a container path to a host path, as the docker client extracts
   the archive it gets: modes and times kept, owned by whoever runs the copy (the client
   never chowns), symlinks copied as symlinks;
@@ -22,11 +21,10 @@ import os
 import stat
 import tarfile
 import threading
-from dataclasses import dataclass
 from typing import BinaryIO
 
 from dockweb.runtime.archive import untar
-from dockweb.runtime.errors import DockwebError, LayerError
+from dockweb.runtime.errors import DockwebError, LayerError, os_reason
 
 _MAX_HOPS = 40  # Linux's MAXSYMLINKS
 
@@ -37,21 +35,6 @@ class CopyError(DockwebError):
     def __init__(self, message: str, *, daemon: bool = False) -> None:
         super().__init__(message)
         self.daemon = daemon
-
-
-@dataclass
-class PathStat:
-    """A container path as ContainerStatPath reports it."""
-
-    name: str
-    size: int
-    mode: int
-    mtime: float
-    link_target: str  # the resolved path, when the path is a symlink
-
-    @property
-    def is_dir(self) -> bool:
-        return stat.S_ISDIR(self.mode)
 
 
 class Scope:
@@ -115,21 +98,6 @@ def _clean(path: str) -> str:
     return "/" + "/".join(p for p in path.split("/") if p not in ("", "."))
 
 
-def stat_path(scope: Scope, path: str, container: str) -> PathStat:
-    """ContainerStatPath: the path's lstat, and its resolved target if it is a symlink."""
-    resolved_parent = scope.resolve(os.path.dirname(_clean(path)) or "/")
-    name = os.path.basename(_clean(path))
-    full = resolved_parent.rstrip("/") + "/" + name if name else resolved_parent
-    try:
-        st = os.lstat(scope.host(full))
-    except OSError:
-        raise CopyError(
-            f"Could not find the file {path} in container {container}", daemon=True
-        ) from None
-    target = scope.resolve(full) if stat.S_ISLNK(st.st_mode) else ""
-    return PathStat(name or "/", st.st_size, st.st_mode, st.st_mtime, target)
-
-
 def _child(path: str, name: str) -> str:
     return path.rstrip("/") + "/" + name
 
@@ -180,12 +148,25 @@ def _copy_entry(scope: Scope, path: str, dst: str) -> None:
     os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
+def _existing(scope: Scope, path: str, container: str, *, follow: bool) -> str:
+    """``path`` resolved, as dockerd's ContainerStatPath finds it (its last component kept:
+    a symlink there is copied as one), or with ``follow`` that symlink's target, which must
+    exist then too. Raises dockerd's "Could not find the file"."""
+    full = _resolved(scope, path)
+    try:
+        st = os.lstat(scope.host(full))
+    except OSError:
+        raise CopyError(
+            f"Could not find the file {path} in container {container}", daemon=True
+        ) from None
+    if follow and stat.S_ISLNK(st.st_mode):
+        return _existing(scope, scope.resolve(full), container, follow=False)
+    return full
+
+
 def copy_out(scope: Scope, src: str, dst: str, *, container: str, follow: bool = False) -> None:
     """``docker cp CONTAINER:SRC DST`` with DST a host path (the client's rules)."""
-    info = stat_path(scope, src, container)
-    resolved = info.link_target if (follow and info.link_target) else _resolved(scope, src)
-    if follow and info.link_target:
-        info = stat_path(scope, info.link_target, container)
+    resolved = _existing(scope, src, container, follow=follow)
     src_is_dir = stat.S_ISDIR(os.lstat(scope.host(resolved)).st_mode)
     contents_only = src_is_dir and (src.endswith("/.") or src == ".")
     dst_is_dir = os.path.isdir(dst)
@@ -221,21 +202,22 @@ def _resolved(scope: Scope, path: str) -> str:
 def archive(scope: Scope, src: str, out: BinaryIO, *, container: str, follow: bool = False):
     """``docker cp CONTAINER:SRC -``: a tar of SRC named by its base name (its contents for
     ``dir/.``), owners and modes as they are in the container."""
-    info = stat_path(scope, src, container)
-    resolved = info.link_target if (follow and info.link_target) else _resolved(scope, src)
+    resolved = _existing(scope, src, container, follow=follow)
     base = os.path.basename(resolved.rstrip("/")) or "."
     if src.endswith("/.") and os.path.isdir(scope.host(resolved)):
         base = "."
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        _add(tar, scope, resolved, base)
+        _add(tar, resolved, base, scope.host)
 
 
-def _add(tar: tarfile.TarFile, scope: Scope, path: str, name: str) -> None:
-    """The container's ``path`` (mounts under it included) into ``tar`` as ``name``."""
-    host = scope.host(path)
+def _add(tar: tarfile.TarFile, path: str, name: str, host_of=lambda path: path) -> None:
+    """``path`` into ``tar`` as ``name``, not followed, owners kept, as docker tars: a
+    container's path with ``host_of`` its scope's (mounts under it included), else a host
+    path."""
+    host = host_of(path)
     if name == "." and os.path.isdir(host):  # dir/.: the contents, not the directory
         for child in sorted(os.listdir(host)):
-            _add(tar, scope, _child(path, child), child)
+            _add(tar, _child(path, child), child, host_of)
         return
     info = tar.gettarinfo(host, arcname=name)
     info.uname = info.gname = ""
@@ -248,24 +230,22 @@ def _add(tar: tarfile.TarFile, scope: Scope, path: str, name: str) -> None:
         tar.addfile(info)
     if info.isdir():
         for child in sorted(os.listdir(host)):
-            _add(tar, scope, _child(path, child), f"{name}/{child}")
+            _add(tar, _child(path, child), f"{name}/{child}", host_of)
 
 
 def _target_dir(scope: Scope, dst: str, container: str) -> tuple[str, str]:
     """Where a copy into the container lands: (resolved directory, name or "")."""
     try:
-        info = stat_path(scope, dst, container)
+        resolved = _existing(scope, dst, container, follow=True)
     except CopyError:
         if dst.endswith(("/", "/.")):
             raise CopyError("no such directory") from None
         parent = os.path.dirname(_clean(dst)) or "/"
-        pinfo = stat_path(scope, parent, container)
-        resolved = pinfo.link_target or _resolved(scope, parent)
+        resolved = _existing(scope, parent, container, follow=True)
         if not stat.S_ISDIR(os.stat(scope.host(resolved)).st_mode):
             raise CopyError(f"Could not find the file {parent} in container {container}",
                             daemon=True) from None
         return resolved, os.path.basename(_clean(dst))
-    resolved = info.link_target or _resolved(scope, dst)
     if stat.S_ISDIR(os.stat(scope.host(resolved)).st_mode):
         return resolved, ""
     return os.path.dirname(resolved) or "/", os.path.basename(resolved)
@@ -275,8 +255,7 @@ def extract(scope: Scope, stream, dst: str, *, container: str, label: str = "") 
     """``docker cp - CONTAINER:DST``: the tar read from ``stream`` unpacked into the
     directory DST (chroot-like: nothing lands outside it), owners and modes from the tar."""
     try:
-        info = stat_path(scope, dst, container)
-        resolved = info.link_target or _resolved(scope, dst)
+        resolved = _existing(scope, dst, container, follow=True)
         is_dir = stat.S_ISDIR(os.stat(scope.host(resolved)).st_mode)
     except (CopyError, OSError):
         is_dir = False
@@ -301,13 +280,12 @@ def copy_in(
     try:
         st = os.stat(src) if follow else os.lstat(src)
     except OSError as e:
-        raise CopyError(f"lstat {os.path.abspath(src)}: {_reason(e)}") from None
+        raise CopyError(f"lstat {os.path.abspath(src)}: {os_reason(e)}") from None
     directory, name = _target_dir(scope, dst, container)
     src_is_dir = stat.S_ISDIR(st.st_mode)
-    if src_is_dir and name and os.path.lexists(scope.host(directory.rstrip("/") + "/" + name)):
-        existing = scope.host(directory.rstrip("/") + "/" + name)
-        if not os.path.isdir(existing):
-            raise CopyError("cannot copy directory")
+    existing = scope.host(_child(directory, name)) if name else ""
+    if src_is_dir and existing and os.path.lexists(existing) and not os.path.isdir(existing):
+        raise CopyError("cannot copy directory")
     contents_only = src_is_dir and (src.endswith("/.") or src == ".")
     if contents_only and not name:
         top = "."
@@ -322,7 +300,7 @@ def copy_in(
             with os.fdopen(write_fd, "wb") as w, tarfile.open(
                 fileobj=w, mode="w|", format=tarfile.PAX_FORMAT
             ) as tar:
-                _add_host(tar, real, top)
+                _add(tar, real, top)
         except BrokenPipeError:
             pass
         except BaseException as e:  # noqa: BLE001 - reported by the consumer below
@@ -337,27 +315,3 @@ def copy_in(
         producer.join()
     if failure:
         raise CopyError(str(failure[0]))
-
-
-def _add_host(tar: tarfile.TarFile, path: str, name: str) -> None:
-    """A host tree into the tar as docker's client tars it: owners kept, not followed."""
-    if name == "." and os.path.isdir(path):
-        for child in sorted(os.listdir(path)):
-            _add_host(tar, os.path.join(path, child), child)
-        return
-    info = tar.gettarinfo(path, arcname=name)
-    info.uname = info.gname = ""
-    if info.isreg():
-        with open(path, "rb") as f:
-            tar.addfile(info, f)
-    elif info.type in (tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.FIFOTYPE,
-                       tarfile.CHRTYPE, tarfile.BLKTYPE):
-        tar.addfile(info)
-    if info.isdir():
-        for child in sorted(os.listdir(path)):
-            _add_host(tar, os.path.join(path, child), f"{name}/{child}")
-
-
-def _reason(e: OSError) -> str:
-    text = os.strerror(e.errno) if e.errno else str(e)
-    return text[:1].lower() + text[1:]

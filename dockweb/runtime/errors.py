@@ -8,6 +8,15 @@ can show it unchanged.
 from __future__ import annotations
 
 
+def os_reason(e: OSError) -> str:
+    """An OSError as Go words it after the path: the C library's text, starting lower case
+    ("no such file or directory")."""
+    import os
+
+    text = os.strerror(e.errno) if e.errno else str(e)
+    return text[:1].lower() + text[1:]
+
+
 class DockwebError(Exception):
     """Base class of every error the runtime raises on purpose."""
 

@@ -20,7 +20,7 @@ import socket
 import threading
 from dataclasses import dataclass
 
-from dockweb.runtime.errors import DockwebError
+from dockweb.runtime.errors import DockwebError, os_reason
 
 _BUFFER = 1 << 16
 
@@ -146,7 +146,7 @@ class PortProxy:
                 except OSError as e:
                     s.close()
                     net = "tcp6" if family == socket.AF_INET6 else "tcp4"
-                    reason = (e.strerror or str(e)).lower()
+                    reason = os_reason(e)
                     raise PortError(
                         "driver failed programming external connectivity on endpoint "
                         f"{self.name} ({self.cid}): Error starting userland proxy: listen "
