@@ -361,3 +361,16 @@ def test_it_saves_a_built_image_with_its_diff_ids(tmp_path):
     with tarfile.open(fileobj=io.BytesIO(_save(store, [rec.id]))) as tar:
         data = tar.extractfile(f"blobs/sha256/{layer.diff_id[7:]}").read()
     assert "sha256:" + hashlib.sha256(data).hexdigest() == layer.diff_id
+
+
+@pytest.mark.parametrize("argv", [("save", "nothing:here"), ("export", "nothing")])
+def test_it_refuses_to_write_an_archive_to_a_terminal(tmp_path, argv):
+    master, slave = os.openpty()
+    try:
+        proc = _dockweb(tmp_path, *argv, stdout=slave)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert (proc.returncode, proc.stderr) == (
+        1, b"cowardly refusing to save to a terminal. Use the -o flag or redirect\n"
+    )

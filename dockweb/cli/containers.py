@@ -98,6 +98,20 @@ def _client_not_found(kind: str, name: str) -> str:
     return f"Error: No such {kind}: {name}"
 
 
+def _container(name: str):
+    """The container ``name``, or None once the docker client's 404 for it is printed
+    ("Error: No such container: x"); other errors propagate, printed as the daemon's."""
+    from containers import services
+
+    try:
+        return services.get_container(name)
+    except DockwebError as err:
+        if _is_not_found(err):
+            _err(_client_not_found("container", name))
+            return None
+        raise
+
+
 def _err(msg: str) -> None:
     sys.stderr.write(msg if msg.endswith("\n") else msg + "\n")
 
@@ -848,20 +862,22 @@ def _copy_log_lines(data: bytes) -> bytes:
     return rest
 
 
-def _each(names: list[str], action, *, not_found_client: bool = False) -> tuple[list[str], bool]:
-    """Run ``action`` on each name; print the name on success. (errors, any failed)."""
+def _each(names: list[str], action) -> int:
+    """docker's loop over containers: ``action`` on each name, its answer printed as it
+    comes (the name, when it answers nothing), the daemon's refusals together at the end;
+    status 1 if any (stop, kill, pause, wait, update...)."""
     errors = []
     for name in names:
         try:
-            action(name)
+            answer = action(name)
         except DockwebError as err:
-            if not_found_client and _is_not_found(err):
-                errors.append(_client_not_found("container", name))
-            else:
-                errors.append(_daemon(err))
+            errors.append(_daemon(err))
             continue
-        print(name, flush=True)
-    return errors, bool(errors)
+        print(name if answer is None else answer, flush=True)
+    if errors:
+        _err("\n".join(errors))
+        return 1
+    return 0
 
 
 def cmd_start(args) -> int:
@@ -911,10 +927,7 @@ def _simple(action_name: str):
             action = services.pause_container
         else:
             action = services.unpause_container
-        errors, failed = _each(args.containers, action)
-        if errors:
-            _err("\n".join(errors))
-        return 1 if failed else 0
+        return _each(args.containers, action)
 
     return cmd
 
@@ -993,13 +1006,7 @@ def cmd_logs(args) -> int:
             tail = None
     from dockweb.runtime.units import TimestampError, get_timestamp
 
-    try:
-        services.get_container(args.container)
-    except DockwebError as err:
-        if _is_not_found(err):
-            _err(_client_not_found("container", args.container))
-        else:
-            _err(_daemon(err))
+    if _container(args.container) is None:
         return 1
     bounds = {}
     for key in ("since", "until"):
@@ -1130,13 +1137,8 @@ def cmd_exec(args) -> int:
     from containers import services
     from dockweb.runtime.errors import ContainerStartError
 
-    try:
-        services.get_container(args.container)
-    except DockwebError as err:
-        if _is_not_found(err):
-            _err(_client_not_found("container", args.container))
-            return 1
-        raise
+    if _container(args.container) is None:
+        return 1
     if not args.cmd:
         _err(
             '"dockweb exec" requires at least 2 arguments.\nSee \'dockweb exec --help\'.\n\n'
@@ -1220,20 +1222,11 @@ def proxy_terminal(handle, *, interactive: bool) -> int:
 
 def cmd_export(args) -> int:
     from containers import services
-    from dockweb.cli.output import GoWriter, OutputError, atomic_output
+    from dockweb.cli.output import OutputError, archive_output
 
-    if not args.output and sys.stdout.isatty():
-        _err("cowardly refusing to save to a terminal. Use the -o flag or redirect")
-        return 1
     try:
-        if args.output:
-            with atomic_output(args.output, "failed to export container") as out:
-                services.export_container(args.container, out)
-        else:
-            sys.stdout.flush()
-            out = GoWriter(sys.stdout.buffer, "/dev/stdout")
+        with archive_output(args.output, "failed to export container") as out:
             services.export_container(args.container, out)
-            out.flush()
     except OutputError as err:
         _err(str(err))
         return 1
@@ -1243,16 +1236,11 @@ def cmd_export(args) -> int:
 def cmd_attach(args) -> int:
     """docker attach: the running container's output from now on (and our stdin to it when
     it has one), signals passed on, its exit code. Ctrl-P Ctrl-Q detaches from a tty."""
-    from containers import services
     from dockweb.runtime.containers import Status
 
-    try:
-        c = services.get_container(args.container)
-    except DockwebError as err:
-        if _is_not_found(err):
-            _err(_client_not_found("container", args.container))
-            return 1
-        raise
+    c = _container(args.container)
+    if c is None:
+        return 1
     if not c.status.is_active:
         _err("You cannot attach to a stopped container, start it first")
         return 1
@@ -1283,7 +1271,7 @@ def _split_cp_arg(arg: str) -> tuple[str, str]:
 
 def cmd_cp(args) -> int:
     from containers import services
-    from dockweb.cli.output import GoWriter, OutputError
+    from dockweb.cli.output import OutputError, archive_output
     from dockweb.runtime import copy
 
     src_container, src = _split_cp_arg(args.src)
@@ -1299,14 +1287,9 @@ def cmd_cp(args) -> int:
         if src_container:
             c, scope = mgr.scope(src_container)
             if dst == "-":
-                if sys.stdout.isatty():
-                    _err("cowardly refusing to save to a terminal. Use the -o flag or redirect")
-                    return 1
-                sys.stdout.flush()
-                out = GoWriter(sys.stdout.buffer, "/dev/stdout")
-                copy.archive(scope, src or "/", out, container=src_container,
-                             follow=args.follow_link)
-                out.flush()
+                with archive_output(None, "") as out:
+                    copy.archive(scope, src or "/", out, container=src_container,
+                                 follow=args.follow_link)
             else:
                 copy.copy_out(scope, src or "/", dst, container=src_container,
                               follow=args.follow_link)
@@ -1327,28 +1310,11 @@ def cmd_cp(args) -> int:
     return 0
 
 
-def _for_each(names: list[str], act) -> int:
-    """docker's loop over containers that prints each one's answer as it comes and the
-    daemon's refusals together at the end (wait, update): status 1 if any."""
-    errors = []
-    for name in names:
-        try:
-            answer = act(name)
-        except DockwebError as err:
-            errors.append(_daemon(err))
-            continue
-        print(answer, flush=True)
-    if errors:
-        _err("\n".join(errors))
-        return 1
-    return 0
-
-
 def cmd_wait(args) -> int:
     """docker wait: each exit code as its container stops; the failures together at the end."""
     from containers import services
 
-    return _for_each(args.containers, services.wait_container)
+    return _each(args.containers, services.wait_container)
 
 
 def cmd_update(args) -> int:
@@ -1372,12 +1338,7 @@ def cmd_update(args) -> int:
     if not changes:
         _err("You must provide one or more flags when using this command.")
         return 1
-
-    def update(name: str) -> str:
-        services.update_container(name, **changes)
-        return name
-
-    return _for_each(args.containers, update)
+    return _each(args.containers, lambda name: services.update_container(name, **changes))
 
 
 def cmd_rename(args) -> int:

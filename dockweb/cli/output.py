@@ -9,6 +9,8 @@
   written; a failed write leaves no file, and an old file at the destination untouched.
 * :class:`GoWriter` reports a failed write as Go's ``write <name>: <reason>``
   (``write /dev/stdout: no space left on device``); a closed pipe stays a BrokenPipeError.
+* :func:`archive_output` is the choice save, export and ``cp CONTAINER:PATH -`` make:
+  the file, or stdout unless that is a terminal.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -132,3 +135,22 @@ def atomic_output(path: str, failure: str) -> Iterator[GoWriter]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+TERMINAL = "cowardly refusing to save to a terminal. Use the -o flag or redirect"
+
+
+@contextlib.contextmanager
+def archive_output(path: str | None, failure: str) -> Iterator[GoWriter]:
+    """Where an archive goes: the file ``path`` through :func:`atomic_output`, or stdout
+    when there is no path, refused (OutputError, docker's words) when that is a terminal."""
+    if path:
+        with atomic_output(path, failure) as out:
+            yield out
+        return
+    if sys.stdout.isatty():
+        raise OutputError(TERMINAL)
+    sys.stdout.flush()
+    out = GoWriter(sys.stdout.buffer, "/dev/stdout")
+    yield out
+    out.flush()

@@ -19,24 +19,12 @@ from dockweb.runtime.errors import DockwebError
 
 def cmd_save(args) -> int:
     from dockweb.cli.main import _daemon_error
-    from dockweb.cli.output import GoWriter, OutputError, atomic_output
+    from dockweb.cli.output import OutputError, archive_output
     from images import services
 
-    if not args.output and sys.stdout.isatty():
-        print(
-            "cowardly refusing to save to a terminal. Use the -o flag or redirect",
-            file=sys.stderr,
-        )
-        return 1
     try:
-        if not args.output:
-            sys.stdout.flush()
-            out = GoWriter(sys.stdout.buffer, "/dev/stdout")
+        with archive_output(args.output, "failed to save image") as out:
             services.save_images(args.images, out)
-            out.flush()
-        else:
-            with atomic_output(args.output, "failed to save image") as out:
-                services.save_images(args.images, out)
     except DockwebError as err:
         print(_daemon_error(err), file=sys.stderr)
         return 1
