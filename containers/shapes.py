@@ -48,13 +48,14 @@ _RAM_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 <<
               "p": 1 << 50}
 
 
-def parse_memory(value: str) -> int:
-    """-m as go-units RAMInBytes: ``512m``, ``1.5g``, ``1024`` (binary units, any case)."""
+def parse_memory(value: str, flag: str = "-m, --memory") -> int:
+    """A size as go-units RAMInBytes: ``512m``, ``1.5g``, ``1024`` (binary units, any
+    case); InvalidFlag names ``flag``."""
     import re
 
     m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kKmMgGtTpPbB]?)[bB]?", value.strip())
     if not m:
-        raise InvalidFlag(value, "-m, --memory", f"invalid size: '{value}'")
+        raise InvalidFlag(value, flag, f"invalid size: '{value}'")
     return int(float(m.group(1)) * _RAM_UNITS[m.group(2).lower()])
 
 
@@ -124,7 +125,10 @@ def parse_mount_flag(value: str) -> tuple[MountSpec | None, tuple[str, str] | No
                 raise bad(f"invalid value for {key}: {val}")
             readonly = val.lower() in ("1", "t", "true")
         elif key == "tmpfs-size":
-            tmpfs.append(f"size={parse_memory(val)}")
+            try:
+                tmpfs.append(f"size={parse_memory(val)}")
+            except InvalidFlag:  # the whole --mount value is the flag's argument
+                raise bad(f"invalid size: '{val}'") from None
         elif key == "tmpfs-mode":
             try:
                 tmpfs.append(f"mode={int(val, 8):o}")
@@ -333,7 +337,7 @@ def build_spec(
         raise InvalidOption(
             f"the working directory '{workdir}' is invalid, it needs to be an absolute path"
         )
-    policy = parse_restart(restart) if restart else {"Name": "no", "MaximumRetryCount": 0}
+    policy = parse_restart(restart)  # "" is "no"
     if auto_remove and policy["Name"] != "no":
         raise ClientOption("Conflicting options: --restart and --rm")
     mounts = [parse_mount(v) for v in volumes]
@@ -371,18 +375,11 @@ def build_spec(
         stop_signal=stop_signal,
         stop_timeout=stop_timeout,
         ports=parse_ports(list(publish)) if network != "host" else [],
-        shm_size=_shm_size(shm_size) if shm_size else 0,
+        shm_size=parse_memory(shm_size, "--shm-size") if shm_size else 0,
         ulimits=parse_ulimits(list(ulimit)),
         group_add=list(group_add),
         restart=policy,
     )
-
-
-def _shm_size(value: str) -> int:
-    try:
-        return parse_memory(value)
-    except InvalidFlag:
-        raise InvalidFlag(value, "--shm-size", f"invalid size: '{value}'") from None
 
 
 def inspect_volume(v: Any) -> dict:

@@ -581,13 +581,21 @@ def test_run_takes_dockers_host_config_flags_and_inspect_shows_them(dockweb, bus
         64 << 20, 128 << 20, 1_500_000_000, 50
     )
     assert (info["Config"]["StopSignal"], info["Config"]["StopTimeout"]) == ("SIGUSR1", 3)
-    for argv, message in [
+    assert_run_refuses(dockweb, busybox, [
         (["-m", "zz"], "invalid argument \"zz\" for \"-m, --memory\" flag: invalid size: 'zz'"),
         (["--cpus", "x"], 'invalid argument "x" for "--cpus" flag: failed to parse x as a '
                           "rational number"),
         (["--add-host", "db"], 'invalid argument "db" for "--add-host" flag: bad format for '
                                'add-host: "db"'),
-    ]:
+        (["--shm-size", "zz"], "invalid argument \"zz\" for \"--shm-size\" flag: invalid size: "
+                               "'zz'"),
+    ])
+
+
+def assert_run_refuses(dockweb, busybox, cases) -> None:
+    """Each ``(flags, message)``: `run` with those flags fails before creating anything,
+    with docker's message and help hint, status 125."""
+    for argv, message in cases:
         proc = dockweb("run", *argv, busybox, "true", check=False)
         assert (proc.returncode, proc.stderr) == (125, f"{message}\nSee 'dockweb run --help'.\n")
 
@@ -658,6 +666,7 @@ def test_it_parses_mount_flags_as_the_docker_client():
         ("type=bind,bogus=1,dst=/x", "unexpected key 'bogus' in 'bogus=1'"),
         ("type=bind,ro=maybe,dst=/x", "invalid value for ro: maybe"),
         ("dst", "invalid field 'dst' must be a key=value pair"),
+        ("type=tmpfs,dst=/t,tmpfs-size=zz", "invalid size: 'zz'"),
     ]:
         with pytest.raises(InvalidFlag) as e:
             parse_mount_flag(value)
@@ -727,13 +736,11 @@ def test_run_restarts_by_policy_as_docker(dockweb, busybox):
         time.sleep(0.1)
     assert (info["RestartCount"], info["State"]["ExitCode"]) == (1, 2)
     assert info["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 1}
-    for argv, message in [
+    assert_run_refuses(dockweb, busybox, [
         (["--rm", "--restart", "always"], "dockweb: Conflicting options: --restart and --rm."),
         (["--restart", "sometimes"],
          "dockweb: Error response from daemon: invalid restart policy 'sometimes'."),
-    ]:
-        proc = dockweb("run", *argv, busybox, "true", check=False)
-        assert (proc.returncode, proc.stderr) == (125, f"{message}\nSee 'dockweb run --help'.\n")
+    ])
 
 
 @needs_root
