@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -90,7 +91,8 @@ def info_data() -> dict:
     from dockweb.runtime.containers import default_runtime
     from images import services as image_services
 
-    states = [c.status.value for c in services.get_manager().list(all=True)]
+    mgr = services.get_manager()
+    states = [c.status.value for c in mgr.list(all=True)]
     running = sum(s in ("running", "restarting") for s in states)
     paused = states.count("paused")
     cgroup_v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
@@ -114,7 +116,7 @@ def info_data() -> dict:
         "CgroupDriver": "cgroupfs",
         "CgroupVersion": "2" if cgroup_v2 else "1",
         "DefaultRuntime": default_runtime(),
-        "Runtimes": sorted(r for r in ("runc", "crun") if _runtime_version(r)),
+        "Runtimes": sorted(r for r in ("runc", "crun") if shutil.which(r)),
         "KernelVersion": platform.release(),
         "OperatingSystem": os_name,
         "OSType": "linux",
@@ -123,7 +125,7 @@ def info_data() -> dict:
         "MemTotal": psutil.virtual_memory().total,
         "Name": socket.gethostname(),
         "ServerVersion": _dockweb_version(),
-        "DockerRootDir": str(services.get_manager().root),
+        "DockerRootDir": str(mgr.root),
     }
 
 

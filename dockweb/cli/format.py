@@ -1563,6 +1563,14 @@ class _State:
             return NO_VALUE
         raise self.errorf(f"can't evaluate field {name} in type {go_type(receiver)}")
 
+    def _check_arity(self, name: str, fn: Func, node: Node, args: list[Node], final: Any):
+        """Go's "wrong number of args for NAME: want N got M", at ``node``."""
+        argn = len(args) - 1 + (0 if final is _MISSING else 1)
+        if (fn.variadic and argn < fn.nargs) or (not fn.variadic and argn != fn.nargs):
+            self.node = node
+            want = f"at least {fn.nargs}" if fn.variadic else str(fn.nargs)
+            raise self.errorf(f"wrong number of args for {name}: want {want} got {argn}")
+
     def eval_call_args(self, dot: Any, fn: Func, args: list[Node], final: Any) -> list[Any]:
         """The arguments of a call, each checked against its Go type as evalArg does: a
         constant by its kind, a computed value where it was computed (at its last node)."""
@@ -1587,12 +1595,7 @@ class _State:
     ) -> Any:
         """A method of the data (``.Label "key"``): Go's evalCall for a reflect method."""
         self.node = node
-        argn = len(args) - 1 + (0 if final is _MISSING else 1)
-        if (method.variadic and argn < method.nargs) or (
-            not method.variadic and argn != method.nargs
-        ):
-            want = f"at least {method.nargs}" if method.variadic else str(method.nargs)
-            raise self.errorf(f"wrong number of args for {name}: want {want} got {argn}")
+        self._check_arity(name, method, node, args, final)
         values = self.eval_call_args(dot, method, args, final)
         try:
             return method.fn(*values)
@@ -1609,11 +1612,7 @@ class _State:
         fn = self.funcs.get(name)
         if fn is None:
             raise self.errorf(f'"{name}" is not a defined function')
-        argn = len(args) - 1 + (0 if final is _MISSING else 1)
-        if (fn.variadic and argn < fn.nargs) or (not fn.variadic and argn != fn.nargs):
-            self.node = node
-            want = f"at least {fn.nargs}" if fn.variadic else str(fn.nargs)
-            raise self.errorf(f"wrong number of args for {name}: want {want} got {argn}")
+        self._check_arity(name, fn, node, args, final)
         if name in ("and", "or") and fn.fn is _identity:
             value: Any = None
             for i, a in enumerate(args[1:] + ([] if final is _MISSING else [None])):
