@@ -146,14 +146,12 @@ class PortProxy:
                 except OSError as e:
                     s.close()
                     net = "tcp6" if family == socket.AF_INET6 else "tcp4"
-                    reason = os_reason(e)
                     raise PortError(
                         "driver failed programming external connectivity on endpoint "
                         f"{self.name} ({self.cid}): Error starting userland proxy: listen "
-                        f"{net} {ip}:{b.host_port}: bind: {reason}"
+                        f"{net} {ip}:{b.host_port}: bind: {os_reason(e)}"
                     ) from None
-                s.listen(128)
-                s.set_inheritable(False)
+                s.listen(128)  # not inherited by the runtime: sockets are not, by default
                 self.listeners.append((s, b))
                 bound.append(Binding(b.container_port, b.proto, ip, s.getsockname()[1]))
         except BaseException:
