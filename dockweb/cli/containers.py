@@ -506,7 +506,7 @@ def _env_values(args) -> list[str]:
                     if line and not line.startswith("#"):
                         values.append(line)
         except OSError as e:
-            raise DockwebError(f"open {path}: {e.strerror.lower()}") from None
+            raise DockwebError(f"open {path}: {os_reason(e)}") from None
     return values + (args.env or [])
 
 

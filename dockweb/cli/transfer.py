@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-from dockweb.runtime.errors import DockwebError
+from dockweb.runtime.errors import DockwebError, os_reason
 
 
 def cmd_save(args) -> int:
@@ -53,7 +53,7 @@ def cmd_load(args) -> int:
             try:
                 stream = open(args.input, "rb")
             except OSError as err:
-                print(f"open {args.input}: {err.strerror.lower()}", file=sys.stderr)
+                print(f"open {args.input}: {os_reason(err)}", file=sys.stderr)
                 return 1
             with stream:
                 services.load_images(stream, on_output=on_output, quiet=quiet)
