@@ -1,7 +1,7 @@
 """Console sessions: a shell with a tty in a running container, for a browser tab.
 
 The web process has no root and never calls the runtime; the worker does. Opening a console
-creates a ConsoleSession row and queues ``tasks.run_console``, which runs in the worker for
+creates a ConsoleSession row and queues it (``dockweb.jobs``: ``tasks.run_console``), which runs in the worker for
 as long as the shell lives and pumps its pty through Redis:
 
 - the pty's output goes to the pub/sub channel ``session.channel_out`` as JSON messages
@@ -36,6 +36,7 @@ from django.utils.translation import gettext as _
 
 from containers import services
 from containers.models import ConsoleSession, Container
+from dockweb import jobs
 from dockweb.runtime.errors import DockwebError
 
 log = logging.getLogger(__name__)
@@ -84,10 +85,7 @@ def open_console(container: Container, shell: str, user) -> ConsoleSession:
         session = ConsoleSession.objects.create(
             container_id=container.container_id, shell=shell, user=user
         )
-        from containers import tasks
-
-        pk = session.pk
-        transaction.on_commit(lambda: tasks.run_console.delay(pk))
+        jobs.enqueue(session)
     return session
 
 
@@ -179,45 +177,53 @@ def _end_payload(session: ConsoleSession) -> dict:
 # -- worker side ----------------------------------------------------------------------------
 
 
-def run_console(session_pk: int) -> None:
-    """Run the session's shell and pump it until it ends (in the worker, which has root).
+CONSOLE_ABANDONED = "the worker stopped during the console session; open a new console"
 
-    Claims the row with a conditional update, so a duplicate delivery does nothing. Records
-    the outcome on the row and publishes it on the output channel."""
-    claimed = ConsoleSession.objects.filter(
-        pk=session_pk, status=ConsoleSession.Status.QUEUED
-    ).update(
-        status=ConsoleSession.Status.RUNNING,
-        started_at=timezone.now(),
-        worker=services.worker_identity(),
-    )
-    if not claimed:
-        return
-    session = ConsoleSession.objects.get(pk=session_pk)
+
+def _announce_end(session: ConsoleSession, outcome: dict) -> None:
+    """Publish the recorded end on the output channel, for the page that listens."""
+    session.refresh_from_db()
     r = redis_client()
-    status, exit_code, error = ConsoleSession.Status.ENDED, None, ""
+    try:
+        r.publish(session.channel_out, json.dumps(_end_payload(session)))
+        r.delete(session.queue_in)
+    finally:
+        r.close()
+
+
+@jobs.kind(
+    "console",
+    model=ConsoleSession,
+    task="containers.tasks.run_console",
+    what="console",
+    abandoned=CONSOLE_ABANDONED,
+    claim_stamps=("started_at",),
+    end_stamps=("ended_at",),
+    done=ConsoleSession.Status.ENDED,
+    after=_announce_end,
+)
+def run_console(session: ConsoleSession) -> dict:
+    """Run the session's shell and pump it until it ends (in the worker, which has root);
+    ``run_console(session_pk)``.
+
+    A duplicate delivery does nothing (the job layer claims the row). Records the outcome
+    on the row (ended with the shell's exit code, or failed) and publishes it on the output
+    channel."""
+    r = redis_client()
     try:
         _wait_for_listener(r, session)
         handle = services.start_exec(
             session.container_id, [session.shell], tty=True, interactive=True
         )
-    except DockwebError as e:
-        status, error = ConsoleSession.Status.FAILED, str(e)
-    else:
         try:
-            exit_code = pump(handle, r, session.channel_out, session.queue_in)
+            return {"exit_code": pump(handle, r, session.channel_out, session.queue_in)}
         except Exception as e:  # noqa: BLE001 - record it; the shell is hung up below
             log.exception("console %s", session.session_id)
-            status, error = ConsoleSession.Status.FAILED, f"console: {e}"
+            return {"status": ConsoleSession.Status.FAILED, "error": f"console: {e}"}
         finally:
             handle.close()
-    ConsoleSession.objects.filter(pk=session_pk).update(
-        status=status, exit_code=exit_code, error=error, ended_at=timezone.now()
-    )
-    session.refresh_from_db()
-    r.publish(session.channel_out, json.dumps(_end_payload(session)))
-    r.delete(session.queue_in)
-    r.close()
+    finally:
+        r.close()
 
 
 def _wait_for_listener(r: redis.Redis, session: ConsoleSession) -> None:

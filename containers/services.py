@@ -15,13 +15,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.utils import timezone
 
 from containers.models import Container, ContainerOperation, Volume
 from containers.shapes import (  # noqa: F401 - part of this module's interface
@@ -38,6 +36,8 @@ from containers.shapes import (  # noqa: F401 - part of this module's interface
     parse_mount,
 )
 from containers.shapes import row_fields as _row_fields
+from dockweb import jobs
+from dockweb.engine import get_manager
 from dockweb.runtime.errors import Conflict, DockwebError
 
 if TYPE_CHECKING:
@@ -45,48 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# -- managers ----------------------------------------------------------------------------
-
-
-def exit_command() -> list[str]:
-    """What the supervisor runs after a container exits (the container ID is appended).
-
-    ``manage.py container_exited`` with this process's data directory, store and database,
-    so the exit is mirrored into the same database whoever started the container.
-    """
-    env = [f"DOCKWEB_DATA={settings.DOCKWEB_DATA}", f"DOCKWEB_ROOT={settings.DOCKWEB_ROOT}"]
-    url = _database_url()
-    if url:
-        env.append(f"DATABASE_URL={url}")
-    manage = os.path.join(settings.BASE_DIR, "manage.py")
-    return ["/usr/bin/env", *env, sys.executable, manage, "container_exited"]
-
-
-def _database_url() -> str:
-    """The database this process really uses, as a DATABASE_URL (the test database under
-    pytest), so the supervisor's exit command writes where this process reads."""
-    from urllib.parse import quote
-
-    from django.db import connection
-
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{os.path.abspath(db['NAME'])}"
-    if db["ENGINE"].endswith("postgresql"):
-        auth = quote(db.get("USER") or "")
-        if db.get("PASSWORD"):
-            auth += ":" + quote(db["PASSWORD"])
-        host = db.get("HOST") or "localhost"
-        port = f":{db['PORT']}" if db.get("PORT") else ""
-        return f"postgres://{auth}@{host}{port}/{quote(db['NAME'])}"
-    return os.environ.get("DATABASE_URL", "")
-
-
-def get_manager() -> ContainerManager:
-    from dockweb.runtime.containers import ContainerManager
-    from images.services import get_store
-
-    return ContainerManager(get_store(), exit_command=exit_command())
+# -- managers (get_manager: dockweb.engine) ----------------------------------------------
 
 
 def get_volumes():
@@ -263,30 +222,12 @@ def recover_after_restart() -> dict[str, list[str]]:
     try:
         report = get_manager().reconcile()
     finally:
-        fail_abandoned_operations()
+        jobs.fail_abandoned(ContainerOperation)
         sync_containers()
     return report
 
 
 OPERATION_ABANDONED = "the worker stopped during the operation; look at the container and try again"
-
-
-def fail_abandoned_operations() -> int:
-    """Mark operations left running by a worker process that is gone as failed."""
-    from images.services import worker_is_alive
-
-    changed = 0
-    running = ContainerOperation.objects.filter(status=ContainerOperation.Status.RUNNING)
-    for pk, worker in running.values_list("pk", "worker"):
-        if not worker_is_alive(worker):
-            changed += ContainerOperation.objects.filter(
-                pk=pk, status=ContainerOperation.Status.RUNNING
-            ).update(
-                status=ContainerOperation.Status.FAILED,
-                error=OPERATION_ABANDONED,
-                finished_at=timezone.now(),
-            )
-    return changed
 
 
 def containers_using_images() -> list[tuple[str, str, bool]]:
@@ -431,10 +372,7 @@ def start_operation(kind: str, args: dict, *, user=None, container_id: str = "")
             kind=kind, args=args, container_id=container_id,
             created_by=user if user is not None and user.is_authenticated else None,
         )
-        from containers import tasks
-
-        op_id = op.id
-        transaction.on_commit(lambda: tasks.run_operation.delay(op_id))
+        jobs.enqueue(op)
     return op
 
 
@@ -480,39 +418,28 @@ def _check_run_options(options: dict) -> None:
     check_host_config(build_spec("", None, **options))
 
 
-def worker_identity() -> str:
-    from images.services import worker_identity as identity
+def _refused(op: ContainerOperation, err: BaseException) -> dict:
+    """Removing a running container or a volume in use: forcing may help."""
+    return {"conflict": isinstance(err, Conflict) and not op.args.get("force")}
 
-    return identity()
 
-
-def run_operation(op_id: int) -> None:
-    """Run a queued operation in this process (the worker). A no-op unless queued.
+@jobs.kind(
+    "container_operation",
+    model=ContainerOperation,
+    task="containers.tasks.run_operation",
+    what=lambda op: op.kind,
+    abandoned=OPERATION_ABANDONED,
+    failed_fields=_refused,
+)
+def run_operation(op: ContainerOperation) -> dict:
+    """Run a queued operation in this process (the worker); ``run_operation(op_id)``. A
+    no-op unless queued.
 
     Records the outcome in the row: ``result`` (the container ID, diff lines, processes,
     stats, removed volumes…) or ``error`` with Docker's message; ``conflict`` when forcing
     may help (removing a running container or a volume in use).
     """
-    claimed = ContainerOperation.objects.filter(
-        pk=op_id, status=ContainerOperation.Status.QUEUED
-    ).update(status=ContainerOperation.Status.RUNNING, worker=worker_identity())
-    if not claimed:
-        return
-    op = ContainerOperation.objects.get(pk=op_id)
-    fields: dict = {}
-    try:
-        fields = _dispatch(op)
-        fields["status"] = ContainerOperation.Status.DONE
-    except Exception as err:
-        if not isinstance(err, DockwebError):
-            log.exception("container operation %s failed", op_id)
-        message = str(err) if isinstance(err, DockwebError) else f"{err.__class__.__name__}: {err}"
-        fields = {
-            "status": ContainerOperation.Status.FAILED,
-            "error": message,
-            "conflict": isinstance(err, Conflict) and not op.args.get("force"),
-        }
-    ContainerOperation.objects.filter(pk=op_id).update(finished_at=timezone.now(), **fields)
+    return _dispatch(op)
 
 
 def _dispatch(op: ContainerOperation) -> dict:

@@ -1,7 +1,7 @@
-"""Celery tasks for containers: thin wrappers that hand a row's ID to a service.
+"""Celery tasks for containers: thin wrappers that hand a row's ID to a job runner.
 
-``services.run_operation`` claims its row with a conditional update, so a duplicate delivery
-(acks_late after a worker crash) does nothing; nothing is retried.
+The runners (``dockweb.jobs``) claim their row with a conditional update, so a duplicate
+delivery (acks_late after a worker crash) does nothing; nothing is retried.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ import logging
 
 from celery.signals import worker_ready
 
-from containers import services
+from containers import console, services
+from containers.models import ConsoleSession
+from dockweb import jobs
 from dockweb.celery import app
 
 log = logging.getLogger(__name__)
@@ -23,8 +25,10 @@ def run_operation(op_id: int) -> None:
 
 @worker_ready.connect
 def recover_after_restart(**kwargs) -> None:
-    """Repair what a stopped worker left (creations and starts cut short, operations still
-    "running") and mirror the runtime: containers may also have exited while no worker ran."""
+    """Repair what a stopped worker left (creations and starts cut short, operations and
+    consoles still "running") and mirror the runtime: containers may also have exited while
+    no worker ran."""
+    jobs.fail_abandoned(ConsoleSession)
     try:
         report = services.recover_after_restart()
     except Exception:
@@ -36,6 +40,4 @@ def recover_after_restart(**kwargs) -> None:
 @app.task(acks_late=True, ignore_result=True)
 def run_console(session_pk: int) -> None:
     """Lives as long as the console's shell: it pumps the pty (containers/console.py)."""
-    from containers import console
-
     console.run_console(session_pk)

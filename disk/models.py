@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from dockweb.jobs import Job
+from dockweb.jobs.models import Job
 
 
 class VolumeUsage(models.Model):

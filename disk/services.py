@@ -12,12 +12,12 @@ import logging
 
 from django.db import transaction
 from django.db.models import Count
-from django.utils import timezone
 
 from containers.models import Container, Volume
 from disk.models import PruneOperation, VolumeUsage
+from dockweb import jobs
+from dockweb.engine import get_manager, get_store
 from dockweb.runtime import diskusage
-from dockweb.runtime.errors import DockwebError
 from dockweb.runtime.units import human_size
 from images.models import Image, ImageLayer, Layer, Reference
 
@@ -25,15 +25,13 @@ log = logging.getLogger(__name__)
 
 
 def _runtime():
-    from containers import services as containers
-
-    mgr = containers.get_manager()
+    mgr = get_manager()
     return mgr.store, mgr
 
 
 def _sync() -> None:
     from containers.services import sync_containers
-    from images.services import _sync_after_change, get_store
+    from images.services import _sync_after_change
 
     _sync_after_change(get_store())
     sync_containers()
@@ -313,37 +311,29 @@ def start_prune(preview: dict, *, user=None) -> PruneOperation:
             preview=preview,
             created_by=user if user is not None and user.is_authenticated else None,
         )
-        from disk import tasks
-
-        op_id = op.pk
-        transaction.on_commit(lambda: tasks.run_prune.delay(op_id))
+        jobs.enqueue(op)
     return op
 
 
-def run_prune(op_id: int) -> None:
-    """Run a confirmed prune (the worker). A no-op unless queued.
+PRUNE_ABANDONED = "the worker stopped during the prune; look at the Disk page and try again"
+
+
+@jobs.kind(
+    "prune",
+    model=PruneOperation,
+    task="disk.tasks.run_prune",
+    what="prune",
+    abandoned=PRUNE_ABANDONED,
+)
+def run_prune(op: PruneOperation) -> dict:
+    """Run a confirmed prune (the worker); ``run_prune(op_id)``. A no-op unless queued.
 
     Removes the preview's containers, then volumes, then images (each through its
     references, as dockerd), then the orphan layers, and nothing else: an item that changed
     since the preview (an image re-tagged, a container started, a volume now in use, new
     orphan layers) is skipped and listed in ``skipped``.
     """
-    from images.services import worker_identity
-
-    claimed = PruneOperation.objects.filter(pk=op_id, status=PruneOperation.Status.QUEUED).update(
-        status=PruneOperation.Status.RUNNING, worker=worker_identity()
-    )
-    if not claimed:
-        return
-    op = PruneOperation.objects.get(pk=op_id)
-    try:
-        fields = _run_preview(op.preview)
-        fields["status"] = PruneOperation.Status.DONE
-    except Exception as err:
-        if not isinstance(err, DockwebError):
-            log.exception("prune %s failed", op_id)
-        fields = {"status": PruneOperation.Status.FAILED, "error": str(err)}
-    PruneOperation.objects.filter(pk=op_id).update(finished_at=timezone.now(), **fields)
+    return _run_preview(op.preview)
 
 
 def _run_preview(preview: dict) -> dict:

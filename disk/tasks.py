@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from celery.signals import worker_ready
+
 from disk import services
+from disk.models import PruneOperation
+from dockweb import jobs
 from dockweb.celery import app
 
 
@@ -14,3 +18,9 @@ def run_prune(op_id: int) -> None:
 @app.task(acks_late=True, ignore_result=True)
 def measure_volumes() -> None:
     services.measure_volumes()
+
+
+@worker_ready.connect
+def recover_after_restart(**kwargs) -> None:
+    """Fail the prunes a stopped worker left running."""
+    jobs.fail_abandoned(PruneOperation)

@@ -16,7 +16,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from dockweb.jobs import Job
+from dockweb.jobs.models import Job
 
 
 def short_id(digest: str) -> str:

@@ -1,0 +1,70 @@
+"""A job's progress, kept in memory and written to its database rows at a bounded rate.
+
+Pages render from the rows, so a reload, a poll or a stream all show the same truth; the
+rate bound keeps a chatty job (a pull's byte counts, a build's output) from hammering the
+database.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import threading
+
+from django.conf import settings
+from django.db import connection
+
+log = logging.getLogger(__name__)
+
+
+def progress_interval() -> float:
+    """Seconds between two progress writes (``DOCKWEB_PROGRESS_INTERVAL``, default 0.2)."""
+    return float(getattr(settings, "DOCKWEB_PROGRESS_INTERVAL", 0.2))
+
+
+class RowWriter(abc.ABC):
+    """Progress kept in memory and written to database rows at a bounded rate.
+
+    Subclasses keep state under ``self.lock``, set ``self.dirty`` when it changes and
+    implement ``flush()``. A writer thread calls ``flush()`` at most once per ``interval``
+    (so a change shows within ``interval``) and then ``tick()``; ``close()`` stops the
+    thread and makes the final write.
+    """
+
+    kind = "row"
+
+    def __init__(self, row_id: int, interval: float):
+        self.row_id = row_id
+        self.interval = interval
+        self.dirty = False
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(
+            target=self._run, name=f"{self.kind}-{row_id}-writer", daemon=True
+        )
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    @abc.abstractmethod
+    def flush(self) -> None:
+        """Write what changed since the last flush."""
+
+    def tick(self) -> None:  # noqa: B027 - optional hook, most writers need none
+        """Called by the writer thread after each flush."""
+
+    def _run(self) -> None:
+        try:
+            while not self.stop.wait(self.interval):
+                self.flush()
+                self.tick()
+        except Exception:
+            log.exception("%s %s: progress writer stopped", self.kind, self.row_id)
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.flush()
