@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.urls import path
 
 from containers import views
+from containers.models import ContainerOperation
+from dockweb.jobs import views as jobs_views
 
 app_name = "containers"
 
@@ -10,7 +12,16 @@ app_name = "containers"
 urlpatterns = [
     path("", views.container_list, name="list"),
     path("run/", views.container_run, name="run"),
-    path("operations/<int:pk>/", views.operation, name="operation"),
+    path(
+        "operations/<int:pk>/",
+        jobs_views.operation,
+        {
+            "model": ContainerOperation,
+            "parts": "containers/operation.html",
+            "context": views.operation_context,
+        },
+        name="operation",
+    ),
     path("consoles/<str:sid>/", views.console_session, name="console_session"),
     path("consoles/<str:sid>/stream/", views.console_stream, name="console_stream"),
     path("consoles/<str:sid>/input/", views.console_input, name="console_input"),

@@ -272,21 +272,12 @@ def container_run(request: HttpRequest) -> HttpResponse:
     return render(request, "containers/run.html", context, status=400 if error else 200)
 
 
-@login_required
-@require_GET
-@vary_on_headers("HX-Request")
-def operation(request: HttpRequest, pk: int) -> HttpResponse:
-    """An operation: polls while queued or running, then shows its outcome."""
-    op = get_object_or_404(ContainerOperation, pk=pk)
-    template = "containers/operation.html"
-    if request.htmx:
-        template += "#operation_status"
+def operation_context(op: ContainerOperation) -> dict:
+    """The container an operation is about, for the job page (dockweb.jobs.views)."""
     container = None
     if op.container_id:
         container = Container.objects.filter(container_id=op.container_id).first()
-    return render(
-        request, template, {"op": op, "container": container, "page": "containers"}
-    )
+    return {"container": container, "page": "containers"}
 
 
 # --- volumes -----------------------------------------------------------------------------

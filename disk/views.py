@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
@@ -113,16 +113,6 @@ def _fingerprint(preview: dict) -> str:
 
     items = {k: preview[k] for k in ("containers", "volumes", "images", "layers")}
     return hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()
-
-
-@login_required
-@require_GET
-def prune_result(request: HttpRequest, pk: int) -> HttpResponse:
-    op = get_object_or_404(PruneOperation, pk=pk)
-    template = "disk/prune.html"
-    if request.htmx:
-        template += "#result"
-    return render(request, template, {"page": "disk", "op": op, "preview": op.preview})
 
 
 @login_required

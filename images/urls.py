@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from django.urls import path
 
+from dockweb.jobs import views as jobs_views
 from images import views
+from images.models import Operation
 
 app_name = "images"
 
@@ -20,7 +22,12 @@ urlpatterns = [
     path("pulls/active/", views.active_pulls, name="active_pulls"),
     path("pulls/<int:pk>/", views.pull_detail, name="pull_detail"),
     path("pulls/<int:pk>/cancel/", views.pull_cancel, name="pull_cancel"),
-    path("operations/<int:pk>/", views.operation, name="operation"),
+    path(
+        "operations/<int:pk>/",
+        jobs_views.operation,
+        {"model": Operation, "parts": "images/operation.html", "context": views.operation_context},
+        name="operation",
+    ),
     path("build/", views.build, name="build"),
     path("builds/<int:pk>/", views.build_detail, name="build_detail"),
     path("registries/", views.registries, name="registries"),

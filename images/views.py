@@ -378,22 +378,13 @@ def removal_target(op: Operation) -> str:
     return str(args.get("ref", ""))
 
 
-@login_required
-@require_GET
-@vary_on_headers("HX-Request")
-def operation(request: HttpRequest, pk: int) -> HttpResponse:
-    """A removal or tag: polls while queued or running, then shows Docker's output lines."""
-    op = get_object_or_404(Operation, pk=pk)
-    template = "images/operation.html"
-    if request.htmx:
-        template += "#operation_status"
-    context = {
-        "op": op,
+def operation_context(op: Operation) -> dict:
+    """What a removal did and what to force, for the job page (dockweb.jobs.views)."""
+    return {
         "summary": services.untag_summary(op) if op.kind == Operation.Kind.REMOVE else "",
         "target": removal_target(op),
         "page": "images",
     }
-    return render(request, template, context)
 
 
 # --- pulls -------------------------------------------------------------------------------

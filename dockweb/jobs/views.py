@@ -1,0 +1,43 @@
+"""One operation page for every kind of job: it renders from the row, and an htmx poll gets
+only the status fragment, which polls again only while the job is active."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.contrib.auth.decorators import login_required
+from django.db import models
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
+from django.views.decorators.vary import vary_on_headers
+
+TEMPLATE = "jobs/operation.html"
+
+
+@login_required
+@require_GET
+@vary_on_headers("HX-Request")
+def operation(
+    request: HttpRequest,
+    pk: int,
+    *,
+    model: type[models.Model],
+    parts: str,
+    context: Callable[[models.Model], dict] | None = None,
+    status_id: str = "operation-status",
+    poll: str = "500ms",
+) -> HttpResponse:
+    """A job's page: queued, running, then its outcome. The URLconf names the kind's
+    ``model``, the template whose partials hold its words (``parts``) and a function giving
+    the rest of the context, e.g.::
+
+        path("operations/<int:pk>/", jobs_views.operation,
+             {"model": Operation, "parts": "images/operation.html"}, name="operation")
+    """
+    op = get_object_or_404(model, pk=pk)
+    template = TEMPLATE + ("#job_status" if request.htmx else "")
+    ctx = {"op": op, "parts": parts, "status_id": status_id, "poll": poll}
+    if context is not None:
+        ctx.update(context(op))
+    return render(request, template, ctx)
