@@ -129,3 +129,43 @@ def test_the_worker_start_fails_pulls_left_by_a_dead_worker(store, registry):
     assert op.status == "failed"
     assert not os.path.exists(scratch)
     assert Image.objects.filter(image_id=image.image_id).exists()
+
+
+def test_the_worker_start_fails_every_kind_of_job_left_by_a_dead_worker(store, django_user_model):
+    from containers import services as container_services
+    from containers import tasks as container_tasks
+    from containers.console import CONSOLE_ABANDONED
+    from containers.models import ConsoleSession, ContainerOperation
+    from disk import tasks as disk_tasks
+    from disk.models import PruneOperation
+    from disk.services import PRUNE_ABANDONED
+    from images.models import Build
+
+    dead = {"status": "running", "worker": _dead_worker()}
+    user = django_user_model.objects.create_user("alice")
+    rows = {
+        Pull.objects.create(reference="x", normalized="docker.io/library/x:latest", **dead):
+            services.WORKER_STOPPED,
+        Operation.objects.create(kind="remove", args={"ref": "x"}, **dead):
+            "the worker stopped during the operation; look at the image and try again",
+        Build.objects.create(dockerfile="FROM scratch", **dead):
+            "the worker stopped during the build; start the build again",
+        ContainerOperation.objects.create(kind="stop", args={"container": "x"}, **dead):
+            container_services.OPERATION_ABANDONED,
+        PruneOperation.objects.create(preview={}, **dead): PRUNE_ABANDONED,
+        ConsoleSession.objects.create(container_id="ab" * 32, user=user, **dead):
+            CONSOLE_ABANDONED,
+    }
+    alive = PruneOperation.objects.create(status="running", worker=services.worker_identity())
+
+    tasks.recover_after_restart()
+    container_tasks.recover_after_restart()
+    disk_tasks.recover_after_restart()
+
+    for row, message in rows.items():
+        row.refresh_from_db()
+        assert (type(row).__name__, row.status, row.error) == (
+            type(row).__name__, "failed", message
+        )
+    alive.refresh_from_db()
+    assert alive.status == "running"
