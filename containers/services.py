@@ -84,7 +84,7 @@ def _database_url() -> str:
 
 def get_manager() -> ContainerManager:
     from dockweb.runtime.containers import ContainerManager
-    from images.services import get_store
+    from images.services.common import get_store
 
     return ContainerManager(get_store(), exit_command=exit_command())
 
@@ -273,7 +273,7 @@ OPERATION_ABANDONED = "the worker stopped during the operation; look at the cont
 
 def fail_abandoned_operations() -> int:
     """Mark operations left running by a worker process that is gone as failed."""
-    from images.services import worker_is_alive
+    from images.services.common import worker_is_alive
 
     changed = 0
     running = ContainerOperation.objects.filter(status=ContainerOperation.Status.RUNNING)
@@ -481,7 +481,7 @@ def _check_run_options(options: dict) -> None:
 
 
 def worker_identity() -> str:
-    from images.services import worker_identity as identity
+    from images.services.common import worker_identity as identity
 
     return identity()
 

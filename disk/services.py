@@ -33,9 +33,10 @@ def _runtime():
 
 def _sync() -> None:
     from containers.services import sync_containers
-    from images.services import _sync_after_change, get_store
+    from images.services.common import get_store
+    from images.services.mirror import sync_after_change
 
-    _sync_after_change(get_store())
+    sync_after_change(get_store())
     sync_containers()
 
 
@@ -328,7 +329,7 @@ def run_prune(op_id: int) -> None:
     since the preview (an image re-tagged, a container started, a volume now in use, new
     orphan layers) is skipped and listed in ``skipped``.
     """
-    from images.services import worker_identity
+    from images.services.common import worker_identity
 
     claimed = PruneOperation.objects.filter(pk=op_id, status=PruneOperation.Status.QUEUED).update(
         status=PruneOperation.Status.RUNNING, worker=worker_identity()

@@ -12,31 +12,31 @@ import logging
 from celery.signals import worker_ready
 
 from dockweb.celery import app
-from images import services
+from images.services import builds, common, mirror, operations, pulls
 
 log = logging.getLogger(__name__)
 
 
 @app.task(acks_late=True, ignore_result=True)
 def pull_image(pull_id: int) -> None:
-    services.run_pull(pull_id)
+    pulls.run_pull(pull_id)
 
 
 @app.task(acks_late=True, ignore_result=True)
 def run_operation(op_id: int) -> None:
-    services.run_operation(op_id)
+    operations.run_operation(op_id)
 
 
 @app.task(acks_late=True, ignore_result=True)
 def run_build(build_id: int) -> None:
-    services.run_build(build_id)
+    builds.run_build(build_id)
 
 
 @worker_ready.connect
 def recover_after_restart(**kwargs) -> None:
     """Repair what a stopped worker left: scratch files, rows still "running", the mirror."""
-    store = services.get_store()
+    store = common.get_store()
     report = store.reconcile()
-    failed = services.fail_abandoned_work()
-    services.sync_images(store)
+    failed = common.fail_abandoned_work()
+    mirror.sync_images(store)
     log.info("store reconciled %s; %d abandoned pulls/operations marked failed", report, failed)

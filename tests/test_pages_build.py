@@ -17,6 +17,7 @@ from django.utils import timezone
 from access.roles import set_role
 from images import services
 from images.models import Build, BuildStep, Image
+from images.services import builds
 from tests.support import images as im
 
 
@@ -259,7 +260,7 @@ def store(settings, tmp_path, data_dir, registry):
 @pytest.fixture
 def queued(monkeypatch):
     """start_build without a broker: the test runs the build itself."""
-    monkeypatch.setattr(services, "_enqueue", lambda task, row_id, rows: None)
+    monkeypatch.setattr(builds, "enqueue", lambda task, row_id, rows: None)
 
 
 def _start(registry, body: str, **kw) -> Build:
