@@ -1,8 +1,8 @@
 """Console sessions: a shell with a tty in a running container, for a browser tab.
 
 The web process has no root and never calls the runtime; the worker does. Opening a console
-creates a ConsoleSession row and queues it (``dockweb.jobs``: ``tasks.run_console``), which runs in the worker for
-as long as the shell lives and pumps its pty through Redis:
+creates a ConsoleSession row and queues ``tasks.run_console`` (``dockweb.jobs``), which runs
+in the worker for as long as the shell lives and pumps its pty through Redis:
 
 - the pty's output goes to the pub/sub channel ``session.channel_out`` as JSON messages
   ``{"t": "out", "d": <base64>}``, and the end as ``{"t": "end", "status", "exit_code",

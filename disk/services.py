@@ -31,9 +31,9 @@ def _runtime():
 
 def _sync() -> None:
     from containers.services import sync_containers
-    from images.services import _sync_after_change
+    from images.services.mirror import sync_after_change
 
-    _sync_after_change(get_store())
+    sync_after_change(get_store())
     sync_containers()
 
 

@@ -321,7 +321,7 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # A web request that queues work must not hang when Redis is down: a few quick tries, then
-# the row is marked failed with a message saying so (images.services._enqueue).
+# the row is marked failed with a message saying so (images.services.common.enqueue).
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "max_retries": 2,
     "interval_start": 0,

@@ -223,9 +223,10 @@ def test_it_refuses_a_corrupted_manifest(store, proxy, image):
 @pytest.fixture
 def service_store(settings, tmp_path, monkeypatch):
     from images import services
+    from images.services import pulls
 
     settings.DOCKWEB_ROOT = tmp_path / "svc-store"
-    monkeypatch.setattr(services, "get_client", lambda credentials=None: fast_client())
+    monkeypatch.setattr(pulls, "get_client", lambda credentials=None: fast_client())
     return services.get_store()
 
 

@@ -15,6 +15,7 @@ from django.test import Client
 from django.utils import timezone
 
 from access.roles import set_role
+from dockweb import jobs
 from images import services
 from images.models import Build, BuildStep, Image
 from tests.support import images as im
@@ -259,7 +260,7 @@ def store(settings, tmp_path, data_dir, registry):
 @pytest.fixture
 def queued(monkeypatch):
     """start_build without a broker: the test runs the build itself."""
-    monkeypatch.setattr(services, "_enqueue", lambda task, row_id, rows: None)
+    monkeypatch.setattr(jobs, "enqueue", lambda row: None)
 
 
 def _start(registry, body: str, **kw) -> Build:

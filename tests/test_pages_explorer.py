@@ -16,6 +16,7 @@ from django.core.management import call_command
 
 from images import services
 from images.models import Image, ImageAnalysis
+from images.services import builds, explorer, listing, mirror, operations, pulls
 from tests.support import images as im
 
 pytestmark = [
@@ -78,7 +79,8 @@ def no_store(monkeypatch, tmp_path):
     def refuse():
         raise AssertionError("a page read the store")
 
-    monkeypatch.setattr(services, "get_store", refuse)
+    for module in (builds, explorer, listing, mirror, operations, pulls):
+        monkeypatch.setattr(module, "get_store", refuse)
     yield
     assert os.listdir(tmp_path / "empty") == []
 

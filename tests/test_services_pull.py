@@ -12,6 +12,7 @@ from dockweb.runtime.errors import InvalidReference
 from dockweb.runtime.registry import RegistryClient
 from images import credentials, services
 from images.models import Image, Pull, PullLayer
+from images.services import pulls
 from tests.support import images as im
 from tests.support.registry import RegistryServer, free_port
 
@@ -162,7 +163,7 @@ class _SlowClient(RegistryClient):
 def test_it_cancels_a_running_pull(store, registry, monkeypatch, tmp_path):
     big = im.Image([im.busybox_layer(), im.large_layer(8 << 20, tmp_path / "big.tar", "none")])
     im.push_image(registry.host, "pulls/big", "1", big)
-    monkeypatch.setattr(services, "get_client", lambda credentials=None: _SlowClient())
+    monkeypatch.setattr(pulls, "get_client", lambda credentials=None: _SlowClient())
     p = services.start_pull(f"{registry.host}/pulls/big:1")
     worker = threading.Thread(target=services.run_pull, args=[p.id])
     worker.start()
@@ -190,7 +191,7 @@ def test_it_records_a_missing_tag_in_dockers_words(store, registry):
 
 def test_it_records_an_unreachable_registry_in_words(store, settings, monkeypatch):
     monkeypatch.setattr(
-        services, "get_client",
+        pulls, "get_client",
         lambda credentials=None: RegistryClient(retries=1, timeout=(2.0, 2.0)),
     )
     p = _run(f"127.0.0.1:{free_port()}/nobody/here:1")

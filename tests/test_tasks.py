@@ -12,6 +12,7 @@ import pytest
 import redis
 from django.conf import settings as django_settings
 
+from dockweb import jobs
 from dockweb.runtime import reference as refs
 from dockweb.runtime.pull import pull
 from images import services, tasks
@@ -91,7 +92,7 @@ def test_the_operation_task_runs_an_operation(store, registry):
 
 def _dead_worker() -> str:
     """The identity of a process that has exited."""
-    code = "from images import services; print(services.worker_identity())"
+    code = "from dockweb import jobs; print(jobs.worker_identity())"
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="dockweb.settings")
     out = subprocess.run(
         [sys.executable, "-c", "import django; django.setup(); " + code],
@@ -104,7 +105,7 @@ def test_the_worker_start_fails_pulls_left_by_a_dead_worker(store, registry):
     dead = Pull.objects.create(reference="x", normalized="docker.io/library/x:latest",
                                status="running", worker=_dead_worker())
     alive = Pull.objects.create(reference="y", normalized="docker.io/library/y:latest",
-                                status="running", worker=services.worker_identity())
+                                status="running", worker=jobs.worker_identity())
     op = Operation.objects.create(kind="remove", args={"ref": "x"}, status="running",
                                   worker=_dead_worker())
     scratch = os.path.join(store.tmp_dir, "write-left-behind")
@@ -156,7 +157,7 @@ def test_the_worker_start_fails_every_kind_of_job_left_by_a_dead_worker(store, d
         ConsoleSession.objects.create(container_id="ab" * 32, user=user, **dead):
             CONSOLE_ABANDONED,
     }
-    alive = PruneOperation.objects.create(status="running", worker=services.worker_identity())
+    alive = PruneOperation.objects.create(status="running", worker=jobs.worker_identity())
 
     tasks.recover_after_restart()
     container_tasks.recover_after_restart()

@@ -1,0 +1,312 @@
+"""``docker image ls``, ``image inspect`` and ``image history`` from the store, as Docker's
+API types (ImageSummary, ImageInspect, HistoryResponseItem), with dockerd's filters and
+config field order."""
+
+from __future__ import annotations
+
+import re
+
+from dockweb.engine import get_store
+from dockweb.runtime import reference as refs
+from dockweb.runtime.errors import DockwebError, ImageNotFound
+from dockweb.runtime.store import ImageRecord, parse_time
+from images.services.common import containers_using_images
+
+
+class InvalidFilter(DockwebError):
+    """An ``image ls`` filter Docker would refuse."""
+
+
+_ACCEPTED_FILTERS = {"dangling", "label", "before", "since", "reference"}
+
+
+# -- listing -----------------------------------------------------------------------------
+
+
+def parse_filters(pairs: list[str]) -> dict[str, list[str]]:
+    """``-f key=value`` flags into Docker's filter map (keys lower-cased, values kept)."""
+    out: dict[str, list[str]] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise InvalidFilter("Bad format of filter (expected name=value)")
+        key, value = pair.split("=", 1)
+        out.setdefault(key.strip().lower(), []).append(value.strip())
+    return out
+
+
+def go_path_match(pattern: str, name: str) -> bool:
+    """Go's ``path.Match``: ``*`` and ``?`` never cross a ``/``."""
+    rx = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "*":
+            rx.append("[^/]*")
+        elif c == "?":
+            rx.append("[^/]")
+        elif c == "[":
+            j = pattern.find("]", i + 1)
+            if j == -1:
+                raise InvalidFilter("syntax error in pattern")
+            body = pattern[i + 1 : j]
+            if body.startswith("^"):
+                body = "!" + body[1:]
+            rx.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+            i = j
+        elif c == "\\" and i + 1 < len(pattern):
+            i += 1
+            rx.append(re.escape(pattern[i]))
+        else:
+            rx.append(re.escape(c))
+        i += 1
+    return re.fullmatch("".join(rx), name) is not None
+
+
+def _familiar_match(pattern: str, ref: refs.Reference) -> bool:
+    return go_path_match(pattern, ref.familiar_string()) or go_path_match(
+        pattern, ref.familiar_name
+    )
+
+
+def _match_kv_list(wanted: list[str], labels: dict | None) -> bool:
+    labels = labels or {}
+    for item in wanted:
+        key, _, value = item.partition("=")
+        if key not in labels:
+            return False
+        if "=" in item and labels[key] != value:
+            return False
+    return True
+
+
+def created_unix(rec: ImageRecord) -> int:
+    return int(parse_time(rec.created).timestamp())
+
+
+def list_images(
+    *,
+    all: bool = False,
+    filters: dict[str, list[str]] | None = None,
+    shared_size: bool = False,
+) -> list[dict]:
+    """Docker's ImageList: ImageSummary dicts, newest first, filtered as dockerd filters."""
+    filters = filters or {}
+    for key in filters:
+        if key not in _ACCEPTED_FILTERS:
+            raise InvalidFilter(f"Invalid filter '{key}'")
+    dangling_only = False
+    if "dangling" in filters:
+        values = filters["dangling"]
+        if "true" in values:
+            dangling_only = True
+        elif "false" not in values:
+            raise InvalidFilter(f"Invalid filter 'dangling=[{' '.join(values)}]'")
+    store = get_store()
+    before = since = None
+    for v in filters.get("before", []):
+        before = store.lookup(v)
+    for v in filters.get("since", []):
+        since = store.lookup(v)
+
+    images = store.images()
+    layers = store.layers()
+    references = store.all_references()
+    parents = {r.parent for r in images if r.parent}
+    containers = containers_using_images()
+
+    summaries = []
+    for rec in images:
+        if dangling_only and rec.id in parents:
+            continue  # dockerd lists only heads for dangling=true
+        created = created_unix(rec)
+        if before is not None and created >= created_unix(before):
+            continue
+        if since is not None and created <= created_unix(since):
+            continue
+        labels = (rec.config.get("config") or {}).get("Labels")
+        if "label" in filters and not _match_kv_list(filters["label"], labels):
+            continue
+        repo_tags: list[str] = []
+        repo_digests: list[str] = []
+        skip = False
+        for ref in references.get(rec.id, []):
+            if "reference" in filters and not any(
+                _familiar_match(p, ref) for p in filters["reference"]
+            ):
+                continue
+            if ref.digest:
+                repo_digests.append(ref.familiar_string())
+            if ref.tag:
+                if dangling_only:
+                    skip = True
+                    break
+                repo_tags.append(ref.familiar_string())
+        if skip:
+            continue
+        if not repo_tags and not repo_digests:
+            if (
+                (not all and rec.id in parents)
+                or ("dangling" in filters and not dangling_only)
+                or "reference" in filters
+            ):
+                continue
+            repo_digests = ["<none>@<none>"]
+            repo_tags = ["<none>:<none>"]
+        size = sum(layers[c].size for c in rec.layers if c in layers)
+        summaries.append(
+            {
+                "Id": rec.id,
+                "ParentId": rec.parent,
+                "RepoTags": repo_tags,
+                "RepoDigests": repo_digests,
+                "Created": created,
+                "Size": size,
+                "VirtualSize": size,
+                "SharedSize": -1,
+                "Containers": sum(1 for c in containers if c[1] == rec.id) if shared_size else -1,
+                "Labels": labels,
+                "CompressedSize": rec.compressed_size,
+                "Layers": list(rec.layers),
+            }
+        )
+    if shared_size:
+        refcount: dict[str, int] = {}
+        for rec in images:
+            for chain in rec.layers:
+                refcount[chain] = refcount.get(chain, 0) + 1
+        for s in summaries:
+            s["SharedSize"] = sum(
+                layers[c].size for c in s["Layers"] if refcount.get(c, 0) > 1 and c in layers
+            )
+    summaries.sort(key=lambda s: (s["Created"], s["Id"]), reverse=True)
+    return summaries
+
+
+# -- inspect and history -----------------------------------------------------------------
+
+_CONTAINER_CONFIG_FIELDS = [
+    ("Hostname", ""),
+    ("Domainname", ""),
+    ("User", ""),
+    ("AttachStdin", False),
+    ("AttachStdout", False),
+    ("AttachStderr", False),
+    ("ExposedPorts", "omit"),
+    ("Tty", False),
+    ("OpenStdin", False),
+    ("StdinOnce", False),
+    ("Env", None),
+    ("Cmd", None),
+    ("Healthcheck", "omit"),
+    ("ArgsEscaped", "omit"),
+    ("Image", ""),
+    ("Volumes", None),
+    ("WorkingDir", ""),
+    ("Entrypoint", None),
+    ("NetworkDisabled", "omit"),
+    ("MacAddress", "omit"),
+    ("OnBuild", None),
+    ("Labels", None),
+    ("StopSignal", "omit"),
+    ("StopTimeout", "omit"),
+    ("Shell", "omit"),
+]
+
+
+def _container_config(raw: dict | None) -> dict:
+    """An image config's ``config`` as dockerd re-marshals it (container.Config order)."""
+    raw = raw or {}
+    out = {}
+    for key, zero in _CONTAINER_CONFIG_FIELDS:
+        if key in raw and raw[key] not in (None, "", False, [], {}):
+            out[key] = raw[key]
+        elif zero != "omit":
+            out[key] = raw.get(key, zero) if zero is None else zero
+    return out
+
+
+def inspect_image(ref_or_id: str) -> dict:
+    """``docker image inspect``'s object for one image."""
+    store = get_store()
+    rec = store.lookup(ref_or_id)
+    layers = store.layers()
+    repo = store.references(rec.id)
+    cfg = rec.config
+    size = sum(layers[c].size for c in rec.layers if c in layers)
+    diffs = [store.layer_diff(c) for c in reversed(rec.layers)]
+    out = {
+        "Id": rec.id,
+        "RepoTags": [r.familiar_string() for r in repo if r.tag],
+        "RepoDigests": [r.familiar_string() for r in repo if r.digest],
+        "Parent": rec.parent,
+        # dockerd falls back to the last history entry's comment
+        "Comment": cfg.get("comment") or ((cfg.get("history") or [{}])[-1].get("comment", "")),
+        "Created": cfg.get("created", "0001-01-01T00:00:00Z"),
+        "Container": cfg.get("container", ""),
+        "ContainerConfig": _container_config(cfg.get("container_config")),
+        "DockerVersion": cfg.get("docker_version", ""),
+        "Author": cfg.get("author", ""),
+        "Config": _container_config(cfg.get("config")),
+        "Architecture": cfg.get("architecture", ""),
+    }
+    if cfg.get("variant"):
+        out["Variant"] = cfg["variant"]
+    out.update(
+        {
+            "Os": cfg.get("os", ""),
+            "Size": size,
+            "VirtualSize": size,
+            "GraphDriver": {
+                "Data": {
+                    "MergedDir": store.mount_path(rec.id),
+                    "UpperDir": diffs[0] if diffs else "",
+                    "LowerDir": ":".join(diffs[1:]),
+                    "WorkDir": "",
+                }
+                if diffs
+                else {},
+                "Name": "overlay2",
+            },
+            "RootFS": {"Type": "layers", "Layers": rec.diff_ids},
+            "Metadata": {"LastTagTime": rec.last_tag_time or "0001-01-01T00:00:00Z"},
+        }
+    )
+    return out
+
+
+def image_history(ref_or_id: str) -> list[dict]:
+    """``docker image history``: newest first, layer sizes from the store."""
+    store = get_store()
+    rec = store.lookup(ref_or_id)
+    items: list[dict] = []
+    layer_i = 0
+    for h in rec.config.get("history") or []:
+        size = 0
+        if not h.get("empty_layer"):
+            if layer_i >= len(rec.layers):
+                raise DockwebError("too many non-empty layers in History section")
+            size = store.get_layer(rec.layers[layer_i]).size
+            layer_i += 1
+        items.insert(
+            0,
+            {
+                "Id": "<missing>",
+                "Created": int(parse_time(h.get("created", "")).timestamp()),
+                "CreatedBy": h.get("created_by", ""),
+                "Tags": None,
+                "Size": size,
+                "Comment": h.get("comment", ""),
+            },
+        )
+    image = rec
+    for item in items:
+        item["Id"] = image.id
+        tags = [r.familiar_string() for r in store.references(image.id) if r.tag]
+        item["Tags"] = tags or None
+        if not image.parent:
+            break
+        try:
+            image = store.get_image(image.parent)
+        except ImageNotFound:
+            break
+    return items

@@ -1,0 +1,299 @@
+"""Pulls: ``docker pull`` into the store, and pulls queued from the pages and run by the
+worker with their progress kept in Pull and PullLayer rows."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from dockweb import jobs
+from dockweb.engine import get_store
+from dockweb.runtime import manifest as mf
+from dockweb.runtime.archive import LayerLimits
+from dockweb.runtime.errors import InvalidReference
+from dockweb.runtime.pull import (
+    DEFAULT_LAYER_LIMITS,
+    PullCancelled,
+    PullResult,
+    parse_pull_reference,
+    pull,
+)
+from images.models import Image, Pull, PullLayer
+from images.services.common import get_client
+from images.services.explorer import analyze_after_pull
+from images.services.mirror import sync_after_change
+
+log = logging.getLogger(__name__)
+
+
+def pull_image(
+    reference: str,
+    *,
+    platform: str | None = None,
+    on_progress: Callable[[dict], None] | None = None,
+    cancel=None,
+    credentials: dict[str, tuple[str, str]] | None = None,
+) -> PullResult:
+    """Pull into the store, then bring the database mirror up to date."""
+    store = get_store()
+    store.reconcile()
+    result = pull(
+        store,
+        get_client(credentials),
+        reference,
+        platform=platform,
+        on_progress=on_progress,
+        max_concurrent=settings.DOCKWEB_MAX_CONCURRENT_DOWNLOADS,
+        cancel=cancel,
+        limits=layer_limits(),
+    )
+    sync_after_change(store)
+    analyze_after_pull(store, result.image_id)
+    return result
+
+
+def layer_limits() -> LayerLimits:
+    """The tar-bomb guards for pulls: the runtime's defaults, each overridable in settings
+    (``DOCKWEB_LAYER_MAX_ENTRIES``, ``_MAX_BYTES``, ``_MAX_RATIO``, ``_RATIO_FLOOR``)."""
+    d = DEFAULT_LAYER_LIMITS
+    return LayerLimits(
+        max_entries=getattr(settings, "DOCKWEB_LAYER_MAX_ENTRIES", d.max_entries),
+        max_bytes=getattr(settings, "DOCKWEB_LAYER_MAX_BYTES", d.max_bytes),
+        max_ratio=getattr(settings, "DOCKWEB_LAYER_MAX_RATIO", d.max_ratio),
+        ratio_floor=getattr(settings, "DOCKWEB_LAYER_RATIO_FLOOR", d.ratio_floor),
+    )
+
+
+# -- references --------------------------------------------------------------------------
+
+
+def normalize_reference(text: str) -> str:
+    """The full reference ``docker pull`` pulls: ``ubuntu`` -> ``docker.io/library/ubuntu:latest``.
+
+    Raises InvalidReference with Docker's message.
+    """
+    text = text.strip()
+    if not text:
+        raise InvalidReference("invalid reference format")
+    return parse_pull_reference(text).string()
+
+
+# -- pulls -------------------------------------------------------------------------------
+
+
+def start_pull(reference: str, *, platform: str = "", user=None) -> Pull:
+    """Queue a pull; the worker runs it (images.tasks.pull_image) once this transaction commits.
+
+    Raises InvalidReference for a malformed reference and ValueError for a malformed
+    platform. When the same reference and platform are already being pulled, that pull is
+    returned instead of a second one.
+    """
+    normalized = normalize_reference(reference)
+    platform = platform.strip()
+    if platform:
+        mf.parse_platform(platform)  # ValueError: '"x/": invalid platform specifier'
+    with transaction.atomic():
+        active = active_pulls().filter(normalized=normalized, platform=platform).first()
+        if active:
+            return active
+        pull_row = Pull.objects.create(
+            reference=reference.strip(),
+            normalized=normalized,
+            platform=platform,
+            created_by=user if user is not None and user.is_authenticated else None,
+        )
+        jobs.enqueue(pull_row)
+    return pull_row
+
+
+def active_pulls() -> QuerySet[Pull]:
+    """Pulls queued or running, newest first."""
+    return Pull.objects.filter(status__in=Pull.ACTIVE).order_by("-created_at", "-pk")
+
+
+def cancel_pull(pull_row: Pull) -> None:
+    """Ask a pull to stop. Idempotent; a finished pull is left as it is.
+
+    A queued pull is cancelled at once (the worker then finds nothing to claim); a running
+    one is stopped by its worker within a fraction of a second.
+    """
+    now = timezone.now()
+    Pull.objects.filter(pk=pull_row.pk, status=Pull.Status.QUEUED).update(
+        status=Pull.Status.CANCELLED, cancel_requested=True, finished_at=now, updated_at=now
+    )
+    Pull.objects.filter(pk=pull_row.pk, status=Pull.Status.RUNNING).update(
+        cancel_requested=True, updated_at=now
+    )
+    pull_row.refresh_from_db()
+
+
+_DOWNLOADED_STATES = {"Verifying Checksum", "Download complete", "Extracting", "Pull complete"}
+
+
+class PullProgress(jobs.RowWriter):
+    """A pull's progress, kept in memory and written to its rows at a bounded rate.
+
+    Call the instance with runtime progress events (from any thread; it only takes a lock
+    and updates dicts). A writer thread writes what changed at most once per ``interval``
+    (so state changes show within ``interval``), and checks ``Pull.cancel_requested``,
+    setting ``cancel`` when a person asked to stop. ``close()`` stops the thread and makes
+    the final write.
+    """
+
+    kind = "pull"
+
+    def __init__(self, pull_row: Pull, cancel: threading.Event, *, interval: float = 0.2):
+        super().__init__(pull_row.pk, interval)
+        self.pull_id = pull_row.pk
+        self.cancel = cancel
+        self.layers: dict[int, dict] = {}
+        self.positions: dict[str, int] = {}
+        self.messages: list[str] = list(pull_row.messages or [])
+        self.dirty_layers: set[int] = set()
+
+    def __call__(self, event: dict) -> None:
+        with self.lock:
+            self.dirty = True
+            if event.get("kind") == "message":
+                self.messages.append(event["text"])
+                return
+            index = event.get("index")
+            if index is None:
+                index = self.positions.setdefault(event["digest"], len(self.positions))
+            state = self.layers.setdefault(
+                index,
+                {
+                    "short_id": event["id"],
+                    "digest": event["digest"],
+                    "status": "",
+                    "current": 0,
+                    "total": 0,
+                },
+            )
+            state["status"] = event["status"]
+            if event.get("total"):
+                state["total"] = event["total"]
+            if event.get("current") is not None:
+                state["current"] = event["current"]
+            if event["status"] in _DOWNLOADED_STATES and state["total"]:
+                state["current"] = state["total"]
+            self.dirty_layers.add(index)
+
+    def totals(self) -> tuple[int, int]:
+        """(bytes to download, bytes downloaded): layers already here count in neither."""
+        total = done = 0
+        for st in self.layers.values():
+            if st["status"] == "Already exists":
+                continue
+            total += st["total"]
+            if st["status"] in _DOWNLOADED_STATES:
+                done += st["total"] or st["current"]
+            elif st["status"] == "Downloading":
+                done += st["current"]
+        return total, done
+
+    def flush(self) -> None:
+        with self.lock:
+            if not self.dirty:
+                return
+            rows = [
+                PullLayer(pull_id=self.pull_id, position=i, **self.layers[i])
+                for i in sorted(self.dirty_layers)
+            ]
+            messages = list(self.messages)
+            total, done = self.totals()
+            dirty_layers, self.dirty_layers, self.dirty = self.dirty_layers, set(), False
+        now = timezone.now()
+        try:
+            with transaction.atomic():
+                for row in rows:
+                    row.updated_at = now
+                PullLayer.objects.bulk_create(
+                    rows,
+                    update_conflicts=True,
+                    unique_fields=["pull", "position"],
+                    update_fields=[
+                        "short_id",
+                        "digest",
+                        "status",
+                        "current",
+                        "total",
+                        "updated_at",
+                    ],
+                )
+                Pull.objects.filter(pk=self.pull_id).update(
+                    total_bytes=total, downloaded_bytes=done, messages=messages, updated_at=now
+                )
+        except Exception:
+            # the database was busy for longer than its timeout: try again next time
+            log.exception("pull %s: could not write progress", self.pull_id)
+            with self.lock:
+                self.dirty = True
+                self.dirty_layers |= dirty_layers
+
+    def tick(self) -> None:
+        if Pull.objects.filter(pk=self.pull_id, cancel_requested=True).exists():
+            self.cancel.set()
+
+
+WORKER_STOPPED = (
+    "the worker stopped during the pull; pull again to resume — finished layers are reused"
+)
+
+
+def _record_pulled(pull_row: Pull, outcome: dict) -> None:
+    if outcome["status"] == Pull.Status.DONE:
+        Image.objects.filter(image_id=outcome["image_id"]).update(pulled_at=timezone.now())
+
+
+@jobs.kind(
+    "pull",
+    model=Pull,
+    task="images.tasks.pull_image",
+    what="pull",
+    abandoned=WORKER_STOPPED,
+    claim_stamps=("started_at", "updated_at"),
+    end_stamps=("finished_at", "updated_at"),
+    after=_record_pulled,
+)
+def run_pull(pull_row: Pull) -> dict:
+    """Run a queued pull in this process (the worker); ``run_pull(pull_id)``. Does nothing
+    unless the row is queued (a duplicate delivery of the task is a no-op).
+
+    Ends the row done, failed (with an error a person can act on) or cancelled; never raises
+    for a failed pull.
+    """
+    from images.credentials import credentials_map
+
+    cancel = threading.Event()
+    if pull_row.cancel_requested:
+        cancel.set()
+    progress = PullProgress(pull_row, cancel, interval=jobs.progress_interval()).start()
+    try:
+        if cancel.is_set():
+            raise PullCancelled("pull cancelled")
+        result = pull_image(
+            pull_row.normalized or pull_row.reference,
+            platform=pull_row.platform or None,
+            on_progress=progress,
+            cancel=cancel,
+            credentials=credentials_map(),
+        )
+    except Exception as err:
+        if isinstance(err, PullCancelled) or cancel.is_set():
+            return {"status": Pull.Status.CANCELLED}
+        raise
+    finally:
+        progress.close()
+    status = "Downloaded newer image for " if result.updated else "Image is up to date for "
+    return {
+        "manifest_digest": result.manifest_digest,
+        "image_id": result.image_id,
+        "status_text": status + result.familiar,
+    }
