@@ -94,8 +94,12 @@ def test_it_fails_a_prune_it_cannot_queue(dead_broker):
 def test_it_fails_a_console_it_cannot_queue(dead_broker, django_user_model):
     now = timezone.now()
     container = Container.objects.create(
-        container_id="5e" * 32, name="web", image="busybox", status="running",
-        created=now - timedelta(minutes=1), started_at=now,
+        container_id="5e" * 32,
+        name="web",
+        image="busybox",
+        status="running",
+        created=now - timedelta(minutes=1),
+        started_at=now,
     )
     user = django_user_model.objects.create_user("alice")
     session = console.open_console(container, "/bin/sh", user)

@@ -91,8 +91,17 @@ def kind(
 
     def register(work: Callable[[Any], dict | None]) -> Callable[[int], None]:
         k = Kind(
-            name, model, work, task, what, abandoned, tuple(claim_stamps), tuple(end_stamps),
-            done, failed_fields, after,
+            name,
+            model,
+            work,
+            task,
+            what,
+            abandoned,
+            tuple(claim_stamps),
+            tuple(end_stamps),
+            done,
+            failed_fields,
+            after,
         )
         _kinds[name] = k
         _by_model[model] = k
