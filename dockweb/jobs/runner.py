@@ -75,33 +75,27 @@ def kind(
     task: str,
     what: str | Callable[[Any], str],
     abandoned: str,
-    claim_stamps: tuple[str, ...] = (),
-    end_stamps: tuple[str, ...] = ("finished_at",),
-    done: str = DONE,
-    failed_fields: Callable[[Any, BaseException], dict] | None = None,
-    after: Callable[[Any, dict], None] | None = None,
+    **options: Any,
 ) -> Callable[[Callable[[Any], dict | None]], Callable[[int], None]]:
     """Register a kind of job; the decorated function does the work on a claimed row.
 
     The function takes the row (status running) and returns the fields to record with the
     outcome (``status`` defaults to ``done``); an exception fails the row, with
     ``failed_fields(row, err)`` recorded too. ``after(row, fields)`` runs once the outcome
-    is recorded, whatever it was. The decorator returns the runner: ``runner(row_id)``.
+    is recorded, whatever it was. ``options`` are Kind's optional fields (``claim_stamps``,
+    ``end_stamps``, ``done``, ``failed_fields``, ``after``). The decorator returns the
+    runner: ``runner(row_id)``.
     """
 
     def register(work: Callable[[Any], dict | None]) -> Callable[[int], None]:
         k = Kind(
-            name,
-            model,
-            work,
-            task,
-            what,
-            abandoned,
-            tuple(claim_stamps),
-            tuple(end_stamps),
-            done,
-            failed_fields,
-            after,
+            name=name,
+            model=model,
+            work=work,
+            task=task,
+            what=what,
+            abandoned=abandoned,
+            **options,
         )
         _kinds[name] = k
         _by_model[model] = k
