@@ -163,10 +163,6 @@ def failure(what: str, err: BaseException) -> str:
     return f"{what} failed: {err.__class__.__name__}: {err}"
 
 
-def progress_interval() -> float:
-    return float(getattr(settings, "DOCKWEB_PROGRESS_INTERVAL", 0.2))
-
-
 WORKER_STOPPED = (
     "the worker stopped during the pull; pull again to resume — finished layers are reused"
 )
