@@ -8,6 +8,7 @@ silently replaced by a default.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import secrets
 from pathlib import Path
@@ -15,6 +16,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
+
+from dockweb.runtime.pull import DEFAULT_LAYER_LIMITS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -45,6 +48,19 @@ def env_int(name: str, default: int) -> int:
         return int(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name}={value!r}: expected an integer") from None
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise ImproperlyConfigured(f"{name}={value!r}: expected a number")
+    return number
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
@@ -142,6 +158,18 @@ DOCKWEB_ROOT = env_path("DOCKWEB_ROOT", DOCKWEB_DATA / "store")
 DOCKWEB_INSECURE_REGISTRIES = env_list("DOCKWEB_INSECURE_REGISTRIES", [])
 # Layers downloaded at once by one pull (dockerd's max-concurrent-downloads).
 DOCKWEB_MAX_CONCURRENT_DOWNLOADS = env_int("DOCKWEB_MAX_CONCURRENT_DOWNLOADS", 3)
+# Tar-bomb guards on each pulled layer (images.services.pulls.layer_limits), defaults from
+# the runtime's DEFAULT_LAYER_LIMITS: entries, unpacked bytes, and unpacked bytes per
+# compressed byte once a layer has unpacked more than the ratio floor (bytes).
+DOCKWEB_LAYER_MAX_ENTRIES = env_int("DOCKWEB_LAYER_MAX_ENTRIES", DEFAULT_LAYER_LIMITS.max_entries)
+DOCKWEB_LAYER_MAX_BYTES = env_int("DOCKWEB_LAYER_MAX_BYTES", DEFAULT_LAYER_LIMITS.max_bytes)
+DOCKWEB_LAYER_MAX_RATIO = env_float("DOCKWEB_LAYER_MAX_RATIO", DEFAULT_LAYER_LIMITS.max_ratio)
+DOCKWEB_LAYER_RATIO_FLOOR = env_int("DOCKWEB_LAYER_RATIO_FLOOR", DEFAULT_LAYER_LIMITS.ratio_floor)
+# Seconds between two writes of a pull's or build's progress to its rows: how stale a page
+# showing it may be.
+DOCKWEB_PROGRESS_INTERVAL = env_float("DOCKWEB_PROGRESS_INTERVAL", 0.2)
+# Bytes a build context uploaded on the Build page may unpack to.
+DOCKWEB_BUILD_CONTEXT_LIMIT = env_int("DOCKWEB_BUILD_CONTEXT_LIMIT", 2 << 30)
 
 # --- core ------------------------------------------------------------------------------
 

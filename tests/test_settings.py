@@ -171,3 +171,46 @@ def test_it_stops_at_start_up_on_a_bad_value(tmp_path):
     result = run_settings(tmp_path, DEBUG="maybe")
     assert result.returncode != 0
     assert "DEBUG='maybe': use true or false" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("DOCKWEB_LAYER_MAX_ENTRIES", "lots", "expected an integer"),
+        ("DOCKWEB_LAYER_MAX_BYTES", "64G", "expected an integer"),
+        ("DOCKWEB_LAYER_MAX_RATIO", "high", "expected a number"),
+        ("DOCKWEB_LAYER_RATIO_FLOOR", "1.5", "expected an integer"),
+        ("DOCKWEB_PROGRESS_INTERVAL", "nan", "expected a number"),
+        ("DOCKWEB_BUILD_CONTEXT_LIMIT", "2GiB", "expected an integer"),
+    ],
+)
+def test_it_refuses_a_bad_limit_or_interval_naming_its_variable(tmp_path, name, value, message):
+    result = run_settings(tmp_path, **{name: value})
+    assert result.returncode != 0
+    assert f"{name}={value!r}: {message}" in result.stderr
+
+
+def test_it_takes_the_layer_limits_defaults_from_the_runtime(tmp_path):
+    from dockweb.runtime.pull import DEFAULT_LAYER_LIMITS
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKWEB_LAYER_")}
+    code = (
+        "from dockweb import settings as s; print(s.DOCKWEB_LAYER_MAX_ENTRIES, "
+        "s.DOCKWEB_LAYER_MAX_BYTES, s.DOCKWEB_LAYER_MAX_RATIO, s.DOCKWEB_LAYER_RATIO_FLOOR)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env={**env, "DOCKWEB_DATA": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    d = DEFAULT_LAYER_LIMITS
+    assert result.stdout.split() == [
+        str(d.max_entries),
+        str(d.max_bytes),
+        str(d.max_ratio),
+        str(d.ratio_floor),
+    ]

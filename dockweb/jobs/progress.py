@@ -18,8 +18,8 @@ log = logging.getLogger(__name__)
 
 
 def progress_interval() -> float:
-    """Seconds between two progress writes (``DOCKWEB_PROGRESS_INTERVAL``, default 0.2)."""
-    return float(getattr(settings, "DOCKWEB_PROGRESS_INTERVAL", 0.2))
+    """Seconds between two progress writes (``DOCKWEB_PROGRESS_INTERVAL``)."""
+    return settings.DOCKWEB_PROGRESS_INTERVAL
 
 
 class RowWriter(abc.ABC):

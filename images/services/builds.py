@@ -106,11 +106,6 @@ def _builds_dir() -> str:
     return os.path.join(str(settings.DOCKWEB_DATA), "builds")
 
 
-def _context_limit() -> int:
-    """Bytes a build context may hold once unpacked (DOCKWEB_BUILD_CONTEXT_LIMIT)."""
-    return int(getattr(settings, "DOCKWEB_BUILD_CONTEXT_LIMIT", 2 << 30))
-
-
 def _unsafe_member(m: tarfile.TarInfo) -> str:
     """Why a context archive's entry cannot be extracted ("" when it can)."""
     parts = m.name.replace("\\", "/").split("/")
@@ -139,10 +134,11 @@ def _extract_context(archive, dest: str) -> int:
                 if why:
                     raise BuildRefused(f"refused the context archive: {m.name}: {why}")
                 total += m.size if m.isfile() else 0
-            if total > _context_limit():
+            limit = settings.DOCKWEB_BUILD_CONTEXT_LIMIT
+            if total > limit:
                 raise BuildRefused(
                     f"refused the context archive: it unpacks to {human_size(total)}, more than "
-                    f"the {human_size(_context_limit())} allowed (DOCKWEB_BUILD_CONTEXT_LIMIT)"
+                    f"the {human_size(limit)} allowed (DOCKWEB_BUILD_CONTEXT_LIMIT)"
                 )
             tar.extractall(dest, members=members, filter="tar")
     except tarfile.FilterError as err:
@@ -156,15 +152,16 @@ def _extract_context(archive, dest: str) -> int:
 
 def _save_context_files(files, dest: str) -> int:
     """Save individually uploaded files at the top of the context; bytes saved."""
+    limit = settings.DOCKWEB_BUILD_CONTEXT_LIMIT
     total = 0
     for f in files:
         name = os.path.basename(f.name or "")
         if name in ("", ".", "..") or "\0" in name:
             raise BuildRefused(f"refused the uploaded file {f.name!r}: name it something else")
         total += f.size or 0
-        if total > _context_limit():
+        if total > limit:
             raise BuildRefused(
-                f"refused the uploaded files: more than the {human_size(_context_limit())} "
+                f"refused the uploaded files: more than the {human_size(limit)} "
                 "allowed (DOCKWEB_BUILD_CONTEXT_LIMIT)"
             )
         with open(os.path.join(dest, name), "wb") as out:

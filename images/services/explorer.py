@@ -11,7 +11,14 @@ from django.db import connection, transaction
 from dockweb.engine import get_store
 from dockweb.runtime import layerfs
 from dockweb.runtime.store import Store
-from images.models import Image, ImageAnalysis, ImageAnalysisDir, ImageAnalysisLayer, Layer
+from images.models import (
+    Image,
+    ImageAnalysis,
+    ImageAnalysisDir,
+    ImageAnalysisLayer,
+    Layer,
+    short_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +86,7 @@ def analyze_after_pull(store: Store, image_id: str) -> None:
 def _layer_labels(image: Image, layers: list[dict]) -> list[dict]:
     """The analysis' layer summaries with the short ID and command the image page shows."""
     short_ids = {
-        chain: short_id_of(blob or chain)
+        chain: short_id(blob or chain)
         for chain, blob in Layer.objects.filter(
             chain_id__in=[la["chain_id"] for la in layers]
         ).values_list("chain_id", "blob_digest")
@@ -89,15 +96,11 @@ def _layer_labels(image: Image, layers: list[dict]) -> list[dict]:
         {
             **la,
             "number": la["position"] + 1,
-            "short_id": short_ids.get(la["chain_id"], short_id_of(la["chain_id"])),
+            "short_id": short_ids.get(la["chain_id"], short_id(la["chain_id"])),
             "created_by": commands[la["position"]] if la["position"] < len(commands) else "",
         }
         for la in layers
     ]
-
-
-def short_id_of(digest: str) -> str:
-    return digest.split(":", 1)[-1][:12]
 
 
 def layer_explorer(image: Image) -> dict | None:

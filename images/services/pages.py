@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from dockweb.runtime import reference as refs
 from dockweb.runtime.errors import ImageNotFound
-from images.models import Image, ImageLayer, Layer, MirrorGeneration, Reference
+from images.models import Image, ImageLayer, Layer, MirrorGeneration, Reference, short_id
 from images.services.listing import go_path_match
 from images.services.mirror import time_or_none
 
@@ -176,7 +176,7 @@ def _image_table(
         base = {
             "image": im["pk"],
             "image_id": im["image_id"],
-            "id": im["image_id"] if no_trunc else im["image_id"].split(":", 1)[-1][:12],
+            "id": im["image_id"] if no_trunc else short_id(im["image_id"]),
             "created": im["created"],
             "size": im["size"],
             "compressed_size": im["compressed_size"],
@@ -297,7 +297,7 @@ def image_detail(image: Image) -> dict:
                 "compressed_size": la.compressed_size,
                 "created_by": commands[il.position] if il.position < len(commands) else "",
                 "shared_with": [
-                    (pk, other_ids[pk].split(":", 1)[-1][:12], first_tag.get(pk, "<none>:<none>"))
+                    (pk, short_id(other_ids[pk]), first_tag.get(pk, "<none>:<none>"))
                     for pk in sharing.get(la.pk, [])
                 ],
             }

@@ -18,7 +18,6 @@ from dockweb.runtime import manifest as mf
 from dockweb.runtime.archive import LayerLimits
 from dockweb.runtime.errors import InvalidReference
 from dockweb.runtime.pull import (
-    DEFAULT_LAYER_LIMITS,
     PullCancelled,
     PullResult,
     parse_pull_reference,
@@ -59,14 +58,13 @@ def pull_image(
 
 
 def layer_limits() -> LayerLimits:
-    """The tar-bomb guards for pulls: the runtime's defaults, each overridable in settings
-    (``DOCKWEB_LAYER_MAX_ENTRIES``, ``_MAX_BYTES``, ``_MAX_RATIO``, ``_RATIO_FLOOR``)."""
-    d = DEFAULT_LAYER_LIMITS
+    """The tar-bomb guards for pulls, from settings (``DOCKWEB_LAYER_MAX_ENTRIES``,
+    ``_MAX_BYTES``, ``_MAX_RATIO``, ``_RATIO_FLOOR``: the runtime's defaults unless set)."""
     return LayerLimits(
-        max_entries=getattr(settings, "DOCKWEB_LAYER_MAX_ENTRIES", d.max_entries),
-        max_bytes=getattr(settings, "DOCKWEB_LAYER_MAX_BYTES", d.max_bytes),
-        max_ratio=getattr(settings, "DOCKWEB_LAYER_MAX_RATIO", d.max_ratio),
-        ratio_floor=getattr(settings, "DOCKWEB_LAYER_RATIO_FLOOR", d.ratio_floor),
+        max_entries=settings.DOCKWEB_LAYER_MAX_ENTRIES,
+        max_bytes=settings.DOCKWEB_LAYER_MAX_BYTES,
+        max_ratio=settings.DOCKWEB_LAYER_MAX_RATIO,
+        ratio_floor=settings.DOCKWEB_LAYER_RATIO_FLOOR,
     )
 
 
