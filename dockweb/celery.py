@@ -1,7 +1,9 @@
 """The Celery app. Start a worker with ``celery -A dockweb.celery worker``.
 
 Tasks import ``app`` from here (``from dockweb.celery import app``); ``dockweb/__init__.py``
-deliberately does not, so that the runtime and the CLI never load Celery.
+deliberately does not, so that the runtime and the CLI never load Celery. Every task that
+runs a row of work is a thin wrapper around a ``dockweb.jobs`` runner (claim, run, record);
+the job layer queues it after commit by its dotted name.
 """
 
 from __future__ import annotations

@@ -170,3 +170,27 @@ def test_the_worker_start_fails_every_kind_of_job_left_by_a_dead_worker(store, d
         )
     alive.refresh_from_db()
     assert alive.status == "running"
+
+
+def test_it_claims_no_row_of_any_kind_that_is_no_longer_queued(django_user_model):
+    from containers import tasks as container_tasks  # noqa: F401 - registers the console kind
+    from containers.models import ConsoleSession, ContainerOperation
+    from disk import tasks as disk_tasks  # noqa: F401 - registers the prune kind
+    from disk.models import PruneOperation
+    from images.models import Build
+
+    user = django_user_model.objects.create_user("alice")
+    finished = [
+        Pull.objects.create(reference="x", normalized="docker.io/library/x:latest", status="done"),
+        Operation.objects.create(kind="remove", args={"ref": "x"}, status="failed"),
+        Build.objects.create(dockerfile="FROM scratch", status="done"),
+        ContainerOperation.objects.create(kind="stop", args={"container": "x"}, status="done"),
+        PruneOperation.objects.create(preview={}, status="failed"),
+        ConsoleSession.objects.create(container_id="ab" * 32, user=user, status="ended"),
+    ]
+    assert {jobs.kind_of(type(row)).name for row in finished} == {k.name for k in jobs.kinds()}
+    for row in finished:
+        status = row.status
+        jobs.run_job(jobs.kind_of(type(row)).name, row.pk)  # a late or duplicate delivery
+        row.refresh_from_db()
+        assert (type(row).__name__, row.status, row.worker) == (type(row).__name__, status, "")
