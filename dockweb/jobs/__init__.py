@@ -7,7 +7,7 @@ container operations, prunes, consoles).
   failing what a dead worker left (``fail_abandoned``) and the message a person reads.
 - ``progress.RowWriter``: progress written to rows at a bounded rate.
 - ``workers``: a worker's identity and whether it still lives.
-- ``views.job_page``: one operation page for every kind.
+- ``views.operation``: one operation page for every kind (template ``jobs/operation.html``).
 
 Django-side and Celery-free: a kind's Celery task is named by its dotted path and imported
 only when a row is queued.
