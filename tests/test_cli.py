@@ -17,33 +17,9 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="unpacking layers need
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture
-def dockweb(tmp_path):
-    env = dict(
-        os.environ, DOCKWEB_ROOT=str(tmp_path / "store"), DOCKWEB_DATA=str(tmp_path / "data")
-    )
-
-    def run(*args, check=True):
-        proc = subprocess.run(
-            [sys.executable, "-m", "dockweb.cli", *args],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"dockweb {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
-    return run
-
-
 @pytest.fixture(scope="module")
 def pushed(registry):
-    a, b = im.shared_base_pair()
-    im.push_image(registry.host, "cli/a", "1", a)
-    im.push_image(registry.host, "cli/b", "1", b)
+    a, b = im.push_shared_base_pair(registry.host, "cli")
     return {"a": (f"{registry.host}/cli/a:1", a), "b": (f"{registry.host}/cli/b:1", b)}
 
 

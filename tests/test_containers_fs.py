@@ -10,7 +10,7 @@ import tarfile
 import pytest
 
 from dockweb.runtime.containers import ContainerSpec
-from tests.support.containers import busybox_store, managed
+from tests.support.containers import busybox_store
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -23,11 +23,6 @@ def store(registry, tmp_path_factory):
 @pytest.fixture(scope="module")
 def image(registry, store):
     return f"{registry.host}/containers-fs/busybox:1"
-
-
-@pytest.fixture(scope="module")
-def manager(store):
-    yield from managed(store)
 
 
 def _run(manager, image, *cmd, **kw):

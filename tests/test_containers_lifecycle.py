@@ -28,7 +28,7 @@ from dockweb.runtime.errors import (
     InvalidContainerSpec,
 )
 from dockweb.runtime.store import parse_time
-from tests.support.containers import busybox_store, managed
+from tests.support.containers import busybox_store
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -41,11 +41,6 @@ def store(registry, tmp_path_factory):
 @pytest.fixture(scope="module")
 def image(registry, store):
     return f"{registry.host}/containers/busybox:1"
-
-
-@pytest.fixture(scope="module")
-def manager(store):
-    yield from managed(store)
 
 
 def _run(manager, image, *cmd, **kw):

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import time
 
 import pytest
@@ -21,11 +19,11 @@ from dockweb.runtime.pull import pull
 from dockweb.runtime.registry import BlobReadError, RegistryClient
 from dockweb.runtime.store import Store
 from tests.support import images as im
+from tests.support.cli import cli_env, run_dockweb
 from tests.support.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="unpacking layers needs root")
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RETRIES = 4
 
 
@@ -269,17 +267,7 @@ def test_it_puts_a_persistent_faults_message_in_the_pull_row(
 
 
 def _cli(tmp_path, *args):
-    env = dict(
-        os.environ, DOCKWEB_ROOT=str(tmp_path / "cli-store"), DOCKWEB_DATA=str(tmp_path / "data")
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "dockweb.cli", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_dockweb(cli_env(tmp_path, store="cli-store"), *args)
 
 
 def test_the_cli_prints_a_corrupt_layer_on_stderr(tmp_path, proxy, image):

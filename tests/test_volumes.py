@@ -14,7 +14,6 @@ from dockweb.runtime.pull import pull
 from dockweb.runtime.registry import RegistryClient
 from dockweb.runtime.store import Store
 from tests.support import images as im
-from tests.support.containers import managed
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -49,11 +48,6 @@ def busybox(registry, store):
 @pytest.fixture(scope="module")
 def data_image(registry, store):
     return f"{registry.host}/volumes/data:1"
-
-
-@pytest.fixture(scope="module")
-def manager(store):
-    yield from managed(store)
 
 
 def _run(manager, image, cmd, mounts, **kw):
