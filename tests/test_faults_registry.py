@@ -64,6 +64,18 @@ def top_blob(image) -> str:
     return f"/blobs/{image.layers[1].digest}$"
 
 
+def rate_limit_manifests(proxy) -> None:
+    """Every manifest request, from now on, answered 429 with Docker Hub's rate-limit message."""
+    proxy.inject(
+        r"/manifests/",
+        "status",
+        count=None,
+        status=429,
+        retry_after="0",
+        message="You have reached your pull rate limit.",
+    )
+
+
 def assert_pulled(store, image, result):
     assert result.image_id == image.image_id
     assert store.has_image(image.image_id)
@@ -156,14 +168,7 @@ def test_it_gives_up_on_a_persistent_503_after_bounded_retries(store, proxy, ima
 
 
 def test_it_reports_a_rate_limit_in_the_registrys_words(store, proxy, image):
-    proxy.inject(
-        r"/manifests/",
-        "status",
-        count=None,
-        status=429,
-        retry_after="0",
-        message="You have reached your pull rate limit.",
-    )
+    rate_limit_manifests(proxy)
     with pytest.raises(RegistryError, match="toomanyrequests: You have reached your pull rate"):
         _pull(store, proxy)
     assert proxy.requests[("GET", "/v2/faults/app/manifests/1")] == RETRIES
@@ -282,14 +287,7 @@ def test_the_cli_prints_a_corrupt_layer_on_stderr(tmp_path, proxy, image):
 
 
 def test_the_cli_prints_a_rate_limit_on_stderr(tmp_path, proxy, image):
-    proxy.inject(
-        r"/manifests/",
-        "status",
-        count=None,
-        status=429,
-        retry_after="0",
-        message="You have reached your pull rate limit.",
-    )
+    rate_limit_manifests(proxy)
     proc = _cli(tmp_path, "pull", f"{proxy.host}/faults/app:1")
     assert proc.returncode == 1
     assert proc.stderr.strip() == (

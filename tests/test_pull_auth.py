@@ -24,12 +24,18 @@ def _dockweb(tmp_path, *args, docker_config=None):
     return run_dockweb(cli_env(tmp_path, DOCKER_CONFIG=docker_config), *args)
 
 
-def test_it_pulls_with_credentials_from_a_docker_config(private_registry, tmp_path):
-    server, image = private_registry
+def _docker_config(tmp_path, host, username, password):
+    """A Docker config directory whose config.json holds ``username:password`` for ``host``."""
     config_dir = tmp_path / "docker"
     config_dir.mkdir()
-    auth = base64.b64encode(f"{server.username}:{server.password}".encode()).decode()
-    (config_dir / "config.json").write_text(json.dumps({"auths": {server.host: {"auth": auth}}}))
+    auth = base64.b64encode(f"{username}:{password}".encode()).decode()
+    (config_dir / "config.json").write_text(json.dumps({"auths": {host: {"auth": auth}}}))
+    return config_dir
+
+
+def test_it_pulls_with_credentials_from_a_docker_config(private_registry, tmp_path):
+    server, image = private_registry
+    config_dir = _docker_config(tmp_path, server.host, server.username, server.password)
     proc = _dockweb(tmp_path, "pull", f"{server.host}/private/app:1", docker_config=config_dir)
     assert proc.returncode == 0, proc.stderr
     assert (
@@ -51,10 +57,7 @@ def test_it_refuses_to_pull_without_credentials(private_registry, tmp_path):
 
 def test_it_refuses_wrong_credentials(private_registry, tmp_path):
     server, _ = private_registry
-    config_dir = tmp_path / "docker"
-    config_dir.mkdir()
-    auth = base64.b64encode(f"{server.username}:wrong".encode()).decode()
-    (config_dir / "config.json").write_text(json.dumps({"auths": {server.host: {"auth": auth}}}))
+    config_dir = _docker_config(tmp_path, server.host, server.username, "wrong")
     proc = _dockweb(tmp_path, "pull", f"{server.host}/private/app:1", docker_config=config_dir)
     assert proc.returncode == 1
     assert "unauthorized" in proc.stderr or "denied" in proc.stderr, proc.stderr
