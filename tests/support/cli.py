@@ -42,3 +42,9 @@ def run_dockweb(
         command = " ".join(map(str, args))
         raise AssertionError(f"dockweb {command} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def spawn_dockweb(env: Mapping[str, str], *args: str, **kw: Any) -> subprocess.Popen:
+    """``dockweb <args>`` started with ``env`` and not waited for; keywords go to
+    ``subprocess.Popen``."""
+    return subprocess.Popen([sys.executable, "-m", "dockweb.cli", *args], cwd=REPO, env=env, **kw)
