@@ -1,10 +1,13 @@
-"""Shared fixtures: a real registry (Debian's docker-registry), a Celery worker, cleanup, and
-the pages' signed-in user and client."""
+"""Shared fixtures: a real registry (Debian's docker-registry), a Celery worker, cleanup, the
+pages' signed-in user and client, the web's store, a container manager and the `dockweb`
+command."""
 
 from __future__ import annotations
 
 import pytest
 
+from tests.support.cli import cli_env, run_dockweb
+from tests.support.containers import managed
 from tests.support.registry import RegistryServer
 
 PASSWORD = "a-long-test-password-42"
@@ -17,6 +20,36 @@ def registry(tmp_path_factory):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def store(settings, tmp_path):
+    """The store the web's services use (``images.services.get_store()``), fresh under
+    tmp_path: ``settings.DOCKWEB_ROOT`` names it. A file whose ``store`` is another one
+    defines its own."""
+    from images import services
+
+    settings.DOCKWEB_ROOT = tmp_path / "store"
+    return services.get_store()
+
+
+@pytest.fixture(scope="module")
+def manager(store):
+    """A ContainerManager for the file's own module-scoped ``store``; every container it knows
+    is removed, with its anonymous volumes, after the file's last test."""
+    yield from managed(store)
+
+
+@pytest.fixture
+def dockweb(tmp_path):
+    """``dockweb <args>`` (tests.support.cli.run_dockweb) on a store and database under
+    tmp_path (store/, data/); a non-zero exit fails the test unless ``check=False``."""
+    env = cli_env(tmp_path)
+
+    def run(*args, check=True, **kw):
+        return run_dockweb(env, *args, check=check, **kw)
+
+    return run
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -20,12 +20,6 @@ pytestmark = [
 
 
 @pytest.fixture
-def store(settings, tmp_path):
-    settings.DOCKWEB_ROOT = tmp_path / "store"
-    return services.get_store()
-
-
-@pytest.fixture
 def role() -> str:
     return "admin"  # the API tests exercise every action
 
@@ -54,10 +48,7 @@ def api(user):
 
 @pytest.fixture(scope="module")
 def pushed(registry):
-    a, b = im.shared_base_pair()
-    im.push_image(registry.host, "api/a", "1", a)
-    im.push_image(registry.host, "api/b", "1", b)
-    return a, b
+    return im.push_shared_base_pair(registry.host, "api")
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ layers, history, the cache, .dockerignore, errors, removal of intermediate image
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import tarfile
@@ -22,7 +23,6 @@ from dockweb.runtime.pull import pull
 from dockweb.runtime.registry import RegistryClient
 from dockweb.runtime.store import Store
 from tests.support import images as im
-from tests.support.containers import managed
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds run containers: needs root")
 
@@ -34,11 +34,6 @@ def store(registry, tmp_path_factory):
     pull(store, RegistryClient(), f"{registry.host}/build/busybox:1")
     store.tag(f"{registry.host}/build/busybox:1", "busybox:latest")
     return store
-
-
-@pytest.fixture(scope="module")
-def manager(store):
-    yield from managed(store)
 
 
 def _build(store, manager, dockerfile, context=None, **kw):
@@ -275,29 +270,9 @@ def test_removing_a_built_image_deletes_its_untagged_parents(store, manager):
 
 
 @pytest.fixture
-def dockweb(tmp_path):
-    import subprocess
-    import sys
-
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(
-        os.environ, DOCKWEB_ROOT=str(tmp_path / "store"), DOCKWEB_DATA=str(tmp_path / "data")
-    )
-
-    def run(*args, check=True):
-        proc = subprocess.run(
-            [sys.executable, "-m", "dockweb.cli", *args],
-            cwd=repo,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"dockweb {args} failed:\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
-    return run
+def dockweb(dockweb):
+    """conftest's, with more time: a build runs containers."""
+    return functools.partial(dockweb, timeout=180)
 
 
 def test_the_cli_builds_hides_intermediates_commits_and_prunes_parents(dockweb, registry, tmp_path):

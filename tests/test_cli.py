@@ -5,45 +5,18 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
 from tests.support import images as im
+from tests.support.cli import cli_env, run_dockweb
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="unpacking layers needs root")
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture
-def dockweb(tmp_path):
-    env = dict(
-        os.environ, DOCKWEB_ROOT=str(tmp_path / "store"), DOCKWEB_DATA=str(tmp_path / "data")
-    )
-
-    def run(*args, check=True):
-        proc = subprocess.run(
-            [sys.executable, "-m", "dockweb.cli", *args],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"dockweb {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
-    return run
 
 
 @pytest.fixture(scope="module")
 def pushed(registry):
-    a, b = im.shared_base_pair()
-    im.push_image(registry.host, "cli/a", "1", a)
-    im.push_image(registry.host, "cli/b", "1", b)
+    a, b = im.push_shared_base_pair(registry.host, "cli")
     return {"a": (f"{registry.host}/cli/a:1", a), "b": (f"{registry.host}/cli/b:1", b)}
 
 
@@ -197,16 +170,10 @@ def test_it_pushes_with_dockers_output_and_pulls_back(dockweb, registry, pushed,
     again = dockweb("push", target).stdout.splitlines()
     assert any(line.endswith(": Layer already exists") for line in again)
     # a fresh store pulls back the very same image
-    env = dict(os.environ, DOCKWEB_ROOT=str(tmp_path / "other"), DOCKWEB_DATA=str(tmp_path / "d2"))
-    proc = subprocess.run(
-        [sys.executable, "-m", "dockweb.cli", "pull", "-q", target],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
-    )
+    env = cli_env(tmp_path, store="other", data=tmp_path / "d2")
+    proc = run_dockweb(env, "pull", "-q", target)
     assert proc.returncode == 0, proc.stderr
-    ids = subprocess.run(
-        [sys.executable, "-m", "dockweb.cli", "images", "-q", "--no-trunc"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
-    ).stdout.split()
+    ids = run_dockweb(env, "images", "-q", "--no-trunc").stdout.split()
     assert ids == [image.image_id]
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from dockweb.runtime.build import commit
 from dockweb.runtime.containers import ContainerSpec, Status
-from tests.support.containers import busybox_store, managed
+from tests.support.containers import busybox_store
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -22,11 +22,6 @@ def store(registry, tmp_path_factory):
 @pytest.fixture(scope="module")
 def image(registry, store):
     return f"{registry.host}/commit/busybox:1"
-
-
-@pytest.fixture(scope="module")
-def manager(store):
-    yield from managed(store)
 
 
 def _read(store, image_id, path):

@@ -9,7 +9,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
@@ -18,11 +17,10 @@ from dockweb.runtime import attach
 from dockweb.runtime.containers import ContainerManager, Status
 from dockweb.runtime.store import Store
 from tests.support import images as im
+from tests.support.cli import cli_env, run_dockweb, spawn_dockweb
 from tests.support.pty import pty_session, read_until, resize
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -33,23 +31,13 @@ def image(registry):
 
 @pytest.fixture
 def cli(image, tmp_path):
-    env = dict(
-        os.environ, DOCKWEB_ROOT=str(tmp_path / "store"), DOCKWEB_DATA=str(tmp_path / "data")
-    )
+    env = cli_env(tmp_path)
 
     def run(*args, **kw):
-        kw.setdefault("capture_output", True)
-        return subprocess.run(
-            [sys.executable, "-m", "dockweb.cli", *args], cwd=REPO, env=env, timeout=60, **kw
-        )
+        return run_dockweb(env, *args, timeout=60, text=False, **kw)
 
     def spawn(*args, env_extra=None, **kw):
-        return subprocess.Popen(
-            [sys.executable, "-m", "dockweb.cli", *args],
-            cwd=REPO,
-            env={**env, **(env_extra or {})},
-            **kw,
-        )
+        return spawn_dockweb({**env, **(env_extra or {})}, *args, **kw)
 
     run("pull", "-q", image, check=True)
     run.image = image

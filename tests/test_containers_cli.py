@@ -267,24 +267,12 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root"
 
 
 @pytest.fixture
-def dockweb(tmp_path):
-    env = dict(os.environ, DOCKWEB_ROOT=str(tmp_path / "store"),
-               DOCKWEB_DATA=str(tmp_path / "data"))
-
-    def run(*args, check=True, input=None, stdout=subprocess.PIPE, stdin=None):
-        proc = subprocess.run(
-            [sys.executable, "-m", "dockweb.cli", *args], cwd=REPO, env=env, stdout=stdout,
-            stderr=subprocess.PIPE, text=True, timeout=120, input=input, stdin=stdin,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"dockweb {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
-    yield run
-    # leave no supervisor behind
-    ids = run("ps", "-aq", "--no-trunc", check=False).stdout.split()
+def dockweb(dockweb):
+    """conftest's; no supervisor is left behind."""
+    yield dockweb
+    ids = dockweb("ps", "-aq", "--no-trunc", check=False).stdout.split()
     if ids:
-        run("rm", "-f", *ids, check=False)
+        dockweb("rm", "-f", *ids, check=False)
 
 
 @pytest.fixture(scope="module")

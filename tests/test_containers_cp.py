@@ -13,7 +13,7 @@ import pytest
 
 from dockweb.runtime import copy
 from dockweb.runtime.containers import ContainerSpec, MountSpec
-from tests.support.containers import busybox_store, managed
+from tests.support.containers import busybox_store
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -26,11 +26,6 @@ SETUP = (
 @pytest.fixture(scope="module")
 def store(registry, tmp_path_factory):
     return busybox_store(registry, tmp_path_factory, "containers-cp")[0]
-
-
-@pytest.fixture(scope="module")
-def manager(store):
-    yield from managed(store)
 
 
 @pytest.fixture

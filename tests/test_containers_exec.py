@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 
 import pytest
 
@@ -17,6 +15,7 @@ from dockweb.runtime.pull import pull
 from dockweb.runtime.registry import RegistryClient
 from dockweb.runtime.store import Store
 from tests.support import images as im
+from tests.support.cli import cli_env, run_dockweb, spawn_dockweb
 from tests.support.pty import pty_session, read_until, resize
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
@@ -112,27 +111,18 @@ def test_it_fails_a_missing_tty_command_with_126(manager, running):
 
 # -- the CLI: dockweb exec -it / -i -------------------------------------------------------
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 @pytest.fixture
 def cli(image, tmp_path):
     """``dockweb <args>`` on a store of its own, with busybox pulled and one container
     running ``sleep 300`` (its ID is ``cli.cid``)."""
-    env = dict(
-        os.environ, DOCKWEB_ROOT=str(tmp_path / "store"), DOCKWEB_DATA=str(tmp_path / "data")
-    )
+    env = cli_env(tmp_path)
 
     def run(*args, **kw):
-        kw.setdefault("capture_output", True)
-        return subprocess.run(
-            [sys.executable, "-m", "dockweb.cli", *args], cwd=REPO, env=env, timeout=120, **kw
-        )
+        return run_dockweb(env, *args, text=False, **kw)
 
     def spawn(*args, **kw):
-        return subprocess.Popen(
-            [sys.executable, "-m", "dockweb.cli", *args], cwd=REPO, env=env, **kw
-        )
+        return spawn_dockweb(env, *args, **kw)
 
     run("pull", "-q", image, check=True)
     run.cid = run("run", "-d", image, "sleep", "300", check=True).stdout.decode().strip()

@@ -10,7 +10,7 @@ import tarfile
 import pytest
 
 from dockweb.runtime.containers import ContainerSpec
-from tests.support.containers import busybox_store, managed
+from tests.support.containers import busybox_store, logs_text
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -25,20 +25,11 @@ def image(registry, store):
     return f"{registry.host}/containers-fs/busybox:1"
 
 
-@pytest.fixture(scope="module")
-def manager(store):
-    yield from managed(store)
-
-
 def _run(manager, image, *cmd, **kw):
     c = manager.create(ContainerSpec(image=image, cmd=list(cmd), **kw))
     manager.start(c.id)
     assert manager.wait(c.id) == 0, list(manager.logs(c.id))
     return c
-
-
-def _out(manager, cid):
-    return "".join(t for _, t, _ in manager.logs(cid))
 
 
 def test_it_lists_the_writable_layers_changes_as_docker_diff(manager, image):
@@ -93,14 +84,14 @@ def test_it_exports_the_merged_root_filesystem(manager, image):
 
 def test_it_bind_mounts_dockers_etc_files(manager, image):
     c = _run(manager, image, "sh", "-c", "cat /etc/hosts; grep -c nameserver /etc/resolv.conf")
-    out = _out(manager, c.id)
+    out = logs_text(manager, c.id)
     assert out.startswith("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
     assert int(out.splitlines()[-1]) >= 1
 
 
 def test_it_mounts_dockers_defaults(manager, image):
     c = _run(manager, image, "sh", "-c", "cat /proc/mounts")
-    mounts = {line.split()[1]: line.split() for line in _out(manager, c.id).splitlines()}
+    mounts = {line.split()[1]: line.split() for line in logs_text(manager, c.id).splitlines()}
     assert mounts["/dev/shm"][0] == "shm" and "size=65536k" in mounts["/dev/shm"][3]
     assert mounts["/sys"][3].startswith("ro,")
     for path in ("/proc", "/dev", "/dev/pts", "/dev/mqueue", "/sys/fs/cgroup", "/etc/hostname"):
@@ -124,4 +115,4 @@ def test_it_masks_and_protects_procfs_paths(manager, image):
 
 def test_it_grants_dockers_default_capabilities(manager, image):
     c = _run(manager, image, "grep", "^CapEff", "/proc/self/status")
-    assert _out(manager, c.id).split() == ["CapEff:", "00000000a80425fb"]
+    assert logs_text(manager, c.id).split() == ["CapEff:", "00000000a80425fb"]

@@ -28,7 +28,7 @@ from dockweb.runtime.errors import (
     InvalidContainerSpec,
 )
 from dockweb.runtime.store import parse_time
-from tests.support.containers import busybox_store, managed
+from tests.support.containers import busybox_store, logs_text, run_to_exit
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -41,22 +41,6 @@ def store(registry, tmp_path_factory):
 @pytest.fixture(scope="module")
 def image(registry, store):
     return f"{registry.host}/containers/busybox:1"
-
-
-@pytest.fixture(scope="module")
-def manager(store):
-    yield from managed(store)
-
-
-def _run(manager, image, *cmd, **kw):
-    c = manager.create(ContainerSpec(image=image, cmd=list(cmd), **kw))
-    manager.start(c.id)
-    code = manager.wait(c.id)
-    return c, code
-
-
-def _out(manager, cid, stream=None):
-    return "".join(t for s, t, _ in manager.logs(cid) if stream is None or s == stream)
 
 
 def _poll(predicate, timeout=5.0):
@@ -72,15 +56,15 @@ def _poll(predicate, timeout=5.0):
 
 
 def test_it_runs_a_command_and_logs_both_streams(manager, image):
-    c, code = _run(manager, image, "sh", "-c", "echo out; echo err >&2")
+    c, code = run_to_exit(manager, image, "sh", "-c", "echo out; echo err >&2")
     assert code == 0
-    assert _out(manager, c.id, "stdout") == "out\n"
-    assert _out(manager, c.id, "stderr") == "err\n"
+    assert logs_text(manager, c.id, "stdout") == "out\n"
+    assert logs_text(manager, c.id, "stderr") == "err\n"
     assert manager.get(c.id).status is Status.EXITED
 
 
 def test_it_writes_json_file_lines_with_rfc3339nano_times(manager, image):
-    c, _ = _run(manager, image, "echo", "hi")
+    c, _ = run_to_exit(manager, image, "echo", "hi")
     with open(os.path.join(manager.cdir(c.id), "container.log")) as f:
         (line,) = f.read().splitlines()
     entry = json.loads(line)
@@ -89,7 +73,7 @@ def test_it_writes_json_file_lines_with_rfc3339nano_times(manager, image):
 
 
 def test_it_reports_the_commands_exit_code(manager, image):
-    c, code = _run(manager, image, "sh", "-c", "exit 3")
+    c, code = run_to_exit(manager, image, "sh", "-c", "exit 3")
     assert code == 3
     st = manager.get(c.id).state
     assert st.exit_code == 3 and st.finished_at > st.started_at
@@ -126,54 +110,54 @@ def test_it_refuses_a_spec_without_a_command(manager, image):
 
 
 def test_it_runs_the_command_as_pid_1(manager, image):
-    c, code = _run(manager, image, "sh", "-c", "echo $$")
-    assert code == 0 and _out(manager, c.id) == "1\n"
+    c, code = run_to_exit(manager, image, "sh", "-c", "echo $$")
+    assert code == 0 and logs_text(manager, c.id) == "1\n"
 
 
 def test_it_names_the_host_after_the_short_id(manager, image):
-    c, _ = _run(manager, image, "hostname")
-    assert _out(manager, c.id) == c.id[:12] + "\n"
-    c, _ = _run(manager, image, "cat", "/etc/hostname", hostname="web1")
-    assert _out(manager, c.id) == "web1\n"
+    c, _ = run_to_exit(manager, image, "hostname")
+    assert logs_text(manager, c.id) == c.id[:12] + "\n"
+    c, _ = run_to_exit(manager, image, "cat", "/etc/hostname", hostname="web1")
+    assert logs_text(manager, c.id) == "web1\n"
 
 
 def test_it_sets_dockers_environment(manager, image):
-    c, _ = _run(manager, image, "env", env=["FOO=bar"])
-    env = _out(manager, c.id).splitlines()
+    c, _ = run_to_exit(manager, image, "env", env=["FOO=bar"])
+    env = logs_text(manager, c.id).splitlines()
     assert f"HOSTNAME={c.id[:12]}" in env and "FOO=bar" in env
     assert "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" in env
     assert not any(e.startswith("TERM=") for e in env)
 
 
 def test_it_resolves_a_user_name_from_the_containers_passwd(manager, image):
-    c, _ = _run(manager, image, "id", user="app")
+    c, _ = run_to_exit(manager, image, "id", user="app")
     # the primary group is a supplementary group too, as moby's getUser makes it
-    assert _out(manager, c.id) == "uid=1000(app) gid=1000(app) groups=1000(app)\n"
-    c, _ = _run(manager, image, "id", "-u", user="4242:4242")
-    assert _out(manager, c.id) == "4242\n"
+    assert logs_text(manager, c.id) == "uid=1000(app) gid=1000(app) groups=1000(app)\n"
+    c, _ = run_to_exit(manager, image, "id", "-u", user="4242:4242")
+    assert logs_text(manager, c.id) == "4242\n"
     with pytest.raises(ContainerStartError, match="unable to find user nosuch"):
         manager.run(ContainerSpec(image=image, cmd=["id"], user="nosuch"), detach=False)
 
 
 def test_it_creates_a_missing_working_directory(manager, image):
-    c, _ = _run(manager, image, "pwd", workdir="/srv/app")
-    assert _out(manager, c.id) == "/srv/app\n"
+    c, _ = run_to_exit(manager, image, "pwd", workdir="/srv/app")
+    assert logs_text(manager, c.id) == "/srv/app\n"
 
 
 def test_it_gives_network_none_only_a_loopback_that_is_up(manager, image):
-    c, _ = _run(manager, image, "sh", "-c", "ls /sys/class/net; ip link show lo")
-    lines = _out(manager, c.id).splitlines()
+    c, _ = run_to_exit(manager, image, "sh", "-c", "ls /sys/class/net; ip link show lo")
+    lines = logs_text(manager, c.id).splitlines()
     assert lines[0] == "lo"
     assert "UP" in lines[1].split("<")[1].split(">")[0].split(",")
 
 
 def test_it_shares_the_hosts_interfaces_with_network_host(manager, image):
-    c, _ = _run(manager, image, "ls", "/sys/class/net", network="host")
-    assert sorted(_out(manager, c.id).split()) == sorted(os.listdir("/sys/class/net"))
+    c, _ = run_to_exit(manager, image, "ls", "/sys/class/net", network="host")
+    assert sorted(logs_text(manager, c.id).split()) == sorted(os.listdir("/sys/class/net"))
 
 
 def test_it_logs_a_tty_as_stdout(manager, image):
-    c, code = _run(manager, image, "sh", "-c", "test -t 1 && echo tty $TERM", tty=True)
+    c, code = run_to_exit(manager, image, "sh", "-c", "test -t 1 && echo tty $TERM", tty=True)
     assert code == 0
     assert [(s, t.replace("\r", "")) for s, t, _ in manager.logs(c.id)] == [
         ("stdout", "tty xterm\n")
@@ -252,12 +236,12 @@ def test_it_stops_a_process_that_handles_sigterm_promptly(manager, image):
         )
     )
     manager.start(c.id)
-    assert _poll(lambda: "ready" in _out(manager, c.id))
+    assert _poll(lambda: "ready" in logs_text(manager, c.id))
     t = time.monotonic()
     manager.stop(c.id, timeout=10)
     assert time.monotonic() - t < 3
     assert manager.get(c.id).state.exit_code == 0
-    assert _out(manager, c.id) == "ready\nbye\n"
+    assert logs_text(manager, c.id) == "ready\nbye\n"
 
 
 def test_it_kills_with_a_signal(manager, image):
@@ -308,7 +292,7 @@ def test_it_restarts(manager, image):
     assert st.status is Status.RUNNING
     # the first run's end stays recorded, as dockerd keeps FinishedAt
     assert st.finished_at != "0001-01-01T00:00:00Z" and st.started_at > st.finished_at
-    assert _poll(lambda: _out(manager, c.id) == "run\nrun\n")
+    assert _poll(lambda: logs_text(manager, c.id) == "run\nrun\n")
     manager.remove(c.id, force=True)
 
 
@@ -330,13 +314,13 @@ def test_it_refuses_to_remove_a_running_container_without_force(manager, image):
 
 
 def test_it_removes_the_writable_layer(manager, image):
-    c, _ = _run(manager, image, "sh", "-c", "echo data > /root/file")
+    c, _ = run_to_exit(manager, image, "sh", "-c", "echo data > /root/file")
     upper = os.path.join(manager.cdir(c.id), "upper")
     assert os.path.exists(os.path.join(upper, "root", "file"))
     manager.remove(c.id)
     assert not os.path.exists(manager.cdir(c.id))
-    c2, _ = _run(manager, image, "ls", "/root")
-    assert _out(manager, c2.id) == ""
+    c2, _ = run_to_exit(manager, image, "ls", "/root")
+    assert logs_text(manager, c2.id) == ""
 
 
 def test_it_removes_an_auto_remove_container_when_it_exits(manager, image):
@@ -464,7 +448,7 @@ def test_it_execs_in_a_running_container(manager, image, tmp_path):
         manager.exec(c.id[:10], ["true"])
     assert str(e.value) == f"Container {c.id[:10]} is paused, unpause the container before exec"
     manager.remove(c.id, force=True)
-    stopped, _ = _run(manager, image, "true")
+    stopped, _ = run_to_exit(manager, image, "true")
     with pytest.raises(ContainerNotRunning, match=f"Container {stopped.id} is not running"):
         manager.exec(stopped.id, ["true"])
 
@@ -560,7 +544,7 @@ def test_it_stops_a_paused_container(manager, image):
 
 
 def test_it_applies_read_only_capabilities_tmpfs_and_extra_hosts(manager, image):
-    c, code = _run(
+    c, code = run_to_exit(
         manager, image, "sh", "-c",
         "touch /x 2>/dev/null || echo ro; touch /dev/shm/y && echo shm; "
         "grep CapEff /proc/self/status; grep ' /run ' /proc/mounts; grep db /etc/hosts",
@@ -568,7 +552,7 @@ def test_it_applies_read_only_capabilities_tmpfs_and_extra_hosts(manager, image)
         tmpfs={"/run": "size=1m"}, extra_hosts=["db:10.0.0.5"],
     )
     assert code == 0
-    lines = _out(manager, c.id).splitlines()
+    lines = logs_text(manager, c.id).splitlines()
     assert lines[:2] == ["ro", "shm"]  # the root is read-only, /dev/shm is not
     assert lines[2] == "CapEff:\t0000000000000021"  # CAP_CHOWN (0) and CAP_KILL (5) only
     assert lines[3].startswith("tmpfs /run tmpfs rw,nosuid,nodev,noexec,")
@@ -580,14 +564,14 @@ def test_it_applies_read_only_capabilities_tmpfs_and_extra_hosts(manager, image)
 
 
 def test_it_limits_memory_cpu_and_pids_through_cgroups(manager, image):
-    c, code = _run(
+    c, code = run_to_exit(
         manager, image, "sh", "-c",
         "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us "
         "/sys/fs/cgroup/pids/pids.max",
         memory=64 << 20, nano_cpus=500_000_000, pids_limit=20,
     )
     assert code == 0
-    assert _out(manager, c.id).split() == [str(64 << 20), "50000", "20"]
+    assert logs_text(manager, c.id).split() == [str(64 << 20), "50000", "20"]
     for kw, message in [
         ({"memory": 1 << 20}, "Minimum memory limit allowed is 6MB"),
         ({"nano_cpus": 10**12}, "Range of CPUs is from 0.01 to "),
@@ -607,7 +591,7 @@ def test_it_stops_with_the_containers_stop_signal_and_timeout(manager, image):
     assert _poll(lambda: manager.pids(c.id))
     time.sleep(0.3)  # the trap is set
     manager.stop(c.id, manager.stop_timeout(c.id))
-    assert manager.get(c.id).state.exit_code == 3 and _out(manager, c.id) == "got USR1\n"
+    assert manager.get(c.id).state.exit_code == 3 and logs_text(manager, c.id) == "got USR1\n"
     c = manager.create(ContainerSpec(
         image=image, cmd=["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"],
         stop_timeout=1,
@@ -628,11 +612,11 @@ def test_it_restarts_on_failure_as_many_times_as_allowed(manager, image):
         restart={"Name": "on-failure", "MaximumRetryCount": 2},
     ))
     manager.start(c.id)
-    assert _poll(lambda: _out(manager, c.id) == "run\nrun\nrun\n", timeout=10)
+    assert _poll(lambda: logs_text(manager, c.id) == "run\nrun\nrun\n", timeout=10)
     assert _poll(lambda: manager.get(c.id).status is Status.EXITED)
     time.sleep(1)  # no fourth run comes
     st = manager.get(c.id).state
-    assert (st.restart_count, st.exit_code, _out(manager, c.id)) == (2, 3, "run\nrun\nrun\n")
+    assert (st.restart_count, st.exit_code, logs_text(manager, c.id)) == (2, 3, "run\nrun\nrun\n")
     # a success ends on-failure at once
     ok = manager.create(ContainerSpec(
         image=image, cmd=["true"], restart={"Name": "on-failure", "MaximumRetryCount": 0},
@@ -652,9 +636,9 @@ def test_it_restarts_always_until_stopped_or_removed(manager, image):
     assert _poll(lambda: manager.get(c.id).state.restart_count >= 2, timeout=10)
     manager.stop(c.id, 1)  # running or waiting to restart: it stays stopped
     assert manager.get(c.id).status is Status.EXITED and not manager.shim_alive(c.id)
-    runs = _out(manager, c.id).count("run")
+    runs = logs_text(manager, c.id).count("run")
     time.sleep(1)
-    assert _out(manager, c.id).count("run") == runs
+    assert logs_text(manager, c.id).count("run") == runs
     # a start by someone begins the count again; a removal ends it, even between runs
     manager.start(c.id)
     assert manager.get(c.id).state.restart_count == 0

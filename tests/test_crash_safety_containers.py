@@ -20,8 +20,6 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-import subprocess
-import sys
 import time
 
 import pytest
@@ -31,7 +29,8 @@ from containers.models import Container, ContainerOperation, Volume
 from dockweb.runtime.containers import ContainerManager, ContainerSpec, Status
 from dockweb.runtime.errors import Conflict
 from tests.support import images as im
-from tests.support.crash import REPO, kill_child_at
+from tests.support.cli import cli_env, run_dockweb
+from tests.support.crash import kill_child_at
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="containers need root"),
@@ -222,6 +221,20 @@ def assert_mirrored(mgr: ContainerManager) -> None:
     assert volumes == {v.name for v in mgr.volumes.list()}
 
 
+def assert_recovered(op, mgr: ContainerManager, point: str, started: dict[str, int]) -> None:
+    """The repair after a crash at ``point``: the run's operation failed as abandoned, the
+    container as POINTS[point] says, every container repaired, the volume seeded or empty
+    and the database mirroring the store."""
+    from containers import services
+
+    op.refresh_from_db()
+    assert (op.status, op.error) == ("failed", services.OPERATION_ABANDONED)
+    assert_outcome(mgr, POINTS[point])
+    assert_repaired(mgr, started)
+    assert_seeded_or_empty(mgr)
+    assert_mirrored(mgr)
+
+
 def check_afterwards(mgr: ContainerManager, image: str) -> None:
     """A new container from the image runs (and seeds the named volume if it was not);
     the image is in use; every container, then the image, can be removed."""
@@ -249,7 +262,6 @@ def check_afterwards(mgr: ContainerManager, image: str) -> None:
 
 @pytest.mark.parametrize("point", POINTS)
 def test_a_worker_killed_starting_a_container_recovers(settings, manager, image, point):
-    from containers import services
     from containers.tasks import recover_after_restart
     from images import services as image_services
 
@@ -261,12 +273,7 @@ def test_a_worker_killed_starting_a_container_recovers(settings, manager, image,
 
     recover_after_restart()
 
-    op.refresh_from_db()
-    assert (op.status, op.error) == ("failed", services.OPERATION_ABANDONED)
-    assert_outcome(manager, POINTS[point])
-    assert_repaired(manager, started)
-    assert_seeded_or_empty(manager)
-    assert_mirrored(manager)
+    assert_recovered(op, manager, point, started)
     check_afterwards(manager, image)
 
 
@@ -310,12 +317,7 @@ def test_a_celery_worker_killed_starting_a_container_is_repaired_at_its_restart(
     started = _init_pids(mgr)
 
     with worker("restarted"):
-        op.refresh_from_db()
-        assert (op.status, op.error) == ("failed", services.OPERATION_ABANDONED)
-        assert_outcome(mgr, POINTS[point])
-        assert_repaired(mgr, started)
-        assert_seeded_or_empty(mgr)
-        assert_mirrored(mgr)
+        assert_recovered(op, mgr, point, started)
     check_afterwards(mgr, image)
 
 
@@ -357,22 +359,12 @@ def test_an_rm_containers_record_a_power_cut_left_empty_is_a_creation_cut_short(
 @pytest.fixture
 def cli(tmp_path):
     """`dockweb` on its own store and database (DOCKWEB_DATA), as a person runs it."""
-    env = dict(
-        os.environ, DOCKWEB_ROOT=str(tmp_path / "store"), DOCKWEB_DATA=str(tmp_path / "data")
-    )
+    env = cli_env(tmp_path)
     env.pop("DATABASE_URL", None)
     env.pop("DOCKWEB_CRASH_AT", None)
 
     def run(*args, crash_at: str = ""):
-        proc_env = dict(env, DOCKWEB_CRASH_AT=crash_at) if crash_at else env
-        return subprocess.run(
-            [sys.executable, "-m", "dockweb.cli", *args],
-            cwd=REPO,
-            env=proc_env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return run_dockweb(dict(env, DOCKWEB_CRASH_AT=crash_at) if crash_at else env, *args)
 
     run.root = str(tmp_path / "store")
     run.db = str(tmp_path / "data" / "db.sqlite3")

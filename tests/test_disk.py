@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -16,7 +14,6 @@ from dockweb.runtime.store import Store
 from dockweb.runtime.units import human_size
 from tests.support import images as im
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="unpacking layers needs root")
 
 
@@ -37,24 +34,11 @@ def apparent_size(path: str) -> int:
 
 
 @pytest.fixture
-def cli(tmp_path):
-    env = dict(
-        os.environ, DOCKWEB_ROOT=str(tmp_path / "store"), DOCKWEB_DATA=str(tmp_path / "data")
-    )
+def cli(dockweb, tmp_path):
+    """conftest's ``dockweb``, with ``stdin`` as the command's input (empty by default)."""
 
     def run(*args, stdin="", check=True):
-        proc = subprocess.run(
-            [sys.executable, "-m", "dockweb.cli", *args],
-            cwd=REPO,
-            env=env,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"dockweb {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}")
-        return proc
+        return dockweb(*args, input=stdin, check=check)
 
     run.root = str(tmp_path / "store")
     return run

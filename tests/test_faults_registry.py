@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import time
 
 import pytest
@@ -21,11 +19,11 @@ from dockweb.runtime.pull import pull
 from dockweb.runtime.registry import BlobReadError, RegistryClient
 from dockweb.runtime.store import Store
 from tests.support import images as im
+from tests.support.cli import cli_env, run_dockweb
 from tests.support.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="unpacking layers needs root")
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RETRIES = 4
 
 
@@ -64,6 +62,18 @@ def _pull(store, proxy, **kw):
 
 def top_blob(image) -> str:
     return f"/blobs/{image.layers[1].digest}$"
+
+
+def rate_limit_manifests(proxy) -> None:
+    """Every manifest request, from now on, answered 429 with Docker Hub's rate-limit message."""
+    proxy.inject(
+        r"/manifests/",
+        "status",
+        count=None,
+        status=429,
+        retry_after="0",
+        message="You have reached your pull rate limit.",
+    )
 
 
 def assert_pulled(store, image, result):
@@ -158,14 +168,7 @@ def test_it_gives_up_on_a_persistent_503_after_bounded_retries(store, proxy, ima
 
 
 def test_it_reports_a_rate_limit_in_the_registrys_words(store, proxy, image):
-    proxy.inject(
-        r"/manifests/",
-        "status",
-        count=None,
-        status=429,
-        retry_after="0",
-        message="You have reached your pull rate limit.",
-    )
+    rate_limit_manifests(proxy)
     with pytest.raises(RegistryError, match="toomanyrequests: You have reached your pull rate"):
         _pull(store, proxy)
     assert proxy.requests[("GET", "/v2/faults/app/manifests/1")] == RETRIES
@@ -270,17 +273,7 @@ def test_it_puts_a_persistent_faults_message_in_the_pull_row(
 
 
 def _cli(tmp_path, *args):
-    env = dict(
-        os.environ, DOCKWEB_ROOT=str(tmp_path / "cli-store"), DOCKWEB_DATA=str(tmp_path / "data")
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "dockweb.cli", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_dockweb(cli_env(tmp_path, store="cli-store"), *args)
 
 
 def test_the_cli_prints_a_corrupt_layer_on_stderr(tmp_path, proxy, image):
@@ -295,14 +288,7 @@ def test_the_cli_prints_a_corrupt_layer_on_stderr(tmp_path, proxy, image):
 
 
 def test_the_cli_prints_a_rate_limit_on_stderr(tmp_path, proxy, image):
-    proxy.inject(
-        r"/manifests/",
-        "status",
-        count=None,
-        status=429,
-        retry_after="0",
-        message="You have reached your pull rate limit.",
-    )
+    rate_limit_manifests(proxy)
     proc = _cli(tmp_path, "pull", f"{proxy.host}/faults/app:1")
     assert proc.returncode == 1
     assert proc.stderr.strip() == (

@@ -5,60 +5,37 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from dockweb.runtime.registry import RegistryClient
-from tests.support import images as im
-from tests.support.registry import RegistryServer
+from tests.support.cli import cli_env, run_dockweb
+from tests.support.registry import serve_private_app
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="unpacking layers needs root")
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module", params=["htpasswd", "token"])
 def private_registry(request, tmp_path_factory):
-    server = RegistryServer(tmp_path_factory.mktemp(f"reg-{request.param}"), auth=request.param)
-    server.start()
-    image = im.busybox_base()
-    client = RegistryClient(credentials={server.host: (server.username, server.password)})
-    for blob, digest in [(la.read_blob(), la.digest) for la in image.layers] + [
-        (image.config_bytes, image.image_id)
-    ]:
-        client.push_blob(server.host, "private/app", blob, digest, len(blob))
-    client.put_manifest(
-        server.host, "private/app", "1", image.manifest_bytes, image.manifest_media_type
-    )
-    yield server, image
-    server.stop()
+    yield from serve_private_app(tmp_path_factory.mktemp(f"reg-{request.param}"), request.param)
 
 
 def _dockweb(tmp_path, *args, docker_config=None):
-    env = dict(
-        os.environ,
-        DOCKWEB_ROOT=str(tmp_path / "store"),
-        DOCKWEB_DATA=str(tmp_path / "data"),
-        DOCKER_CONFIG=str(docker_config or tmp_path / "no-docker-config"),
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "dockweb.cli", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    docker_config = str(docker_config or tmp_path / "no-docker-config")
+    return run_dockweb(cli_env(tmp_path, DOCKER_CONFIG=docker_config), *args)
+
+
+def _docker_config(tmp_path, host, username, password):
+    """A Docker config directory whose config.json holds ``username:password`` for ``host``."""
+    config_dir = tmp_path / "docker"
+    config_dir.mkdir()
+    auth = base64.b64encode(f"{username}:{password}".encode()).decode()
+    (config_dir / "config.json").write_text(json.dumps({"auths": {host: {"auth": auth}}}))
+    return config_dir
 
 
 def test_it_pulls_with_credentials_from_a_docker_config(private_registry, tmp_path):
     server, image = private_registry
-    config_dir = tmp_path / "docker"
-    config_dir.mkdir()
-    auth = base64.b64encode(f"{server.username}:{server.password}".encode()).decode()
-    (config_dir / "config.json").write_text(json.dumps({"auths": {server.host: {"auth": auth}}}))
+    config_dir = _docker_config(tmp_path, server.host, server.username, server.password)
     proc = _dockweb(tmp_path, "pull", f"{server.host}/private/app:1", docker_config=config_dir)
     assert proc.returncode == 0, proc.stderr
     assert (
@@ -80,10 +57,7 @@ def test_it_refuses_to_pull_without_credentials(private_registry, tmp_path):
 
 def test_it_refuses_wrong_credentials(private_registry, tmp_path):
     server, _ = private_registry
-    config_dir = tmp_path / "docker"
-    config_dir.mkdir()
-    auth = base64.b64encode(f"{server.username}:wrong".encode()).decode()
-    (config_dir / "config.json").write_text(json.dumps({"auths": {server.host: {"auth": auth}}}))
+    config_dir = _docker_config(tmp_path, server.host, server.username, "wrong")
     proc = _dockweb(tmp_path, "pull", f"{server.host}/private/app:1", docker_config=config_dir)
     assert proc.returncode == 1
     assert "unauthorized" in proc.stderr or "denied" in proc.stderr, proc.stderr

@@ -8,7 +8,6 @@ import json
 import os
 import stat
 import subprocess
-import sys
 import tarfile
 
 import pytest
@@ -20,10 +19,9 @@ from dockweb.runtime.registry import RegistryClient
 from dockweb.runtime.store import Store
 from dockweb.runtime.tarsplit import FILE_NAME as TAR_SPLIT
 from tests.support import images as im
+from tests.support.cli import cli_env, run_dockweb
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="unpacking layers needs root")
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -274,20 +272,8 @@ def test_it_says_when_a_tag_moves_to_the_loaded_image(registry, client, tmp_path
 
 
 def _dockweb(tmp_path, *args, stdin=None, data_dir=None, stdout=subprocess.PIPE):
-    env = dict(
-        os.environ,
-        DOCKWEB_ROOT=str(tmp_path / "store"),
-        DOCKWEB_DATA=str(data_dir or tmp_path / "data"),
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "dockweb.cli", *args],
-        cwd=REPO,
-        env=env,
-        input=stdin,
-        stdout=stdout,
-        stderr=subprocess.PIPE,
-        timeout=120,
-    )
+    env = cli_env(tmp_path, data=data_dir)
+    return run_dockweb(env, *args, input=stdin, stdout=stdout, text=False)
 
 
 def test_the_cli_saves_to_a_file_and_loads_it_back(registry, tmp_path):

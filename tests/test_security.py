@@ -36,6 +36,18 @@ FORM_PAGES = {
     "disk:prune",
     "api:pulls",
 }
+# Pages a viewer reads; they show a viewer no action.
+VIEWER_PAGES = (
+    "/",
+    "/pull/",
+    "/registries/",
+    "/containers/",
+    "/containers/run/",
+    "/volumes/",
+    "/volumes/prune/",
+    "/disk/",
+    "/disk/prune/",
+)
 # Routes with rules of their own: sign-in/out, the language switch, Django's admin (which
 # checks its own permissions on staff users).
 OWN_RULES = PUBLIC_ROUTES | {"set_language"}
@@ -141,19 +153,7 @@ def test_it_refuses_get_on_state_changing_endpoints(as_role):
 def test_it_lets_a_viewer_read_every_page(as_role, settings, tmp_path):
     settings.DOCKWEB_ROOT = tmp_path / "store"
     client = as_role(VIEWER)
-    for path in (
-        "/",
-        "/pull/",
-        "/registries/",
-        "/containers/",
-        "/containers/run/",
-        "/volumes/",
-        "/volumes/prune/",
-        "/disk/",
-        "/disk/prune/",
-        "/api/images/",
-        "/api/pulls/",
-    ):
+    for path in (*VIEWER_PAGES, "/api/images/", "/api/pulls/"):
         assert client.get(path).status_code == 200, path
 
 
@@ -204,17 +204,7 @@ def test_it_explains_a_refusal_on_the_page(as_role):
 def test_it_shows_a_viewer_no_action_buttons(as_role, settings, tmp_path):
     settings.DOCKWEB_ROOT = tmp_path / "store"
     client = as_role(VIEWER)
-    for path in (
-        "/",
-        "/pull/",
-        "/registries/",
-        "/containers/",
-        "/containers/run/",
-        "/volumes/",
-        "/volumes/prune/",
-        "/disk/",
-        "/disk/prune/",
-    ):
+    for path in VIEWER_PAGES:
         body = client.get(path).content.decode()
         forms = body.count('method="post"')
         # the language menu and "Log out" only

@@ -26,18 +26,9 @@ def english():
         yield
 
 
-@pytest.fixture
-def store(settings, tmp_path):
-    settings.DOCKWEB_ROOT = tmp_path / "store"
-    return services.get_store()
-
-
 @pytest.fixture(scope="module")
 def pair(registry):
-    a, b = im.shared_base_pair()
-    im.push_image(registry.host, "ops/a", "1", a)
-    im.push_image(registry.host, "ops/b", "1", b)
-    return a, b
+    return im.push_shared_base_pair(registry.host, "ops")
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from images import credentials, services
 from images.models import Image, Pull, PullLayer
 from images.services import pulls
 from tests.support import images as im
-from tests.support.registry import RegistryServer, free_port
+from tests.support.registry import free_port, serve_private_app
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="unpacking layers needs root"),
@@ -23,18 +23,9 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def store(settings, tmp_path):
-    settings.DOCKWEB_ROOT = tmp_path / "store"
-    return services.get_store()
-
-
 @pytest.fixture(scope="module")
 def pair(registry):
-    a, b = im.shared_base_pair()
-    im.push_image(registry.host, "pulls/a", "1", a)
-    im.push_image(registry.host, "pulls/b", "1", b)
-    return a, b
+    return im.push_shared_base_pair(registry.host, "pulls")
 
 
 def _run(reference: str, **kw) -> Pull:
@@ -201,19 +192,7 @@ def test_it_records_an_unreachable_registry_in_words(store, settings, monkeypatc
 
 @pytest.fixture(scope="module")
 def private_registry(tmp_path_factory):
-    server = RegistryServer(tmp_path_factory.mktemp("private"), auth="htpasswd")
-    server.start()
-    image = im.busybox_base()
-    client = RegistryClient(credentials={server.host: (server.username, server.password)})
-    for blob, digest in [(la.read_blob(), la.digest) for la in image.layers] + [
-        (image.config_bytes, image.image_id)
-    ]:
-        client.push_blob(server.host, "private/app", blob, digest, len(blob))
-    client.put_manifest(
-        server.host, "private/app", "1", image.manifest_bytes, image.manifest_media_type
-    )
-    yield server, image
-    server.stop()
+    yield from serve_private_app(tmp_path_factory.mktemp("private"), "htpasswd")
 
 
 def test_it_pulls_from_a_private_registry_with_saved_credentials(

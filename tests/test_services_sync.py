@@ -19,18 +19,9 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def store(settings, tmp_path):
-    settings.DOCKWEB_ROOT = tmp_path / "store"
-    return services.get_store()
-
-
 @pytest.fixture(scope="module")
 def pair(registry):
-    a, b = im.shared_base_pair()
-    im.push_image(registry.host, "sync/a", "1", a)
-    im.push_image(registry.host, "sync/b", "1", b)
-    return a, b
+    return im.push_shared_base_pair(registry.host, "sync")
 
 
 def test_it_mirrors_layers_images_and_references_after_a_pull(store, registry, pair):

@@ -26,12 +26,6 @@ pytestmark = [
 
 
 @pytest.fixture
-def store(settings, tmp_path):
-    settings.DOCKWEB_ROOT = tmp_path / "store"
-    return services.get_store()
-
-
-@pytest.fixture
 def broker():
     client = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
     client.delete("celery")

@@ -14,7 +14,7 @@ from dockweb.runtime.pull import pull
 from dockweb.runtime.registry import RegistryClient
 from dockweb.runtime.store import Store
 from tests.support import images as im
-from tests.support.containers import managed
+from tests.support.containers import logs_text, run_to_exit
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -51,16 +51,9 @@ def data_image(registry, store):
     return f"{registry.host}/volumes/data:1"
 
 
-@pytest.fixture(scope="module")
-def manager(store):
-    yield from managed(store)
-
-
 def _run(manager, image, cmd, mounts, **kw):
-    c = manager.create(ContainerSpec(image=image, cmd=cmd, mounts=mounts, **kw))
-    manager.start(c.id)
-    code = manager.wait(c.id)
-    return c, code, "".join(t for _, t, _ in manager.logs(c.id))
+    c, code = run_to_exit(manager, image, *cmd, mounts=mounts, **kw)
+    return c, code, logs_text(manager, c.id)
 
 
 def test_it_keeps_a_named_volumes_data_after_its_container_is_removed(manager, busybox):

@@ -1,11 +1,12 @@
 """Fixtures' building blocks for tests on real containers: a store with the busybox test
-image pulled from the test registry, and a ContainerManager that removes what it made."""
+image pulled from the test registry, a ContainerManager that removes what it made, and a
+container run to its exit with its logs."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from dockweb.runtime.containers import ContainerManager
+from dockweb.runtime.containers import Container, ContainerManager, ContainerSpec
 from dockweb.runtime.pull import pull
 from dockweb.runtime.registry import RegistryClient
 from dockweb.runtime.store import Store
@@ -29,3 +30,20 @@ def managed(store: Store) -> Iterator[ContainerManager]:
     yield mgr
     for c in mgr.list(all=True):
         mgr.remove(c.id, force=True, volumes=True)
+
+
+def run_to_exit(
+    manager: ContainerManager, image: str, *cmd: str, **kw: object
+) -> tuple[Container, int]:
+    """A container of ``image`` running ``cmd`` (``kw``: more ContainerSpec fields), created,
+    started and waited for; the container and its exit code."""
+    c = manager.create(ContainerSpec(image=image, cmd=list(cmd), **kw))
+    manager.start(c.id)
+    code = manager.wait(c.id)
+    return c, code
+
+
+def logs_text(manager: ContainerManager, cid: str, stream: str | None = None) -> str:
+    """The container's logs as one string: both streams, or only ``stream`` ("stdout" or
+    "stderr")."""
+    return "".join(t for s, t, _ in manager.logs(cid) if stream is None or s == stream)

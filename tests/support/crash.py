@@ -10,7 +10,7 @@ import sys
 import pytest
 from django.db import connection
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.support.cli import REPO
 
 
 def kill_child_at(settings, code: str, args: list[str], crash_at: str, **env: str) -> None:

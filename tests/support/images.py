@@ -828,6 +828,14 @@ def shared_base_pair() -> tuple[Image, Image]:
     return a, b
 
 
+def push_shared_base_pair(host: str, prefix: str) -> tuple[Image, Image]:
+    """``shared_base_pair()`` pushed to ``host`` as ``<prefix>/a:1`` and ``<prefix>/b:1``."""
+    a, b = shared_base_pair()
+    push_image(host, f"{prefix}/a", "1", a)
+    push_image(host, f"{prefix}/b", "1", b)
+    return a, b
+
+
 PLATFORMS = (("amd64", None), ("arm64", "v8"), ("arm", "v7"))
 
 

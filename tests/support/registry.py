@@ -20,9 +20,13 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+from dockweb.runtime.registry import RegistryClient
+from tests.support import images as im
 
 USERNAME = "testuser"
 PASSWORD = "s3cret-pass"
@@ -314,3 +318,22 @@ class RegistryServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def serve_private_app(workdir: Path, auth: str) -> Iterator[tuple[RegistryServer, im.Image]]:
+    """A registry that requires credentials (``auth``: "htpasswd" or "token"), holding
+    busybox as ``private/app:1``; the server and the image. ``yield from`` it in a fixture:
+    the server stops when the fixture ends."""
+    server = RegistryServer(workdir, auth=auth)
+    server.start()
+    image = im.busybox_base()
+    client = RegistryClient(credentials={server.host: (server.username, server.password)})
+    for blob, digest in [(la.read_blob(), la.digest) for la in image.layers] + [
+        (image.config_bytes, image.image_id)
+    ]:
+        client.push_blob(server.host, "private/app", blob, digest, len(blob))
+    client.put_manifest(
+        server.host, "private/app", "1", image.manifest_bytes, image.manifest_media_type
+    )
+    yield server, image
+    server.stop()
