@@ -49,13 +49,9 @@ import time
 from collections.abc import Callable
 
 from dockweb.runtime import attach as frames
-from dockweb.runtime.containers import (
-    ContainerManager,
-    Status,
-    _boot_id,
-    _log_error,
-    now_rfc3339nano,
-)
+from dockweb.runtime.containers import ContainerManager
+from dockweb.runtime.containers.ocirt import log_error
+from dockweb.runtime.containers.state import Status, boot_id, now_rfc3339nano, state_lock
 from dockweb.runtime.crashpoint import crashpoint
 from dockweb.runtime.store import Store
 
@@ -349,7 +345,7 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
         return 1
 
     if not os.path.exists(pid_file):  # the runtime failed before the process ran
-        msg = _log_error(rt_log) or (proc.stderr or b"").decode(errors="replace").strip()
+        msg = log_error(rt_log) or (proc.stderr or b"").decode(errors="replace").strip()
         # Docker's message names the create step (containerd runs create, then start)
         msg = msg.replace(f"{args.runtime} run failed:", f"{args.runtime} create failed:", 1)
         return fail(msg or f"{args.runtime} create exited with {proc.returncode}")
@@ -383,7 +379,7 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
         exit_code=0,
         error="",
         started_at=now_rfc3339nano(),  # FinishedAt keeps the last exit's, as dockerd's
-        boot_id=_boot_id(),
+        boot_id=boot_id(),
     )
     crashpoint("shim.running", also=args.starter)
     sync_send({"pid": pid})
@@ -484,7 +480,7 @@ def _restart_wait(mgr, cid: str, st, on_exit) -> bool:
     deadline = time.monotonic() + delay
     while True:
         try:
-            with mgr._state_lock(cid):
+            with state_lock(mgr.cdir(cid)):
                 cur = mgr.read_state(cid)
                 if cur.status is not Status.RESTARTING or cur.manual_stop:
                     return False  # stopped (or removed) meanwhile

@@ -694,7 +694,7 @@ class Store:
         """Mount the image's root filesystem read-only with overlayfs. Idempotent."""
         rec = self.get_image(image_id)
         target = self.mount_path(rec.id)
-        if _is_mountpoint(target):
+        if is_mountpoint(target):
             return target
         os.makedirs(target, exist_ok=True)
         links = [os.path.join("l", self.get_layer(c).link) for c in reversed(rec.layers)]
@@ -715,7 +715,7 @@ class Store:
     def unmount_image(self, image_id: str) -> bool:
         """Undo ``mount_image``. Idempotent: False when it was not mounted."""
         target = self.mount_path(image_id)
-        if not _is_mountpoint(target):
+        if not is_mountpoint(target):
             return False
         proc = subprocess.run(["umount", target], capture_output=True, text=True)
         if proc.returncode != 0:
@@ -727,7 +727,7 @@ class Store:
 
     def _unmount_quietly(self, image_id: str) -> None:
         target = self.mount_path(image_id)
-        if _is_mountpoint(target):
+        if is_mountpoint(target):
             subprocess.run(["umount", "-l", target], capture_output=True)
         shutil.rmtree(os.path.dirname(target), ignore_errors=True)
 
@@ -825,7 +825,7 @@ def _unlink(path: str) -> None:
         os.unlink(path)
 
 
-def _is_mountpoint(path: str) -> bool:
+def is_mountpoint(path: str) -> bool:
     try:
         with open("/proc/self/mountinfo") as f:
             return any(line.split()[4] == path for line in f)
