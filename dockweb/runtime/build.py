@@ -478,7 +478,7 @@ class BuildContext:
             is_dir = False  # a dangling symlink
         if not is_dir:
             return "file:" + self._hash(rel)
-        top = os.path.relpath(oci._in_root(self.root, rel), self.root)
+        top = os.path.relpath(oci.in_root(self.root, rel), self.root)
         top = "" if top == "." else top
         prefix = top + "/" if top else ""
         sums = [self._hash(p) for p in self.paths if p.startswith(prefix)]
@@ -489,7 +489,7 @@ class BuildContext:
     def _hash(self, rel: str) -> str:
         """archiveContext.Hash: the tarsum of the path with its symlinks followed inside the
         context; the path itself when that is not a file of the context."""
-        real = os.path.relpath(oci._in_root(self.root, rel), self.root)
+        real = os.path.relpath(oci.in_root(self.root, rel), self.root)
         if real not in self.paths:
             return rel
         if real not in self._sums:
@@ -1406,7 +1406,7 @@ class Builder:
                 except LayerError as e:
                     raise BuildError(f"ADD failed: {rel}: {e}") from e
             return
-        if dest.endswith("/") or many or os.path.isdir(oci._in_root(rootfs, dest)):
+        if dest.endswith("/") or many or os.path.isdir(oci.in_root(rootfs, dest)):
             target_dir = _mkdir_in(rootfs, dest, uid, gid)
             target = os.path.join(target_dir, os.path.basename(rel))
         else:
@@ -1467,14 +1467,14 @@ def _mkdir_in(
     parts = [p for p in path.split("/") if p]
     for i, part in enumerate(parts):
         current = os.path.join(current, part)
-        host = oci._in_root(rootfs, current)
+        host = oci.in_root(rootfs, current)
         if not os.path.isdir(host):
             if os.path.lexists(host):
                 raise BuildError(f"mkdir {current}: not a directory")
             os.mkdir(host, 0o755)
             owner = last_owner if last_owner and i == len(parts) - 1 else (uid, gid)
             os.lchown(host, *owner)
-    return oci._in_root(rootfs, path)
+    return oci.in_root(rootfs, path)
 
 
 @contextlib.contextmanager

@@ -140,10 +140,12 @@ class LifecycleMixin:
         forked = self.fork_supervisor and threading.active_count() == 1
         with open(os.path.join(self.cdir(c.id), "shim.log"), "ab") as log:
             if forked:
-                _fork_shim(shim_args, pass_fds, log.fileno(), env["PYTHONPATH"], self.on_exit)
+                _fork_shim(
+                    shim_args, pass_fds, log.fileno(), env["PYTHONPATH"], type(self), self.on_exit
+                )
             else:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "dockweb.runtime.shim", *shim_args],
+                    [sys.executable, "-m", "dockweb.runtime.containers", *shim_args],
                     pass_fds=pass_fds,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
@@ -445,10 +447,12 @@ def _fork_shim(
     pass_fds: list[int],
     log_fd: int,
     pythonpath: str,
+    make_manager: Callable[..., object],
     on_exit: Callable[[str], None] | None = None,
 ) -> int:
-    """``python -m dockweb.runtime.shim *shim_args`` as a fork of this process (its modules
-    are loaded already): the child gets what the Popen would give it (own session, cwd /,
+    """``python -m dockweb.runtime.containers *shim_args`` (the supervisor, made to work
+    through ``make_manager``) as a fork of this process (its modules are loaded already):
+    the child gets what the Popen would give it (own session, cwd /,
     stdin /dev/null, stdout and stderr to ``log_fd``, no other descriptor than ``pass_fds``,
     PYTHONPATH for the exit command) and never returns into the caller's code. Only from a
     single-threaded process. The child is the supervisor itself (no second fork: the
@@ -476,7 +480,7 @@ def _fork_shim(
         signals.signal(signals.SIGINT, signals.SIG_DFL)
         from dockweb.runtime import shim
 
-        code = shim.main(shim_args, on_exit=on_exit, detach=False)
+        code = shim.main(shim_args, on_exit=on_exit, make_manager=make_manager, detach=False)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
     except BaseException:

@@ -179,7 +179,7 @@ class RootfsMixin:
         for m in c.mounts:
             if m["type"] == "volume":
                 self.volumes.create(m["name"], anonymous=m["anonymous"])
-                src = oci._in_root(rootfs, m["destination"])
+                src = oci.in_root(rootfs, m["destination"])
                 self.volumes.seed(m["name"], src)
             elif m["type"] == "bind" and not os.path.exists(m["source"]):
                 os.makedirs(m["source"], exist_ok=True)  # -v creates a missing host dir
@@ -193,7 +193,7 @@ class RootfsMixin:
             oci.add_groups(rootfs, user, c.spec.group_add)
         cfg = self.store.get_image(c.image_id).config.get("config") or {}
         workdir = c.spec.workdir or cfg.get("WorkingDir") or "/"
-        wd = oci._in_root(rootfs, workdir)
+        wd = oci.in_root(rootfs, workdir)
         if not os.path.exists(wd):
             os.makedirs(wd, mode=0o755, exist_ok=True)
         etc = self._write_etc_files(c)
