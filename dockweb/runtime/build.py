@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from dockweb.runtime import oci
+from dockweb.runtime import oci, overlay
 from dockweb.runtime import reference as refs
 from dockweb.runtime.archive import apply_layer, untar
 from dockweb.runtime.containers import ContainerSpec, Status
@@ -58,6 +58,7 @@ from dockweb.runtime.errors import (
     DockwebError,
     ImageNotFound,
     LayerError,
+    OverlayMountError,
 )
 from dockweb.runtime.store import ImageRecord, LayerRecord, Store
 from dockweb.runtime.tarsplit import FILE_NAME as TAR_SPLIT
@@ -566,7 +567,7 @@ def write_layer_tar(diff: str, out) -> None:
             info.uid, info.gid = st.st_uid, st.st_gid
             info.mtime = st.st_mtime_ns // 1_000_000_000
             mode = st.st_mode
-            if stat.S_ISCHR(mode) and st.st_rdev == 0:
+            if overlay.is_whiteout(st):
                 info.name = f"{rel}/.wh.{name}" if rel else f".wh.{name}"
                 info.type, info.mode, info.size = tarfile.REGTYPE, 0o600, 0
                 header(info)
@@ -574,7 +575,7 @@ def write_layer_tar(diff: str, out) -> None:
             if stat.S_ISDIR(mode):
                 info.type = tarfile.DIRTYPE
                 header(info)
-                if _is_opaque(full):
+                if overlay.is_opaque(full, userxattr=True):
                     wh = tarfile.TarInfo(f"{path}/.wh..wh..opq")
                     wh.mode, wh.uid, wh.gid, wh.mtime = info.mode, info.uid, info.gid, info.mtime
                     header(wh)
@@ -614,14 +615,6 @@ def write_layer_tar(diff: str, out) -> None:
 
     walk("")
     out.write(bytes(1024))
-
-
-def _is_opaque(path: str) -> bool:
-    for attr in ("trusted.overlay.opaque", "user.overlay.opaque"):
-        with contextlib.suppress(OSError):
-            if os.getxattr(path, attr, follow_symlinks=False) == b"y":
-                return True
-    return False
 
 
 def layer_from_upper(
@@ -684,15 +677,10 @@ def _rw_layer(store: Store, rec: ImageRecord | None, work_dir: str) -> Iterator[
     )
     if not lowers:
         lowers = ["empty"]
-    opts = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}"
-    proc = subprocess.run(
-        ["mount", "-t", "overlay", "overlay", "-o", opts, merged],
-        cwd=store.root,
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        raise BuildError(f"mount build layer: {proc.stderr.strip()}")
+    try:
+        overlay.mount(merged, lowers, root=store.root, upper=upper, work=work)
+    except OverlayMountError as e:
+        raise BuildError(f"mount build layer: {e}") from e
     try:
         yield merged, upper
     finally:

@@ -66,6 +66,11 @@ class BreakoutError(LayerError):
     """A layer tar entry tried to write outside its layer directory."""
 
 
+class OverlayMountError(DockwebError):
+    """An overlay could not be mounted; ``str(e)`` is the reason (mount(2)'s or mount(8)'s
+    words), which callers put after what they were mounting."""
+
+
 class ImageNotFound(DockwebError):
     """No image matches a reference or ID: ``No such image: busybox:latest``."""
 

@@ -33,10 +33,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
+from dockweb.runtime import overlay
 from dockweb.runtime import reference as refs
 from dockweb.runtime.crashpoint import crashpoint
 from dockweb.runtime.digest import chain_ids, sha256_digest, short_id
-from dockweb.runtime.errors import Conflict, DockwebError, ImageNotFound, StoreError
+from dockweb.runtime.errors import (
+    Conflict,
+    DockwebError,
+    ImageNotFound,
+    OverlayMountError,
+    StoreError,
+)
 
 _HEX64 = re.compile(r"^[a-f0-9]{64}$")
 _LINK_CHARS = string.ascii_uppercase + string.digits
@@ -701,15 +708,10 @@ class Store:
         if len(links) < 2:
             # overlayfs needs two lower dirs without an upper one; an empty one changes nothing
             links.append("empty")
-        opts = "lowerdir=" + ":".join(links)
-        proc = subprocess.run(
-            ["mount", "-t", "overlay", "overlay", "-o", f"ro,{opts}", target],
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode != 0:
-            raise StoreError(f"mount image {short_id(rec.id)}: {proc.stderr.strip()}")
+        try:
+            overlay.mount(target, links, root=self.root, readonly=True)
+        except OverlayMountError as e:
+            raise StoreError(f"mount image {short_id(rec.id)}: {e}") from e
         return target
 
     def unmount_image(self, image_id: str) -> bool:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+from dockweb.runtime import overlay
 from dockweb.runtime.containers.state import read_text
 from dockweb.runtime.errors import ContainerNotRunning, DockwebError, InvalidContainerSpec
 from dockweb.runtime.store import parse_time
@@ -106,9 +107,9 @@ class ObserveMixin:
                 st = os.lstat(full)
                 kind = ""
                 is_dir = stat.S_ISDIR(st.st_mode)
-                if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                if overlay.is_whiteout(st):
                     kind = "D"
-                elif is_dir and _is_opaque(full):
+                elif is_dir and overlay.is_opaque(full, userxattr=True):
                     kind = "D"
                 if not kind:
                     kind = "A"
@@ -317,7 +318,7 @@ class ObserveMixin:
                     st = os.lstat(os.path.join(layer, rel))
                 except OSError:
                     continue
-                if not (stat.S_ISCHR(st.st_mode) and st.st_rdev == 0):  # not a whiteout
+                if not overlay.is_whiteout(st):
                     found.append(path)
                 break
         return found
@@ -359,14 +360,6 @@ def _same_fs_time(a_ns: int, b_ns: int) -> bool:
     if a_ns == b_ns:
         return True
     return a_ns // 10**9 == b_ns // 10**9 and (a_ns % 10**9 == 0 or b_ns % 10**9 == 0)
-
-
-def _is_opaque(path: str) -> bool:
-    for attr in ("trusted.overlay.opaque", "user.overlay.opaque"):
-        with contextlib.suppress(OSError):
-            if os.getxattr(path, attr, follow_symlinks=False) == b"y":
-                return True
-    return False
 
 
 _ASCII_SPACE = re.compile(r"[\t\n\v\f\r ]+")

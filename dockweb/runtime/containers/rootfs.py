@@ -8,13 +8,12 @@ import contextlib
 import os
 import re
 import secrets
-import subprocess
 
-from dockweb.runtime import oci, syscalls
+from dockweb.runtime import oci, overlay, syscalls
 from dockweb.runtime.containers.spec import ContainerSpec
 from dockweb.runtime.containers.state import Container, read_text, write_json_atomic
 from dockweb.runtime.crashpoint import crashpoint
-from dockweb.runtime.errors import ContainerStartError, InvalidContainerSpec
+from dockweb.runtime.errors import ContainerStartError, InvalidContainerSpec, OverlayMountError
 from dockweb.runtime.store import is_mountpoint
 
 
@@ -125,42 +124,26 @@ class RootfsMixin:
             os.path.join("l", self.store.get_layer(ch).link) for ch in reversed(rec.layers)
         ]
         rel = os.path.join("containers", c.id)
-        absolute = ",".join(
-            f"{k}={':'.join(os.path.join(self.root, p) for p in v.split(':'))}"
-            for k, v in (
-                ("lowerdir", ":".join(lowers)),
-                ("upperdir", f"{rel}/upper"),
-                ("workdir", f"{rel}/work"),
-            )
-        )
-        relative = f"lowerdir={':'.join(lowers)},upperdir={rel}/upper,workdir={rel}/work"
         # --rm: the writable layer goes when the process ends, so it need not survive a
         # crash; "volatile" (Linux 5.10) spares its unmount a sync of the store's whole file
         # system (7 to 10 ms), as podman mounts --rm containers.
-        if c.spec.auto_remove:
-            with contextlib.suppress(ContainerStartError):  # else an older kernel: without
-                self._mount_overlay(c, target, absolute + ",volatile", relative + ",volatile")
-                return target
-        self._mount_overlay(c, target, absolute, relative)
-        return target
-
-    def _mount_overlay(self, c: Container, target: str, absolute: str, relative: str) -> None:
-        # mount(2) without running mount(8) when the absolute paths fit in the kernel's one
-        # page of options; else the short relative ones, resolved in mount(8)'s cwd.
-        if syscalls.fits(absolute):
+        for volatile in (True, False) if c.spec.auto_remove else (False,):
             try:
-                syscalls.mount_overlay(target, absolute)
-            except OSError as e:
-                raise ContainerStartError(f"mount rootfs of {c.id}: {e.strerror}", 125) from e
-            return
-        proc = subprocess.run(
-            ["mount", "-t", "overlay", "overlay", "-o", relative, target],
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode != 0:
-            raise ContainerStartError(f"mount rootfs of {c.id}: {proc.stderr.strip()}", 125)
+                overlay.mount(
+                    target,
+                    lowers,
+                    root=self.root,
+                    upper=f"{rel}/upper",
+                    work=f"{rel}/work",
+                    volatile=volatile,
+                    direct=True,
+                )
+                return target
+            except OverlayMountError as e:
+                if volatile:  # an older kernel: without
+                    continue
+                raise ContainerStartError(f"mount rootfs of {c.id}: {e}", 125) from e
+        return target
 
     def _unmount_rootfs(self, cid: str) -> None:
         target = os.path.join(self.cdir(cid), "rootfs")
@@ -168,7 +151,7 @@ class RootfsMixin:
             with contextlib.suppress(OSError):  # as `umount -l` failing: nothing to do
                 syscalls.unmount(target)
 
-    # -- bundle----------------------------------------------------------------------------
+    # -- bundle ---------------------------------------------------------------------------
 
     def _prepare(self, c: Container) -> None:
         """Everything the runtime needs, written fresh at each start as Docker does: rootfs
