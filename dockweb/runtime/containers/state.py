@@ -60,6 +60,8 @@ class Status(enum.Enum):
         return self in (Status.RUNNING, Status.PAUSED, Status.RESTARTING)
 
     def can_kill(self) -> bool:
+        """Has processes (moby's IsRunning); ``kill`` still refuses a restarting one, which
+        has none between two runs ("wait until the container is running")."""
         return self in (Status.RUNNING, Status.PAUSED, Status.RESTARTING)
 
     def can_pause(self) -> bool:
@@ -70,6 +72,11 @@ class Status(enum.Enum):
 
     def can_exec(self) -> bool:
         return self is Status.RUNNING
+
+    def can_restart(self) -> bool:
+        """Stop (if need be) then start: not while restarting by its policy (stop cancels
+        that), being removed or dead."""
+        return self in (Status.CREATED, Status.RUNNING, Status.EXITED, Status.PAUSED)
 
     def can_remove(self, force: bool = False) -> bool:
         """Without force only stopped containers go; with force anything not already going."""
@@ -112,22 +119,59 @@ class State:
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def status_text(self, now: datetime | None = None) -> str:
-        """The STATUS column of ``docker ps`` (moby container.State.String)."""
-        now = now or datetime.now(UTC)
-        if self.status in (Status.RUNNING, Status.PAUSED):
-            up = human_duration((now - parse_time(self.started_at)).total_seconds())
-            return f"Up {up} (Paused)" if self.status is Status.PAUSED else f"Up {up}"
-        if self.status is Status.RESTARTING:
-            ago = human_duration((now - parse_time(self.finished_at)).total_seconds())
-            return f"Restarting ({self.exit_code}) {ago} ago"
-        if self.status is Status.REMOVING:
-            return "Removal In Progress"
-        if self.status is Status.DEAD:
-            return "Dead"
-        if self.status is Status.CREATED or self.finished_at == ZERO_TIME:
-            return "Created"
-        ago = human_duration((now - parse_time(self.finished_at)).total_seconds())
-        return f"Exited ({self.exit_code}) {ago} ago"
+        """The STATUS column of ``docker ps``: ``status_text`` of this state."""
+        return status_text(
+            self.status,
+            started_at=go_time(self.started_at),
+            finished_at=go_time(self.finished_at),
+            exit_code=self.exit_code,
+            now=now,
+        )
+
+
+# Go's time.Since(zero time) saturates at the largest Duration (2^63-1 ns: 292 years)
+_GO_MAX_DURATION_S = (2**63 - 1) / 1e9
+
+
+def go_time(text: str) -> datetime | None:
+    """A state file's RFC 3339 time; None for Go's zero time (never happened)."""
+    return None if not text or text == ZERO_TIME else parse_time(text)
+
+
+def status_text(
+    status: Status | str,
+    *,
+    started_at: datetime | None,
+    finished_at: datetime | None,
+    exit_code: int = 0,
+    now: datetime | None = None,
+) -> str:
+    """The STATUS column of ``docker ps``, as moby's container.State.String(): "Up 3
+    seconds", "Up 2 minutes (Paused)", "Restarting (1) 3 seconds ago", "Removal In
+    Progress", "Dead", "Created" (never started), "" (started, never finished while not
+    running), "Exited (0) 3 seconds ago". Times are aware datetimes, None for Go's zero
+    time; ``status`` a Status or its name."""
+    status = Status(status)
+    now = now or datetime.now(UTC)
+
+    def since(t: datetime | None) -> str:
+        return human_duration(_GO_MAX_DURATION_S if t is None else (now - t).total_seconds())
+
+    if status is Status.PAUSED:
+        return f"Up {since(started_at)} (Paused)"
+    if status is Status.RESTARTING:
+        return f"Restarting ({exit_code}) {since(finished_at)} ago"
+    if status is Status.RUNNING:
+        return f"Up {since(started_at)}"
+    if status is Status.REMOVING:
+        return "Removal In Progress"
+    if status is Status.DEAD:
+        return "Dead"
+    if started_at is None:
+        return "Created"
+    if finished_at is None:
+        return ""
+    return f"Exited ({exit_code}) {since(finished_at)} ago"
 
 
 @dataclass
