@@ -17,7 +17,9 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from dockweb.jobs.models import Job
-from dockweb.runtime.units import human_duration, human_size
+from dockweb.runtime.containers.state import Status as RuntimeStatus
+from dockweb.runtime.containers.state import status_text as runtime_status_text
+from dockweb.runtime.units import human_size
 
 
 class Container(models.Model):
@@ -93,48 +95,45 @@ class Container(models.Model):
             for b in binds or []
         ]
 
-    # -- guards, as the runtime's Status (docs/containers.md) -----------------------------
+    # -- guards: the runtime's Status (dockweb.runtime.containers.state) -------------------
 
     @property
     def is_running(self) -> bool:
-        return self.status in (self.Status.RUNNING, self.Status.PAUSED, self.Status.RESTARTING)
+        return RuntimeStatus(self.status).is_active
 
     @property
     def can_start(self) -> bool:
-        return self.status in (self.Status.CREATED, self.Status.EXITED)
+        return RuntimeStatus(self.status).can_start()
 
     @property
     def can_stop(self) -> bool:
-        return self.status in (self.Status.RUNNING, self.Status.PAUSED, self.Status.RESTARTING)
+        return RuntimeStatus(self.status).can_stop()
 
     @property
     def can_restart(self) -> bool:
-        return self.status in (
-            self.Status.CREATED, self.Status.RUNNING, self.Status.EXITED, self.Status.PAUSED
-        )
+        return RuntimeStatus(self.status).can_restart()
 
     @property
     def can_kill(self) -> bool:
         # restarting: no process between two runs (dockerd: "wait until the container is
-        # running"); Stop cancels the restart instead
-        return self.status in (self.Status.RUNNING, self.Status.PAUSED)
+        # running", the runtime's kill refuses it); Stop cancels the restart instead
+        status = RuntimeStatus(self.status)
+        return status.can_kill() and status is not RuntimeStatus.RESTARTING
 
     @property
     def can_pause(self) -> bool:
-        return self.status == self.Status.RUNNING
+        return RuntimeStatus(self.status).can_pause()
 
     @property
     def can_unpause(self) -> bool:
-        return self.status == self.Status.PAUSED
+        return RuntimeStatus(self.status).can_unpause()
 
     @property
     def can_exec(self) -> bool:
-        return self.status == self.Status.RUNNING
+        return RuntimeStatus(self.status).can_exec()
 
     def can_remove(self, force: bool = False) -> bool:
-        if self.status == self.Status.REMOVING:
-            return False
-        return force or not self.is_running
+        return RuntimeStatus(self.status).can_remove(force)
 
     @property
     def can_remove_plain(self) -> bool:
@@ -174,27 +173,15 @@ def status_text(
     exit_code: int = 0,
     now: datetime | None = None,
 ) -> str:
-    """dockerd's ``State.String()`` for a status and its times (Go zero time = None)."""
-    now = now or timezone.now()
-
-    def ago(t: datetime | None) -> str:
-        return human_duration(((now - t).total_seconds()) if t else 0.0)
-
-    if status == "paused":
-        return f"Up {ago(started_at)} (Paused)"
-    if status == "restarting":
-        return f"Restarting ({exit_code}) {ago(finished_at)} ago"
-    if status == "running":
-        return f"Up {ago(started_at)}"
-    if status == "removing":
-        return "Removal In Progress"
-    if status == "dead":
-        return "Dead"
-    if started_at is None:
-        return "Created"
-    if finished_at is None:
-        return ""
-    return f"Exited ({exit_code}) {ago(finished_at)} ago"
+    """dockerd's ``State.String()`` for a status and its times (Go zero time = None): the
+    runtime's ``status_text``."""
+    return runtime_status_text(
+        status,
+        started_at=started_at,
+        finished_at=finished_at,
+        exit_code=exit_code,
+        now=now or timezone.now(),
+    )
 
 
 def size_text(size_rw: int, size_root_fs: int) -> str:

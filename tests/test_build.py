@@ -11,13 +11,9 @@ import tarfile
 import pytest
 
 from dockweb.runtime import layerfs
-from dockweb.runtime.build import (
-    BuildContext,
-    BuildOptions,
-    PatternMatcher,
-    build,
-    parse_dockerfile,
-)
+from dockweb.runtime.build import BuildOptions, build
+from dockweb.runtime.buildcontext import BuildContext, PatternMatcher
+from dockweb.runtime.dockerfile import parse_dockerfile
 from dockweb.runtime.errors import BuildError, Conflict
 from dockweb.runtime.pull import pull
 from dockweb.runtime.registry import RegistryClient

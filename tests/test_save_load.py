@@ -327,7 +327,7 @@ def test_the_cli_refuses_a_missing_image_and_a_corrupt_tarball(tmp_path):
 
 def test_it_saves_a_built_image_with_its_diff_ids(tmp_path):
     """Layers made by build/commit keep tar-split too, so their saved tars are the DiffIDs."""
-    from dockweb.runtime.build import layer_from_upper
+    from dockweb.runtime.childimage import layer_from_upper
 
     store = Store(str(tmp_path / "a"))
     upper = tmp_path / "upper"

@@ -33,6 +33,7 @@ import stat
 from dataclasses import dataclass
 from typing import Protocol
 
+from dockweb.runtime import overlay
 from dockweb.runtime.errors import BreakoutError, LayerError, os_reason
 from dockweb.runtime.tarsplit import SplitRecorder
 
@@ -44,7 +45,6 @@ _ZERO_BLOCK = bytes(_BLOCK)
 _MAX_SYMLINKS = 40  # Linux's MAXSYMLINKS
 _PAX_LIMIT = 1 << 20  # Go's maxSpecialFileSize: longer PAX/GNU records are refused
 
-_OPAQUE_XATTR = "trusted.overlay.opaque"
 _WHITEOUT_PREFIX = b".wh."
 _WHITEOUT_OPAQUE = b".wh..wh..opq"
 
@@ -895,16 +895,17 @@ class _Unpacker:
         directory = self.abs(parent_rel)
         if base == _WHITEOUT_OPAQUE:
             try:
-                os.setxattr(directory, _OPAQUE_XATTR, b"y")
+                overlay.make_opaque(directory)
             except OSError as e:
                 raise LayerError(
-                    f"setxattr({_show(b'/' + parent_rel)}, {_OPAQUE_XATTR}=y): {os_reason(e)}"
+                    f"setxattr({_show(b'/' + parent_rel)}, {overlay.OPAQUE_XATTR}=y): "
+                    f"{os_reason(e)}"
                 ) from e
             return
         original = (parent_rel + b"/" if parent_rel else b"") + base[len(_WHITEOUT_PREFIX) :]
         path = self.abs(original)
         try:
-            os.mknod(path, stat.S_IFCHR, 0)
+            overlay.make_whiteout(path)
         except OSError as e:
             raise LayerError(
                 f"failed to mknod({_show(b'/' + original)}, S_IFCHR, 0): {os_reason(e)}"

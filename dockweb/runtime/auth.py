@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 
 import urllib3
 
-from dockweb.runtime.errors import AuthError, RegistryError
+from dockweb.runtime.errors import AuthError, RegistryError, RegistryUnavailable
 
 #: The key docker/cli stores Docker Hub credentials under.
 INDEX_SERVER = "https://index.docker.io/v1/"
@@ -371,7 +371,7 @@ def fetch_token(
             url = realm + (sep + urlencode(query) if query else "")
             resp = pool.request("GET", url, headers=headers, timeout=timeout, retries=False)
     except urllib3.exceptions.HTTPError as e:
-        raise RegistryError(f'Get "{realm}": {e}') from None
+        raise RegistryUnavailable(f'Get "{realm}": {e}') from None
     body = resp.data
     if resp.status in (401, 403):
         details = ""

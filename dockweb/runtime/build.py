@@ -21,6 +21,10 @@ and are what the cache looks up. Guarantees:
   concurrent ``reconcile`` may empty) and is removed when the build ends, however it ends.
 - Output is classic ``docker build``'s, line by line, through ``on_output(text)``.
 
+Here: the builder that runs the steps (``Builder``, ``build``) and ``commit``. The Dockerfile's
+text is read by ``dockweb.runtime.dockerfile``, the context by ``dockweb.runtime.buildcontext``,
+and layers and image records are made by ``dockweb.runtime.childimage``.
+
 Not done: multi-stage ``COPY --from``, ONBUILD triggers of a base image (they are kept in the
 config, not run), ``security.capability`` xattrs in built layers.
 """
@@ -35,23 +39,31 @@ import hashlib
 import json
 import lzma
 import os
-import platform
 import re
 import secrets
 import shutil
 import stat
-import subprocess
 import tarfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from dockweb.runtime import oci
 from dockweb.runtime import reference as refs
-from dockweb.runtime.archive import apply_layer, untar
+from dockweb.runtime.archive import untar
+from dockweb.runtime.buildcontext import BuildContext
+from dockweb.runtime.childimage import find_cached, layer_from_upper, put_child_image, rw_layer
 from dockweb.runtime.containers import ContainerSpec, Status
-from dockweb.runtime.digest import sha256_digest, short_id
+from dockweb.runtime.containers.state import now_rfc3339nano
+from dockweb.runtime.digest import short_id
+from dockweb.runtime.dockerfile import (
+    BUILTIN_ARGS,
+    Instruction,
+    expand_word,
+    name_values,
+    parse_dockerfile,
+    parse_error,
+    parse_instruction,
+)
 from dockweb.runtime.errors import (
     BuildError,
     ContainerStartError,
@@ -59,711 +71,16 @@ from dockweb.runtime.errors import (
     ImageNotFound,
     LayerError,
 )
-from dockweb.runtime.store import ImageRecord, LayerRecord, Store
-from dockweb.runtime.tarsplit import FILE_NAME as TAR_SPLIT
+from dockweb.runtime.store import ImageRecord, Store
 
 Output = Callable[[str], None]
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
-EMPTY_TAR_DIFF_ID = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
-
-# instructions the classic builder knows; anything else is "unknown instruction"
-INSTRUCTIONS = {
-    "ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK",
-    "LABEL", "MAINTAINER", "ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR",
-}  # fmt: skip
-# build args every Dockerfile may use without declaring them (moby's builtinAllowedBuildArgs)
-BUILTIN_ARGS = {
-    "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
-    "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
-}  # fmt: skip
-
-# container.Config as Go marshals it: field order, and the fields left out when empty
-_OMIT = object()
-_CONFIG_FIELDS = [
-    ("Hostname", ""), ("Domainname", ""), ("User", ""), ("AttachStdin", False),
-    ("AttachStdout", False), ("AttachStderr", False), ("ExposedPorts", _OMIT), ("Tty", False),
-    ("OpenStdin", False), ("StdinOnce", False), ("Env", None), ("Cmd", None),
-    ("Healthcheck", _OMIT), ("ArgsEscaped", _OMIT), ("Image", ""), ("Volumes", None),
-    ("WorkingDir", ""), ("Entrypoint", None), ("NetworkDisabled", _OMIT), ("MacAddress", _OMIT),
-    ("OnBuild", None), ("Labels", None), ("StopSignal", _OMIT), ("StopTimeout", _OMIT),
-    ("Shell", _OMIT),
-]  # fmt: skip
-
-
-# -- Dockerfile parsing ---------------------------------------------------------------------
-
-
-@dataclass
-class Instruction:
-    """One instruction: ``name`` upper case, ``rest`` the text after it (flags removed),
-    ``flags`` its ``--name=value`` flags, ``line`` where it starts (1-based), ``original``
-    its source text as one line."""
-
-    name: str
-    rest: str
-    line: int
-    original: str
-    flags: dict[str, str] = field(default_factory=dict)
-    json_args: list[str] | None = None  # the JSON array form, when it is one
-
-
-def _parse_error(line: int, message: str) -> BuildError:
-    return BuildError(f"Dockerfile parse error line {line}: {message}", line=line)
-
-
-def parse_dockerfile(text: str) -> tuple[list[Instruction], str]:
-    """Split a Dockerfile into instructions as moby's parser does: parser directives
-    (``# escape=``), comment lines, line continuations, JSON array forms and leading
-    ``--flags``. Returns (instructions, escape token). Raises BuildError with the line."""
-    lines = text.splitlines()
-    escape = "\\"
-    i = 0
-    # parser directives: only at the very top, before any other line
-    while i < len(lines):
-        m = re.match(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$", lines[i])
-        if not m:
-            break
-        if m.group(1).lower() == "escape":
-            if m.group(2) not in ("\\", "`"):
-                raise _parse_error(i + 1, f"invalid ESCAPE '{m.group(2)}'. Must be ` or \\")
-            escape = m.group(2)
-        i += 1
-    out: list[Instruction] = []
-    while i < len(lines):
-        raw = lines[i]
-        stripped = raw.strip()
-        if not stripped or stripped.startswith("#"):
-            i += 1
-            continue
-        start = i + 1
-        parts = []
-        text_line = raw.lstrip()
-        while True:
-            body = text_line.rstrip()
-            if body.endswith(escape) and not body.endswith(escape * 2):
-                parts.append(body[:-1])
-                i += 1
-                # comment and empty lines inside a continuation are dropped (moby's parser)
-                while i < len(lines) and (
-                    not lines[i].strip() or lines[i].lstrip().startswith("#")
-                ):
-                    i += 1
-                if i >= len(lines):
-                    break
-                text_line = lines[i]
-                continue
-            parts.append(text_line.rstrip() if text_line is not raw else body)
-            i += 1
-            break
-        logical = "".join(parts).strip()
-        out.append(_instruction(logical, start))
-    return out, escape
-
-
-def _instruction(logical: str, line: int) -> Instruction:
-    word, _, rest = logical.partition(" ")
-    if "\t" in word:
-        word, _, tail = word.partition("\t")
-        rest = tail + " " + rest
-    name = word.upper()
-    if name not in INSTRUCTIONS:
-        raise _parse_error(line, f"unknown instruction: {name}")
-    rest = rest.strip()
-    flags: dict[str, str] = {}
-    while rest.startswith("--"):
-        token, _, remainder = rest.partition(" ")
-        if token == "--":
-            rest = remainder.strip()
-            break
-        key, eq, value = token[2:].partition("=")
-        if not eq:
-            raise _parse_error(line, f"Flag --{key} is missing a value")
-        flags[key] = value
-        rest = remainder.strip()
-    allowed = {"COPY": {"chown", "from"}, "ADD": {"chown"}, "FROM": {"platform"}}
-    for key in flags:
-        if key not in allowed.get(name, set()) and not (name == "HEALTHCHECK"):
-            raise _parse_error(line, f"Unknown flag: {key}")
-    json_args = None
-    if rest.startswith("["):
-        with contextlib.suppress(ValueError):
-            value = json.loads(rest)
-            if isinstance(value, list) and all(isinstance(v, str) for v in value):
-                json_args = value
-    return Instruction(name, rest, line, logical, flags, json_args)
-
-
-# -- shell words and variables (moby's ShellLex) -----------------------------------------
-
-
-def expand_word(word: str, env: dict[str, str], escape: str = "\\") -> str:
-    """moby's ``ProcessWord``: ``$VAR``, ``${VAR}``, ``${VAR:-word}``, ``${VAR:+word}``
-    expanded from ``env``; quotes removed; the escape character escapes the next one."""
-    out = []
-    i = 0
-    n = len(word)
-
-    def variable(j: int) -> tuple[str, int]:
-        if j < n and word[j] == "{":
-            end = word.find("}", j)
-            if end < 0:
-                raise DockwebError(f"missing '}}' in '{word}'")
-            inner = word[j + 1 : end]
-            m = re.match(r"^([A-Za-z0-9_]+)(?:(:?[-+])(.*))?$", inner, re.S)
-            if not m:
-                raise DockwebError(f'failed to process "{word}": bad substitution')
-            name, op, arg = m.groups()
-            value = env.get(name)
-            if op in (":-", "-"):
-                unset = value is None or (op == ":-" and value == "")
-                return (expand_word(arg, env, escape) if unset else value), end + 1
-            if op in (":+", "+"):
-                isset = value is not None and (op == "+" or value != "")
-                return (expand_word(arg, env, escape) if isset else ""), end + 1
-            return value or "", end + 1
-        m = re.match(r"[A-Za-z0-9_]+", word[j:])
-        if not m:
-            return "$", j
-        return env.get(m.group(0), ""), j + m.end()
-
-    while i < n:
-        ch = word[i]
-        if ch == escape:
-            if i + 1 < n:
-                out.append(word[i + 1])
-            i += 2
-        elif ch == "'":
-            end = word.find("'", i + 1)
-            if end < 0:
-                raise DockwebError("unexpected end of statement while looking for matching '")
-            out.append(word[i + 1 : end])
-            i = end + 1
-        elif ch == '"':
-            i += 1
-            while i < n and word[i] != '"':
-                if word[i] == escape and i + 1 < n and word[i + 1] in ('"', "$", escape):
-                    out.append(word[i + 1])
-                    i += 2
-                elif word[i] == "$":
-                    value, i = variable(i + 1)
-                    out.append(value)
-                else:
-                    out.append(word[i])
-                    i += 1
-            if i >= n:
-                raise DockwebError('unexpected end of statement while looking for matching "')
-            i += 1
-        elif ch == "$":
-            value, i = variable(i + 1)
-            out.append(value)
-        else:
-            out.append(ch)
-            i += 1
-    return "".join(out)
-
-
-def split_words(text: str, escape: str = "\\") -> list[str]:
-    """moby's ``parseWords``: split at whitespace outside quotes, keeping quotes and escapes."""
-    words, cur, quote, i = [], [], "", 0
-    while i < len(text):
-        ch = text[i]
-        if ch == escape and i + 1 < len(text) and quote != "'":
-            cur.append(text[i : i + 2])
-            i += 2
-            continue
-        if quote:
-            if ch == quote:
-                quote = ""
-        elif ch in "'\"":
-            quote = ch
-        elif ch.isspace():
-            if cur:
-                words.append("".join(cur))
-                cur = []
-            i += 1
-            continue
-        cur.append(ch)
-        i += 1
-    if cur:
-        words.append("".join(cur))
-    return words
-
-
-def _name_values(inst: Instruction, escape: str) -> list[tuple[str, str]]:
-    """ENV and LABEL arguments: ``k=v k2=v2`` or the old ``k value with spaces``."""
-    words = split_words(inst.rest, escape)
-    if not words:
-        raise _parse_error(inst.line, f"{inst.name} requires at least one argument")
-    if "=" not in words[0]:
-        key, _, value = inst.rest.partition(" ")
-        if not value.strip():
-            raise _parse_error(inst.line, f"{inst.name} must have two arguments")
-        return [(key, value.strip())]
-    pairs = []
-    for w in words:
-        if "=" not in w:
-            raise _parse_error(
-                inst.line,
-                f'Syntax error - can\'t find = in "{w}". Must be of the form: name=value',
-            )
-        k, _, v = w.partition("=")
-        if not k:
-            raise _parse_error(inst.line, f"{inst.name} names can not be blank")
-        pairs.append((k, v))
-    return pairs
-
-
-# -- .dockerignore ----------------------------------------------------------------------
-
-
-@dataclass
-class _Pattern:
-    text: str
-    exclusion: bool
-    regex: re.Pattern
-    depth: int
-
-
-def read_dockerignore(text: str) -> list[str]:
-    """The patterns of a ``.dockerignore`` (moby's ``dockerignore.ReadAll``): comments and
-    blank lines dropped, each pattern cleaned, a leading ``/`` removed."""
-    out = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        neg = line.startswith("!")
-        if neg:
-            line = line[1:].strip()
-        if line:
-            line = os.path.normpath(line)
-            if line.startswith("/") and len(line) > 1:
-                line = line.lstrip("/") or "/"
-            if line == ".":
-                line = "."
-        out.append(("!" if neg else "") + line)
-    return out
-
-
-class PatternMatcher:
-    """moby's ``fileutils.PatternMatcher``: later patterns win, ``!`` re-includes, ``*`` and
-    ``?`` never cross ``/``, ``**`` spans directories, a pattern matching a parent directory
-    matches everything under it."""
-
-    def __init__(self, patterns: list[str]):
-        self.patterns: list[_Pattern] = []
-        for p in patterns:
-            exclusion = p.startswith("!")
-            text = p[1:] if exclusion else p
-            if not text:
-                raise DockwebError('illegal exclusion pattern: "!"')
-            self.patterns.append(
-                _Pattern(text, exclusion, re.compile(_pattern_regex(text)), len(text.split("/")))
-            )
-
-    @property
-    def exclusions(self) -> bool:
-        return any(p.exclusion for p in self.patterns)
-
-    def matches(self, path: str) -> bool:
-        matched = False
-        parent = os.path.dirname(path)
-        parent_dirs = parent.split("/") if parent else []
-        for p in self.patterns:
-            match = bool(p.regex.match(path))
-            if not match and parent and p.depth <= len(parent_dirs):
-                match = bool(p.regex.match("/".join(parent_dirs[: p.depth])))
-            if match:
-                matched = not p.exclusion
-        return matched
-
-
-def _pattern_regex(pattern: str) -> str:
-    out = "^"
-    i = 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "*":
-            if i + 1 < len(pattern) and pattern[i + 1] == "*":
-                i += 2
-                if i < len(pattern) and pattern[i] == "/":
-                    i += 1
-                out += ".*" if i >= len(pattern) else "(.*/)?"
-                continue
-            out += "[^/]*"
-        elif ch == "?":
-            out += "[^/]"
-        elif ch in ".$":
-            out += "\\" + ch
-        elif ch == "\\":
-            if i + 1 < len(pattern):
-                out += "\\" + pattern[i + 1]
-                i += 1
-            else:
-                out += "\\\\"
-        else:
-            out += ch
-        i += 1
-    return out + "$"
-
-
-class BuildContext:
-    """The files of a build context after ``.dockerignore``: ``paths`` (relative, ``/``
-    separated) of every file, link and directory sent. The Dockerfile and ``.dockerignore``
-    are always sent, as the docker CLI does, but left out of ``paths`` when ``.dockerignore``
-    names them (the daemon removes them once read: moby's ``removeDockerfile``)."""
-
-    def __init__(self, root: str | None, dockerfile_name: str = "Dockerfile"):
-        self.root = os.path.abspath(root) if root else None
-        self.paths: set[str] = set()
-        self.size = 0  # bytes of the tar the docker CLI would send
-        self.hardlinks: dict[str, str] = {}  # path -> the first path of its inode in the tar
-        self._sums: dict[str, str] = {}
-        if self.root is None:
-            return
-        patterns: list[str] = []
-        ignore = os.path.join(self.root, ".dockerignore")
-        if os.path.isfile(ignore):
-            with open(ignore, encoding="utf-8", errors="replace") as f:
-                patterns = read_dockerignore(f.read())
-        matcher = PatternMatcher(patterns)
-        # the CLI always sends these two; the daemon reads them and then removes them from
-        # the context when .dockerignore names them (moby's removeDockerfile)
-        keep = {".dockerignore", dockerfile_name.lstrip("./")}
-
-        def walk(rel: str) -> None:
-            for entry in sorted(os.scandir(os.path.join(self.root, rel)), key=lambda e: e.name):
-                path = f"{rel}/{entry.name}" if rel else entry.name
-                excluded = matcher.matches(path) and path not in keep
-                is_dir = entry.is_dir(follow_symlinks=False)
-                if excluded and not (is_dir and matcher.exclusions):
-                    continue
-                if not excluded:
-                    if path not in keep or not matcher.matches(path):
-                        self.paths.add(path)
-                    st = entry.stat(follow_symlinks=False)
-                    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
-                        first = inodes.setdefault((st.st_dev, st.st_ino), path)
-                        if first != path:
-                            self.hardlinks[path] = first
-                    self.size += 512 + (
-                        -(-st.st_size // 512) * 512 if stat.S_ISREG(st.st_mode) else 0
-                    )
-                if is_dir:
-                    walk(path)
-
-        inodes: dict[tuple[int, int], str] = {}
-        walk("")
-        self.size += 1024
-
-    def has(self, rel: str) -> bool:
-        return rel in ("", ".") or rel in self.paths
-
-    def abs(self, rel: str) -> str:
-        assert self.root is not None
-        return os.path.join(self.root, rel) if rel not in ("", ".") else self.root
-
-    def children(self, rel: str) -> list[str]:
-        prefix = "" if rel in ("", ".") else rel + "/"
-        return sorted(p for p in self.paths if p.startswith(prefix) and "/" not in p[len(prefix) :])
-
-    def hash(self, rel: str) -> str:
-        """The COPY cache key's source part, as moby's copier computes it: ``file:<tarsum>``
-        for a file (its target's, for a symlink), ``dir:<sha256>`` of the sorted, comma-joined
-        sums of the directory and everything under it (not of the context root itself)."""
-        try:
-            is_dir = stat.S_ISDIR(os.stat(self.abs(rel)).st_mode)
-        except OSError:
-            is_dir = False  # a dangling symlink
-        if not is_dir:
-            return "file:" + self._hash(rel)
-        top = os.path.relpath(oci._in_root(self.root, rel), self.root)
-        top = "" if top == "." else top
-        prefix = top + "/" if top else ""
-        sums = [self._hash(p) for p in self.paths if p.startswith(prefix)]
-        if top:
-            sums.append(self._hash(top))
-        return "dir:" + hashlib.sha256(",".join(sorted(sums)).encode()).hexdigest()
-
-    def _hash(self, rel: str) -> str:
-        """archiveContext.Hash: the tarsum of the path with its symlinks followed inside the
-        context; the path itself when that is not a file of the context."""
-        real = os.path.relpath(oci._in_root(self.root, rel), self.root)
-        if real not in self.paths:
-            return rel
-        if real not in self._sums:
-            self._sums[real] = self._tarsum(real)
-        return self._sums[real]
-
-    def _tarsum(self, rel: str) -> str:
-        """tarsum v1 of one entry of the tar the docker CLI sends (FileInfoHeader, owners
-        0:0): sha256 of the selected header fields (no mtime, uname/gname blank), then the
-        file's bytes."""
-        full = self.abs(rel)
-        st = os.lstat(full)
-        mode = st.st_mode
-        name, size, link, major, minor = rel, 0, "", 0, 0
-        if rel in self.hardlinks:
-            kind, link = "1", self.hardlinks[rel]
-        elif stat.S_ISREG(mode):
-            kind, size = "0", st.st_size
-        elif stat.S_ISDIR(mode):
-            kind, name = "5", rel + "/"
-        elif stat.S_ISLNK(mode):
-            kind, link = "2", os.readlink(full)
-        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-            kind = "3" if stat.S_ISCHR(mode) else "4"
-            major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
-        elif stat.S_ISFIFO(mode):
-            kind = "6"
-        else:
-            kind = "0"
-        header = (
-            f"name{name}mode{mode}uid0gid0size{size}typeflag{kind}linkname{link}"
-            f"unamegnamedevmajor{major}devminor{minor}"
-        )
-        h = hashlib.sha256(header.encode("utf-8", "surrogateescape"))
-        if kind == "0" and size:
-            with open(full, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-        return h.hexdigest()
-
-
-# -- layer tar and layers ---------------------------------------------------------------
-
-
-class _HashingFile:
-    def __init__(self, f):
-        self.f = f
-        self.h = hashlib.sha256()
-
-    def write(self, data: bytes) -> None:
-        self.h.update(data)
-        self.f.write(data)
-
-
-def write_layer_tar(diff: str, out) -> None:
-    """Write the tar stream of a writable layer in overlay form, as overlay2's ``Diff``:
-    names sorted, directories first then their contents, 0/0 character devices as
-    ``.wh.NAME`` files, opaque directories followed by ``.wh..wh..opq``, hard links as links
-    to the first path, numeric owners, whole-second mtimes, no record padding (Go's tar)."""
-    seen: dict[tuple[int, int], str] = {}
-
-    def header(info: tarfile.TarInfo) -> None:
-        info.uname = info.gname = ""
-        out.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
-
-    def walk(rel: str) -> None:
-        base = os.path.join(diff, rel) if rel else diff
-        for name in sorted(os.listdir(base)):
-            path = f"{rel}/{name}" if rel else name
-            full = os.path.join(base, name)
-            st = os.lstat(full)
-            info = tarfile.TarInfo(path)
-            info.mode = stat.S_IMODE(st.st_mode)
-            info.uid, info.gid = st.st_uid, st.st_gid
-            info.mtime = st.st_mtime_ns // 1_000_000_000
-            mode = st.st_mode
-            if stat.S_ISCHR(mode) and st.st_rdev == 0:
-                info.name = f"{rel}/.wh.{name}" if rel else f".wh.{name}"
-                info.type, info.mode, info.size = tarfile.REGTYPE, 0o600, 0
-                header(info)
-                continue
-            if stat.S_ISDIR(mode):
-                info.type = tarfile.DIRTYPE
-                header(info)
-                if _is_opaque(full):
-                    wh = tarfile.TarInfo(f"{path}/.wh..wh..opq")
-                    wh.mode, wh.uid, wh.gid, wh.mtime = info.mode, info.uid, info.gid, info.mtime
-                    header(wh)
-                walk(path)
-                continue
-            if stat.S_ISREG(mode) and st.st_nlink > 1:
-                key = (st.st_dev, st.st_ino)
-                if key in seen:
-                    info.type, info.linkname, info.size = tarfile.LNKTYPE, seen[key], 0
-                    header(info)
-                    continue
-                seen[key] = path
-            if stat.S_ISREG(mode):
-                info.size = st.st_size
-                header(info)
-                with open(full, "rb") as f:
-                    left = st.st_size
-                    while left > 0:
-                        chunk = f.read(min(left, 1 << 20))
-                        if not chunk:
-                            raise DockwebError(f"commit layer: {path} shrank while being read")
-                        out.write(chunk)
-                        left -= len(chunk)
-                if st.st_size % 512:
-                    out.write(bytes(512 - st.st_size % 512))
-            elif stat.S_ISLNK(mode):
-                info.type, info.linkname = tarfile.SYMTYPE, os.readlink(full)
-                header(info)
-            elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-                info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
-                info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-                header(info)
-            elif stat.S_ISFIFO(mode):
-                info.type = tarfile.FIFOTYPE
-                header(info)
-            # sockets are skipped, as Go's archive does
-
-    walk("")
-    out.write(bytes(1024))
-
-
-def _is_opaque(path: str) -> bool:
-    for attr in ("trusted.overlay.opaque", "user.overlay.opaque"):
-        with contextlib.suppress(OSError):
-            if os.getxattr(path, attr, follow_symlinks=False) == b"y":
-                return True
-    return False
-
-
-def layer_from_upper(
-    store: Store, upper: str, parent_chain: str, work_dir: str
-) -> LayerRecord | None:
-    """Turn a writable layer directory into a committed layer on top of ``parent_chain``.
-
-    Returns None when ``upper`` is empty (no layer: the step is an ``empty_layer``). The tar
-    is written to ``work_dir`` while hashed (the DiffID), then applied into a layer scratch
-    directory under the layer's lock and committed. Idempotent: an existing layer of the same
-    chain ID is returned as it is.
-    """
-    if not os.listdir(upper):
-        return None
-    tar_path = os.path.join(work_dir, f"layer-{secrets.token_hex(4)}.tar")
-    try:
-        with open(tar_path, "w+b") as f:
-            hashing = _HashingFile(f)
-            write_layer_tar(upper, hashing)
-            diff_id = "sha256:" + hashing.h.hexdigest()
-            chain = sha256_digest(f"{parent_chain} {diff_id}".encode()) if parent_chain else diff_id
-            if store.has_layer(chain):
-                return store.get_layer(chain)
-            lock = store.layer_lock(chain)
-            try:
-                lock.acquire()
-                if store.has_layer(chain):
-                    return store.get_layer(chain)
-                scratch = store.new_layer_dir(chain)
-                try:
-                    f.seek(0)
-                    # tar-split: save and push give back this very tar (its DiffID)
-                    size = apply_layer(
-                        f, os.path.join(scratch, "diff"), tar_split=os.path.join(scratch, TAR_SPLIT)
-                    )
-                    record = LayerRecord(
-                        chain_id=chain, diff_id=diff_id, parent=parent_chain, size=size, link=""
-                    )
-                    return store.commit_layer(scratch, record)
-                except BaseException:
-                    shutil.rmtree(scratch, ignore_errors=True)
-                    raise
-            finally:
-                lock.release()
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tar_path)
-
-
-@contextlib.contextmanager
-def _rw_layer(store: Store, rec: ImageRecord | None, work_dir: str) -> Iterator[tuple[str, str]]:
-    """A writable overlay over an image's layers (Docker's ``NewRWLayer``): yields
-    (merged mount, upper dir); unmounted afterwards, the upper dir kept for the commit."""
-    base = os.path.join(work_dir, f"rw-{secrets.token_hex(4)}")
-    upper, work, merged = (os.path.join(base, d) for d in ("upper", "work", "merged"))
-    for d in (upper, work, merged):
-        os.makedirs(d)
-    lowers = (
-        [os.path.join("l", store.get_layer(c).link) for c in reversed(rec.layers)] if rec else []
-    )
-    if not lowers:
-        lowers = ["empty"]
-    opts = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}"
-    proc = subprocess.run(
-        ["mount", "-t", "overlay", "overlay", "-o", opts, merged],
-        cwd=store.root,
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        raise BuildError(f"mount build layer: {proc.stderr.strip()}")
-    try:
-        yield merged, upper
-    finally:
-        subprocess.run(["umount", merged], capture_output=True)
-
-
-# -- image configs ----------------------------------------------------------------------
-
-
-def now_rfc3339nano() -> str:
-    ns = time.time_ns()
-    base = datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    frac = f"{ns % 1_000_000_000:09d}".rstrip("0")
-    return base + (f".{frac}" if frac else "") + "Z"
-
-
-def ordered_config(cfg: dict) -> dict:
-    """A container config with Go's field order (what dockerd writes into image configs)."""
-    out = {}
-    for key, default in _CONFIG_FIELDS:
-        value = cfg.get(key, None if default is _OMIT else default)
-        if default is _OMIT and not value:
-            continue
-        out[key] = value
-    return out
-
-
-def image_config_bytes(config: dict) -> bytes:
-    """The image config as dockerd marshals it: top-level keys sorted, compact, the
-    container configs in Go's field order."""
-    top = {}
-    for key in sorted(config):
-        value = config[key]
-        if key in ("config", "container_config"):
-            value = ordered_config(value)
-        top[key] = value
-    return json.dumps(top, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _go_quote_list(items: list[str]) -> str:
     """Go's ``%q`` of a []string: ``["a" "b"]``."""
     return "[" + " ".join(json.dumps(s, ensure_ascii=False) for s in items) + "]"
-
-
-def _compare(a: dict, b: dict) -> bool:
-    """moby's ``compare`` of two container configs (the build cache's equality)."""
-    for key in ("OpenStdin", "AttachStdout", "AttachStderr", "User", "Tty"):
-        if (a.get(key) or None) != (b.get(key) or None):
-            return False
-    for key in ("Cmd", "Env", "Entrypoint"):
-        if list(a.get(key) or []) != list(b.get(key) or []):
-            return False
-    for key in ("Labels", "ExposedPorts", "Volumes"):
-        if dict(a.get(key) or {}) != dict(b.get(key) or {}):
-            if key == "Labels" or set(a.get(key) or {}) != set(b.get(key) or {}):
-                return False
-    return True
-
-
-def find_cached(store: Store, parent_id: str, container_config: dict) -> str | None:
-    """The newest child image of ``parent_id`` ("" for scratch: images without a parent)
-    built by an equal ``container_config``: moby's ``getLocalCachedImage``."""
-    match = None
-    for rec in store.images():
-        if rec.parent != parent_id:
-            continue
-        cc = rec.config.get("container_config")
-        if cc and _compare(cc, container_config):
-            if match is None or match.created < rec.created:
-                match = rec
-    return match.id if match else None
 
 
 # -- the builder ------------------------------------------------------------------------
@@ -928,7 +245,7 @@ class Builder:
         try:
             return expand_word(word, self._env(), self.escape)
         except DockwebError as e:
-            raise _parse_error(inst.line, str(e)) from None
+            raise parse_error(inst.line, str(e)) from None
 
     def _meta_arg(self, inst: Instruction) -> None:
         key, eq, value = inst.rest.partition("=")
@@ -951,7 +268,7 @@ class Builder:
         if len(args) == 3 and args[1].lower() == "as":
             name = args[2].lower()
         elif len(args) != 1:
-            raise _parse_error(inst.line, "FROM requires either one or three arguments")
+            raise parse_error(inst.line, "FROM requires either one or three arguments")
         else:
             name = ""
         base = expand_word(args[0], meta_env, self.escape)
@@ -986,7 +303,7 @@ class Builder:
     # metadata instructions: a container is created (" ---> Running in"), nothing runs
 
     def _do_env(self, n: int, inst: Instruction) -> StepResult:
-        pairs = _name_values(inst, self.escape)
+        pairs = name_values(inst, self.escape)
         parts = ["ENV"]
         env = list(self.state.config.get("Env") or [])
         for k, v in pairs:
@@ -997,7 +314,7 @@ class Builder:
         return self._commit(n, inst, " ".join(parts))
 
     def _do_label(self, n: int, inst: Instruction) -> StepResult:
-        pairs = _name_values(inst, self.escape)
+        pairs = name_values(inst, self.escape)
         labels = dict(self.state.config.get("Labels") or {})
         parts = ["LABEL"]
         for k, v in pairs:
@@ -1009,7 +326,7 @@ class Builder:
 
     def _do_maintainer(self, n: int, inst: Instruction) -> StepResult:
         if not inst.rest:
-            raise _parse_error(inst.line, "MAINTAINER requires exactly one argument")
+            raise parse_error(inst.line, "MAINTAINER requires exactly one argument")
         self.state.author = inst.rest
         return self._commit(n, inst, f"MAINTAINER {inst.rest}")
 
@@ -1035,9 +352,9 @@ class Builder:
 
     def _do_shell(self, n: int, inst: Instruction) -> StepResult:
         if inst.json_args is None:
-            raise _parse_error(inst.line, "SHELL requires the arguments to be in JSON form")
+            raise parse_error(inst.line, "SHELL requires the arguments to be in JSON form")
         if not inst.json_args:
-            raise _parse_error(inst.line, "SHELL requires at least one argument")
+            raise parse_error(inst.line, "SHELL requires at least one argument")
         self.state.config["Shell"] = list(inst.json_args)
         return self._commit(n, inst, f"SHELL [{' '.join(inst.json_args)}]")
 
@@ -1045,7 +362,7 @@ class Builder:
         # moby's parser sorts the words as written; each is then expanded (into words)
         words = [w for raw in sorted(inst.rest.split()) for w in self._expand(raw, inst).split()]
         if not words:
-            raise _parse_error(inst.line, "EXPOSE requires at least one argument")
+            raise parse_error(inst.line, "EXPOSE requires at least one argument")
         ports = dict(self.state.config.get("ExposedPorts") or {})
         for w in words:
             port, _, proto = w.partition("/")
@@ -1060,7 +377,7 @@ class Builder:
 
     def _do_user(self, n: int, inst: Instruction) -> StepResult:
         if not inst.rest:
-            raise _parse_error(inst.line, "USER requires exactly one argument")
+            raise parse_error(inst.line, "USER requires exactly one argument")
         user = self._expand(inst.rest, inst)
         self.state.config["User"] = user
         return self._commit(n, inst, f"USER {user}")
@@ -1069,9 +386,9 @@ class Builder:
         words = inst.json_args if inst.json_args is not None else inst.rest.split()
         words = [self._expand(w, inst).strip() for w in words]
         if not words:
-            raise _parse_error(inst.line, "VOLUME requires at least one argument")
+            raise parse_error(inst.line, "VOLUME requires at least one argument")
         if any(not w for w in words):
-            raise _parse_error(inst.line, "VOLUME specified can not be an empty string")
+            raise parse_error(inst.line, "VOLUME specified can not be an empty string")
         volumes = dict(self.state.config.get("Volumes") or {})
         for w in words:
             volumes[w] = {}
@@ -1081,33 +398,33 @@ class Builder:
     def _do_stopsignal(self, n: int, inst: Instruction) -> StepResult:
         sig = self._expand(inst.rest, inst)
         if not sig:
-            raise _parse_error(inst.line, "STOPSIGNAL requires exactly one argument")
+            raise parse_error(inst.line, "STOPSIGNAL requires exactly one argument")
         self.state.config["StopSignal"] = sig
         return self._commit(n, inst, f"STOPSIGNAL {sig}")
 
     def _do_onbuild(self, n: int, inst: Instruction) -> StepResult:
         trigger = inst.rest.split(" ", 1)[0].upper()
         if not trigger:
-            raise _parse_error(inst.line, "ONBUILD requires at least one argument")
+            raise parse_error(inst.line, "ONBUILD requires at least one argument")
         if trigger == "ONBUILD":
-            raise _parse_error(inst.line, "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
+            raise parse_error(inst.line, "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
         if trigger in ("MAINTAINER", "FROM"):
-            raise _parse_error(inst.line, f"{trigger} isn't allowed as an ONBUILD trigger")
+            raise parse_error(inst.line, f"{trigger} isn't allowed as an ONBUILD trigger")
         self.state.config["OnBuild"] = list(self.state.config.get("OnBuild") or []) + [inst.rest]
         return self._commit(n, inst, f"ONBUILD {inst.rest}")
 
     def _do_healthcheck(self, n: int, inst: Instruction) -> StepResult:
         words = inst.rest.split(None, 1)
         if not words:
-            raise _parse_error(inst.line, "HEALTHCHECK requires at least one argument")
+            raise parse_error(inst.line, "HEALTHCHECK requires at least one argument")
         kind = words[0].upper()
         if kind == "NONE":
             health: dict = {"Test": ["NONE"]}
         elif kind == "CMD":
             rest = words[1] if len(words) > 1 else ""
-            sub = _instruction("CMD " + rest, inst.line) if rest else None
+            sub = parse_instruction("CMD " + rest, inst.line) if rest else None
             if sub is None:
-                raise _parse_error(inst.line, "Missing command after HEALTHCHECK CMD")
+                raise parse_error(inst.line, "Missing command after HEALTHCHECK CMD")
             test = ["CMD", *sub.json_args] if sub.json_args is not None else ["CMD-SHELL", rest]
             health = {"Test": test}
             for key, flag in (("Interval", "interval"), ("Timeout", "timeout"),
@@ -1117,17 +434,17 @@ class Builder:
             if "retries" in inst.flags:
                 health["Retries"] = int(inst.flags["retries"])
         else:
-            raise _parse_error(inst.line, f'Unknown type "{kind}" in HEALTHCHECK (try CMD)')
+            raise parse_error(inst.line, f'Unknown type "{kind}" in HEALTHCHECK (try CMD)')
         self.state.config["Healthcheck"] = health
         return self._commit(n, inst, f"HEALTHCHECK {_go_struct(health)}")
 
     def _do_arg(self, n: int, inst: Instruction) -> StepResult:
         words = inst.rest.split()
         if len(words) != 1:
-            raise _parse_error(inst.line, "ARG requires exactly one argument")
+            raise parse_error(inst.line, "ARG requires exactly one argument")
         key, eq, value = words[0].partition("=")
         if not key:
-            raise _parse_error(inst.line, "ARG names can not be blank")
+            raise parse_error(inst.line, "ARG names can not be blank")
         default = self._expand(value, inst) if eq else None
         if default is None and key in self.meta_args:
             default = self.meta_args[key]
@@ -1138,7 +455,7 @@ class Builder:
 
     def _do_workdir(self, n: int, inst: Instruction) -> StepResult:
         if not inst.rest:
-            raise _parse_error(inst.line, "WORKDIR requires exactly one argument")
+            raise parse_error(inst.line, "WORKDIR requires exactly one argument")
         path = self._expand(inst.rest, inst)
         current = self.state.config.get("WorkingDir") or "/"
         wd = os.path.normpath(path if path.startswith("/") else os.path.join("/", current, path))
@@ -1178,7 +495,7 @@ class Builder:
             return self._use_cache(n, inst, cached)
         if self.state.image is None:
             # FROM scratch and nothing yet: there is no image to create a container from
-            with _rw_layer(self.store, None, self.work_dir) as (merged, upper):
+            with rw_layer(self.store, None, self.work_dir) as (merged, upper):
                 if mkdir:
                     _mkdir_in(merged, mkdir, 0, 0)
             return self._new_image(n, inst, container_config, upper, container_id="")
@@ -1243,7 +560,7 @@ class Builder:
             )
         cmd = self._cmd_line(inst)
         if not cmd:
-            raise _parse_error(inst.line, "RUN requires at least one argument")
+            raise parse_error(inst.line, "RUN requires at least one argument")
         env_keys = {e.split("=", 1)[0] for e in self.state.config.get("Env") or []}
         arg_env = sorted(f"{k}={v}" for k, v in self._arg_values().items() if k not in env_keys)
         saved_cmd = [f"|{len(arg_env)}", *arg_env, *cmd] if arg_env else cmd
@@ -1304,7 +621,7 @@ class Builder:
         words = inst.json_args if inst.json_args is not None else inst.rest.split()
         words = [self._expand(w, inst) for w in words]
         if len(words) < 2:
-            raise _parse_error(
+            raise parse_error(
                 inst.line,
                 f"{name} requires at least two arguments, but only one was provided. "
                 "Destination could not be determined.",
@@ -1347,7 +664,7 @@ class Builder:
             trailing = dest.endswith("/") or dest in (".", "./")
             dest = os.path.join("/", self.state.config.get("WorkingDir") or "/", dest)
             dest = os.path.normpath(dest) + ("/" if trailing else "")
-        with _rw_layer(self.store, self.state.image, self.work_dir) as (merged, upper):
+        with rw_layer(self.store, self.state.image, self.work_dir) as (merged, upper):
             uid, gid = self._chown(merged, inst)
             for rel, _ in infos:
                 self._copy_one(merged, rel, dest, uid, gid, add=add, many=len(infos) > 1)
@@ -1406,7 +723,7 @@ class Builder:
                 except LayerError as e:
                     raise BuildError(f"ADD failed: {rel}: {e}") from e
             return
-        if dest.endswith("/") or many or os.path.isdir(oci._in_root(rootfs, dest)):
+        if dest.endswith("/") or many or os.path.isdir(oci.in_root(rootfs, dest)):
             target_dir = _mkdir_in(rootfs, dest, uid, gid)
             target = os.path.join(target_dir, os.path.basename(rel))
         else:
@@ -1437,7 +754,7 @@ def _duration_ns(text: str, line: int) -> int:
     units = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
     parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)", text)
     if not parts or "".join(a + b for a, b in parts) != text:
-        raise _parse_error(line, f'time: invalid duration "{text}"')
+        raise parse_error(line, f'time: invalid duration "{text}"')
     for value, unit in parts:
         total += float(value) * units[unit]
     return int(total * 1e9)
@@ -1467,14 +784,14 @@ def _mkdir_in(
     parts = [p for p in path.split("/") if p]
     for i, part in enumerate(parts):
         current = os.path.join(current, part)
-        host = oci._in_root(rootfs, current)
+        host = oci.in_root(rootfs, current)
         if not os.path.isdir(host):
             if os.path.lexists(host):
                 raise BuildError(f"mkdir {current}: not a directory")
             os.mkdir(host, 0o755)
             owner = last_owner if last_owner and i == len(parts) - 1 else (uid, gid)
             os.lchown(host, *owner)
-    return oci._in_root(rootfs, path)
+    return oci.in_root(rootfs, path)
 
 
 @contextlib.contextmanager
@@ -1511,52 +828,6 @@ def _copy_entry(src: str, dst: str, uid: int, gid: int) -> None:
         return  # devices, fifos and sockets of a context are not copied
     os.lchown(dst, uid, gid)
     os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-
-
-def put_child_image(
-    store: Store,
-    parent: ImageRecord | None,
-    *,
-    config: dict,
-    container_config: dict,
-    container_id: str,
-    layer: LayerRecord | None,
-    history_entry: dict,
-    author: str = "",
-    comment: str = "",
-) -> ImageRecord:
-    """Record an image one step above ``parent`` (moby's ``NewChildImage``): the parent's
-    layers plus ``layer`` (None: an empty layer, only the history grows), the parent's
-    history plus ``history_entry``, ``parent`` set in the config and in the record."""
-    base = parent.config if parent else {}
-    diff_ids = list(base.get("rootfs", {}).get("diff_ids", []))
-    if layer is not None:
-        diff_ids.append(layer.diff_id)
-    image: dict = {
-        "architecture": base.get("architecture") or _go_arch(),
-        "config": config,
-        "container_config": container_config,
-        "created": history_entry["created"],
-        "history": list(base.get("history") or []) + [history_entry],
-        "os": base.get("os") or "linux",
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-    }
-    if container_id:
-        image["container"] = container_id
-    if author:
-        image["author"] = author
-    if comment:
-        image["comment"] = comment
-    if base.get("variant"):
-        image["variant"] = base["variant"]
-    if parent:
-        image["parent"] = parent.id
-    return store.put_image(image_config_bytes(image), parent=parent.id if parent else "")
-
-
-def _go_arch() -> str:
-    machine = platform.machine().lower()
-    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
 
 
 def build(

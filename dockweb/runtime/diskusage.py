@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from dockweb.runtime.errors import Conflict, DockwebError, ImageNotFound
+from dockweb.runtime.errors import Conflict, DockwebError, NotFound
 from dockweb.runtime.store import ImageRecord, Store, parse_time
 from dockweb.runtime.volumes import dir_size
 
@@ -328,7 +328,7 @@ def prune_images(
         for name in names:
             try:
                 got = store.remove(name, force=False, prune=True, containers=containers)
-            except (Conflict, ImageNotFound):
+            except (Conflict, NotFound):
                 continue  # moby's imageDeleteFailed: skip conflicts and vanished images
             records.extend((k.lower(), v) for k, v in got)
     reclaimed = sum(layers[v].size for k, v in records if k == "deleted" and v in layers)

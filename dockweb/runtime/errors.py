@@ -3,6 +3,11 @@
 Every error's ``str()`` is the message Docker prints for the same failure (without the
 "Error response from daemon: " prefix, which the CLI adds), so the CLI and the dashboard
 can show it unchanged.
+
+Categories, as moby's errdefs and containerd's: ``NotFound`` (HTTP 404), ``Conflict`` (409),
+``InvalidArgument`` (400), ``Unavailable`` (a service that could not be reached or broke off:
+worth a retry). Concrete errors inherit their category; callers that mean "whatever is
+missing" catch the category (``except NotFound``), not a list of classes.
 """
 
 from __future__ import annotations
@@ -21,7 +26,32 @@ class DockwebError(Exception):
     """Base class of every error the runtime raises on purpose."""
 
 
-class InvalidReference(DockwebError):
+# -- categories ------------------------------------------------------------------------------
+
+
+class NotFound(DockwebError):
+    """What was named does not exist: an image, a container, a volume, a manifest (404)."""
+
+
+class Conflict(DockwebError):
+    """An operation is refused because of the state of what it touches: a reference or a
+    container in use, a name taken, a container in the wrong state (Docker's ``conflict:``,
+    HTTP 409)."""
+
+
+class InvalidArgument(DockwebError):
+    """The request itself is malformed or refused before anything is done (HTTP 400)."""
+
+
+class Unavailable(DockwebError):
+    """A service (the registry) could not be reached, timed out or broke off: transient,
+    worth a retry."""
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+class InvalidReference(InvalidArgument):
     """A reference string does not follow Docker's grammar."""
 
 
@@ -42,7 +72,12 @@ class AuthError(RegistryError):
     """The registry refused our credentials, or asked for ones we do not have."""
 
 
-class ManifestUnknown(RegistryError):
+class RegistryUnavailable(RegistryError, Unavailable):
+    """The registry could not be reached (refused, timed out, TLS failed) or a transfer broke
+    off: Go's net/http words, ``Get "https://h/v2/": dial tcp h: connect: connection refused``."""
+
+
+class ManifestUnknown(RegistryError, NotFound):
     """The registry has no manifest for that tag or digest."""
 
 
@@ -66,19 +101,20 @@ class BreakoutError(LayerError):
     """A layer tar entry tried to write outside its layer directory."""
 
 
-class ImageNotFound(DockwebError):
+class OverlayMountError(DockwebError):
+    """An overlay could not be mounted; ``str(e)`` is the reason (mount(2)'s or mount(8)'s
+    words), which callers put after what they were mounting."""
+
+
+class ImageNotFound(NotFound):
     """No image matches a reference or ID: ``No such image: busybox:latest``."""
-
-
-class Conflict(DockwebError):
-    """An operation is refused because of a reference or a container (Docker's ``conflict:``)."""
 
 
 class StoreError(DockwebError):
     """The store on disk is inconsistent or could not be written (disk full ...)."""
 
 
-class ContainerNotFound(DockwebError):
+class ContainerNotFound(NotFound):
     """No container matches an ID, ID prefix or name: ``No such container: x``."""
 
 
@@ -91,7 +127,7 @@ class ContainerNotRunning(ContainerConflict):
     """``Container <id> is not running``."""
 
 
-class InvalidContainerSpec(DockwebError):
+class InvalidContainerSpec(InvalidArgument):
     """The container's configuration is refused before anything is created (Docker's 400)."""
 
 
@@ -107,7 +143,7 @@ class ContainerStartError(DockwebError):
         self.exit_code = exit_code
 
 
-class VolumeNotFound(DockwebError):
+class VolumeNotFound(NotFound):
     """``No such volume: x``."""
 
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from dockweb.runtime import manifest as mf
+from dockweb.runtime import overlay
 from dockweb.runtime import reference as refs
 from dockweb.runtime.archive import apply_layer
 from dockweb.runtime.compression import compression_of_media_type, open_decompressed
@@ -67,7 +68,6 @@ Callback = Callable[[dict], None]
 
 _BLOCK = 512
 _READ_SIZE = 1 << 20
-_OPAQUE_XATTR = "trusted.overlay.opaque"
 _OCI_LAYOUT = b'{"imageLayoutVersion": "1.0.0"}'
 _ANNOTATION_NAME = "io.containerd.image.name"
 _ANNOTATION_REF = "org.opencontainers.image.ref.name"
@@ -160,12 +160,12 @@ def directory_tar(diff: str) -> Iterator[bytes]:
                 "mtime": int(st.st_mtime),
                 "xattrs": _xattrs(path),
             }
-            if stat.S_ISCHR(mode) and st.st_rdev == 0:
+            if overlay.is_whiteout(st):
                 parent = rel_dir + b"/" if rel_dir else b""
                 common.update(mode=0o600, xattrs=[])
                 yield _header(parent + b".wh." + name, b"0", size=0, **common)
             elif stat.S_ISDIR(mode):
-                opaque = _getxattr(path, _OPAQUE_XATTR) == b"y"
+                opaque = overlay.is_opaque(path)
                 yield _header(rel + b"/", b"5", **common)
                 if opaque:
                     common.update(xattrs=[])
@@ -206,7 +206,7 @@ def _xattrs(path: bytes) -> list[tuple[str, bytes]]:
         return []
     out = []
     for name in sorted(names):
-        if name.startswith("trusted.overlay."):
+        if overlay.is_overlay_xattr(name):
             continue
         value = _getxattr(path, name)
         if value is not None:

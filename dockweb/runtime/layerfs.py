@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from dockweb.runtime.overlay import is_opaque, is_whiteout
 from dockweb.runtime.store import Store
 
 __all__ = [
@@ -53,8 +54,6 @@ __all__ = [
 # Bump when the analysis or its JSON changes: cached analysis.json files are then redone.
 VERSION = 1
 CACHE_NAME = "analysis.json"
-
-_OPAQUE_XATTR = "trusted.overlay.opaque"
 
 # Entry types, as the pages show them.
 DIR = "dir"
@@ -231,20 +230,13 @@ def _clean(name: str) -> str:
     return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
-def _is_opaque(path: str) -> bool:
-    try:
-        return os.getxattr(path, _OPAQUE_XATTR, follow_symlinks=False) == b"y"
-    except OSError:
-        return False
-
-
 def _scan(diff: str) -> tuple[list[tuple[str, list[tuple[str, tuple]]]], bool]:
     """The directories under ``diff``, parents before children, each as (path in the image,
     [(name, entry)]), and whether ``diff`` itself is opaque. One scandir per directory, one
     lstat per entry, one getxattr per directory; no file is opened."""
     out: list[tuple[str, list[tuple[str, tuple]]]] = []
     types = _TYPES
-    ifdir, ifchr = stat.S_IFDIR, stat.S_IFCHR
+    ifdir = stat.S_IFDIR
     ifmt, imode = stat.S_IFMT, stat.S_IMODE
     stack = [("", diff)]
     while stack:
@@ -264,11 +256,11 @@ def _scan(diff: str) -> tuple[list[tuple[str, list[tuple[str, tuple]]]], bool]:
                         st.st_gid,
                         st.st_ino,
                         1,
-                        _is_opaque(e.path),
+                        is_opaque(e.path),
                     )
                     stack.append((prefix + "/" + name, e.path))
                 else:
-                    kind = WHITEOUT if fmt == ifchr and st.st_rdev == 0 else types.get(fmt, FILE)
+                    kind = WHITEOUT if is_whiteout(st) else types.get(fmt, FILE)
                     entry = (
                         kind,
                         st.st_size,
@@ -281,7 +273,7 @@ def _scan(diff: str) -> tuple[list[tuple[str, list[tuple[str, tuple]]]], bool]:
                     )
                 listing.append((name, entry))
         out.append((prefix, listing))
-    return out, _is_opaque(diff)
+    return out, is_opaque(diff)
 
 
 class _Merge:

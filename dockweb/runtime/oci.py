@@ -161,8 +161,8 @@ def resolve_user(rootfs: str, user: str) -> ExecUser:
     are not followed outside it because only ``etc/passwd`` and ``etc/group`` are opened and
     an absolute link there would be read on the host: those are refused.
     """
-    passwd = _read_db(_in_root(rootfs, "/etc/passwd"))
-    groups = _read_db(_in_root(rootfs, "/etc/group"))
+    passwd = _read_db(in_root(rootfs, "/etc/passwd"))
+    groups = _read_db(in_root(rootfs, "/etc/group"))
     name, _, group = user.partition(":")
     out = ExecUser()
     entry = None
@@ -208,7 +208,7 @@ def resolve_user(rootfs: str, user: str) -> ExecUser:
     return out
 
 
-def _in_root(rootfs: str, path: str) -> str:
+def in_root(rootfs: str, path: str) -> str:
     """``path`` inside ``rootfs``, following symlinks as if ``rootfs`` were ``/``."""
     current = rootfs
     parts = [p for p in path.split("/") if p]
@@ -319,7 +319,7 @@ def rlimits(ulimits: list[dict]) -> list[dict]:
 def add_groups(rootfs: str, user: ExecUser, groups: list[str]) -> None:
     """--group-add: group names (from the container's /etc/group) or numbers, appended to
     the user's supplementary groups. Raises ContainerStartError for an unknown name."""
-    table = _read_db(_in_root(rootfs, "/etc/group"))
+    table = _read_db(in_root(rootfs, "/etc/group"))
     for g in groups:
         if g.isdigit():
             gid = int(g)

@@ -47,7 +47,9 @@ from dockweb.runtime.errors import (
     AuthError,
     DigestMismatch,
     ManifestUnknown,
+    NotFound,
     RegistryError,
+    RegistryUnavailable,
 )
 from dockweb.runtime.manifest import SUPPORTED_MANIFEST_TYPES
 
@@ -60,11 +62,11 @@ MAX_REDIRECTS = 10
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024  # Docker's maxManifestBodySize
 
 
-class BlobUnknown(RegistryError):
+class BlobUnknown(RegistryError, NotFound):
     """The registry has no blob with that digest in that repository."""
 
 
-class BlobReadError(RegistryError):
+class BlobReadError(RegistryUnavailable):
     """A blob download broke off after it started: reset, cut short or stalled past the read
     timeout. Transient by nature; a pull retries the layer."""
 
@@ -782,7 +784,7 @@ def _drain(resp: urllib3.BaseHTTPResponse) -> None:
     resp.release_conn()
 
 
-def _transport_error(method: str, url: str, e: Exception) -> RegistryError:
+def _transport_error(method: str, url: str, e: Exception) -> RegistryUnavailable:
     """Go's net/http wording: ``Get "https://h/v2/": dial tcp h: connect: connection refused``."""
     verb = method.capitalize()
     netloc = urlsplit(url).netloc
@@ -802,4 +804,4 @@ def _transport_error(method: str, url: str, e: Exception) -> RegistryError:
         detail = f"dial tcp {netloc}: i/o timeout"
     else:
         detail = text
-    return RegistryError(f'{verb} "{url}": {detail}')
+    return RegistryUnavailable(f'{verb} "{url}": {detail}')

@@ -1,4 +1,6 @@
-"""The supervisor of one container (conmon's role): ``python -m dockweb.runtime.shim``.
+"""The supervisor of one container (conmon's role): ``python -m dockweb.runtime.containers``
+(which hands ``main`` the ``ContainerManager`` class: this module never imports the manager,
+only the lower ``containers.state`` and ``containers.ocirt``).
 
 Started by ``ContainerManager.start``. It forks at once (so the caller reaps its first
 process and the supervisor is nobody's child: it survives the web process and the worker),
@@ -47,15 +49,11 @@ import termios
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from dockweb.runtime import attach as frames
-from dockweb.runtime.containers import (
-    ContainerManager,
-    Status,
-    _boot_id,
-    _log_error,
-    now_rfc3339nano,
-)
+from dockweb.runtime.containers.ocirt import log_error
+from dockweb.runtime.containers.state import Status, boot_id, now_rfc3339nano, state_lock
 from dockweb.runtime.crashpoint import crashpoint
 from dockweb.runtime.store import Store
 
@@ -225,9 +223,15 @@ def _recv_fd(sock: socket.socket) -> int:
         return fds[0]
 
 
-def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = None) -> int:
+def supervise(
+    args: argparse.Namespace,
+    make_manager: Callable[..., Any],
+    on_exit: Callable[[str], None] | None = None,
+) -> int:
+    """Supervise the container ``args.id`` through ``make_manager(store, runtime=...,
+    exit_command=...)`` (``ContainerManager``)."""
     store = Store(args.root)
-    mgr = ContainerManager(store, runtime=args.runtime, exit_command=json.loads(args.exit_command))
+    mgr = make_manager(store, runtime=args.runtime, exit_command=json.loads(args.exit_command))
     mgr.runtime_root = args.runtime_root
     cid = args.id
     cdir = mgr.cdir(cid)
@@ -349,7 +353,7 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
         return 1
 
     if not os.path.exists(pid_file):  # the runtime failed before the process ran
-        msg = _log_error(rt_log) or (proc.stderr or b"").decode(errors="replace").strip()
+        msg = log_error(rt_log) or (proc.stderr or b"").decode(errors="replace").strip()
         # Docker's message names the create step (containerd runs create, then start)
         msg = msg.replace(f"{args.runtime} run failed:", f"{args.runtime} create failed:", 1)
         return fail(msg or f"{args.runtime} create exited with {proc.returncode}")
@@ -383,7 +387,7 @@ def supervise(args: argparse.Namespace, on_exit: Callable[[str], None] | None = 
         exit_code=0,
         error="",
         started_at=now_rfc3339nano(),  # FinishedAt keeps the last exit's, as dockerd's
-        boot_id=_boot_id(),
+        boot_id=boot_id(),
     )
     crashpoint("shim.running", also=args.starter)
     sync_send({"pid": pid})
@@ -460,9 +464,7 @@ def _restarts(policy: dict, st) -> bool:
         return not st.manual_stop
     if name == "on-failure":
         most = int(policy.get("MaximumRetryCount") or 0)
-        return (
-            st.exit_code != 0 and not st.manual_stop and (most == 0 or st.restart_count < most)
-        )
+        return st.exit_code != 0 and not st.manual_stop and (most == 0 or st.restart_count < most)
     return False
 
 
@@ -484,7 +486,7 @@ def _restart_wait(mgr, cid: str, st, on_exit) -> bool:
     deadline = time.monotonic() + delay
     while True:
         try:
-            with mgr._state_lock(cid):
+            with state_lock(mgr.cdir(cid)):
                 cur = mgr.read_state(cid)
                 if cur.status is not Status.RESTARTING or cur.manual_stop:
                     return False  # stopped (or removed) meanwhile
@@ -525,9 +527,11 @@ def main(
     argv: list[str] | None = None,
     on_exit: Callable[[str], None] | None = None,
     *,
+    make_manager: Callable[..., Any],
     detach: bool = True,
 ) -> int:
-    """``on_exit`` (from a supervisor forked by ContainerManager) replaces the exit
+    """``make_manager``: the ``ContainerManager`` class (passed in: see the module's
+    docstring). ``on_exit`` (from a supervisor forked by ContainerManager) replaces the exit
     command, which still runs if it raises. ``detach=False``: the caller forked this
     process into its own session already; it is the supervisor, without forking again."""
     p = argparse.ArgumentParser(prog="dockweb.runtime.shim")
@@ -554,7 +558,7 @@ def main(
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     try:
-        return supervise(args, on_exit)
+        return supervise(args, make_manager, on_exit)
     except BaseException as e:
         if args.sync_fd >= 0:
             try:
@@ -562,7 +566,3 @@ def main(
             except OSError:
                 pass
         raise
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -33,10 +33,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
+from dockweb.runtime import overlay
 from dockweb.runtime import reference as refs
 from dockweb.runtime.crashpoint import crashpoint
 from dockweb.runtime.digest import chain_ids, sha256_digest, short_id
-from dockweb.runtime.errors import Conflict, DockwebError, ImageNotFound, StoreError
+from dockweb.runtime.errors import (
+    Conflict,
+    DockwebError,
+    ImageNotFound,
+    OverlayMountError,
+    StoreError,
+)
 
 _HEX64 = re.compile(r"^[a-f0-9]{64}$")
 _LINK_CHARS = string.ascii_uppercase + string.digits
@@ -694,28 +701,23 @@ class Store:
         """Mount the image's root filesystem read-only with overlayfs. Idempotent."""
         rec = self.get_image(image_id)
         target = self.mount_path(rec.id)
-        if _is_mountpoint(target):
+        if is_mountpoint(target):
             return target
         os.makedirs(target, exist_ok=True)
         links = [os.path.join("l", self.get_layer(c).link) for c in reversed(rec.layers)]
         if len(links) < 2:
             # overlayfs needs two lower dirs without an upper one; an empty one changes nothing
             links.append("empty")
-        opts = "lowerdir=" + ":".join(links)
-        proc = subprocess.run(
-            ["mount", "-t", "overlay", "overlay", "-o", f"ro,{opts}", target],
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode != 0:
-            raise StoreError(f"mount image {short_id(rec.id)}: {proc.stderr.strip()}")
+        try:
+            overlay.mount(target, links, root=self.root, readonly=True)
+        except OverlayMountError as e:
+            raise StoreError(f"mount image {short_id(rec.id)}: {e}") from e
         return target
 
     def unmount_image(self, image_id: str) -> bool:
         """Undo ``mount_image``. Idempotent: False when it was not mounted."""
         target = self.mount_path(image_id)
-        if not _is_mountpoint(target):
+        if not is_mountpoint(target):
             return False
         proc = subprocess.run(["umount", target], capture_output=True, text=True)
         if proc.returncode != 0:
@@ -727,7 +729,7 @@ class Store:
 
     def _unmount_quietly(self, image_id: str) -> None:
         target = self.mount_path(image_id)
-        if _is_mountpoint(target):
+        if is_mountpoint(target):
             subprocess.run(["umount", "-l", target], capture_output=True)
         shutil.rmtree(os.path.dirname(target), ignore_errors=True)
 
@@ -825,7 +827,7 @@ def _unlink(path: str) -> None:
         os.unlink(path)
 
 
-def _is_mountpoint(path: str) -> bool:
+def is_mountpoint(path: str) -> bool:
     try:
         with open("/proc/self/mountinfo") as f:
             return any(line.split()[4] == path for line in f)

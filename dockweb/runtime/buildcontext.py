@@ -1,0 +1,231 @@
+"""A build's context directory: ``.dockerignore`` patterns (moby's fileutils.PatternMatcher)
+and ``BuildContext``, which finds, hashes and copies the sources of COPY and ADD."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+from dataclasses import dataclass
+
+from dockweb.runtime import oci
+from dockweb.runtime.errors import (
+    DockwebError,
+)
+
+# -- .dockerignore ----------------------------------------------------------------------
+
+
+@dataclass
+class _Pattern:
+    text: str
+    exclusion: bool
+    regex: re.Pattern
+    depth: int
+
+
+def read_dockerignore(text: str) -> list[str]:
+    """The patterns of a ``.dockerignore`` (moby's ``dockerignore.ReadAll``): comments and
+    blank lines dropped, each pattern cleaned, a leading ``/`` removed."""
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        neg = line.startswith("!")
+        if neg:
+            line = line[1:].strip()
+        if line:
+            line = os.path.normpath(line)
+            if line.startswith("/") and len(line) > 1:
+                line = line.lstrip("/") or "/"
+            if line == ".":
+                line = "."
+        out.append(("!" if neg else "") + line)
+    return out
+
+
+class PatternMatcher:
+    """moby's ``fileutils.PatternMatcher``: later patterns win, ``!`` re-includes, ``*`` and
+    ``?`` never cross ``/``, ``**`` spans directories, a pattern matching a parent directory
+    matches everything under it."""
+
+    def __init__(self, patterns: list[str]):
+        self.patterns: list[_Pattern] = []
+        for p in patterns:
+            exclusion = p.startswith("!")
+            text = p[1:] if exclusion else p
+            if not text:
+                raise DockwebError('illegal exclusion pattern: "!"')
+            self.patterns.append(
+                _Pattern(text, exclusion, re.compile(_pattern_regex(text)), len(text.split("/")))
+            )
+
+    @property
+    def exclusions(self) -> bool:
+        return any(p.exclusion for p in self.patterns)
+
+    def matches(self, path: str) -> bool:
+        matched = False
+        parent = os.path.dirname(path)
+        parent_dirs = parent.split("/") if parent else []
+        for p in self.patterns:
+            match = bool(p.regex.match(path))
+            if not match and parent and p.depth <= len(parent_dirs):
+                match = bool(p.regex.match("/".join(parent_dirs[: p.depth])))
+            if match:
+                matched = not p.exclusion
+        return matched
+
+
+def _pattern_regex(pattern: str) -> str:
+    out = "^"
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "*":
+            if i + 1 < len(pattern) and pattern[i + 1] == "*":
+                i += 2
+                if i < len(pattern) and pattern[i] == "/":
+                    i += 1
+                out += ".*" if i >= len(pattern) else "(.*/)?"
+                continue
+            out += "[^/]*"
+        elif ch == "?":
+            out += "[^/]"
+        elif ch in ".$":
+            out += "\\" + ch
+        elif ch == "\\":
+            if i + 1 < len(pattern):
+                out += "\\" + pattern[i + 1]
+                i += 1
+            else:
+                out += "\\\\"
+        else:
+            out += ch
+        i += 1
+    return out + "$"
+
+
+class BuildContext:
+    """The files of a build context after ``.dockerignore``: ``paths`` (relative, ``/``
+    separated) of every file, link and directory sent. The Dockerfile and ``.dockerignore``
+    are always sent, as the docker CLI does, but left out of ``paths`` when ``.dockerignore``
+    names them (the daemon removes them once read: moby's ``removeDockerfile``)."""
+
+    def __init__(self, root: str | None, dockerfile_name: str = "Dockerfile"):
+        self.root = os.path.abspath(root) if root else None
+        self.paths: set[str] = set()
+        self.size = 0  # bytes of the tar the docker CLI would send
+        self.hardlinks: dict[str, str] = {}  # path -> the first path of its inode in the tar
+        self._sums: dict[str, str] = {}
+        if self.root is None:
+            return
+        patterns: list[str] = []
+        ignore = os.path.join(self.root, ".dockerignore")
+        if os.path.isfile(ignore):
+            with open(ignore, encoding="utf-8", errors="replace") as f:
+                patterns = read_dockerignore(f.read())
+        matcher = PatternMatcher(patterns)
+        # the CLI always sends these two; the daemon reads them and then removes them from
+        # the context when .dockerignore names them (moby's removeDockerfile)
+        keep = {".dockerignore", dockerfile_name.lstrip("./")}
+
+        def walk(rel: str) -> None:
+            for entry in sorted(os.scandir(os.path.join(self.root, rel)), key=lambda e: e.name):
+                path = f"{rel}/{entry.name}" if rel else entry.name
+                excluded = matcher.matches(path) and path not in keep
+                is_dir = entry.is_dir(follow_symlinks=False)
+                if excluded and not (is_dir and matcher.exclusions):
+                    continue
+                if not excluded:
+                    if path not in keep or not matcher.matches(path):
+                        self.paths.add(path)
+                    st = entry.stat(follow_symlinks=False)
+                    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                        first = inodes.setdefault((st.st_dev, st.st_ino), path)
+                        if first != path:
+                            self.hardlinks[path] = first
+                    self.size += 512 + (
+                        -(-st.st_size // 512) * 512 if stat.S_ISREG(st.st_mode) else 0
+                    )
+                if is_dir:
+                    walk(path)
+
+        inodes: dict[tuple[int, int], str] = {}
+        walk("")
+        self.size += 1024
+
+    def has(self, rel: str) -> bool:
+        return rel in ("", ".") or rel in self.paths
+
+    def abs(self, rel: str) -> str:
+        assert self.root is not None
+        return os.path.join(self.root, rel) if rel not in ("", ".") else self.root
+
+    def children(self, rel: str) -> list[str]:
+        prefix = "" if rel in ("", ".") else rel + "/"
+        return sorted(p for p in self.paths if p.startswith(prefix) and "/" not in p[len(prefix) :])
+
+    def hash(self, rel: str) -> str:
+        """The COPY cache key's source part, as moby's copier computes it: ``file:<tarsum>``
+        for a file (its target's, for a symlink), ``dir:<sha256>`` of the sorted, comma-joined
+        sums of the directory and everything under it (not of the context root itself)."""
+        try:
+            is_dir = stat.S_ISDIR(os.stat(self.abs(rel)).st_mode)
+        except OSError:
+            is_dir = False  # a dangling symlink
+        if not is_dir:
+            return "file:" + self._hash(rel)
+        top = os.path.relpath(oci.in_root(self.root, rel), self.root)
+        top = "" if top == "." else top
+        prefix = top + "/" if top else ""
+        sums = [self._hash(p) for p in self.paths if p.startswith(prefix)]
+        if top:
+            sums.append(self._hash(top))
+        return "dir:" + hashlib.sha256(",".join(sorted(sums)).encode()).hexdigest()
+
+    def _hash(self, rel: str) -> str:
+        """archiveContext.Hash: the tarsum of the path with its symlinks followed inside the
+        context; the path itself when that is not a file of the context."""
+        real = os.path.relpath(oci.in_root(self.root, rel), self.root)
+        if real not in self.paths:
+            return rel
+        if real not in self._sums:
+            self._sums[real] = self._tarsum(real)
+        return self._sums[real]
+
+    def _tarsum(self, rel: str) -> str:
+        """tarsum v1 of one entry of the tar the docker CLI sends (FileInfoHeader, owners
+        0:0): sha256 of the selected header fields (no mtime, uname/gname blank), then the
+        file's bytes."""
+        full = self.abs(rel)
+        st = os.lstat(full)
+        mode = st.st_mode
+        name, size, link, major, minor = rel, 0, "", 0, 0
+        if rel in self.hardlinks:
+            kind, link = "1", self.hardlinks[rel]
+        elif stat.S_ISREG(mode):
+            kind, size = "0", st.st_size
+        elif stat.S_ISDIR(mode):
+            kind, name = "5", rel + "/"
+        elif stat.S_ISLNK(mode):
+            kind, link = "2", os.readlink(full)
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            kind = "3" if stat.S_ISCHR(mode) else "4"
+            major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        elif stat.S_ISFIFO(mode):
+            kind = "6"
+        else:
+            kind = "0"
+        header = (
+            f"name{name}mode{mode}uid0gid0size{size}typeflag{kind}linkname{link}"
+            f"unamegnamedevmajor{major}devminor{minor}"
+        )
+        h = hashlib.sha256(header.encode("utf-8", "surrogateescape"))
+        if kind == "0" and size:
+            with open(full, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+        return h.hexdigest()

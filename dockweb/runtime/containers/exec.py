@@ -1,0 +1,397 @@
+"""Running a command in a running container (``docker exec``) and the handle of one that
+runs (``ExecProcess``)."""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import select
+import shutil
+import signal as signals
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+from collections.abc import Callable
+
+from dockweb.runtime import attach as frames
+from dockweb.runtime import oci
+from dockweb.runtime.containers.ocirt import docker_words, log_error, with_pythonpath
+from dockweb.runtime.containers.state import Container, Status, write_json_atomic
+from dockweb.runtime.errors import (
+    ContainerConflict,
+    ContainerNotRunning,
+    ContainerStartError,
+    InvalidContainerSpec,
+)
+
+
+class ExecMixin:
+    """``ContainerManager``'s exec, exec_start and exec_detached."""
+
+    def _exec_command(
+        self, ref: str, cmd: list[str], *, tty: bool, user: str, env, workdir: str
+    ) -> tuple[Container, list[str], str]:
+        """Check that ``ref`` can exec and build ``<runtime> ... exec`` options (without the
+        container ID and command) and the path of the runtime's JSON log for this exec."""
+        c = self.get(ref)
+        if c.status is Status.PAUSED:
+            raise ContainerConflict(f"Container {ref} is paused, unpause the container before exec")
+        if not c.status.can_exec():
+            raise ContainerNotRunning(f"Container {c.id} is not running")
+        if not cmd:
+            raise InvalidContainerSpec("No exec command specified")
+        rootfs = self.mount_rootfs(c)
+        cfg = self.store.get_image(c.image_id).config.get("config") or {}
+        u = oci.resolve_user(rootfs, user or c.spec.user or cfg.get("User") or "")
+        # docker exec -t sets TERM=xterm for the exec whatever the container's own tty
+        base_env = oci.process_env(
+            oci.merge_env(cfg.get("Env") or [], c.spec.env), c.hostname, c.spec.tty or tty
+        )
+        # The exec's whole process, as containerd hands it to the runtime: the container's
+        # own (capabilities, rlimits, no_new_privileges, ...) with the command, env, cwd,
+        # terminal and user replaced. The runtimes' --user would keep the container's
+        # supplementary groups (root's 0) for another user; docker's exec has only the
+        # user's own.
+        with open(os.path.join(self.cdir(c.id), "bundle", "config.json"), "rb") as f:
+            process = json.load(f)["process"]
+        process.pop("consoleSize", None)
+        process["terminal"] = tty
+        process["args"] = list(cmd)
+        process["env"] = oci.merge_env(base_env, list(env))
+        if workdir or c.spec.workdir or cfg.get("WorkingDir"):
+            process["cwd"] = workdir or c.spec.workdir or cfg.get("WorkingDir")
+        process["user"] = {"uid": u.uid, "gid": u.gid}
+        if u.additional_gids:
+            process["user"]["additionalGids"] = list(u.additional_gids)
+        token = secrets.token_hex(4)
+        log = os.path.join(self.cdir(c.id), f"exec-{token}.log")
+        spec = log[: -len(".log")] + ".json"  # both go in _drop_exec_files
+        write_json_atomic(spec, process, durable=False)
+        return (
+            c,
+            [
+                self.runtime,
+                "--root",
+                self.runtime_root,
+                "--log",
+                log,
+                "--log-format",
+                "json",
+                "exec",
+                "--process",
+                spec,
+            ],
+            log,
+        )
+
+    def exec_start(
+        self,
+        ref: str,
+        cmd: list[str],
+        *,
+        tty: bool = False,
+        interactive: bool = False,
+        user: str = "",
+        env: list[str] | tuple = (),
+        workdir: str = "",
+    ) -> ExecProcess:
+        """Start ``cmd`` in the running container and return at once with a handle to pump
+        its I/O and wait for it (``docker exec -d`` plus an attach).
+
+        With ``tty`` the runtime runs ``exec --detach --tty --console-socket``: the pty's
+        master arrives here over the socket (SCM_RIGHTS) and is ``handle.master``, on which
+        ``resize`` sets the window size; the command's parent is a small subreaper
+        (``dockweb.runtime.execreaper``) that reports its exit code. Without ``tty`` the
+        runtime runs in the foreground and ``handle.stdin`` (a pipe with ``interactive``,
+        else /dev/null), ``handle.stdout`` and ``handle.stderr`` are pipes.
+
+        Raises what ``exec`` raises; with ``tty`` a runtime failure is raised here, without
+        it by ``wait()`` (the foreground runtime reports it when it exits)."""
+        c, rt, log = self._exec_command(ref, cmd, tty=tty, user=user, env=env, workdir=workdir)
+        if not tty:
+            proc = subprocess.Popen(
+                [*rt, c.id, *cmd],
+                stdin=subprocess.PIPE if interactive else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            return ExecProcess(proc, pid=proc.pid, log=log)
+        sock_dir = tempfile.mkdtemp(prefix="dwx-", dir="/tmp")
+        sock_path = os.path.join(sock_dir, "c.sock")
+        pid_file = os.path.join(sock_dir, "pid")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(sock_path)
+            sock.listen(1)
+            helper = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "dockweb.runtime.execreaper",
+                    "--pid-file",
+                    pid_file,
+                    "--",
+                    *rt,
+                    "--detach",
+                    "--tty",
+                    "--console-socket",
+                    sock_path,
+                    "--pid-file",
+                    pid_file,
+                    c.id,
+                    *cmd,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                env=with_pythonpath(os.environ),
+                cwd="/",
+            )
+            # the runtime sends the master before it exits, and the helper speaks only then
+            first = json.loads(helper.stdout.readline() or b'{"error": "helper died"}')
+            if "error" in first:
+                helper.wait()
+                err = log_error(log) or first["error"]
+                _drop_exec_files(log)
+                raise _exec_failed(err)
+            sock.settimeout(5)
+            master = _recv_fd(sock)
+        finally:
+            sock.close()
+            shutil.rmtree(sock_dir, ignore_errors=True)
+        _drop_exec_files(log)
+        return ExecProcess(helper, pid=first["pid"], master=master)
+
+    def exec_detached(
+        self, ref: str, cmd: list[str], *, user: str = "", env=(), workdir: str = ""
+    ) -> None:
+        """``docker exec -d``: start the command and return; its output goes nowhere, as
+        with dockerd (nothing attaches). Raises what ``exec`` raises if it cannot start."""
+        c, rt, log = self._exec_command(ref, cmd, tty=False, user=user, env=env, workdir=workdir)
+        try:
+            # the command inherits the runtime's stdio: all /dev/null, or a pipe of ours
+            # would stay open (and be waited for) as long as the command runs
+            proc = subprocess.run(
+                [*rt, "--detach", c.id, *cmd],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            err = log_error(log) or f"exit status {proc.returncode}"
+        finally:
+            _drop_exec_files(log)
+        if proc.returncode != 0:
+            raise _exec_failed(err)
+
+    def exec(
+        self,
+        ref: str,
+        cmd: list[str],
+        *,
+        tty: bool = False,
+        interactive: bool = False,
+        user: str = "",
+        env: list[str] | tuple = (),
+        workdir: str = "",
+        stdin=None,
+        stdout=None,
+        stderr=None,
+    ) -> int:
+        """Run ``cmd`` in the running container and return its exit code. ``stdin``,
+        ``stdout``, ``stderr`` are passed to the process (file objects or fds; None: this
+        process's own). Raises ContainerNotRunning / ContainerConflict (paused) with Docker's
+        messages, or ContainerStartError (exit code 126, as ``docker exec``) when the
+        runtime cannot start the command.
+
+        With ``tty`` the command gets a pty (``exec_start``) and this copies ``stdin`` (only
+        with ``interactive``) to it and its output to ``stdout`` until it exits; the local
+        terminal's mode is left alone (the CLI sets raw mode and forwards resizes itself)."""
+        if tty:
+            handle = self.exec_start(
+                ref, cmd, tty=True, interactive=interactive, user=user, env=env, workdir=workdir
+            )
+            return handle.proxy(_fileno(stdin, 0) if interactive else None, _fileno(stdout, 1))
+        c, rt, log = self._exec_command(ref, cmd, tty=False, user=user, env=env, workdir=workdir)
+        try:
+            proc = subprocess.run(
+                [*rt, c.id, *cmd],
+                stdin=stdin if stdin is not None else (None if interactive else subprocess.DEVNULL),
+                stdout=stdout,
+                stderr=stderr,
+            )
+            err = log_error(log)
+        finally:
+            _drop_exec_files(log)
+        if proc.returncode != 0 and err:
+            raise _exec_failed(err)
+        return proc.returncode
+
+
+class ExecProcess:
+    """A command started by ``ContainerManager.exec_start``.
+
+    ``pid``: the command's host pid (tty) or the foreground runtime's (no tty). ``master``:
+    the pty's master fd (tty only; owned by the handle, closed by ``close``). ``stdin``,
+    ``stdout``, ``stderr``: pipes (no tty only; stdin is None without ``interactive``).
+    Closing the master hangs the pty up, which sends the shell SIGHUP, as closing a
+    terminal window does."""
+
+    def __init__(
+        self, proc: subprocess.Popen, *, pid: int, master: int | None = None, log: str = ""
+    ):
+        self._proc = proc
+        self._log = log
+        self._exit_code: int | None = None
+        self.pid = pid
+        self.master = master
+        self.tty = master is not None
+        self.stdin = None if self.tty else proc.stdin
+        self.stdout = None if self.tty else proc.stdout
+        self.stderr = None if self.tty else proc.stderr
+
+    def resize(self, cols: int, rows: int) -> None:
+        """Set the pty's window size (TIOCSWINSZ; the kernel sends SIGWINCH to its
+        foreground process group). Does nothing without a tty or after ``close``."""
+        if self.master is None or cols <= 0 or rows <= 0:
+            return
+        with contextlib.suppress(OSError):
+            fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def poll(self) -> int | None:
+        """The exit code if the command has ended, else None (never blocks)."""
+        if self._exit_code is None and self._proc.poll() is not None:
+            self.wait()
+        return self._exit_code
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the command; its exit code as ``docker exec`` gives it (128 + signal
+        when killed). Raises TimeoutError, or ContainerStartError (126) when the runtime
+        could not start it (no tty: it says so only when it exits)."""
+        if self._exit_code is not None:
+            return self._exit_code
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"exec {self.pid}: still running") from None
+        if self.tty:
+            code = 255
+            for line in self._proc.stdout.read().splitlines():
+                with contextlib.suppress(ValueError, KeyError):
+                    code = int(json.loads(line)["exit_code"])
+            self._proc.stdout.close()
+        else:
+            code = self._proc.returncode
+            err = log_error(self._log)
+            _drop_exec_files(self._log)
+            if code != 0 and err:
+                self._exit_code = 126
+                raise _exec_failed(err)
+        self._exit_code = code
+        return code
+
+    def kill(self, sig: int = signals.SIGKILL) -> None:
+        """Signal the command (tty) or the foreground runtime, which forwards it. Gone: no-op."""
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def close(self) -> None:
+        """Release the pty master (hanging the terminal up) or the pipes. Idempotent."""
+        if self.master is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.master)
+            self.master = None
+        for f in (self.stdin, self.stdout, self.stderr):
+            if f is not None:
+                with contextlib.suppress(OSError):
+                    f.close()
+
+    def proxy(
+        self,
+        in_fd: int | None,
+        out_fd: int,
+        *,
+        on_wakeup: Callable[[], None] | None = None,
+        wakeup_fd: int | None = None,
+    ) -> int:
+        """Copy ``in_fd`` (None: nothing) to the pty and the pty to ``out_fd`` until the
+        command ends; close the handle and return its exit code. ``wakeup_fd``: readable
+        when ``on_wakeup`` should run (the CLI's SIGWINCH self-pipe)."""
+        assert self.master is not None, "proxy needs a tty exec"
+        watched = [self.master]
+        if in_fd is not None:
+            watched.append(in_fd)
+        if wakeup_fd is not None:
+            watched.append(wakeup_fd)
+        try:
+            while True:
+                ready, _, _ = select.select(watched, [], [], 0.5)
+                if self.master in ready:
+                    try:
+                        data = os.read(self.master, 65536)
+                    except OSError:  # EIO: every slave fd is closed, the command is gone
+                        data = b""
+                    if not data:
+                        break
+                    frames.write_all(out_fd, data)
+                if in_fd is not None and in_fd in ready:
+                    data = os.read(in_fd, 65536)
+                    if not data:  # our input ended: send EOF as a terminal does (^D)
+                        watched.remove(in_fd)
+                        in_fd = None
+                        frames.write_all(self.master, b"\x04")
+                    else:
+                        frames.write_all(self.master, data)
+                if wakeup_fd is not None and wakeup_fd in ready:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(wakeup_fd, 512)
+                    if on_wakeup:
+                        on_wakeup()
+                if not ready and self.poll() is not None:
+                    break
+        finally:
+            self.close()
+        return self.wait()
+
+
+# -- helpers shared with the supervisor -----------------------------------------------------
+
+
+def _exec_failed(err: str) -> ContainerStartError:
+    """An exec the runtime could not start, in dockerd's words (exit status 126)."""
+    return ContainerStartError(
+        f"OCI runtime exec failed: {docker_words(err, exec_=True)}: unknown", 126
+    )
+
+
+def _drop_exec_files(log: str) -> None:
+    """Remove an exec's runtime log and the process.json beside it."""
+    for path in (log, log[: -len(".log")] + ".json"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def _recv_fd(sock: socket.socket) -> int:
+    """Accept one connection on a console socket and return the fd it carries."""
+    conn, _ = sock.accept()
+    with conn:
+        fds = array.array("i")
+        _, ancdata, _, _ = conn.recvmsg(1024, socket.CMSG_LEN(fds.itemsize))
+        for level, kind, data in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+    if not fds:
+        raise ContainerStartError("OCI runtime exec failed: no console received: unknown", 126)
+    return fds[0]
+
+
+def _fileno(f, default: int) -> int:
+    if f is None:
+        return default
+    return f if isinstance(f, int) else f.fileno()

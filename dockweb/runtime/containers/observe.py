@@ -1,0 +1,391 @@
+"""Looking at a container without changing it: logs, diff, size, processes, stats, top,
+its file system (``scope``, ``export``, ``existing_paths``)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from dockweb.runtime import overlay
+from dockweb.runtime.containers.state import read_text
+from dockweb.runtime.errors import ContainerNotRunning, DockwebError, InvalidContainerSpec
+from dockweb.runtime.store import parse_time
+from dockweb.runtime.volumes import dir_size
+
+# For type checkers only, without importing typing (4 ms of the CLI's fast run path)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
+
+class ObserveMixin:
+    """``ContainerManager``'s logs, diff, size, pids, stats, top, scope, export."""
+
+    # -- logs -----------------------------------------------------------------------------
+
+    def logs(
+        self,
+        ref: str,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        timestamps: bool = False,
+        since: str | float | None = None,
+        until: float | None = None,
+    ) -> Iterator[tuple[str, str, str]]:
+        """Yield (stream, text, time) from the json-file log. ``text`` keeps its newline;
+        with ``timestamps`` it is prefixed by the time and a space (as ``docker logs -t``).
+        ``follow`` keeps reading until the container stops. ``since`` and ``until`` (Unix
+        seconds) keep the entries written from and up to then; ``until`` also ends a
+        follow once it has passed, as dockerd's."""
+        c = self.get(ref)
+        path = os.path.join(self.cdir(c.id), "container.log")
+        since_dt = None
+        if since is not None:
+            since_dt = (
+                datetime.fromtimestamp(float(since), UTC)
+                if isinstance(since, (int, float))
+                else parse_time(since)
+            )
+
+        def entry(line: bytes):
+            try:
+                d = json.loads(line)
+            except ValueError:
+                return None
+            if since_dt is not None and parse_time(d["time"]) < since_dt:
+                return None
+            if until is not None and parse_time(d["time"]).timestamp() > until:
+                return None
+            text = d["log"]
+            if timestamps:
+                text = f"{d['time']} {text}"
+            return d["stream"], text, d["time"]
+
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            return
+        with f:
+            yield from read_log(
+                f,
+                entry,
+                tail,
+                lambda: (
+                    follow and (until is None or time.time() <= until) and self.shim_alive(c.id)
+                ),
+            )
+
+    # -- inspection -----------------------------------------------------------------------
+
+    def diff(self, ref: str) -> list[tuple[str, str]]:
+        """Changes of the writable layer as ``docker diff`` lists them (moby archive
+        ``changes`` with overlay deletions): whiteouts and opaque dirs are D, an entry in the
+        writable layer that exists in a lower layer is C (unless it is a directory whose size,
+        mode and mtime are unchanged), anything else A; the parent of an A or D is C."""
+        c = self.get(ref)
+        upper = os.path.join(self.cdir(c.id), "upper")
+        lowers = self._lower_dirs(c)
+        changes: list[tuple[str, str]] = []
+        changed_dirs: set[str] = set()
+
+        def walk(rel: str) -> None:
+            try:
+                names = sorted(os.listdir(os.path.join(upper, rel.lstrip("/"))))
+            except NotADirectoryError:
+                return
+            for name in names:
+                path = f"{rel.rstrip('/')}/{name}"
+                full = os.path.join(upper, path.lstrip("/"))
+                st = os.lstat(full)
+                kind = ""
+                is_dir = stat.S_ISDIR(st.st_mode)
+                if overlay.is_whiteout(st):
+                    kind = "D"
+                elif is_dir and overlay.is_opaque(full, userxattr=True):
+                    kind = "D"
+                if not kind:
+                    kind = "A"
+                    skip = False
+                    for layer in lowers:
+                        try:
+                            lst = os.stat(os.path.join(layer, path.lstrip("/")))
+                        except OSError:
+                            continue
+                        if (
+                            stat.S_ISDIR(lst.st_mode)
+                            and is_dir
+                            and (
+                                lst.st_size == st.st_size
+                                and lst.st_mode == st.st_mode
+                                and _same_fs_time(lst.st_mtime_ns, st.st_mtime_ns)
+                            )
+                        ):
+                            skip = True
+                        kind = "C"
+                        break
+                    if skip:
+                        if is_dir:
+                            walk(path)
+                        continue
+                if is_dir:
+                    changed_dirs.add(path)
+                # every unrecorded ancestor is reported as changed, outermost first (what
+                # `docker diff` prints on overlay2: "C /etc" for a changed /etc/passwd)
+                tail = []
+                parent = os.path.dirname(path)
+                while parent != "/":
+                    if parent not in changed_dirs:
+                        tail.insert(0, ("C", parent))
+                        changed_dirs.add(parent)
+                    parent = os.path.dirname(parent)
+                changes.extend(tail)
+                changes.append((kind, path))
+                if is_dir:
+                    walk(path)
+
+        walk("/")
+        return changes
+
+    def size(self, ref: str) -> tuple[int, int]:
+        """(SizeRw, SizeRootFs): the writable layer's size as moby's directory.Size counts
+        it, and that plus the image's size."""
+        c = self.get(ref)
+        rw = dir_size(os.path.join(self.cdir(c.id), "upper"))
+        return rw, rw + self.store.image_size(self.store.get_image(c.image_id))
+
+    def _cgroup_dir(self, pid: int, controller: str) -> str | None:
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                for line in f:
+                    _, ctrls, path = line.rstrip("\n").split(":", 2)
+                    if controller in ctrls.split(","):
+                        base = f"/sys/fs/cgroup/{controller}"
+                        if not os.path.isdir(base):
+                            base = f"/sys/fs/cgroup/{ctrls}"
+                        return base + path
+        except OSError:
+            return None
+        return None
+
+    def pids(self, ref: str) -> list[int]:
+        """The container's processes (from its pids cgroup), init first."""
+        c = self.get(ref)
+        if not c.status.is_active or not c.state.pid:
+            return []
+        cg = self._cgroup_dir(c.state.pid, "pids")
+        out = []
+        if cg:
+            with contextlib.suppress(OSError):
+                with open(os.path.join(cg, "cgroup.procs")) as f:
+                    out = [int(x) for x in f.read().split()]
+        if c.state.pid in out:
+            out.remove(c.state.pid)
+            out.insert(0, c.state.pid)
+        return out or [c.state.pid]
+
+    def stats(self, ref: str, interval: float = 0.2) -> dict:
+        """One ``docker stats --no-stream`` sample from the cgroup v1 files:
+        ``{cpu_usage_ns, cpu_percent, memory_usage, memory_limit, memory_percent, pids}``.
+        cpu_percent is measured over ``interval`` seconds, as Docker's
+        (container delta / system delta * online CPUs * 100)."""
+        c = self.get(ref)
+        if not c.status.is_active:
+            raise ContainerNotRunning(f"Container {c.id} is not running")
+        pid = c.state.pid
+        cpu = self._cgroup_dir(pid, "cpuacct")
+        mem = self._cgroup_dir(pid, "memory")
+        pids_dir = self._cgroup_dir(pid, "pids")
+
+        def cpu_usage() -> int:
+            return int(read_text(os.path.join(cpu, "cpuacct.usage")) or 0) if cpu else 0
+
+        def system_usage() -> int:
+            with open("/proc/stat") as f:
+                fields = f.readline().split()[1:8]
+            return sum(int(x) for x in fields) * 10_000_000  # USER_HZ ticks to ns
+
+        c1, s1 = cpu_usage(), system_usage()
+        time.sleep(interval)
+        c2, s2 = cpu_usage(), system_usage()
+        online = os.cpu_count() or 1
+        percent = (c2 - c1) / (s2 - s1) * online * 100.0 if s2 > s1 and c2 >= c1 else 0.0
+        usage = int(read_text(os.path.join(mem, "memory.usage_in_bytes")) or 0) if mem else 0
+        limit = int(read_text(os.path.join(mem, "memory.limit_in_bytes")) or 0) if mem else 0
+        inactive = 0
+        if mem:
+            for line in read_text(os.path.join(mem, "memory.stat")).splitlines():
+                k, _, v = line.partition(" ")
+                if k == "total_inactive_file":
+                    inactive = int(v)
+        usage = max(usage - inactive, 0)
+        try:
+            import psutil
+
+            host_mem = psutil.virtual_memory().total
+        except Exception:  # noqa: BLE001 - psutil is optional here
+            host_mem = limit
+        if not limit or limit > host_mem:
+            limit = host_mem
+        npids = int(read_text(os.path.join(pids_dir, "pids.current")) or 0) if pids_dir else 0
+        return {
+            "id": c.id,
+            "name": c.name,
+            "cpu_usage_ns": c2,
+            "cpu_percent": percent,
+            "memory_usage": usage,
+            "memory_limit": limit,
+            "memory_percent": usage / limit * 100.0 if limit else 0.0,
+            "pids": npids,
+        }
+
+    def top(self, ref: str, ps_args: str = "-ef") -> tuple[list[str], list[list[str]]]:
+        """``docker top``: the host's ``ps`` output restricted to the container's processes
+        (titles, rows), as moby's ContainerTop: ``ps ARGS -q PIDS`` first, plain ``ps ARGS``
+        if ps refuses that, rows split on ASCII whitespace with the overhang joined into
+        the last column. A ps failure is its first line of stderr ("ps: error: ...")."""
+        ps_args = ps_args or "-ef"
+        for key, value in re.findall(r"\s+([^\s]*)=\s*(PID[^\s]*)", ps_args):
+            if key != "pid":  # renaming a column to PID would fool the filter below
+                raise InvalidContainerSpec(f'specifying "{key}={value}" is not allowed')
+        c = self.get(ref)
+        if not c.status.is_active:
+            raise ContainerNotRunning(f"Container {c.id} is not running")
+        pids = self.pids(c.id)
+        args = ["ps", *ps_args.split(" ")]
+        ps = subprocess.run([*args, "-q", ",".join(map(str, pids))], capture_output=True)
+        if ps.returncode != 0:  # some options (f) do not go with q
+            ps = subprocess.run(args, capture_output=True)
+            if ps.returncode != 0:
+                why = ps.stderr.decode(errors="replace").split("\n", 1)[0]
+                raise DockwebError(f"ps: {why or f'exit status {ps.returncode}'}")
+        return parse_ps(ps.stdout.decode(errors="replace"), set(pids))
+
+    def scope(self, ref: str):
+        """The container and its file system as its processes see it (``copy.Scope``): the
+        root file system mounted, with its volumes and bind mounts (``docker cp``)."""
+        from dockweb.runtime.copy import Scope
+
+        c = self.get(ref)
+        cdir = self.cdir(c.id)
+        files = [  # the files every container gets bind-mounted, as dockerd's
+            {"destination": f"/etc/{name}", "source": os.path.join(cdir, name), "rw": True}
+            for name in ("hostname", "hosts", "resolv.conf")
+            if os.path.exists(os.path.join(cdir, name))
+        ]
+        return c, Scope(self.mount_rootfs(c), [*c.mounts, *files])
+
+    def export(self, ref: str, out: BinaryIO) -> None:
+        """Write the container's merged root filesystem as a tar stream (``docker export``):
+        owners numeric, entries relative to ``/``, without the volumes and bind mounts."""
+        c = self.get(ref)
+        rootfs = self.mount_rootfs(c)
+        import tarfile  # here: 4 ms of every `run`'s start-up otherwise
+
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for dirpath, dirnames, filenames in os.walk(rootfs):
+                dirnames.sort()
+                for name in sorted(dirnames) + sorted(filenames):
+                    full = os.path.join(dirpath, name)
+                    arc = os.path.relpath(full, rootfs)
+                    info = tar.gettarinfo(full, arcname=arc)
+                    info.uname = info.gname = ""
+                    if info.isreg():
+                        with open(full, "rb") as f:
+                            tar.addfile(info, f)
+                    else:
+                        tar.addfile(info)
+
+    def existing_paths(self, ref: str, paths: list[str]) -> list[str]:
+        """Those of ``paths`` (absolute) that exist in the container's filesystem, in the
+        given order, read from its writable layer and its image's layers (top first, a
+        whiteout hides what is below) without mounting anything. A symlink counts as
+        present. For offering only the shells an image has."""
+        c = self.get(ref)
+        layers = [os.path.join(self.cdir(c.id), "upper"), *self._lower_dirs(c)]
+        found = []
+        for path in paths:
+            rel = path.lstrip("/")
+            for layer in layers:
+                try:
+                    st = os.lstat(os.path.join(layer, rel))
+                except OSError:
+                    continue
+                if not overlay.is_whiteout(st):
+                    found.append(path)
+                break
+        return found
+
+
+def read_log(f, entry, tail: int | None, more) -> Iterator[tuple[str, str, str]]:
+    """Entries of an open json-file log; then, while ``more()``, new ones as they come."""
+    lines = f.read().splitlines(keepends=True)
+    pending = b""
+    if lines and not lines[-1].endswith(b"\n"):
+        pending = lines.pop()
+    if tail is not None and tail >= 0:
+        lines = lines[len(lines) - tail :] if tail else []
+    for line in lines:
+        e = entry(line)
+        if e:
+            yield e
+    while True:
+        chunk = f.read()
+        if chunk:
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                e = entry(line)
+                if e:
+                    yield e
+            continue
+        if not more():
+            rest = f.read()
+            if rest:
+                pending += rest
+                continue
+            return
+        time.sleep(0.05)
+
+
+def _same_fs_time(a_ns: int, b_ns: int) -> bool:
+    """moby's sameFsTime: equal, or the same second when either side lacks nanoseconds."""
+    if a_ns == b_ns:
+        return True
+    return a_ns // 10**9 == b_ns // 10**9 and (a_ns % 10**9 == 0 or b_ns % 10**9 == 0)
+
+
+_ASCII_SPACE = re.compile(r"[\t\n\v\f\r ]+")
+
+
+def parse_ps(output: str, pids: set[int]) -> tuple[list[str], list[list[str]]]:
+    """moby's parsePSOutput: the titles and the rows of ``pids``; a row has as many columns
+    as there are titles, what overhangs joined with spaces into the last."""
+    lines = output.split("\n")
+    titles = _ASCII_SPACE.split(lines[0].strip(" \t\n\v\f\r")) if lines[0].strip() else []
+    if "PID" not in titles:
+        raise DockwebError("Couldn't find PID field in ps output")
+    pid_col = titles.index("PID")
+    rows = []
+    for line in lines[1:]:
+        fields = _ASCII_SPACE.split(line.strip(" \t\n\v\f\r"))
+        if not line or len(fields) <= pid_col or fields[pid_col] == "-":
+            continue  # "-": a thread line of -L; moby never keeps those either
+        try:
+            pid = int(fields[pid_col])
+        except ValueError:
+            raise DockwebError(
+                f"Unexpected pid '{fields[pid_col]}': strconv.Atoi: parsing "
+                f'"{fields[pid_col]}": invalid syntax'
+            ) from None
+        if pid in pids:
+            n = len(titles)
+            rows.append(fields[: n - 1] + [" ".join(fields[n - 1 :])])
+    return titles, rows
