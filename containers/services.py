@@ -24,20 +24,19 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from containers.models import Container, ContainerOperation, Volume
-from containers.shapes import (  # noqa: F401 - part of this module's interface
-    GO_ZERO,
-    InvalidOption,
-    _attr,
-    _go_time,
-    _parse_go_time,
-    build_spec,
+from dockweb.docker.containers import (  # noqa: F401 - part of this module's interface
     container_json,
     inspect_volume,
+)
+from dockweb.docker.containers import row_fields as _row_fields
+from dockweb.docker.run_options import (  # noqa: F401 - part of this module's interface
+    InvalidOption,
+    build_spec,
     parse_env,
     parse_labels,
     parse_mount,
 )
-from containers.shapes import row_fields as _row_fields
+from dockweb.docker.times import parse_go_time as _parse_go_time
 from dockweb.runtime.errors import Conflict, DockwebError
 
 if TYPE_CHECKING:

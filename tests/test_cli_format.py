@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dockweb.cli.format import (
+from dockweb.docker.format import (
     ALIGN_RIGHT,
     DEBUG,
     DISCARD_EMPTY_COLUMNS,

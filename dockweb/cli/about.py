@@ -57,7 +57,7 @@ def version_data() -> dict:
 
 
 def cmd_version(args) -> int:
-    from dockweb.cli.format import format_rows
+    from dockweb.docker.format import format_rows
 
     data = version_data()
     if args.format:
@@ -130,7 +130,7 @@ def info_data() -> dict:
 
 
 def cmd_info(args) -> int:
-    from dockweb.cli.format import format_rows
+    from dockweb.docker.format import format_rows
     from dockweb.runtime.units import bytes_size
 
     data = info_data()

@@ -19,8 +19,11 @@ import json
 import os
 import sys
 import time
-from datetime import UTC, datetime
 
+from dockweb.docker.filters import parse_filters
+from dockweb.docker.ps import container_summary, filter_summaries, ps_rows
+from dockweb.docker.stats import stats_row
+from dockweb.docker.volumes import volume_rows
 from dockweb.runtime.errors import DockwebError, os_reason
 
 # The Go types docker/cli renders each listing with, named by "can't evaluate field" errors.
@@ -124,143 +127,11 @@ def _out(text: str) -> None:
 # -- formatting (no runtime needed) ------------------------------------------------------
 
 
-def _unix(value: str) -> int:
-    from dockweb.runtime.store import parse_time
-
-    if not value or value.startswith("0001-01-01"):
-        return 0
-    return int(parse_time(value).timestamp())
-
-
-def _unix_ns(value: str) -> int:
-    """An RFC 3339 time in nanoseconds: creation order, where seconds tie."""
-    if not value or value.startswith("0001-01-01"):
-        return 0
-    head, _, frac = value.rstrip("Z").partition(".")
-    digits = "".join(c for c in frac if c.isdigit())[:9].ljust(9, "0")
-    return _unix(head + "Z") * 10**9 + int(digits)
-
-
-def _time(value: str) -> datetime | None:
-    from dockweb.runtime.store import parse_time
-
-    if not value or value.startswith("0001-01-01"):
-        return None
-    return parse_time(value)
-
-
-def container_summary(info: dict, size: tuple[int, int] | None = None) -> dict:
-    """docker's types.Container (what `docker ps` gets) from a ContainerJSON."""
-    from containers.models import status_text
-    from containers.shapes import summary_ports
-
-    state = info["State"]
-    args = [f"'{a}'" if " " in a else a for a in info.get("Args") or []]
-    command = f"{info['Path']} {' '.join(args)}" if args else info["Path"]
-    out = {
-        "Id": info["Id"],
-        "Names": [info["Name"] if info["Name"].startswith("/") else "/" + info["Name"]],
-        "Image": info["Config"].get("Image") or info["Image"],
-        "ImageID": info["Image"],
-        "Command": command,
-        "Created": _unix(info["Created"]),
-        "_created_ns": _unix_ns(info["Created"]),  # ours: ps's order and before/since
-        "State": state["Status"],
-        "Status": status_text(
-            state["Status"],
-            started_at=_time(state["StartedAt"]),
-            finished_at=_time(state["FinishedAt"]),
-            exit_code=state["ExitCode"],
-        ),
-        "Labels": info["Config"].get("Labels") or {},
-        "Mounts": info.get("Mounts") or [],
-        "NetworkMode": info["HostConfig"].get("NetworkMode", "none"),
-        "Ports": summary_ports(info),
-    }
-    if size is not None:
-        out["SizeRw"], out["SizeRootFs"] = size
-    return out
-
-
-def _image_column(image: str, image_id: str, trunc: bool) -> str:
-    """docker/cli ContainerContext.Image()."""
-    from dockweb.runtime import reference as refs
-
-    if not image:
-        return "<no image>"
-    if trunc:
-        short = image_id.split(":", 1)[-1][:12]
-        if short and short == image.split(":", 1)[-1][:12]:
-            return short
-        try:
-            ref = refs.parse_normalized_named(image)
-        except DockwebError:
-            return image
-        if ref.tag:
-            return ref.familiar_string() if not ref.digest else (
-                refs.parse_normalized_named(f"{ref.name}:{ref.tag}").familiar_string()
-            )
-        return ref.familiar_name
-    return image
-
-
-def _created_at(unix: int) -> str:
-    t = datetime.fromtimestamp(unix, UTC).astimezone()
-    return t.strftime("%Y-%m-%d %H:%M:%S %z ") + (t.tzname() or "UTC")
-
-
-def ps_rows(summaries: list[dict], *, trunc: bool = True, now: float | None = None) -> list[dict]:
-    """docker/cli's ContainerContext for each container: the values --format sees."""
-    from containers.shapes import display_ports
-    from dockweb.cli.format import lookup_method
-    from dockweb.cli.main import truncate_display
-    from dockweb.runtime.units import human_duration, human_size
-
-    now = time.time() if now is None else now
-    rows = []
-    for s in summaries:
-        names = [n.lstrip("/") for n in s["Names"]]
-        if trunc:
-            names = [next((n for n in names if "/" not in n), names[0])] if names else []
-        command = truncate_display(s["Command"], 20) if trunc else s["Command"]
-        labels = s.get("Labels") or {}
-        size = ""
-        if "SizeRw" in s:
-            srw = human_size(s["SizeRw"], 3)
-            size = srw
-            if s["SizeRootFs"] > 0:
-                size = f"{srw} (virtual {human_size(s['SizeRootFs'], 3)})"
-        mounts = [m.get("Name") or m.get("Source", "") for m in s.get("Mounts") or []]
-        row = {
-            "ID": s["Id"][:12] if trunc else s["Id"],
-            "Image": _image_column(s["Image"], s["ImageID"], trunc),
-            "Command": json.dumps(command, ensure_ascii=False),
-            "CreatedAt": _created_at(s["Created"]),
-            "RunningFor": human_duration(now - s["Created"]) + " ago",
-            "Ports": display_ports(s.get("Ports") or []),
-            "State": s["State"],
-            "Status": s["Status"],
-            "Size": size,
-            "Names": ",".join(names),
-            "Labels": ",".join(f"{k}={v}" for k, v in labels.items()),
-            "Mounts": ",".join(
-                truncate_display(m, 15) if trunc and len(m) == 64 else m for m in mounts
-            ),
-            "Networks": s.get("NetworkMode", ""),
-            "LocalVolumes": str(
-                sum(1 for m in s.get("Mounts") or [] if m.get("Driver") == "local")
-            ),
-        }
-        row["Label"] = lookup_method(labels)
-        rows.append(row)
-    return rows
-
-
 def check_ps_format(fmt: str) -> None:
     """docker/cli's ``ps`` runs a ``--format`` once on an empty container before it lists
     any (to learn whether it needs sizes), so a bad template fails even with no containers,
     with its own wording: "failed to parse template" or "failed to execute template"."""
-    from dockweb.cli.format import FormatError, Template, lookup_method
+    from dockweb.docker.format import FormatError, Template, lookup_method
 
     try:
         tmpl = Template(fmt)
@@ -283,157 +154,15 @@ def ps_format(fmt: str | None, *, quiet: bool, size: bool) -> str:
     return PS_TABLE + ("\t{{.Size}}" if size else "")
 
 
-def filter_summaries(summaries: list[dict], filters: dict[str, list[str]]) -> list[dict]:
-    """``ps -f`` as dockerd's list filters: status, name, id, label, exited, ancestor,
-    before and since (a container's full ID or name), volume (name, source or destination),
-    network, health, is-task, publish and expose. dockweb has no health checks, no swarm
-    tasks and no published ports: health=none and is-task=false keep every container,
-    the other values and any publish or expose keep none."""
-    import re
-
-    accepted = {
-        "status", "name", "id", "label", "exited", "ancestor", "before", "since", "volume",
-        "network", "health", "is-task", "publish", "expose",
-    }
-    for key in filters:
-        if key not in accepted:
-            raise DockwebError(f"Invalid filter '{key}'")
-    states = {"created", "running", "paused", "restarting", "removing", "exited", "dead"}
-    for v in filters.get("status", []):
-        if v not in states:
-            raise DockwebError(f"Unrecognised filter value for status: {v}")
-    for v in filters.get("health", []):
-        if v not in ("starting", "healthy", "unhealthy", "none"):
-            raise DockwebError(f"Unrecognised filter value for health: {v}")
-    for v in filters.get("is-task", []):
-        if v not in ("true", "false"):
-            raise DockwebError(f"Invalid filter 'is-task=[{v}]'")
-    for key in ("publish", "expose"):
-        for v in filters.get(key, []):
-            for port in v.partition("/")[0].split("-"):
-                if not port.isdigit() or int(port) > 65535:
-                    raise DockwebError(
-                        f"error while looking up for {key} {v}: strconv.ParseUint: "
-                        f'parsing "{port}": invalid syntax'
-                    )
-    if filters.get("publish") or filters.get("expose"):
-        return []  # no container publishes or exposes a port
-    if "false" not in filters.get("is-task", ["false"]):
-        return []
-    if "none" not in filters.get("health", ["none"]):
-        return []
-    order = {}  # (created, id): the order ps lists in, newest first
-    for key in ("before", "since"):
-        if key in filters:
-            ref = filters[key][-1]
-            found = [
-                x for x in summaries
-                if x["Id"] == ref or ref.lstrip("/") in (n.lstrip("/") for n in x["Names"])
-            ]
-            if not found:
-                raise DockwebError(f"no such container {ref}")
-            order[key] = (found[0].get("_created_ns", 0), found[0]["Id"])
-    out = []
-    for s in summaries:
-        here = (s.get("_created_ns", 0), s["Id"])
-        if "before" in order and here >= order["before"]:
-            continue
-        if "since" in order and here <= order["since"]:
-            continue
-        if "volume" in filters and not any(
-            v in (m.get("Name") or m.get("Source"), m.get("Destination"))
-            for v in filters["volume"]
-            for m in s.get("Mounts") or []
-        ):
-            continue
-        if "network" in filters and s.get("NetworkMode", "") not in filters["network"]:
-            continue
-        if "status" in filters and s["State"] not in filters["status"]:
-            continue
-        if "name" in filters and not any(
-            re.search(p, n.lstrip("/")) or re.search(p, n)
-            for p in filters["name"]
-            for n in s["Names"]
-        ):
-            continue
-        if "id" in filters and not any(s["Id"].startswith(p) for p in filters["id"]):
-            continue
-        if "label" in filters:
-            labels = s.get("Labels") or {}
-            ok = True
-            for item in filters["label"]:
-                key, eq, value = item.partition("=")
-                if key not in labels or (eq and labels[key] != value):
-                    ok = False
-            if not ok:
-                continue
-        if "exited" in filters:
-            code = None
-            if s["State"] == "exited":
-                code = s["Status"].split("(", 1)[-1].split(")", 1)[0]
-            if code is None or code not in filters["exited"]:
-                continue
-        if "ancestor" in filters and not any(
-            a in (s["Image"], s["ImageID"]) or s["ImageID"].split(":", 1)[-1].startswith(a)
-            or _image_column(s["Image"], s["ImageID"], True) == a
-            for a in filters["ancestor"]
-        ):
-            continue
-        out.append(s)
-    return out
-
-
 def top_table(titles: list[str], processes: list[list[str]]) -> str:
     """docker top: tabwriter.NewWriter(out, 20, 1, 3, ' ', 0)."""
-    from dockweb.cli.format import TabWriter
+    from dockweb.docker.format import TabWriter
 
     w = TabWriter(20, 1, 3, " ", 0)
     w.write("\t".join(titles) + "\n")
     for p in processes:
         w.write("\t".join(p) + "\n")
     return w.flush()
-
-
-def stats_row(info: dict, stats: dict, *, trunc: bool = True) -> dict:
-    """docker/cli's stats columns from a stats dict of the runtime."""
-    from dockweb.runtime.units import bytes_size, human_size
-
-    mem = int(stats.get("memory_usage", stats.get("memory", 0)) or 0)
-    limit = int(stats.get("memory_limit", 0) or 0)
-    cpu = float(stats.get("cpu_percent", 0.0) or 0.0)
-    rx, tx = int(stats.get("net_rx", 0) or 0), int(stats.get("net_tx", 0) or 0)
-    br, bw = int(stats.get("block_read", 0) or 0), int(stats.get("block_write", 0) or 0)
-    return {
-        "ID": info["Id"][:12] if trunc else info["Id"],
-        "Container": info["Id"][:12] if trunc else info["Id"],
-        "Name": info["Name"].lstrip("/"),
-        "CPUPerc": f"{cpu:.2f}%",
-        "MemUsage": f"{bytes_size(mem)} / {bytes_size(limit)}",
-        "MemPerc": f"{(mem / limit * 100) if limit else 0.0:.2f}%",
-        "NetIO": f"{human_size(rx, 3)} / {human_size(tx, 3)}",
-        "BlockIO": f"{human_size(br, 3)} / {human_size(bw, 3)}",
-        "PIDs": str(int(stats.get("pids", 0) or 0)),
-    }
-
-
-def volume_rows(volumes: list[dict]) -> list[dict]:
-    from dockweb.cli.format import lookup_method
-
-    rows = []
-    for v in volumes:
-        labels = v.get("Labels") or {}
-        row = {
-            "Name": v["Name"],
-            "Driver": v["Driver"],
-            "Scope": v.get("Scope", "local"),
-            "Mountpoint": v["Mountpoint"],
-            "Labels": ",".join(f"{k}={val}" for k, val in labels.items()),
-            "Links": "N/A",
-            "Size": "N/A",
-        }
-        row["Label"] = lookup_method(labels)
-        rows.append(row)
-    return rows
 
 
 def parse_signal(value: str) -> str:
@@ -456,7 +185,8 @@ def parse_signal(value: str) -> str:
 
 
 def _spec_from_args(args):
-    from containers import shapes  # not services: the fast run path has no Django
+    # not containers.services: the fast run path has no Django
+    from dockweb.docker import run_options as shapes
 
     if args.publish and args.network == "host":
         _err("WARNING: Published ports are discarded when using host network mode")
@@ -525,7 +255,7 @@ def _run_exit_code(err: Exception) -> int:
 
 def _report(cmd: str, err: Exception, *, with_help: bool) -> None:
     """docker/cli reportError: ``docker: <error>.`` and, for bad input, the help hint."""
-    from containers.shapes import InvalidFlag
+    from dockweb.docker.run_options import InvalidFlag
 
     if isinstance(err, InvalidFlag):  # pflag's own error: bare, as its FlagErrorFunc
         _err(f"{err}\nSee 'dockweb {cmd} --help'.")
@@ -538,7 +268,7 @@ def _report(cmd: str, err: Exception, *, with_help: bool) -> None:
 
 
 def _client_side(err: Exception) -> bool:
-    from containers.shapes import ClientOption, InvalidOption
+    from dockweb.docker.run_options import ClientOption, InvalidOption
 
     if isinstance(err, ClientOption):
         return True
@@ -550,7 +280,7 @@ class CidFile:
     container, the ID written once it exists, removed if it never got one."""
 
     def __init__(self, path: str | None) -> None:
-        from containers.shapes import ClientOption
+        from dockweb.docker.run_options import ClientOption
 
         self.path, self.written, self.file = path, False, None
         if not path:
@@ -953,14 +683,12 @@ def cmd_rm(args) -> int:
 
 
 def _filters(pairs: list[str]) -> dict[str, list[str]]:
-    from images.services import parse_filters
-
     return parse_filters(pairs)
 
 
 def cmd_ps(args) -> int:
     from containers import services
-    from dockweb.cli.format import format_rows
+    from dockweb.docker.format import format_rows
 
     filters = _filters(args.filter or [])
     if args.format:
@@ -1066,7 +794,7 @@ def _inspect_one(name: str, *, size: bool, kinds: tuple[str, ...]) -> dict:
 
 
 def cmd_inspect(args, kinds=("container",)) -> int:
-    from dockweb.cli.format import render
+    from dockweb.docker.format import render
 
     results, errors = [], []
     for name in args.names:
@@ -1108,7 +836,7 @@ def cmd_top(args) -> int:
 
 def cmd_stats(args) -> int:
     from containers import services
-    from dockweb.cli.format import format_rows
+    from dockweb.docker.format import format_rows
 
     mgr = services.get_manager()
     if args.containers:
@@ -1320,7 +1048,7 @@ def cmd_wait(args) -> int:
 def cmd_update(args) -> int:
     """docker update: -m, --cpus, --pids-limit and --restart, for each container named."""
     from containers import services
-    from containers.shapes import parse_cpus, parse_memory, parse_restart
+    from dockweb.docker.run_options import parse_cpus, parse_memory, parse_restart
 
     changes: dict = {}
     try:
@@ -1387,7 +1115,7 @@ def cmd_port(args) -> int:
 
 def cmd_volume_ls(args) -> int:
     from containers import services
-    from dockweb.cli.format import format_rows
+    from dockweb.docker.format import format_rows
 
     filters = _filters(args.filter or [])
     for key in filters:
@@ -1454,7 +1182,7 @@ def cmd_volume_create(args) -> int:
 
 def cmd_volume_inspect(args) -> int:
     from containers import services
-    from dockweb.cli.format import render
+    from dockweb.docker.format import render
 
     results, errors = [], []
     for name in args.names:

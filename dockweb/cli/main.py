@@ -13,10 +13,10 @@ import json
 import os
 import shlex
 import sys
-import time
-from datetime import UTC, datetime
 
 from dockweb.cli import containers as containers_cli
+from dockweb.docker.filters import parse_filters
+from dockweb.docker.images import history_rows, image_rows
 from dockweb.runtime.errors import DockwebError
 
 IMAGE_HEADERS = {
@@ -192,117 +192,6 @@ def _daemon_error(err: Exception) -> str:
 # -- formatting helpers ------------------------------------------------------------------
 
 
-def _trunc_id(image_id: str, trunc: bool) -> str:
-    if not trunc:
-        return image_id
-    hexpart = image_id.split(":", 1)[1] if ":" in image_id else image_id
-    return hexpart[:12]
-
-
-def _since(unix: int) -> str:
-    from dockweb.runtime.units import human_duration
-
-    if unix <= 0:
-        return "N/A"
-    return human_duration(max(0.0, time.time() - unix)) + " ago"
-
-
-def _created_at(unix: int) -> str:
-    # Go's time.Time.String() in the local zone: "2006-01-02 15:04:05 -0700 MST"
-    t = datetime.fromtimestamp(unix, UTC).astimezone()
-    return t.strftime("%Y-%m-%d %H:%M:%S %z ") + (t.tzname() or "UTC")
-
-
-def _rfc3339(unix: int) -> str:
-    """Go's time.Unix(t, 0).Format(time.RFC3339) in the local zone."""
-    t = datetime.fromtimestamp(unix, UTC).astimezone()
-    offset = t.strftime("%z")
-    zone = "Z" if offset in ("+0000", "") else f"{offset[:3]}:{offset[3:]}"
-    return t.strftime("%Y-%m-%dT%H:%M:%S") + zone
-
-
-def _size(n: int, precision: int = 3) -> str:
-    from dockweb.runtime.units import human_size
-
-    return human_size(n, precision)
-
-
-def image_rows(
-    summaries: list[dict], *, digests: bool, trunc: bool, fmt: str = ""
-) -> list[dict]:
-    """docker/cli's imageFormat: a row per repository:tag (and per digest with --digests).
-
-    As docker/cli: tag rows carry their digests when --digests is given or the format
-    names {{.Digest}} (needDigest); digest-only rows follow the flag alone.
-    """
-    need_digest = digests or "{{.Digest}}" in fmt
-    from dockweb.runtime import reference as refs
-
-    rows = []
-    for s in summaries:
-        contexts: list[tuple[str, str, str]] = []
-        if s["RepoTags"] == ["<none>:<none>"] and s["RepoDigests"] == ["<none>@<none>"]:
-            contexts.append(("<none>", "<none>", "<none>"))
-        else:
-            repo_tags: dict[str, list[str]] = {}
-            repo_digests: dict[str, list[str]] = {}
-            for r in s["RepoTags"]:
-                ref = refs.parse_normalized_named(r)
-                if ref.tag:
-                    repo_tags.setdefault(ref.familiar_name, []).append(ref.tag)
-            for r in s["RepoDigests"]:
-                ref = refs.parse_normalized_named(r)
-                if ref.digest:
-                    repo_digests.setdefault(ref.familiar_name, []).append(ref.digest)
-            for repo, tags in repo_tags.items():
-                ds = repo_digests.pop(repo, []) if need_digest else []
-                repo_digests.pop(repo, None)
-                for tag in tags:
-                    if not ds:
-                        contexts.append((repo, tag, "<none>"))
-                    for d in ds:
-                        contexts.append((repo, tag, d))
-            for repo, ds in repo_digests.items():
-                if digests:
-                    contexts.extend((repo, "<none>", d) for d in ds)
-                else:
-                    contexts.append((repo, "<none>", ""))
-        for repo, tag, digest in contexts:
-            shared = s.get("SharedSize", -1)
-            rows.append(
-                {
-                    "Containers": "N/A" if s.get("Containers", -1) == -1 else str(s["Containers"]),
-                    "CreatedAt": _created_at(s["Created"]),
-                    "CreatedSince": _since(s["Created"]),
-                    "Digest": digest,
-                    "ID": _trunc_id(s["Id"], trunc),
-                    "Repository": repo,
-                    "SharedSize": "N/A" if shared == -1 else _size(shared, 4),
-                    "Size": _size(s["Size"]),
-                    "Tag": tag,
-                    "UniqueSize": "N/A" if shared == -1 else _size(s["VirtualSize"] - shared, 4),
-                    "VirtualSize": _size(s["VirtualSize"], 4),
-                }
-            )
-    return rows
-
-
-def truncate_display(s: str, max_width: int) -> str:
-    """docker/cli's formatter.Ellipsis: cut to ``max_width`` terminal cells, ending in "…"."""
-    from dockweb.cli.format import display_width
-
-    if display_width(s) <= max_width:
-        return s
-    out, width = "", 0
-    for ch in s:
-        w = display_width(ch)
-        if width + w > max_width - 1:
-            break
-        out += ch
-        width += w
-    return out + "…"
-
-
 def _write(text: str) -> None:
     if text:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -386,11 +275,11 @@ def _progress_bar(current: int | None, total: int | None) -> str:
 
 
 def cmd_images(args) -> int:
-    from dockweb.cli.format import format_rows
+    from dockweb.docker.format import format_rows
     from images import services
 
     try:
-        filters = services.parse_filters(args.filter or [])
+        filters = parse_filters(args.filter or [])
         if args.repository:
             filters.setdefault("reference", []).append(args.repository)
         summaries = services.list_images(all=args.all, filters=filters)
@@ -463,7 +352,7 @@ def cmd_tag(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from dockweb.cli.format import render as render_template
+    from dockweb.docker.format import render as render_template
     from images import services
 
     results = []
@@ -494,7 +383,7 @@ def _image_not_found():
 
 
 def cmd_history(args) -> int:
-    from dockweb.cli.format import format_rows
+    from dockweb.docker.format import format_rows
     from images import services
 
     try:
@@ -502,20 +391,7 @@ def cmd_history(args) -> int:
     except DockwebError as err:
         print(_daemon_error(err), file=sys.stderr)
         return 1
-    trunc = not args.no_trunc
-    rows = []
-    for h in items:
-        created_by = h["CreatedBy"].replace("\t", " ")
-        rows.append(
-            {
-                "ID": _trunc_id(h["Id"], trunc) if h["Id"] != "<missing>" else "<missing>",
-                "CreatedSince": _since(h["Created"]) if args.human else _rfc3339(h["Created"]),
-                "CreatedAt": _rfc3339(h["Created"]),
-                "CreatedBy": truncate_display(created_by, 45) if trunc else created_by,
-                "Size": _size(h["Size"]) if args.human else str(h["Size"]),
-                "Comment": h["Comment"],
-            }
-        )
+    rows = history_rows(items, human=args.human, trunc=not args.no_trunc)
     if args.quiet:
         fmt = "{{.ID}}"
     elif args.format:
@@ -767,7 +643,7 @@ def _main(argv: list[str] | None) -> int:
         if code is not None:
             return code
     _setup_django()
-    from dockweb.cli.format import FormatError
+    from dockweb.docker.format import FormatError
 
     gc.enable()
     try:

@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dockweb.docker.images import df_image_rows
+from dockweb.docker.ps import ps_rows
+from dockweb.docker.volumes import volume_rows
 from dockweb.runtime.units import human_size
 
 DF_TABLE = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
@@ -108,30 +111,7 @@ def df_rows(du: dict) -> list[dict]:
     return rows
 
 
-def df_image_rows(images: list[dict]) -> list[dict]:
-    """docker/cli's verbose image rows: the first tag only; <none> for dangling ones."""
-    from dockweb.cli.main import image_rows
-    from dockweb.runtime import reference as refs
-
-    rows = []
-    for s in images:
-        repo = tag = "<none>"
-        dangling = s["RepoTags"] == ["<none>:<none>"] and s["RepoDigests"] == ["<none>@<none>"]
-        if s["RepoTags"] and not dangling:
-            ref = refs.parse_normalized_named(s["RepoTags"][0])
-            if ref.tag:
-                repo, tag = ref.familiar_name, ref.tag
-        one = dict(s, RepoTags=["<none>:<none>"], RepoDigests=["<none>@<none>"])
-        row = image_rows([one], digests=False, trunc=True)[0]
-        # system df -v prints the image's size with 4 digits, as SHARED and UNIQUE SIZE
-        row.update(Repository=repo, Tag=tag, Size=row["VirtualSize"])
-        rows.append(row)
-    return rows
-
-
 def df_volume_rows(volumes: list[dict]) -> list[dict]:
-    from dockweb.cli.containers import volume_rows
-
     rows = volume_rows(volumes)
     for row, v in zip(rows, volumes, strict=True):
         usage = v.get("UsageData") or {"Size": -1, "RefCount": -1}
@@ -142,9 +122,9 @@ def df_volume_rows(volumes: list[dict]) -> list[dict]:
 
 def cmd_df(args) -> int:
     from disk import services
-    from dockweb.cli.containers import PS_HEADERS, VOLUME_HEADERS, ps_rows
-    from dockweb.cli.format import format_rows
+    from dockweb.cli.containers import PS_HEADERS, VOLUME_HEADERS
     from dockweb.cli.main import IMAGE_HEADERS, _write
+    from dockweb.docker.format import format_rows
 
     du = services.disk_usage()
     fmt = args.format or "table"

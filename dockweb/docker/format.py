@@ -1712,6 +1712,20 @@ def display_width(s: str) -> int:
     return w
 
 
+def truncate_display(s: str, max_width: int) -> str:
+    """docker/cli's formatter.Ellipsis: cut to ``max_width`` terminal cells, ending in "…"."""
+    if display_width(s) <= max_width:
+        return s
+    out, width = "", 0
+    for ch in s:
+        w = display_width(ch)
+        if width + w > max_width - 1:
+            break
+        out += ch
+        width += w
+    return out + "…"
+
+
 @dataclass
 class _Cell:
     text: str = ""
