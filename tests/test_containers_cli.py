@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dockweb.cli import containers as cli
+from dockweb.cli import files, observe, volumes
 from dockweb.cli.main import build_parser
 from dockweb.docker import ps
 from dockweb.docker.format import FormatError, format_rows
@@ -64,8 +64,8 @@ def info(status="running", *, started=None, finished=None, exit_code=0, name="we
 def test_it_prints_dockers_ps_columns():
     now = datetime.now(UTC)
     s = ps.container_summary(info(started=now - timedelta(seconds=3)))
-    out = format_rows(ps.ps_rows([s]), cli.ps_format(None, quiet=False, size=False),
-                      cli.PS_HEADERS)
+    out = format_rows(ps.ps_rows([s]), observe.ps_format(None, quiet=False, size=False),
+                      observe.PS_HEADERS)
     header, row = out.splitlines()
     assert header == (
         "CONTAINER ID   IMAGE     COMMAND               CREATED         STATUS         "
@@ -116,8 +116,8 @@ def test_it_shows_the_image_as_given_and_short_ids():
 
 
 def test_it_adds_size_and_quiet_formats():
-    assert cli.ps_format(None, quiet=True, size=True) == "{{.ID}}"
-    assert cli.ps_format(None, quiet=False, size=True).endswith("\t{{.Names}}\t{{.Size}}")
+    assert observe.ps_format(None, quiet=True, size=True) == "{{.ID}}"
+    assert observe.ps_format(None, quiet=False, size=True).endswith("\t{{.Names}}\t{{.Size}}")
     s = ps.container_summary(info(), size=(1200, 4_260_000))
     assert ps.ps_rows([s])[0]["Size"] == "1.2kB (virtual 4.26MB)"
 
@@ -171,21 +171,21 @@ def test_it_filters_by_order_volume_and_what_dockweb_lacks_as_dockerd():
 
 def test_it_formats_volume_ls_and_label_functions():
     vols = [{"Name": "data", "Driver": "local", "Mountpoint": "/x", "Labels": {"a": "1"}}]
-    out = format_rows(volume_rows(vols), cli.VOLUME_TABLE, cli.VOLUME_HEADERS)
+    out = format_rows(volume_rows(vols), volumes.VOLUME_TABLE, volumes.VOLUME_HEADERS)
     assert out == "DRIVER    VOLUME NAME\nlocal     data\n"
-    assert format_rows(volume_rows(vols), '{{.Label "a"}}', cli.VOLUME_HEADERS) == "1\n"
+    assert format_rows(volume_rows(vols), '{{.Label "a"}}', volumes.VOLUME_HEADERS) == "1\n"
     # the header of a label column is the key's last dotted part, "-" and "_" as spaces
     out = format_rows(
         volume_rows(vols), 'table {{.Name}}\t{{.Label "com.ex-am_ple.a-b"}}',
-        cli.VOLUME_HEADERS,
+        volumes.VOLUME_HEADERS,
     )
     assert out.splitlines()[0] == "VOLUME NAME   a b"
     # a method is no field of the JSON object
-    assert '"Label"' not in format_rows(volume_rows(vols), "json", cli.VOLUME_HEADERS)
+    assert '"Label"' not in format_rows(volume_rows(vols), "json", volumes.VOLUME_HEADERS)
     with pytest.raises(FormatError, match=r"^template parsing error: .*<\.Label>: "
                        "wrong number of args for Label: want 1 got 0$"):
-        format_rows(volume_rows(vols), "{{.Label}}", cli.VOLUME_HEADERS,
-                    type_name=cli.VOLUME_TYPE)
+        format_rows(volume_rows(vols), "{{.Label}}", volumes.VOLUME_HEADERS,
+                    type_name=volumes.VOLUME_TYPE)
 
 
 @pytest.mark.parametrize(
@@ -207,13 +207,13 @@ def test_it_formats_volume_ls_and_label_functions():
 def test_ps_checks_its_format_before_listing_as_docker(fmt, message):
     # docker/cli runs the template on an empty container first: it fails with no containers
     with pytest.raises(FormatError) as exc:
-        cli.check_ps_format(fmt)
+        observe.check_ps_format(fmt)
     assert str(exc.value) == message
-    cli.check_ps_format('table {{.ID}}\t{{.Label "a"}}\t{{.Size}}')
+    observe.check_ps_format('table {{.ID}}\t{{.Label "a"}}\t{{.Size}}')
 
 
 def test_it_aligns_top_as_docker():
-    out = cli.top_table(["UID", "PID", "CMD"], [["root", "1", "sleep 100"]])
+    out = observe.top_table(["UID", "PID", "CMD"], [["root", "1", "sleep 100"]])
     assert out.splitlines()[0] == "UID                 PID                 CMD"
 
 
@@ -533,11 +533,11 @@ def _id(dockweb, name: str) -> str:
 
 
 def test_it_splits_cp_arguments_as_the_docker_client():
-    assert cli._split_cp_arg("box:/etc/passwd") == ("box", "/etc/passwd")
-    assert cli._split_cp_arg("/abs/a:b") == ("", "/abs/a:b")
-    assert cli._split_cp_arg("./a:b") == ("", "./a:b")
-    assert cli._split_cp_arg("plain") == ("", "plain")
-    assert cli._split_cp_arg("-") == ("", "-")
+    assert files._split_cp_arg("box:/etc/passwd") == ("box", "/etc/passwd")
+    assert files._split_cp_arg("/abs/a:b") == ("", "/abs/a:b")
+    assert files._split_cp_arg("./a:b") == ("", "./a:b")
+    assert files._split_cp_arg("plain") == ("", "plain")
+    assert files._split_cp_arg("-") == ("", "-")
 
 
 @needs_root
