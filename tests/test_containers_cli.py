@@ -21,7 +21,8 @@ import pytest
 from dockweb.cli import files, observe, volumes
 from dockweb.cli.main import build_parser
 from dockweb.docker import ps
-from dockweb.docker.format import FormatError, format_rows
+from dockweb.docker.formatter import format_rows
+from dockweb.docker.gofmt import FormatError
 from dockweb.docker.volumes import volume_rows
 from dockweb.runtime.errors import DockwebError
 from tests.support import images as im

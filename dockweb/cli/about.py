@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 import psutil
 
 from containers import services
-from dockweb.docker.format import format_rows
+from dockweb.docker.formatter import format_rows
 from dockweb.runtime.containers import default_runtime
 from dockweb.runtime.units import bytes_size
 from images import services as image_services

@@ -9,9 +9,9 @@ import sys
 from dockweb.cli.common import UsageError, daemon_error, print_out
 from dockweb.cli.progress import PullRenderer
 from dockweb.docker.filters import parse_filters
-from dockweb.docker.format import format_rows
-from dockweb.docker.format import render as render_template
+from dockweb.docker.formatter import format_rows
 from dockweb.docker.images import history_rows, image_rows
+from dockweb.docker.template import render as render_template
 from dockweb.runtime import reference as refs
 from dockweb.runtime.errors import DockwebError, ImageNotFound
 from images import services

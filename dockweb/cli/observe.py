@@ -10,16 +10,13 @@ from containers import services
 from dockweb.cli.common import client_not_found, daemon_error, is_not_found, print_error, print_out
 from dockweb.cli.lookup import find_container
 from dockweb.docker.filters import parse_filters
-from dockweb.docker.format import (
-    FormatError,
-    TabWriter,
-    Template,
-    format_rows,
-    lookup_method,
-    render,
-)
+from dockweb.docker.formatter import format_rows
+from dockweb.docker.gofmt import FormatError
 from dockweb.docker.ps import container_summary, filter_summaries, ps_rows
 from dockweb.docker.stats import stats_row
+from dockweb.docker.tabwriter import TabWriter
+from dockweb.docker.template import Template, render
+from dockweb.docker.template_funcs import lookup_method
 from dockweb.runtime.errors import DockwebError
 from dockweb.runtime.units import TimestampError, get_timestamp
 from images import services as image_services

@@ -13,7 +13,7 @@ from dockweb.cli.common import UsageError, print_out
 from dockweb.cli.images import IMAGE_HEADERS
 from dockweb.cli.observe import PS_HEADERS
 from dockweb.cli.volumes import VOLUME_HEADERS
-from dockweb.docker.format import format_rows
+from dockweb.docker.formatter import format_rows
 from dockweb.docker.images import df_image_rows
 from dockweb.docker.ps import ps_rows
 from dockweb.docker.volumes import volume_rows

@@ -7,7 +7,8 @@ import json
 from containers import services
 from dockweb.cli.common import client_not_found, daemon_error, is_not_found, print_error, print_out
 from dockweb.docker.filters import parse_filters
-from dockweb.docker.format import format_rows, render
+from dockweb.docker.formatter import format_rows
+from dockweb.docker.template import render
 from dockweb.docker.volumes import volume_rows
 from dockweb.runtime.errors import DockwebError
 

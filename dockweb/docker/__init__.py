@@ -12,7 +12,11 @@ One module per concern:
   into a Container row's fields.
 * ``ps``: types.Container (what ``docker ps`` gets), its rows, ports and filters.
 * ``volumes``, ``stats``: docker's Volume object and volume rows; ``docker stats`` rows.
-* ``format``: docker/cli's ``--format`` engine (Go templates, tabwriter, tables, json).
+* docker/cli's ``--format`` engine: ``formatter`` (tables, ``json``, templates over rows),
+  ``template`` (Go's text/template; ``template_parse`` its parser, ``template_funcs`` its
+  functions), ``gofmt`` (Go's printing of values, FormatError), ``tabwriter``. It lives
+  here, not in the CLI, because the rows above carry its methods (``.Label "k"``) and any
+  door that offers ``--format``-style output (an Engine API, the pages) needs the same engine.
 
 It may import ``dockweb.runtime``; nothing of Django, Celery, the apps or the CLI. The
 package's ``__init__`` imports nothing, so that the CLI's fast ``run`` path loads only the

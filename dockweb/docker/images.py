@@ -4,7 +4,7 @@ image summaries (types.ImageSummary) and history items."""
 
 from __future__ import annotations
 
-from dockweb.docker.format import truncate_display
+from dockweb.docker.tabwriter import truncate_display
 from dockweb.docker.times import created_at, rfc3339, since
 from dockweb.runtime import reference as refs
 from dockweb.runtime.units import human_size

@@ -8,8 +8,9 @@ import re
 import time
 
 from dockweb.docker.filters import match_labels
-from dockweb.docker.format import lookup_method, truncate_display
 from dockweb.docker.status import status_text
+from dockweb.docker.tabwriter import truncate_display
+from dockweb.docker.template_funcs import lookup_method
 from dockweb.docker.times import created_at, parse_go_time, unix, unix_ns
 from dockweb.runtime import reference as refs
 from dockweb.runtime.errors import DockwebError

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dockweb.docker.format import lookup_method
+from dockweb.docker.template_funcs import lookup_method
 
 
 def volume_rows(volumes: list[dict]) -> list[dict]:
