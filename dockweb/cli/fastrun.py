@@ -12,7 +12,7 @@ of a new interpreter, and its exit hook is containers/exit_hook.py (called in th
 supervisor), so the dashboard learns of the exit even when this command is interrupted.
 Everything else (a PostgreSQL database, a schema to migrate, an image to pull, an
 in-process caller with Django already set up) takes the ordinary path in
-dockweb/cli/containers.py. Before creating, ``run`` repairs what a crash left
+dockweb/cli/run.py. Before creating, ``run`` repairs what a crash left
 (``ContainerManager.reconcile``); it mirrors the containers that changed and those the
 database lacks or keeps (a run killed before its mirror, an exit hook still to come) once
 its container is started, while it runs or is being removed (``_Database``).
@@ -214,7 +214,7 @@ MIRROR_RUNNING_AFTER = 0.1
 
 
 def _start_attached(mgr, cid: str, database: _Database, *, sig_proxy: bool) -> int:
-    """As cli/containers.py's ``_start_attached``: the container's output copied to ours,
+    """As cli/run.py's ``start_attached``: the container's output copied to ours,
     signals passed on to it (``sig_proxy``), its exit code. The exit is noticed by a thread
     blocked on the supervisor's lock, not by polling it; new output and signals are looked
     for every 20 ms until then. Mirrored as running after ``MIRROR_RUNNING_AFTER`` seconds;

@@ -70,7 +70,7 @@ def add_run_command(sub) -> None:
 
 
 def _add_sig_proxy_flag(p) -> None:
-    # --sig-proxy=false: main.py's go_bool_flags turns it into --no-sig-proxy
+    # --sig-proxy=false: parsing.go_bool_flags turns it into --no-sig-proxy
     p.add_argument("--sig-proxy", action=argparse.BooleanOptionalAction, default=True,
                    help="Proxy received signals to the process (default true)")
 

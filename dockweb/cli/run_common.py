@@ -141,7 +141,7 @@ class CidFile:
 
 class SignalProxy:
     """docker's --sig-proxy (moby cli's ForwardAllSignals): the signals this process
-    receives (``launch.PROXIED``) are passed on to the container, and do not end this
+    receives (``signals.PROXIED``) are passed on to the container, and do not end this
     process. The handler only notes them; ``forward``, called from the waiting loop, sends
     them (``kill(signum)``); ``wake_fd`` is written to so that a loop blocked on it wakes.
     A context manager: the handlers are installed on entry and restored on exit. Off
