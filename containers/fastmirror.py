@@ -3,8 +3,9 @@
 ``services.sync_containers(id)`` does the same through the ORM; setting Django up costs
 about 0.4 s, more than a whole ``docker run``, so the CLI's fast ``run`` path and the
 supervisor's exit hook write the same rows with plain ``sqlite3`` instead. The values are
-the ones the ORM would store (``shapes.row_fields`` for the fields; JSON as ``json.dumps``;
-datetimes as Django's SQLite backend writes them: naive UTC, ``YYYY-MM-DD HH:MM:SS[.ffffff]``).
+the ones the ORM would store (``dockweb.docker.containers.row_fields`` for the fields; JSON as
+``json.dumps``; datetimes as Django's SQLite backend writes them: naive UTC,
+``YYYY-MM-DD HH:MM:SS[.ffffff]``).
 Only for a SQLite database whose schema is current (``dockweb/cli/schema.py``); a test
 checks that both paths write equal rows.
 """
@@ -16,7 +17,8 @@ import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from containers import shapes
+from dockweb.docker.containers import container_json, inspect_volume, row_fields
+from dockweb.docker.times import parse_go_time
 from dockweb.runtime.containers import ContainerManager
 from dockweb.runtime.errors import ContainerNotFound, DockwebError
 
@@ -72,13 +74,13 @@ def sync_container(
         c = None
     fields = None
     if c is not None:
-        info = shapes.container_json(c, mgr, mgr.root)
+        info = container_json(c, mgr, mgr.root)
         try:
             size = tuple(mgr.size(info["Id"]))
         except (DockwebError, OSError):
             size = None
-        fields = shapes.row_fields(info, size)
-    volumes = [(shapes.inspect_volume(v), bool(v.anonymous)) for v in mgr.volumes.list()]
+        fields = row_fields(info, size)
+    volumes = [(inspect_volume(v), bool(v.anonymous)) for v in mgr.volumes.list()]
     now = _db_value(datetime.now(UTC))
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -115,7 +117,7 @@ def _sync_volumes(conn: sqlite3.Connection, volumes: list[tuple[dict, bool]], no
         fields = {
             "driver": v["Driver"],
             "mountpoint": v["Mountpoint"],
-            "created": _db_value(shapes._parse_go_time(v["CreatedAt"])),
+            "created": _db_value(parse_go_time(v["CreatedAt"])),
             "labels": _db_value(v["Labels"] or {}),
             "options": _db_value(v["Options"] or {}),
             "anonymous": anonymous,

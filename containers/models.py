@@ -78,7 +78,7 @@ class Container(models.Model):
     @property
     def ports_text(self) -> str:
         """The PORTS column of docker ps."""
-        from containers.shapes import display_ports, summary_ports
+        from dockweb.docker.ps import display_ports, summary_ports
 
         info = self.inspect or {}
         if "State" not in info:

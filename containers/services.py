@@ -22,21 +22,20 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from containers.models import Container, ContainerOperation, Volume
-from containers.shapes import (  # noqa: F401 - part of this module's interface
-    GO_ZERO,
-    InvalidOption,
-    _attr,
-    _go_time,
-    _parse_go_time,
-    build_spec,
+from dockweb import jobs
+from dockweb.docker.containers import (  # noqa: F401 - part of this module's interface
     container_json,
     inspect_volume,
+)
+from dockweb.docker.containers import row_fields as _row_fields
+from dockweb.docker.run_options import (  # noqa: F401 - part of this module's interface
+    InvalidOption,
+    build_spec,
     parse_env,
     parse_labels,
     parse_mount,
 )
-from containers.shapes import row_fields as _row_fields
-from dockweb import jobs
+from dockweb.docker.times import parse_go_time as _parse_go_time
 from dockweb.engine import get_manager
 from dockweb.runtime.errors import Conflict, DockwebError
 
@@ -363,13 +362,17 @@ def _sync_volumes(volumes: list[tuple[dict, bool]]) -> None:
 # -- queued operations (the pages) -------------------------------------------------------
 
 
-def start_operation(kind: str, args: dict, *, user=None, container_id: str = "") -> ContainerOperation:
+def start_operation(
+    kind: str, args: dict, *, user=None, container_id: str = ""
+) -> ContainerOperation:
     """Queue an operation for the worker; it is sent after the transaction commits."""
     if kind not in ContainerOperation.Kind.values:
         raise DockwebError(f"unknown operation {kind!r}")
     with transaction.atomic():
         op = ContainerOperation.objects.create(
-            kind=kind, args=args, container_id=container_id,
+            kind=kind,
+            args=args,
+            container_id=container_id,
             created_by=user if user is not None and user.is_authenticated else None,
         )
         jobs.enqueue(op)
@@ -377,8 +380,22 @@ def start_operation(kind: str, args: dict, *, user=None, container_id: str = "")
 
 
 RUN_OPTIONS = (
-    "name", "env", "volumes", "workdir", "user", "entrypoint", "hostname", "network",
-    "auto_remove", "labels", "memory", "cpus", "add_host", "read_only", "publish", "restart",
+    "name",
+    "env",
+    "volumes",
+    "workdir",
+    "user",
+    "entrypoint",
+    "hostname",
+    "network",
+    "auto_remove",
+    "labels",
+    "memory",
+    "cpus",
+    "add_host",
+    "read_only",
+    "publish",
+    "restart",
 )
 
 
@@ -448,7 +465,9 @@ def _dispatch(op: ContainerOperation) -> dict:
     ref = a.get("container", "")
     if op.kind == K.RUN:
         spec = build_spec(
-            a["image"], a.get("cmd"), detach=True,
+            a["image"],
+            a.get("cmd"),
+            detach=True,
             **{k: a[k] for k in RUN_OPTIONS if k in a},
         )
         cid = run_container(spec)

@@ -46,7 +46,7 @@ def disk_usage() -> dict:
     Also records the volumes' sizes for the pages (VolumeUsage).
     """
     from containers.services import inspect_container
-    from dockweb.cli.containers import container_summary
+    from dockweb.docker.ps import container_summary
 
     store, mgr = _runtime()
 

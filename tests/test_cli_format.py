@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from dockweb.cli.format import (
-    ALIGN_RIGHT,
-    DEBUG,
-    DISCARD_EMPTY_COLUMNS,
-    FormatError,
-    TabWriter,
-    Template,
-    format_rows,
-    go_float,
-    go_json,
-    go_sprintf,
-    lookup_method,
-    pre_format,
-    render,
-    tabulate,
-)
+from dockweb.docker.formatter import format_rows, pre_format
+from dockweb.docker.gofmt import FormatError, go_float, go_json, go_sprintf
+from dockweb.docker.tabwriter import ALIGN_RIGHT, DEBUG, DISCARD_EMPTY_COLUMNS, TabWriter, tabulate
+from dockweb.docker.template import Template, render
+from dockweb.docker.template_funcs import lookup_method
 
 IMAGE_HEADERS = {
     "ID": "IMAGE ID",

@@ -18,9 +18,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dockweb.cli import containers as cli
-from dockweb.cli.format import FormatError, format_rows
+from dockweb.cli import files, observe, volumes
 from dockweb.cli.main import build_parser
+from dockweb.docker import ps
+from dockweb.docker.formatter import format_rows
+from dockweb.docker.gofmt import FormatError
+from dockweb.docker.volumes import volume_rows
 from dockweb.runtime.errors import DockwebError
 from tests.support import images as im
 
@@ -61,9 +64,9 @@ def info(status="running", *, started=None, finished=None, exit_code=0, name="we
 
 def test_it_prints_dockers_ps_columns():
     now = datetime.now(UTC)
-    s = cli.container_summary(info(started=now - timedelta(seconds=3)))
-    out = format_rows(cli.ps_rows([s]), cli.ps_format(None, quiet=False, size=False),
-                      cli.PS_HEADERS)
+    s = ps.container_summary(info(started=now - timedelta(seconds=3)))
+    out = format_rows(ps.ps_rows([s]), observe.ps_format(None, quiet=False, size=False),
+                      observe.PS_HEADERS)
     header, row = out.splitlines()
     assert header == (
         "CONTAINER ID   IMAGE     COMMAND               CREATED         STATUS         "
@@ -88,7 +91,7 @@ def test_it_prints_dockers_ps_columns():
 )
 def test_it_words_status_as_dockerd(status, started, finished, code, text):
     now = datetime.now(UTC)
-    s = cli.container_summary(info(
+    s = ps.container_summary(info(
         status,
         started=now - timedelta(seconds=started) if started else None,
         finished=now - timedelta(seconds=finished) if finished else None,
@@ -98,39 +101,39 @@ def test_it_words_status_as_dockerd(status, started, finished, code, text):
 
 
 def test_it_truncates_commands_and_quotes_them():
-    s = cli.container_summary(info(path="sh", args=["-c", "echo a very long command line"]))
-    row = cli.ps_rows([s])[0]
+    s = ps.container_summary(info(path="sh", args=["-c", "echo a very long command line"]))
+    row = ps.ps_rows([s])[0]
     assert row["Command"] == '"sh -c \'echo a very …"'
-    full = cli.ps_rows([s], trunc=False)[0]
+    full = ps.ps_rows([s], trunc=False)[0]
     assert full["Command"] == '"sh -c \'echo a very long command line\'"'
     assert full["ID"] == CID
 
 
 def test_it_shows_the_image_as_given_and_short_ids():
-    assert cli._image_column("busybox", IMAGE_ID, True) == "busybox"
-    assert cli._image_column("docker.io/library/busybox:1.36", IMAGE_ID, True) == "busybox:1.36"
-    assert cli._image_column(IMAGE_ID, IMAGE_ID, True) == "ab" * 6
-    assert cli._image_column("", IMAGE_ID, True) == "<no image>"
+    assert ps.image_column("busybox", IMAGE_ID, True) == "busybox"
+    assert ps.image_column("docker.io/library/busybox:1.36", IMAGE_ID, True) == "busybox:1.36"
+    assert ps.image_column(IMAGE_ID, IMAGE_ID, True) == "ab" * 6
+    assert ps.image_column("", IMAGE_ID, True) == "<no image>"
 
 
 def test_it_adds_size_and_quiet_formats():
-    assert cli.ps_format(None, quiet=True, size=True) == "{{.ID}}"
-    assert cli.ps_format(None, quiet=False, size=True).endswith("\t{{.Names}}\t{{.Size}}")
-    s = cli.container_summary(info(), size=(1200, 4_260_000))
-    assert cli.ps_rows([s])[0]["Size"] == "1.2kB (virtual 4.26MB)"
+    assert observe.ps_format(None, quiet=True, size=True) == "{{.ID}}"
+    assert observe.ps_format(None, quiet=False, size=True).endswith("\t{{.Names}}\t{{.Size}}")
+    s = ps.container_summary(info(), size=(1200, 4_260_000))
+    assert ps.ps_rows([s])[0]["Size"] == "1.2kB (virtual 4.26MB)"
 
 
 def test_it_filters_as_dockerd():
     now = datetime.now(UTC)
-    up = cli.container_summary(info(started=now))
-    down = dict(cli.container_summary(info("exited", started=now, finished=now, exit_code=3)))
-    assert cli.filter_summaries([up, down], {"status": ["exited"]}) == [down]
-    assert cli.filter_summaries([up, down], {"exited": ["3"]}) == [down]
-    assert cli.filter_summaries([up], {"label": ["tier=front"]}) == [up]
-    assert cli.filter_summaries([up], {"label": ["tier=back"]}) == []
-    assert cli.filter_summaries([up], {"name": ["^we"]}) == [up]
+    up = ps.container_summary(info(started=now))
+    down = dict(ps.container_summary(info("exited", started=now, finished=now, exit_code=3)))
+    assert ps.filter_summaries([up, down], {"status": ["exited"]}) == [down]
+    assert ps.filter_summaries([up, down], {"exited": ["3"]}) == [down]
+    assert ps.filter_summaries([up], {"label": ["tier=front"]}) == [up]
+    assert ps.filter_summaries([up], {"label": ["tier=back"]}) == []
+    assert ps.filter_summaries([up], {"name": ["^we"]}) == [up]
     with pytest.raises(Exception, match="Invalid filter 'color'"):
-        cli.filter_summaries([up], {"color": ["red"]})
+        ps.filter_summaries([up], {"color": ["red"]})
 
 
 def test_it_filters_by_order_volume_and_what_dockweb_lacks_as_dockerd():
@@ -143,11 +146,11 @@ def test_it_filters_by_order_volume_and_what_dockweb_lacks_as_dockerd():
     rows[1]["Mounts"] = [{"Type": "volume", "Name": "data", "Source": "/v/data/_data",
                           "Destination": "/srv"}]
     rows[2]["HostConfig"]["NetworkMode"] = "host"
-    a, b, c = (cli.container_summary(r) for r in rows)
+    a, b, c = (ps.container_summary(r) for r in rows)
     every = [c, b, a]  # as ps lists them: newest first
 
     def names(filters):
-        return [s["Names"][0] for s in cli.filter_summaries(every, filters)]
+        return [s["Names"][0] for s in ps.filter_summaries(every, filters)]
 
     assert names({"before": ["c"]}) == ["/b", "/a"]
     assert names({"since": ["a"]}) == ["/c", "/b"]
@@ -169,21 +172,21 @@ def test_it_filters_by_order_volume_and_what_dockweb_lacks_as_dockerd():
 
 def test_it_formats_volume_ls_and_label_functions():
     vols = [{"Name": "data", "Driver": "local", "Mountpoint": "/x", "Labels": {"a": "1"}}]
-    out = format_rows(cli.volume_rows(vols), cli.VOLUME_TABLE, cli.VOLUME_HEADERS)
+    out = format_rows(volume_rows(vols), volumes.VOLUME_TABLE, volumes.VOLUME_HEADERS)
     assert out == "DRIVER    VOLUME NAME\nlocal     data\n"
-    assert format_rows(cli.volume_rows(vols), '{{.Label "a"}}', cli.VOLUME_HEADERS) == "1\n"
+    assert format_rows(volume_rows(vols), '{{.Label "a"}}', volumes.VOLUME_HEADERS) == "1\n"
     # the header of a label column is the key's last dotted part, "-" and "_" as spaces
     out = format_rows(
-        cli.volume_rows(vols), 'table {{.Name}}\t{{.Label "com.ex-am_ple.a-b"}}',
-        cli.VOLUME_HEADERS,
+        volume_rows(vols), 'table {{.Name}}\t{{.Label "com.ex-am_ple.a-b"}}',
+        volumes.VOLUME_HEADERS,
     )
     assert out.splitlines()[0] == "VOLUME NAME   a b"
     # a method is no field of the JSON object
-    assert '"Label"' not in format_rows(cli.volume_rows(vols), "json", cli.VOLUME_HEADERS)
+    assert '"Label"' not in format_rows(volume_rows(vols), "json", volumes.VOLUME_HEADERS)
     with pytest.raises(FormatError, match=r"^template parsing error: .*<\.Label>: "
                        "wrong number of args for Label: want 1 got 0$"):
-        format_rows(cli.volume_rows(vols), "{{.Label}}", cli.VOLUME_HEADERS,
-                    type_name=cli.VOLUME_TYPE)
+        format_rows(volume_rows(vols), "{{.Label}}", volumes.VOLUME_HEADERS,
+                    type_name=volumes.VOLUME_TYPE)
 
 
 @pytest.mark.parametrize(
@@ -205,13 +208,13 @@ def test_it_formats_volume_ls_and_label_functions():
 def test_ps_checks_its_format_before_listing_as_docker(fmt, message):
     # docker/cli runs the template on an empty container first: it fails with no containers
     with pytest.raises(FormatError) as exc:
-        cli.check_ps_format(fmt)
+        observe.check_ps_format(fmt)
     assert str(exc.value) == message
-    cli.check_ps_format('table {{.ID}}\t{{.Label "a"}}\t{{.Size}}')
+    observe.check_ps_format('table {{.ID}}\t{{.Label "a"}}\t{{.Size}}')
 
 
 def test_it_aligns_top_as_docker():
-    out = cli.top_table(["UID", "PID", "CMD"], [["root", "1", "sleep 100"]])
+    out = observe.top_table(["UID", "PID", "CMD"], [["root", "1", "sleep 100"]])
     assert out.splitlines()[0] == "UID                 PID                 CMD"
 
 
@@ -519,11 +522,11 @@ def _id(dockweb, name: str) -> str:
 
 
 def test_it_splits_cp_arguments_as_the_docker_client():
-    assert cli._split_cp_arg("box:/etc/passwd") == ("box", "/etc/passwd")
-    assert cli._split_cp_arg("/abs/a:b") == ("", "/abs/a:b")
-    assert cli._split_cp_arg("./a:b") == ("", "./a:b")
-    assert cli._split_cp_arg("plain") == ("", "plain")
-    assert cli._split_cp_arg("-") == ("", "-")
+    assert files._split_cp_arg("box:/etc/passwd") == ("box", "/etc/passwd")
+    assert files._split_cp_arg("/abs/a:b") == ("", "/abs/a:b")
+    assert files._split_cp_arg("./a:b") == ("", "./a:b")
+    assert files._split_cp_arg("plain") == ("", "plain")
+    assert files._split_cp_arg("-") == ("", "-")
 
 
 @needs_root
@@ -637,7 +640,7 @@ def test_exec_detached_starts_the_command_and_returns(dockweb, busybox):
 
 
 def test_it_parses_mount_flags_as_the_docker_client():
-    from containers.shapes import InvalidFlag, parse_mount_flag
+    from dockweb.docker.run_options import InvalidFlag, parse_mount_flag
 
     spec, tmp = parse_mount_flag("type=bind,src=/srv/data,dst=/data,ro")
     assert (spec.type, spec.source, spec.target, spec.readonly, tmp) == (

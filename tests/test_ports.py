@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from containers.shapes import display_ports
+from dockweb.docker.ps import display_ports
 from dockweb.runtime.containers import ContainerSpec, Status
 from dockweb.runtime.errors import ContainerStartError
 from dockweb.runtime.ports import Binding, PortError, parse_publish

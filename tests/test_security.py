@@ -313,7 +313,7 @@ def test_it_records_cli_commands_as_the_unix_user(monkeypatch, settings, tmp_pat
     from dockweb.cli import main as cli
 
     settings.DOCKWEB_ROOT = tmp_path / "store"
-    monkeypatch.setattr(cli, "_setup_django", lambda: None)
+    monkeypatch.setattr(cli, "setup_django", lambda: None)
     code = cli.main(["rmi", "nosuch:image"])
     assert code == 1
     event = AuditEvent.objects.get()

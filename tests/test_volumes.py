@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from containers.shapes import container_json
+from dockweb.docker.containers import container_json
 from dockweb.runtime.containers import ContainerSpec, MountSpec
 from dockweb.runtime.errors import VolumeInUse, VolumeNotFound
 from dockweb.runtime.pull import pull

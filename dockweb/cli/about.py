@@ -9,13 +9,20 @@ import shutil
 import socket
 import subprocess
 import sys
+from importlib.metadata import PackageNotFoundError, version
+
+import psutil
+
+from containers import services
+from dockweb.docker.formatter import format_rows
+from dockweb.runtime.containers import default_runtime
+from dockweb.runtime.units import bytes_size
+from images import services as image_services
 
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}
 
 
 def _dockweb_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("dockweb")
     except PackageNotFoundError:
@@ -32,8 +39,6 @@ def _runtime_version(runtime: str) -> str:
 
 
 def version_data() -> dict:
-    from dockweb.runtime.containers import default_runtime
-
     arch = _ARCH.get(platform.machine(), platform.machine())
     runtime = default_runtime()
     return {
@@ -57,8 +62,6 @@ def version_data() -> dict:
 
 
 def cmd_version(args) -> int:
-    from dockweb.cli.format import format_rows
-
     data = version_data()
     if args.format:
         sys.stdout.write(format_rows([data], args.format, {}, type_name="types.Version"))
@@ -85,12 +88,6 @@ def cmd_version(args) -> int:
 def info_data() -> dict:
     """docker's types.Info for what dockweb has: containers by state, images, the store's
     driver and root, the runtimes, the kernel and the machine."""
-    import psutil
-
-    from containers import services
-    from dockweb.runtime.containers import default_runtime
-    from images import services as image_services
-
     mgr = services.get_manager()
     states = [c.status.value for c in mgr.list(all=True)]
     running = sum(s in ("running", "restarting") for s in states)
@@ -130,9 +127,6 @@ def info_data() -> dict:
 
 
 def cmd_info(args) -> int:
-    from dockweb.cli.format import format_rows
-    from dockweb.runtime.units import bytes_size
-
     data = info_data()
     if args.format:
         sys.stdout.write(format_rows([data], args.format, {}, type_name="types.Info"))
@@ -161,13 +155,3 @@ def cmd_info(args) -> int:
         f" Docker Root Dir: {data['DockerRootDir']}"
     )
     return 0
-
-
-def add_commands(sub, system_sub) -> None:
-    for parent in (sub, system_sub):
-        p = parent.add_parser("info", help="Display system-wide information")
-        p.add_argument("-f", "--format", help="Format the output using the given Go template")
-        p.set_defaults(func=cmd_info)
-    p = sub.add_parser("version", help="Show the Docker version information")
-    p.add_argument("-f", "--format", help="Format the output using the given Go template")
-    p.set_defaults(func=cmd_version)

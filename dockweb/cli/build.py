@@ -6,15 +6,14 @@ from __future__ import annotations
 import os
 import sys
 
+from dockweb.runtime import reference as refs
+from dockweb.runtime.build import BuildContext, BuildOptions
 from dockweb.runtime.errors import BuildError, DockwebError
+from dockweb.runtime.units import human_size
+from images import services
 
 
 def cmd_build(args) -> int:
-    from dockweb.runtime import reference as refs
-    from dockweb.runtime.build import BuildContext, BuildOptions
-    from dockweb.runtime.units import human_size
-    from images import services
-
     for tag in args.tag or []:
         try:
             ref = refs.parse_normalized_named(tag)
@@ -87,8 +86,6 @@ def cmd_build(args) -> int:
 
 
 def cmd_commit(args) -> int:
-    from images import services
-
     image_id = services.commit_container(
         args.container,
         args.repository or "",
@@ -99,48 +96,3 @@ def cmd_commit(args) -> int:
     )
     print(image_id)
     return 0
-
-
-def _add_build(sub, name: str) -> None:
-    import argparse
-
-    p = sub.add_parser(name, help="Build an image from a Dockerfile")
-    p.add_argument("context", metavar="PATH")
-    p.add_argument("-t", "--tag", action="append", help="Name and optionally a tag (name:tag)")
-    p.add_argument("-f", "--file", help="Name of the Dockerfile (Default is 'PATH/Dockerfile')")
-    p.add_argument("--build-arg", action="append", help="Set build-time variables")
-    p.add_argument("--no-cache", action="store_true", help="Do not use cache when building")
-    p.add_argument("-q", "--quiet", action="store_true", help="Print the image ID on success")
-    p.add_argument(
-        "--rm",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="Remove intermediate containers after a successful build",
-    )
-    p.add_argument("--force-rm", action="store_true", help="Always remove intermediate containers")
-    p.set_defaults(func=cmd_build)
-
-
-def _add_commit(sub, name: str) -> None:
-    import argparse
-
-    p = sub.add_parser(name, help="Create a new image from a container's changes")
-    p.add_argument("container", metavar="CONTAINER")
-    p.add_argument("repository", nargs="?", metavar="REPOSITORY[:TAG]")
-    p.add_argument("-a", "--author", help='Author (e.g., "John Hannibal Smith")')
-    p.add_argument("-m", "--message", help="Commit message")
-    p.add_argument("-c", "--change", action="append", help="Apply Dockerfile instruction")
-    p.add_argument(
-        "-p",
-        "--pause",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="Pause container during commit",
-    )
-    p.set_defaults(func=cmd_commit)
-
-
-def add_commands(sub) -> None:
-    """``build`` and ``commit`` at the top level, as docker has them."""
-    _add_build(sub, "build")
-    _add_commit(sub, "commit")

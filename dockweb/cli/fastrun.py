@@ -12,7 +12,7 @@ of a new interpreter, and its exit hook is containers/exit_hook.py (called in th
 supervisor), so the dashboard learns of the exit even when this command is interrupted.
 Everything else (a PostgreSQL database, a schema to migrate, an image to pull, an
 in-process caller with Django already set up) takes the ordinary path in
-dockweb/cli/containers.py. Before creating, ``run`` repairs what a crash left
+dockweb/cli/run.py. Before creating, ``run`` repairs what a crash left
 (``ContainerManager.reconcile``); it mirrors the containers that changed and those the
 database lacks or keeps (a run killed before its mirror, an exit hook still to come) once
 its container is started, while it runs or is being removed (``_Database``).
@@ -20,18 +20,33 @@ its container is started, while it runs or is being removed (``_Database``).
 
 from __future__ import annotations
 
+import datetime
 import fcntl
 import functools
 import gc
+import getpass
 import json
 import os
+import shlex
+import sqlite3
 import sys
 import threading
 import time
 
+from containers import fastmirror
 from dockweb.cli import schema
+from dockweb.cli.run_common import (
+    CidFile,
+    SignalProxy,
+    copy_log_lines,
+    report,
+    run_exit_code,
+    spec_from_args,
+)
 from dockweb.runtime import syscalls
+from dockweb.runtime.containers import ContainerManager
 from dockweb.runtime.errors import DockwebError
+from dockweb.runtime.store import Store
 
 _BASE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
@@ -76,14 +91,11 @@ def run(args, words: list[str]) -> int | None:
         return None
     root, db = where
 
-    from dockweb.cli.containers import CidFile, _report, _run_exit_code, _spec_from_args
-    from dockweb.runtime.containers import ContainerManager
-    from dockweb.runtime.store import Store
 
     try:
-        spec = _spec_from_args(args)
+        spec = spec_from_args(args)
     except DockwebError as err:
-        _report("run", err, with_help=True)
+        report("run", err, with_help=True)
         return _finish(_Database(db), None, words, 125)
     store = Store(root)
     try:
@@ -97,6 +109,7 @@ def run(args, words: list[str]) -> int | None:
         # An attached run mirrors the end itself as the supervisor releases the container;
         # the supervisor does, should this command be gone (interrupted, killed) by then.
         if args.detach or not syscalls.pid_alive(starter):
+            # only ever needed in the forked supervisor, once the container has exited
             from containers import exit_hook
 
             exit_hook.main([*hook_args, cid])
@@ -121,8 +134,8 @@ def run(args, words: list[str]) -> int | None:
             finally:
                 cid_file.close()
         except DockwebError as err:
-            _report("run", err, with_help=True)
-            return _finish(database, None, words, _run_exit_code(err))
+            report("run", err, with_help=True)
+            return _finish(database, None, words, run_exit_code(err))
         database.own = cid
         try:
             if not args.detach:
@@ -130,13 +143,13 @@ def run(args, words: list[str]) -> int | None:
                 return _finish(database, cid, words, code)
             mgr.start(cid)
         except DockwebError as err:
-            _report("run", err, with_help=False)
+            report("run", err, with_help=False)
             if spec.auto_remove:  # docker run --rm removes a container that failed to start
                 try:
                     mgr.remove(cid, force=True, volumes=True)
                 except DockwebError:
                     pass
-            return _finish(database, cid, words, _run_exit_code(err))
+            return _finish(database, cid, words, run_exit_code(err))
         code = _finish(database, cid, words, 0)
         print(cid)
         return code
@@ -160,8 +173,6 @@ class _Database:
 
     def connection(self):
         if self.conn is None:
-            from containers import fastmirror
-
             self.conn = fastmirror.connect(self.path)
             if self.mgr is not None:
                 stale = fastmirror.container_ids(self.conn) ^ set(self.mgr._ids())
@@ -172,8 +183,6 @@ class _Database:
         return self.conn
 
     def mirror(self, cid: str) -> None:
-        from containers import fastmirror
-
         fastmirror.sync_container(self.connection(), self.mgr, cid)
 
     def close(self) -> None:
@@ -184,10 +193,6 @@ class _Database:
 def _finish(database: _Database, cid: str | None, words: list[str], code: int) -> int:
     """The container's row mirrored (``cid``: None when there is none) and the audit row
     the ordinary path writes for `run` (access.audit), in one transaction; ``code``."""
-    import sqlite3
-
-    from containers import fastmirror
-
     try:
         conn = database.connection()
         if cid is None:
@@ -209,13 +214,11 @@ MIRROR_RUNNING_AFTER = 0.1
 
 
 def _start_attached(mgr, cid: str, database: _Database, *, sig_proxy: bool) -> int:
-    """As cli/containers.py's ``_start_attached``: the container's output copied to ours,
+    """As cli/run.py's ``start_attached``: the container's output copied to ours,
     signals passed on to it (``sig_proxy``), its exit code. The exit is noticed by a thread
     blocked on the supervisor's lock, not by polling it; new output and signals are looked
     for every 20 ms until then. Mirrored as running after ``MIRROR_RUNNING_AFTER`` seconds;
     the caller mirrors the end."""
-    from dockweb.cli.containers import SignalProxy, _copy_log_lines
-
     cdir = mgr.cdir(cid)
     log_path = os.path.join(cdir, "container.log")
     lock_fd = os.open(os.path.join(cdir, "shim.lock"), os.O_RDONLY | os.O_CREAT, 0o600)
@@ -239,10 +242,10 @@ def _start_attached(mgr, cid: str, database: _Database, *, sig_proxy: bool) -> i
                 proxy.forward()
                 chunk = log.read()
                 if chunk:
-                    pending = _copy_log_lines(pending + chunk)
+                    pending = copy_log_lines(pending + chunk)
                     continue
                 if exited.wait(0.02):
-                    pending = _copy_log_lines(pending + log.read())
+                    pending = copy_log_lines(pending + log.read())
                     break
                 if not mirrored and time.monotonic() - started >= MIRROR_RUNNING_AFTER:
                     database.mirror(cid)  # the dashboard shows it running
@@ -258,8 +261,6 @@ def _start_attached(mgr, cid: str, database: _Database, *, sig_proxy: bool) -> i
 @functools.cache
 def _actor() -> str:
     """The audit row's actor, as access.audit.cli_actor."""
-    import getpass
-
     try:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
@@ -270,10 +271,6 @@ def audit(conn, words: list[str], code: int) -> None:
     """The audit row the ordinary path writes for `run` (access.audit), with plain sqlite3,
     in the caller's transaction: the fast path must not leave commands out of the
     dashboard's audit log. A failed insert is reported, never fatal (as access.audit)."""
-    import datetime
-    import shlex
-    import sqlite3
-
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     try:
         conn.execute(

@@ -32,19 +32,8 @@ import _socket
 import os
 import sys
 
-# Signals `run` passes on to the container (docker's --sig-proxy, moby cli's
-# ForwardAllSignals): all but those that concern this process alone (job control's
-# SIGTTIN and SIGTTOU, SIGCHLD, SIGPIPE, SIGURG, the synchronous faults and resource
-# limits) and the uncatchable.
-_OWN = (
-    _signal.SIGKILL, _signal.SIGSTOP, _signal.SIGCHLD, _signal.SIGPIPE, _signal.SIGURG,
-    _signal.SIGTTIN, _signal.SIGTTOU, _signal.SIGILL, _signal.SIGTRAP, _signal.SIGABRT,
-    _signal.SIGBUS, _signal.SIGFPE, _signal.SIGSEGV, _signal.SIGSYS, _signal.SIGXCPU,
-    _signal.SIGXFSZ,
-)  # fmt: skip
-PROXIED = tuple(
-    s for s in (*range(1, 32), *range(_signal.SIGRTMIN, _signal.SIGRTMAX + 1)) if s not in _OWN
-)
+from dockweb.cli.signals import PROXIED
+
 # Signals this client passes on to the runner's child: the same, but for SIGTSTP and
 # SIGCONT (Ctrl-Z and `fg` suspend and resume this process, as job control expects).
 FORWARDED = tuple(s for s in PROXIED if s not in (_signal.SIGTSTP, _signal.SIGCONT))

@@ -105,9 +105,9 @@ class Runner:
 
         import containers.exit_hook  # noqa: F401
         import containers.fastmirror  # noqa: F401
-        import dockweb.cli.containers  # noqa: F401
         import dockweb.cli.fastrun  # noqa: F401
         import dockweb.cli.main  # noqa: F401
+        import dockweb.cli.run_common  # noqa: F401
         import dockweb.runtime.containers  # noqa: F401
         import dockweb.runtime.store  # noqa: F401
 

@@ -6,9 +6,18 @@ cli/command/formatter/disk_usage.go, image/prune.go, container/prune.go).
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from disk import services
+from dockweb.cli.common import UsageError, print_out
+from dockweb.cli.images import IMAGE_HEADERS
+from dockweb.cli.observe import PS_HEADERS
+from dockweb.cli.volumes import VOLUME_HEADERS
+from dockweb.docker.formatter import format_rows
+from dockweb.docker.images import df_image_rows
+from dockweb.docker.ps import ps_rows
+from dockweb.docker.volumes import volume_rows
+from dockweb.runtime.diskusage import summary
 from dockweb.runtime.units import human_size
 
 DF_TABLE = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
@@ -75,8 +84,6 @@ def parse_filters(pairs: list[str] | None) -> dict[str, list[str]]:
     for pair in pairs or []:
         key, eq, value = pair.partition("=")
         if not eq:
-            from dockweb.cli.main import UsageError
-
             raise UsageError(
                 f'invalid argument "{pair}" for "--filter" flag: '
                 "bad format of filter (expected name=value)"
@@ -89,8 +96,6 @@ def parse_filters(pairs: list[str] | None) -> dict[str, list[str]]:
 
 
 def df_rows(du: dict) -> list[dict]:
-    from dockweb.runtime.diskusage import summary
-
     rows = []
     for s in summary(du):
         reclaimable = human_size(s["reclaimable"])
@@ -108,30 +113,7 @@ def df_rows(du: dict) -> list[dict]:
     return rows
 
 
-def df_image_rows(images: list[dict]) -> list[dict]:
-    """docker/cli's verbose image rows: the first tag only; <none> for dangling ones."""
-    from dockweb.cli.main import image_rows
-    from dockweb.runtime import reference as refs
-
-    rows = []
-    for s in images:
-        repo = tag = "<none>"
-        dangling = s["RepoTags"] == ["<none>:<none>"] and s["RepoDigests"] == ["<none>@<none>"]
-        if s["RepoTags"] and not dangling:
-            ref = refs.parse_normalized_named(s["RepoTags"][0])
-            if ref.tag:
-                repo, tag = ref.familiar_name, ref.tag
-        one = dict(s, RepoTags=["<none>:<none>"], RepoDigests=["<none>@<none>"])
-        row = image_rows([one], digests=False, trunc=True)[0]
-        # system df -v prints the image's size with 4 digits, as SHARED and UNIQUE SIZE
-        row.update(Repository=repo, Tag=tag, Size=row["VirtualSize"])
-        rows.append(row)
-    return rows
-
-
 def df_volume_rows(volumes: list[dict]) -> list[dict]:
-    from dockweb.cli.containers import volume_rows
-
     rows = volume_rows(volumes)
     for row, v in zip(rows, volumes, strict=True):
         usage = v.get("UsageData") or {"Size": -1, "RefCount": -1}
@@ -141,11 +123,6 @@ def df_volume_rows(volumes: list[dict]) -> list[dict]:
 
 
 def cmd_df(args) -> int:
-    from disk import services
-    from dockweb.cli.containers import PS_HEADERS, VOLUME_HEADERS, ps_rows
-    from dockweb.cli.format import format_rows
-    from dockweb.cli.main import IMAGE_HEADERS, _write
-
     du = services.disk_usage()
     fmt = args.format or "table"
     if not args.verbose:
@@ -153,7 +130,7 @@ def cmd_df(args) -> int:
             fmt = DF_TABLE
         elif fmt == "raw":
             fmt = DF_RAW
-        _write(format_rows(df_rows(du), fmt, DF_HEADERS, type_name=DF_TYPE))
+        print_out(format_rows(df_rows(du), fmt, DF_HEADERS, type_name=DF_TYPE))
         return 0
     containers = [dict(c, SizeRootFs=0) for c in du["Containers"]]  # no virtual size
     out = sys.stdout
@@ -182,8 +159,6 @@ def _print_result(lines: list[str]) -> None:
 
 
 def cmd_image_prune(args) -> int:
-    from disk import services
-
     filters = parse_filters(args.filter)
     if not args.force and not confirm(IMAGE_ALL_WARNING if args.all else IMAGE_WARNING):
         _print_result(services.output_lines(None, None, None, 0))
@@ -194,8 +169,6 @@ def cmd_image_prune(args) -> int:
 
 
 def cmd_container_prune(args) -> int:
-    from disk import services
-
     filters = parse_filters(args.filter)
     if not args.force and not confirm(CONTAINER_WARNING):
         _print_result(services.output_lines(None, None, None, 0))
@@ -206,8 +179,6 @@ def cmd_container_prune(args) -> int:
 
 
 def cmd_volume_prune(args) -> int:
-    from disk import services
-
     filters = parse_filters(args.filter)
     if not args.force and not confirm(VOLUME_WARNING):
         _print_result(services.output_lines(None, None, None, 0))
@@ -237,8 +208,6 @@ def system_prune_warning(*, all: bool, volumes: bool, filters: dict[str, list[st
 
 
 def cmd_system_prune(args) -> int:
-    from disk import services
-
     filters = parse_filters(args.filter)
     if args.volumes and "until" in filters:
         print('ERROR: The "until" filter is not supported with "--volumes"', file=sys.stderr)
@@ -257,61 +226,3 @@ def cmd_system_prune(args) -> int:
 
 
 # -- parser ------------------------------------------------------------------------------
-
-
-def _prune_parser(sub, help: str, func, *, all_help: str = "") -> argparse.ArgumentParser:
-    p = sub.add_parser("prune", help=help)
-    if all_help:
-        p.add_argument("-a", "--all", action="store_true", help=all_help)
-    p.add_argument(
-        "--filter", action="append", help="Provide filter values (e.g. 'until=<timestamp>')"
-    )
-    p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
-    p.set_defaults(func=func)
-    return p
-
-
-def _subcommands(parser: argparse.ArgumentParser):
-    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-
-
-def add_commands(sub) -> None:
-    """``system df|prune`` and ``prune`` under ``image``, ``container`` and ``volume``.
-
-    Call after the image, container and volume commands exist; ``volume prune`` is
-    replaced by this module's (docker's prompt and output when answered no)."""
-    parser_class = sub._parser_class
-    system = sub.add_parser("system", help="Manage Docker")
-    ssub = system.add_subparsers(
-        dest="system_command", metavar="COMMAND", parser_class=parser_class
-    )
-    ssub.required = True
-    from dockweb.cli import about
-
-    about.add_commands(sub, ssub)
-    p = ssub.add_parser("df", help="Show docker disk usage")
-    p.add_argument("--format", help="Pretty-print images using a Go template")
-    p.add_argument(
-        "-v", "--verbose", action="store_true", help="Show detailed information on space usage"
-    )
-    p.set_defaults(func=cmd_df)
-    p = _prune_parser(
-        ssub,
-        "Remove unused data",
-        cmd_system_prune,
-        all_help="Remove all unused images not just dangling ones",
-    )
-    p.add_argument("--volumes", action="store_true", help="Prune volumes")
-
-    _prune_parser(
-        _subcommands(sub.choices["image"]),
-        "Remove unused images",
-        cmd_image_prune,
-        all_help="Remove all unused images, not just dangling ones",
-    )
-    _prune_parser(
-        _subcommands(sub.choices["container"]), "Remove all stopped containers", cmd_container_prune
-    )
-    vsub = _subcommands(sub.choices["volume"])
-    vsub.choices.pop("prune", None)
-    _prune_parser(vsub, "Remove all unused local volumes", cmd_volume_prune)

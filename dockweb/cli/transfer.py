@@ -14,19 +14,20 @@ from __future__ import annotations
 
 import sys
 
+from dockweb.cli.common import UsageError, daemon_error
+from dockweb.cli.output import OutputError, archive_output
+from dockweb.cli.progress import PullRenderer
+from dockweb.runtime import reference as refs
 from dockweb.runtime.errors import DockwebError, os_reason
+from images import services
 
 
 def cmd_save(args) -> int:
-    from dockweb.cli.main import _daemon_error
-    from dockweb.cli.output import OutputError, archive_output
-    from images import services
-
     try:
         with archive_output(args.output, "failed to save image") as out:
             services.save_images(args.images, out)
     except DockwebError as err:
-        print(_daemon_error(err), file=sys.stderr)
+        print(daemon_error(err), file=sys.stderr)
         return 1
     except OutputError as err:
         print(err, file=sys.stderr)
@@ -35,14 +36,11 @@ def cmd_save(args) -> int:
 
 
 def cmd_load(args) -> int:
-    from dockweb.cli.main import _daemon_error, _PullRenderer
-    from images import services
-
     if not args.input and sys.stdin.isatty():
         print("requested load from stdin, but stdin is empty", file=sys.stderr)
         return 1
     quiet = args.quiet or not sys.stdout.isatty()
-    renderer = _PullRenderer(sys.stdout, quiet=False)
+    renderer = PullRenderer(sys.stdout, quiet=False)
 
     def on_output(event: dict) -> None:
         if event["kind"] == "message" or not quiet:
@@ -61,17 +59,13 @@ def cmd_load(args) -> int:
             services.load_images(sys.stdin.buffer, on_output=on_output, quiet=quiet)
     except DockwebError as err:
         renderer.finish()
-        print(_daemon_error(err), file=sys.stderr)
+        print(daemon_error(err), file=sys.stderr)
         return 1
     renderer.finish()
     return 0
 
 
 def cmd_push(args) -> int:
-    from dockweb.cli.main import UsageError, _PullRenderer
-    from dockweb.runtime import reference as refs
-    from images import services
-
     if args.all_tags:
         raise UsageError("dockweb: --all-tags is not supported")
     try:
@@ -81,7 +75,7 @@ def cmd_push(args) -> int:
         return 1
     if named.is_name_only:
         print("Using default tag: latest", flush=True)
-    renderer = _PullRenderer(sys.stdout, quiet=args.quiet)
+    renderer = PullRenderer(sys.stdout, quiet=args.quiet)
     try:
         result = services.push_image(args.name, on_progress=renderer)
     except DockwebError as err:
@@ -92,47 +86,3 @@ def cmd_push(args) -> int:
     if args.quiet:
         print(named.familiar_string() if named.tag else f"{named.familiar_name}:{result.tag}")
     return 0
-
-
-def _add_save(sub, name: str) -> None:
-    p = sub.add_parser(
-        name, help="Save one or more images to a tar archive (streamed to STDOUT by default)"
-    )
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("-o", "--output", help="Write to a file, instead of STDOUT")
-    p.set_defaults(func=cmd_save)
-
-
-def _add_load(sub, name: str) -> None:
-    p = sub.add_parser(name, help="Load an image from a tar archive or STDIN")
-    p.add_argument("-i", "--input", help="Read from tar archive file, instead of STDIN")
-    p.add_argument("-q", "--quiet", action="store_true", help="Suppress the load output")
-    p.set_defaults(func=cmd_load)
-
-
-def _add_push(sub, name: str) -> None:
-    p = sub.add_parser(name, help="Push an image or a repository to a registry")
-    p.add_argument("name", metavar="NAME[:TAG]")
-    p.add_argument(
-        "-a", "--all-tags", action="store_true", help="Push all tagged images in the repository"
-    )
-    p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
-    p.add_argument(
-        "--disable-content-trust",
-        action="store_true",
-        default=True,
-        help="Skip image signing (default true)",
-    )
-    p.set_defaults(func=cmd_push)
-
-
-def add_commands(sub) -> None:
-    """Top-level ``save``, ``load``, ``push``."""
-    _add_save(sub, "save")
-    _add_load(sub, "load")
-    _add_push(sub, "push")
-
-
-def add_image_commands(isub) -> None:
-    """``image save``, ``image load``, ``image push``."""
-    add_commands(isub)
