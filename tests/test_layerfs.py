@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import time
 
 import pytest
 
@@ -302,7 +301,9 @@ def test_it_caches_the_analysis_beside_the_image(store, registry):
     assert not os.listdir(store.tmp_dir)
 
 
-def test_it_analyzes_twenty_thousand_files_quickly(store, registry, tmp_path):
+def test_it_analyzes_twenty_thousand_files(store, registry, tmp_path):
+    # How fast is measured by benchmarks/layer_explorer.py against a 50,000-file image, not
+    # here: a time limit in a test fails on a loaded machine, not on a slow analysis.
     def fill(tar):
         for d in range(100):
             im_dir = im.dir_(f"d{d:03d}").tarinfo()
@@ -312,8 +313,6 @@ def test_it_analyzes_twenty_thousand_files_quickly(store, registry, tmp_path):
 
     layer = im.Layer.stream(tmp_path / "many.tar.gz", fill)
     image = pulled(store, registry, "layerfs/many", im.Image([layer]))
-    started = time.perf_counter()
     a = layerfs.analyze_image(store, image.image_id)
-    elapsed = time.perf_counter() - started
     assert a.file_count == 20_100
-    assert elapsed < 0.5, f"{elapsed:.3f} s for 20,100 entries"
+    assert a.layers[0].added == 20_100 and a.wasted_bytes == 0
