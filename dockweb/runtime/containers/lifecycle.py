@@ -85,6 +85,9 @@ class LifecycleMixin:
         if result.get("cancelled"):  # a restart that a stop overtook
             return self.get(c.id)
         if "error" in result:
+            # the supervisor answered and is cleaning up: once this raises, the container
+            # can be started again (dockerd's start returns after the task is deleted)
+            self.await_supervisor_gone(c.id)
             error = docker_words(result["error"])
             code = start_exit_code(error)
             msg = f"failed to create shim task: OCI runtime create failed: {error}: unknown"

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from collections.abc import Callable
 
 from dockweb.runtime.containers.create import CreateMixin
@@ -134,6 +135,17 @@ class ContainerManager(
             return True
         finally:
             os.close(fd)
+
+    def await_supervisor_gone(self, cid: str, timeout: float = 10.0) -> bool:
+        """Wait until no supervisor holds the container's ``shim.lock`` (at most
+        ``timeout`` seconds); True when none does. A supervisor that reported a failed start
+        still cleans up before it leaves: a start right after must not find it there."""
+        deadline = time.monotonic() + timeout
+        while self.shim_alive(cid):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     def _reconciled_state(self, cid: str) -> State:
         """The state, repaired if it claims processes that no supervisor watches any more."""
