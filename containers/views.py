@@ -24,7 +24,7 @@ from access.audit import audit
 from access.roles import ADMIN, OPERATOR, forbidden, has_role, role_required
 from containers import services
 from containers.models import Container, ContainerOperation, Volume
-from dockweb.runtime.errors import DockwebError
+from dockweb.runtime.errors import DockwebError, NotFound
 from images.models import Image, Reference
 
 RECENT_OPERATIONS = 8
@@ -49,7 +49,7 @@ def _flag(request: HttpRequest, name: str) -> bool:
 def _get_container_or_404(key: str) -> Container:
     try:
         return services.find_container(key)
-    except DockwebError:
+    except NotFound:
         raise Http404(_("No such container: %(key)s") % {"key": key}) from None
 
 

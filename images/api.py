@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from access.audit import audit
 from access.roles import ADMIN, OPERATOR, role_required
-from dockweb.runtime.errors import DockwebError, ImageNotFound, InvalidReference
+from dockweb.runtime.errors import Conflict, DockwebError, InvalidArgument, NotFound, Unavailable
 from images import services
 from images.models import Operation, Pull
 
@@ -30,8 +30,20 @@ class BadRequest(Exception):
     pass
 
 
+# An error's category -> the HTTP status moby's errdefs answer it with.
+_CATEGORY_STATUS = ((NotFound, 404), (Conflict, 409), (InvalidArgument, 400), (Unavailable, 503))
+
+
 def _error(message: str, status: int, **extra) -> JsonResponse:
     return JsonResponse({"error": message, **extra}, status=status)
+
+
+def _category_status(err: DockwebError) -> int | None:
+    """The HTTP status of ``err``'s category; None when it has none (a server error)."""
+    for category, status in _CATEGORY_STATUS:
+        if isinstance(err, category):
+            return status
+    return None
 
 
 def _flag(value, name: str, default: bool | None = False) -> bool | None:
@@ -159,10 +171,11 @@ def images(request: HttpRequest) -> JsonResponse:
 def image(request: HttpRequest, key: str) -> JsonResponse:
     try:
         found = services.get_image(key)
-    except ImageNotFound as err:
-        return _error(str(err), 404)
-    except InvalidReference as err:
-        return _error(str(err), 400)
+    except DockwebError as err:
+        status = _category_status(err)
+        if status is None:
+            raise
+        return _error(str(err), status)
     return JsonResponse(services.image_detail(found))
 
 
