@@ -229,11 +229,6 @@ def recover_after_restart() -> dict[str, list[str]]:
 OPERATION_ABANDONED = "the worker stopped during the operation; look at the container and try again"
 
 
-def containers_using_images() -> list[tuple[str, str, bool]]:
-    """(container ID, image ID, running) for every container, for image removal's conflicts."""
-    return get_manager().used_images()
-
-
 # -- volumes -----------------------------------------------------------------------------
 
 
