@@ -8,6 +8,7 @@ parse input, call a service, and answer JSON; they never touch the store.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, JsonResponse
@@ -226,7 +227,16 @@ def _op_target(op: Operation) -> str:
     return str(args.get("ref") or args.get("source") or "")
 
 
-def _accepted(op: Operation) -> JsonResponse:
+def _start_operation(
+    request: HttpRequest, start: Callable[[dict], Operation]
+) -> JsonResponse:
+    """Queue the operation ``start(body)`` returns and answer 202 with it (audited); a bad
+    body or a refusal before queueing is a 400 with the message."""
+    try:
+        op = start(_body(request))
+    except (BadRequest, DockwebError) as err:
+        return _error(str(err), 400)
+    audit(request, f"image.{op.kind}", _op_target(op), **op.args, operation=op.pk)
     response = JsonResponse(operation_json(op), status=202)
     response["Location"] = reverse("api:operation", args=[op.pk])
     return response
@@ -237,18 +247,15 @@ def _accepted(op: Operation) -> JsonResponse:
 @require_POST
 def image_remove(request: HttpRequest) -> JsonResponse:
     """``docker rmi``: {ref, force=false, prune=true}."""
-    try:
-        data = _body(request)
-        op = services.start_removal(
+    return _start_operation(
+        request,
+        lambda data: services.start_removal(
             _text(data, "ref", required=True),
             force=_flag(data.get("force"), "force", False),
             prune=_flag(data.get("prune"), "prune", True),
             user=request.user,
-        )
-    except (BadRequest, DockwebError) as err:
-        return _error(str(err), 400)
-    audit(request, f"image.{op.kind}", _op_target(op), **op.args, operation=op.pk)
-    return _accepted(op)
+        ),
+    )
 
 
 @login_required
@@ -256,17 +263,14 @@ def image_remove(request: HttpRequest) -> JsonResponse:
 @require_POST
 def image_tag(request: HttpRequest) -> JsonResponse:
     """``docker tag``: {source, target}."""
-    try:
-        data = _body(request)
-        op = services.start_tag(
+    return _start_operation(
+        request,
+        lambda data: services.start_tag(
             _text(data, "source", required=True),
             _text(data, "target", required=True),
             user=request.user,
-        )
-    except (BadRequest, DockwebError) as err:
-        return _error(str(err), 400)
-    audit(request, f"image.{op.kind}", _op_target(op), **op.args, operation=op.pk)
-    return _accepted(op)
+        ),
+    )
 
 
 @login_required
