@@ -10,14 +10,9 @@ from access.models import AuditEvent
 from access.roles import role_of
 
 
-@admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
-    list_display = ["at", "actor", "action", "target", "remote_addr"]
-    list_filter = ["action", "actor"]
-    search_fields = ["actor", "action", "target"]
-    date_hierarchy = "at"
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows nobody adds, changes or deletes through the admin: look, don't touch."""
 
-    # the log is evidence: nobody edits or deletes it through the admin
     def has_add_permission(self, request) -> bool:
         return False
 
@@ -26,6 +21,16 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    """The log is evidence: read-only."""
+
+    list_display = ["at", "actor", "action", "target", "remote_addr"]
+    list_filter = ["action", "actor"]
+    search_fields = ["actor", "action", "target"]
+    date_hierarchy = "at"
 
 
 User = get_user_model()

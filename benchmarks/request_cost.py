@@ -106,6 +106,17 @@ def count_queries(connection, request) -> int:
     return len(sql)
 
 
+def _profile(client, path: str, headers: dict, sort: str, lines: int) -> None:
+    """Fifty requests under cProfile, the ``lines`` costliest functions by ``sort`` printed
+    (PROFILE=1)."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.runcall(lambda: [client.get(path, **headers) for _ in range(50)])
+    pstats.Stats(prof).sort_stats(sort).print_stats(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=200)
@@ -139,12 +150,7 @@ def main() -> int:
             ms = cpu_ms(client, path, args.runs, **headers)
             print(f"{name:9} 200: {ms:6.2f} ms CPU, {queries} queries")
             if os.environ.get("PROFILE"):
-                import cProfile
-                import pstats
-
-                prof = cProfile.Profile()
-                prof.runcall(lambda: [client.get(path, **headers) for _ in range(50)])  # noqa: B023
-                pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
+                _profile(client, path, headers, "cumulative", 40)
             etag = first.headers.get("ETag")
             if etag:
                 conditional = {**headers, "HTTP_IF_NONE_MATCH": etag}
@@ -153,12 +159,7 @@ def main() -> int:
                 ms = cpu_ms(client, path, args.runs, **conditional)
                 print(f"{name:9} {status}: {ms:6.2f} ms CPU, {queries} queries")
                 if os.environ.get("PROFILE"):
-                    import cProfile
-                    import pstats
-
-                    prof = cProfile.Profile()
-                    prof.runcall(lambda: [client.get(path, **conditional) for _ in range(50)])  # noqa: B023
-                    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+                    _profile(client, path, conditional, "tottime", 25)
     return 0
 
 

@@ -37,7 +37,7 @@ from dockweb.docker.run_options import (  # noqa: F401 - part of this module's i
 )
 from dockweb.docker.times import parse_go_time as _parse_go_time
 from dockweb.engine import get_manager
-from dockweb.runtime.errors import Conflict, DockwebError
+from dockweb.runtime.errors import Conflict, ContainerNotFound, DockwebError
 
 if TYPE_CHECKING:
     from dockweb.runtime.containers import ContainerManager, ContainerSpec
@@ -229,11 +229,6 @@ def recover_after_restart() -> dict[str, list[str]]:
 OPERATION_ABANDONED = "the worker stopped during the operation; look at the container and try again"
 
 
-def containers_using_images() -> list[tuple[str, str, bool]]:
-    """(container ID, image ID, running) for every container, for image removal's conflicts."""
-    return get_manager().used_images()
-
-
 # -- volumes -----------------------------------------------------------------------------
 
 
@@ -309,8 +304,6 @@ def sync_containers(container_id: str | None = None) -> None:
     """
     if not _tables_ready():
         return
-    from dockweb.runtime.errors import ContainerNotFound
-
     mgr = get_manager()
     if container_id is not None:
         try:
@@ -510,9 +503,8 @@ def _dispatch(op: ContainerOperation) -> dict:
 
 
 def find_container(key: str) -> Container:
-    """A Container row by full ID, unique ID prefix or name (docker's order)."""
-    from dockweb.runtime.errors import DockwebError as _E
-
+    """A Container row by full ID, unique ID prefix or name (docker's order); raises
+    ContainerNotFound ("No such container: x") when none matches."""
     key = key.strip().lstrip("/")
     found = Container.objects.filter(container_id=key).first()
     if found:
@@ -524,7 +516,7 @@ def find_container(key: str) -> Container:
         matches = list(Container.objects.filter(container_id__startswith=key)[:2])
         if len(matches) == 1:
             return matches[0]
-    raise _E(f"No such container: {key}")
+    raise ContainerNotFound(f"No such container: {key}")
 
 
 def log_path(container_id: str) -> str:

@@ -24,7 +24,7 @@ from access.audit import audit
 from access.roles import ADMIN, OPERATOR, forbidden, has_role, role_required
 from containers import services
 from containers.models import Container, ContainerOperation, Volume
-from dockweb.runtime.errors import DockwebError
+from dockweb.runtime.errors import DockwebError, NotFound
 from images.models import Image, Reference
 
 RECENT_OPERATIONS = 8
@@ -49,7 +49,7 @@ def _flag(request: HttpRequest, name: str) -> bool:
 def _get_container_or_404(key: str) -> Container:
     try:
         return services.find_container(key)
-    except DockwebError:
+    except NotFound:
         raise Http404(_("No such container: %(key)s") % {"key": key}) from None
 
 
@@ -154,7 +154,9 @@ def container_action(request: HttpRequest, key: str, action: str) -> HttpRespons
     detail = redirect("containers:detail", key=container.container_id)
     if action in SNAPSHOTS:
         if action != "diff" and not container.can_exec:
-            messages.error(request, _("Container %(name)s is not running.") % {"name": container.name})
+            messages.error(
+                request, _("Container %(name)s is not running.") % {"name": container.name}
+            )
             return detail
         services.start_operation(
             action, {"container": container.container_id}, user=request.user,
@@ -164,7 +166,10 @@ def container_action(request: HttpRequest, key: str, action: str) -> HttpRespons
     if action not in ACTIONS:
         raise Http404(_("Unknown action."))
     force = request.POST.get("force") == "1"
-    allowed = container.can_remove(force) if action == "remove" else getattr(container, ACTIONS[action])
+    if action == "remove":
+        allowed = container.can_remove(force)
+    else:
+        allowed = getattr(container, ACTIONS[action])
     if not allowed:
         messages.error(
             request,
@@ -310,12 +315,13 @@ def volumes(request: HttpRequest) -> HttpResponse:
         return redirect("containers:operation", pk=op.pk)
     users = _volume_users()
     rows = [{"volume": v, "users": users.get(v.name, [])} for v in Volume.objects.all()]
+    volume_operations = ContainerOperation.objects.filter(kind__startswith="volume_")
     context = {
         "rows": rows,
         "name": name,
         "error": error,
         "unused": [r["volume"] for r in rows if not r["users"]],
-        "operations": ContainerOperation.objects.filter(kind__startswith="volume_")[:RECENT_OPERATIONS],
+        "operations": volume_operations[:RECENT_OPERATIONS],
         "page": "containers",
     }
     return render(request, "containers/volumes.html", context)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -10,8 +14,9 @@ from django.views.decorators.vary import vary_on_headers
 
 from access.audit import audit
 from access.roles import ADMIN, OPERATOR, role_required
-from disk import services
+from disk import services, tasks
 from disk.models import PruneOperation, VolumeUsage
+from dockweb.runtime.digest import short_id
 from dockweb.runtime.diskusage import summary
 
 IMAGE_CHOICES = ("dangling", "all", "")
@@ -33,7 +38,7 @@ def _chart(du: dict) -> tuple[list[dict], int]:
     for im in du["Images"]:
         rows.append(
             {
-                "id": im["Id"].split(":", 1)[-1][:12],
+                "id": short_id(im["Id"]),
                 "pk": im["pk"],
                 "name": im["RepoTags"][0] if im["RepoTags"] != ["<none>:<none>"] else "<none>",
                 "size": im["Size"],
@@ -108,9 +113,6 @@ def prune(request: HttpRequest) -> HttpResponse:
 
 def _fingerprint(preview: dict) -> str:
     """The items of a preview, so a confirmation applies only to what the person saw."""
-    import hashlib
-    import json
-
     items = {k: preview[k] for k in ("containers", "volumes", "images", "layers")}
     return hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()
 
@@ -119,10 +121,6 @@ def _fingerprint(preview: dict) -> str:
 @role_required(OPERATOR)
 @require_POST
 def measure(request: HttpRequest) -> HttpResponse:
-    from django.db import transaction
-
-    from disk import tasks
-
     transaction.on_commit(tasks.measure_volumes.delay)
     audit(request, "disk.measure")
     return redirect("disk:disk")

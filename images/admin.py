@@ -6,6 +6,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 
+from access.admin import ReadOnlyAdmin  # rows written only by sync_images or the worker
 from images import credentials
 from images.models import (
     Image,
@@ -18,19 +19,6 @@ from images.models import (
     RegistryCredential,
     Repository,
 )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written only by sync_images or the worker: look, don't touch."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class ImageLayerInline(admin.TabularInline):

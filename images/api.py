@@ -8,6 +8,7 @@ parse input, call a service, and answer JSON; they never touch the store.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, JsonResponse
@@ -17,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from access.audit import audit
 from access.roles import ADMIN, OPERATOR, role_required
-from dockweb.runtime.errors import DockwebError, ImageNotFound, InvalidReference
+from dockweb.runtime.errors import Conflict, DockwebError, InvalidArgument, NotFound, Unavailable
 from images import services
 from images.models import Operation, Pull
 
@@ -30,8 +31,20 @@ class BadRequest(Exception):
     pass
 
 
+# An error's category -> the HTTP status moby's errdefs answer it with.
+_CATEGORY_STATUS = ((NotFound, 404), (Conflict, 409), (InvalidArgument, 400), (Unavailable, 503))
+
+
 def _error(message: str, status: int, **extra) -> JsonResponse:
     return JsonResponse({"error": message, **extra}, status=status)
+
+
+def _category_status(err: DockwebError) -> int | None:
+    """The HTTP status of ``err``'s category; None when it has none (a server error)."""
+    for category, status in _CATEGORY_STATUS:
+        if isinstance(err, category):
+            return status
+    return None
 
 
 def _flag(value, name: str, default: bool | None = False) -> bool | None:
@@ -159,10 +172,11 @@ def images(request: HttpRequest) -> JsonResponse:
 def image(request: HttpRequest, key: str) -> JsonResponse:
     try:
         found = services.get_image(key)
-    except ImageNotFound as err:
-        return _error(str(err), 404)
-    except InvalidReference as err:
-        return _error(str(err), 400)
+    except DockwebError as err:
+        status = _category_status(err)
+        if status is None:
+            raise
+        return _error(str(err), status)
     return JsonResponse(services.image_detail(found))
 
 
@@ -213,7 +227,16 @@ def _op_target(op: Operation) -> str:
     return str(args.get("ref") or args.get("source") or "")
 
 
-def _accepted(op: Operation) -> JsonResponse:
+def _start_operation(
+    request: HttpRequest, start: Callable[[dict], Operation]
+) -> JsonResponse:
+    """Queue the operation ``start(body)`` returns and answer 202 with it (audited); a bad
+    body or a refusal before queueing is a 400 with the message."""
+    try:
+        op = start(_body(request))
+    except (BadRequest, DockwebError) as err:
+        return _error(str(err), 400)
+    audit(request, f"image.{op.kind}", _op_target(op), **op.args, operation=op.pk)
     response = JsonResponse(operation_json(op), status=202)
     response["Location"] = reverse("api:operation", args=[op.pk])
     return response
@@ -224,18 +247,15 @@ def _accepted(op: Operation) -> JsonResponse:
 @require_POST
 def image_remove(request: HttpRequest) -> JsonResponse:
     """``docker rmi``: {ref, force=false, prune=true}."""
-    try:
-        data = _body(request)
-        op = services.start_removal(
+    return _start_operation(
+        request,
+        lambda data: services.start_removal(
             _text(data, "ref", required=True),
             force=_flag(data.get("force"), "force", False),
             prune=_flag(data.get("prune"), "prune", True),
             user=request.user,
-        )
-    except (BadRequest, DockwebError) as err:
-        return _error(str(err), 400)
-    audit(request, f"image.{op.kind}", _op_target(op), **op.args, operation=op.pk)
-    return _accepted(op)
+        ),
+    )
 
 
 @login_required
@@ -243,17 +263,14 @@ def image_remove(request: HttpRequest) -> JsonResponse:
 @require_POST
 def image_tag(request: HttpRequest) -> JsonResponse:
     """``docker tag``: {source, target}."""
-    try:
-        data = _body(request)
-        op = services.start_tag(
+    return _start_operation(
+        request,
+        lambda data: services.start_tag(
             _text(data, "source", required=True),
             _text(data, "target", required=True),
             user=request.user,
-        )
-    except (BadRequest, DockwebError) as err:
-        return _error(str(err), 400)
-    audit(request, f"image.{op.kind}", _op_target(op), **op.args, operation=op.pk)
-    return _accepted(op)
+        ),
+    )
 
 
 @login_required

@@ -25,7 +25,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from access.audit import audit
 from access.roles import ADMIN, OPERATOR, role_of, role_required
-from dockweb.runtime.errors import DockwebError, ImageNotFound, InvalidReference
+from dockweb.runtime.errors import DockwebError, InvalidArgument, InvalidReference, NotFound
 from images import credentials, services
 from images.context_processors import NAV_PULLS
 from images.kept import Kept
@@ -88,7 +88,7 @@ def _revalidate(response: HttpResponse, etag: str) -> HttpResponse:
 def _get_image_or_404(key: str):
     try:
         return services.get_image(key)
-    except (ImageNotFound, InvalidReference):
+    except (NotFound, InvalidArgument):
         raise Http404(_("No such image: %(key)s") % {"key": key}) from None
 
 

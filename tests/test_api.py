@@ -9,7 +9,9 @@ import pytest
 from django.conf import settings as django_settings
 from django.test import Client
 
+from dockweb.runtime import errors
 from images import services
+from images.api import _category_status
 from images.models import Operation, Pull
 from tests.support import images as im
 
@@ -151,6 +153,23 @@ def test_it_answers_a_bad_reference_with_dockers_message(api, store):
         "error": "invalid reference format: repository name must be lowercase"
     }
     assert api.post_json("/api/pulls/", {}).json() == {"error": "reference is required"}
+
+
+def test_it_answers_a_malformed_image_key_with_400(api, store):
+    response = api.get("/api/images/UPPER/")
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "invalid reference format: repository name must be lowercase"
+    }
+
+
+def test_it_maps_each_error_category_to_its_http_status():
+    assert _category_status(errors.ImageNotFound("No such image: x")) == 404
+    assert _category_status(errors.ManifestUnknown("manifest unknown")) == 404
+    assert _category_status(errors.VolumeInUse("remove v: volume is in use - [x]")) == 409
+    assert _category_status(errors.InvalidReference("invalid reference format")) == 400
+    assert _category_status(errors.RegistryUnavailable("i/o timeout")) == 503
+    assert _category_status(errors.StoreError("disk full")) is None
 
 
 def test_it_accepts_a_form_encoded_pull(api, store):

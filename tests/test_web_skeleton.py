@@ -168,6 +168,14 @@ def test_it_lets_a_superuser_into_the_admin(client, admin_user):
 
 
 @pytest.mark.django_db
+def test_it_keeps_the_audit_log_and_the_store_mirror_read_only_in_the_admin(client, admin_user):
+    client.force_login(admin_user)
+    for model in ("access/auditevent", "images/image", "images/layer", "images/pull"):
+        assert client.get(f"/admin/{model}/").status_code == 200
+        assert client.get(f"/admin/{model}/add/").status_code == 403
+
+
+@pytest.mark.django_db
 def test_it_keeps_a_plain_user_out_of_the_admin(client, user):
     client.force_login(user)
     response = client.get("/admin/")

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django import template
 from django.utils.translation import gettext as _
 
+from dockweb.runtime.digest import short_id
 from dockweb.runtime.units import human_size
 
 register = template.Library()
@@ -26,7 +27,7 @@ def sum_size(items) -> int:
 
 @register.filter
 def short_hex(digest: str) -> str:
-    return str(digest).split(":", 1)[-1][:12]
+    return short_id(str(digest))
 
 
 @register.filter

@@ -12,6 +12,7 @@ import shlex
 import sys
 
 from dockweb.cli import schema
+from dockweb.runtime.errors import ContainerNotFound, VolumeNotFound
 
 
 class UsageError(Exception):
@@ -23,10 +24,10 @@ def daemon_error(err: Exception) -> str:
 
 
 def is_not_found(err: Exception) -> bool:
-    name = type(err).__name__
-    return name in ("ContainerNotFound", "VolumeNotFound", "NotFound") or str(err).startswith(
-        ("No such container", "No such volume")
-    )
+    """The container or volume a command names does not exist: the docker client's 404
+    (``client_not_found``). Other missing things (an image behind a container, a manifest)
+    are the daemon's errors, printed as such."""
+    return isinstance(err, (ContainerNotFound, VolumeNotFound))
 
 
 def client_not_found(kind: str, name: str) -> str:

@@ -42,6 +42,7 @@ from dockweb.cli.run_common import (
     report,
     run_exit_code,
     spec_from_args,
+    start_failed,
 )
 from dockweb.runtime import syscalls
 from dockweb.runtime.containers import ContainerManager
@@ -142,14 +143,11 @@ def run(args, words: list[str]) -> int | None:
                 code = _start_attached(mgr, cid, database, sig_proxy=args.sig_proxy)
                 return _finish(database, cid, words, code)
             mgr.start(cid)
-        except DockwebError as err:
-            report("run", err, with_help=False)
-            if spec.auto_remove:  # docker run --rm removes a container that failed to start
-                try:
-                    mgr.remove(cid, force=True, volumes=True)
-                except DockwebError:
-                    pass
-            return _finish(database, cid, words, run_exit_code(err))
+        except DockwebError as err:  # docker run --rm removes a container that failed to start
+            code = start_failed(
+                err, spec.auto_remove, lambda: mgr.remove(cid, force=True, volumes=True)
+            )
+            return _finish(database, cid, words, code)
         code = _finish(database, cid, words, 0)
         print(cid)
         return code

@@ -21,7 +21,7 @@ import stat
 import sys
 import tempfile
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 
 from dockweb.runtime.errors import os_reason
 
@@ -81,10 +81,7 @@ class GoWriter:
         try:
             return self.out.write(data)
         except OSError as e:
-            self.failed = True
-            if isinstance(e, BrokenPipeError):
-                raise
-            raise OutputError(f"write {self.name}: {os_reason(e)}") from None
+            self._fail(e)
 
     def flush(self) -> None:
         if self.failed:
@@ -92,10 +89,14 @@ class GoWriter:
         try:
             self.out.flush()
         except OSError as e:
-            self.failed = True
-            if isinstance(e, BrokenPipeError):
-                raise
-            raise OutputError(f"write {self.name}: {os_reason(e)}") from None
+            self._fail(e)
+
+    def _fail(self, e: OSError) -> NoReturn:
+        """Mark the writer failed and raise ``e`` as Go words it (a broken pipe as it is)."""
+        self.failed = True
+        if isinstance(e, BrokenPipeError):
+            raise e
+        raise OutputError(f"write {self.name}: {os_reason(e)}") from None
 
 
 @contextlib.contextmanager

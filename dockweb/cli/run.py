@@ -28,6 +28,7 @@ from dockweb.cli.run_common import (
     report,
     run_exit_code,
     spec_from_args,
+    start_failed,
 )
 from dockweb.runtime import attach
 from dockweb.runtime import reference as refs
@@ -104,14 +105,10 @@ def cmd_run(args) -> int:
         if not args.detach:
             return start_attached(cid, sig_proxy=args.sig_proxy)
         services.start_container(cid)
-    except DockwebError as err:
-        report("run", err, with_help=False)
-        if spec.auto_remove:  # docker run --rm removes a container that failed to start
-            try:
-                services.remove_container(cid, force=True, volumes=True)
-            except DockwebError:
-                pass
-        return run_exit_code(err)
+    except DockwebError as err:  # docker run --rm removes a container that failed to start
+        return start_failed(
+            err, spec.auto_remove, lambda: services.remove_container(cid, force=True, volumes=True)
+        )
     print(cid)
     return 0
 

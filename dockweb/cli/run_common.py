@@ -98,6 +98,17 @@ def report(cmd: str, err: Exception, *, with_help: bool) -> None:
     print_error(f"dockweb: {text}")
 
 
+def start_failed(err: Exception, auto_remove: bool, remove) -> int:
+    """docker run's answer to a container that failed to start: the error reported, the
+    container removed with ``remove()`` under --rm (``auto_remove``; a failure to remove is
+    ignored, as docker's), and the exit code (``run_exit_code``)."""
+    report("run", err, with_help=False)
+    if auto_remove:
+        with contextlib.suppress(DockwebError):
+            remove()
+    return run_exit_code(err)
+
+
 def client_side(err: Exception) -> bool:
     if isinstance(err, ClientOption):
         return True

@@ -320,6 +320,13 @@ class _TarReader:
         self._pos = 0
         return have >= want
 
+    def _buffered(self) -> int:
+        """How many unread bytes are buffered, reading more when none are (at least one;
+        the stream ending first is a format error)."""
+        if self._pos == len(self._buf) and not self._fill(1):
+            raise _TarFormatError("unexpected EOF")
+        return len(self._buf) - self._pos
+
     def _take(self, n: int) -> bytes:
         if not self._fill(n):
             raise _TarFormatError("unexpected EOF")
@@ -338,12 +345,7 @@ class _TarReader:
             self.recorder.file(rel, size)
         remaining = size
         while remaining:
-            avail = len(self._buf) - self._pos
-            if not avail:
-                if not self._fill(1):
-                    raise _TarFormatError("unexpected EOF")
-                avail = len(self._buf) - self._pos
-            step = min(avail, remaining)
+            step = min(self._buffered(), remaining)
             view = memoryview(self._buf)[self._pos : self._pos + step]
             while view:
                 written = os.write(fd, view)
@@ -355,12 +357,7 @@ class _TarReader:
 
     def skip(self, n: int) -> None:
         while n:
-            avail = len(self._buf) - self._pos
-            if not avail:
-                if not self._fill(1):
-                    raise _TarFormatError("unexpected EOF")
-                avail = len(self._buf) - self._pos
-            step = min(avail, n)
+            step = min(self._buffered(), n)
             if self.recorder:
                 self.recorder.raw(memoryview(self._buf)[self._pos : self._pos + step])
             self._pos += step

@@ -9,10 +9,12 @@ way (``invalid checksum digest format`` ...). ``ValueError`` is never raised for
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 from dockweb.runtime.reference import validate_go_digest
 
 SHA256_PREFIX = "sha256:"
+_READ_SIZE = 1 << 20
 
 
 def sha256_digest(data: bytes) -> str:
@@ -59,3 +61,30 @@ def short_id(digest_or_id: str) -> str:
     if i > -1:
         digest_or_id = digest_or_id[i + 1 :]
     return digest_or_id[:12]
+
+
+class HashingReader:
+    """A read-through stream (``read(n)``) that hashes (sha256) and counts every byte that
+    passes, and reports the running count to ``on_bytes`` after each read."""
+
+    def __init__(self, raw, on_bytes: Callable[[int], None] | None = None):
+        self.raw = raw
+        self.hash = hashlib.sha256()
+        self.count = 0
+        self.on_bytes = on_bytes
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n if n and n > 0 else _READ_SIZE)
+        if data:
+            self.passed(data)
+        return data
+
+    def passed(self, data: bytes) -> None:
+        """Account for ``data``, just read (not empty)."""
+        self.hash.update(data)
+        self.count += len(data)
+        if self.on_bytes:
+            self.on_bytes(self.count)
+
+    def digest(self) -> str:
+        return SHA256_PREFIX + self.hash.hexdigest()

@@ -42,7 +42,7 @@ from dockweb.runtime import overlay
 from dockweb.runtime import reference as refs
 from dockweb.runtime.archive import apply_layer
 from dockweb.runtime.compression import compression_of_media_type, open_decompressed
-from dockweb.runtime.digest import chain_ids, sha256_digest, short_id
+from dockweb.runtime.digest import HashingReader, chain_ids, sha256_digest, short_id
 from dockweb.runtime.errors import DockwebError, ImageNotFound
 from dockweb.runtime.registry import RegistryClient
 from dockweb.runtime.store import LayerRecord, Store, parse_time
@@ -684,26 +684,6 @@ def _read_oci(archive: tarfile.TarFile, members: dict) -> list[_LoadImage]:
     return out
 
 
-class _HashingReader:
-    def __init__(self, raw, on_bytes: Callable[[int], None] | None = None):
-        self.raw = raw
-        self.hash = hashlib.sha256()
-        self.count = 0
-        self.on_bytes = on_bytes
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.raw.read(n if n and n > 0 else _READ_SIZE)
-        if data:
-            self.hash.update(data)
-            self.count += len(data)
-            if self.on_bytes:
-                self.on_bytes(self.count)
-        return data
-
-    def digest(self) -> str:
-        return "sha256:" + self.hash.hexdigest()
-
-
 def _load_images(store, archive, members, wanted, emit, quiet) -> list[str]:
     scratch: dict[str, tuple[str, LayerRecord]] = {}  # chain -> (scratch dir, record)
     locks = []
@@ -797,9 +777,9 @@ def _unpack_layer(store, archive, members, item, i, diff_id, chain, parent, emit
 
     path = store.new_layer_dir(chain)
     f = _open_member(archive, members, name)
-    blob = _HashingReader(f, on_bytes)
+    blob = HashingReader(f, on_bytes)
     try:
-        unpacked = _HashingReader(open_decompressed(blob, item.layer_types[i]))
+        unpacked = HashingReader(open_decompressed(blob, item.layer_types[i]))
         size = apply_layer(
             unpacked, os.path.join(path, "diff"), tar_split=os.path.join(path, TAR_SPLIT)
         )

@@ -12,7 +12,6 @@ did commit are reused by the next pull.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import shutil
 import threading
@@ -26,7 +25,7 @@ from dockweb.runtime import reference as refs
 from dockweb.runtime.archive import LayerLimits, apply_layer
 from dockweb.runtime.compression import compression_of_media_type, open_decompressed
 from dockweb.runtime.crashpoint import crashpoint
-from dockweb.runtime.digest import chain_ids, short_id
+from dockweb.runtime.digest import HashingReader, chain_ids, short_id
 from dockweb.runtime.errors import (
     DigestMismatch,
     DockwebError,
@@ -122,30 +121,21 @@ class PullResult:
     existing_layers: int
 
 
-class _Tap:
+class _Tap(HashingReader):
     """A read-through stream that hashes, counts and honours cancellation."""
 
     def __init__(self, raw, on_bytes: Callable[[int], None] | None, cancel: _Stop):
-        self.raw = raw
-        self.hash = hashlib.sha256()
-        self.count = 0
-        self.on_bytes = on_bytes
+        super().__init__(raw, on_bytes)
         self.cancel = cancel
 
     def read(self, n: int = -1) -> bytes:
         if self.cancel.is_set():
             raise PullCancelled("pull cancelled")
-        data = self.raw.read(n if n and n > 0 else _READ_SIZE)
-        if data:
-            crashpoint("pull.layer.reading")
-            self.hash.update(data)
-            self.count += len(data)
-            if self.on_bytes:
-                self.on_bytes(self.count)
-        return data
+        return super().read(n)
 
-    def digest(self) -> str:
-        return "sha256:" + self.hash.hexdigest()
+    def passed(self, data: bytes) -> None:
+        crashpoint("pull.layer.reading")
+        super().passed(data)
 
 
 @dataclass

@@ -147,6 +147,11 @@ def _digest_of(data: bytes, algorithm: str = "sha256") -> str:
     return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
 
 
+def _content_type(resp: urllib3.BaseHTTPResponse) -> str:
+    """The response's media type, without parameters (``; charset=...``)."""
+    return (resp.headers.get("Content-Type") or "").split(";")[0].strip()
+
+
 def _check_digest(data: bytes, digest: str, what: str) -> None:
     algorithm = digest.partition(":")[0]
     if algorithm not in ("sha256", "sha384", "sha512"):
@@ -204,19 +209,11 @@ class RegistryClient:
         The body is verified against ``ref`` when it is a digest, else against the
         ``Docker-Content-Digest`` header when present (DigestMismatch). Raises ManifestUnknown.
         """
-        resp = self._call(
-            "GET",
-            host,
-            repo,
-            f"/v2/{repo}/manifests/{ref}",
-            ref=ref,
-            headers={"Accept": ", ".join(accept)},
-            kind="manifest",
-        )
+        resp = self._manifest_call("GET", host, repo, ref, accept)
         data = resp.data
         if len(data) > MAX_MANIFEST_SIZE:
             raise RegistryError(f"manifest for {familiar_string(host, repo, ref)} is too large")
-        media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
+        media_type = _content_type(resp)
         if ":" in ref:
             _check_digest(data, ref, f"manifest {familiar_string(host, repo, ref)}")
             digest = ref
@@ -238,20 +235,25 @@ class RegistryClient:
         self, host: str, repo: str, ref: str, accept: Iterable[str] = SUPPORTED_MANIFEST_TYPES
     ) -> tuple[str, str | None, int | None]:
         """``(media_type, digest or None, size or None)`` without the body."""
-        resp = self._call(
-            "HEAD",
+        resp = self._manifest_call("HEAD", host, repo, ref, accept)
+        length = resp.headers.get("Content-Length")
+        return (
+            _content_type(resp),
+            resp.headers.get("Docker-Content-Digest") or (ref if ":" in ref else None),
+            int(length) if length and length.isdigit() else None,
+        )
+
+    def _manifest_call(
+        self, method: str, host: str, repo: str, ref: str, accept: Iterable[str]
+    ) -> urllib3.BaseHTTPResponse:
+        return self._call(
+            method,
             host,
             repo,
             f"/v2/{repo}/manifests/{ref}",
             ref=ref,
             headers={"Accept": ", ".join(accept)},
             kind="manifest",
-        )
-        length = resp.headers.get("Content-Length")
-        return (
-            (resp.headers.get("Content-Type") or "").split(";")[0].strip(),
-            resp.headers.get("Docker-Content-Digest") or (ref if ":" in ref else None),
-            int(length) if length and length.isdigit() else None,
         )
 
     @contextmanager

@@ -32,7 +32,6 @@ process runs, or ``{"error": "<runtime's message>"}``.
 from __future__ import annotations
 
 import argparse
-import array
 import contextlib
 import ctypes
 import fcntl
@@ -52,7 +51,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dockweb.runtime import attach as frames
-from dockweb.runtime.containers.ocirt import log_error
+from dockweb.runtime.containers.ocirt import log_error, recv_console_fd
 from dockweb.runtime.containers.state import Status, boot_id, now_rfc3339nano, state_lock
 from dockweb.runtime.crashpoint import crashpoint
 from dockweb.runtime.store import Store
@@ -212,17 +211,6 @@ def _send(fd: int, value: dict) -> None:
         os.close(fd)
 
 
-def _recv_fd(sock: socket.socket) -> int:
-    conn, _ = sock.accept()
-    with conn:
-        fds = array.array("i")
-        _, ancdata, _, _ = conn.recvmsg(1024, socket.CMSG_LEN(fds.itemsize))
-        for level, kind, data in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
-        return fds[0]
-
-
 def supervise(
     args: argparse.Namespace,
     make_manager: Callable[..., Any],
@@ -311,14 +299,16 @@ def supervise(
             sock_path,
             cid,
         ]
-        master: list[int] = []
-        t = threading.Thread(target=lambda: master.append(_recv_fd(console_sock)), daemon=True)
+        master: list[int | None] = []
+        t = threading.Thread(
+            target=lambda: master.append(recv_console_fd(console_sock)), daemon=True
+        )
         t.start()
         proc = subprocess.run(
             create, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         t.join(5 if proc.returncode == 0 else 0.1)
-        pipes = [("stdout", master[0])] if master else []
+        pipes = [("stdout", master[0])] if master and master[0] is not None else []
     else:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()

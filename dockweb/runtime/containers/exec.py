@@ -3,7 +3,6 @@ runs (``ExecProcess``)."""
 
 from __future__ import annotations
 
-import array
 import contextlib
 import fcntl
 import json
@@ -22,7 +21,12 @@ from collections.abc import Callable
 
 from dockweb.runtime import attach as frames
 from dockweb.runtime import oci
-from dockweb.runtime.containers.ocirt import docker_words, log_error, with_pythonpath
+from dockweb.runtime.containers.ocirt import (
+    docker_words,
+    log_error,
+    recv_console_fd,
+    with_pythonpath,
+)
 from dockweb.runtime.containers.state import Container, Status, write_json_atomic
 from dockweb.runtime.errors import (
     ContainerConflict,
@@ -378,17 +382,11 @@ def _drop_exec_files(log: str) -> None:
 
 
 def _recv_fd(sock: socket.socket) -> int:
-    """Accept one connection on a console socket and return the fd it carries."""
-    conn, _ = sock.accept()
-    with conn:
-        fds = array.array("i")
-        _, ancdata, _, _ = conn.recvmsg(1024, socket.CMSG_LEN(fds.itemsize))
-        for level, kind, data in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
-    if not fds:
+    """The exec's terminal from the console socket, or the start error when none came."""
+    fd = recv_console_fd(sock)
+    if fd is None:
         raise ContainerStartError("OCI runtime exec failed: no console received: unknown", 126)
-    return fds[0]
+    return fd
 
 
 def _fileno(f, default: int) -> int:

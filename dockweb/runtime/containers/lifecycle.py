@@ -362,34 +362,32 @@ class LifecycleMixin:
             raise ContainerConflict(f"Container {c.id} is already paused")
         if not c.status.can_pause():
             raise ContainerNotRunning(f"Container {c.id} is not running")
-        with self._state_lock(c.id):
-            proc = subprocess.run(self._rt("pause", c.id), capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise ContainerConflict(f"Cannot pause container {c.id}: {rt_error(proc.stderr)}")
-            st = self.read_state(c.id)
-            if st.status is Status.RUNNING:
-                st.status = Status.PAUSED
-                self.write_state(c.id, st)
+        self._set_paused(c, True)
 
     def _resume(self, c: Container) -> None:
-        with self._state_lock(c.id):
-            subprocess.run(self._rt("resume", c.id), capture_output=True, text=True)
-            st = self.read_state(c.id)
-            if st.status is Status.PAUSED:
-                st.status = Status.RUNNING
-                self.write_state(c.id, st)
+        self._set_paused(c, False, check=False)
 
     def unpause(self, ref: str) -> None:
         c = self.get(ref)
         if not c.status.can_unpause():
             raise ContainerConflict(f"Container {c.id} is not paused")
+        self._set_paused(c, False)
+
+    def _set_paused(self, c: Container, paused: bool, *, check: bool = True) -> None:
+        """Freeze (``paused``) or thaw the container's processes through the runtime, and
+        record RUNNING <-> PAUSED under the state lock. With ``check``, the runtime's
+        refusal raises ContainerConflict in Docker's words."""
+        if paused:
+            action, verb, before, after = "pause", "pause", Status.RUNNING, Status.PAUSED
+        else:
+            action, verb, before, after = "resume", "unpause", Status.PAUSED, Status.RUNNING
         with self._state_lock(c.id):
-            proc = subprocess.run(self._rt("resume", c.id), capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise ContainerConflict(f"Cannot unpause container {c.id}: {rt_error(proc.stderr)}")
+            proc = subprocess.run(self._rt(action, c.id), capture_output=True, text=True)
+            if check and proc.returncode != 0:
+                raise ContainerConflict(f"Cannot {verb} container {c.id}: {rt_error(proc.stderr)}")
             st = self.read_state(c.id)
-            if st.status is Status.PAUSED:
-                st.status = Status.RUNNING
+            if st.status is before:
+                st.status = after
                 self.write_state(c.id, st)
 
     # -- remove ---------------------------------------------------------------------------

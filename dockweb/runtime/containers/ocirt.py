@@ -1,13 +1,16 @@
 """The OCI runtime (crun, runc) as a process: which one this host runs, its errors in
-Docker's words, and the environment of our own helper processes (``python -m``)."""
+Docker's words, the terminal it hands back on ``--console-socket``, and the environment of
+our own helper processes (``python -m``)."""
 
 from __future__ import annotations
 
+import array
 import contextlib
 import json
 import os
 import re
 import shutil
+import socket
 
 from dockweb.runtime.containers.state import read_text
 
@@ -35,6 +38,19 @@ def log_error(path: str) -> str:
             if d.get("level") == "error":
                 msg = d.get("msg", "")
     return msg
+
+
+def recv_console_fd(sock: socket.socket) -> int | None:
+    """Accept one connection on a ``--console-socket`` and return the terminal's master fd
+    it carries (SCM_RIGHTS); None when the runtime sent none."""
+    conn, _ = sock.accept()
+    with conn:
+        fds = array.array("i")
+        _, ancdata, _, _ = conn.recvmsg(1024, socket.CMSG_LEN(fds.itemsize))
+        for level, kind, data in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+    return fds[0] if fds else None
 
 
 def with_pythonpath(environ) -> dict[str, str]:
