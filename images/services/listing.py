@@ -4,79 +4,16 @@ config field order."""
 
 from __future__ import annotations
 
-import re
-
+from dockweb.docker.filters import InvalidFilter, familiar_match, match_labels
 from dockweb.engine import get_store
-from dockweb.runtime import reference as refs
 from dockweb.runtime.errors import DockwebError, ImageNotFound
 from dockweb.runtime.store import ImageRecord, parse_time
 from images.services.common import containers_using_images
-
-
-class InvalidFilter(DockwebError):
-    """An ``image ls`` filter Docker would refuse."""
-
 
 _ACCEPTED_FILTERS = {"dangling", "label", "before", "since", "reference"}
 
 
 # -- listing -----------------------------------------------------------------------------
-
-
-def parse_filters(pairs: list[str]) -> dict[str, list[str]]:
-    """``-f key=value`` flags into Docker's filter map (keys lower-cased, values kept)."""
-    out: dict[str, list[str]] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise InvalidFilter("Bad format of filter (expected name=value)")
-        key, value = pair.split("=", 1)
-        out.setdefault(key.strip().lower(), []).append(value.strip())
-    return out
-
-
-def go_path_match(pattern: str, name: str) -> bool:
-    """Go's ``path.Match``: ``*`` and ``?`` never cross a ``/``."""
-    rx = []
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "*":
-            rx.append("[^/]*")
-        elif c == "?":
-            rx.append("[^/]")
-        elif c == "[":
-            j = pattern.find("]", i + 1)
-            if j == -1:
-                raise InvalidFilter("syntax error in pattern")
-            body = pattern[i + 1 : j]
-            if body.startswith("^"):
-                body = "!" + body[1:]
-            rx.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
-            i = j
-        elif c == "\\" and i + 1 < len(pattern):
-            i += 1
-            rx.append(re.escape(pattern[i]))
-        else:
-            rx.append(re.escape(c))
-        i += 1
-    return re.fullmatch("".join(rx), name) is not None
-
-
-def _familiar_match(pattern: str, ref: refs.Reference) -> bool:
-    return go_path_match(pattern, ref.familiar_string()) or go_path_match(
-        pattern, ref.familiar_name
-    )
-
-
-def _match_kv_list(wanted: list[str], labels: dict | None) -> bool:
-    labels = labels or {}
-    for item in wanted:
-        key, _, value = item.partition("=")
-        if key not in labels:
-            return False
-        if "=" in item and labels[key] != value:
-            return False
-    return True
 
 
 def created_unix(rec: ImageRecord) -> int:
@@ -124,14 +61,14 @@ def list_images(
         if since is not None and created <= created_unix(since):
             continue
         labels = (rec.config.get("config") or {}).get("Labels")
-        if "label" in filters and not _match_kv_list(filters["label"], labels):
+        if "label" in filters and not match_labels(filters["label"], labels):
             continue
         repo_tags: list[str] = []
         repo_digests: list[str] = []
         skip = False
         for ref in references.get(rec.id, []):
             if "reference" in filters and not any(
-                _familiar_match(p, ref) for p in filters["reference"]
+                familiar_match(p, ref) for p in filters["reference"]
             ):
                 continue
             if ref.digest:

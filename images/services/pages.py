@@ -7,10 +7,10 @@ import re
 import threading
 from datetime import UTC, datetime
 
+from dockweb.docker.filters import go_path_match
 from dockweb.runtime import reference as refs
 from dockweb.runtime.errors import ImageNotFound
 from images.models import Image, ImageLayer, Layer, MirrorGeneration, Reference, short_id
-from images.services.listing import go_path_match
 from images.services.mirror import time_or_none
 
 # -- read side for the pages (database only) ---------------------------------------------
