@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dockweb.docker.filters import InvalidFilter, familiar_match, match_labels
 from dockweb.engine import get_store
+from dockweb.runtime import imagelist
 from dockweb.runtime.errors import DockwebError, ImageNotFound
 from dockweb.runtime.store import ImageRecord, parse_time
 from images.services.common import containers_using_images
@@ -48,13 +49,12 @@ def list_images(
     images = store.images()
     layers = store.layers()
     references = store.all_references()
-    parents = {r.parent for r in images if r.parent}
+    parents = imagelist.with_children(r.parent for r in images)
     containers = containers_using_images()
+    dangling = True if dangling_only else (False if "dangling" in filters else None)
 
     summaries = []
     for rec in images:
-        if dangling_only and rec.id in parents:
-            continue  # dockerd lists only heads for dangling=true
         created = created_unix(rec)
         if before is not None and created >= created_unix(before):
             continue
@@ -65,7 +65,6 @@ def list_images(
             continue
         repo_tags: list[str] = []
         repo_digests: list[str] = []
-        skip = False
         for ref in references.get(rec.id, []):
             if "reference" in filters and not any(
                 familiar_match(p, ref) for p in filters["reference"]
@@ -74,21 +73,19 @@ def list_images(
             if ref.digest:
                 repo_digests.append(ref.familiar_string())
             if ref.tag:
-                if dangling_only:
-                    skip = True
-                    break
                 repo_tags.append(ref.familiar_string())
-        if skip:
+        if not imagelist.listed(
+            tagged=bool(repo_tags),
+            referenced=bool(repo_tags or repo_digests),
+            has_child=rec.id in parents,
+            all=all,
+            dangling=dangling,
+            reference_filter="reference" in filters,
+        ):
             continue
         if not repo_tags and not repo_digests:
-            if (
-                (not all and rec.id in parents)
-                or ("dangling" in filters and not dangling_only)
-                or "reference" in filters
-            ):
-                continue
-            repo_digests = ["<none>@<none>"]
-            repo_tags = ["<none>:<none>"]
+            repo_digests = list(imagelist.NONE_DIGESTS)
+            repo_tags = list(imagelist.NONE_TAGS)
         size = sum(layers[c].size for c in rec.layers if c in layers)
         summaries.append(
             {
@@ -107,14 +104,10 @@ def list_images(
             }
         )
     if shared_size:
-        refcount: dict[str, int] = {}
-        for rec in images:
-            for chain in rec.layers:
-                refcount[chain] = refcount.get(chain, 0) + 1
+        users = imagelist.layer_users(rec.layers for rec in images)
+        sizes = {c: la.size for c, la in layers.items()}
         for s in summaries:
-            s["SharedSize"] = sum(
-                layers[c].size for c in s["Layers"] if refcount.get(c, 0) > 1 and c in layers
-            )
+            s["SharedSize"] = imagelist.shared_size(s["Layers"], users, sizes)
     summaries.sort(key=lambda s: (s["Created"], s["Id"]), reverse=True)
     return summaries
 
