@@ -4,7 +4,7 @@ images are listed, dangling or prunable (moby's image list and prune). Pure func
 from __future__ import annotations
 
 from dockweb.docker.images import group_references, image_rows, summary_references
-from dockweb.runtime import imagelist
+from dockweb.runtime import imageconfig, imagelist
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64
@@ -128,3 +128,24 @@ def test_it_counts_shared_size_from_layers_other_images_use():
     sizes = {"a": 100, "b": 10, "c": 1}
     assert imagelist.shared_size(["a", "b"], users, sizes) == 100
     assert imagelist.shared_size(["d"], users, sizes) == 0
+
+
+def test_it_writes_container_configs_in_go_field_order():
+    cfg = {"Cmd": ["sh"], "ExposedPorts": {"80/tcp": {}}, "Hostname": "", "StopSignal": ""}
+    written = imageconfig.ordered_config(cfg)
+    assert list(written)[:7] == [
+        "Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr",
+        "ExposedPorts",
+    ]  # fmt: skip
+    assert "StopSignal" not in written and written["Env"] is None
+
+
+def test_it_reads_empty_string_fields_back_as_their_zero_value_for_inspect():
+    assert imageconfig.inspect_config({"User": None})["User"] == ""
+    assert imageconfig.ordered_config({"User": None})["User"] is None
+    assert list(imageconfig.inspect_config({})) == list(imageconfig.ordered_config({}))
+
+
+def test_it_puts_a_container_config_in_field_order_keeping_its_values():
+    cfg = {"Labels": {}, "ExposedPorts": {"80/tcp": {}}, "Hostname": "h", "Other": 1}
+    assert list(imageconfig.in_field_order(cfg)) == ["Hostname", "ExposedPorts", "Labels", "Other"]

@@ -8,6 +8,7 @@ from dockweb.docker.filters import InvalidFilter, familiar_match, match_labels
 from dockweb.engine import get_store
 from dockweb.runtime import imagelist
 from dockweb.runtime.errors import DockwebError, ImageNotFound
+from dockweb.runtime.imageconfig import inspect_config
 from dockweb.runtime.store import ImageRecord, parse_time
 from images.services.common import containers_using_images
 
@@ -114,46 +115,6 @@ def list_images(
 
 # -- inspect and history -----------------------------------------------------------------
 
-_CONTAINER_CONFIG_FIELDS = [
-    ("Hostname", ""),
-    ("Domainname", ""),
-    ("User", ""),
-    ("AttachStdin", False),
-    ("AttachStdout", False),
-    ("AttachStderr", False),
-    ("ExposedPorts", "omit"),
-    ("Tty", False),
-    ("OpenStdin", False),
-    ("StdinOnce", False),
-    ("Env", None),
-    ("Cmd", None),
-    ("Healthcheck", "omit"),
-    ("ArgsEscaped", "omit"),
-    ("Image", ""),
-    ("Volumes", None),
-    ("WorkingDir", ""),
-    ("Entrypoint", None),
-    ("NetworkDisabled", "omit"),
-    ("MacAddress", "omit"),
-    ("OnBuild", None),
-    ("Labels", None),
-    ("StopSignal", "omit"),
-    ("StopTimeout", "omit"),
-    ("Shell", "omit"),
-]
-
-
-def _container_config(raw: dict | None) -> dict:
-    """An image config's ``config`` as dockerd re-marshals it (container.Config order)."""
-    raw = raw or {}
-    out = {}
-    for key, zero in _CONTAINER_CONFIG_FIELDS:
-        if key in raw and raw[key] not in (None, "", False, [], {}):
-            out[key] = raw[key]
-        elif zero != "omit":
-            out[key] = raw.get(key, zero) if zero is None else zero
-    return out
-
 
 def inspect_image(ref_or_id: str) -> dict:
     """``docker image inspect``'s object for one image."""
@@ -173,10 +134,10 @@ def inspect_image(ref_or_id: str) -> dict:
         "Comment": cfg.get("comment") or ((cfg.get("history") or [{}])[-1].get("comment", "")),
         "Created": cfg.get("created", "0001-01-01T00:00:00Z"),
         "Container": cfg.get("container", ""),
-        "ContainerConfig": _container_config(cfg.get("container_config")),
+        "ContainerConfig": inspect_config(cfg.get("container_config")),
         "DockerVersion": cfg.get("docker_version", ""),
         "Author": cfg.get("author", ""),
-        "Config": _container_config(cfg.get("config")),
+        "Config": inspect_config(cfg.get("config")),
         "Architecture": cfg.get("architecture", ""),
     }
     if cfg.get("variant"):
