@@ -3,8 +3,10 @@ images are listed, dangling or prunable (moby's image list and prune). Pure func
 
 from __future__ import annotations
 
+from dockweb.docker import ps
 from dockweb.docker.images import group_references, image_rows, summary_references
 from dockweb.runtime import imageconfig, imagelist
+from dockweb.runtime.containers.state import Status, status_text
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64
@@ -149,3 +151,20 @@ def test_it_reads_empty_string_fields_back_as_their_zero_value_for_inspect():
 def test_it_puts_a_container_config_in_field_order_keeping_its_values():
     cfg = {"Labels": {}, "ExposedPorts": {"80/tcp": {}}, "Hostname": "h", "Other": 1}
     assert list(imageconfig.in_field_order(cfg)) == ["Hostname", "ExposedPorts", "Labels", "Other"]
+
+
+def test_it_lets_a_signal_through_only_to_a_running_or_paused_container():
+    assert {s for s in Status if s.can_signal()} == {Status.RUNNING, Status.PAUSED}
+
+
+def test_it_words_ps_status_with_the_runtime_status_text():
+    info = {
+        "Id": "c" * 64, "Name": "/x", "Image": D1, "Path": "sh", "Args": [],
+        "Created": "2026-01-02T03:04:05Z", "Config": {"Image": "busybox"},
+        "HostConfig": {"NetworkMode": "none"},
+        "State": {"Status": "running", "Running": True, "ExitCode": 0,
+                  "StartedAt": "0001-01-01T00:00:00Z", "FinishedAt": "0001-01-01T00:00:00Z"},
+    }  # fmt: skip
+    # Go's time.Since(zero time) saturates: moby's State.String() says "Up 292 years"
+    assert ps.container_summary(info)["Status"] == "Up 292 years"
+    assert status_text("running", started_at=None, finished_at=None) == "Up 292 years"

@@ -64,6 +64,12 @@ class Status(enum.Enum):
         has none between two runs ("wait until the container is running")."""
         return self in (Status.RUNNING, Status.PAUSED, Status.RESTARTING)
 
+    def can_signal(self) -> bool:
+        """``kill`` goes through: running or paused. A restarting container has no process
+        between two runs (dockerd: "wait until the container is running"); stop cancels
+        the restart instead."""
+        return self.can_kill() and self is not Status.RESTARTING
+
     def can_pause(self) -> bool:
         return self is Status.RUNNING
 
