@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 
-from dockweb.docker.times import go_time, parse_go_time
+from dockweb.docker.times import go_time
 from dockweb.runtime.errors import DockwebError
 from dockweb.runtime.imageconfig import in_field_order
+from dockweb.runtime.units import parse_go_time
 
 # For type checkers only, without importing typing (4 ms of the CLI's fast run path)
 TYPE_CHECKING = False

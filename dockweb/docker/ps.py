@@ -10,11 +10,11 @@ import time
 from dockweb.docker.filters import match_labels
 from dockweb.docker.tabwriter import truncate_display
 from dockweb.docker.template_funcs import lookup_method
-from dockweb.docker.times import created_at, parse_go_time, unix, unix_ns
+from dockweb.docker.times import created_at, unix_ns
 from dockweb.runtime import reference as refs
 from dockweb.runtime.containers.state import status_text
 from dockweb.runtime.errors import DockwebError
-from dockweb.runtime.units import human_duration, human_size
+from dockweb.runtime.units import go_unix, human_duration, human_size, parse_go_time
 
 
 def container_summary(info: dict, size: tuple[int, int] | None = None) -> dict:
@@ -28,7 +28,7 @@ def container_summary(info: dict, size: tuple[int, int] | None = None) -> dict:
         "Image": info["Config"].get("Image") or info["Image"],
         "ImageID": info["Image"],
         "Command": command,
-        "Created": unix(info["Created"]),
+        "Created": go_unix(info["Created"]),
         "_created_ns": unix_ns(info["Created"]),  # ours: ps's order and before/since
         "State": state["Status"],
         "Status": status_text(

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from dockweb.runtime import imagelist
 from dockweb.runtime.errors import Conflict, DockwebError, NotFound
 from dockweb.runtime.store import ImageRecord, Store, parse_time
+from dockweb.runtime.units import TimestampError, get_timestamp, go_unix
 from dockweb.runtime.volumes import dir_size
 
 IMAGE_PRUNE_FILTERS = {"dangling", "label", "label!", "until"}
@@ -67,7 +68,7 @@ def image_summaries(store: Store, used: list[tuple[str, str, bool]]) -> tuple[li
                 "ParentId": rec.parent,
                 "RepoTags": tags,
                 "RepoDigests": digests,
-                "Created": _unix(rec.created),
+                "Created": go_unix(rec.created),
                 "Size": size,
                 "VirtualSize": size,
                 "SharedSize": shared,
@@ -216,8 +217,6 @@ def summary(du: dict) -> list[dict]:
 def parse_until(value: str, now: datetime | None = None) -> datetime:
     """``until=`` as moby's ``timetypes.GetTimestamp`` (``units.get_timestamp``). Raises
     InvalidPruneFilter."""
-    from dockweb.runtime.units import TimestampError, get_timestamp
-
     try:
         return datetime.fromtimestamp(get_timestamp(value, now), UTC)
     except TimestampError as e:
@@ -241,11 +240,6 @@ def match_labels(filters: dict[str, list[str]], labels: dict | None) -> bool:
     if not all(matches(x) for x in filters.get("label", [])):
         return False
     return not any(matches(x) for x in filters.get("label!", []))
-
-
-def _unix(value: str) -> int:
-    t = parse_time(value)
-    return 0 if t.year == 1 else int(t.timestamp())
 
 
 def _until(filters: dict[str, list[str]]) -> datetime | None:

@@ -12,8 +12,8 @@ from dockweb.docker.images import group_references
 from dockweb.runtime import imagelist
 from dockweb.runtime import reference as refs
 from dockweb.runtime.errors import ImageNotFound
+from dockweb.runtime.units import parse_go_time
 from images.models import Image, ImageLayer, Layer, MirrorGeneration, Reference, short_id
-from images.services.mirror import time_or_none
 
 # -- read side for the pages (database only) ---------------------------------------------
 
@@ -298,7 +298,7 @@ def image_detail(image: Image) -> dict:
             i += 1
         history_rows.append(
             {
-                "created": time_or_none(h.get("created", "")),
+                "created": parse_go_time(h.get("created", "")),
                 "created_by": h.get("created_by", ""),
                 "comment": h.get("comment", ""),
                 "empty_layer": bool(h.get("empty_layer")),
