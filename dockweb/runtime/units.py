@@ -14,8 +14,6 @@ import math
 import re
 from datetime import UTC, datetime, timedelta, timezone
 
-from dockweb.runtime.store import parse_time
-
 DECIMAL_ABBRS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
 BINARY_ABBRS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
 
@@ -96,6 +94,10 @@ def parse_go_time(value: str | None) -> datetime | None:
     Go's zero time (any time in year 1), an empty value, or text that does not parse."""
     if not value:
         return None
+    # here, not at the top: the CLI's commands that only print sizes (info, progress)
+    # would otherwise load the whole store module at start-up
+    from dockweb.runtime.store import parse_time
+
     parsed = parse_time(value)
     return None if parsed.year == 1 else parsed
 
