@@ -18,9 +18,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from dockweb.docker.containers import container_json, inspect_volume, row_fields
-from dockweb.docker.times import parse_go_time
 from dockweb.runtime.containers import ContainerManager
 from dockweb.runtime.errors import ContainerNotFound, DockwebError
+from dockweb.runtime.units import parse_go_time
 
 CONTAINER_TABLE = "containers_container"
 VOLUME_TABLE = "containers_volume"

@@ -16,10 +16,10 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from dockweb.docker.ps import display_ports, size_text, summary_ports
 from dockweb.jobs.models import Job
 from dockweb.runtime.containers.state import Status as RuntimeStatus
-from dockweb.runtime.containers.state import status_text as runtime_status_text
-from dockweb.runtime.units import human_size
+from dockweb.runtime.containers.state import status_text
 
 
 class Container(models.Model):
@@ -54,7 +54,9 @@ class Container(models.Model):
     mounts = models.JSONField(default=list, help_text=_("Docker's MountPoint dicts"))
     size_rw = models.BigIntegerField(null=True, blank=True)
     size_root_fs = models.BigIntegerField(null=True, blank=True)
-    inspect = models.JSONField(default=dict, help_text=_("docker inspect's object at the last sync"))
+    inspect = models.JSONField(
+        default=dict, help_text=_("docker inspect's object at the last sync")
+    )
     synced_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -78,8 +80,6 @@ class Container(models.Model):
     @property
     def ports_text(self) -> str:
         """The PORTS column of docker ps."""
-        from dockweb.docker.ps import display_ports, summary_ports
-
         info = self.inspect or {}
         if "State" not in info:
             return ""
@@ -115,10 +115,7 @@ class Container(models.Model):
 
     @property
     def can_kill(self) -> bool:
-        # restarting: no process between two runs (dockerd: "wait until the container is
-        # running", the runtime's kill refuses it); Stop cancels the restart instead
-        status = RuntimeStatus(self.status)
-        return status.can_kill() and status is not RuntimeStatus.RESTARTING
+        return RuntimeStatus(self.status).can_signal()
 
     @property
     def can_pause(self) -> bool:
@@ -155,41 +152,17 @@ class Container(models.Model):
     def status_text(self, now: datetime | None = None) -> str:
         """The STATUS column, as dockerd's State.String(): "Up 3 seconds", "Exited (0) …"."""
         return status_text(
-            self.status, started_at=self.started_at, finished_at=self.finished_at,
-            exit_code=self.exit_code, now=now,
+            self.status,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            exit_code=self.exit_code,
+            now=now or timezone.now(),
         )
 
     @property
     def size_text(self) -> str:
         """The SIZE column of ``ps -s``: "1.2kB (virtual 4.26MB)"."""
         return size_text(self.size_rw or 0, self.size_root_fs or 0)
-
-
-def status_text(
-    status: str,
-    *,
-    started_at: datetime | None,
-    finished_at: datetime | None,
-    exit_code: int = 0,
-    now: datetime | None = None,
-) -> str:
-    """dockerd's ``State.String()`` for a status and its times (Go zero time = None): the
-    runtime's ``status_text``."""
-    return runtime_status_text(
-        status,
-        started_at=started_at,
-        finished_at=finished_at,
-        exit_code=exit_code,
-        now=now or timezone.now(),
-    )
-
-
-def size_text(size_rw: int, size_root_fs: int) -> str:
-    """docker/cli's ContainerContext.Size()."""
-    srw = human_size(size_rw, 3)
-    if size_root_fs > 0:
-        return f"{srw} (virtual {human_size(size_root_fs, 3)})"
-    return srw
 
 
 class Volume(models.Model):

@@ -35,9 +35,9 @@ from dockweb.docker.run_options import (  # noqa: F401 - part of this module's i
     parse_labels,
     parse_mount,
 )
-from dockweb.docker.times import parse_go_time as _parse_go_time
 from dockweb.engine import get_manager
 from dockweb.runtime.errors import Conflict, ContainerNotFound, DockwebError
+from dockweb.runtime.units import parse_go_time as _parse_go_time
 
 if TYPE_CHECKING:
     from dockweb.runtime.containers import ContainerManager, ContainerSpec

@@ -85,7 +85,10 @@ class Image(models.Model):
 
     @property
     def is_dangling(self) -> bool:
-        """``<none>:<none>``: no tag and no digest reference."""
+        """``<none>:<none>``: no tag and no digest reference (docker/cli's isDangling, as
+        ``dockweb.docker.images.without_references``). Not the ``dangling=true`` filter's
+        rule, which counts an image with only digest references too
+        (``dockweb.runtime.imagelist.is_dangling``)."""
         return not self.references.exists()
 
     def ordered_layers(self) -> list[Layer]:

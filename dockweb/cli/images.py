@@ -94,7 +94,7 @@ def cmd_rmi(args) -> int:
         try:
             records = services.remove_image(name, force=args.force, prune=not args.no_prune)
         except DockwebError as err:
-            if _is_not_found(err):
+            if isinstance(err, ImageNotFound):
                 # the client turns the daemon's 404 into its own message, naming the
                 # image as typed
                 errors.append(f"Error: No such image: {name}")
@@ -110,10 +110,6 @@ def cmd_rmi(args) -> int:
         if not args.force or fatal:
             return 1
     return 0
-
-
-def _is_not_found(err: Exception) -> bool:
-    return isinstance(err, ImageNotFound)
 
 
 def cmd_tag(args) -> int:
@@ -139,7 +135,7 @@ def cmd_inspect(args) -> int:
         try:
             results.append(services.inspect_image(name))
         except DockwebError as err:
-            if isinstance(err, _image_not_found()):
+            if isinstance(err, ImageNotFound):
                 errors.append(f"Error: No such image: {name}")
             else:
                 errors.append(daemon_error(err))
@@ -152,10 +148,6 @@ def cmd_inspect(args) -> int:
         print("\n".join(errors), file=sys.stderr)
         return 1
     return 0
-
-
-def _image_not_found():
-    return ImageNotFound
 
 
 def cmd_history(args) -> int:

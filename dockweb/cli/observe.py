@@ -7,7 +7,7 @@ import sys
 import time
 
 from containers import services
-from dockweb.cli.common import client_not_found, daemon_error, is_not_found, print_error, print_out
+from dockweb.cli.common import client_not_found, daemon_error, print_error, print_out
 from dockweb.cli.lookup import find_container
 from dockweb.docker.filters import parse_filters
 from dockweb.docker.formatter import format_rows
@@ -17,7 +17,7 @@ from dockweb.docker.stats import stats_row
 from dockweb.docker.tabwriter import TabWriter
 from dockweb.docker.template import Template, render
 from dockweb.docker.template_funcs import lookup_method
-from dockweb.runtime.errors import DockwebError
+from dockweb.runtime.errors import DockwebError, NotFound
 from dockweb.runtime.units import TimestampError, get_timestamp
 from images import services as image_services
 
@@ -176,12 +176,16 @@ def cmd_logs(args) -> int:
     return 0
 
 
+class NoSuchObject(NotFound):
+    """``inspect``: nothing of the kinds asked for has that name (docker/cli's words)."""
+
+
 def _inspect_one(name: str, *, size: bool, kinds: tuple[str, ...]) -> dict:
     if "container" in kinds:
         try:
             c = services.get_container(name)
         except DockwebError as err:
-            if not is_not_found(err) or kinds == ("container",):
+            if not isinstance(err, NotFound) or kinds == ("container",):
                 raise
         else:
             info = services.inspect_container(c)
@@ -199,7 +203,7 @@ def _inspect_one(name: str, *, size: bool, kinds: tuple[str, ...]) -> dict:
             return services.get_volume(name)
         except DockwebError:
             pass
-    raise DockwebError(f"No such object: {name}")
+    raise NoSuchObject(f"No such object: {name}")
 
 
 def cmd_inspect(args, kinds=("container",)) -> int:
@@ -208,9 +212,9 @@ def cmd_inspect(args, kinds=("container",)) -> int:
         try:
             results.append(_inspect_one(name, size=args.size, kinds=kinds))
         except DockwebError as err:
-            if kinds == ("container",) and is_not_found(err):
+            if kinds == ("container",) and isinstance(err, NotFound):
                 errors.append(client_not_found("container", name))
-            elif str(err).startswith("No such object"):
+            elif isinstance(err, NoSuchObject):
                 errors.append(f"Error: {err}")
             else:
                 errors.append(daemon_error(err))

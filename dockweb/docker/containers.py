@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 
-from dockweb.docker.times import go_time, parse_go_time
+from dockweb.docker.times import go_time
 from dockweb.runtime.errors import DockwebError
+from dockweb.runtime.imageconfig import in_field_order
+from dockweb.runtime.units import parse_go_time
 
 # For type checkers only, without importing typing (4 ms of the CLI's fast run path)
 TYPE_CHECKING = False
@@ -108,27 +110,32 @@ def container_json(c: Any, mgr: ContainerManager | None, root: str) -> dict:
         ),
         "GraphDriver": _graph_driver(mgr, attr(c, "image_id", default=""), cdir),
         "Mounts": mounts,
-        "Config": {
-            "Hostname": attr(c, "hostname", default="") or (cid or "")[:12],
-            "Domainname": "",
-            "User": attr(spec, "user", default="") or image_config.get("User", ""),
-            "AttachStdin": interactive and attached,
-            "AttachStdout": attached,
-            "AttachStderr": attached,
-            "Tty": bool(attr(spec, "tty", default=False)),
-            "OpenStdin": interactive,
-            "StdinOnce": interactive and attached,
-            "Env": env,
-            "Cmd": attr(spec, "cmd", default=None) or image_config.get("Cmd"),
-            "Image": attr(spec, "image", default="") or "",
-            "Volumes": volumes or None,
-            "WorkingDir": attr(spec, "workdir", default="") or image_config.get("WorkingDir", ""),
-            "Entrypoint": _entrypoint(spec, image_config),
-            "OnBuild": None,
-            "Labels": dict(attr(spec, "labels", default=None) or {}),
-            **_stop_config(spec, image_config),
-            **_exposed(spec, image_config),
-        },
+        # container.Config in Go's field order (ExposedPorts after AttachStderr, as dockerd)
+        "Config": in_field_order(
+            {
+                "Hostname": attr(c, "hostname", default="") or (cid or "")[:12],
+                "Domainname": "",
+                "User": attr(spec, "user", default="") or image_config.get("User", ""),
+                "AttachStdin": interactive and attached,
+                "AttachStdout": attached,
+                "AttachStderr": attached,
+                "Tty": bool(attr(spec, "tty", default=False)),
+                "OpenStdin": interactive,
+                "StdinOnce": interactive and attached,
+                "Env": env,
+                "Cmd": attr(spec, "cmd", default=None) or image_config.get("Cmd"),
+                "Image": attr(spec, "image", default="") or "",
+                "Volumes": volumes or None,
+                "WorkingDir": (
+                    attr(spec, "workdir", default="") or image_config.get("WorkingDir", "")
+                ),
+                "Entrypoint": _entrypoint(spec, image_config),
+                "OnBuild": None,
+                "Labels": dict(attr(spec, "labels", default=None) or {}),
+                **_stop_config(spec, image_config),
+                **_exposed(spec, image_config),
+            }
+        ),
         "NetworkSettings": _network_settings(
             network,
             int(attr(state, "pid", default=0) or 0) if running else 0,

@@ -6,11 +6,12 @@ from __future__ import annotations
 import re
 
 from dockweb.runtime import reference as refs
-from dockweb.runtime.errors import DockwebError
+from dockweb.runtime.errors import InvalidArgument
 
 
-class InvalidFilter(DockwebError):
-    """A filter dockerd refuses (its words: "Bad format of filter ...")."""
+class InvalidFilter(InvalidArgument):
+    """A list filter dockerd refuses, in its words ("Bad format of filter ...", "Invalid
+    filter 'x'"): an invalid argument (HTTP 400)."""
 
 
 def parse_filters(pairs: list[str]) -> dict[str, list[str]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dockweb.docker.tabwriter import truncate_display
 from dockweb.docker.times import created_at, rfc3339, since
 from dockweb.runtime import reference as refs
+from dockweb.runtime.imagelist import NONE_DIGESTS, NONE_TAGS
 from dockweb.runtime.units import human_size
 
 
@@ -18,9 +19,72 @@ def trunc_id(image_id: str, trunc: bool) -> str:
     return hexpart[:12]
 
 
-def image_rows(
-    summaries: list[dict], *, digests: bool, trunc: bool, fmt: str = ""
-) -> list[dict]:
+def group_references(
+    tags: list[tuple[str, str]],
+    digests: list[tuple[str, str]],
+    *,
+    tag_digests: bool,
+    digest_rows: bool,
+) -> list[tuple[str, str, str]]:
+    """docker/cli's imageFormat for one image: its (repository, tag, digest) rows.
+
+    ``tags`` are (familiar repository, tag) pairs, ``digests`` (familiar repository,
+    digest) pairs, in order. No reference at all: one ``<none>`` row (docker/cli's
+    isDangling). A row per repository:tag, carrying each digest of its repository when
+    ``tag_digests`` (else "<none>"); a repository with digests but no tag gives a row per
+    digest when ``digest_rows``, else one row with an empty digest. Pure.
+    """
+    if not tags and not digests:
+        return [("<none>", "<none>", "<none>")]
+    repo_tags: dict[str, list[str]] = {}
+    repo_digests: dict[str, list[str]] = {}
+    for repo, tag in tags:
+        repo_tags.setdefault(repo, []).append(tag)
+    for repo, digest in digests:
+        repo_digests.setdefault(repo, []).append(digest)
+    out: list[tuple[str, str, str]] = []
+    for repo, repo_tag_list in repo_tags.items():
+        ds = repo_digests.pop(repo, []) if tag_digests else []
+        repo_digests.pop(repo, None)  # digests are never rows of their own beside a tag
+        for tag in repo_tag_list:
+            if not ds:
+                out.append((repo, tag, "<none>"))
+            out.extend((repo, tag, d) for d in ds)
+    for repo, ds in repo_digests.items():
+        if digest_rows:
+            out.extend((repo, "<none>", d) for d in ds)
+        else:
+            out.append((repo, "<none>", ""))
+    return out
+
+
+def without_references(summary: dict) -> bool:
+    """docker/cli's isDangling: an ImageSummary with no tag and no digest (empty lists, or
+    the ``<none>`` markers dockerd puts there)."""
+    tags, digests = summary["RepoTags"] or [], summary["RepoDigests"] or []
+    return (not tags and not digests) or (tags == NONE_TAGS and digests == NONE_DIGESTS)
+
+
+def summary_references(summary: dict) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """An ImageSummary's RepoTags and RepoDigests as (familiar repository, tag) and
+    (familiar repository, digest) pairs; the ``<none>`` markers of an image without
+    references (or empty lists) give none."""
+    if without_references(summary):
+        return [], []
+    tag_pairs = []
+    for r in summary["RepoTags"] or []:
+        ref = refs.parse_normalized_named(r)
+        if ref.tag:
+            tag_pairs.append((ref.familiar_name, ref.tag))
+    digest_pairs = []
+    for r in summary["RepoDigests"] or []:
+        ref = refs.parse_normalized_named(r)
+        if ref.digest:
+            digest_pairs.append((ref.familiar_name, ref.digest))
+    return tag_pairs, digest_pairs
+
+
+def image_rows(summaries: list[dict], *, digests: bool, trunc: bool, fmt: str = "") -> list[dict]:
     """docker/cli's imageFormat: a row per repository:tag (and per digest with --digests).
 
     As docker/cli: tag rows carry their digests when --digests is given or the format
@@ -29,33 +93,10 @@ def image_rows(
     need_digest = digests or "{{.Digest}}" in fmt
     rows = []
     for s in summaries:
-        contexts: list[tuple[str, str, str]] = []
-        if s["RepoTags"] == ["<none>:<none>"] and s["RepoDigests"] == ["<none>@<none>"]:
-            contexts.append(("<none>", "<none>", "<none>"))
-        else:
-            repo_tags: dict[str, list[str]] = {}
-            repo_digests: dict[str, list[str]] = {}
-            for r in s["RepoTags"]:
-                ref = refs.parse_normalized_named(r)
-                if ref.tag:
-                    repo_tags.setdefault(ref.familiar_name, []).append(ref.tag)
-            for r in s["RepoDigests"]:
-                ref = refs.parse_normalized_named(r)
-                if ref.digest:
-                    repo_digests.setdefault(ref.familiar_name, []).append(ref.digest)
-            for repo, tags in repo_tags.items():
-                ds = repo_digests.pop(repo, []) if need_digest else []
-                repo_digests.pop(repo, None)
-                for tag in tags:
-                    if not ds:
-                        contexts.append((repo, tag, "<none>"))
-                    for d in ds:
-                        contexts.append((repo, tag, d))
-            for repo, ds in repo_digests.items():
-                if digests:
-                    contexts.extend((repo, "<none>", d) for d in ds)
-                else:
-                    contexts.append((repo, "<none>", ""))
+        tag_pairs, digest_pairs = summary_references(s)
+        contexts = group_references(
+            tag_pairs, digest_pairs, tag_digests=need_digest, digest_rows=digests
+        )
         for repo, tag, digest in contexts:
             shared = s.get("SharedSize", -1)
             rows.append(
@@ -101,12 +142,11 @@ def df_image_rows(images: list[dict]) -> list[dict]:
     rows = []
     for s in images:
         repo = tag = "<none>"
-        dangling = s["RepoTags"] == ["<none>:<none>"] and s["RepoDigests"] == ["<none>@<none>"]
-        if s["RepoTags"] and not dangling:
+        if s["RepoTags"] and not without_references(s):
             ref = refs.parse_normalized_named(s["RepoTags"][0])
             if ref.tag:
                 repo, tag = ref.familiar_name, ref.tag
-        one = dict(s, RepoTags=["<none>:<none>"], RepoDigests=["<none>@<none>"])
+        one = dict(s, RepoTags=NONE_TAGS, RepoDigests=NONE_DIGESTS)
         row = image_rows([one], digests=False, trunc=True)[0]
         # system df -v prints the image's size with 4 digits, as SHARED and UNIQUE SIZE
         row.update(Repository=repo, Tag=tag, Size=row["VirtualSize"])

@@ -8,13 +8,13 @@ import re
 import time
 
 from dockweb.docker.filters import match_labels
-from dockweb.docker.status import status_text
 from dockweb.docker.tabwriter import truncate_display
 from dockweb.docker.template_funcs import lookup_method
-from dockweb.docker.times import created_at, parse_go_time, unix, unix_ns
+from dockweb.docker.times import created_at, unix_ns
 from dockweb.runtime import reference as refs
+from dockweb.runtime.containers.state import status_text
 from dockweb.runtime.errors import DockwebError
-from dockweb.runtime.units import human_duration, human_size
+from dockweb.runtime.units import go_unix, human_duration, human_size, parse_go_time
 
 
 def container_summary(info: dict, size: tuple[int, int] | None = None) -> dict:
@@ -28,7 +28,7 @@ def container_summary(info: dict, size: tuple[int, int] | None = None) -> dict:
         "Image": info["Config"].get("Image") or info["Image"],
         "ImageID": info["Image"],
         "Command": command,
-        "Created": unix(info["Created"]),
+        "Created": go_unix(info["Created"]),
         "_created_ns": unix_ns(info["Created"]),  # ours: ps's order and before/since
         "State": state["Status"],
         "Status": status_text(
@@ -113,6 +113,15 @@ def image_column(image: str, image_id: str, trunc: bool) -> str:
     return image
 
 
+def size_text(size_rw: int, size_root_fs: int) -> str:
+    """docker/cli's ContainerContext.Size(): "1.2kB (virtual 4.26MB)", the writable layer
+    alone when the root filesystem's size is unknown (0)."""
+    srw = human_size(size_rw, 3)
+    if size_root_fs > 0:
+        return f"{srw} (virtual {human_size(size_root_fs, 3)})"
+    return srw
+
+
 def ps_rows(summaries: list[dict], *, trunc: bool = True, now: float | None = None) -> list[dict]:
     """docker/cli's ContainerContext for each container: the values --format sees."""
     now = time.time() if now is None else now
@@ -123,12 +132,7 @@ def ps_rows(summaries: list[dict], *, trunc: bool = True, now: float | None = No
             names = [next((n for n in names if "/" not in n), names[0])] if names else []
         command = truncate_display(s["Command"], 20) if trunc else s["Command"]
         labels = s.get("Labels") or {}
-        size = ""
-        if "SizeRw" in s:
-            srw = human_size(s["SizeRw"], 3)
-            size = srw
-            if s["SizeRootFs"] > 0:
-                size = f"{srw} (virtual {human_size(s['SizeRootFs'], 3)})"
+        size = size_text(s["SizeRw"], s["SizeRootFs"]) if "SizeRw" in s else ""
         mounts = [m.get("Name") or m.get("Source", "") for m in s.get("Mounts") or []]
         row = {
             "ID": s["Id"][:12] if trunc else s["Id"],

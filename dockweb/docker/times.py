@@ -1,8 +1,9 @@
 """Go's time texts as Docker prints them: RFC 3339 with nanoseconds (how Go marshals a
 time.Time), time.String() in the local zone, "3 minutes ago" (units.HumanDuration).
 
-The zero time (``0001-01-01T00:00:00Z``, or an empty value) reads as None or 0 here; the
-durations themselves are ``dockweb.runtime.units.human_duration``, which the runtime uses too.
+Reading Go's times (``parse_go_time``: None for the zero time; ``go_unix``: 0) and the
+durations themselves (``human_duration``) are ``dockweb.runtime.units``', which the runtime
+uses too.
 """
 
 from __future__ import annotations
@@ -10,35 +11,19 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from dockweb.runtime.store import parse_time
-from dockweb.runtime.units import human_duration
-
-GO_ZERO = "0001-01-01T00:00:00Z"
+from dockweb.runtime.units import GO_ZERO_TEXT, go_unix, human_duration
 
 
 def go_time(value: object) -> str:
     """RFC 3339 with nanoseconds, as Go marshals time.Time; "" or None is the zero time.
     ``value`` is a datetime, a Unix time or a string (returned as it is)."""
     if not value:
-        return GO_ZERO
+        return GO_ZERO_TEXT
     if isinstance(value, (int, float)):
         value = datetime.fromtimestamp(value, UTC)
     if isinstance(value, datetime):
         value = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return str(value)
-
-
-def parse_go_time(value: str) -> datetime | None:
-    """An RFC 3339 time as Go writes it; None for the zero time or an empty value."""
-    if not value or value.startswith("0001-01-01"):
-        return None
-    return parse_time(value)
-
-
-def unix(value: str) -> int:
-    """An RFC 3339 time in whole Unix seconds; 0 for the zero time."""
-    parsed = parse_go_time(value)
-    return 0 if parsed is None else int(parsed.timestamp())
 
 
 def unix_ns(value: str) -> int:
@@ -47,7 +32,7 @@ def unix_ns(value: str) -> int:
         return 0
     head, _, frac = value.rstrip("Z").partition(".")
     digits = "".join(c for c in frac if c.isdigit())[:9].ljust(9, "0")
-    return unix(head + "Z") * 10**9 + int(digits)
+    return go_unix(head + "Z") * 10**9 + int(digits)
 
 
 def since(unix_time: int, now: float | None = None) -> str:

@@ -25,23 +25,11 @@ from dockweb.runtime.errors import (
     DockwebError,
     OverlayMountError,
 )
+from dockweb.runtime.imageconfig import ordered_config
 from dockweb.runtime.store import ImageRecord, LayerRecord, Store
 from dockweb.runtime.tarsplit import FILE_NAME as TAR_SPLIT
 
 EMPTY_TAR_DIFF_ID = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
-
-
-# container.Config as Go marshals it: field order, and the fields left out when empty
-_OMIT = object()
-_CONFIG_FIELDS = [
-    ("Hostname", ""), ("Domainname", ""), ("User", ""), ("AttachStdin", False),
-    ("AttachStdout", False), ("AttachStderr", False), ("ExposedPorts", _OMIT), ("Tty", False),
-    ("OpenStdin", False), ("StdinOnce", False), ("Env", None), ("Cmd", None),
-    ("Healthcheck", _OMIT), ("ArgsEscaped", _OMIT), ("Image", ""), ("Volumes", None),
-    ("WorkingDir", ""), ("Entrypoint", None), ("NetworkDisabled", _OMIT), ("MacAddress", _OMIT),
-    ("OnBuild", None), ("Labels", None), ("StopSignal", _OMIT), ("StopTimeout", _OMIT),
-    ("Shell", _OMIT),
-]  # fmt: skip
 
 
 # -- layer tar and layers ---------------------------------------------------------------
@@ -200,17 +188,6 @@ def rw_layer(store: Store, rec: ImageRecord | None, work_dir: str) -> Iterator[t
 
 
 # -- image configs ----------------------------------------------------------------------
-
-
-def ordered_config(cfg: dict) -> dict:
-    """A container config with Go's field order (what dockerd writes into image configs)."""
-    out = {}
-    for key, default in _CONFIG_FIELDS:
-        value = cfg.get(key, None if default is _OMIT else default)
-        if default is _OMIT and not value:
-            continue
-        out[key] = value
-    return out
 
 
 def image_config_bytes(config: dict) -> bytes:

@@ -16,8 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
+from dockweb.runtime import imagelist
 from dockweb.runtime.errors import Conflict, DockwebError, NotFound
 from dockweb.runtime.store import ImageRecord, Store, parse_time
+from dockweb.runtime.units import TimestampError, get_timestamp, go_unix
 from dockweb.runtime.volumes import dir_size
 
 IMAGE_PRUNE_FILTERS = {"dangling", "label", "label!", "until"}
@@ -43,30 +45,30 @@ def image_summaries(store: Store, used: list[tuple[str, str, bool]]) -> tuple[li
         images = store.images()
         layers = store.layers()
         references = store.all_references()
-    parents = {r.parent for r in images if r.parent}
-    refcount: dict[str, int] = {}
-    for rec in images:
-        for chain in rec.layers:
-            refcount[chain] = refcount.get(chain, 0) + 1
-    layers_size = sum(layers[c].size for c in refcount if c in layers)
+    parents = imagelist.with_children(r.parent for r in images)
+    refcount = imagelist.layer_users(rec.layers for rec in images)
+    sizes = {c: la.size for c, la in layers.items()}
+    layers_size = sum(sizes[c] for c in refcount if c in sizes)
     out = []
     for rec in images:
         image_refs = references.get(rec.id, [])
         tags = [r.familiar_string() for r in image_refs if r.tag]
         digests = [r.familiar_string() for r in image_refs if r.digest]
-        if not tags and not digests:
-            if rec.id in parents:
-                continue
-            tags, digests = ["<none>:<none>"], ["<none>@<none>"]
-        size = sum(layers[c].size for c in rec.layers if c in layers)
-        shared = sum(layers[c].size for c in rec.layers if c in layers and refcount[c] > 1)
+        if not imagelist.listed(
+            tagged=bool(tags), referenced=bool(image_refs), has_child=rec.id in parents
+        ):
+            continue
+        if not image_refs:
+            tags, digests = list(imagelist.NONE_TAGS), list(imagelist.NONE_DIGESTS)
+        size = sum(sizes[c] for c in rec.layers if c in sizes)
+        shared = imagelist.shared_size(rec.layers, refcount, sizes)
         out.append(
             {
                 "Id": rec.id,
                 "ParentId": rec.parent,
                 "RepoTags": tags,
                 "RepoDigests": digests,
-                "Created": _unix(rec.created),
+                "Created": go_unix(rec.created),
                 "Size": size,
                 "VirtualSize": size,
                 "SharedSize": shared,
@@ -215,8 +217,6 @@ def summary(du: dict) -> list[dict]:
 def parse_until(value: str, now: datetime | None = None) -> datetime:
     """``until=`` as moby's ``timetypes.GetTimestamp`` (``units.get_timestamp``). Raises
     InvalidPruneFilter."""
-    from dockweb.runtime.units import TimestampError, get_timestamp
-
     try:
         return datetime.fromtimestamp(get_timestamp(value, now), UTC)
     except TimestampError as e:
@@ -240,11 +240,6 @@ def match_labels(filters: dict[str, list[str]], labels: dict | None) -> bool:
     if not all(matches(x) for x in filters.get("label", [])):
         return False
     return not any(matches(x) for x in filters.get("label!", []))
-
-
-def _unix(value: str) -> int:
-    t = parse_time(value)
-    return 0 if t.year == 1 else int(t.timestamp())
 
 
 def _until(filters: dict[str, list[str]]) -> datetime | None:
@@ -271,15 +266,16 @@ def prunable_images(
     until = _until(filters)
     images = store.images()
     references = store.all_references()
-    children = {r.parent for r in images if r.parent}
+    children = imagelist.with_children(r.parent for r in images)
     out = []
     for rec in images:
         image_refs = references.get(rec.id, [])
-        if dangling_only and rec.id in children:
-            continue  # the image store's Heads()
-        if not image_refs and rec.id in children:
-            continue  # intermediate
-        if dangling_only and any(r.tag for r in image_refs):
+        if not imagelist.prune_candidate(
+            tagged=any(r.tag for r in image_refs),
+            referenced=bool(image_refs),
+            has_child=rec.id in children,
+            dangling_only=dangling_only,
+        ):
             continue
         if until is not None and parse_time(rec.created) > until:
             continue

@@ -1,4 +1,5 @@
-"""Human-readable sizes and durations, as ``github.com/docker/go-units`` prints them.
+"""Human-readable sizes and durations, as ``github.com/docker/go-units`` prints them, and
+Go's times as dockweb reads them (``parse_go_time``, ``go_unix``, moby's ``get_timestamp``).
 
 ``docker images`` shows ``human_size(size, 3)`` (``HumanSizeWithPrecision(size, 3)``, e.g.
 ``4.26MB``); ``docker history`` and ``docker ps -s`` use the default precision 4
@@ -16,8 +17,9 @@ from datetime import UTC, datetime, timedelta, timezone
 DECIMAL_ABBRS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
 BINARY_ABBRS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
 
-# Go's zero time.Time, which docker/cli treats as "no time".
+# Go's zero time.Time, which docker/cli treats as "no time", and its RFC 3339 text
 GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
+GO_ZERO_TEXT = "0001-01-01T00:00:00Z"
 
 
 def _size_and_unit(size: float, base: float, abbrs: tuple[str, ...]) -> tuple[float, str]:
@@ -85,6 +87,25 @@ def human_duration(seconds: float) -> str:
     if hours < 24 * 365 * 2:
         return f"{hours // 24 // 30} months"
     return f"{int(ns / 3.6e12) // 24 // 365} years"
+
+
+def parse_go_time(value: str | None) -> datetime | None:
+    """An RFC 3339 time as Go writes it (nanoseconds, ``Z`` or an offset), aware; None for
+    Go's zero time (any time in year 1), an empty value, or text that does not parse."""
+    if not value:
+        return None
+    # here, not at the top: the CLI's commands that only print sizes (info, progress)
+    # would otherwise load the whole store module at start-up
+    from dockweb.runtime.store import parse_time
+
+    parsed = parse_time(value)
+    return None if parsed.year == 1 else parsed
+
+
+def go_unix(value: str | None) -> int:
+    """An RFC 3339 time in whole Unix seconds; 0 where ``parse_go_time`` gives None."""
+    parsed = parse_go_time(value)
+    return 0 if parsed is None else int(parsed.timestamp())
 
 
 def created_since(created: datetime | None, now: datetime | None = None) -> str:

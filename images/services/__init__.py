@@ -34,11 +34,9 @@ from images.services.explorer import (
     layer_explorer,
 )
 from images.services.listing import (
-    InvalidFilter,
     image_history,
     inspect_image,
     list_images,
-    parse_filters,
 )
 from images.services.mirror import sync_images
 from images.services.operations import (
@@ -72,7 +70,6 @@ __all__ = [
     "WORKER_STOPPED",
     "BuildProgress",
     "BuildRefused",
-    "InvalidFilter",
     "PullProgress",
     "active_pulls",
     "analyze_image",
@@ -95,7 +92,6 @@ __all__ = [
     "load_images",
     "mount_image",
     "normalize_reference",
-    "parse_filters",
     "pull_image",
     "push_image",
     "remove_image",

@@ -4,79 +4,18 @@ config field order."""
 
 from __future__ import annotations
 
-import re
-
+from dockweb.docker.filters import InvalidFilter, familiar_match, match_labels
 from dockweb.engine import get_store
-from dockweb.runtime import reference as refs
+from dockweb.runtime import imagelist
 from dockweb.runtime.errors import DockwebError, ImageNotFound
+from dockweb.runtime.imageconfig import inspect_config
 from dockweb.runtime.store import ImageRecord, parse_time
 from images.services.common import containers_using_images
-
-
-class InvalidFilter(DockwebError):
-    """An ``image ls`` filter Docker would refuse."""
-
 
 _ACCEPTED_FILTERS = {"dangling", "label", "before", "since", "reference"}
 
 
 # -- listing -----------------------------------------------------------------------------
-
-
-def parse_filters(pairs: list[str]) -> dict[str, list[str]]:
-    """``-f key=value`` flags into Docker's filter map (keys lower-cased, values kept)."""
-    out: dict[str, list[str]] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise InvalidFilter("Bad format of filter (expected name=value)")
-        key, value = pair.split("=", 1)
-        out.setdefault(key.strip().lower(), []).append(value.strip())
-    return out
-
-
-def go_path_match(pattern: str, name: str) -> bool:
-    """Go's ``path.Match``: ``*`` and ``?`` never cross a ``/``."""
-    rx = []
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "*":
-            rx.append("[^/]*")
-        elif c == "?":
-            rx.append("[^/]")
-        elif c == "[":
-            j = pattern.find("]", i + 1)
-            if j == -1:
-                raise InvalidFilter("syntax error in pattern")
-            body = pattern[i + 1 : j]
-            if body.startswith("^"):
-                body = "!" + body[1:]
-            rx.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
-            i = j
-        elif c == "\\" and i + 1 < len(pattern):
-            i += 1
-            rx.append(re.escape(pattern[i]))
-        else:
-            rx.append(re.escape(c))
-        i += 1
-    return re.fullmatch("".join(rx), name) is not None
-
-
-def _familiar_match(pattern: str, ref: refs.Reference) -> bool:
-    return go_path_match(pattern, ref.familiar_string()) or go_path_match(
-        pattern, ref.familiar_name
-    )
-
-
-def _match_kv_list(wanted: list[str], labels: dict | None) -> bool:
-    labels = labels or {}
-    for item in wanted:
-        key, _, value = item.partition("=")
-        if key not in labels:
-            return False
-        if "=" in item and labels[key] != value:
-            return False
-    return True
 
 
 def created_unix(rec: ImageRecord) -> int:
@@ -111,47 +50,43 @@ def list_images(
     images = store.images()
     layers = store.layers()
     references = store.all_references()
-    parents = {r.parent for r in images if r.parent}
+    parents = imagelist.with_children(r.parent for r in images)
     containers = containers_using_images()
+    dangling = True if dangling_only else (False if "dangling" in filters else None)
 
     summaries = []
     for rec in images:
-        if dangling_only and rec.id in parents:
-            continue  # dockerd lists only heads for dangling=true
         created = created_unix(rec)
         if before is not None and created >= created_unix(before):
             continue
         if since is not None and created <= created_unix(since):
             continue
         labels = (rec.config.get("config") or {}).get("Labels")
-        if "label" in filters and not _match_kv_list(filters["label"], labels):
+        if "label" in filters and not match_labels(filters["label"], labels):
             continue
         repo_tags: list[str] = []
         repo_digests: list[str] = []
-        skip = False
         for ref in references.get(rec.id, []):
             if "reference" in filters and not any(
-                _familiar_match(p, ref) for p in filters["reference"]
+                familiar_match(p, ref) for p in filters["reference"]
             ):
                 continue
             if ref.digest:
                 repo_digests.append(ref.familiar_string())
             if ref.tag:
-                if dangling_only:
-                    skip = True
-                    break
                 repo_tags.append(ref.familiar_string())
-        if skip:
+        if not imagelist.listed(
+            tagged=bool(repo_tags),
+            referenced=bool(repo_tags or repo_digests),
+            has_child=rec.id in parents,
+            all=all,
+            dangling=dangling,
+            reference_filter="reference" in filters,
+        ):
             continue
         if not repo_tags and not repo_digests:
-            if (
-                (not all and rec.id in parents)
-                or ("dangling" in filters and not dangling_only)
-                or "reference" in filters
-            ):
-                continue
-            repo_digests = ["<none>@<none>"]
-            repo_tags = ["<none>:<none>"]
+            repo_digests = list(imagelist.NONE_DIGESTS)
+            repo_tags = list(imagelist.NONE_TAGS)
         size = sum(layers[c].size for c in rec.layers if c in layers)
         summaries.append(
             {
@@ -170,59 +105,15 @@ def list_images(
             }
         )
     if shared_size:
-        refcount: dict[str, int] = {}
-        for rec in images:
-            for chain in rec.layers:
-                refcount[chain] = refcount.get(chain, 0) + 1
+        users = imagelist.layer_users(rec.layers for rec in images)
+        sizes = {c: la.size for c, la in layers.items()}
         for s in summaries:
-            s["SharedSize"] = sum(
-                layers[c].size for c in s["Layers"] if refcount.get(c, 0) > 1 and c in layers
-            )
+            s["SharedSize"] = imagelist.shared_size(s["Layers"], users, sizes)
     summaries.sort(key=lambda s: (s["Created"], s["Id"]), reverse=True)
     return summaries
 
 
 # -- inspect and history -----------------------------------------------------------------
-
-_CONTAINER_CONFIG_FIELDS = [
-    ("Hostname", ""),
-    ("Domainname", ""),
-    ("User", ""),
-    ("AttachStdin", False),
-    ("AttachStdout", False),
-    ("AttachStderr", False),
-    ("ExposedPorts", "omit"),
-    ("Tty", False),
-    ("OpenStdin", False),
-    ("StdinOnce", False),
-    ("Env", None),
-    ("Cmd", None),
-    ("Healthcheck", "omit"),
-    ("ArgsEscaped", "omit"),
-    ("Image", ""),
-    ("Volumes", None),
-    ("WorkingDir", ""),
-    ("Entrypoint", None),
-    ("NetworkDisabled", "omit"),
-    ("MacAddress", "omit"),
-    ("OnBuild", None),
-    ("Labels", None),
-    ("StopSignal", "omit"),
-    ("StopTimeout", "omit"),
-    ("Shell", "omit"),
-]
-
-
-def _container_config(raw: dict | None) -> dict:
-    """An image config's ``config`` as dockerd re-marshals it (container.Config order)."""
-    raw = raw or {}
-    out = {}
-    for key, zero in _CONTAINER_CONFIG_FIELDS:
-        if key in raw and raw[key] not in (None, "", False, [], {}):
-            out[key] = raw[key]
-        elif zero != "omit":
-            out[key] = raw.get(key, zero) if zero is None else zero
-    return out
 
 
 def inspect_image(ref_or_id: str) -> dict:
@@ -243,10 +134,10 @@ def inspect_image(ref_or_id: str) -> dict:
         "Comment": cfg.get("comment") or ((cfg.get("history") or [{}])[-1].get("comment", "")),
         "Created": cfg.get("created", "0001-01-01T00:00:00Z"),
         "Container": cfg.get("container", ""),
-        "ContainerConfig": _container_config(cfg.get("container_config")),
+        "ContainerConfig": inspect_config(cfg.get("container_config")),
         "DockerVersion": cfg.get("docker_version", ""),
         "Author": cfg.get("author", ""),
-        "Config": _container_config(cfg.get("config")),
+        "Config": inspect_config(cfg.get("config")),
         "Architecture": cfg.get("architecture", ""),
     }
     if cfg.get("variant"):

@@ -4,13 +4,13 @@ kept equal to what the store holds."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
 from django.db import connection, transaction
 
 from dockweb.engine import get_store
 from dockweb.runtime import reference as refs
-from dockweb.runtime.store import ImageRecord, LayerRecord, Store, parse_time
+from dockweb.runtime.store import ImageRecord, LayerRecord, Store
+from dockweb.runtime.units import parse_go_time
 from images.models import Image, ImageLayer, Layer, Reference, Repository
 
 log = logging.getLogger(__name__)
@@ -29,13 +29,6 @@ def sync_after_change(store: Store) -> None:
         log.warning("database not migrated: images not mirrored (run `manage.py migrate`)")
         return
     sync_images(store)
-
-
-def time_or_none(value: str) -> datetime | None:
-    if not value:
-        return None
-    parsed = parse_time(value)
-    return None if parsed.year == 1 else parsed
 
 
 def sync_images(store: Store | None = None) -> None:
@@ -122,8 +115,8 @@ def _image_fields(rec: ImageRecord, layers: dict[str, LayerRecord]) -> dict:
         "size": sum(la.size for la in present),
         "compressed_size": rec.compressed_size or sum(la.compressed_size for la in present),
         "parent_image_id": rec.parent,
-        "last_tag_time": time_or_none(rec.last_tag_time),
-        "pulled_at": time_or_none(rec.pulled_at),
+        "last_tag_time": parse_go_time(rec.last_tag_time),
+        "pulled_at": parse_go_time(rec.pulled_at),
     }
 
 
@@ -141,7 +134,7 @@ def _sync_image_rows(
         new.append(
             Image(
                 image_id=image_id,
-                created=time_or_none(rec.created),
+                created=parse_go_time(rec.created),
                 os=cfg.get("os") or "",
                 architecture=cfg.get("architecture") or "",
                 variant=cfg.get("variant") or "",

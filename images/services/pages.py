@@ -7,11 +7,13 @@ import re
 import threading
 from datetime import UTC, datetime
 
+from dockweb.docker.filters import go_path_match
+from dockweb.docker.images import group_references
+from dockweb.runtime import imagelist
 from dockweb.runtime import reference as refs
 from dockweb.runtime.errors import ImageNotFound
+from dockweb.runtime.units import parse_go_time
 from images.models import Image, ImageLayer, Layer, MirrorGeneration, Reference, short_id
-from images.services.listing import go_path_match
-from images.services.mirror import time_or_none
 
 # -- read side for the pages (database only) ---------------------------------------------
 
@@ -152,12 +154,12 @@ def _image_table(
     }
     layers_of, users_of = _layer_users()
     references = _references_by_image()
-    parents = {im["parent_image_id"] for im in images if im["parent_image_id"]}
+    parents = imagelist.with_children(im["parent_image_id"] for im in images)
+    users = {la: len(pks) for la, pks in users_of.items()}
+    sizes = {pk: size for pk, (size, _csize) in layer_sizes.items()}
     rows: list[dict] = []
     shown: list[dict] = []
     for im in images:
-        if dangling is True and im["image_id"] in parents:
-            continue  # dockerd lists only heads for dangling=true
         image_refs = references.get(im["pk"], [])
         if reference:
             image_refs = [
@@ -165,14 +167,16 @@ def _image_table(
                 for r in image_refs
                 if go_path_match(reference, _familiar_ref(r)) or go_path_match(reference, r[1])
             ]
-        if dangling is True and any(r[2] for r in image_refs):
+        if not imagelist.listed(
+            tagged=any(r[2] for r in image_refs),
+            referenced=bool(image_refs),
+            has_child=im["image_id"] in parents,
+            all=all,
+            dangling=dangling,
+            reference_filter=bool(reference),
+        ):
             continue
-        if not image_refs:
-            if (not all and im["image_id"] in parents) or dangling is False or reference:
-                continue
-        shared = sum(
-            layer_sizes[la][0] for la in layers_of.get(im["pk"], []) if len(users_of[la]) > 1
-        )
+        shared = imagelist.shared_size(layers_of.get(im["pk"], []), users, sizes)
         base = {
             "image": im["pk"],
             "image_id": im["image_id"],
@@ -208,31 +212,13 @@ def _familiar_ref(r: tuple[str, str, str, str]) -> str:
 def _group_rows(
     image_refs: list[tuple[str, str, str, str]], digests: bool
 ) -> list[tuple[str, str, str]]:
-    """docker/cli's imageFormat: (repository, tag, digest) rows for one image."""
-    if not image_refs:
-        return [("<none>", "<none>", "<none>")]
-    repo_tags: dict[str, list[str]] = {}
-    repo_digests: dict[str, list[str]] = {}
-    for _name, familiar, tag, digest in image_refs:
-        if tag:
-            repo_tags.setdefault(familiar, []).append(tag)
-        elif digest:
-            repo_digests.setdefault(familiar, []).append(digest)
-    out = []
-    for repo, tags in repo_tags.items():
-        ds = repo_digests.pop(repo, [])
-        if not digests:
-            ds = []
-        for tag in tags:
-            if not ds:
-                out.append((repo, tag, "<none>"))
-            out.extend((repo, tag, d) for d in ds)
-    for repo, ds in repo_digests.items():
-        if digests:
-            out.extend((repo, "<none>", d) for d in ds)
-        else:
-            out.append((repo, "<none>", ""))
-    return out
+    """docker/cli's imageFormat (``group_references``) for one image's reference rows: a
+    row with a tag is a tag reference, one without a tag a digest reference."""
+    tags = [(familiar, tag) for _name, familiar, tag, _digest in image_refs if tag]
+    digest_refs = [
+        (familiar, digest) for _name, familiar, tag, digest in image_refs if not tag and digest
+    ]
+    return group_references(tags, digest_refs, tag_digests=digests, digest_rows=digests)
 
 
 _CONFIG_SUMMARY_KEYS = (
@@ -312,7 +298,7 @@ def image_detail(image: Image) -> dict:
             i += 1
         history_rows.append(
             {
-                "created": time_or_none(h.get("created", "")),
+                "created": parse_go_time(h.get("created", "")),
                 "created_by": h.get("created_by", ""),
                 "comment": h.get("comment", ""),
                 "empty_layer": bool(h.get("empty_layer")),

@@ -25,10 +25,9 @@ from datetime import UTC, datetime
 from dockweb.runtime.containers.spec import ContainerSpec
 from dockweb.runtime.crashpoint import crashpoint
 from dockweb.runtime.errors import ContainerNotFound
-from dockweb.runtime.store import parse_time
-from dockweb.runtime.units import human_duration
+from dockweb.runtime.units import GO_ZERO_TEXT, human_duration, parse_go_time
 
-ZERO_TIME = "0001-01-01T00:00:00Z"
+ZERO_TIME = GO_ZERO_TEXT  # a state file's time of what never happened
 CONTAINER_ID = re.compile(r"^[a-f0-9]{64}$")
 TEMP_JSON = re.compile(r"^[a-z]+\.json\.(\d+)\.[a-f0-9]{6}$")  # write_json_atomic's
 
@@ -63,6 +62,12 @@ class Status(enum.Enum):
         """Has processes (moby's IsRunning); ``kill`` still refuses a restarting one, which
         has none between two runs ("wait until the container is running")."""
         return self in (Status.RUNNING, Status.PAUSED, Status.RESTARTING)
+
+    def can_signal(self) -> bool:
+        """``kill`` goes through: running or paused. A restarting container has no process
+        between two runs (dockerd: "wait until the container is running"); stop cancels
+        the restart instead."""
+        return self.can_kill() and self is not Status.RESTARTING
 
     def can_pause(self) -> bool:
         return self is Status.RUNNING
@@ -122,8 +127,8 @@ class State:
         """The STATUS column of ``docker ps``: ``status_text`` of this state."""
         return status_text(
             self.status,
-            started_at=go_time(self.started_at),
-            finished_at=go_time(self.finished_at),
+            started_at=parse_go_time(self.started_at),
+            finished_at=parse_go_time(self.finished_at),
             exit_code=self.exit_code,
             now=now,
         )
@@ -131,11 +136,6 @@ class State:
 
 # Go's time.Since(zero time) saturates at the largest Duration (2^63-1 ns: 292 years)
 _GO_MAX_DURATION_S = (2**63 - 1) / 1e9
-
-
-def go_time(text: str) -> datetime | None:
-    """A state file's RFC 3339 time; None for Go's zero time (never happened)."""
-    return None if not text or text == ZERO_TIME else parse_time(text)
 
 
 def status_text(
