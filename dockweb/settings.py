@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
-from dockweb.runtime.pull import DEFAULT_LAYER_LIMITS
+from dockweb.runtime.limits import DEFAULT_LAYER_LIMITS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 

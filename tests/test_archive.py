@@ -14,8 +14,9 @@ import tarfile
 
 import pytest
 
-from dockweb.runtime.archive import LayerLimits, apply_layer, directory_size
+from dockweb.runtime.archive import apply_layer, directory_size
 from dockweb.runtime.errors import BreakoutError, LayerError
+from dockweb.runtime.limits import LayerLimits
 
 D, S, L = tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: chown, mknod, overlay")

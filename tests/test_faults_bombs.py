@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from dockweb.runtime.archive import LayerLimits
 from dockweb.runtime.errors import LayerError
-from dockweb.runtime.pull import DEFAULT_LAYER_LIMITS, pull
+from dockweb.runtime.limits import DEFAULT_LAYER_LIMITS, LayerLimits
+from dockweb.runtime.pull import pull
 from dockweb.runtime.registry import RegistryClient
 from dockweb.runtime.store import Store
 from tests.support import images as im

@@ -17,9 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dockweb.runtime.archive import LayerLimits, apply_layer
+from dockweb.runtime.archive import apply_layer
 from dockweb.runtime.compression import open_decompressed
 from dockweb.runtime.errors import LayerError
+from dockweb.runtime.limits import LayerLimits
 from tests.support import images as im
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="unpacking layers needs root")

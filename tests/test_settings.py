@@ -191,7 +191,7 @@ def test_it_refuses_a_bad_limit_or_interval_naming_its_variable(tmp_path, name, 
 
 
 def test_it_takes_the_layer_limits_defaults_from_the_runtime(tmp_path):
-    from dockweb.runtime.pull import DEFAULT_LAYER_LIMITS
+    from dockweb.runtime.limits import DEFAULT_LAYER_LIMITS
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKWEB_LAYER_")}
     code = (

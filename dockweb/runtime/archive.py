@@ -30,14 +30,14 @@ import errno
 import os
 import shutil
 import stat
-from dataclasses import dataclass
 from typing import Protocol
 
 from dockweb.runtime import overlay
 from dockweb.runtime.errors import BreakoutError, LayerError, os_reason
+from dockweb.runtime.limits import LayerLimits
 from dockweb.runtime.tarsplit import SplitRecorder
 
-__all__ = ["LayerLimits", "apply_layer", "directory_size", "untar"]
+__all__ = ["apply_layer", "directory_size", "untar"]
 
 _READ_SIZE = 1 << 20  # bytes asked of the stream per read
 _BLOCK = 512
@@ -65,18 +65,6 @@ _TYPE_PAX_GLOBAL = b"g"
 _TYPE_GNU_LONGNAME = b"L"
 _TYPE_GNU_LONGLINK = b"K"
 _HEADER_ONLY = (_TYPE_LINK, _TYPE_SYMLINK, _TYPE_CHAR, _TYPE_BLOCK, _TYPE_DIR, _TYPE_FIFO)
-
-
-@dataclass(frozen=True)
-class LayerLimits:
-    """Caps on what one layer may contain; ``None`` means no cap."""
-
-    max_entries: int | None = None
-    max_bytes: int | None = None  # sum of regular files' sizes
-    # unpacked bytes per compressed byte, past ratio_floor unpacked bytes; apply_layer sees
-    # only the tar, so pull enforces these two
-    max_ratio: float | None = None
-    ratio_floor: int | None = None
 
 
 class Readable(Protocol):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from dockweb.runtime import manifest as mf
 from dockweb.runtime import reference as refs
-from dockweb.runtime.archive import LayerLimits, apply_layer
+from dockweb.runtime.archive import apply_layer
 from dockweb.runtime.compression import compression_of_media_type, open_decompressed
 from dockweb.runtime.crashpoint import crashpoint
 from dockweb.runtime.digest import HashingReader, chain_ids, short_id
@@ -32,6 +32,7 @@ from dockweb.runtime.errors import (
     LayerError,
     NoMatchingPlatform,
 )
+from dockweb.runtime.limits import DEFAULT_LAYER_LIMITS, LayerLimits
 from dockweb.runtime.registry import BlobReadError, RegistryClient
 from dockweb.runtime.store import LayerLock, LayerRecord, Store
 from dockweb.runtime.tarsplit import FILE_NAME as TAR_SPLIT
@@ -40,17 +41,6 @@ ProgressCallback = Callable[[dict], None]
 
 _READ_SIZE = 1 << 20
 _PROGRESS_INTERVAL = 0.1
-
-#: What one layer may unpack to unless the caller says otherwise (tar-bomb guards): real
-#: layers stay far below these; a hostile one is stopped before it fills the disk or the
-#: inode table. ``max_ratio`` only applies past ``ratio_floor`` unpacked bytes.
-DEFAULT_LAYER_LIMITS = LayerLimits(
-    max_entries=500_000,
-    max_bytes=64 << 30,
-    max_ratio=200.0,
-    ratio_floor=256 << 20,
-)
-
 
 class PullCancelled(DockwebError):
     """The caller cancelled the pull; nothing it left is visible as complete."""

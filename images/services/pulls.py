@@ -15,8 +15,8 @@ from django.utils import timezone
 from dockweb import jobs
 from dockweb.engine import get_store
 from dockweb.runtime import manifest as mf
-from dockweb.runtime.archive import LayerLimits
 from dockweb.runtime.errors import InvalidReference
+from dockweb.runtime.limits import LayerLimits
 from dockweb.runtime.pull import (
     PullCancelled,
     PullResult,
