@@ -145,6 +145,23 @@ def test_it_inspects_and_shows_history(dockweb, pushed):
     assert hist[1].startswith(image.image_id.split(":")[1][:12])
 
 
+def test_it_prints_what_inspect_found_then_the_names_it_did_not(dockweb, pushed):
+    ref, image = pushed["a"]
+    dockweb("pull", "-q", ref)
+    both = dockweb("image", "inspect", "--format", "{{.Id}}", ref, "nope", check=False)
+    assert (both.returncode, both.stdout, both.stderr) == (
+        1,
+        image.image_id + "\n",
+        "Error: No such image: nope\n",
+    )
+    none = dockweb("image", "inspect", "nope", "nada", check=False)
+    assert (none.returncode, none.stdout, none.stderr) == (
+        1,
+        "[]\n",
+        "Error: No such image: nope\nError: No such image: nada\n",
+    )
+
+
 def test_it_mounts_the_merged_root_filesystem(dockweb, pushed):
     ref, _ = pushed["b"]
     dockweb("pull", "-q", ref)

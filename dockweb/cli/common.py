@@ -7,6 +7,7 @@ the apps are imported inside the functions that need them, once Django is set up
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sys
@@ -42,6 +43,24 @@ def print_error(msg: str) -> None:
 def print_out(text: str) -> None:
     if text:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def print_inspect(results: list[dict], errors: list[str], fmt: str | None) -> int:
+    """The tail of docker's ``inspect`` commands: each result through the ``--format``
+    template, or all of them as one indented JSON array (``[]`` when none was found); then
+    the errors on stderr, one a line. Returns the exit code: 1 when any name failed."""
+    if fmt:
+        # the template engine is imported here, so that the fast run path stays light
+        from dockweb.docker.template import render
+
+        for r in results:
+            print_out(render(fmt, r))
+    else:
+        print(json.dumps(results, indent=4, ensure_ascii=False))
+    if errors:
+        print_error("\n".join(errors))
+        return 1
+    return 0
 
 
 def setup_django() -> None:

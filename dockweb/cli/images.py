@@ -3,15 +3,13 @@ mount and unmount. Output and messages as docker 20.10's."""
 
 from __future__ import annotations
 
-import json
 import sys
 
-from dockweb.cli.common import UsageError, daemon_error, print_out
+from dockweb.cli.common import UsageError, daemon_error, print_inspect, print_out
 from dockweb.cli.progress import PullRenderer
 from dockweb.docker.filters import parse_filters
 from dockweb.docker.formatter import format_rows
 from dockweb.docker.images import history_rows, image_rows
-from dockweb.docker.template import render as render_template
 from dockweb.runtime import reference as refs
 from dockweb.runtime.errors import DockwebError, ImageNotFound
 from images import services
@@ -139,15 +137,7 @@ def cmd_inspect(args) -> int:
                 errors.append(f"Error: No such image: {name}")
             else:
                 errors.append(daemon_error(err))
-    if args.format:
-        for r in results:
-            print_out(render_template(args.format, r))
-    else:
-        print(json.dumps(results, indent=4, ensure_ascii=False))
-    if errors:
-        print("\n".join(errors), file=sys.stderr)
-        return 1
-    return 0
+    return print_inspect(results, errors, args.format)
 
 
 def cmd_history(args) -> int:
