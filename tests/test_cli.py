@@ -117,6 +117,21 @@ def test_it_prints_untagged_then_deleted(dockweb, registry, pushed):
     assert dockweb("images", "-q").stdout == ""
 
 
+def test_it_refuses_a_bad_name_or_all_tags_alike_for_pull_and_push(dockweb):
+    outputs = {}
+    for command in ("pull", "push"):
+        bad = dockweb(command, "Busybox", check=False)
+        every = dockweb(command, "--all-tags", "busybox", check=False)
+        outputs[command] = (bad.returncode, bad.stdout, bad.stderr, every.returncode, every.stderr)
+    assert outputs["pull"] == outputs["push"]
+    assert outputs["pull"][:3] == (
+        1,
+        "",
+        "invalid reference format: repository name must be lowercase\n",
+    )
+    assert outputs["pull"][3] != 0 and "--all-tags is not supported" in outputs["pull"][4]
+
+
 def test_it_reports_missing_images_like_docker(dockweb):
     proc = dockweb("rmi", "nope", check=False)
     assert proc.returncode == 1

@@ -11,9 +11,13 @@ import json
 import os
 import shlex
 import sys
+from typing import TYPE_CHECKING
 
 from dockweb.cli import schema
-from dockweb.runtime.errors import ContainerNotFound, VolumeNotFound
+from dockweb.runtime.errors import ContainerNotFound, DockwebError, VolumeNotFound
+
+if TYPE_CHECKING:
+    from dockweb.runtime.reference import Reference
 
 
 class UsageError(Exception):
@@ -61,6 +65,21 @@ def print_inspect(results: list[dict], errors: list[str], fmt: str | None) -> in
         print_error("\n".join(errors))
         return 1
     return 0
+
+
+def repository_name(name: str, *, all_tags: bool) -> Reference | None:
+    """The NAME[:TAG] that ``pull`` and ``push`` take, normalized as Docker does; None once
+    the parse error is printed. ``--all-tags`` is refused (UsageError)."""
+    # imported here, so that the fast run path stays light
+    from dockweb.runtime import reference as refs
+
+    if all_tags:
+        raise UsageError("dockweb: --all-tags is not supported")
+    try:
+        return refs.parse_normalized_named(name)
+    except DockwebError as err:
+        print(err, file=sys.stderr)
+        return None
 
 
 def setup_django() -> None:

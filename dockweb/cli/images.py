@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from dockweb.cli.common import UsageError, daemon_error, print_inspect, print_out
+from dockweb.cli.common import daemon_error, print_inspect, print_out, repository_name
 from dockweb.cli.progress import PullRenderer
 from dockweb.docker.filters import parse_filters
 from dockweb.docker.formatter import format_rows
@@ -40,13 +40,8 @@ HISTORY_HEADERS = {
 
 
 def cmd_pull(args) -> int:
-    if args.all_tags:
-        raise UsageError("dockweb: --all-tags is not supported")
-
-    try:
-        named = refs.parse_normalized_named(args.name)
-    except DockwebError as err:
-        print(err, file=sys.stderr)
+    named = repository_name(args.name, all_tags=args.all_tags)
+    if named is None:
         return 1
     if named.is_name_only and not args.quiet:
         print("Using default tag: latest", flush=True)
