@@ -17,7 +17,7 @@ from containers.models import Container, Volume
 from disk.models import PruneOperation, VolumeUsage
 from dockweb import jobs
 from dockweb.engine import get_manager, get_store
-from dockweb.runtime import diskusage
+from dockweb.runtime import diskusage, imagelist
 from dockweb.runtime.units import human_size
 from images.models import Image, ImageLayer, Layer, Reference
 
@@ -88,12 +88,11 @@ def disk_usage_from_db() -> dict:
     )
     layer_sizes = dict(Layer.objects.values_list("pk", "size"))
     layers_of: dict[int, list[int]] = {}
-    refcount: dict[int, int] = {}
     for image_pk, layer_pk in ImageLayer.objects.order_by("image_id", "position").values_list(
         "image_id", "layer_id"
     ):
         layers_of.setdefault(image_pk, []).append(layer_pk)
-        refcount[layer_pk] = refcount.get(layer_pk, 0) + 1
+    refcount = imagelist.layer_users(layers_of.values())
     refs: dict[int, list[Reference]] = {}
     for r in Reference.objects.select_related("repository"):
         refs.setdefault(r.image_id, []).append(r)
@@ -101,18 +100,20 @@ def disk_usage_from_db() -> dict:
     users: dict[str, int] = {}
     for c in containers:
         users[c.image_id] = users.get(c.image_id, 0) + 1
-    parents = {im["parent_image_id"] for im in images if im["parent_image_id"]}
+    parents = imagelist.with_children(im["parent_image_id"] for im in images)
     summaries = []
     for im in images:
         rs = sorted(refs.get(im["pk"], []), key=lambda r: r.familiar)
         tags = [r.familiar for r in rs if r.tag]
         digests = [r.familiar for r in rs if r.digest and not r.tag]
+        if not imagelist.listed(
+            tagged=bool(tags), referenced=bool(rs), has_child=im["image_id"] in parents
+        ):
+            continue
         if not rs:
-            if im["image_id"] in parents:
-                continue
-            tags, digests = ["<none>:<none>"], ["<none>@<none>"]
+            tags, digests = list(imagelist.NONE_TAGS), list(imagelist.NONE_DIGESTS)
         own = layers_of.get(im["pk"], [])
-        shared = sum(layer_sizes[la] for la in own if refcount[la] > 1)
+        shared = imagelist.shared_size(own, refcount, layer_sizes)
         summaries.append(
             {
                 "pk": im["pk"],
@@ -238,7 +239,7 @@ def prune_preview(
     du = disk_usage_from_db()
     layer_sizes = dict(Layer.objects.values_list("pk", "size"))
     all_images = list(Image.objects.values("pk", "image_id", "parent_image_id"))
-    parents = {im["parent_image_id"] for im in all_images if im["parent_image_id"]}
+    parents = imagelist.with_children(im["parent_image_id"] for im in all_images)
     refs: dict[int, list[Reference]] = {}
     for r in Reference.objects.select_related("repository"):
         refs.setdefault(r.image_id, []).append(r)
@@ -247,11 +248,13 @@ def prune_preview(
         if not images or im["image_id"] in used_images:
             continue
         rs = refs.get(im["pk"], [])
-        if images == "dangling" and (any(r.tag for r in rs) or im["image_id"] in parents):
-            continue
-        if not rs and im["image_id"] in parents:
-            continue
-        doomed_i.append(im)
+        if imagelist.prune_candidate(
+            tagged=any(r.tag for r in rs),
+            referenced=bool(rs),
+            has_child=im["image_id"] in parents,
+            dangling_only=images == "dangling",
+        ):
+            doomed_i.append(im)
     layers_of: dict[int, list[int]] = {}
     for image_pk, layer_pk in ImageLayer.objects.values_list("image_id", "layer_id"):
         layers_of.setdefault(image_pk, []).append(layer_pk)

@@ -17,11 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from dockweb.jobs.models import Job
-
-
-def short_id(digest: str) -> str:
-    """The 12 hex characters Docker shows for an ID or digest."""
-    return digest.split(":", 1)[-1][:12]
+from dockweb.runtime.digest import short_id
 
 
 class Layer(models.Model):

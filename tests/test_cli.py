@@ -117,6 +117,21 @@ def test_it_prints_untagged_then_deleted(dockweb, registry, pushed):
     assert dockweb("images", "-q").stdout == ""
 
 
+def test_it_refuses_a_bad_name_or_all_tags_alike_for_pull_and_push(dockweb):
+    outputs = {}
+    for command in ("pull", "push"):
+        bad = dockweb(command, "Busybox", check=False)
+        every = dockweb(command, "--all-tags", "busybox", check=False)
+        outputs[command] = (bad.returncode, bad.stdout, bad.stderr, every.returncode, every.stderr)
+    assert outputs["pull"] == outputs["push"]
+    assert outputs["pull"][:3] == (
+        1,
+        "",
+        "invalid reference format: repository name must be lowercase\n",
+    )
+    assert outputs["pull"][3] != 0 and "--all-tags is not supported" in outputs["pull"][4]
+
+
 def test_it_reports_missing_images_like_docker(dockweb):
     proc = dockweb("rmi", "nope", check=False)
     assert proc.returncode == 1
@@ -143,6 +158,23 @@ def test_it_inspects_and_shows_history(dockweb, pushed):
     assert hist[0].split()[:2] == ["IMAGE", "CREATED"]
     assert len(hist) == 1 + len(image.layers)
     assert hist[1].startswith(image.image_id.split(":")[1][:12])
+
+
+def test_it_prints_what_inspect_found_then_the_names_it_did_not(dockweb, pushed):
+    ref, image = pushed["a"]
+    dockweb("pull", "-q", ref)
+    both = dockweb("image", "inspect", "--format", "{{.Id}}", ref, "nope", check=False)
+    assert (both.returncode, both.stdout, both.stderr) == (
+        1,
+        image.image_id + "\n",
+        "Error: No such image: nope\n",
+    )
+    none = dockweb("image", "inspect", "nope", "nada", check=False)
+    assert (none.returncode, none.stdout, none.stderr) == (
+        1,
+        "[]\n",
+        "Error: No such image: nope\nError: No such image: nada\n",
+    )
 
 
 def test_it_mounts_the_merged_root_filesystem(dockweb, pushed):

@@ -323,3 +323,36 @@ def test_it_shows_dockers_lines_when_the_prune_is_done(client, db):
     html = client.get(f"/disk/prune/{op.pk}/").content.decode()
     assert "deleted: sha256:ab\n\nTotal reclaimed space: 5B" in html
     assert "hx-trigger" not in html.split('id="prune-result"')[1].split(">")[0]
+
+
+def test_it_lists_and_prunes_images_as_dockers_image_list_does(db):
+    """A build's intermediate image (no reference, a child) is neither shown nor pruned; a
+    digest-only image is shown by digest and is dangling; an image without references is
+    the ``<none>:<none>`` row."""
+    from images.models import Reference, Repository
+    from tests.test_pages_images import make_image, make_layer
+
+    base = make_layer(1, 1000, 400)
+    top = make_layer(2, 200, 80)
+    other = make_layer(3, 30, 10)
+    parent = make_image("sha256:" + "c1" * 32, [base], [], days=4)
+    child = make_image("sha256:" + "c2" * 32, [base, top], ["app:1"], days=3)
+    child.parent_image_id = parent.image_id
+    child.save()
+    by_digest = make_image("sha256:" + "c3" * 32, [other], [], days=2)
+    repo = Repository.objects.get(name="docker.io/library/app")
+    Reference.objects.create(repository=repo, digest="sha256:" + "d4" * 32, image=by_digest)
+    make_image("sha256:" + "c5" * 32, [base], [], days=1)
+
+    du = services.disk_usage_from_db()
+    assert [
+        (s["Id"][7:9], s["RepoTags"], s["RepoDigests"], s["SharedSize"]) for s in du["Images"]
+    ] == [
+        ("c5", ["<none>:<none>"], ["<none>@<none>"], 1000),
+        ("c3", [], ["app@sha256:" + "d4" * 32], 0),
+        ("c2", ["app:1"], [], 1000),
+    ]
+    dangling = services.prune_preview(images="dangling", containers=False)
+    assert sorted(i["id"][7:9] for i in dangling["images"]) == ["c3", "c5"]
+    every = services.prune_preview(images="all", containers=False)
+    assert sorted(i["id"][7:9] for i in every["images"]) == ["c2", "c3", "c5"]

@@ -7,12 +7,17 @@ the apps are imported inside the functions that need them, once Django is set up
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sys
+from typing import TYPE_CHECKING
 
 from dockweb.cli import schema
-from dockweb.runtime.errors import ContainerNotFound, VolumeNotFound
+from dockweb.runtime.errors import ContainerNotFound, DockwebError, VolumeNotFound
+
+if TYPE_CHECKING:
+    from dockweb.runtime.reference import Reference
 
 
 class UsageError(Exception):
@@ -42,6 +47,39 @@ def print_error(msg: str) -> None:
 def print_out(text: str) -> None:
     if text:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def print_inspect(results: list[dict], errors: list[str], fmt: str | None) -> int:
+    """The tail of docker's ``inspect`` commands: each result through the ``--format``
+    template, or all of them as one indented JSON array (``[]`` when none was found); then
+    the errors on stderr, one a line. Returns the exit code: 1 when any name failed."""
+    if fmt:
+        # the template engine is imported here, so that the fast run path stays light
+        from dockweb.docker.template import render
+
+        for r in results:
+            print_out(render(fmt, r))
+    else:
+        print(json.dumps(results, indent=4, ensure_ascii=False))
+    if errors:
+        print_error("\n".join(errors))
+        return 1
+    return 0
+
+
+def repository_name(name: str, *, all_tags: bool) -> Reference | None:
+    """The NAME[:TAG] that ``pull`` and ``push`` take, normalized as Docker does; None once
+    the parse error is printed. ``--all-tags`` is refused (UsageError)."""
+    # imported here, so that the fast run path stays light
+    from dockweb.runtime import reference as refs
+
+    if all_tags:
+        raise UsageError("dockweb: --all-tags is not supported")
+    try:
+        return refs.parse_normalized_named(name)
+    except DockwebError as err:
+        print(err, file=sys.stderr)
+        return None
 
 
 def setup_django() -> None:

@@ -3,15 +3,13 @@ mount and unmount. Output and messages as docker 20.10's."""
 
 from __future__ import annotations
 
-import json
 import sys
 
-from dockweb.cli.common import UsageError, daemon_error, print_out
+from dockweb.cli.common import daemon_error, print_inspect, print_out, repository_name
 from dockweb.cli.progress import PullRenderer
 from dockweb.docker.filters import parse_filters
 from dockweb.docker.formatter import format_rows
 from dockweb.docker.images import history_rows, image_rows
-from dockweb.docker.template import render as render_template
 from dockweb.runtime import reference as refs
 from dockweb.runtime.errors import DockwebError, ImageNotFound
 from images import services
@@ -42,13 +40,8 @@ HISTORY_HEADERS = {
 
 
 def cmd_pull(args) -> int:
-    if args.all_tags:
-        raise UsageError("dockweb: --all-tags is not supported")
-
-    try:
-        named = refs.parse_normalized_named(args.name)
-    except DockwebError as err:
-        print(err, file=sys.stderr)
+    named = repository_name(args.name, all_tags=args.all_tags)
+    if named is None:
         return 1
     if named.is_name_only and not args.quiet:
         print("Using default tag: latest", flush=True)
@@ -139,15 +132,7 @@ def cmd_inspect(args) -> int:
                 errors.append(f"Error: No such image: {name}")
             else:
                 errors.append(daemon_error(err))
-    if args.format:
-        for r in results:
-            print_out(render_template(args.format, r))
-    else:
-        print(json.dumps(results, indent=4, ensure_ascii=False))
-    if errors:
-        print("\n".join(errors), file=sys.stderr)
-        return 1
-    return 0
+    return print_inspect(results, errors, args.format)
 
 
 def cmd_history(args) -> int:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
 from containers import services
-from dockweb.cli.common import client_not_found, daemon_error, print_error, print_out
+from dockweb.cli.common import (
+    client_not_found,
+    daemon_error,
+    print_error,
+    print_inspect,
+    print_out,
+)
 from dockweb.cli.lookup import find_container
 from dockweb.docker.filters import parse_filters
 from dockweb.docker.formatter import format_rows
@@ -15,7 +20,7 @@ from dockweb.docker.gofmt import FormatError
 from dockweb.docker.ps import container_summary, filter_summaries, ps_rows
 from dockweb.docker.stats import stats_row
 from dockweb.docker.tabwriter import TabWriter
-from dockweb.docker.template import Template, render
+from dockweb.docker.template import Template
 from dockweb.docker.template_funcs import lookup_method
 from dockweb.runtime.errors import DockwebError, NotFound
 from dockweb.runtime.units import TimestampError, get_timestamp
@@ -218,15 +223,7 @@ def cmd_inspect(args, kinds=("container",)) -> int:
                 errors.append(f"Error: {err}")
             else:
                 errors.append(daemon_error(err))
-    if args.format:
-        for r in results:
-            print_out(render(args.format, r))
-    else:
-        print(json.dumps(results, indent=4, ensure_ascii=False))
-    if errors:
-        print_error("\n".join(errors))
-        return 1
-    return 0
+    return print_inspect(results, errors, args.format)
 
 
 def cmd_inspect_any(args) -> int:

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import sys
 
-from dockweb.cli.common import UsageError, daemon_error
+from dockweb.cli.common import daemon_error, repository_name
 from dockweb.cli.output import OutputError, archive_output
 from dockweb.cli.progress import PullRenderer
-from dockweb.runtime import reference as refs
 from dockweb.runtime.errors import DockwebError, os_reason
 from images import services
 
@@ -66,12 +65,8 @@ def cmd_load(args) -> int:
 
 
 def cmd_push(args) -> int:
-    if args.all_tags:
-        raise UsageError("dockweb: --all-tags is not supported")
-    try:
-        named = refs.parse_normalized_named(args.name)
-    except DockwebError as err:
-        print(err, file=sys.stderr)
+    named = repository_name(args.name, all_tags=args.all_tags)
+    if named is None:
         return 1
     if named.is_name_only:
         print("Using default tag: latest", flush=True)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import json
-
 from containers import services
-from dockweb.cli.common import client_not_found, daemon_error, is_not_found, print_error, print_out
+from dockweb.cli.common import (
+    client_not_found,
+    daemon_error,
+    is_not_found,
+    print_error,
+    print_inspect,
+    print_out,
+)
 from dockweb.docker.filters import parse_filters
 from dockweb.docker.formatter import format_rows
-from dockweb.docker.template import render
 from dockweb.docker.volumes import volume_rows
 from dockweb.runtime.errors import DockwebError
 
@@ -100,15 +104,7 @@ def cmd_volume_inspect(args) -> int:
             errors.append(
                 client_not_found("volume", name) if is_not_found(err) else daemon_error(err)
             )
-    if args.format:
-        for r in results:
-            print_out(render(args.format, r))
-    else:
-        print(json.dumps(results, indent=4, ensure_ascii=False))
-    if errors:
-        print_error("\n".join(errors))
-        return 1
-    return 0
+    return print_inspect(results, errors, args.format)
 
 
 def cmd_volume_rm(args) -> int:

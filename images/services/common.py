@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import UTC, datetime
 
 from django.conf import settings
 
@@ -35,7 +34,3 @@ def containers_using_images(store: Store | None = None) -> list[tuple[str, str, 
     from dockweb.runtime.containers import ContainerManager
 
     return ContainerManager(store or get_store()).used_images()
-
-
-def now() -> datetime:
-    return datetime.now(UTC)

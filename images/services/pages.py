@@ -11,9 +11,10 @@ from dockweb.docker.filters import go_path_match
 from dockweb.docker.images import group_references
 from dockweb.runtime import imagelist
 from dockweb.runtime import reference as refs
+from dockweb.runtime.digest import short_id
 from dockweb.runtime.errors import ImageNotFound
 from dockweb.runtime.units import parse_go_time
-from images.models import Image, ImageLayer, Layer, MirrorGeneration, Reference, short_id
+from images.models import Image, ImageLayer, Layer, MirrorGeneration, Reference
 
 # -- read side for the pages (database only) ---------------------------------------------
 

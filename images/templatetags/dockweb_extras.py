@@ -11,9 +11,9 @@ from django.utils.timesince import timesince
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
+from dockweb.runtime.digest import short_id
 from dockweb.runtime.units import human_size
 from images.kept import Kept
-from images.models import short_id
 
 register = template.Library()
 
