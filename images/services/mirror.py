@@ -53,18 +53,15 @@ def sync_images(store: Store | None = None) -> None:
         gone.delete()
 
 
+# the Layer columns copied from the store's LayerRecord as they are (parent is mapped to a pk)
+_LAYER_FIELDS = ("diff_id", "blob_digest", "media_type", "size", "compressed_size")
+
+
 def _sync_layers(layers: dict[str, LayerRecord]) -> dict[str, int]:
     """Create and update Layer rows; returns chain ID -> pk for every layer in the store."""
     existing = {la.chain_id: la for la in Layer.objects.all()}
     new = [
-        Layer(
-            chain_id=rec.chain_id,
-            diff_id=rec.diff_id,
-            blob_digest=rec.blob_digest,
-            media_type=rec.media_type,
-            size=rec.size,
-            compressed_size=rec.compressed_size,
-        )
+        Layer(chain_id=rec.chain_id, **{f: getattr(rec, f) for f in _LAYER_FIELDS})
         for chain, rec in layers.items()
         if chain not in existing
     ]
@@ -75,37 +72,13 @@ def _sync_layers(layers: dict[str, LayerRecord]) -> dict[str, int]:
     changed = []
     for chain, rec in layers.items():
         row = existing[chain]
-        want = (
-            rec.diff_id,
-            rec.blob_digest,
-            rec.media_type,
-            rec.size,
-            rec.compressed_size,
-            pks.get(rec.parent) if rec.parent else None,
-        )
-        have = (
-            row.diff_id,
-            row.blob_digest,
-            row.media_type,
-            row.size,
-            row.compressed_size,
-            row.parent_id,
-        )
-        if want != have:
-            (
-                row.diff_id,
-                row.blob_digest,
-                row.media_type,
-                row.size,
-                row.compressed_size,
-                row.parent_id,
-            ) = want
+        want = {f: getattr(rec, f) for f in _LAYER_FIELDS}
+        want["parent_id"] = pks.get(rec.parent) if rec.parent else None
+        if any(getattr(row, f) != v for f, v in want.items()):
+            for f, v in want.items():
+                setattr(row, f, v)
             changed.append(row)
-    Layer.objects.bulk_update(
-        changed,
-        ["diff_id", "blob_digest", "media_type", "size", "compressed_size", "parent"],
-        batch_size=500,
-    )
+    Layer.objects.bulk_update(changed, [*_LAYER_FIELDS, "parent"], batch_size=500)
     return pks
 
 
