@@ -288,7 +288,8 @@ def inspect_container(c: Any, mgr: ContainerManager | None = None) -> dict:
 # -- database mirror ---------------------------------------------------------------------
 
 
-def _tables_ready() -> bool:
+def tables_ready() -> bool:
+    """Whether the Container table exists (a database not migrated yet is logged once a call)."""
     if Container._meta.db_table not in connection.introspection.table_names():
         log.warning("database not migrated: containers not mirrored (run `manage.py migrate`)")
         return False
@@ -302,7 +303,7 @@ def sync_containers(container_id: str | None = None) -> None:
     is updated, or deleted when the runtime no longer has it (``--rm``), and volumes are
     mirrored too because an auto-removed container may take anonymous ones with it.
     """
-    if not _tables_ready():
+    if not tables_ready():
         return
     mgr = get_manager()
     if container_id is not None:

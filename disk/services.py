@@ -14,12 +14,15 @@ from django.db import transaction
 from django.db.models import Count
 
 from containers.models import Container, Volume
+from containers.services import inspect_container, sync_containers, tables_ready
 from disk.models import PruneOperation, VolumeUsage
 from dockweb import jobs
+from dockweb.docker.ps import container_summary
 from dockweb.engine import get_manager, get_store
 from dockweb.runtime import diskusage, imagelist
 from dockweb.runtime.units import human_size
 from images.models import Image, ImageLayer, Layer, Reference
+from images.services.mirror import sync_after_change
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +33,6 @@ def _runtime():
 
 
 def _sync() -> None:
-    from containers.services import sync_containers
-    from images.services.mirror import sync_after_change
-
     sync_after_change(get_store())
     sync_containers()
 
@@ -45,9 +45,6 @@ def disk_usage() -> dict:
 
     Also records the volumes' sizes for the pages (VolumeUsage).
     """
-    from containers.services import inspect_container
-    from dockweb.docker.ps import container_summary
-
     store, mgr = _runtime()
 
     def shape(c, size):
@@ -59,9 +56,7 @@ def disk_usage() -> dict:
 
 
 def _record_volume_sizes(sizes: dict[str, int]) -> None:
-    from containers.services import _tables_ready
-
-    if not _tables_ready():
+    if not tables_ready():
         return
     with transaction.atomic():
         for name, size in sizes.items():

@@ -15,8 +15,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from containers.services import sync_containers
 from dockweb import jobs
-from dockweb.engine import get_store
+from dockweb.engine import get_manager, get_store
 from dockweb.runtime import reference as refs
 from dockweb.runtime.errors import BuildError, DockwebError
 from dockweb.runtime.store import Store
@@ -50,7 +51,6 @@ def build_image(options, *, on_output: Callable[[str], None] | None = None):
 
     Raises BuildError with Docker's message; the steps that succeeded keep their images.
     """
-    from containers.services import get_manager, sync_containers
     from dockweb.runtime.build import build
 
     store = get_store()
@@ -73,7 +73,6 @@ def commit_container(
     pause: bool = True,
 ) -> str:
     """``docker commit``: the new image's ID (``sha256:...``), mirrored and analyzed."""
-    from containers.services import get_manager
     from dockweb.runtime.build import commit
 
     store = get_store()
