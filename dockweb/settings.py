@@ -170,6 +170,12 @@ DOCKWEB_LAYER_RATIO_FLOOR = env_int("DOCKWEB_LAYER_RATIO_FLOOR", DEFAULT_LAYER_L
 DOCKWEB_PROGRESS_INTERVAL = env_float("DOCKWEB_PROGRESS_INTERVAL", 0.2)
 # Bytes a build context uploaded on the Build page may unpack to.
 DOCKWEB_BUILD_CONTEXT_LIMIT = env_int("DOCKWEB_BUILD_CONTEXT_LIMIT", 2 << 30)
+# The Docker Engine API (`dockweb system service`): where it listens by default, and the
+# unix socket's mode (octal) and group. Whoever can open the socket controls the engine:
+# it is root-equivalent, as Docker's own socket is.
+DOCKWEB_API_SOCKET = env_str("DOCKWEB_API_SOCKET", "unix:///run/dockweb/docker.sock")
+DOCKWEB_API_SOCKET_MODE = int(env_str("DOCKWEB_API_SOCKET_MODE", "660"), 8)
+DOCKWEB_API_SOCKET_GROUP = env_str("DOCKWEB_API_SOCKET_GROUP", "")
 
 # --- core ------------------------------------------------------------------------------
 

@@ -52,6 +52,16 @@ def dockweb(tmp_path):
     return run
 
 
+@pytest.fixture(scope="module")
+def engine_api(tmp_path_factory):
+    """``dockweb system service`` on a socket, store and database of the test file's own
+    (tests.support.engineapi.EngineApi: ``.docker(...)`` runs Debian's docker CLI against
+    it, ``.client()`` is docker-py's); every container left is removed at the end."""
+    from tests.support.engineapi import engine_api as start
+
+    yield from start(tmp_path_factory.mktemp("engine-api"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def runner_socket():
     """The run's own `dockweb run` runner (dockweb/cli/runner.py): a socket of its own, so

@@ -474,6 +474,18 @@ def add_system_commands(sub) -> None:
         all_help="Remove all unused images not just dangling ones",
     )
     p.add_argument("--volumes", action="store_true", help="Prune volumes")
+    p = ssub.add_parser(
+        "service", help="Serve the Docker Engine API (1.41) for docker, docker-py and compose"
+    )
+    p.add_argument(
+        "-t", "--time", type=float, default=0, metavar="SECONDS",
+        help="Stop after this many seconds without a request (0: never)",
+    )
+    p.add_argument(
+        "uri", nargs="?", default=None,
+        help="unix:///path or tcp://HOST:PORT (default: settings.DOCKWEB_API_SOCKET)",
+    )
+    p.set_defaults(func="service:cmd_service")
 
     _prune_parser(
         _subcommands(sub.choices["image"]),

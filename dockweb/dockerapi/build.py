@@ -1,0 +1,7 @@
+"""Engine API: build."""
+
+from __future__ import annotations
+
+from dockweb.dockerapi.router import Routes
+
+routes = Routes()
