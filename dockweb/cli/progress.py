@@ -3,7 +3,7 @@ on a terminal, progress bars hidden otherwise."""
 
 from __future__ import annotations
 
-from dockweb.runtime.units import human_size
+from dockweb.docker.jsonmessage import progress_bar
 
 
 class PullRenderer:
@@ -23,7 +23,7 @@ class PullRenderer:
             self.out.write(event["text"] + "\n")
             self.out.flush()
             return
-        progress = _progress_bar(event.get("current"), event.get("total"))
+        progress = progress_bar(event.get("current"), event.get("total"))
         if not self.tty:
             if progress:
                 return  # docker hides progress bars when not on a terminal
@@ -41,12 +41,3 @@ class PullRenderer:
     def finish(self) -> None:
         self.out.flush()
 
-
-def _progress_bar(current: int | None, total: int | None) -> str:
-    if not current or current <= 0:
-        return ""
-    if not total or total <= 0:
-        return f"{human_size(current):>8}"
-    pct = min(50, int(current / total * 100) // 2)
-    bar = "[" + "=" * pct + ">" + " " * (50 - pct) + "] "
-    return bar + f"{human_size(current):>8}/{human_size(total)}"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dockweb.jobs.progress import RowWriter, progress_interval
 from dockweb.jobs.runner import (
+    Outcome,
     enqueue,
     fail_abandoned,
     failure_message,
@@ -28,6 +29,7 @@ from dockweb.jobs.runner import (
 from dockweb.jobs.workers import worker_identity, worker_is_alive
 
 __all__ = [
+    "Outcome",
     "RowWriter",
     "enqueue",
     "fail_abandoned",

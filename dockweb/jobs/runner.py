@@ -19,6 +19,12 @@ kind's thin Celery task calls. Guarantees, for every kind:
   failed with the message a person reads (``failure_message``). The runner never raises
   for a failed job.
 - ``fail_abandoned`` fails the rows left running by a worker process that is gone.
+
+A process other than the worker may run a row itself (the Engine API runs a ``docker
+pull`` in the request's thread): it creates the row queued and calls the runner with keyword
+arguments only it has (a progress listener, credentials, a cancel event), which go to the
+kind's function; the claim and the recording are the same, and the runner returns the
+``Outcome`` so that the caller can answer with it.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ class Kind:
 
     name: str
     model: type[models.Model]
-    work: Callable[[Any], dict | None]
+    work: Callable[..., dict | None]  # (row, **context)
     task: str  # dotted path of the Celery task that takes the row's ID
     what: str | Callable[[Any], str]  # "<what> failed: ..." for errors that are not Docker's
     abandoned: str  # the error of a row whose worker died
@@ -100,8 +106,8 @@ def kind(
         _kinds[name] = k
         _by_model[model] = k
 
-        def runner(row_id: int) -> None:
-            run_job(name, row_id)
+        def runner(row_id: int, **context: Any) -> Outcome | None:
+            return run_job(name, row_id, **context)
 
         runner.__name__ = work.__name__
         runner.__qualname__ = work.__qualname__
@@ -171,9 +177,18 @@ def _send(k: Kind, row_id: int) -> None:
 # -- running -----------------------------------------------------------------------------
 
 
-def run_job(name: str, row_id: int) -> None:
-    """Claim the queued row, run its kind's function, record the outcome. A no-op unless
-    the row is queued; never raises for a failed job."""
+@dataclass(frozen=True)
+class Outcome:
+    """What ``run_job`` recorded: the row's fields, and the exception that failed it."""
+
+    fields: dict
+    error: BaseException | None = None
+
+
+def run_job(name: str, row_id: int, **context: Any) -> Outcome | None:
+    """Claim the queued row, run its kind's function (with ``context`` as keyword
+    arguments), record the outcome and return it. A no-op (None) unless the row is queued;
+    never raises for a failed job."""
     k = _kinds[name]
     rows = k.model.objects.filter(pk=row_id)
     claimed = rows.filter(status=QUEUED).update(
@@ -182,10 +197,12 @@ def run_job(name: str, row_id: int) -> None:
     if not claimed:
         return
     row = rows.get()
+    error: BaseException | None = None
     try:
-        fields = dict(k.work(row) or {})
+        fields = dict(k.work(row, **context) or {})
         fields.setdefault("status", k.done)
     except Exception as err:
+        error = err
         if not isinstance(err, DockwebError):
             log.exception("%s %s failed", k.name, row_id)
         fields = {"status": FAILED, "error": failure_message(k.describe(row), err)}
@@ -194,6 +211,7 @@ def run_job(name: str, row_id: int) -> None:
     rows.update(**k.stamps(k.end_stamps), **fields)
     if k.after is not None:
         k.after(row, fields)
+    return Outcome(fields, error)
 
 
 def fail_abandoned(*models_: type[models.Model]) -> int:

@@ -342,7 +342,11 @@ def _resolve_names(store: Store, names: list[str]) -> list[_Saved]:
             for image_id, r in sorted(by_name, key=lambda p: p[1].string()):
                 add(image_id, r)
             if not by_name:
-                add(store.lookup(name).id, None)
+                try:
+                    add(store.lookup(name).id, None)
+                except ImageNotFound:
+                    # moby names the argument as given (no ":latest" added)
+                    raise ImageNotFound(f"No such image: {name}") from None
             continue
         image_id = store.resolve_reference(parsed)
         if not image_id or not store.has_image(image_id):

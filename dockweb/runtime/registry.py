@@ -176,7 +176,7 @@ class RegistryClient:
         *,
         insecure_registries: Iterable[str] = (),
         auth_config_path: str | None = None,
-        credentials: dict[str, tuple[str, str]] | None = None,
+        credentials: dict[str, tuple[str, str] | AuthConfig] | None = None,
         timeout: tuple[float, float] = (10.0, 60.0),
         retries: int = 5,
         backoff: float = 0.5,
@@ -444,11 +444,9 @@ class RegistryClient:
         """Explicit ``credentials`` first, then ``config.json`` (loaded once)."""
         for key in (host, registry_host(host)):
             if key in self._credentials:
-                user, password = self._credentials[key]
-                return AuthConfig(username=user, password=password)
+                return _auth_config(self._credentials[key])
         if host in (DOCKER_HUB_REGISTRY,) and DOCKER_HUB_DOMAIN in self._credentials:
-            user, password = self._credentials[DOCKER_HUB_DOMAIN]
-            return AuthConfig(username=user, password=password)
+            return _auth_config(self._credentials[DOCKER_HUB_DOMAIN])
         with self._lock:
             if self._docker_config is None:
                 self._docker_config = DockerConfig.load(self._auth_config_path)
@@ -807,3 +805,11 @@ def _transport_error(method: str, url: str, e: Exception) -> RegistryUnavailable
     else:
         detail = text
     return RegistryUnavailable(f'{verb} "{url}": {detail}')
+
+
+def _auth_config(value: tuple[str, str] | AuthConfig) -> AuthConfig:
+    """An explicit credential: (user, password), or a whole AuthConfig (tokens too)."""
+    if isinstance(value, AuthConfig):
+        return value
+    user, password = value
+    return AuthConfig(username=user, password=password)

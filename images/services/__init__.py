@@ -68,6 +68,7 @@ _HOMES = {
             "cancel_pull",
             "layer_limits",
             "normalize_reference",
+            "pull_here",
             "pull_image",
             "run_pull",
             "start_pull",

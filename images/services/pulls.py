@@ -110,6 +110,35 @@ def start_pull(reference: str, *, platform: str = "", user=None) -> Pull:
     return pull_row
 
 
+def pull_here(
+    reference: str,
+    *,
+    platform: str = "",
+    on_progress: Callable[[dict], None] | None = None,
+    credentials: dict | None = None,
+    cancel: threading.Event | None = None,
+) -> tuple[Pull, jobs.Outcome | None]:
+    """Pull in this process (the Engine API's ``images/create``) as a Pull row like any
+    other: created queued, then claimed, run and recorded by the jobs layer (``run_pull``),
+    so an open Pull page shows its per-layer bars as for a pull started in the browser.
+    ``on_progress`` gets every runtime progress event too. Returns the row (reloaded) and
+    the outcome (None when the row was cancelled before it started).
+
+    Raises InvalidReference for a malformed reference and ValueError for a malformed
+    platform, before any row exists.
+    """
+    normalized = normalize_reference(reference)
+    platform = platform.strip()
+    if platform:
+        mf.parse_platform(platform)
+    row = Pull.objects.create(reference=reference.strip(), normalized=normalized, platform=platform)
+    outcome = run_pull(
+        row.pk, on_progress=on_progress, credentials=credentials, cancel=cancel
+    )
+    row.refresh_from_db()
+    return row, outcome
+
+
 def active_pulls() -> QuerySet[Pull]:
     """Pulls queued or running, newest first."""
     return Pull.objects.filter(status__in=Pull.ACTIVE).order_by("-created_at", "-pk")
@@ -260,28 +289,43 @@ def _record_pulled(pull_row: Pull, outcome: dict) -> None:
     end_stamps=("finished_at", "updated_at"),
     after=_record_pulled,
 )
-def run_pull(pull_row: Pull) -> dict:
+def run_pull(
+    pull_row: Pull,
+    *,
+    on_progress: Callable[[dict], None] | None = None,
+    credentials: dict | None = None,
+    cancel: threading.Event | None = None,
+) -> dict:
     """Run a queued pull in this process (the worker); ``run_pull(pull_id)``. Does nothing
     unless the row is queued (a duplicate delivery of the task is a no-op).
 
     Ends the row done, failed (with an error a person can act on) or cancelled; never raises
-    for a failed pull.
+    for a failed pull. A caller running the row itself (the Engine API) may add a listener
+    that gets every progress event too, credentials that come before the saved ones
+    (host -> (user, password) or AuthConfig), and its own cancel event.
     """
     from images.credentials import credentials_map
 
-    cancel = threading.Event()
+    cancel = cancel or threading.Event()
     if pull_row.cancel_requested:
         cancel.set()
     progress = PullProgress(pull_row, cancel, interval=jobs.progress_interval()).start()
+    listener: Callable[[dict], None] = progress
+    if on_progress is not None:
+
+        def listener(event: dict) -> None:
+            progress(event)
+            on_progress(event)
+
     try:
         if cancel.is_set():
             raise PullCancelled("pull cancelled")
         result = pull_image(
             pull_row.normalized or pull_row.reference,
             platform=pull_row.platform or None,
-            on_progress=progress,
+            on_progress=listener,
             cancel=cancel,
-            credentials=credentials_map(),
+            credentials={**credentials_map(), **(credentials or {})},
         )
     except Exception as err:
         if isinstance(err, PullCancelled) or cancel.is_set():
