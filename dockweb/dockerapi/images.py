@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import queue
 import tempfile
 import threading
@@ -38,6 +39,7 @@ from dockweb.runtime.errors import InvalidReference
 from dockweb.runtime.pull import PullCancelled
 from images import services
 
+log = logging.getLogger(__name__)
 routes = Routes()
 
 _QUEUE_ITEMS = 64  # chunks a slow client may leave unread before the producer waits
@@ -56,7 +58,7 @@ _END = object()
 
 class _Producer:
     """``work(put)`` in a thread of its own, its output (bytes given to ``put``) sent on as
-    it comes.
+    it comes; a callable ``work`` returns runs once the answer has ended.
 
     ``answer()`` waits for the first output: an error raised before any becomes the HTTP
     answer (dockerd's ``if !output.Flushed() { return err }``); afterwards the stream goes on
@@ -94,13 +96,20 @@ class _Producer:
     def _run(self) -> None:
         from django.db import connection
 
+        after = None
         try:
-            self.work(self.put)
+            after = self.work(self.put)
         except BaseException as err:  # noqa: BLE001 - handed to the answer
             self.error = err
         finally:
-            connection.close()
             self.put(_END)
+        try:
+            if callable(after):
+                after()  # work that the client need not wait for
+        except Exception:
+            log.exception("dockerapi: after an answer")
+        finally:
+            connection.close()
 
     def answer(self, content_type: str = "application/json", *, always: bool = False) -> Stream:
         """The answer, once there is output (or, with ``always``, at once: an error is then
@@ -293,18 +302,21 @@ def create(req: Request) -> Stream:
     credentials = _registry_auth(req, ref.domain)
     cancel = threading.Event()
 
-    def work(put: Callable[[bytes], None]) -> None:
-        _, outcome = services.pull_here(
+    def work(put: Callable[[bytes], None]) -> Callable[[], None]:
+        row, outcome = services.pull_here(
             ref.familiar_string(),
             platform=platform,
             on_progress=_json_put(put),
             credentials=credentials,
             cancel=cancel,
+            analyze=False,
         )
         if outcome is None or outcome.fields.get("status") == "cancelled":
             raise PullCancelled("pull cancelled")
         if outcome.error is not None:
             raise outcome.error
+        # the layer explorer's analysis is the dashboard's alone: after the client's answer
+        return lambda: services.analyze_after_pull(services.get_store(), row.image_id)
 
     return _Producer(work, on_error=_stream_error, cancel=cancel).answer()
 

@@ -38,7 +38,14 @@ _HOMES = {
     ),
     **dict.fromkeys(("containers_using_images", "get_client"), "common"),
     **dict.fromkeys(
-        ("EXPLORER_ROWS", "analyze_image", "directory_listing", "layer_changes", "layer_explorer"),
+        (
+            "EXPLORER_ROWS",
+            "analyze_after_pull",
+            "analyze_image",
+            "directory_listing",
+            "layer_changes",
+            "layer_explorer",
+        ),
         "explorer",
     ),
     **dict.fromkeys(("image_history", "inspect_image", "list_images"), "listing"),

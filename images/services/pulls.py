@@ -38,8 +38,10 @@ def pull_image(
     on_progress: Callable[[dict], None] | None = None,
     cancel=None,
     credentials: dict[str, tuple[str, str]] | None = None,
+    analyze: bool = True,
 ) -> PullResult:
-    """Pull into the store, then bring the database mirror up to date."""
+    """Pull into the store, then bring the database mirror up to date and (unless
+    ``analyze`` is False: the caller does it later) analyze the image for the explorer."""
     store = get_store()
     store.reconcile()
     result = pull(
@@ -53,7 +55,8 @@ def pull_image(
         limits=layer_limits(),
     )
     sync_after_change(store)
-    analyze_after_pull(store, result.image_id)
+    if analyze:
+        analyze_after_pull(store, result.image_id)
     return result
 
 
@@ -117,12 +120,16 @@ def pull_here(
     on_progress: Callable[[dict], None] | None = None,
     credentials: dict | None = None,
     cancel: threading.Event | None = None,
+    analyze: bool = True,
 ) -> tuple[Pull, jobs.Outcome | None]:
     """Pull in this process (the Engine API's ``images/create``) as a Pull row like any
     other: created queued, then claimed, run and recorded by the jobs layer (``run_pull``),
     so an open Pull page shows its per-layer bars as for a pull started in the browser.
     ``on_progress`` gets every runtime progress event too. Returns the row (reloaded) and
     the outcome (None when the row was cancelled before it started).
+
+    With ``analyze`` False the explorer's analysis of the pulled image is left to the
+    caller (``analyze_after_pull``), which can answer its client first.
 
     Raises InvalidReference for a malformed reference and ValueError for a malformed
     platform, before any row exists.
@@ -133,7 +140,7 @@ def pull_here(
         mf.parse_platform(platform)
     row = Pull.objects.create(reference=reference.strip(), normalized=normalized, platform=platform)
     outcome = run_pull(
-        row.pk, on_progress=on_progress, credentials=credentials, cancel=cancel
+        row.pk, on_progress=on_progress, credentials=credentials, cancel=cancel, analyze=analyze
     )
     row.refresh_from_db()
     return row, outcome
@@ -295,6 +302,7 @@ def run_pull(
     on_progress: Callable[[dict], None] | None = None,
     credentials: dict | None = None,
     cancel: threading.Event | None = None,
+    analyze: bool = True,
 ) -> dict:
     """Run a queued pull in this process (the worker); ``run_pull(pull_id)``. Does nothing
     unless the row is queued (a duplicate delivery of the task is a no-op).
@@ -302,7 +310,8 @@ def run_pull(
     Ends the row done, failed (with an error a person can act on) or cancelled; never raises
     for a failed pull. A caller running the row itself (the Engine API) may add a listener
     that gets every progress event too, credentials that come before the saved ones
-    (host -> (user, password) or AuthConfig), and its own cancel event.
+    (host -> (user, password) or AuthConfig), its own cancel event, and ``analyze=False``
+    to run the explorer's analysis itself afterwards.
     """
     from images.credentials import credentials_map
 
@@ -326,6 +335,7 @@ def run_pull(
             on_progress=listener,
             cancel=cancel,
             credentials={**credentials_map(), **(credentials or {})},
+            analyze=analyze,
         )
     except Exception as err:
         if isinstance(err, PullCancelled) or cancel.is_set():
