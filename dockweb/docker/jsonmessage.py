@@ -16,10 +16,11 @@ _BAR_WIDTH = 50
 
 def progress_bar(current: int | None, total: int | None) -> str:
     """``JSONProgress.String`` for a wide terminal (dockerd renders with width 200): the bar
-    and ``current/total`` in decimal units; "" when there is nothing to show."""
+    and ``current/total`` in decimal units; "" when no byte has been counted (a total alone
+    rides along on the runtime's "Pulling fs layer" and "Waiting", which show no bar)."""
     current = current or 0
     total = total or 0
-    if current <= 0 and total <= 0:
+    if current <= 0:
         return ""
     if total <= 0:
         return f"{human_size(current):>8}"
