@@ -25,11 +25,8 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -46,37 +43,6 @@ def cpu_seconds(pid: int) -> float:
     except psutil.NoSuchProcess:
         return 0.0
     return t.user + t.system + t.children_user + t.children_system
-
-
-@contextmanager
-def dockweb_service(env: common.DockwebEnv, socket: Path, log_path: Path):
-    """``dockweb system service`` on ``socket`` with ``env``'s store and database, answering
-    ``docker version`` (Django and the server loaded) before it is handed out; stopped after.
-    Yields (client command prefix, the service's pid)."""
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            env.command("system", "service", f"unix://{socket}"),
-            env=env.env(),
-            cwd=common.REPO_ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    client = [common.DOCKER_CLI, "-H", f"unix://{socket}"]
-    try:
-        deadline = time.monotonic() + 60
-        while subprocess.run([*client, "version"], capture_output=True).returncode != 0:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"dockweb system service did not come up; see {log_path}")
-            time.sleep(0.05)
-        yield client, proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def peak_rss(pid: int) -> int:
@@ -115,7 +81,7 @@ def pull_dockweb_api(fs_dir: Path, ref: str, log_path: Path) -> tuple[common.Tim
         (mnt / "data").mkdir()
         env = common.DockwebEnv(mnt / "root", mnt / "data")
         try:
-            with dockweb_service(env, mnt / "docker.sock", log_path) as (client, pid):
+            with common.dockweb_service(env, mnt / "docker.sock", log_path) as (client, pid):
                 os.sync()
                 before = cpu_seconds(pid)
                 t = common.run_timed([*client, "pull", ref])

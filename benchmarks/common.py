@@ -90,12 +90,17 @@ def dockerd(log_path: Path):
             raise RuntimeError(f"dockerd uses the {driver} storage driver; overlay2 is needed")
         yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM, and SIGKILL if it has not exited within `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def docker_has_layer(chain_id: str) -> bool:
@@ -155,6 +160,32 @@ class DockwebEnv:
             for merged in mounts.glob("*/merged"):
                 subprocess.run(["umount", str(merged)], capture_output=True)
         shutil.rmtree(self.root.parent, ignore_errors=True)
+
+
+@contextmanager
+def dockweb_service(env: DockwebEnv, socket: Path, log_path: Path):
+    """``dockweb system service`` on ``socket`` with ``env``'s store and database, answering
+    ``docker version`` (Django and the server loaded) before it is handed out; stopped after.
+    Yields the docker client's command prefix for it (Debian's 20.10 client) and its pid."""
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(
+            env.command("system", "service", f"unix://{socket}"),
+            env=env.env(),
+            cwd=REPO_ROOT,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    client = [DOCKER_CLI, "-H", f"unix://{socket}"]
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run([*client, "version"], capture_output=True).returncode != 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"dockweb system service did not come up; see {log_path}")
+            time.sleep(0.05)
+        yield client, proc.pid
+    finally:
+        stop_process(proc)
 
 
 @dataclass
