@@ -200,6 +200,12 @@ def test_docker_exec_it_under_a_terminal(engine_api, target):
         assert re.search(r"\r\n42\r\n/dev/pts/\d+\r\n30 100\r\n", out), out
         os.write(master, b"exit 4\r")
         assert proc.wait(30) == 4
+    # ctrl-p ctrl-q: the CLI detaches, as from dockerd
+    with pty_session(spawn, "exec", "-it", "exec-target", "sh") as (proc, master):
+        read_until(master, r"# ")
+        os.write(master, b"\x10\x11")
+        read_until(master, r"read escape sequence\r\n")
+        assert proc.wait(30) == 1
 
 
 def test_docker_exec_d_runs_on_in_the_background(engine_api, target):
@@ -219,28 +225,6 @@ def test_docker_exec_d_runs_on_in_the_background(engine_api, target):
         "Error response from daemon: OCI runtime exec failed: exec failed: unable to start "
         'container process: exec: "nope": executable file not found in $PATH: unknown\n'
     )
-
-
-def test_docker_exec_in_a_stopped_or_paused_container(engine_api, image):
-    cid = engine_api.dockweb("run", "-d", "--name", "exec-stopped", image, "true", check=True)
-    cid = cid.stdout.strip()
-    engine_api.dockweb("wait", cid, check=True)
-    proc = engine_api.docker("exec", "exec-stopped", "ls")
-    assert proc.returncode == 1
-    assert proc.stderr == f"Error response from daemon: Container {cid} is not running\n"
-    engine_api.dockweb("run", "-d", "--name", "exec-paused", image, "sleep", "600", check=True)
-    engine_api.dockweb("pause", "exec-paused", check=True)
-    try:
-        proc = engine_api.docker("exec", "exec-paused", "ls")
-        assert proc.returncode == 1
-        assert proc.stderr == (
-            "Error response from daemon: Container exec-paused is paused, unpause the "
-            "container before exec\n"
-        )
-    finally:
-        engine_api.dockweb("rm", "-f", "exec-stopped", "exec-paused")
-    proc = engine_api.docker("exec", "exec-nosuch", "ls")
-    assert (proc.returncode, proc.stderr) == (1, "Error: No such container: exec-nosuch\n")
 
 
 # -- docker-py -----------------------------------------------------------------------------
@@ -482,14 +466,21 @@ def test_unknown_exec_instances_and_bad_sizes(engine_api, api, target):
     assert (status, json.loads(data)) == (400, {"message": "got EOF while reading request body"})
 
 
-def test_exec_instances_end_with_their_containers_run(engine_api, api, image):
-    engine_api.dockweb("run", "-d", "--name", "exec-short", image, "sleep", "600", check=True)
+def test_exec_in_a_paused_or_stopped_container_and_the_instances_of_a_run(engine_api, api, image):
+    cid = engine_api.dockweb(
+        "run", "-d", "--name", "exec-short", image, "sleep", "600", check=True
+    ).stdout.strip()
     try:
         exec_id = _create(api, "exec-short", ["true"])
         api.exec_start(exec_id)
         assert api.exec_inspect(exec_id)["ExitCode"] == 0
         engine_api.dockweb("pause", "exec-short", check=True)
-        cid = api.exec_inspect(exec_id)["ContainerID"]
+        proc = engine_api.docker("exec", "exec-short", "ls")
+        assert proc.returncode == 1
+        assert proc.stderr == (
+            "Error response from daemon: Container exec-short is paused, unpause the "
+            "container before exec\n"
+        )
         status, _, data = _post(engine_api, f"/v1.41/exec/{exec_id}/start", {})
         assert (status, json.loads(data)) == (
             409,
@@ -497,14 +488,21 @@ def test_exec_instances_end_with_their_containers_run(engine_api, api, image):
         )
         engine_api.dockweb("unpause", "exec-short", check=True)
         engine_api.dockweb("kill", "exec-short", check=True)
+        proc = engine_api.docker("exec", "exec-short", "ls")
+        assert proc.returncode == 1
+        assert proc.stderr == f"Error response from daemon: Container {cid} is not running\n"
+        # the instances of a run end with it, as dockerd's
         with pytest.raises(docker.errors.NotFound, match=f"No such exec instance: {exec_id}"):
             api.exec_inspect(exec_id)
         engine_api.dockweb("start", "exec-short", check=True)
         exec_id = _create(api, "exec-short", ["true"])
+        assert api.exec_inspect(exec_id)["ExitCode"] is None  # the new run's own
     finally:
         engine_api.dockweb("rm", "-f", "exec-short", check=True)
     with pytest.raises(docker.errors.NotFound, match=f"No such exec instance: {exec_id}"):
         api.exec_inspect(exec_id)
+    proc = engine_api.docker("exec", "exec-short", "ls")
+    assert (proc.returncode, proc.stderr) == (1, "Error: No such container: exec-short\n")
 
 
 def test_exec_create_and_start_are_audited(engine_api, api, target):

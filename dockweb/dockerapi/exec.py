@@ -26,6 +26,7 @@ import secrets
 import select
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,6 +179,7 @@ class ExecInstance:
     detach_keys: bytes
     running: bool = False
     exit_code: int | None = None
+    ended: float | None = None  # time.monotonic() when it ended
     pid: int = 0
     handle: Any = None  # the runtime's ExecProcess while it runs
     claimed: bool = False  # a start took it (dockerd: Running, or ExitCode once set)
@@ -201,7 +203,7 @@ class ExecInstance:
             "OpenStdin": self.open_stdin,
             "OpenStderr": self.open_stderr,
             "OpenStdout": self.open_stdout,
-            "CanRemove": False,
+            "CanRemove": self.ended is not None and time.monotonic() - self.ended >= _MARKED,
             "ContainerID": self.container_id,
             "DetachKeys": base64.b64encode(self.detach_keys).decode(),
             "Pid": self.pid,
@@ -227,64 +229,78 @@ class ExecInstance:
         with self.lock:
             self.running = False
             self.exit_code = code
+            self.ended = time.monotonic()
             self.handle = None
         self.ready.set()
 
 
+# dockerd's execCommandGC runs every 5 minutes: an exec that has ended is marked CanRemove
+# at the first run after its end and forgotten at the next one; here at fixed ages.
+_MARKED = 300.0
+_FORGOTTEN = 600.0
+
+
 class Registry:
-    """The service's exec instances by ID and by container, as dockerd's execStore. An
-    instance lives as long as its container's run: once the container has stopped (or
-    restarted, or gone) its instances are forgotten, as dockerd's cleanup does."""
+    """The service's exec instances by ID, kept per run of their container as dockerd's
+    execStore keeps them. An instance lives as long as that run, and at most
+    ``_FORGOTTEN`` seconds after it ended: once its container has stopped (or restarted,
+    or gone) it is forgotten, as dockerd's cleanup and exec garbage collection do."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_container: dict[str, dict[str, ExecInstance]] = {}
+        # (container ID, its StartedAt) -> {exec ID: instance}
+        self._by_run: dict[tuple[str, str], dict[str, ExecInstance]] = {}
 
     def add(self, inst: ExecInstance) -> None:
         self.prune()
         with self._lock:
-            self._by_container.setdefault(inst.container_id, {})[inst.id] = inst
+            self._by_run.setdefault((inst.container_id, inst.started_at), {})[inst.id] = inst
 
     def _find(self, exec_id: str) -> ExecInstance | None:
         with self._lock:
-            for execs in self._by_container.values():
-                if exec_id in execs:
-                    return execs[exec_id]
+            for execs in self._by_run.values():
+                inst = execs.get(exec_id)
+                if inst is not None and not _expired(inst):
+                    return inst
         return None
 
     def get(self, exec_id: str) -> tuple[ExecInstance, Any]:
         """The instance and its container (the runtime's), or dockerd's 404 "No such exec
         instance" (also once its container's run is over)."""
         inst = self._find(exec_id)
-        container = self._live_container(inst.container_id, inst.started_at) if inst else None
+        container = self._live((inst.container_id, inst.started_at)) if inst else None
         if container is None:
             raise not_found(f"No such exec instance: {exec_id}")
         return inst, container
 
-    def _live_container(self, container_id: str, started_at: str):
+    def _live(self, run: tuple[str, str]):
+        """The container if ``run`` is still its current run; else None, and the run's
+        instances forgotten."""
         try:
-            c = services.get_container(container_id)
+            c = services.get_container(run[0])
         except ContainerNotFound:
             c = None
-        if c is None or not c.status.is_active or c.state.started_at != started_at:
-            self.forget(container_id)
+        if c is None or not c.status.is_active or c.state.started_at != run[1]:
+            with self._lock:
+                self._by_run.pop(run, None)
             return None
         return c
 
-    def forget(self, container_id: str) -> None:
-        with self._lock:
-            self._by_container.pop(container_id, None)
-
     def prune(self) -> None:
-        """Forget the instances of every container whose run is over."""
+        """Forget the instances that ended long ago, and those of every run that is over."""
         with self._lock:
-            owners = [
-                (cid, next(iter(execs.values())).started_at)
-                for cid, execs in self._by_container.items()
-                if execs
-            ]
-        for cid, started_at in owners:
-            self._live_container(cid, started_at)
+            for run, execs in list(self._by_run.items()):
+                for exec_id in [i for i, inst in execs.items() if _expired(inst)]:
+                    del execs[exec_id]
+                if not execs:
+                    del self._by_run[run]
+            runs = list(self._by_run)
+        for run in runs:
+            self._live(run)
+
+
+def _expired(inst: ExecInstance) -> bool:
+    return inst.ended is not None and time.monotonic() - inst.ended >= _FORGOTTEN
 
 
 EXECS = Registry()
