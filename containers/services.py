@@ -189,6 +189,12 @@ def container_stats(ref: str) -> dict:
     return get_manager().stats(ref)
 
 
+def check_exec(ref: str):
+    """The container ``ref`` names if a command can run in it now (running, not paused),
+    else the runtime's error in dockerd's words (``docker exec``'s create)."""
+    return get_manager().check_exec(ref)
+
+
 def exec_in_container(ref: str, cmd: list[str], **kw) -> int:
     """``docker exec`` (output on ours): the command's exit code."""
     return get_manager().exec(ref, cmd, **kw)
