@@ -69,6 +69,7 @@ from dockweb.runtime.errors import (
     ContainerStartError,
     DockwebError,
     ImageNotFound,
+    InvalidArgument,
     LayerError,
 )
 from dockweb.runtime.store import ImageRecord, Store
@@ -96,6 +97,9 @@ class BuildOptions:
     no_cache: bool = False
     remove: bool = True  # remove intermediate containers after a successful step
     force_rm: bool = False  # remove them even after a failed step
+    labels: dict[str, str] = field(default_factory=dict)  # --label: LABEL steps at the end
+    target: str = ""  # --target: the stage to stop after
+    pull: bool = False  # --pull: pull every FROM image, even one the store has
 
 
 @dataclass
@@ -139,11 +143,15 @@ class Builder:
         *,
         on_output: Output | None = None,
         pull: Callable[[str, Output], None] | None = None,
+        on_stderr: Output | None = None,
+        on_stage: Callable[[str], None] | None = None,
     ):
         self.store = store
         self.manager = manager
         self.opts = options
         self.out = on_output or (lambda text: None)
+        self.err_out = on_stderr or self.out
+        self.on_stage = on_stage or (lambda image_id: None)
         self.pull = pull
         self.state = _State()
         self.used_args: set[str] = set()
@@ -200,12 +208,18 @@ class Builder:
         first = next(i for i, inst in enumerate(instructions) if inst.name == "FROM")
         for inst in instructions[:first]:
             self._meta_arg(inst)  # ARGs before the first FROM are not steps
-        body = instructions[first:]
+        body = self._target_stages(instructions[first:]) + self._label_instructions()
         for n, inst in enumerate(body, 1):
-            self._say(f"Step {n}/{len(body)} : {inst.original}")
+            if inst.name == "FROM" and n > 1 and self.state.image_id:
+                self.on_stage(self.state.image_id)  # a stage ends: moby's emitImageID
+            # moby's printCommand: the step, then its newline, written separately
+            self.out(f"Step {n}/{len(body)} : {inst.original}")
+            self.out("\n")
             step = self._dispatch(n, inst)
             steps.append(step)
             self._say(f" ---> {short_id(step.image_id)}")
+        if self.state.image_id:
+            self.on_stage(self.state.image_id)
         unused = sorted(
             k for k in self.opts.build_args if k not in self.used_args and k not in BUILTIN_ARGS
         )
@@ -219,6 +233,40 @@ class Builder:
             self.store.add_reference(ref, image_id, force=True)
             self._say(f"Successfully tagged {ref.familiar_string()}")
         return BuildResult(image_id, [t.familiar_string() for t in tags], steps)
+
+    def _target_stages(self, body: list[Instruction]) -> list[Instruction]:
+        """The instructions up to the end of the ``target`` stage (all without one)."""
+        target = self.opts.target.lower()
+        if not target:
+            return body
+        for i, inst in enumerate(body):
+            words = inst.rest.split() if inst.name == "FROM" else []
+            if len(words) == 3 and words[1].lower() == "as" and words[2].lower() == target:
+                end = next(
+                    (j for j in range(i + 1, len(body)) if body[j].name == "FROM"), len(body)
+                )
+                return body[:end]
+        raise BuildError(f"failed to reach build target {self.opts.target} in Dockerfile")
+
+    def _label_instructions(self) -> list[Instruction]:
+        """``--label`` as moby's buildLabelOptions: one LABEL a step, sorted by key, added to
+        the last stage, its key and value taken literally (quoted here so that nothing in
+        them is expanded or split)."""
+        esc = self.escape
+
+        def quote(text: str) -> str:
+            special = {'"', "$", esc}
+            return '"' + "".join(esc + ch if ch in special else ch for ch in text) + '"'
+
+        return [
+            Instruction(
+                name="LABEL",
+                rest=f"{quote(k)}={quote(v)}",
+                line=0,
+                original=f"LABEL {k}={v}",
+            )
+            for k, v in sorted(self.opts.labels.items())
+        ]
 
     # -- variables
 
@@ -292,6 +340,9 @@ class Builder:
     def _base_image(self, name: str) -> ImageRecord:
         if name in self.stages and self.stages[name]:
             return self.store.get_image(self.stages[name])
+        if self.opts.pull and self.pull is not None:
+            self.pull(name, self.out)
+            return self.store.lookup(name)
         try:
             return self.store.lookup(name)
         except ImageNotFound:
@@ -586,8 +637,8 @@ class Builder:
                 self.manager.start(c.id)
             except ContainerStartError as e:
                 raise BuildError(str(e), exit_code=e.exit_code, line=inst.line) from e
-            for _stream, text, _time in self.manager.logs(c.id, follow=True):
-                self.out(text)
+            for stream, text, _time in self.manager.logs(c.id, follow=True):
+                (self.err_out if stream == "stderr" else self.out)(text)
             code = self.manager.wait(c.id)
             if code != 0:
                 raise BuildError(
@@ -837,15 +888,28 @@ def build(
     *,
     on_output: Output | None = None,
     pull: Callable[[str, Output], None] | None = None,
+    on_stderr: Output | None = None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> BuildResult:
     """Build ``options.dockerfile`` as classic ``docker build``; returns the final image.
 
     ``manager`` is the ContainerManager that runs RUN steps (network ``none``). ``pull(ref,
-    on_output)`` fetches a FROM image missing from the store (None: ImageNotFound). Raises
-    BuildError with Docker's message (``.line`` the Dockerfile line, ``.exit_code`` a failed
-    RUN's code). Images of the steps that succeeded stay in the store, as Docker's do.
+    on_output)`` fetches a FROM image missing from the store (None: ImageNotFound). What a
+    RUN step writes to its stderr goes to ``on_stderr`` (default: ``on_output``);
+    ``on_stage(image_id)`` is called as each stage ends (dockerd's ``aux`` ID message).
+    Raises BuildError with Docker's message (``.line`` the Dockerfile line, ``.exit_code``
+    a failed RUN's code). Images of the steps that succeeded stay in the store, as Docker's
+    do.
     """
-    return Builder(store, manager, options, on_output=on_output, pull=pull).run()
+    return Builder(
+        store,
+        manager,
+        options,
+        on_output=on_output,
+        pull=pull,
+        on_stderr=on_stderr,
+        on_stage=on_stage,
+    ).run()
 
 
 # -- commit -----------------------------------------------------------------------------
@@ -874,7 +938,7 @@ def commit(
     if repo_tag:
         target = refs.parse_normalized_named(repo_tag)
         if target.digest:
-            raise DockwebError("refusing to create a tag with a digest reference")
+            raise InvalidArgument("refusing to create a tag with a digest reference")
     parent = store.get_image(c.image_id)
     image_cfg = parent.config.get("config") or {}
     config = dict(image_cfg)
@@ -950,6 +1014,6 @@ def _apply_changes(store: Store, config: dict, changes) -> dict:
     for text in changes:
         for inst in parse_dockerfile(text)[0]:
             if inst.name not in allowed:
-                raise DockwebError(f"{inst.name.lower()} is not a valid change command")
+                raise InvalidArgument(f"{inst.name.lower()} is not a valid change command")
             builder._dispatch(0, inst)
     return builder.state.config
