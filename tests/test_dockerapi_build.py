@@ -387,3 +387,24 @@ def test_docker_py_images_build_returns_the_image_and_its_logs(engine_api, base,
     with pytest.raises(BuildError) as info:
         client.images.build(path=str(tmp_path))
     assert str(info.value) == "The command '/bin/sh -c exit 5' returned a non-zero code: 5"
+
+
+def test_args_before_from_are_steps_as_dockerds(engine_api, base):
+    status, _, data = request(
+        engine_api,
+        "POST",
+        "/v1.41/build",
+        _tar({"Dockerfile": f"ARG B={base}\nFROM $B\n".encode()}),
+    )
+    assert status == 200
+    messages = [json.loads(line) for line in data.split(b"\r\n") if line]
+    image_id = messages[5]["aux"]["ID"]
+    assert messages == [
+        {"stream": f"Step 1/2 : ARG B={base}"},
+        {"stream": "\n"},
+        {"stream": "Step 2/2 : FROM $B"},
+        {"stream": "\n"},
+        {"stream": f" ---> {image_id[7:19]}\n"},
+        {"aux": {"ID": image_id}},
+        {"stream": f"Successfully built {image_id[7:19]}\n"},
+    ]

@@ -206,14 +206,20 @@ class Builder:
     def _run(self, instructions: list[Instruction], tags: list[refs.Reference]) -> BuildResult:
         steps: list[StepResult] = []
         first = next(i for i, inst in enumerate(instructions) if inst.name == "FROM")
-        for inst in instructions[:first]:
-            self._meta_arg(inst)  # ARGs before the first FROM are not steps
+        meta = instructions[:first]
         body = self._target_stages(instructions[first:]) + self._label_instructions()
-        for n, inst in enumerate(body, 1):
-            if inst.name == "FROM" and n > 1 and self.state.image_id:
+        total = len(meta) + len(body)
+        for n, inst in enumerate(meta, 1):
+            # ARGs before the first FROM are steps that make no image (moby's processMetaArg)
+            self.out(f"Step {n}/{total} : {inst.original}")
+            self.out("\n")
+            self._meta_arg(inst)
+            steps.append(StepResult(n, inst.original, ""))
+        for n, inst in enumerate(body, len(meta) + 1):
+            if inst.name == "FROM" and n > len(meta) + 1 and self.state.image_id:
                 self.on_stage(self.state.image_id)  # a stage ends: moby's emitImageID
             # moby's printCommand: the step, then its newline, written separately
-            self.out(f"Step {n}/{len(body)} : {inst.original}")
+            self.out(f"Step {n}/{total} : {inst.original}")
             self.out("\n")
             step = self._dispatch(n, inst)
             steps.append(step)
@@ -675,7 +681,7 @@ class Builder:
             raise parse_error(
                 inst.line,
                 f"{name} requires at least two arguments, but only one was provided. "
-                "Destination could not be determined.",
+                "Destination could not be determined",
             )
         sources, dest = words[:-1], words[-1]
         if len(sources) > 1 and not dest.endswith("/"):
