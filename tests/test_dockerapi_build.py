@@ -12,7 +12,6 @@ import tarfile
 
 import pytest
 
-from tests.support import images as im
 from tests.support.engineapi import request
 
 HEX12 = r"[0-9a-f]{12}"
@@ -21,10 +20,7 @@ HEX12 = r"[0-9a-f]{12}"
 @pytest.fixture(scope="module")
 def base(engine_api, registry):
     """The test image, pulled into the service's store."""
-    im.push_image(registry.host, "apibuild/busybox", "1", im.busybox_base())
-    ref = f"{registry.host}/apibuild/busybox:1"
-    engine_api.dockweb("pull", ref, check=True)
-    return ref
+    return engine_api.pulled_busybox(registry, "apibuild/busybox")
 
 
 def _docker(engine_api, *args, **kw):

@@ -10,7 +10,6 @@ import re
 
 import pytest
 
-from tests.support import images as im
 from tests.support.registry import free_port
 
 PROJECT = "apic"
@@ -18,10 +17,8 @@ PROJECT = "apic"
 
 @pytest.fixture(scope="module")
 def base(engine_api, registry):
-    im.push_image(registry.host, "apicompose/busybox", "1", im.busybox_base())
-    ref = f"{registry.host}/apicompose/busybox:1"
-    engine_api.dockweb("pull", ref, check=True)
-    return ref
+    """The test image, pulled into the service's store."""
+    return engine_api.pulled_busybox(registry, "apicompose/busybox")
 
 
 @pytest.fixture(scope="module")

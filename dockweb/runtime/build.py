@@ -851,23 +851,30 @@ def _mkdir_in(
     return oci.in_root(rootfs, path)
 
 
+def compression(magic: bytes) -> str:
+    """What moby's DetectCompression sees in a stream's first 6 bytes: "gzip", "bzip2",
+    "xz", or "" (none)."""
+    if magic.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if magic.startswith(b"BZh"):
+        return "bzip2"
+    if magic.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    return ""
+
+
 @contextlib.contextmanager
 def _decompressed(path: str) -> Iterator:
     """The file as moby's DecompressStream gives it: gzip, bzip2 and xz undone."""
     with open(path, "rb") as f:
-        magic = f.read(6)
+        kind = compression(f.read(6))
         f.seek(0)
-        if magic.startswith(b"\x1f\x8b"):
-            with gzip.open(f) as g:
-                yield g
-        elif magic.startswith(b"BZh"):
-            with bz2.open(f) as b:
-                yield b
-        elif magic.startswith(b"\xfd7zXZ\x00"):
-            with lzma.open(f) as x:
-                yield x
-        else:
+        opener = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}.get(kind)
+        if opener is None:
             yield f
+        else:
+            with opener(f) as stream:
+                yield stream
 
 
 def _copy_entry(src: str, dst: str, uid: int, gid: int) -> None:

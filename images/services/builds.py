@@ -276,23 +276,25 @@ def receive_context(chunks: Iterable[bytes]) -> tuple[str, int]:
 def _decompressed_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
     """The stream as moby's DecompressStream gives it: gzip, bzip2 and xz undone (told by
     their magic numbers), anything else as it is."""
+    from dockweb.runtime.build import compression
+
     it = iter(chunks)
     head = b""
     for chunk in it:
         head += chunk
         if len(head) >= 6:
             break
-    if head.startswith(b"\x1f\x8b"):
-        decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    elif head.startswith(b"BZh"):
-        decoder = bz2.BZ2Decompressor()
-    elif head.startswith(b"\xfd7zXZ\x00"):
-        decoder = lzma.LZMADecompressor()
-    else:
+    kind = compression(head)
+    if not kind:
         if head:
             yield head
         yield from it
         return
+    decoder = {
+        "gzip": lambda: zlib.decompressobj(16 + zlib.MAX_WBITS),
+        "bzip2": bz2.BZ2Decompressor,
+        "xz": lzma.LZMADecompressor,
+    }[kind]()
     try:
         for chunk in itertools.chain([head], it):
             out = decoder.decompress(chunk)

@@ -143,6 +143,16 @@ class EngineApi:
         """``dockweb <args>`` on the same store and database."""
         return run_dockweb(self.env, *args, check=check, **kw)
 
+    def pulled_busybox(self, registry, repo: str) -> str:
+        """The test busybox image pushed to ``registry`` as ``repo:1`` and pulled into the
+        service's store with ``dockweb pull``; its reference."""
+        from tests.support import images as im
+
+        im.push_image(registry.host, repo, "1", im.busybox_base())
+        ref = f"{registry.host}/{repo}:1"
+        self.dockweb("pull", ref, check=True)
+        return ref
+
 
 def engine_api(base: Path, **env: str):
     """A started EngineApi under ``base``; stopped and cleaned when the generator ends
