@@ -100,11 +100,12 @@ def test_compose_up_ps_logs_stop_down(engine_api, project):
     assert engine_api.dockweb("wait", f"{PROJECT}_client_1", check=True).stdout == "0\n"
 
     ps = _lines(_compose(engine_api, project, "ps").stdout)
+    # as compose prints it against dockerd for this project
     assert ps == [
-        "      Name                    Command               State    Ports",
-        "------------------------------------------------------------------",
-        f"{PROJECT}_client_1   sh -c until wget -q -O - h ...   Exit 0        ",
-        f"{PROJECT}_web_1      sh -c trap 'exit 0' TERM;  ...   Up            ",
+        "    Name                   Command               State    Ports",
+        "---------------------------------------------------------------",
+        "apic_client_1   sh -c until wget -q -O - h ...   Exit 0        ",
+        "apic_web_1      sh -c trap 'exit 0' TERM;  ...   Up            ",
     ]
 
     logs = _lines(_compose(engine_api, project, "logs", "--no-color", "client").stdout)
@@ -113,7 +114,7 @@ def test_compose_up_ps_logs_stop_down(engine_api, project):
     proc = _compose(engine_api, project, "stop")
     assert f"Stopping {PROJECT}_web_1 ... done" in _lines(proc.stderr)
     ps = _lines(_compose(engine_api, project, "ps").stdout)
-    assert ps[3] == f"{PROJECT}_web_1      sh -c trap 'exit 0' TERM;  ...   Exit 0        "
+    assert ps[3] == "apic_web_1      sh -c trap 'exit 0' TERM;  ...   Exit 0        "
 
     proc = _compose(engine_api, project, "down")
     assert set(_lines(proc.stderr)) >= {
