@@ -223,34 +223,36 @@ def test_the_raw_stream_is_dockerds_message_for_message(engine_api, base):
     dockerfile = (
         f"FROM {base} AS one\nRUN echo out && echo err >&2\nFROM one\nLABEL x=y\n"
     ).encode()
-    for mode in ("w", "w:gz", "w:bz2", "w:xz"):
-        status, headers, data = request(
-            engine_api,
-            "POST",
-            "/v1.41/build?nocache=1&labels=%7B%22a%20b%22%3A%22c%20%24d%22%7D"
-            "&buildargs=%7B%22UNUSED%22%3A%22x%22%7D",
-            _tar({"Dockerfile": dockerfile}, mode),
-            {"Content-Type": "application/x-tar"},
-        )
-        assert status == 200 and headers["content-type"] == "application/json"
-        assert data.endswith(b"\r\n")
-        messages = [json.loads(line) for line in data.split(b"\r\n") if line]
-        texts = [m.get("stream") for m in messages]
-        assert texts[:3] == [f"Step 1/5 : FROM {base} AS one", "\n", texts[2]]
-        assert re.fullmatch(f" ---> {HEX12}\n", texts[2])
-        assert {"stream": "out\n"} in messages
-        assert {"stream": "\x1b[91merr\n\x1b[0m"} in messages
-        auxes = [i for i, m in enumerate(messages) if "aux" in m]
-        assert len(auxes) == 2  # one for each stage, as it ends
-        assert messages[auxes[0] + 1] == {"stream": "Step 3/5 : FROM one"}
-        # --label: a LABEL step of its own at the end, its value taken literally
-        assert {"stream": "Step 5/5 : LABEL a b=c $d"} in messages
-        final = messages[auxes[1]]["aux"]["ID"]
-        assert messages[auxes[1] + 1 :] == [
-            {"stream": "[Warning] One or more build-args [UNUSED] were not consumed\n"},
-            {"stream": f"Successfully built {final[7:19]}\n"},
-        ]
-        assert b"\\u003e" in data  # " ---> " as Go's encoder writes it
+    query = (
+        "/v1.41/build?labels=%7B%22a%20b%22%3A%22c%20%24d%22%7D"
+        "&buildargs=%7B%22UNUSED%22%3A%22x%22%7D"
+    )
+    status, headers, data = request(
+        engine_api,
+        "POST",
+        query + "&nocache=1",
+        _tar({"Dockerfile": dockerfile}),
+        {"Content-Type": "application/x-tar"},
+    )
+    assert status == 200 and headers["content-type"] == "application/json"
+    assert data.endswith(b"\r\n")
+    messages = [json.loads(line) for line in data.split(b"\r\n") if line]
+    texts = [m.get("stream") for m in messages]
+    assert texts[:3] == [f"Step 1/5 : FROM {base} AS one", "\n", texts[2]]
+    assert re.fullmatch(f" ---> {HEX12}\n", texts[2])
+    assert {"stream": "out\n"} in messages
+    assert {"stream": "\x1b[91merr\n\x1b[0m"} in messages
+    auxes = [i for i, m in enumerate(messages) if "aux" in m]
+    assert len(auxes) == 2  # one for each stage, as it ends
+    assert messages[auxes[0] + 1] == {"stream": "Step 3/5 : FROM one"}
+    # --label: a LABEL step of its own at the end, its value taken literally
+    assert {"stream": "Step 5/5 : LABEL a b=c $d"} in messages
+    final = messages[auxes[1]]["aux"]["ID"]
+    assert messages[auxes[1] + 1 :] == [
+        {"stream": "[Warning] One or more build-args [UNUSED] were not consumed\n"},
+        {"stream": f"Successfully built {final[7:19]}\n"},
+    ]
+    assert b"\\u003e" in data  # " ---> " as Go's encoder writes it
     labels = json.loads(
         engine_api.dockweb(
             "image", "inspect", final, "--format", "{{json .Config.Labels}}", check=True
@@ -258,14 +260,17 @@ def test_the_raw_stream_is_dockerds_message_for_message(engine_api, base):
     )
     assert labels == {"a b": "c $d", "x": "y"}
 
+    # the context compressed as dockerd takes it (every step from the cache now)
+    for mode in ("w:gz", "w:bz2", "w:xz"):
+        status, _, data = request(engine_api, "POST", query, _tar({"Dockerfile": dockerfile}, mode))
+        assert status == 200 and data.count(b" ---\\u003e Using cache") == 3, mode
+        assert data.endswith(
+            b'{"stream":"Successfully built ' + final[7:19].encode() + b'\\n"}\r\n'
+        )
+
     # q: nothing but the image ID
-    status, _, data = request(
-        engine_api, "POST", "/v1.41/build?q=1", _tar({"Dockerfile": dockerfile})
-    )
-    assert status == 200
-    assert json.loads(data) == {"stream": final + "\n"} or re.fullmatch(
-        rb'\{"stream":"sha256:[0-9a-f]{64}\\n"\}\r\n', data
-    )
+    status, _, data = request(engine_api, "POST", query + "&q=1", _tar({"Dockerfile": dockerfile}))
+    assert (status, data) == (200, b'{"stream":"' + final.encode() + b'\\n"}\r\n')
     # a failed RUN: its exit code in errorDetail
     status, _, data = request(
         engine_api,
@@ -404,3 +409,44 @@ def test_args_before_from_are_steps_as_dockerds(engine_api, base):
         {"aux": {"ID": image_id}},
         {"stream": f"Successfully built {image_id[7:19]}\n"},
     ]
+
+
+@pytest.fixture(scope="module")
+def private_registry(tmp_path_factory):
+    from tests.support.registry import serve_private_app
+
+    yield from serve_private_app(tmp_path_factory.mktemp("apib-reg"), "htpasswd")
+
+
+def test_a_missing_from_image_is_pulled_with_the_clients_registry_config(
+    engine_api, private_registry, tmp_path
+):
+    """The docker CLI sends its credentials (X-Registry-Config); the service itself has
+    none for this registry."""
+    import base64
+
+    server, image = private_registry
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "Dockerfile").write_text(f"FROM {server.host}/private/app:1\nRUN true\n")
+
+    def build(config: dict):
+        config_dir = tmp_path / f"docker-config-{len(config)}"
+        config_dir.mkdir()
+        (config_dir / "config.json").write_text(json.dumps({"auths": config}))
+        env = engine_api.client_env(DOCKER_BUILDKIT="0")
+        env["DOCKER_CONFIG"] = str(config_dir)
+        return engine_api.docker("build", str(tmp_path / "ctx"), env=env)
+
+    proc = build({})
+    assert proc.returncode == 1
+    assert f"Step 1/2 : FROM {server.host}/private/app:1" in proc.stdout
+    assert proc.stderr == "unauthorized: authentication required\n"
+    assert "Successfully built" not in proc.stdout
+
+    auth = base64.b64encode(f"{server.username}:{server.password}".encode()).decode()
+    proc = build({server.host: {"auth": auth}})
+    assert proc.returncode == 0, proc.stderr
+    assert f"Status: Downloaded newer image for {server.host}/private/app:1\n" in proc.stdout
+    assert "Successfully built" in proc.stdout
+    out = engine_api.dockweb("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").stdout
+    assert f"{server.host}/private/app:1 {image.image_id[7:19]}" in out
