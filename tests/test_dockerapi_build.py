@@ -450,3 +450,38 @@ def test_a_missing_from_image_is_pulled_with_the_clients_registry_config(
     assert "Successfully built" in proc.stdout
     out = engine_api.dockweb("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").stdout
     assert f"{server.host}/private/app:1 {image.image_id[7:19]}" in out
+
+
+def test_a_client_that_goes_away_cancels_the_build_before_its_next_step(engine_api, base):
+    import socket
+    import time
+
+    dockerfile = (
+        f"FROM {base}\nRUN echo one && sleep 1\nRUN echo two\nRUN echo three\nRUN echo four\n"
+    )
+    body = _tar({"Dockerfile": dockerfile.encode()})
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(engine_api.socket))
+        s.sendall(
+            b"POST /v1.41/build?nocache=1&t=apib-cancel:1 HTTP/1.1\r\nHost: docker\r\n"
+            b"Content-Type: application/x-tar\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        seen = b""
+        while b'{"stream":"one\\n"}' not in seen:
+            chunk = s.recv(65536)
+            assert chunk, seen
+            seen += chunk
+    # the Build row ends failed, as dockerd's build stops: between two steps
+    deadline = time.monotonic() + 60
+    while True:
+        rows = _db(engine_api, "SELECT * FROM images_build WHERE tags LIKE '%apib-cancel:1%'")
+        if rows and rows[0]["status"] != "running":
+            break
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.1)
+    assert rows[0]["status"] == "failed" and rows[0]["error"] == "Build cancelled"
+    output = json.loads(rows[0]["output"])
+    assert output[-1] == "Build cancelled"
+    assert not any(line.startswith("Step 5/5") for line in output)

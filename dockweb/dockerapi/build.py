@@ -10,7 +10,8 @@ between ``ESC[91m`` and ``ESC[0m``, ``{"aux":{"ID":...}}`` as each stage ends (A
 later), ``Successfully built/tagged``, and an error as ``{"errorDetail":...,"error":...}``
 (with the exit code of a failed RUN as ``code``). An error before the first message (the
 options, the context, the Dockerfile's syntax, the target) is an HTTP status instead, as
-dockerd's; ``q`` keeps the output until the end and sends the image ID alone.
+dockerd's; ``q`` keeps the output until the end and sends the image ID alone. A client that
+goes away cancels the build before its next step, as dockerd's.
 
 Options dockweb cannot honour are refused with a 400 naming them: BuildKit (``version=2``),
 remote contexts, resource limits, ``extrahosts``, ``cachefrom``, ``networkmode`` other than
@@ -237,6 +238,7 @@ class _Run:
         self.aux = aux
         self.creds = creds
         self.queue: queue.Queue = queue.Queue()
+        self.cancel = threading.Event()  # set when the client goes away
         self.held: list[bytes] = []  # quiet: the output, sent only with an error
         self.image_id = ""
 
@@ -266,6 +268,7 @@ class _Run:
                 if self.aux
                 else None,
                 credentials=self.creds,
+                cancel=self.cancel,
             )
             self.image_id = result.image_id
         except Exception as err:  # noqa: BLE001 - every failure is the client's error message
@@ -324,7 +327,7 @@ def build(req: Request) -> Stream:
         if isinstance(err, BuildError):
             raise bad_request(str(err))
         raise err
-    return Stream(run.messages(first))
+    return Stream(run.messages(first), on_close=run.cancel.set)
 
 
 @routes.post("/build/prune", audit="build.prune")

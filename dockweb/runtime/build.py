@@ -44,6 +44,7 @@ import secrets
 import shutil
 import stat
 import tarfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -145,7 +146,9 @@ class Builder:
         pull: Callable[[str, Output], None] | None = None,
         on_stderr: Output | None = None,
         on_stage: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
     ):
+        self.cancel = cancel
         self.store = store
         self.manager = manager
         self.opts = options
@@ -216,6 +219,10 @@ class Builder:
             self._meta_arg(inst)
             steps.append(StepResult(n, inst.original, ""))
         for n, inst in enumerate(body, len(meta) + 1):
+            if self.cancel is not None and self.cancel.is_set():
+                # the client went away: moby's check between two steps
+                self.out("Build cancelled\n")
+                raise BuildError("Build cancelled")
             if inst.name == "FROM" and n > len(meta) + 1 and self.state.image_id:
                 self.on_stage(self.state.image_id)  # a stage ends: moby's emitImageID
             # moby's printCommand: the step, then its newline, written separately
@@ -903,13 +910,15 @@ def build(
     pull: Callable[[str, Output], None] | None = None,
     on_stderr: Output | None = None,
     on_stage: Callable[[str], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> BuildResult:
     """Build ``options.dockerfile`` as classic ``docker build``; returns the final image.
 
     ``manager`` is the ContainerManager that runs RUN steps (network ``none``). ``pull(ref,
     on_output)`` fetches a FROM image missing from the store (None: ImageNotFound). What a
     RUN step writes to its stderr goes to ``on_stderr`` (default: ``on_output``);
-    ``on_stage(image_id)`` is called as each stage ends (dockerd's ``aux`` ID message).
+    ``on_stage(image_id)`` is called as each stage ends (dockerd's ``aux`` ID message);
+    once ``cancel`` is set, the build stops before its next step ("Build cancelled").
     Raises BuildError with Docker's message (``.line`` the Dockerfile line, ``.exit_code``
     a failed RUN's code). Images of the steps that succeeded stay in the store, as Docker's
     do.
@@ -922,6 +931,7 @@ def build(
         pull=pull,
         on_stderr=on_stderr,
         on_stage=on_stage,
+        cancel=cancel,
     ).run()
 
 

@@ -12,6 +12,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 
@@ -60,13 +61,15 @@ def build_image(
     on_stderr: Callable[[str], None] | None = None,
     on_stage: Callable[[str], None] | None = None,
     credentials: dict[str, tuple[str, str]] | None = None,
+    cancel: threading.Event | None = None,
 ):
     """``docker build`` (dockweb.runtime.build) with this store and container manager, then
     mirror images and containers and analyze the result for the layer explorer.
 
     ``on_stderr`` gets what RUN steps write to stderr (default: ``on_output``),
     ``on_stage(image_id)`` each stage's image as it ends; ``credentials`` (host -> (user,
-    password)) are used to pull FROM images. Raises BuildError with Docker's message; the
+    password)) are used to pull FROM images; ``cancel`` stops the build before its next
+    step. Raises BuildError with Docker's message; the
     steps that succeeded keep their images.
     """
     from dockweb.runtime.build import build
@@ -85,6 +88,7 @@ def build_image(
             pull=pull,
             on_stderr=on_stderr,
             on_stage=on_stage,
+            cancel=cancel,
         )
     finally:
         sync_after_change(store)
@@ -131,6 +135,7 @@ def build_recorded(
     on_stderr: Callable[[str], None] | None = None,
     on_stage: Callable[[str], None] | None = None,
     credentials: dict[str, tuple[str, str]] | None = None,
+    cancel: threading.Event | None = None,
     user=None,
 ):
     """``build_image`` run here and now (the Engine API's ``POST /build``), recorded as the
@@ -165,7 +170,12 @@ def build_recorded(
     fields: dict = {}
     try:
         result = build_image(
-            options, on_output=out, on_stderr=err, on_stage=on_stage, credentials=credentials
+            options,
+            on_output=out,
+            on_stderr=err,
+            on_stage=on_stage,
+            credentials=credentials,
+            cancel=cancel,
         )
         progress.finish(result.steps)
         fields = {"status": Build.Status.DONE, "image_id": result.image_id}
