@@ -191,50 +191,45 @@ class ObserveMixin:
             out.insert(0, c.state.pid)
         return out or [c.state.pid]
 
-    def stats(self, ref: str, interval: float = 0.2) -> dict:
-        """One ``docker stats --no-stream`` sample from the cgroup v1 files:
-        ``{cpu_usage_ns, cpu_percent, memory_usage, memory_limit, memory_percent, pids}``.
-        cpu_percent is measured over ``interval`` seconds, as Docker's
-        (container delta / system delta * online CPUs * 100)."""
+    def stats_sample(self, ref: str) -> dict:
+        """One sample of a running container's cgroups (v1) in dockerd's types.Stats shape:
+        ``read``, ``pids_stats``, ``blkio_stats``, ``num_procs``, ``storage_stats``,
+        ``cpu_stats``, ``memory_stats`` (what libcontainer reads and dockerd's statsV1
+        copies; a memory limit above the machine's memory is the machine's). Raises
+        ContainerNotRunning."""
         c = self.get(ref)
-        if not c.status.is_active:
+        if not c.status.is_active or not c.state.pid:
             raise ContainerNotRunning(f"Container {c.id} is not running")
         pid = c.state.pid
-        cpu = self._cgroup_dir(pid, "cpuacct")
-        mem = self._cgroup_dir(pid, "memory")
-        pids_dir = self._cgroup_dir(pid, "pids")
+        read = time.time_ns()
+        return {
+            "read": read,
+            "pids_stats": _pids_stats(self._cgroup_dir(pid, "pids")),
+            "blkio_stats": _blkio_stats(self._cgroup_dir(pid, "blkio")),
+            "num_procs": 0,
+            "storage_stats": {},
+            "cpu_stats": _cpu_stats(self._cgroup_dir(pid, "cpuacct"), self._cgroup_dir(pid, "cpu")),
+            "memory_stats": _memory_stats(self._cgroup_dir(pid, "memory")),
+        }
 
-        def cpu_usage() -> int:
-            return int(read_text(os.path.join(cpu, "cpuacct.usage")) or 0) if cpu else 0
-
-        def system_usage() -> int:
-            with open("/proc/stat") as f:
-                fields = f.readline().split()[1:8]
-            return sum(int(x) for x in fields) * 10_000_000  # USER_HZ ticks to ns
-
-        c1, s1 = cpu_usage(), system_usage()
+    def stats(self, ref: str, interval: float = 0.2) -> dict:
+        """One ``docker stats --no-stream`` sample, from two ``stats_sample`` ``interval``
+        seconds apart: ``{id, name, cpu_usage_ns, cpu_percent, memory_usage, memory_limit,
+        memory_percent, pids}``, computed as the docker client does (CPU: container delta /
+        system delta * online CPUs * 100; memory: usage less total_inactive_file)."""
+        c = self.get(ref)
+        first = self.stats_sample(c.id)
         time.sleep(interval)
-        c2, s2 = cpu_usage(), system_usage()
-        online = os.cpu_count() or 1
+        sample = self.stats_sample(c.id)
+        cpu, pre = sample["cpu_stats"], first["cpu_stats"]
+        c1, c2 = pre["cpu_usage"]["total_usage"], cpu["cpu_usage"]["total_usage"]
+        s1, s2 = pre.get("system_cpu_usage", 0), cpu.get("system_cpu_usage", 0)
+        online = cpu.get("online_cpus") or 1
         percent = (c2 - c1) / (s2 - s1) * online * 100.0 if s2 > s1 and c2 >= c1 else 0.0
-        usage = int(read_text(os.path.join(mem, "memory.usage_in_bytes")) or 0) if mem else 0
-        limit = int(read_text(os.path.join(mem, "memory.limit_in_bytes")) or 0) if mem else 0
-        inactive = 0
-        if mem:
-            for line in read_text(os.path.join(mem, "memory.stat")).splitlines():
-                k, _, v = line.partition(" ")
-                if k == "total_inactive_file":
-                    inactive = int(v)
-        usage = max(usage - inactive, 0)
-        try:
-            import psutil
-
-            host_mem = psutil.virtual_memory().total
-        except Exception:  # noqa: BLE001 - psutil is optional here
-            host_mem = limit
-        if not limit or limit > host_mem:
-            limit = host_mem
-        npids = int(read_text(os.path.join(pids_dir, "pids.current")) or 0) if pids_dir else 0
+        mem = sample["memory_stats"]
+        inactive = mem.get("stats", {}).get("total_inactive_file", 0)
+        usage = max(mem.get("usage", 0) - inactive, 0)
+        limit = mem.get("limit", 0)
         return {
             "id": c.id,
             "name": c.name,
@@ -243,7 +238,7 @@ class ObserveMixin:
             "memory_usage": usage,
             "memory_limit": limit,
             "memory_percent": usage / limit * 100.0 if limit else 0.0,
-            "pids": npids,
+            "pids": sample["pids_stats"].get("current", 0),
         }
 
     def top(self, ref: str, ps_args: str = "-ef") -> tuple[list[str], list[list[str]]]:
@@ -280,7 +275,7 @@ class ObserveMixin:
             for name in ("hostname", "hosts", "resolv.conf")
             if os.path.exists(os.path.join(cdir, name))
         ]
-        return c, Scope(self.mount_rootfs(c), [*c.mounts, *files])
+        return c, Scope(self.mount_rootfs(c), [*c.mounts, *files], read_only=bool(c.spec.read_only))
 
     def export(self, ref: str, out: BinaryIO) -> None:
         """Write the container's merged root filesystem as a tar stream (``docker export``):
@@ -322,6 +317,148 @@ class ObserveMixin:
                     found.append(path)
                 break
         return found
+
+
+# -- cgroup v1 files as libcontainer reads them and dockerd reports them ------------------
+
+_USER_HZ = 100  # clock ticks a second, what cpuacct.stat and /proc/stat count in
+_NS = 1_000_000_000
+
+
+def _read_int(directory: str | None, name: str) -> int:
+    if not directory:
+        return 0
+    text = read_text(os.path.join(directory, name)).strip()
+    try:
+        return int(text)
+    except ValueError:
+        return 0  # "max", missing
+
+
+def _key_values(directory: str | None, name: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    if not directory:
+        return out
+    for line in read_text(os.path.join(directory, name)).splitlines():
+        key, _, value = line.partition(" ")
+        with contextlib.suppress(ValueError):
+            out[key] = int(value)
+    return out
+
+
+def _pids_stats(directory: str | None) -> dict:
+    out = {}
+    current, limit = _read_int(directory, "pids.current"), _read_int(directory, "pids.max")
+    if current:
+        out["current"] = current
+    if limit:
+        out["limit"] = limit
+    return out
+
+
+_BLKIO_FILES = (  # dockerd's key, libcontainer's CFQ file
+    ("io_service_bytes_recursive", "blkio.io_service_bytes_recursive"),
+    ("io_serviced_recursive", "blkio.io_serviced_recursive"),
+    ("io_queue_recursive", "blkio.io_queued_recursive"),
+    ("io_service_time_recursive", "blkio.io_service_time_recursive"),
+    ("io_wait_time_recursive", "blkio.io_wait_time_recursive"),
+    ("io_merged_recursive", "blkio.io_merged_recursive"),
+    ("io_time_recursive", "blkio.time_recursive"),
+    ("sectors_recursive", "blkio.sectors_recursive"),
+)
+
+
+def _blkio_entries(directory: str | None, name: str) -> list[dict]:
+    """``MAJ:MIN [Op] VALUE`` lines; the "Total" line skipped, as libcontainer."""
+    out = []
+    if not directory:
+        return out
+    for line in read_text(os.path.join(directory, name)).splitlines():
+        fields = line.split()
+        if len(fields) < 2 or fields[0] == "Total" or ":" not in fields[0]:
+            continue
+        major, _, minor = fields[0].partition(":")
+        with contextlib.suppress(ValueError):
+            entry = {"major": int(major), "minor": int(minor), "op": "", "value": 0}
+            if len(fields) >= 3:
+                entry["op"], entry["value"] = fields[1], int(fields[2])
+            else:
+                entry["value"] = int(fields[1])
+            out.append(entry)
+    return out
+
+
+def _blkio_stats(directory: str | None) -> dict:
+    """libcontainer's blkio GetStats: the CFQ files, or the throttle files (bytes and
+    operations only) when the scheduler keeps none."""
+    cfq = {key: _blkio_entries(directory, name) for key, name in _BLKIO_FILES}
+    if cfq["io_serviced_recursive"]:
+        return cfq
+    out = {key: [] for key, _ in _BLKIO_FILES}
+    out["io_service_bytes_recursive"] = _blkio_entries(
+        directory, "blkio.throttle.io_service_bytes_recursive"
+    ) or _blkio_entries(directory, "blkio.throttle.io_service_bytes")
+    out["io_serviced_recursive"] = _blkio_entries(
+        directory, "blkio.throttle.io_serviced_recursive"
+    ) or _blkio_entries(directory, "blkio.throttle.io_serviced")
+    return out
+
+
+def _system_cpu_usage() -> int:
+    """dockerd's getSystemCPUUsage: the first seven fields of /proc/stat's cpu line, in ns."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:8]
+    return sum(int(x) for x in fields) * _NS // _USER_HZ
+
+
+def _cpu_stats(cpuacct: str | None, cpu: str | None) -> dict:
+    ticks = _key_values(cpuacct, "cpuacct.stat")
+    percpu = []
+    if cpuacct:
+        with contextlib.suppress(ValueError):
+            text = read_text(os.path.join(cpuacct, "cpuacct.usage_percpu"))
+            percpu = [int(x) for x in text.split()]
+    usage = {"total_usage": _read_int(cpuacct, "cpuacct.usage")}
+    if percpu:
+        usage["percpu_usage"] = percpu
+    usage["usage_in_kernelmode"] = ticks.get("system", 0) * _NS // _USER_HZ
+    usage["usage_in_usermode"] = ticks.get("user", 0) * _NS // _USER_HZ
+    throttle = _key_values(cpu, "cpu.stat")
+    return {
+        "cpu_usage": usage,
+        "system_cpu_usage": _system_cpu_usage(),
+        "online_cpus": os.sysconf("SC_NPROCESSORS_ONLN"),
+        "throttling_data": {
+            "periods": throttle.get("nr_periods", 0),
+            "throttled_periods": throttle.get("nr_throttled", 0),
+            "throttled_time": throttle.get("throttled_time", 0),
+        },
+    }
+
+
+def _machine_memory() -> int:
+    for line in read_text("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _memory_stats(directory: str | None) -> dict:
+    """dockerd's v1 MemoryStats (zero fields left out, as its omitempty)."""
+    if not directory:
+        return {}
+    limit = _read_int(directory, "memory.limit_in_bytes")
+    machine = _machine_memory()
+    if machine and (not limit or limit > machine):
+        limit = machine
+    out = {
+        "usage": _read_int(directory, "memory.usage_in_bytes"),
+        "max_usage": _read_int(directory, "memory.max_usage_in_bytes"),
+        "stats": dict(sorted(_key_values(directory, "memory.stat").items())),
+        "failcnt": _read_int(directory, "memory.failcnt"),
+        "limit": limit,
+    }
+    return {k: v for k, v in out.items() if v}
 
 
 def read_log(f, entry, tail: int | None, more) -> Iterator[tuple[str, str, str]]:
