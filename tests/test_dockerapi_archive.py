@@ -427,6 +427,8 @@ def test_archive_head_and_errors_as_dockerd(engine_api, box):
         engine_api, "PUT", "/v1.41/containers/box/archive?path=/d/f/", body=b""
     )
     assert (status, json.loads(body)) == (500, {"message": "extraction point is not a directory"})
+    # the copy endpoint archive replaced: a bare 404 since 1.24
+    assert request(engine_api, "POST", "/v1.24/containers/box/copy")[::2] == (404, b"")
 
 
 def test_put_archive_keeps_hostile_archives_inside(engine_api, box):

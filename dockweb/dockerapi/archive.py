@@ -87,6 +87,12 @@ def archive_put(req: Request) -> Raw:
     return Raw(b"", content_type=None)
 
 
+@routes.post("/containers/{name:.*}/copy")
+def copy_removed(req: Request) -> Raw:
+    """The copy endpoint before archive: gone since API 1.24, a bare 404 as dockerd's."""
+    return Raw(b"", status=404, content_type=None)
+
+
 @routes.get("/containers/{name:.*}/export")
 def export(req: Request) -> Stream:
     name = req.params["name"]

@@ -56,7 +56,7 @@ class Scope:
 
     def __init__(self, rootfs: str, mounts: list[dict], *, read_only: bool = False) -> None:
         self.rootfs = rootfs.rstrip("/")
-        self.read_only = read_only  # --read-only: the root file system is
+        self.read_only = read_only  # --read-only: the root file system is read-only
         # longest destination first: a mount inside a mount wins
         self.mounts = sorted(
             mounts, key=lambda m: len(m["destination"].rstrip("/")), reverse=True
