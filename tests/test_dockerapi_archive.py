@@ -123,6 +123,8 @@ def test_docker_cp_to_stdout_prints_dockerds_tar(engine_api, box):
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         f = tar.getmember("d/f")
         assert (f.mode, f.uid, f.gid, tar.extractfile(f).read()) == (0o640, 0, 0, b"a\n")
+        # the owners' names are the container's, as in dockerd's tars
+        assert (f.uname, f.gname) == ("root", "root")
         assert tar.getmember("d/link").linkname == "/etc"
     # dir/.: the directory as "./" and its entries under it, as dockerd's
     assert _raw_names(tar_of("box:/d/.")) == ["./", "./f", "./link", "./sub/", "./sub/g"]
@@ -183,6 +185,9 @@ def test_docker_cp_archive_mode_owns_files_as_dockerd_does(engine_api, image, tm
         assert (tar.getmember("tmp/plain").uid, tar.getmember("tmp/plain").gid) == (1234, 5678)
         archived = tar.getmember("tmp/archived")
         assert (archived.uid, archived.gid) == (1, 1)  # daemon, here and in Debian's passwd
+        assert (archived.uname, archived.gname) == ("daemon", "daemon")
+        plain = tar.getmember("tmp/plain")
+        assert (plain.uname, plain.gname) == ("", "")  # not in the container's passwd
     proc = docker("cp", "-a", str(tmp_path / "f"), "as-nobody-known:/tmp/")
     assert (proc.returncode, proc.stderr) == (
         1,
@@ -239,6 +244,8 @@ def test_docker_export_writes_the_file_system_tar(engine_api, box, tmp_path):
     engine_api.docker("export", "-o", str(tmp_path / "box.tar"), "box", check=True)
     with tarfile.open(tmp_path / "box.tar") as tar:
         assert tar.extractfile("d/f").read() == b"a\n"
+        home = tar.getmember("home/app")
+        assert (home.uid, home.uname, home.gname) == (1000, "app", "app")
     proc = engine_api.docker("export", "nosuch")
     assert (proc.returncode, proc.stderr) == (
         1, "Error response from daemon: No such container: nosuch\n"

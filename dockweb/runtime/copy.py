@@ -329,8 +329,9 @@ def prepare_archive(scope: Scope, path: str, *, container: str, rebase: str = ""
     source, name = _go_clean(resolved), rebase or _go_base(abs_path)
 
     def write(out: BinaryIO) -> None:
+        names = owner_names(scope)
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            _add(tar, source, name, scope.host)
+            _add(tar, source, name, scope.host, names)
 
     return st, write
 
@@ -375,15 +376,41 @@ def copy_uid_gid(user: str) -> tuple[int, int]:
     return entry.pw_uid, entry.pw_gid
 
 
-def _add(tar: tarfile.TarFile, path: str, name: str, host_of=lambda path: path) -> None:
+def owner_names(scope: Scope) -> tuple[dict[int, str], dict[int, str]]:
+    """The user and group names of the container's /etc/passwd and /etc/group by id: what
+    dockerd's tars carry as uname and gname (it tars in a chroot into the container, where
+    Go's user lookup reads those files). Read through the container's scope, never a
+    symlink out of it."""
+    out: list[dict[int, str]] = []
+    for path in ("/etc/passwd", "/etc/group"):
+        names: dict[int, str] = {}
+        try:
+            fd = os.open(scope.host(scope.resolve(path)),
+                         os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as f:
+                text = f.read(1 << 20).decode(errors="replace")
+        except (OSError, CopyError):
+            text = ""
+        for line in text.splitlines():
+            fields = line.split(":")
+            if len(fields) >= 3 and fields[2].isdigit():
+                names.setdefault(int(fields[2]), fields[0])
+        out.append(names)
+    return out[0], out[1]
+
+
+def _add(
+    tar: tarfile.TarFile, path: str, name: str, host_of=lambda path: path, names=None
+) -> None:
     """``path`` into ``tar`` as ``name``, not followed, owners kept, as docker tars: a
-    container's path with ``host_of`` its scope's (mounts under it included), else a host
-    path. A directory's entries are ``name/child`` ("./child" for ".", "/child" for
-    "/")."""
+    container's path with ``host_of`` its scope's (mounts under it included) and ``names``
+    its ``owner_names``, else a host path (no names). A directory's entries are
+    ``name/child`` ("./child" for ".", "/child" for "/")."""
     host = host_of(path)
     info = tar.gettarinfo(host, arcname=name)
     info.name = name  # gettarinfo strips a leading "/"
-    info.uname = info.gname = ""
+    users, groups = names or ({}, {})
+    info.uname, info.gname = users.get(info.uid, ""), groups.get(info.gid, "")
     if info.isreg():
         fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as f:
@@ -393,7 +420,7 @@ def _add(tar: tarfile.TarFile, path: str, name: str, host_of=lambda path: path) 
         tar.addfile(info)
     if info.isdir():
         for child in sorted(os.listdir(host)):
-            _add(tar, _child(path, child), f"{name.rstrip('/')}/{child}", host_of)
+            _add(tar, _child(path, child), f"{name.rstrip('/')}/{child}", host_of, names)
 
 
 def _target_dir(scope: Scope, dst: str, container: str) -> tuple[str, str]:
