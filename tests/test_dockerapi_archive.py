@@ -358,7 +358,16 @@ def test_docker_py_stats_top_diff_export(engine_api, box):
     assert frame["precpu_stats"]["system_cpu_usage"] < frame["cpu_stats"]["system_cpu_usage"]
     assert frame["cpu_stats"]["online_cpus"] == os.sysconf("SC_NPROCESSORS_ONLN")
     memory = frame["memory_stats"]
-    assert memory["limit"] > 0 and "total_inactive_file" in memory["stats"]
+    assert memory["limit"] > 0
+    assert list(memory["stats"]) == [  # what dockerd 20.10 reports on cgroup v1, sorted
+        "active_anon", "active_file", "cache", "dirty", "hierarchical_memory_limit",
+        "hierarchical_memsw_limit", "inactive_anon", "inactive_file", "mapped_file",
+        "pgfault", "pgmajfault", "pgpgin", "pgpgout", "rss", "rss_huge", "total_active_anon",
+        "total_active_file", "total_cache", "total_dirty", "total_inactive_anon",
+        "total_inactive_file", "total_mapped_file", "total_pgfault", "total_pgmajfault",
+        "total_pgpgin", "total_pgpgout", "total_rss", "total_rss_huge", "total_unevictable",
+        "total_writeback", "unevictable", "writeback",
+    ]
     assert list(frame["blkio_stats"]) == [
         "io_service_bytes_recursive", "io_serviced_recursive", "io_queue_recursive",
         "io_service_time_recursive", "io_wait_time_recursive", "io_merged_recursive",

@@ -124,7 +124,8 @@ def stats(req: Request) -> Json | Stream:
     c = services.get_container(req.params["name"])
     if stream and one_shot:
         raise bad_request("cannot have stream=true and one-shot=true")
-    if not stream and not c.status.is_active:
+    # not running, or restarting: dockerd's frame of zeros at once
+    if not stream and c.status.value not in ("running", "paused"):
         zeros = stats_json(None, name=c.name, cid=c.id, preread=ZERO_TIME, precpu=zero_cpu_stats())
         return Json(zeros)
     frames = _frames(c.id, c.name)

@@ -361,7 +361,7 @@ def _pids_stats(directory: str | None) -> dict:
     return out
 
 
-_BLKIO_FILES = (  # dockerd's key, libcontainer's CFQ file
+_BLKIO_FILES = (  # dockerd's key, the CFQ file containerd reads for it
     ("io_service_bytes_recursive", "blkio.io_service_bytes_recursive"),
     ("io_serviced_recursive", "blkio.io_serviced_recursive"),
     ("io_queue_recursive", "blkio.io_queued_recursive"),
@@ -374,38 +374,30 @@ _BLKIO_FILES = (  # dockerd's key, libcontainer's CFQ file
 
 
 def _blkio_entries(directory: str | None, name: str) -> list[dict]:
-    """``MAJ:MIN [Op] VALUE`` lines; the "Total" line skipped, as libcontainer."""
+    """``MAJ:MIN [Op] VALUE`` lines; the "Total" line skipped, as containerd."""
     out = []
     if not directory:
         return out
     for line in read_text(os.path.join(directory, name)).splitlines():
-        fields = line.split()
-        if len(fields) < 2 or fields[0] == "Total" or ":" not in fields[0]:
+        fields = line.replace(":", " ").split()
+        if len(fields) < 3:
             continue
-        major, _, minor = fields[0].partition(":")
         with contextlib.suppress(ValueError):
-            entry = {"major": int(major), "minor": int(minor), "op": "", "value": 0}
-            if len(fields) >= 3:
-                entry["op"], entry["value"] = fields[1], int(fields[2])
-            else:
-                entry["value"] = int(fields[1])
-            out.append(entry)
+            op, value = (fields[2], fields[3]) if len(fields) >= 4 else ("", fields[2])
+            out.append(
+                {"major": int(fields[0]), "minor": int(fields[1]), "op": op, "value": int(value)}
+            )
     return out
 
 
 def _blkio_stats(directory: str | None) -> dict:
-    """libcontainer's blkio GetStats: the CFQ files, or the throttle files (bytes and
-    operations only) when the scheduler keeps none."""
-    cfq = {key: _blkio_entries(directory, name) for key, name in _BLKIO_FILES}
-    if cfq["io_serviced_recursive"]:
-        return cfq
-    out = {key: [] for key, _ in _BLKIO_FILES}
-    out["io_service_bytes_recursive"] = _blkio_entries(
-        directory, "blkio.throttle.io_service_bytes_recursive"
-    ) or _blkio_entries(directory, "blkio.throttle.io_service_bytes")
-    out["io_serviced_recursive"] = _blkio_entries(
-        directory, "blkio.throttle.io_serviced_recursive"
-    ) or _blkio_entries(directory, "blkio.throttle.io_serviced")
+    """containerd's cgroup v1 blkio stats: the CFQ files where the kernel has them, else
+    the throttle files' bytes and operations (the other lists empty)."""
+    if directory and os.path.exists(os.path.join(directory, "blkio.io_serviced_recursive")):
+        return {key: _blkio_entries(directory, name) for key, name in _BLKIO_FILES}
+    out: dict[str, list] = {key: [] for key, _ in _BLKIO_FILES}
+    out["io_service_bytes_recursive"] = _blkio_entries(directory, "blkio.throttle.io_service_bytes")
+    out["io_serviced_recursive"] = _blkio_entries(directory, "blkio.throttle.io_serviced")
     return out
 
 
@@ -448,18 +440,30 @@ def _machine_memory() -> int:
     return 0
 
 
+# the memory.stat keys dockerd 20.10 reports for cgroup v1 (containerd's v1 metrics)
+_MEMORY_STAT_KEYS = (
+    "cache rss rss_huge mapped_file dirty writeback pgpgin pgpgout pgfault pgmajfault "
+    "inactive_anon active_anon inactive_file active_file unevictable "
+    "hierarchical_memory_limit hierarchical_memsw_limit total_cache total_rss "
+    "total_rss_huge total_mapped_file total_dirty total_writeback total_pgpgin "
+    "total_pgpgout total_pgfault total_pgmajfault total_inactive_anon total_active_anon "
+    "total_inactive_file total_active_file total_unevictable"
+).split()
+
+
 def _memory_stats(directory: str | None) -> dict:
     """dockerd's v1 MemoryStats (zero fields left out, as its omitempty)."""
     if not directory:
         return {}
     limit = _read_int(directory, "memory.limit_in_bytes")
     machine = _machine_memory()
-    if machine and (not limit or limit > machine):
+    if machine and limit > machine:
         limit = machine
+    stats = _key_values(directory, "memory.stat")
     out = {
         "usage": _read_int(directory, "memory.usage_in_bytes"),
         "max_usage": _read_int(directory, "memory.max_usage_in_bytes"),
-        "stats": dict(sorted(_key_values(directory, "memory.stat").items())),
+        "stats": {key: stats.get(key, 0) for key in sorted(_MEMORY_STAT_KEYS)},
         "failcnt": _read_int(directory, "memory.failcnt"),
         "limit": limit,
     }
