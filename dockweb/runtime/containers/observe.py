@@ -162,10 +162,15 @@ class ObserveMixin:
         return rw, rw + self.store.image_size(self.store.get_image(c.image_id))
 
     def _cgroup_dir(self, pid: int, controller: str) -> str | None:
+        """The directory of ``pid``'s cgroup of ``controller`` (v1), or of its cgroup on a
+        host with only the unified hierarchy (v2)."""
+        unified = _unified_only()
         try:
             with open(f"/proc/{pid}/cgroup") as f:
                 for line in f:
                     _, ctrls, path = line.rstrip("\n").split(":", 2)
+                    if unified and not ctrls and _ == "0":
+                        return "/sys/fs/cgroup" + path
                     if controller in ctrls.split(","):
                         base = f"/sys/fs/cgroup/{controller}"
                         if not os.path.isdir(base):
@@ -192,16 +197,19 @@ class ObserveMixin:
         return out or [c.state.pid]
 
     def stats_sample(self, ref: str) -> dict:
-        """One sample of a running container's cgroups (v1) in dockerd's types.Stats shape:
+        """One sample of a running container's cgroups in dockerd's types.Stats shape:
         ``read``, ``pids_stats``, ``blkio_stats``, ``num_procs``, ``storage_stats``,
-        ``cpu_stats``, ``memory_stats`` (what libcontainer reads and dockerd's statsV1
-        copies; a memory limit above the machine's memory is the machine's). Raises
+        ``cpu_stats``, ``memory_stats``, as containerd reads them and dockerd's statsV1
+        (cgroup v1) or statsV2 (a host with only the unified hierarchy) copies them; a
+        memory limit above the machine's memory is the machine's. Raises
         ContainerNotRunning."""
         c = self.get(ref)
         if not c.status.is_active or not c.state.pid:
             raise ContainerNotRunning(f"Container {c.id} is not running")
         pid = c.state.pid
         read = time.time_ns()
+        if _unified_only():
+            return _sample_v2(read, self._cgroup_dir(pid, ""))
         return {
             "read": read,
             "pids_stats": _pids_stats(self._cgroup_dir(pid, "pids")),
@@ -216,7 +224,7 @@ class ObserveMixin:
         """One ``docker stats --no-stream`` sample, from two ``stats_sample`` ``interval``
         seconds apart: ``{id, name, cpu_usage_ns, cpu_percent, memory_usage, memory_limit,
         memory_percent, pids}``, computed as the docker client does (CPU: container delta /
-        system delta * online CPUs * 100; memory: usage less total_inactive_file)."""
+        system delta * online CPUs * 100; memory: usage less the inactive file cache)."""
         c = self.get(ref)
         first = self.stats_sample(c.id)
         time.sleep(interval)
@@ -227,8 +235,9 @@ class ObserveMixin:
         online = cpu.get("online_cpus") or 1
         percent = (c2 - c1) / (s2 - s1) * online * 100.0 if s2 > s1 and c2 >= c1 else 0.0
         mem = sample["memory_stats"]
-        inactive = mem.get("stats", {}).get("total_inactive_file", 0)
-        usage = max(mem.get("usage", 0) - inactive, 0)
+        raw, usage = mem.get("stats", {}), mem.get("usage", 0)
+        inactive = raw.get("total_inactive_file", raw.get("inactive_file", 0))  # v1, v2
+        usage = usage - inactive if inactive < usage else usage
         limit = mem.get("limit", 0)
         return {
             "id": c.id,
@@ -430,6 +439,81 @@ def _cpu_stats(cpuacct: str | None, cpu: str | None) -> dict:
             "throttled_periods": throttle.get("nr_throttled", 0),
             "throttled_time": throttle.get("throttled_time", 0),
         },
+    }
+
+
+def _unified_only() -> bool:
+    """Whether the host has only cgroup v2 (its root is the unified hierarchy)."""
+    return os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+
+
+# the memory.stat keys dockerd 20.10 reports for cgroup v2 (containerd's v2 metrics)
+_MEMORY_STAT_KEYS_V2 = (
+    "anon file kernel_stack slab sock shmem file_mapped file_dirty file_writeback anon_thp "
+    "inactive_anon active_anon inactive_file active_file unevictable slab_reclaimable "
+    "slab_unreclaimable pgfault pgmajfault workingset_refault workingset_activate "
+    "workingset_nodereclaim pgrefill pgscan pgsteal pgactivate pgdeactivate pglazyfree "
+    "pglazyfreed thp_fault_alloc thp_collapse_alloc"
+).split()
+
+
+def _sample_v2(read: int, directory: str | None) -> dict:
+    """dockerd's statsV2: CPU times from cpu.stat (no per-CPU figures), memory.current,
+    memory.max and memory.stat's keys, memory.events' oom as failcnt, io.stat's read and
+    write bytes as the only blkio list (the others null), pids.current and pids.max."""
+    cpu = _key_values(directory, "cpu.stat")
+    stat = _key_values(directory, "memory.stat")
+    events = _key_values(directory, "memory.events")
+    # "max" (no limit) is containerd's MaxUint64: above the machine's memory
+    limit = _read_int(directory, "memory.max") or (1 << 64) - 1
+    machine = _machine_memory()
+    if machine and limit > machine:
+        limit = machine
+    memory = {
+        "usage": _read_int(directory, "memory.current"),
+        "stats": {key: stat.get(key, 0) for key in sorted(_MEMORY_STAT_KEYS_V2)},
+        "failcnt": events.get("oom", 0),
+        "limit": limit,
+    }
+    io = []
+    if directory:
+        for line in read_text(os.path.join(directory, "io.stat")).splitlines():
+            device, *pairs = line.split() or [""]
+            major, _, minor = device.partition(":")
+            values = dict(p.split("=", 1) for p in pairs if "=" in p)
+            with contextlib.suppress(ValueError):
+                for op, key in (("read", "rbytes"), ("write", "wbytes")):
+                    io.append(
+                        {
+                            "major": int(major),
+                            "minor": int(minor),
+                            "op": op,
+                            "value": int(values.get(key, 0)),
+                        }
+                    )
+    blkio: dict = dict.fromkeys(k for k, _ in _BLKIO_FILES)
+    blkio["io_service_bytes_recursive"] = io or None
+    return {
+        "read": read,
+        "pids_stats": _pids_stats(directory),
+        "blkio_stats": blkio,
+        "num_procs": 0,
+        "storage_stats": {},
+        "cpu_stats": {
+            "cpu_usage": {
+                "total_usage": cpu.get("usage_usec", 0) * 1000,
+                "usage_in_kernelmode": cpu.get("system_usec", 0) * 1000,
+                "usage_in_usermode": cpu.get("user_usec", 0) * 1000,
+            },
+            "system_cpu_usage": _system_cpu_usage(),
+            "online_cpus": os.sysconf("SC_NPROCESSORS_ONLN"),
+            "throttling_data": {
+                "periods": cpu.get("nr_periods", 0),
+                "throttled_periods": cpu.get("nr_throttled", 0),
+                "throttled_time": cpu.get("throttled_usec", 0) * 1000,
+            },
+        },
+        "memory_stats": {k: v for k, v in memory.items() if v},
     }
 
 
