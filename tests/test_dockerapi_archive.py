@@ -499,26 +499,37 @@ def test_put_archive_keeps_hostile_archives_inside(engine_api, box):
     assert _exec(engine_api, "box", "cat", "/d/f") == "a\n"
 
 
-def test_put_archive_is_audited_as_the_peer(engine_api, box):
+def _db(engine_api, sql: str) -> list[tuple]:
+    conn = sqlite3.connect(engine_api.base / "data" / "db.sqlite3")
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def test_put_archive_is_audited_and_mirrored(engine_api, box):
+    size_sql = "SELECT size_rw FROM containers_container WHERE name = 'box'"
+    before = _db(engine_api, size_sql)[0][0] or 0
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        tar.addfile(tarfile.TarInfo("audited"), io.BytesIO())
+        info = tarfile.TarInfo("audited")
+        info.size = 100_000
+        tar.addfile(info, io.BytesIO(b"x" * 100_000))
     status, _, _ = request(
         engine_api, "PUT", "/v1.41/containers/box/archive?path=/tmp", body=buf.getvalue()
     )
     assert status == 200
-    conn = sqlite3.connect(engine_api.base / "data" / "db.sqlite3")
-    try:
-        rows = conn.execute(
-            "SELECT actor, action, target, detail FROM access_auditevent "
-            "WHERE action = 'container.cp' ORDER BY id"
-        ).fetchall()
-    finally:
-        conn.close()
+    rows = _db(
+        engine_api,
+        "SELECT actor, action, target, detail FROM access_auditevent "
+        "WHERE action = 'container.cp' ORDER BY id",
+    )
     actor, action, target, detail = rows[-1]
     assert (actor, action, target) == ("api:root", "container.cp", "box")
     assert json.loads(detail)["status"] == 200
     assert json.loads(detail)["request"] == "PUT /containers/box/archive"
+    # the dashboard's row has the new size of the writable layer at once
+    assert _db(engine_api, size_sql)[0][0] >= before + 100_000
 
 
 def test_changes_top_stats_answers_as_dockerd(engine_api, image, box):
