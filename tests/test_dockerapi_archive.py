@@ -138,11 +138,11 @@ def test_docker_cp_to_stdout_prints_dockerds_tar(engine_api, box):
 
 def test_docker_cp_copies_into_the_container(engine_api, box, tmp_path):
     src = tmp_path / "src"
-    (src / "s").mkdir(parents=True)
-    (src / "one").write_text("1\n")
-    (src / "s" / "two").write_text("2\n")
-    for p in (src, src / "one", src / "s", src / "s" / "two"):
-        os.chown(p, 1234, 5678)
+    for rel, text in (("one", "1\n"), ("s/two", "2\n")):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(text)
+    for path in (src, *src.rglob("*")):
+        os.chown(path, 1234, 5678)
     docker = engine_api.docker
     assert docker("cp", str(src / "one"), "box:/tmp/", check=True).stdout == ""
     docker("cp", str(src / "one"), "box:/tmp/renamed", check=True)

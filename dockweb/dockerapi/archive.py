@@ -31,7 +31,7 @@ from dockweb.dockerapi.http import (
 )
 from dockweb.dockerapi.router import Routes
 from dockweb.runtime import copy
-from dockweb.runtime.errors import ContainerNotRunning, NotFound
+from dockweb.runtime.errors import ContainerNotFound, ContainerNotRunning, NotFound
 
 routes = Routes()
 
@@ -131,8 +131,11 @@ def stats(req: Request) -> Json | Stream:
     frames = _frames(c.id, c.name)
     if not stream:
         if not one_shot:
-            next(frames)  # dockerd primes the CPU figures with a first frame
-        return Json(next(frames))
+            next(frames, None)  # dockerd primes the CPU figures with a first frame
+        frame = next(frames, None)
+        if frame is None:  # removed meanwhile
+            raise ContainerNotFound(f"No such container: {req.params['name']}")
+        return Json(frame)
     return Stream((dumps(frame) for frame in frames), content_type="")
 
 
