@@ -29,7 +29,7 @@ PREFIX = "dockerapi-images"
 @pytest.fixture(scope="module")
 def pushed(registry):
     """The images the tests pull, pushed once: busybox, the shared-base pair, a labelled
-    image made later than the others."""
+    image made later than the others, an image whose one layer no other has."""
     host = registry.host
     busybox = im.busybox_base()
     a, b = im.shared_base_pair()
@@ -38,8 +38,10 @@ def pushed(registry):
         {"Cmd": ["sh"], "Labels": {"api": "yes"}},
         created="2024-06-01T00:00:00Z",
     )
+    lonely = im.Image([im.Layer([im.dir_("lonely"), im.file("lonely/file", b"alone\n")])])
     return {
         "host": host,
+        "lonely": (lonely, im.push_image(host, f"{PREFIX}/lonely", "1", lonely)),
         "busybox": (busybox, im.push_image(host, f"{PREFIX}/busybox", "1", busybox)),
         "a": (a, im.push_image(host, f"{PREFIX}/a", "1", a)),
         "b": (b, im.push_image(host, f"{PREFIX}/b", "1", b)),
@@ -221,6 +223,7 @@ def test_pull_stream_is_dockers_json(engine_api, pushed):
         engine_api, "POST", f"/v1.41/images/create?fromImage={repo}&tag=1"
     )
     assert status == 200 and headers["transfer-encoding"] == "chunked"
+    assert body.endswith(b"}\r\n")  # dockerd's streamformatter ends each message so
     assert body.decode().splitlines()[-2:] == [
         '{"status":"Digest: ' + digest + '"}',
         '{"status":"Status: Image is up to date for ' + repo + ':1"}',
@@ -548,15 +551,24 @@ def test_save_load_round_trip(engine_api, pushed, tmp_path):
     with open(tar_path, "rb") as f:
         proc = engine_api.docker("load", stdin=f)
     assert proc.stdout == f"Loaded image: {ref}\n"
+    # a layer no other image has: loaded again, with progress
+    lonely = name(pushed, "lonely")
+    docker_ok(engine_api, "pull", "-q", lonely)
+    lonely_tar = engine_api.dockweb("save", lonely, text=False, check=True).stdout
+    docker_ok(engine_api, "rmi", lonely)
     st, _, body = request(
         engine_api,
         "POST",
         "/v1.41/images/load?quiet=0",
-        body=tar_path.read_bytes(),
+        body=lonely_tar,
         headers={"Content-Type": "application/x-tar"},
     )
     assert st == 200
-    assert json.loads(body.splitlines()[-1]) == {"stream": f"Loaded image: {ref}\n"}
+    assert json.loads(body.splitlines()[-1]) == {"stream": f"Loaded image: {lonely}\n"}
+    # progress as dockerd encodes it: Go's escaped ">" in the bar, "\r\n" after each line
+    first = body.split(b"\r\n")[0]
+    assert first.startswith(b'{"status":"Loading layer","progressDetail":{"current":')
+    assert b'"progress":"[' in first and b"\\u003e" in first
     # errors: in the stream, as dockerd's
     proc = engine_api.docker("load", input=b"garbage", text=False)
     assert proc.returncode == 1 and proc.stderr.startswith(b"invalid tar file")

@@ -9,9 +9,28 @@ line (``current`` None when the state carries no byte count).
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from dockweb.runtime.units import human_size
 
 _BAR_WIDTH = 50
+_GO_ESCAPES = (
+    ("<", "\\u003c"),
+    (">", "\\u003e"),
+    ("&", "\\u0026"),
+    ("\u2028", "\\u2028"),
+    ("\u2029", "\\u2029"),
+)
+
+
+def encode(obj: Any) -> bytes:
+    """One message of dockerd's JSON streams (pull, push, load, build): Go's json.Marshal
+    (``<``, ``>`` and ``&`` escaped as ``\\u003c`` ...) and streamformatter's ``\\r\\n``."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    for ch, esc in _GO_ESCAPES:
+        text = text.replace(ch, esc)
+    return text.encode("utf-8", "replace") + b"\r\n"
 
 
 def progress_bar(current: int | None, total: int | None) -> str:

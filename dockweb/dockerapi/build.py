@@ -32,6 +32,7 @@ import shutil
 import threading
 from typing import Any
 
+from dockweb.docker.jsonmessage import encode as encode_message
 from dockweb.dockerapi.errors import as_api_error
 from dockweb.dockerapi.http import ApiError, Json, Request, Stream, bad_request, unsupported
 from dockweb.dockerapi.router import Routes
@@ -42,21 +43,6 @@ routes = Routes()
 _STDERR_START = "\x1b[91m"
 _STDERR_END = "\x1b[0m"
 _RUN_FAILED = re.compile(r"^The command '.*' returned a non-zero code: (\d+)$", re.S)
-
-
-def encode_message(obj: Any) -> bytes:
-    """One message of dockerd's JSON streams: Go's json.Marshal (``<``, ``>`` and ``&``
-    escaped as ``\\u003c`` ...) and streamformatter's ``\\r\\n``."""
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    for ch, esc in (
-        ("<", "\\u003c"),
-        (">", "\\u003e"),
-        ("&", "\\u0026"),
-        ("\u2028", "\\u2028"),
-        ("\u2029", "\\u2029"),
-    ):
-        text = text.replace(ch, esc)
-    return text.encode("utf-8", "replace") + b"\r\n"
 
 
 def error_message(err: BaseException) -> dict:

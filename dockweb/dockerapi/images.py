@@ -29,7 +29,6 @@ from dockweb.dockerapi.http import (
     Request,
     Stream,
     bad_request,
-    dumps,
     unsupported,
 )
 from dockweb.dockerapi.router import Routes
@@ -133,7 +132,7 @@ class _Producer:
 def _stream_error(err: BaseException) -> bytes:
     if isinstance(err, _Gone):
         return b""
-    return dumps(jsonmessage.error_message(as_api_error(err).message))
+    return jsonmessage.encode(jsonmessage.error_message(as_api_error(err).message))
 
 
 def _progress_line(event: dict) -> dict:
@@ -148,7 +147,7 @@ def _progress_line(event: dict) -> dict:
 
 
 def _json_put(put: Callable[[bytes], None]) -> Callable[[dict], None]:
-    return lambda event: put(dumps(_progress_line(event)))
+    return lambda event: put(jsonmessage.encode(_progress_line(event)))
 
 
 # -- input -------------------------------------------------------------------------------
@@ -416,7 +415,9 @@ def load(req: Request) -> Stream:
 
     def work(put: Callable[[bytes], None]) -> None:
         with spool:
-            services.load_images(spool, on_output=lambda e: put(dumps(line(e))), quiet=quiet)
+            services.load_images(
+                spool, on_output=lambda e: put(jsonmessage.encode(line(e))), quiet=quiet
+            )
 
     # dockerd answers 200 and reports a failed load in the stream, even before any output
     return _Producer(work, on_error=_stream_error).answer(always=True)
@@ -459,7 +460,7 @@ def push(req: Request) -> Stream:
                 target.string(), on_progress=on_progress, credentials=credentials
             )
             put(
-                dumps(
+                jsonmessage.encode(
                     jsonmessage.aux_message(
                         {"Tag": result.tag, "Digest": result.digest, "Size": result.size}
                     )
