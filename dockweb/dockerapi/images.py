@@ -33,8 +33,8 @@ from dockweb.dockerapi.http import (
 )
 from dockweb.dockerapi.router import Routes
 from dockweb.runtime import reference as refs
-from dockweb.runtime.auth import AuthConfig
-from dockweb.runtime.errors import InvalidReference
+from dockweb.runtime.auth import AuthConfig, auth_config_from_entry
+from dockweb.runtime.errors import AuthError, InvalidReference
 from dockweb.runtime.pull import PullCancelled
 from images import services
 
@@ -170,18 +170,10 @@ def _registry_auth(req: Request, domain: str) -> dict[str, AuthConfig]:
 def _auth_from_doc(doc, domain: str) -> dict[str, AuthConfig]:
     if not isinstance(doc, dict):
         return {}
-    user, password = str(doc.get("username") or ""), str(doc.get("password") or "")
-    if not user and doc.get("auth"):
-        try:
-            user, _, password = base64.b64decode(doc["auth"]).decode().partition(":")
-        except (ValueError, binascii.Error):
-            pass
-    config = AuthConfig(
-        username=user,
-        password=password,
-        identity_token=str(doc.get("identitytoken") or ""),
-        registry_token=str(doc.get("registrytoken") or ""),
-    )
+    try:
+        config = auth_config_from_entry(doc)
+    except AuthError:
+        return {}
     return {} if config.anonymous else {domain: config}
 
 

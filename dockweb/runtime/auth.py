@@ -165,6 +165,22 @@ def _decode_auth(value: str) -> tuple[str, str]:
     return user, password.strip("\x00")
 
 
+def auth_config_from_entry(entry: dict) -> AuthConfig:
+    """The AuthConfig of a ``config.json`` ``auths`` entry, or of the JSON a client sends
+    in ``X-Registry-Auth``: ``username``/``password`` (or ``auth``, base64 of
+    ``user:password``), ``identitytoken``, ``registrytoken``. Raises AuthError for an
+    ``auth`` that does not decode."""
+    user, password = str(entry.get("username") or ""), str(entry.get("password") or "")
+    if entry.get("auth"):
+        user, password = _decode_auth(entry["auth"])
+    return AuthConfig(
+        username=user,
+        password=password,
+        identity_token=str(entry.get("identitytoken") or ""),
+        registry_token=str(entry.get("registrytoken") or ""),
+    )
+
+
 class DockerConfig:
     """Credentials read from a docker CLI ``config.json``.
 
@@ -218,15 +234,7 @@ class DockerConfig:
                     break
         if not entry:
             return AuthConfig()
-        user, password = entry.get("username", ""), entry.get("password", "")
-        if entry.get("auth"):
-            user, password = _decode_auth(entry["auth"])
-        return AuthConfig(
-            username=user,
-            password=password,
-            identity_token=entry.get("identitytoken", ""),
-            registry_token=entry.get("registrytoken", ""),
-        )
+        return auth_config_from_entry(entry)
 
 
 def run_credential_helper(helper: str, server: str) -> dict | None:
