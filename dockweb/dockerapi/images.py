@@ -193,7 +193,7 @@ def _pull_reference(image: str, tag: str) -> refs.Reference:
             try:
                 digest = refs.validate_go_digest(tag)
             except InvalidReference:
-                ref = ref.trim_named().with_tag(tag) if not ref.digest else ref.with_tag(tag)
+                ref = ref.with_tag(tag)
             else:
                 ref = ref.trim_named().with_digest(digest)
     except InvalidReference as err:
@@ -212,7 +212,7 @@ def _summary(s: dict) -> dict:
         "Containers": s["Containers"],
         "Created": s["Created"],
         "Id": s["Id"],
-        "Labels": s["Labels"] or None,
+        "Labels": s["Labels"],  # an empty map stays {}, as Go encodes a non-nil one
         "ParentId": s["ParentId"],
         "RepoDigests": s["RepoDigests"] or None,
         "RepoTags": s["RepoTags"] or None,
@@ -225,7 +225,7 @@ def _summary(s: dict) -> dict:
 @routes.get("/images/json")
 def list_images(req: Request) -> Json:
     filters = req.qfilters()
-    legacy = req.q("filter")  # API < 1.41's image name filter
+    legacy = req.q("filter")  # deprecated since 1.13, still read by dockerd 20.10
     if legacy:
         filters.setdefault("reference", []).append(legacy)
     summaries = services.list_images(
