@@ -108,7 +108,7 @@ def image_rows(summaries: list[dict], *, digests: bool, trunc: bool, fmt: str = 
                     "ID": trunc_id(s["Id"], trunc),
                     "Repository": repo,
                     "SharedSize": "N/A" if shared == -1 else human_size(shared, 4),
-                    "Size": human_size(s["Size"]),
+                    "Size": human_size(s["Size"], 3),
                     "Tag": tag,
                     "UniqueSize": (
                         "N/A" if shared == -1 else human_size(s["VirtualSize"] - shared, 4)
@@ -130,7 +130,7 @@ def history_rows(items: list[dict], *, human: bool, trunc: bool) -> list[dict]:
                 "CreatedSince": since(h["Created"]) if human else rfc3339(h["Created"]),
                 "CreatedAt": rfc3339(h["Created"]),
                 "CreatedBy": truncate_display(created_by, 45) if trunc else created_by,
-                "Size": human_size(h["Size"]) if human else str(h["Size"]),
+                "Size": human_size(h["Size"], 3) if human else str(h["Size"]),
                 "Comment": h["Comment"],
             }
         )
