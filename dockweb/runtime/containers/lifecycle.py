@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from dockweb.runtime import attach as frames
+from dockweb.runtime import events
 from dockweb.runtime.containers.observe import read_log
 from dockweb.runtime.containers.ocirt import (
     docker_words,
@@ -96,10 +97,26 @@ class LifecycleMixin:
             self.update_state(c.id, exit_code=code, error=msg)
             raise ContainerStartError(msg, code)
         crashpoint("container.start.answered")
+        self._started_events(c)
         try:
             return self.get(c.id)
         except ContainerNotFound:  # --rm, and the process has ended already
             return c
+
+    def _started_events(self, c: Container) -> None:
+        """dockerd's events of a start: each volume mounted, then the container's start."""
+        for m in c.mounts:
+            if m.get("type") == "volume":
+                events.volume(
+                    self.root,
+                    "mount",
+                    m.get("name", ""),
+                    container=c.id,
+                    destination=m.get("destination", ""),
+                    propagation="",
+                    **{"read/write": "true" if m.get("rw", True) else "false"},
+                )
+        events.container(self.root, c, "start")
 
     def start_attached(self, ref: str) -> socket.socket:
         """Start a ``-i``/``-t`` container with a client attached (``run -it``, ``start
@@ -279,6 +296,7 @@ class LifecycleMixin:
         return True
 
     def _signal(self, c: Container, sig: int) -> None:
+        events.container(self.root, c, "kill", signal=str(sig))
         proc = subprocess.run(self._rt("kill", c.id, str(sig)), capture_output=True, text=True)
         if proc.returncode != 0 and self.shim_alive(c.id):
             # runc refuses to signal a process it considers stopped; fall back to the pid
@@ -317,17 +335,17 @@ class LifecycleMixin:
         if timeout is None or timeout < 0:
             while self.shim_alive(c.id):
                 time.sleep(0.05)
-            return
-        if self._wait_stopped(c.id, timeout):
-            return
-        self._signal(c, signals.SIGKILL)
-        if not self._wait_stopped(c.id, 30):
-            raise ContainerConflict(f"Container {c.id} did not stop after SIGKILL")
+        elif not self._wait_stopped(c.id, timeout):
+            self._signal(c, signals.SIGKILL)
+            if not self._wait_stopped(c.id, 30):
+                raise ContainerConflict(f"Container {c.id} did not stop after SIGKILL")
+        events.container(self.root, c, "stop")
 
     def restart(self, ref: str, timeout: int | None = 10) -> None:
         c = self.get(ref)
         self.stop(c.id, timeout)
         self.start(c.id)
+        events.container(self.root, c, "restart")
 
     def kill(self, ref: str, signal: str | int = "KILL") -> None:
         """Send a signal. Docker's "Cannot kill container: x: Container <id> is not running"
@@ -389,6 +407,8 @@ class LifecycleMixin:
             if st.status is before:
                 st.status = after
                 self.write_state(c.id, st)
+        if check:
+            events.container(self.root, c, verb)
 
     # -- remove ---------------------------------------------------------------------------
 
@@ -423,6 +443,7 @@ class LifecycleMixin:
             with contextlib.suppress(ContainerNotFound):
                 self.update_state(c.id, status=Status.REMOVING, durable=False)
             self._destroy(c.id, c.mounts, volumes=volumes)
+        events.container(self.root, c, "destroy")
 
     def _destroy(self, cid: str, mounts: list[dict], *, volumes: bool) -> None:
         if os.path.exists(os.path.join(self.runtime_root, cid)):  # else deleted already
