@@ -148,6 +148,8 @@ class Request:
     params: dict[str, str] = field(default_factory=dict)  # from the route pattern
     actor: str = "api:unknown"  # api:<unix user of the peer>
     server: Any = None  # the Server: its settings and shared state (events)
+    # True once the client has closed its end (for streams that wait: events, logs -f)
+    gone: Callable[[], bool] = lambda: False
 
     @classmethod
     def parse_query(cls, raw: str) -> dict[str, list[str]]:
@@ -184,6 +186,22 @@ class Request:
             return json.loads(value)
         except ValueError as err:
             raise bad_request(str(err)) from None
+
+    def qfilters(self, name: str = "filters") -> dict[str, list[str]]:
+        """``filters`` as dockerd's filters.FromJSON reads it: ``{"key": {"value": true}}``
+        (what docker clients send) or the older ``{"key": ["value"]}``; {} when absent."""
+        parsed = self.qjson(name, {})
+        if not isinstance(parsed, dict):
+            raise bad_request("invalid filter")
+        out: dict[str, list[str]] = {}
+        for key, values in parsed.items():
+            if isinstance(values, dict):
+                out[key] = [v for v, on in values.items() if on]
+            elif isinstance(values, list):
+                out[key] = [str(v) for v in values]
+            else:
+                raise bad_request("invalid filter")
+        return out
 
     def json(self, default: Any = None) -> Any:
         """The body as JSON; ``default`` when it is empty. A body that is not JSON: dockerd's

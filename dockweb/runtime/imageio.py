@@ -926,7 +926,7 @@ def push(
         store.root,
         "push",
         ref.familiar_string(),
-        ref.familiar_name(),
+        ref.familiar_name,
         events.image_labels(store, rec.id),
     )
     return PushResult(tag=ref.tag, digest=digest, size=len(manifest))

@@ -322,7 +322,7 @@ def _finish(
 ) -> PullResult:
     familiar = ref.familiar_string()
     events.image(
-        store.root, "pull", familiar, ref.familiar_name(), events.image_labels(store, image_id)
+        store.root, "pull", familiar, ref.familiar_name, events.image_labels(store, image_id)
     )
     emit({"kind": "message", "text": f"Digest: {manifest_digest}"})
     status = "Downloaded newer image for " if updated else "Image is up to date for "
