@@ -244,6 +244,14 @@ def test_events_from_the_api_and_the_cli(engine_api, image):
     assert text.rstrip("\n").endswith(f"container destroy {cid} (image={image}, name=sys-ev)")
 
     engine_api.dockweb("rmi", "sys/tagged:1", check=True)
+    until2 = now()
+    untag = events(engine_api, until, until2, "type=image")
+    assert [(e["Action"], e["id"]) for e in untag] == [("untag", tag["id"])]
+
+    # an attached run with --rm, as docker run prints it
+    engine_api.dockweb("run", "--rm", "--name", "sys-rm", image, "true", check=True)
+    got = events(engine_api, until2, now(), "container=sys-rm")
+    assert [e["Action"] for e in got] == ["create", "attach", "start", "die", "destroy"]
 
 
 def test_events_stream_follows_until_the_client_goes(engine_api, image):
@@ -272,3 +280,39 @@ def test_events_stream_follows_until_the_client_goes(engine_api, image):
         400,
         {"message": "`since` time (100) cannot be after `until` time (50)"},
     )
+
+
+def test_the_journal_is_bounded_and_a_follower_crosses_its_rotation(tmp_path, monkeypatch):
+    import threading
+
+    from dockweb.runtime import events as journal
+
+    monkeypatch.setattr(journal, "MAX_BYTES", 2000)
+    root = str(tmp_path)
+    start = time.time_ns()
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def follow():
+        for msg in journal.read(root, since_ns=start, follow=True, stopped=stop.is_set, poll=0.01):
+            seen.append(msg["Actor"]["ID"])
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    try:
+        for i in range(60):
+            journal.volume(root, "create", f"v{i}")
+            deadline = time.monotonic() + 10
+            while len(seen) <= i and time.monotonic() < deadline:
+                time.sleep(0.005)
+    finally:
+        stop.set()
+    reader.join(10)
+    assert seen == [f"v{i}" for i in range(60)]
+    files = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("events.jsonl"))
+    assert files == ["events.jsonl", "events.jsonl.1"]
+    assert all(p.stat().st_size <= 2000 for p in tmp_path.glob("events.jsonl*"))
+    replay = [m["Actor"]["ID"] for m in journal.read(root, since_ns=start)]
+    assert replay[-1] == "v59" and len(replay) < 60  # the oldest are gone
+    # a journal that cannot be written never fails the operation
+    journal.volume(str(tmp_path / "missing" / "dir"), "create", "x")

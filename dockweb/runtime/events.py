@@ -12,6 +12,9 @@ Writing an event never fails the operation that made it: any error is logged and
 Each line is one ``write`` on an ``O_APPEND`` descriptor, so writers in several processes do
 not interleave. The journal is bounded: past ``MAX_BYTES`` the file is renamed to
 ``events.jsonl.1`` (the one before it dropped) under ``events.lock``, and a new one begun.
+A follower (``read(follow=True)``) finishes the renamed file before it takes the new one; it
+would miss events only if the journal were rotated twice between two of its looks (16 MiB
+of events in ``POLL`` seconds).
 """
 
 from __future__ import annotations
@@ -126,7 +129,7 @@ def _append(root: str, line: bytes) -> None:
         if os.fstat(fd).st_size + len(line) > MAX_BYTES:
             os.close(fd)
             fd = -1
-            _rotate(root)
+            _rotate(root, len(line))
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         os.write(fd, line)
     finally:
@@ -134,13 +137,14 @@ def _append(root: str, line: bytes) -> None:
             os.close(fd)
 
 
-def _rotate(root: str) -> None:
+def _rotate(root: str, incoming: int) -> None:
     path = journal_path(root)
     lock = os.open(os.path.join(root, "events.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         with contextlib.suppress(FileNotFoundError):
-            if os.stat(path).st_size > MAX_BYTES:  # else another writer rotated it already
+            # else another writer rotated it already
+            if os.stat(path).st_size + incoming > MAX_BYTES:
                 os.replace(path, path + ".1")
     finally:
         os.close(lock)

@@ -381,6 +381,8 @@ def supervise(
         boot_id=boot_id(),
     )
     crashpoint("shim.running", also=args.starter)
+    # here, not in the starter: the process's die (below) always comes after its start
+    _start_events(mgr, c)
     sync_send({"pid": pid})
 
     if isinstance(proc, subprocess.Popen):  # the runtime's status is the process's
@@ -446,6 +448,22 @@ def supervise(
     if mgr.exit_command:
         subprocess.run([*mgr.exit_command, cid], stdin=subprocess.DEVNULL)
     return 0
+
+
+def _start_events(mgr, c) -> None:
+    """dockerd's events of a start: each volume mounted, then the container's start."""
+    for m in c.mounts:
+        if m.get("type") == "volume":
+            events.volume(
+                mgr.root,
+                "mount",
+                m.get("name", ""),
+                container=c.id,
+                destination=m.get("destination", ""),
+                propagation="",
+                **{"read/write": "true" if m.get("rw", True) else "false"},
+            )
+    events.container(mgr.root, c, "start")
 
 
 def _exit_events(mgr, c, exit_code: int) -> None:

@@ -97,26 +97,15 @@ class LifecycleMixin:
             self.update_state(c.id, exit_code=code, error=msg)
             raise ContainerStartError(msg, code)
         crashpoint("container.start.answered")
-        self._started_events(c)
         try:
             return self.get(c.id)
         except ContainerNotFound:  # --rm, and the process has ended already
             return c
 
-    def _started_events(self, c: Container) -> None:
-        """dockerd's events of a start: each volume mounted, then the container's start."""
-        for m in c.mounts:
-            if m.get("type") == "volume":
-                events.volume(
-                    self.root,
-                    "mount",
-                    m.get("name", ""),
-                    container=c.id,
-                    destination=m.get("destination", ""),
-                    propagation="",
-                    **{"read/write": "true" if m.get("rw", True) else "false"},
-                )
-        events.container(self.root, c, "start")
+    def note_attach(self, ref: str) -> None:
+        """Journal dockerd's ``attach`` event: a client follows the container's output."""
+        with contextlib.suppress(DockwebError):
+            events.container(self.root, self.get(ref), "attach")
 
     def start_attached(self, ref: str) -> socket.socket:
         """Start a ``-i``/``-t`` container with a client attached (``run -it``, ``start
@@ -124,6 +113,7 @@ class LifecycleMixin:
         supervisor holds the other end before the process runs, as Docker attaches before it
         starts: no output can be missed, however soon the process ends. A container running
         already: a new client of its attach socket, which gets the output from then on."""
+        self.note_attach(ref)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             with theirs:
@@ -210,6 +200,8 @@ class LifecycleMixin:
         the time it returns: the log and the supervisor's lock are opened before the start.
         """
         c = self.create(spec)
+        if not detach:
+            events.container(self.root, c, "attach")
         cdir = self.cdir(c.id)
         log = open(os.path.join(cdir, "container.log"), "rb")
         lock_fd = os.open(os.path.join(cdir, "shim.lock"), os.O_RDONLY)
