@@ -175,7 +175,9 @@ def test_docker_network_ls_and_inspect(engine_api):
     assert host["Name"] == "host" and host["Driver"] == "host" and host["Id"] in ids
     by_id = json.loads(d("network", "inspect", host["Id"][:12], check=True).stdout)[0]
     assert by_id["Name"] == "host"
-    assert d("network", "ls", "-q", "-f", "driver=null").stdout.strip() == host["Id"][:12] or True
+    none = json.loads(d("network", "inspect", "none", check=True).stdout)[0]
+    assert d("network", "ls", "-q", "-f", "driver=null").stdout == none["Id"][:12] + "\n"
+    assert d("network", "ls", "-q", "-f", "type=custom").stdout == ""
     missing = d("network", "inspect", "nope")
     assert (missing.returncode, missing.stderr) == (1, "Error: No such network: nope\n")
     made = d("network", "create", "sys-net")
