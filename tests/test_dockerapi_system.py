@@ -224,6 +224,14 @@ def test_events_from_the_api_and_the_cli(engine_api, image):
         ("destroy", {"ID": "ev-vol-sys", "Attributes": {"driver": "local"}}),
     ]
 
+    none = json.loads(d("network", "inspect", "none", check=True).stdout)[0]["Id"]
+    network = [(e["Action"], e["Actor"]) for e in got if e["Type"] == "network"]
+    attrs = {"container": cid, "name": "none", "type": "null"}
+    assert network == [
+        ("connect", {"ID": none, "Attributes": attrs}),
+        ("disconnect", {"ID": none, "Attributes": attrs}),
+    ]
+
     # filters, as dockerd applies them
     only = events(engine_api, since, until, "type=container", "event=die")
     assert [e["Action"] for e in only] == ["die"]

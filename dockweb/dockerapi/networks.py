@@ -7,13 +7,13 @@ does not support."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from datetime import UTC, datetime
 
 from dockweb.dockerapi.http import ApiError, Json, Request, bad_request, unsupported
 from dockweb.dockerapi.router import Routes
+from dockweb.runtime.networks import container_network, network_id
 
 routes = Routes()
 
@@ -43,11 +43,6 @@ def _created() -> str:
     secs, nanos = divmod(_STARTED_NS, 1_000_000_000)
     stamp = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{stamp}.{nanos:09d}Z"
-
-
-def network_id(root: str, name: str) -> str:
-    """A predefined network's ID: 64 hex, the same for a store every time."""
-    return hashlib.sha256(f"dockweb-network:{root}:{name}".encode()).hexdigest()
 
 
 def _root() -> str:
@@ -97,8 +92,7 @@ def _attached(name: str) -> dict:
 
     out = {}
     for c in get_manager().list():
-        mode = getattr(c.spec, "network", "") or "none"
-        if mode == name:
+        if container_network(c.spec) == name:
             out[c.id] = {
                 "Name": c.name,
                 "EndpointID": "",

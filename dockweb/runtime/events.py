@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from dockweb.runtime.networks import PREDEFINED, container_network, network_id
+
 log = logging.getLogger(__name__)
 
 JOURNAL = "events.jsonl"
@@ -116,6 +118,17 @@ def image_labels(store: Any, image_id: str) -> dict[str, str]:
         return (store.get_image(image_id).config.get("config") or {}).get("Labels") or {}
     except Exception:  # noqa: BLE001
         return {}
+
+
+def network(root: str, action: str, c: Any) -> None:
+    """A container's connect or disconnect to its network, as dockerd's LogNetworkEvent."""
+    try:
+        name = container_network(c.spec)
+        attrs = {"container": c.id, "name": name, "type": PREDEFINED[name]}
+    except Exception:  # noqa: BLE001
+        log.warning("event network %s not recorded", action, exc_info=True)
+        return
+    emit(root, "network", action, network_id(root, name), attrs)
 
 
 def volume(root: str, action: str, name: str, **extra: str) -> None:

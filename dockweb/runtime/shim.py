@@ -451,7 +451,9 @@ def supervise(
 
 
 def _start_events(mgr, c) -> None:
-    """dockerd's events of a start: each volume mounted, then the container's start."""
+    """dockerd's events of a start: the network connected, each volume mounted, then the
+    container's start."""
+    events.network(mgr.root, "connect", c)
     for m in c.mounts:
         if m.get("type") == "volume":
             events.volume(
@@ -467,13 +469,14 @@ def _start_events(mgr, c) -> None:
 
 
 def _exit_events(mgr, c, exit_code: int) -> None:
-    """dockerd's events of a process's end, whoever ended it: die, then each volume
-    unmounted."""
+    """dockerd's events of a process's end, whoever ended it: die, the network
+    disconnected, then each volume unmounted."""
     try:
         c = mgr.get(c.id)  # renamed meanwhile: the name it has now
     except Exception:  # noqa: BLE001 - the record as it was at the start does
         pass
     events.container(mgr.root, c, "die", exitCode=str(exit_code))
+    events.network(mgr.root, "disconnect", c)
     for m in c.mounts:
         if m.get("type") == "volume":
             events.volume(mgr.root, "unmount", m.get("name", ""), container=c.id)
