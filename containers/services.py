@@ -28,7 +28,7 @@ from dockweb.docker.containers import (  # noqa: F401 - part of this module's in
     inspect_volume,
 )
 from dockweb.docker.containers import row_fields as _row_fields
-from dockweb.docker.filters import InvalidFilter, match_labels
+from dockweb.docker.filters import InvalidFilter, match_labels, regex_match
 from dockweb.docker.run_options import (  # noqa: F401 - part of this module's interface
     InvalidOption,
     build_spec,
@@ -309,7 +309,7 @@ def list_volumes(filters: dict[str, list[str]] | None = None) -> list[dict]:
     out = []
     for v in vm.list():
         info = inspect_volume(v)
-        if "name" in filters and not any(_matches(p, v.name) for p in filters["name"]):
+        if "name" in filters and not any(regex_match(p, v.name) for p in filters["name"]):
             continue
         if "driver" in filters and info["Driver"] not in filters["driver"]:
             continue
@@ -322,16 +322,6 @@ def list_volumes(filters: dict[str, list[str]] | None = None) -> list[dict]:
         out.append(info)
     out.sort(key=lambda v: v["Name"])
     return out
-
-
-def _matches(pattern: str, name: str) -> bool:
-    """dockerd's filters.Match: a regular expression searched in the name."""
-    import re
-
-    try:
-        return re.search(pattern, name) is not None
-    except re.error:
-        return pattern in name
 
 
 def get_volume(name: str) -> dict:

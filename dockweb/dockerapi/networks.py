@@ -7,10 +7,10 @@ does not support."""
 
 from __future__ import annotations
 
-import re
 import time
 from datetime import UTC, datetime
 
+from dockweb.docker.filters import regex_match
 from dockweb.dockerapi.http import ApiError, Json, Request, bad_request, unsupported
 from dockweb.dockerapi.router import Routes
 from dockweb.runtime.networks import container_network, network_id
@@ -103,13 +103,6 @@ def _attached(name: str) -> dict:
     return out
 
 
-def _regex(pattern: str, value: str) -> bool:
-    try:
-        return re.search(pattern, value) is not None
-    except re.error:
-        return pattern in value
-
-
 @routes.get("/networks")
 def network_list(req: Request) -> Json:
     filters = req.qfilters()
@@ -126,9 +119,9 @@ def network_list(req: Request) -> Json:
     out = []
     for name in PREDEFINED:
         net = _resource(root, name)
-        if "name" in filters and not any(_regex(p, name) for p in filters["name"]):
+        if "name" in filters and not any(regex_match(p, name) for p in filters["name"]):
             continue
-        if "id" in filters and not any(_regex(p, net["Id"]) for p in filters["id"]):
+        if "id" in filters and not any(regex_match(p, net["Id"]) for p in filters["id"]):
             continue
         if "driver" in filters and net["Driver"] not in filters["driver"]:
             continue

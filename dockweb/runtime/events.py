@@ -231,6 +231,7 @@ def read(
                         yield msg
         if not follow:
             return
+        switch = False  # the journal was replaced: read the old file to its end, then take it
         while True:
             if until_ns is not None and time.time_ns() > until_ns:
                 return
@@ -244,25 +245,28 @@ def read(
                         yield msg
                 if lines:
                     continue
-            # rotated or created since: finish the old file, then take the new one
-            try:
-                st = os.stat(path)
-            except FileNotFoundError:
-                st = None
-            if st is not None and (
-                current is None or os.fstat(current.fileno()).st_ino != st.st_ino
-            ):
+            if switch:
                 if current is not None:
-                    lines, buf = _lines(current, buf)
-                    for raw in lines:
-                        msg = _fresh(raw, until_ns, include)
-                        if msg is not None:
-                            yield msg
                     current.close()
-                current = stack.enter_context(open(path, "rb"))
-                buf = b""
+                try:
+                    current = stack.enter_context(open(path, "rb"))
+                except FileNotFoundError:
+                    current = None
+                buf, switch = b"", False
                 continue
-            time.sleep(poll)
+            switch = _replaced(path, current)
+            if not switch:
+                time.sleep(poll)
+
+
+def _replaced(path: str, current) -> bool:
+    """Whether the journal at ``path`` is another file than ``current`` (rotated, or made
+    since)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return current is None or os.fstat(current.fileno()).st_ino != st.st_ino
 
 
 def _fresh(raw: bytes, until_ns: int | None, include) -> dict | None:
