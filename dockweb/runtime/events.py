@@ -192,6 +192,8 @@ def read(
     path = journal_path(root)
 
     def wanted(raw: bytes) -> dict | None:
+        """The line's event if it is in [since_ns, until_ns] and included (a line followed
+        without ``since_ns``: from now on, so any time)."""
         if not raw.strip():
             return None
         try:
@@ -199,7 +201,7 @@ def read(
         except ValueError:
             return None
         t = msg.get("timeNano", 0)
-        if since_ns is None or t < since_ns:
+        if since_ns is not None and t < since_ns:
             return None
         if until_ns is not None and t > until_ns:
             return None
@@ -240,7 +242,7 @@ def read(
             if current is not None:
                 lines, buf = _lines(current, buf)
                 for raw in lines:
-                    msg = _fresh(raw, until_ns, include)
+                    msg = wanted(raw)
                     if msg is not None:
                         yield msg
                 if lines:
@@ -267,16 +269,3 @@ def _replaced(path: str, current) -> bool:
     except FileNotFoundError:
         return False
     return current is None or os.fstat(current.fileno()).st_ino != st.st_ino
-
-
-def _fresh(raw: bytes, until_ns: int | None, include) -> dict | None:
-    """A followed line: every event from now on, up to ``until_ns``."""
-    try:
-        msg = json.loads(raw)
-    except ValueError:
-        return None
-    if until_ns is not None and msg.get("timeNano", 0) > until_ns:
-        return None
-    if include is not None and not include(msg):
-        return None
-    return msg
