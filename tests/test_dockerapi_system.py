@@ -258,6 +258,24 @@ def test_events_from_the_api_and_the_cli(engine_api, image):
     untag = events(engine_api, until, until2, "type=image")
     assert [(e["Action"], e["id"]) for e in untag] == [("untag", tag["id"])]
 
+    # an exec through the dockweb CLI: exec_create, exec_start, exec_die
+    engine_api.dockweb("run", "-d", "--name", "sys-exec", image, "sleep", "60", check=True)
+    try:
+        t0 = now()
+        engine_api.dockweb("exec", "sys-exec", "sh", "-c", "exit 3")
+        got = events(engine_api, t0, now(), "container=sys-exec")
+    finally:
+        engine_api.dockweb("rm", "-f", "sys-exec", check=True)
+    assert [e["Action"] for e in got] == [
+        "exec_create: sh -c exit 3",
+        "exec_start: sh -c exit 3",
+        "exec_die",
+    ]
+    assert len({e["Actor"]["Attributes"]["execID"] for e in got}) == 1
+    assert got[2]["Actor"]["Attributes"]["exitCode"] == "3"
+    fuzzy = events(engine_api, t0, now(), "event=exec_start")
+    assert [e["Action"] for e in fuzzy] == ["exec_start: sh -c exit 3"]
+
     # an attached run with --rm, as docker run prints it
     engine_api.dockweb("run", "--rm", "--name", "sys-rm", image, "true", check=True)
     got = events(engine_api, until2, now(), "container=sys-rm")

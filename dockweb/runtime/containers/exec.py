@@ -20,7 +20,7 @@ import termios
 from collections.abc import Callable
 
 from dockweb.runtime import attach as frames
-from dockweb.runtime import oci
+from dockweb.runtime import events, oci
 from dockweb.runtime.containers.ocirt import (
     docker_words,
     log_error,
@@ -38,6 +38,21 @@ from dockweb.runtime.errors import (
 
 class ExecMixin:
     """``ContainerManager``'s exec, exec_start and exec_detached."""
+
+    def _exec_events(self, c: Container, cmd: list[str], exec_id: str | None) -> str:
+        """Journal dockerd's ``exec_create`` (unless the caller created the exec and said so
+        with ``exec_id``, as the Engine API does) and ``exec_start``; the exec's ID."""
+        text = cmd[0] + " " + " ".join(cmd[1:])  # dockerd's Entrypoint + " " + Args
+        if exec_id is None:
+            exec_id = secrets.token_hex(32)
+            events.container(self.root, c, "exec_create: " + text, execID=exec_id)
+        events.container(self.root, c, "exec_start: " + text, execID=exec_id)
+        return exec_id
+
+    def _exec_died(self, c: Container, exec_id: str) -> Callable[[int], None]:
+        return lambda code: events.container(
+            self.root, c, "exec_die", execID=exec_id, exitCode=str(code)
+        )
 
     def _exec_command(
         self, ref: str, cmd: list[str], *, tty: bool, user: str, env, workdir: str
@@ -105,6 +120,7 @@ class ExecMixin:
         user: str = "",
         env: list[str] | tuple = (),
         workdir: str = "",
+        exec_id: str | None = None,
     ) -> ExecProcess:
         """Start ``cmd`` in the running container and return at once with a handle to pump
         its I/O and wait for it (``docker exec -d`` plus an attach).
@@ -119,6 +135,7 @@ class ExecMixin:
         Raises what ``exec`` raises; with ``tty`` a runtime failure is raised here, without
         it by ``wait()`` (the foreground runtime reports it when it exits)."""
         c, rt, log = self._exec_command(ref, cmd, tty=tty, user=user, env=env, workdir=workdir)
+        exec_id = self._exec_events(c, cmd, exec_id)
         if not tty:
             proc = subprocess.Popen(
                 [*rt, c.id, *cmd],
@@ -126,7 +143,7 @@ class ExecMixin:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
             )
-            return ExecProcess(proc, pid=proc.pid, log=log)
+            return ExecProcess(proc, pid=proc.pid, log=log, on_exit=self._exec_died(c, exec_id))
         sock_dir = tempfile.mkdtemp(prefix="dwx-", dir="/tmp")
         sock_path = os.path.join(sock_dir, "c.sock")
         pid_file = os.path.join(sock_dir, "pid")
@@ -170,14 +187,24 @@ class ExecMixin:
             sock.close()
             shutil.rmtree(sock_dir, ignore_errors=True)
         _drop_exec_files(log)
-        return ExecProcess(helper, pid=first["pid"], master=master)
+        return ExecProcess(
+            helper, pid=first["pid"], master=master, on_exit=self._exec_died(c, exec_id)
+        )
 
     def exec_detached(
-        self, ref: str, cmd: list[str], *, user: str = "", env=(), workdir: str = ""
+        self,
+        ref: str,
+        cmd: list[str],
+        *,
+        user: str = "",
+        env=(),
+        workdir: str = "",
+        exec_id: str | None = None,
     ) -> None:
         """``docker exec -d``: start the command and return; its output goes nowhere, as
         with dockerd (nothing attaches). Raises what ``exec`` raises if it cannot start."""
         c, rt, log = self._exec_command(ref, cmd, tty=False, user=user, env=env, workdir=workdir)
+        self._exec_events(c, cmd, exec_id)
         try:
             # the command inherits the runtime's stdio: all /dev/null, or a pipe of ours
             # would stay open (and be waited for) as long as the command runs
@@ -222,6 +249,7 @@ class ExecMixin:
             )
             return handle.proxy(_fileno(stdin, 0) if interactive else None, _fileno(stdout, 1))
         c, rt, log = self._exec_command(ref, cmd, tty=False, user=user, env=env, workdir=workdir)
+        exec_id = self._exec_events(c, cmd, None)
         try:
             proc = subprocess.run(
                 [*rt, c.id, *cmd],
@@ -234,6 +262,7 @@ class ExecMixin:
             _drop_exec_files(log)
         if proc.returncode != 0 and err:
             raise _exec_failed(err)
+        self._exec_died(c, exec_id)(proc.returncode)
         return proc.returncode
 
 
@@ -247,8 +276,15 @@ class ExecProcess:
     terminal window does."""
 
     def __init__(
-        self, proc: subprocess.Popen, *, pid: int, master: int | None = None, log: str = ""
+        self,
+        proc: subprocess.Popen,
+        *,
+        pid: int,
+        master: int | None = None,
+        log: str = "",
+        on_exit: Callable[[int], None] | None = None,
     ):
+        self._on_exit = on_exit  # called once with the exit code (the exec_die event)
         self._proc = proc
         self._log = log
         self._exit_code: int | None = None
@@ -297,6 +333,8 @@ class ExecProcess:
                 self._exit_code = 126
                 raise _exec_failed(err)
         self._exit_code = code
+        if self._on_exit is not None:
+            self._on_exit(code)
         return code
 
     def kill(self, sig: int = signals.SIGKILL) -> None:
