@@ -264,8 +264,19 @@ def test_events_from_the_api_and_the_cli(engine_api, image):
         t0 = now()
         engine_api.dockweb("exec", "sys-exec", "sh", "-c", "exit 3")
         got = events(engine_api, t0, now(), "container=sys-exec")
+        # a stop: the stop signal (sleep as PID 1 ignores it), SIGKILL, die, stop
+        t1 = now()
+        engine_api.dockweb("stop", "-t", "1", "sys-exec", check=True)
+        stop = events(engine_api, t1, now(), "container=sys-exec")
     finally:
         engine_api.dockweb("rm", "-f", "sys-exec", check=True)
+    assert [(e["Action"], e["Actor"]["Attributes"].get("signal")) for e in stop] == [
+        ("kill", "15"),
+        ("kill", "9"),
+        ("die", None),
+        ("stop", None),
+    ]
+    assert stop[2]["Actor"]["Attributes"]["exitCode"] == "137"
     assert [e["Action"] for e in got] == [
         "exec_create: sh -c exit 3",
         "exec_start: sh -c exit 3",
