@@ -28,6 +28,7 @@ from dockweb.docker.containers import (  # noqa: F401 - part of this module's in
     inspect_volume,
 )
 from dockweb.docker.containers import row_fields as _row_fields
+from dockweb.docker.filters import InvalidFilter, match_labels, regex_match
 from dockweb.docker.run_options import (  # noqa: F401 - part of this module's interface
     InvalidOption,
     build_spec,
@@ -36,7 +37,13 @@ from dockweb.docker.run_options import (  # noqa: F401 - part of this module's i
     parse_mount,
 )
 from dockweb.engine import get_manager
-from dockweb.runtime.errors import Conflict, ContainerNotFound, DockwebError
+from dockweb.runtime.errors import (
+    Conflict,
+    ContainerNotFound,
+    DockwebError,
+    InvalidArgument,
+    NotFound,
+)
 from dockweb.runtime.units import parse_go_time as _parse_go_time
 
 if TYPE_CHECKING:
@@ -270,7 +277,29 @@ OPERATION_ABANDONED = "the worker stopped during the operation; look at the cont
 # -- volumes -----------------------------------------------------------------------------
 
 
-def create_volume(name: str = "", labels: dict[str, str] | None = None) -> str:
+def check_volume_driver(name: str, driver: str = "", options: dict | None = None) -> None:
+    """dockweb has the ``local`` driver only, and it takes no options (type/device/o mount
+    other file systems): dockerd's 404 for another driver, a 400 naming the options."""
+    if driver and driver != "local":
+        raise NotFound(
+            f'create {name}: error looking up volume plugin {driver}: plugin "{driver}" not found'
+        )
+    if options:
+        keys = ", ".join(sorted(options))
+        raise InvalidArgument(
+            f"create {name or '<anonymous>'}: the local driver of dockweb takes no options "
+            f"(given: {keys}); a volume is a directory"
+        )
+
+
+def create_volume(
+    name: str = "",
+    labels: dict[str, str] | None = None,
+    *,
+    driver: str = "",
+    options: dict | None = None,
+) -> str:
+    check_volume_driver(name, driver, options)
     vm = get_volumes()
     try:
         return _volume_name(vm.create(name=name, labels=labels or {}))
@@ -300,8 +329,37 @@ def prune_volumes() -> tuple[list[str], int]:
     return [_volume_name(v) for v in names], int(space or 0)
 
 
-def list_volumes() -> list[dict]:
-    return [inspect_volume(v) for v in get_volumes().list()]
+VOLUME_LIST_FILTERS = ("dangling", "name", "driver", "label")
+
+
+def list_volumes(filters: dict[str, list[str]] | None = None) -> list[dict]:
+    """``docker volume ls``'s volumes (dockerd's filters: dangling, name, driver, label),
+    by name. Raises InvalidFilter with dockerd's words."""
+    filters = filters or {}
+    for key, values in filters.items():
+        if key not in VOLUME_LIST_FILTERS:
+            raise InvalidFilter(f"Invalid filter '{key}'")
+        if key == "dangling":
+            for value in values:
+                if value.lower() not in ("true", "1", "false", "0"):
+                    raise InvalidFilter(f"Invalid filter 'dangling=[{value}]'")
+    vm = get_volumes()
+    out = []
+    for v in vm.list():
+        info = inspect_volume(v)
+        if "name" in filters and not any(regex_match(p, v.name) for p in filters["name"]):
+            continue
+        if "driver" in filters and info["Driver"] not in filters["driver"]:
+            continue
+        if "dangling" in filters:
+            want = filters["dangling"][-1].lower() in ("true", "1")
+            if (not vm.users(v.name)) != want:
+                continue
+        if "label" in filters and not match_labels(filters["label"], info["Labels"]):
+            continue
+        out.append(info)
+    out.sort(key=lambda v: v["Name"])
+    return out
 
 
 def get_volume(name: str) -> dict:

@@ -3,62 +3,15 @@
 
 from __future__ import annotations
 
-import os
-import platform
-import shutil
-import socket
-import subprocess
 import sys
-from importlib.metadata import PackageNotFoundError, version
 
-import psutil
+from django.conf import settings
 
-from containers import services
 from dockweb.docker.formatter import format_rows
-from dockweb.runtime.containers import default_runtime
+from dockweb.docker.system import info_data as _info_data
+from dockweb.docker.system import version_data
+from dockweb.engine import get_manager, get_store
 from dockweb.runtime.units import bytes_size
-from images import services as image_services
-
-_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}
-
-
-def _dockweb_version() -> str:
-    try:
-        return version("dockweb")
-    except PackageNotFoundError:
-        return "0.0.0"
-
-
-def _runtime_version(runtime: str) -> str:
-    try:
-        out = subprocess.run([runtime, "--version"], capture_output=True, text=True).stdout
-    except OSError:
-        return ""
-    first = out.splitlines()[0] if out else ""
-    return first.split()[-1] if first else ""
-
-
-def version_data() -> dict:
-    arch = _ARCH.get(platform.machine(), platform.machine())
-    runtime = default_runtime()
-    return {
-        "Client": {
-            "Version": _dockweb_version(),
-            "PythonVersion": platform.python_version(),
-            "Os": "linux",
-            "Arch": arch,
-        },
-        "Server": {
-            "Version": _dockweb_version(),
-            "Os": "linux",
-            "Arch": arch,
-            "KernelVersion": platform.release(),
-            "Components": [
-                {"Name": "Engine", "Version": _dockweb_version()},
-                {"Name": runtime, "Version": _runtime_version(runtime)},
-            ],
-        },
-    }
 
 
 def cmd_version(args) -> int:
@@ -86,44 +39,12 @@ def cmd_version(args) -> int:
 
 
 def info_data() -> dict:
-    """docker's types.Info for what dockweb has: containers by state, images, the store's
-    driver and root, the runtimes, the kernel and the machine."""
-    mgr = services.get_manager()
-    states = [c.status.value for c in mgr.list(all=True)]
-    running = sum(s in ("running", "restarting") for s in states)
-    paused = states.count("paused")
-    cgroup_v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
-    os_name = ""
-    try:
-        with open("/etc/os-release") as f:
-            fields = dict(
-                line.rstrip("\n").split("=", 1) for line in f if "=" in line
-            )
-        os_name = fields.get("PRETTY_NAME", "").strip('"')
-    except OSError:
-        pass
-    return {
-        "Containers": len(states),
-        "ContainersRunning": running,
-        "ContainersPaused": paused,
-        "ContainersStopped": len(states) - running - paused,
-        "Images": len(image_services.get_store().image_ids()),
-        "Driver": "overlay",
-        "LoggingDriver": "json-file",
-        "CgroupDriver": "cgroupfs",
-        "CgroupVersion": "2" if cgroup_v2 else "1",
-        "DefaultRuntime": default_runtime(),
-        "Runtimes": sorted(r for r in ("runc", "crun") if shutil.which(r)),
-        "KernelVersion": platform.release(),
-        "OperatingSystem": os_name,
-        "OSType": "linux",
-        "Architecture": platform.machine(),
-        "NCPU": os.cpu_count() or 1,
-        "MemTotal": psutil.virtual_memory().total,
-        "Name": socket.gethostname(),
-        "ServerVersion": _dockweb_version(),
-        "DockerRootDir": str(mgr.root),
-    }
+    """docker's types.Info for the configured store (``dockweb.docker.system``)."""
+    return _info_data(
+        get_store(),
+        get_manager(),
+        insecure_registries=settings.DOCKWEB_INSECURE_REGISTRIES,
+    )
 
 
 def cmd_info(args) -> int:

@@ -224,6 +224,7 @@ def _start_attached(mgr, cid: str, database: _Database, *, sig_proxy: bool) -> i
     try:
         with open(log_path, "rb") as log, proxy:
             log.seek(0, os.SEEK_END)
+            mgr.note_attach(cid)
             mgr.start(cid)
             started = time.monotonic()
             database.connection()  # meanwhile, as the container runs (or is being removed)

@@ -130,6 +130,7 @@ def start_attached(cid: str, *, sig_proxy: bool = True, start: bool = True) -> i
     try:
         with open(log_path, "rb") as log, proxy:
             log.seek(0, os.SEEK_END)  # start -a again (or attach): only what comes now
+            mgr.note_attach(cid)
             if start:
                 services.start_container(cid)
             pending = b""
@@ -185,6 +186,7 @@ def start_interactive(
             finally:
                 services.sync_containers()
         else:  # docker attach: a new client of the running container's attach socket
+            mgr.note_attach(cid)
             sock = attach.connect(mgr.attach_path(cid))
         term_fd = next((fd for fd in (in_fd, out_fd) if fd is not None and os.isatty(fd)), None)
 

@@ -34,45 +34,10 @@ VOLUME_TABLE = "table {{.Driver}}\t{{.Name}}"
 
 
 def cmd_volume_ls(args) -> int:
-    filters = parse_filters(args.filter or [])
-    for key in filters:
-        if key not in ("dangling", "name", "driver", "label"):
-            raise DockwebError(f"Invalid filter '{key}'")
-    volumes = services.list_volumes()
-    if filters:
-        used = _volumes_in_use()
-        out = []
-        for v in volumes:
-            if "name" in filters and not any(p in v["Name"] for p in filters["name"]):
-                continue
-            if "driver" in filters and v["Driver"] not in filters["driver"]:
-                continue
-            if "dangling" in filters:
-                want = filters["dangling"][-1] in ("true", "1")
-                if (v["Name"] not in used) != want:
-                    continue
-            if "label" in filters:
-                labels = v.get("Labels") or {}
-                if not all(
-                    k in labels and (not eq or labels[k] == val)
-                    for k, eq, val in (i.partition("=") for i in filters["label"])
-                ):
-                    continue
-            out.append(v)
-        volumes = out
-    volumes.sort(key=lambda v: v["Name"])
+    volumes = services.list_volumes(parse_filters(args.filter or []))
     fmt = "{{.Name}}" if args.quiet else (args.format or VOLUME_TABLE)
     print_out(format_rows(volume_rows(volumes), fmt, VOLUME_HEADERS, type_name=VOLUME_TYPE))
     return 0
-
-
-def _volumes_in_use() -> set[str]:
-    used = set()
-    for c in services.get_manager().list(all=True):
-        for m in services.inspect_container(c)["Mounts"]:
-            if m.get("Type") == "volume":
-                used.add(m.get("Name"))
-    return used
 
 
 def cmd_volume_create(args) -> int:
@@ -82,16 +47,16 @@ def cmd_volume_create(args) -> int:
         )
         return 1
     name = args.name or args.name_flag or ""
-    if args.opt:  # the local driver's type/device/o (mounts of other file systems): not here
-        keys = ", ".join(sorted({o.partition("=")[0] for o in args.opt}))
-        print_error(f"Error response from daemon: create {name or '<anonymous>'}: the local driver "
-             f"of dockweb takes no options (given: {keys}); a volume is a directory")
-        return 1
     labels = {}
     for item in args.label or []:
         k, _, v = item.partition("=")
         labels[k] = v
-    print(services.create_volume(name, labels))
+    options = dict(o.partition("=")[::2] for o in args.opt or [])
+    try:
+        print(services.create_volume(name, labels, options=options))
+    except DockwebError as err:
+        print_error(daemon_error(err))
+        return 1
     return 0
 
 

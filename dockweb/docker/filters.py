@@ -60,6 +60,15 @@ def familiar_match(pattern: str, ref: refs.Reference) -> bool:
     )
 
 
+def regex_match(pattern: str, value: str) -> bool:
+    """dockerd's filters.Match: ``pattern`` is a regular expression searched in ``value``
+    (one that does not compile: a plain substring)."""
+    try:
+        return re.search(pattern, value) is not None
+    except re.error:
+        return pattern in value
+
+
 def match_labels(wanted: list[str], labels: dict | None) -> bool:
     """``label=key`` (the key is set) and ``label=key=value`` (set to that value), all of
     them: dockerd's filters.MatchKVList."""

@@ -43,7 +43,9 @@ from dockweb.dockerapi.http import (
     not_found,
 )
 from dockweb.dockerapi.router import Routes
+from dockweb.engine import get_store
 from dockweb.runtime import attach as frames
+from dockweb.runtime import events
 from dockweb.runtime.containers import Status
 from dockweb.runtime.errors import ContainerNotFound, ContainerStartError, DockwebError
 
@@ -340,6 +342,8 @@ def exec_create(request: Request):
         detach_keys=keys,
     )
     EXECS.add(inst)
+    text = inst.cmd[0] + " " + " ".join(inst.cmd[1:])  # dockerd's Entrypoint + " " + Args
+    events.container(get_store().root, c, "exec_create: " + text, execID=inst.id)
     return Json({"Id": inst.id}, status=201)
 
 
@@ -425,6 +429,7 @@ def _start(inst: ExecInstance, *, output: bool):
             workdir=inst.workdir,
             privileged=inst.privileged,
             output=output,
+            exec_id=inst.id,
         )
     except DockwebError as err:
         inst.finish(126)

@@ -179,6 +179,8 @@ class Request:
     params: dict[str, str] = field(default_factory=dict)  # from the route pattern
     actor: str = "api:unknown"  # api:<unix user of the peer>
     server: Any = None  # the Server: its settings and shared state (events)
+    # True once the client has closed its end (for streams that wait: events, logs -f)
+    gone: Callable[[], bool] = lambda: False
 
     @classmethod
     def parse_query(cls, raw: str) -> dict[str, list[str]]:

@@ -16,6 +16,7 @@ import logging
 import os
 import pwd
 import re
+import select
 import signal
 import socket
 import struct
@@ -315,6 +316,14 @@ class Connection:
             if isinstance(event, h11.PAUSED):
                 return b""
 
+    def _peer_gone(self) -> bool:
+        """Whether the client has closed the connection (an end of file waits to be read)."""
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+            return bool(readable) and self.sock.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
     # -- the request loop ---------------------------------------------------------------
 
     def run(self) -> None:
@@ -388,6 +397,7 @@ class Connection:
             params={k: unquote(v) for k, v in params.items()},
             actor=self.actor,
             server=self.server,
+            gone=self._peer_gone,
         )
         from dockweb.dockerapi.errors import as_api_error
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from dockweb.runtime import imagelist
+from dockweb.runtime import events, imagelist
 from dockweb.runtime.errors import Conflict, DockwebError, NotFound
 from dockweb.runtime.store import ImageRecord, Store, parse_time
 from dockweb.runtime.units import TimestampError, get_timestamp, go_unix
@@ -333,6 +333,7 @@ def prune_images(
         store.reconcile(orphan_layers=True)
         after = store.layers()
         reclaimed += sum(la.size for c, la in before.items() if c not in after)
+    events.emit(store.root, "image", "prune", "", {"reclaimed": str(reclaimed)})
     return records, reclaimed, skipped
 
 
@@ -389,6 +390,7 @@ def prune_containers(
         space += size
     if wanted is not None:
         skipped.extend(sorted(wanted - seen))
+    events.emit(manager.root, "container", "prune", "", {"reclaimed": str(space)})
     return removed, space, skipped
 
 
@@ -422,4 +424,5 @@ def prune_volumes(
         space += size
     if wanted is not None:
         skipped.extend(sorted(wanted - present))
+    events.emit(volumes.root, "volume", "prune", "", {"reclaimed": str(space)})
     return removed, space, skipped

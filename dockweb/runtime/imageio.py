@@ -37,8 +37,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO
 
+from dockweb.runtime import events, overlay
 from dockweb.runtime import manifest as mf
-from dockweb.runtime import overlay
 from dockweb.runtime import reference as refs
 from dockweb.runtime.archive import apply_layer
 from dockweb.runtime.compression import compression_of_media_type, open_decompressed
@@ -483,6 +483,8 @@ def save(store: Store, names: list[str], out: IO[bytes], *, on_progress: Callbac
     if repositories:
         add_bytes("repositories", json.dumps(repositories, separators=(",", ":")).encode() + b"\n")
     tar.close()
+    for image_id in dict.fromkeys(item.image_id for item in items):
+        events.image(store.root, "save", image_id, image_id, events.image_labels(store, image_id))
 
 
 def _read_config(store: Store, image_id: str) -> bytes:
@@ -752,6 +754,10 @@ def _load_images(store, archive, members, wanted, emit, quiet) -> list[str]:
             # as moby: the IDs are printed when the last image had no tag
             for image_id in loaded:
                 emit({"kind": "message", "text": f"Loaded image ID: {image_id}"})
+        for image_id in loaded:
+            events.image(
+                store.root, "load", image_id, image_id, events.image_labels(store, image_id)
+            )
         return loaded
     finally:
         for path, _ in scratch.values():
@@ -920,6 +926,13 @@ def push(
         with contextlib.suppress(DockwebError):
             store.add_reference(refs.Reference(ref.domain, ref.path, None, digest), rec.id)
     safe_emit({"kind": "message", "text": f"{ref.tag}: digest: {digest} size: {len(manifest)}"})
+    events.image(
+        store.root,
+        "push",
+        ref.familiar_string(),
+        ref.familiar_name,
+        events.image_labels(store, rec.id),
+    )
     return PushResult(tag=ref.tag, digest=digest, size=len(manifest))
 
 

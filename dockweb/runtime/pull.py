@@ -20,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from dockweb.runtime import events
 from dockweb.runtime import manifest as mf
 from dockweb.runtime import reference as refs
 from dockweb.runtime.archive import apply_layer
@@ -41,6 +42,7 @@ ProgressCallback = Callable[[dict], None]
 
 _READ_SIZE = 1 << 20
 _PROGRESS_INTERVAL = 0.1
+
 
 class PullCancelled(DockwebError):
     """The caller cancelled the pull; nothing it left is visible as complete."""
@@ -195,7 +197,14 @@ def pull(
             store.put_manifest(manifest_digest, data)
             updated = _record_references(store, ref, manifest_digest, parsed.config.digest)
         return _finish(
-            emit, ref, parsed.config.digest, manifest_digest, updated, 0, len(parsed.layers)
+            store,
+            emit,
+            ref,
+            parsed.config.digest,
+            manifest_digest,
+            updated,
+            0,
+            len(parsed.layers),
         )
 
     config_bytes = client.fetch_blob(host, repo, parsed.config.digest, max_size=64 << 20)
@@ -297,6 +306,7 @@ def pull(
                 job.lock.release()
 
     return _finish(
+        store,
         emit,
         ref,
         rec.id,
@@ -307,8 +317,13 @@ def pull(
     )
 
 
-def _finish(emit, ref, image_id, manifest_digest, updated, downloaded, existing) -> PullResult:
+def _finish(
+    store, emit, ref, image_id, manifest_digest, updated, downloaded, existing
+) -> PullResult:
     familiar = ref.familiar_string()
+    events.image(
+        store.root, "pull", familiar, ref.familiar_name, events.image_labels(store, image_id)
+    )
     emit({"kind": "message", "text": f"Digest: {manifest_digest}"})
     status = "Downloaded newer image for " if updated else "Image is up to date for "
     emit({"kind": "message", "text": "Status: " + status + familiar})

@@ -51,6 +51,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dockweb.runtime import attach as frames
+from dockweb.runtime import events
 from dockweb.runtime.containers.ocirt import log_error, recv_console_fd
 from dockweb.runtime.containers.state import Status, boot_id, now_rfc3339nano, state_lock
 from dockweb.runtime.crashpoint import crashpoint
@@ -380,6 +381,8 @@ def supervise(
         boot_id=boot_id(),
     )
     crashpoint("shim.running", also=args.starter)
+    # here, not in the starter: the process's die (below) always comes after its start
+    _start_events(mgr, c)
     sync_send({"pid": pid})
 
     if isinstance(proc, subprocess.Popen):  # the runtime's status is the process's
@@ -408,6 +411,7 @@ def supervise(
         finished_at=now_rfc3339nano(),
     )
     os.pwrite(lock_fd, json.dumps(st.to_dict()).encode(), 0)
+    _exit_events(mgr, c, exit_code)
     # Waiters read the final state from the lock file as soon as the lock is released (from
     # the descriptor they opened before, so the removal cannot take their answer away).
     # --rm removes the container first, as `docker run --rm` returns only once the
@@ -444,6 +448,38 @@ def supervise(
     if mgr.exit_command:
         subprocess.run([*mgr.exit_command, cid], stdin=subprocess.DEVNULL)
     return 0
+
+
+def _start_events(mgr, c) -> None:
+    """dockerd's events of a start: the network connected, each volume mounted, then the
+    container's start."""
+    events.network(mgr.root, "connect", c)
+    for m in c.mounts:
+        if m.get("type") == "volume":
+            events.volume(
+                mgr.root,
+                "mount",
+                m.get("name", ""),
+                container=c.id,
+                destination=m.get("destination", ""),
+                propagation="",
+                **{"read/write": "true" if m.get("rw", True) else "false"},
+            )
+    events.container(mgr.root, c, "start")
+
+
+def _exit_events(mgr, c, exit_code: int) -> None:
+    """dockerd's events of a process's end, whoever ended it: die, the network
+    disconnected, then each volume unmounted."""
+    try:
+        c = mgr.get(c.id)  # renamed meanwhile: the name it has now
+    except Exception:  # noqa: BLE001 - the record as it was at the start does
+        pass
+    events.container(mgr.root, c, "die", exitCode=str(exit_code))
+    events.network(mgr.root, "disconnect", c)
+    for m in c.mounts:
+        if m.get("type") == "volume":
+            events.volume(mgr.root, "unmount", m.get("name", ""), container=c.id)
 
 
 def _restarts(policy: dict, st) -> bool:

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from dockweb.runtime import overlay
+from dockweb.runtime import events, overlay
 from dockweb.runtime import reference as refs
 from dockweb.runtime.crashpoint import crashpoint
 from dockweb.runtime.digest import chain_ids, sha256_digest, short_id
@@ -544,8 +544,35 @@ class Store:
         if ref.digest:
             raise DockwebError("refusing to create a tag with a digest reference")
         self.add_reference(ref, rec.id, force=True)
+        labels = (rec.config.get("config") or {}).get("Labels")
+        events.image(self.root, "tag", rec.id, ref.familiar_string(), labels)
 
     def remove(
+        self,
+        ref_or_id: str,
+        *,
+        force: bool = False,
+        prune: bool = True,
+        containers: list[tuple[str, str, bool]] | Callable[[], list[tuple[str, str, bool]]] = (),
+    ) -> list[tuple[str, str]]:
+        """Remove an image reference or image with Docker Engine's ImageDelete semantics
+        (``_remove``), and journal dockerd's untag and delete events."""
+        images = set(self.image_ids())
+        labels: dict[str, dict] = {}
+        try:
+            rec = self.lookup(ref_or_id)
+            labels[rec.id] = (rec.config.get("config") or {}).get("Labels") or {}
+        except DockwebError:
+            rec = None
+        records = self._remove(ref_or_id, force=force, prune=prune, containers=containers)
+        for kind, value in records:
+            if kind == "Untagged" and rec is not None:
+                events.image(self.root, "untag", rec.id, rec.id, labels.get(rec.id))
+            elif kind == "Deleted" and value in images:
+                events.image(self.root, "delete", value, value)
+        return records
+
+    def _remove(
         self,
         ref_or_id: str,
         *,

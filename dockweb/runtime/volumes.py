@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from dockweb.runtime import syscalls
+from dockweb.runtime import events, syscalls
 from dockweb.runtime.crashpoint import crashpoint
 from dockweb.runtime.errors import InvalidContainerSpec, VolumeInUse, VolumeNotFound
 
@@ -67,10 +67,16 @@ class VolumeManager:
         return os.path.join(self.dir, name)
 
     def create(
-        self, name: str = "", labels: dict[str, str] | None = None, *, anonymous: bool = False
+        self,
+        name: str = "",
+        labels: dict[str, str] | None = None,
+        *,
+        anonymous: bool = False,
+        event: bool = True,
     ) -> Volume:
         """Create a volume. Idempotent, as ``docker volume create x`` twice: an existing volume
-        is returned unchanged. ``name=""`` makes an anonymous-style 64-hex name."""
+        is returned unchanged. ``name=""`` makes an anonymous-style 64-hex name. ``event``:
+        journal dockerd's ``create`` event (each time, as dockerd)."""
         if not name:
             name = secrets.token_hex(32)
         elif not _NAME.match(name):
@@ -79,6 +85,12 @@ class VolumeManager:
                 'only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host '
                 "directory, use absolute path"
             )
+        vol = self._create(name, labels, anonymous)
+        if event:
+            events.volume(self.root, "create", vol.name)
+        return vol
+
+    def _create(self, name: str, labels: dict[str, str] | None, anonymous: bool) -> Volume:
         path = self._path(name)
         meta = os.path.join(path, "volume.json")
         if os.path.exists(meta):
@@ -145,6 +157,7 @@ class VolumeManager:
         doomed = os.path.join(self.dir, f".deleted-{name}-{secrets.token_hex(4)}")
         os.rename(self._path(name), doomed)
         shutil.rmtree(doomed, ignore_errors=True)
+        events.volume(self.root, "destroy", name)
 
     def prune(self, *, all: bool = False) -> tuple[list[str], int]:
         """Remove unused volumes; Docker 20.10 prunes named ones too (``all`` is accepted for

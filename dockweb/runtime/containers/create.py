@@ -11,7 +11,7 @@ import socket
 import subprocess
 from dataclasses import asdict
 
-from dockweb.runtime import oci
+from dockweb.runtime import events, oci
 from dockweb.runtime.containers.spec import NAME, ContainerSpec, check_host_config, random_name
 from dockweb.runtime.containers.state import (
     Container,
@@ -42,7 +42,9 @@ class CreateMixin:
         # this container or has removed the image before the lookup (ImageNotFound here).
         with self.store.locked():
             rec, argv, mounts = self._resolve(spec)
-            return self._record(spec, rec, argv, mounts)
+            c = self._record(spec, rec, argv, mounts)
+        events.container(self.root, c, "create")
+        return c
 
     def _resolve(self, spec: ContainerSpec) -> tuple[ImageRecord, list[str], list[dict]]:
         """The image, the command and the planned mounts of ``spec``, or Docker's 400s."""
@@ -185,6 +187,7 @@ class CreateMixin:
                         )
             c.spec = spec
             self._write_record(c)
+        events.container(self.root, c, "update")
         return c
 
     def rename(self, ref: str, new_name: str) -> Container:
@@ -207,8 +210,10 @@ class CreateMixin:
                 self._reserve_name(new_name, c.id)
             except ContainerConflict as e:
                 raise ContainerConflict(f"Error when allocating new name: {e}") from None
+            old_name = c.name
             c.name = new_name
             self._write_record(c)
+        events.container(self.root, c, "rename", oldName="/" + old_name)
         return c
 
     def _write_record(self, c: Container, *, durable: bool = True) -> None:

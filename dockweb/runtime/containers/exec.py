@@ -20,7 +20,7 @@ import termios
 from collections.abc import Callable
 
 from dockweb.runtime import attach as frames
-from dockweb.runtime import oci
+from dockweb.runtime import events, oci
 from dockweb.runtime.containers.ocirt import (
     docker_words,
     log_error,
@@ -38,6 +38,21 @@ from dockweb.runtime.errors import (
 
 class ExecMixin:
     """``ContainerManager``'s exec, exec_start and exec_detached."""
+
+    def _exec_events(self, c: Container, cmd: list[str], exec_id: str | None) -> str:
+        """Journal dockerd's ``exec_create`` (unless the caller created the exec and said so
+        with ``exec_id``, as the Engine API does) and ``exec_start``; the exec's ID."""
+        text = cmd[0] + " " + " ".join(cmd[1:])  # dockerd's Entrypoint + " " + Args
+        if exec_id is None:
+            exec_id = secrets.token_hex(32)
+            events.container(self.root, c, "exec_create: " + text, execID=exec_id)
+        events.container(self.root, c, "exec_start: " + text, execID=exec_id)
+        return exec_id
+
+    def _exec_died(self, c: Container, exec_id: str) -> Callable[[int], None]:
+        return lambda code: events.container(
+            self.root, c, "exec_die", execID=exec_id, exitCode=str(code)
+        )
 
     def check_exec(self, ref: str) -> Container:
         """The container ``ref`` names if a command can run in it now, else dockerd's
@@ -129,6 +144,7 @@ class ExecMixin:
         workdir: str = "",
         privileged: bool = False,
         output: bool = True,
+        exec_id: str | None = None,
     ) -> ExecProcess:
         """Start ``cmd`` in the running container and return at once with a handle to pump
         its I/O and wait for it (``docker exec -d`` plus an attach).
@@ -147,6 +163,7 @@ class ExecMixin:
         c, rt, log = self._exec_command(
             ref, cmd, tty=tty, user=user, env=env, workdir=workdir, privileged=privileged
         )
+        exec_id = self._exec_events(c, cmd, exec_id)
         work = tempfile.mkdtemp(prefix="dwx-", dir="/tmp")
         pid_file = os.path.join(work, "pid")
         helper_args = ["--pid-file", pid_file]
@@ -225,14 +242,23 @@ class ExecMixin:
             stdin=os.fdopen(ours["stdin"], "wb") if "stdin" in ours else None,
             stdout=os.fdopen(ours["stdout"], "rb") if "stdout" in ours else None,
             stderr=os.fdopen(ours["stderr"], "rb") if "stderr" in ours else None,
+            on_exit=self._exec_died(c, exec_id),
         )
 
     def exec_detached(
-        self, ref: str, cmd: list[str], *, user: str = "", env=(), workdir: str = ""
+        self,
+        ref: str,
+        cmd: list[str],
+        *,
+        user: str = "",
+        env=(),
+        workdir: str = "",
+        exec_id: str | None = None,
     ) -> None:
         """``docker exec -d``: start the command and return; its output goes nowhere, as
         with dockerd (nothing attaches). Raises what ``exec`` raises if it cannot start."""
         c, rt, log = self._exec_command(ref, cmd, tty=False, user=user, env=env, workdir=workdir)
+        self._exec_events(c, cmd, exec_id)
         try:
             # the command inherits the runtime's stdio: all /dev/null, or a pipe of ours
             # would stay open (and be waited for) as long as the command runs
@@ -277,6 +303,7 @@ class ExecMixin:
             )
             return handle.proxy(_fileno(stdin, 0) if interactive else None, _fileno(stdout, 1))
         c, rt, log = self._exec_command(ref, cmd, tty=False, user=user, env=env, workdir=workdir)
+        exec_id = self._exec_events(c, cmd, None)
         try:
             proc = subprocess.run(
                 [*rt, c.id, *cmd],
@@ -289,6 +316,7 @@ class ExecMixin:
             _drop_exec_files(log)
         if proc.returncode != 0 and err:
             raise _exec_failed(err)
+        self._exec_died(c, exec_id)(proc.returncode)
         return proc.returncode
 
 
@@ -310,7 +338,9 @@ class ExecProcess:
         stdin=None,
         stdout=None,
         stderr=None,
+        on_exit: Callable[[int], None] | None = None,
     ):
+        self._on_exit = on_exit  # called once with the exit code (the exec_die event)
         self._proc = proc  # the execreaper helper: it says the exit code, then exits
         self._exit_code: int | None = None
         self.pid = pid
@@ -349,6 +379,8 @@ class ExecProcess:
                 code = int(json.loads(line)["exit_code"])
         self._proc.stdout.close()
         self._exit_code = code
+        if self._on_exit is not None:
+            self._on_exit(code)
         return code
 
     def kill(self, sig: int = signals.SIGKILL) -> None:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from dockweb.runtime import attach as frames
+from dockweb.runtime import events
 from dockweb.runtime.containers.observe import read_log
 from dockweb.runtime.containers.ocirt import (
     docker_words,
@@ -101,12 +102,18 @@ class LifecycleMixin:
         except ContainerNotFound:  # --rm, and the process has ended already
             return c
 
+    def note_attach(self, ref: str) -> None:
+        """Journal dockerd's ``attach`` event: a client follows the container's output."""
+        with contextlib.suppress(DockwebError):
+            events.container(self.root, self.get(ref), "attach")
+
     def start_attached(self, ref: str) -> socket.socket:
         """Start a ``-i``/``-t`` container with a client attached (``run -it``, ``start
         -ai``); returns the client's socket (``dockweb.runtime.attach`` frames). Its
         supervisor holds the other end before the process runs, as Docker attaches before it
         starts: no output can be missed, however soon the process ends. A container running
         already: a new client of its attach socket, which gets the output from then on."""
+        self.note_attach(ref)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             with theirs:
@@ -193,6 +200,8 @@ class LifecycleMixin:
         the time it returns: the log and the supervisor's lock are opened before the start.
         """
         c = self.create(spec)
+        if not detach:
+            events.container(self.root, c, "attach")
         cdir = self.cdir(c.id)
         log = open(os.path.join(cdir, "container.log"), "rb")
         lock_fd = os.open(os.path.join(cdir, "shim.lock"), os.O_RDONLY)
@@ -279,6 +288,7 @@ class LifecycleMixin:
         return True
 
     def _signal(self, c: Container, sig: int) -> None:
+        events.container(self.root, c, "kill", signal=str(sig))
         proc = subprocess.run(self._rt("kill", c.id, str(sig)), capture_output=True, text=True)
         if proc.returncode != 0 and self.shim_alive(c.id):
             # runc refuses to signal a process it considers stopped; fall back to the pid
@@ -317,17 +327,17 @@ class LifecycleMixin:
         if timeout is None or timeout < 0:
             while self.shim_alive(c.id):
                 time.sleep(0.05)
-            return
-        if self._wait_stopped(c.id, timeout):
-            return
-        self._signal(c, signals.SIGKILL)
-        if not self._wait_stopped(c.id, 30):
-            raise ContainerConflict(f"Container {c.id} did not stop after SIGKILL")
+        elif not self._wait_stopped(c.id, timeout):
+            self._signal(c, signals.SIGKILL)
+            if not self._wait_stopped(c.id, 30):
+                raise ContainerConflict(f"Container {c.id} did not stop after SIGKILL")
+        events.container(self.root, c, "stop")
 
     def restart(self, ref: str, timeout: int | None = 10) -> None:
         c = self.get(ref)
         self.stop(c.id, timeout)
         self.start(c.id)
+        events.container(self.root, c, "restart")
 
     def kill(self, ref: str, signal: str | int = "KILL") -> None:
         """Send a signal. Docker's "Cannot kill container: x: Container <id> is not running"
@@ -389,6 +399,8 @@ class LifecycleMixin:
             if st.status is before:
                 st.status = after
                 self.write_state(c.id, st)
+        if check:
+            events.container(self.root, c, verb)
 
     # -- remove ---------------------------------------------------------------------------
 
@@ -423,6 +435,7 @@ class LifecycleMixin:
             with contextlib.suppress(ContainerNotFound):
                 self.update_state(c.id, status=Status.REMOVING, durable=False)
             self._destroy(c.id, c.mounts, volumes=volumes)
+        events.container(self.root, c, "destroy")
 
     def _destroy(self, cid: str, mounts: list[dict], *, volumes: bool) -> None:
         if os.path.exists(os.path.join(self.runtime_root, cid)):  # else deleted already

@@ -161,7 +161,8 @@ class RootfsMixin:
         crashpoint("container.start.mounted")
         for m in c.mounts:
             if m["type"] == "volume":
-                self.volumes.create(m["name"], anonymous=m["anonymous"])
+                # made at create; again only if removed since (no event: not a create)
+                self.volumes.create(m["name"], anonymous=m["anonymous"], event=False)
                 src = oci.in_root(rootfs, m["destination"])
                 self.volumes.seed(m["name"], src)
             elif m["type"] == "bind" and not os.path.exists(m["source"]):
