@@ -890,6 +890,8 @@ class AttachSession:
         self.sock = sock
         self.opts = opts
         self.tty = c.spec.tty
+        # inspect's Config.StdinOnce: run or create -i, attached (not -d)
+        self.stdin_once = c.spec.interactive and not c.spec.detach
 
     def out(self, stream: str, data: bytes) -> bool:
         if not self.opts.get(stream):
@@ -991,11 +993,17 @@ class AttachSession:
                         data = b""
                     if not data:
                         client_open = False  # half-closed: its input has ended
-                        if stdin:
-                            held = escape.flush() if escape is not None else b""
-                            if held:
-                                _send(rt, frames.frame(frames.STDIN, held))
-                            _send(rt, frames.frame(frames.CLOSE_STDIN))
+                        if not stdin:
+                            continue
+                        held = escape.flush() if escape is not None else b""
+                        if held:
+                            _send(rt, frames.frame(frames.STDIN, held))
+                        # dockerd's attach: the container's stdin is closed with a
+                        # StdinOnce container's without a tty, and the output follows to
+                        # the end; else the attach ends there and the container runs on
+                        if self.tty or not self.stdin_once:
+                            return
+                        _send(rt, frames.frame(frames.CLOSE_STDIN))
                         continue
                     if stdin and self._input(rt, data, escape):
                         return  # detached: the container runs on
