@@ -49,7 +49,8 @@ def use_spawner() -> Spawner:
         hook: list[str] = []
         url = database_url()
         if url.startswith("sqlite:///"):
-            hook = ["--database", url[len("sqlite:///") :], "--root", str(settings.DOCKWEB_ROOT)]
+            db, root = url[len("sqlite:///") :], str(settings.DOCKWEB_ROOT)
+            hook = ["containers.exit_hook", "--database", db, "--root", root]
         _spawner = Spawner(hook)
         _spawner.start()
     return _spawner

@@ -6,14 +6,15 @@ runs) or, from a single-threaded process that has those modules loaded already, 
 of itself (``fork_supervisor``: what the CLI's fast ``run`` path does). A threaded server
 cannot fork safely, so it keeps this helper instead:
 
-    python -m dockweb.runtime.spawner --fd N [--database DB --root STORE]
+    python -m dockweb.runtime.spawner --fd N [--exit-hook MODULE ARG...]
 
 a single-threaded process that imports the supervisor's modules once, then forks one
 supervisor per request it receives on its socket (descriptor ``N``, inherited): the
 supervisor's arguments and the descriptors it is to get (SCM_RIGHTS), as
-``lifecycle._fork_shim`` gives them. With ``--database`` (a SQLite database) the supervisor
-mirrors the container's exit in-process through ``containers.exit_hook`` instead of running
-the exit command (a new interpreter that sets Django up: 0.5 s of CPU after each exit).
+``lifecycle._fork_shim`` gives them. With ``--exit-hook`` the supervisor mirrors the
+container's exit in-process, calling ``MODULE.main([*ARGS, container_id])`` (the caller's
+``containers.exit_hook`` with a SQLite database), instead of running the exit command (a new
+interpreter that sets Django up: 0.5 s of CPU after each exit).
 It answers each request with the supervisor's pid, reaps the supervisors as they end (they
 are its children; they outlive it) and leaves when its caller closes the socket.
 
@@ -39,8 +40,9 @@ class Spawner:
     """The caller's end: ``spawn(shim_args, pass_fds, log_fd)`` forks a supervisor, as
     ``lifecycle._fork_shim`` would in the caller; safe from any thread."""
 
-    def __init__(self, hook_args: list[str] | None = None):
-        self.hook_args = list(hook_args or [])
+    def __init__(self, exit_hook: list[str] | None = None):
+        # [MODULE, *ARGS]: what the supervisors call after an exit, in-process (see above)
+        self.exit_hook = list(exit_hook or [])
         self.lock = threading.Lock()
         self.sock: socket.socket | None = None
         self.proc: subprocess.Popen | None = None
@@ -55,7 +57,7 @@ class Spawner:
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "dockweb.runtime.spawner", "--fd", str(theirs.fileno()),
-                 *self.hook_args],
+                 *(["--exit-hook", *self.exit_hook] if self.exit_hook else [])],
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
@@ -104,14 +106,16 @@ class Spawner:
 # -- the helper ------------------------------------------------------------------------------
 
 
-def _on_exit(hook_args: list[str]):
-    if not hook_args:
+def _on_exit(hook: list[str]):
+    """``MODULE.main([*ARGS, cid])`` for ``hook`` = [MODULE, *ARGS] (imported now, once)."""
+    if not hook:
         return None
+    import importlib
+
+    module = importlib.import_module(hook[0])
 
     def on_exit(cid: str) -> None:
-        from containers import exit_hook
-
-        exit_hook.main([*hook_args, cid])
+        module.main([*hook[1:], cid])
 
     return on_exit
 
@@ -126,18 +130,14 @@ def _reap() -> None:
             return
 
 
-def serve(sock: socket.socket, hook_args: list[str]) -> None:
+def serve(sock: socket.socket, hook: list[str]) -> None:
+    import dockweb.runtime.shim  # noqa: F401 - loaded once, for every supervisor
     from dockweb.runtime.containers import ContainerManager
     from dockweb.runtime.containers.lifecycle import _fork_shim
     from dockweb.runtime.containers.ocirt import with_pythonpath
 
-    if hook_args:
-        import containers.exit_hook  # noqa: F401 - loaded once, for every supervisor
-        import containers.fastmirror  # noqa: F401
-    import dockweb.runtime.shim  # noqa: F401
-
     pythonpath = with_pythonpath(os.environ)["PYTHONPATH"]
-    on_exit = _on_exit(hook_args)
+    on_exit = _on_exit(hook)
     import gc
 
     gc.collect()
@@ -183,12 +183,10 @@ def serve(sock: socket.socket, hook_args: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="dockweb.runtime.spawner")
     p.add_argument("--fd", type=int, required=True)
-    p.add_argument("--database")
-    p.add_argument("--root")
+    p.add_argument("--exit-hook", nargs=argparse.REMAINDER, default=[])
     args = p.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the caller's ^C is not ours
-    hook = ["--database", args.database, "--root", args.root] if args.database else []
-    serve(socket.socket(fileno=args.fd), hook)
+    serve(socket.socket(fileno=args.fd), args.exit_hook)
     return 0
 
 

@@ -36,11 +36,6 @@ from dockweb.runtime.errors import ContainerNotFound
 from dockweb.runtime.store import Store
 from dockweb.runtime.volumes import VolumeManager
 
-# For type checkers only
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from dockweb.runtime.spawner import Spawner
-
 
 class ContainerManager(
     CreateMixin, LifecycleMixin, RootfsMixin, ReconcileMixin, ObserveMixin, ExecMixin
@@ -55,11 +50,11 @@ class ContainerManager(
         exit_command: list[str] | None = None,
         fork_supervisor: bool = False,
         on_exit: Callable[[str], None] | None = None,
-        spawner: Spawner | None = None,
+        spawner=None,
     ):
         self.store = store
-        # A multi-threaded caller's way to fork supervisors (dockweb.runtime.spawner):
-        # preferred to a new interpreter when set.
+        # A multi-threaded caller's way to fork supervisors (a dockweb.runtime.spawner
+        # Spawner): preferred to a new interpreter when set.
         self.spawner = spawner
         # Fork the supervisor from this process rather than start a new interpreter (about
         # 0.1 s less per start); honoured only while this process has a single thread.
