@@ -446,13 +446,18 @@ class Attachers:
             self.waiting.setdefault(cid, []).append(a)
         return a
 
-    def drop(self, cid: str, a: Attacher) -> None:
+    def drop(self, cid: str, a: Attacher) -> bool:
+        """Withdraw ``a``; False when a start took it first."""
         with self.lock:
-            left = [x for x in self.waiting.get(cid, []) if x is not a]
+            queue = self.waiting.get(cid, [])
+            if a not in queue:
+                return False
+            left = [x for x in queue if x is not a]
             if left:
                 self.waiting[cid] = left
             else:
                 self.waiting.pop(cid, None)
+            return True
 
     def take(self, cid: str) -> Attacher | None:
         with self.lock:
@@ -940,15 +945,18 @@ class AttachSession:
             if pending is not None and pending.ready.wait(POLL):
                 if pending.sock is not None:
                     return pending.sock
-                pending = None  # the start failed, or went without us
-            if pending is None or not pending.ready.is_set():
-                try:
-                    st = self.mgr.read_state(self.c.id)
-                except (DockwebError, OSError):
-                    return None
-                if st.status.is_active and os.path.exists(path):
-                    with contextlib.suppress(OSError):
-                        return frames.connect(path)
+                pending = None  # the start failed
+            try:
+                st = self.mgr.read_state(self.c.id)
+            except (DockwebError, OSError):
+                return None
+            # started by another door (the CLI, the pages): connect, unless an API start
+            # took this client meanwhile (then it hands the socket over)
+            if st.status.is_active and os.path.exists(path) and (
+                pending is None or ATTACHERS.drop(self.c.id, pending)
+            ):
+                with contextlib.suppress(OSError):
+                    return frames.connect(path)
             if _client_gone(self.sock):
                 return None
             if pending is None:
