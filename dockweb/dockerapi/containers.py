@@ -949,6 +949,8 @@ class AttachSession:
             try:
                 st = self.mgr.read_state(self.c.id)
             except (DockwebError, OSError):
+                if pending is not None:
+                    continue  # gone already (--rm): the start hands our socket over still
                 return None
             # started by another door (the CLI, the pages): connect, unless an API start
             # took this client meanwhile (then it hands the socket over)
