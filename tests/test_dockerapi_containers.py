@@ -63,6 +63,12 @@ def test_run_rm_prints_both_streams_and_exits_with_the_containers_code(
     assert docker("ps", "-aq", check=True).stdout == ""
 
 
+def test_run_with_a_tty_prints_its_output_raw(docker, image):
+    # the command ends before the start answers: the attached client still gets it all
+    proc = docker("run", "--rm", "-t", image, "sh", "-c", "tty; echo x", text=False)
+    assert (proc.returncode, proc.stdout) == (0, b"/dev/pts/0\r\nx\r\n")
+
+
 def test_run_with_env_workdir_user_volume_and_name(engine_api, docker, image):
     proc = docker(
         "run", "--name", "opts", "-e", "FOO=bar", "-w", "/tmp", "-u", "1000",

@@ -474,6 +474,20 @@ class Attacher:
 ATTACHERS = Attachers()
 # exit codes of starts that failed and took an --rm container with them (for its waiters)
 _FAILED_STARTS: dict[str, int] = {}
+# the waits under way, by container: each sets its event once its answer is sent
+_WAITS: dict[str, list[threading.Event]] = {}
+_WAITS_LOCK = threading.Lock()
+
+
+def _waits_answered(cid: str, timeout: float = 2.0) -> None:
+    """Until the waits on ``cid`` have sent their answers (at most ``timeout``): dockerd
+    answers them as it removes an --rm container that failed to start, before the start's
+    error, and the docker CLI stops listening once it has that error."""
+    deadline = time.monotonic() + timeout
+    with _WAITS_LOCK:
+        events = list(_WAITS.get(cid, []))
+    for event in events:
+        event.wait(max(0.0, deadline - time.monotonic()))
 
 
 @routes.post("/containers/{name}/start", audit="container.start", target="name")
@@ -504,6 +518,7 @@ def start(req: Request) -> Raw:
             _FAILED_STARTS[c.id] = err.exit_code
             with contextlib.suppress(DockwebError):
                 services.remove_container(c.id, force=True, volumes=True)
+            _waits_answered(c.id)
         raise ApiError(400 if err.exit_code in (126, 127) else 500, str(err)) from None
     return _no_content()
 
@@ -670,13 +685,18 @@ class RunWatch:
             return {}  # a supervisor that failed to start the process: no final state
         return None
 
-    def wait(self, until_running: bool = True) -> dict:
+    def settle(self) -> None:
+        """Until no supervisor holds the lock (the one that removes an --rm container
+        writes the final state first and lets go after)."""
+        if self._held():
+            fcntl.flock(self.fd, fcntl.LOCK_SH)
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            self.seen_running = True
+
+    def wait(self) -> dict:
         """Blocks until a run ends (the current one, or the next)."""
         while True:
-            if self._held():
-                fcntl.flock(self.fd, fcntl.LOCK_SH)
-                fcntl.flock(self.fd, fcntl.LOCK_UN)
-                self.seen_running = True
+            self.settle()
             state = self.ended()
             if state is not None:
                 return state
@@ -704,7 +724,9 @@ def wait_for(mgr, c, condition: str) -> int:
             if not _exists(mgr, c.id):
                 if c.id in _FAILED_STARTS:
                     return _FAILED_STARTS.pop(c.id)
-                return code
+                watch.settle()
+                state = watch.ended()
+                return int(state.get("exit_code", code)) if state else code
             if state is None:
                 with contextlib.suppress(DockwebError):
                     code = mgr.get(c.id).state.exit_code
@@ -729,13 +751,30 @@ def wait(req: Request) -> Stream:
         raise bad_request(f"invalid condition: {condition!r}")
     mgr = services.get_manager()
     c = _get(_ref(req))
+    answered = threading.Event()
+    with _WAITS_LOCK:
+        _WAITS.setdefault(c.id, []).append(answered)
+
+    def done() -> None:
+        answered.set()
+        with _WAITS_LOCK:
+            left = [e for e in _WAITS.get(c.id, []) if e is not answered]
+            if left:
+                _WAITS[c.id] = left
+            else:
+                _WAITS.pop(c.id, None)
 
     def body() -> Iterator[bytes]:
-        yield b""  # the headers go now: the docker CLI waits for them before it starts
-        code = wait_for(mgr, c, condition)
-        yield dumps({"Error": None, "StatusCode": code})
+        try:
+            yield b""  # the headers go now: the docker CLI waits for them before it starts
+            code = wait_for(mgr, c, condition)
+            # the exit mirrored before the answer (the supervisor's hook may come later)
+            services.sync_containers(c.id)
+            yield dumps({"Error": None, "StatusCode": code})
+        finally:
+            done()  # runs once the answer is sent (or the client went away)
 
-    return Stream(body(), content_type="application/json")
+    return Stream(body(), content_type="application/json", on_close=done)
 
 
 # -- logs --------------------------------------------------------------------------------------
