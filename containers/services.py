@@ -189,6 +189,44 @@ def container_stats(ref: str) -> dict:
     return get_manager().stats(ref)
 
 
+def check_exec(ref: str):
+    """The container ``ref`` names if a command can run in it now (running, not paused),
+    else the runtime's error in dockerd's words (``docker exec``'s create)."""
+    return get_manager().check_exec(ref)
+
+
+def container_stats_sample(ref: str) -> dict:
+    """One sample of a running container's cgroups in dockerd's stats shape (the Engine
+    API's frames); ContainerNotRunning otherwise."""
+    return get_manager().stats_sample(ref)
+
+
+def container_scope(ref: str):
+    """(container, ``dockweb.runtime.copy.Scope``): its file system as its processes see
+    it, for ``docker cp`` and the archive endpoints."""
+    return get_manager().scope(ref)
+
+
+def put_archive(
+    ref: str, stream, path: str, *, no_overwrite_dir_non_dir: bool = False,
+    copy_uid_gid: bool = False,
+) -> None:
+    """``PUT /containers/{id}/archive``: a tar unpacked into the directory ``path`` of the
+    container (dockerd's rules and words, ``copy.extract_to_dir``); the container's row
+    (its size) mirrored after."""
+    from dockweb.runtime import copy
+
+    c, scope = get_manager().scope(ref)
+    try:
+        copy.extract_to_dir(
+            scope, stream, path, container=ref,
+            no_overwrite_dir_non_dir=no_overwrite_dir_non_dir,
+            user=(inspect_container(c)["Config"]["User"] or None) if copy_uid_gid else None,
+        )
+    finally:
+        sync_containers(c.id)
+
+
 def exec_in_container(ref: str, cmd: list[str], **kw) -> int:
     """``docker exec`` (output on ours): the command's exit code."""
     return get_manager().exec(ref, cmd, **kw)

@@ -187,20 +187,20 @@ def test_it_keeps_a_deleted_file_in_the_earlier_layer(store, manager):
     [
         (
             "FROM busybox\nRUN true\nFOO bar\n",
-            "Dockerfile parse error line 3: unknown instruction: FOO",
+            "dockerfile parse error line 3: unknown instruction: FOO",
         ),
         (
             "FROM busybox\n\n# c\nENV\n",
-            "Dockerfile parse error line 4: ENV requires at least one argument",
+            "dockerfile parse error line 4: ENV requires at least one argument",
         ),
         (
             "FROM busybox\nCOPY onlyone\n",
-            "Dockerfile parse error line 2: COPY requires at least two arguments",
+            "dockerfile parse error line 2: COPY requires at least two arguments",
         ),
         ("RUN true\n", "No build stage in current context"),
         (
             "FROM busybox\nLABEL a=b c\n",
-            'Dockerfile parse error line 2: Syntax error - can\'t find = in "c"',
+            'failed to parse Dockerfile: Syntax error - can\'t find = in "c"',
         ),
     ],
 )
@@ -299,7 +299,7 @@ def test_the_cli_builds_hides_intermediates_commits_and_prunes_parents(dockweb, 
     proc = dockweb("build", str(bad), check=False)
     assert proc.returncode == 1
     assert proc.stderr.strip() == (
-        "Error response from daemon: Dockerfile parse error line 2: unknown instruction: FOO"
+        "Error response from daemon: dockerfile parse error line 2: unknown instruction: FOO"
     )
     (bad / "Dockerfile").write_text(f"FROM {registry.host}/build/cli:1\nRUN exit 7\n")
     proc = dockweb("build", "--force-rm", str(bad), check=False)

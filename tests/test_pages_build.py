@@ -112,7 +112,7 @@ def test_it_takes_the_dockerfile_from_the_context_when_the_textarea_is_empty(cli
     "form, message",
     [
         ({"dockerfile": ""}, "enter a Dockerfile"),
-        ({"dockerfile": "FROM busybox\nFOO bar\n"}, "Dockerfile parse error line 2: unknown"),
+        ({"dockerfile": "FROM busybox\nFOO bar\n"}, "dockerfile parse error line 2: unknown"),
         ({"dockerfile": "FROM busybox", "tags": "Bad:Tag"}, 'invalid argument "Bad:Tag"'),
         ({"dockerfile": "FROM busybox", "build_args": "NOVALUE"}, "KEY=value, not NOVALUE"),
     ],

@@ -89,6 +89,37 @@ class Hijack:
 Response = Json | Raw | Stream | Hijack
 
 
+def written(write: Callable[[Any], None], size: int = 65536) -> Iterator[bytes]:
+    """The bytes ``write(f)`` writes to a binary file, as chunks for a ``Stream`` while it
+    writes them (a tar of a container's files, an export): the writer runs in a thread on
+    one end of a pipe. A client gone closes the pipe, which ends the writer; a failure of
+    the writer ends the stream early (the status is sent by then) and is logged."""
+    import logging
+    import os
+    import threading
+
+    read_fd, write_fd = os.pipe()
+
+    def produce() -> None:
+        try:
+            with os.fdopen(write_fd, "wb") as f:
+                write(f)
+        except BrokenPipeError:
+            pass
+        except Exception:  # noqa: BLE001 - nobody to tell but the log
+            logging.getLogger(__name__).exception("dockerapi: a streamed writer failed")
+
+    thread = threading.Thread(target=produce, daemon=True, name="dockerapi-writer")
+    thread.start()
+    reader = os.fdopen(read_fd, "rb")
+    try:
+        while chunk := reader.read1(size):
+            yield chunk
+    finally:
+        reader.close()
+        thread.join()
+
+
 class Body:
     """The request body, read as the handler asks for it (``read(n)``; ``read()`` for all);
     ``server.py`` supplies ``pull`` (the next chunk, b"" at the end)."""

@@ -497,7 +497,12 @@ class Connection:
             h11.Response(
                 status_code=response.status,
                 reason=_reason(response.status),
-                headers=[("Content-Type", response.content_type), *headers, *response.headers],
+                headers=[
+                    # none for a stats stream, as dockerd (it flushes before writing)
+                    *([("Content-Type", response.content_type)] if response.content_type else []),
+                    *headers,
+                    *response.headers,
+                ],
             )
         )
         chunks: Iterable[bytes] = response.chunks

@@ -129,7 +129,12 @@ def apply_layer(
 
 
 def untar(
-    stream: Readable, dest: str, *, no_overwrite_dir_non_dir: bool = False, shown_as: str = ""
+    stream: Readable,
+    dest: str,
+    *,
+    no_overwrite_dir_non_dir: bool = False,
+    shown_as: str = "",
+    chown: tuple[int, int] | None = None,
 ) -> None:
     """Unpack the uncompressed tar read from ``stream`` into the existing directory ``dest``,
     as ``ADD`` of a local archive does (moby's chrootarchive ``Untar``, a chroot at ``dest``).
@@ -141,11 +146,13 @@ def untar(
 
     ``no_overwrite_dir_non_dir`` (``docker cp``) refuses an entry that would replace a
     directory with a non-directory or the other way, naming paths under ``shown_as``.
+    ``chown`` (uid, gid) owns every entry instead of the tar's owners (moby's ChownOpts).
     """
     unpacker = _Unpacker(os.fsencode(os.path.abspath(dest)), LayerLimits(), False)
     unpacker.layer_mode = False
     unpacker.no_overwrite_dir_non_dir = no_overwrite_dir_non_dir
     unpacker.shown = os.fsencode(shown_as)
+    unpacker.chown = chown
     # dest already holds files (a setgid directory gives new files its group): always chown
     unpacker.root_owner = False
     try:
@@ -556,6 +563,7 @@ class _Unpacker:
     # non-directory or the other way; ``shown`` is how dest is named in the refusal
     no_overwrite_dir_non_dir = False
     shown = b""
+    chown: tuple[int, int] | None = None  # untar's ChownOpts: every entry's owner
 
     def __init__(self, dest: bytes, limits: LayerLimits, refuse_escapes: bool):
         self.dest = dest
@@ -705,6 +713,8 @@ class _Unpacker:
             self.seen.add(key)
             if hdr.type == _TYPE_PAX_GLOBAL:
                 continue
+            if self.chown is not None:
+                hdr.uid, hdr.gid = self.chown
             if hdr.type in _TYPE_REG:
                 self.bytes += hdr.size
                 if self.limits.max_bytes is not None and self.bytes > self.limits.max_bytes:

@@ -55,6 +55,31 @@ def read_frames(sock: socket.socket) -> Iterator[tuple[int, bytes]]:
             buf = buf[_HEADER.size + size :]
 
 
+# moby/term's ASCII: the names of the control characters 0 to 31, in order
+_CONTROL_KEYS = [
+    "ctrl-@", *(f"ctrl-{chr(c)}" for c in range(ord("a"), ord("z") + 1)),
+    "ctrl-[", "ctrl-\\", "ctrl-]", "ctrl-^", "ctrl-_",
+]  # fmt: skip
+
+
+def parse_keys(spec: str) -> bytes:
+    """A detach-keys setting ("ctrl-p,ctrl-q") as bytes, as moby/term's ToBytes: keys
+    separated by commas, each one character, ``ctrl-<x>`` (lower case) or ``DEL``. Raises
+    ValueError("Unknown character: 'x'")."""
+    out = bytearray()
+    for key in spec.split(","):
+        raw = key.encode()
+        if len(raw) == 1:
+            out += raw
+        elif key in _CONTROL_KEYS:
+            out.append(_CONTROL_KEYS.index(key))
+        elif key == "DEL":
+            out.append(127)
+        else:
+            raise ValueError(f"Unknown character: '{key}'")
+    return bytes(out)
+
+
 class EscapeKeys:
     """Finds the detach keys in the input as Docker's escape proxy does: the bytes of a
     partial match are held back until the next byte decides, so the keys never reach the

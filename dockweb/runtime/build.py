@@ -44,6 +44,7 @@ import secrets
 import shutil
 import stat
 import tarfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -69,6 +70,7 @@ from dockweb.runtime.errors import (
     ContainerStartError,
     DockwebError,
     ImageNotFound,
+    InvalidArgument,
     LayerError,
 )
 from dockweb.runtime.store import ImageRecord, Store
@@ -96,6 +98,9 @@ class BuildOptions:
     no_cache: bool = False
     remove: bool = True  # remove intermediate containers after a successful step
     force_rm: bool = False  # remove them even after a failed step
+    labels: dict[str, str] = field(default_factory=dict)  # --label: LABEL steps at the end
+    target: str = ""  # --target: the stage to stop after
+    pull: bool = False  # --pull: pull every FROM image, even one the store has
 
 
 @dataclass
@@ -139,11 +144,17 @@ class Builder:
         *,
         on_output: Output | None = None,
         pull: Callable[[str, Output], None] | None = None,
+        on_stderr: Output | None = None,
+        on_stage: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
     ):
+        self.cancel = cancel
         self.store = store
         self.manager = manager
         self.opts = options
         self.out = on_output or (lambda text: None)
+        self.err_out = on_stderr or self.out
+        self.on_stage = on_stage or (lambda image_id: None)
         self.pull = pull
         self.state = _State()
         self.used_args: set[str] = set()
@@ -198,14 +209,30 @@ class Builder:
     def _run(self, instructions: list[Instruction], tags: list[refs.Reference]) -> BuildResult:
         steps: list[StepResult] = []
         first = next(i for i, inst in enumerate(instructions) if inst.name == "FROM")
-        for inst in instructions[:first]:
-            self._meta_arg(inst)  # ARGs before the first FROM are not steps
-        body = instructions[first:]
-        for n, inst in enumerate(body, 1):
-            self._say(f"Step {n}/{len(body)} : {inst.original}")
+        meta = instructions[:first]
+        body = self._target_stages(instructions[first:]) + self._label_instructions()
+        total = len(meta) + len(body)
+        for n, inst in enumerate(meta, 1):
+            # ARGs before the first FROM are steps that make no image (moby's processMetaArg)
+            self.out(f"Step {n}/{total} : {inst.original}")
+            self.out("\n")
+            self._meta_arg(inst)
+            steps.append(StepResult(n, inst.original, ""))
+        for n, inst in enumerate(body, len(meta) + 1):
+            if self.cancel is not None and self.cancel.is_set():
+                # the client went away: moby's check between two steps
+                self.out("Build cancelled\n")
+                raise BuildError("Build cancelled")
+            if inst.name == "FROM" and n > len(meta) + 1 and self.state.image_id:
+                self.on_stage(self.state.image_id)  # a stage ends: moby's emitImageID
+            # moby's printCommand: the step, then its newline, written separately
+            self.out(f"Step {n}/{total} : {inst.original}")
+            self.out("\n")
             step = self._dispatch(n, inst)
             steps.append(step)
             self._say(f" ---> {short_id(step.image_id)}")
+        if self.state.image_id:
+            self.on_stage(self.state.image_id)
         unused = sorted(
             k for k in self.opts.build_args if k not in self.used_args and k not in BUILTIN_ARGS
         )
@@ -219,6 +246,40 @@ class Builder:
             self.store.add_reference(ref, image_id, force=True)
             self._say(f"Successfully tagged {ref.familiar_string()}")
         return BuildResult(image_id, [t.familiar_string() for t in tags], steps)
+
+    def _target_stages(self, body: list[Instruction]) -> list[Instruction]:
+        """The instructions up to the end of the ``target`` stage (all without one)."""
+        target = self.opts.target.lower()
+        if not target:
+            return body
+        for i, inst in enumerate(body):
+            words = inst.rest.split() if inst.name == "FROM" else []
+            if len(words) == 3 and words[1].lower() == "as" and words[2].lower() == target:
+                end = next(
+                    (j for j in range(i + 1, len(body)) if body[j].name == "FROM"), len(body)
+                )
+                return body[:end]
+        raise BuildError(f"failed to reach build target {self.opts.target} in Dockerfile")
+
+    def _label_instructions(self) -> list[Instruction]:
+        """``--label`` as moby's buildLabelOptions: one LABEL a step, sorted by key, added to
+        the last stage, its key and value taken literally (quoted here so that nothing in
+        them is expanded or split)."""
+        esc = self.escape
+
+        def quote(text: str) -> str:
+            special = {'"', "$", esc}
+            return '"' + "".join(esc + ch if ch in special else ch for ch in text) + '"'
+
+        return [
+            Instruction(
+                name="LABEL",
+                rest=f"{quote(k)}={quote(v)}",
+                line=0,
+                original=f"LABEL {k}={v}",
+            )
+            for k, v in sorted(self.opts.labels.items())
+        ]
 
     # -- variables
 
@@ -292,6 +353,9 @@ class Builder:
     def _base_image(self, name: str) -> ImageRecord:
         if name in self.stages and self.stages[name]:
             return self.store.get_image(self.stages[name])
+        if self.opts.pull and self.pull is not None:
+            self.pull(name, self.out)
+            return self.store.lookup(name)
         try:
             return self.store.lookup(name)
         except ImageNotFound:
@@ -586,8 +650,8 @@ class Builder:
                 self.manager.start(c.id)
             except ContainerStartError as e:
                 raise BuildError(str(e), exit_code=e.exit_code, line=inst.line) from e
-            for _stream, text, _time in self.manager.logs(c.id, follow=True):
-                self.out(text)
+            for stream, text, _time in self.manager.logs(c.id, follow=True):
+                (self.err_out if stream == "stderr" else self.out)(text)
             code = self.manager.wait(c.id)
             if code != 0:
                 raise BuildError(
@@ -624,7 +688,7 @@ class Builder:
             raise parse_error(
                 inst.line,
                 f"{name} requires at least two arguments, but only one was provided. "
-                "Destination could not be determined.",
+                "Destination could not be determined",
             )
         sources, dest = words[:-1], words[-1]
         if len(sources) > 1 and not dest.endswith("/"):
@@ -794,23 +858,30 @@ def _mkdir_in(
     return oci.in_root(rootfs, path)
 
 
+def compression(magic: bytes) -> str:
+    """What moby's DetectCompression sees in a stream's first 6 bytes: "gzip", "bzip2",
+    "xz", or "" (none)."""
+    if magic.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if magic.startswith(b"BZh"):
+        return "bzip2"
+    if magic.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    return ""
+
+
 @contextlib.contextmanager
 def _decompressed(path: str) -> Iterator:
     """The file as moby's DecompressStream gives it: gzip, bzip2 and xz undone."""
     with open(path, "rb") as f:
-        magic = f.read(6)
+        kind = compression(f.read(6))
         f.seek(0)
-        if magic.startswith(b"\x1f\x8b"):
-            with gzip.open(f) as g:
-                yield g
-        elif magic.startswith(b"BZh"):
-            with bz2.open(f) as b:
-                yield b
-        elif magic.startswith(b"\xfd7zXZ\x00"):
-            with lzma.open(f) as x:
-                yield x
-        else:
+        opener = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}.get(kind)
+        if opener is None:
             yield f
+        else:
+            with opener(f) as stream:
+                yield stream
 
 
 def _copy_entry(src: str, dst: str, uid: int, gid: int) -> None:
@@ -837,15 +908,31 @@ def build(
     *,
     on_output: Output | None = None,
     pull: Callable[[str, Output], None] | None = None,
+    on_stderr: Output | None = None,
+    on_stage: Callable[[str], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> BuildResult:
     """Build ``options.dockerfile`` as classic ``docker build``; returns the final image.
 
     ``manager`` is the ContainerManager that runs RUN steps (network ``none``). ``pull(ref,
-    on_output)`` fetches a FROM image missing from the store (None: ImageNotFound). Raises
-    BuildError with Docker's message (``.line`` the Dockerfile line, ``.exit_code`` a failed
-    RUN's code). Images of the steps that succeeded stay in the store, as Docker's do.
+    on_output)`` fetches a FROM image missing from the store (None: ImageNotFound). What a
+    RUN step writes to its stderr goes to ``on_stderr`` (default: ``on_output``);
+    ``on_stage(image_id)`` is called as each stage ends (dockerd's ``aux`` ID message);
+    once ``cancel`` is set, the build stops before its next step ("Build cancelled").
+    Raises BuildError with Docker's message (``.line`` the Dockerfile line, ``.exit_code``
+    a failed RUN's code). Images of the steps that succeeded stay in the store, as Docker's
+    do.
     """
-    return Builder(store, manager, options, on_output=on_output, pull=pull).run()
+    return Builder(
+        store,
+        manager,
+        options,
+        on_output=on_output,
+        pull=pull,
+        on_stderr=on_stderr,
+        on_stage=on_stage,
+        cancel=cancel,
+    ).run()
 
 
 # -- commit -----------------------------------------------------------------------------
@@ -874,7 +961,7 @@ def commit(
     if repo_tag:
         target = refs.parse_normalized_named(repo_tag)
         if target.digest:
-            raise DockwebError("refusing to create a tag with a digest reference")
+            raise InvalidArgument("refusing to create a tag with a digest reference")
     parent = store.get_image(c.image_id)
     image_cfg = parent.config.get("config") or {}
     config = dict(image_cfg)
@@ -950,6 +1037,6 @@ def _apply_changes(store: Store, config: dict, changes) -> dict:
     for text in changes:
         for inst in parse_dockerfile(text)[0]:
             if inst.name not in allowed:
-                raise DockwebError(f"{inst.name.lower()} is not a valid change command")
+                raise InvalidArgument(f"{inst.name.lower()} is not a valid change command")
             builder._dispatch(0, inst)
     return builder.state.config

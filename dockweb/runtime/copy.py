@@ -10,21 +10,28 @@ filesystem and mounts is ever read or written through a path the container contr
   never chowns), symlinks copied as symlinks;
 * :func:`archive` writes the tar ``docker cp CONTAINER:PATH -`` prints;
 * :func:`copy_in` / :func:`extract` put a host path or a tar stream into a directory of the
-  container, owners and modes from the source, refused on a read-only mount.
+  container, owners and modes from the source, refused on a read-only mount;
+* :func:`stat_path`, :func:`archive_path` and :func:`extract_to_dir` are dockerd's side of
+  it, as the Engine API's ``/containers/{id}/archive`` answers (HEAD, GET, PUT): a path
+  resolved as moby's ``ResolvePath``, its ``ContainerPathStat``, the tar of it and the
+  unpacking of one.
 
-Errors are :class:`CopyError` (``str()`` is docker's words) or ``ContainerNotFound``.
+Errors are :class:`CopyError` (``str()`` is docker's words; :class:`PathNotFound` for
+dockerd's "Could not find the file") or ``ContainerNotFound``.
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
 import stat
 import tarfile
 import threading
 from typing import BinaryIO
 
 from dockweb.runtime.archive import untar
-from dockweb.runtime.errors import DockwebError, LayerError, os_reason
+from dockweb.runtime.errors import DockwebError, LayerError, NotFound, os_reason
+from dockweb.runtime.units import rfc3339nano
 
 _MAX_HOPS = 40  # Linux's MAXSYMLINKS
 
@@ -37,11 +44,19 @@ class CopyError(DockwebError):
         self.daemon = daemon
 
 
+class PathNotFound(CopyError, NotFound):
+    """dockerd's containerFileNotFound: "Could not find the file PATH in container NAME"."""
+
+    def __init__(self, path: str, container: str) -> None:
+        super().__init__(f"Could not find the file {path} in container {container}", daemon=True)
+
+
 class Scope:
     """A container's file system as its processes see it, from the host."""
 
-    def __init__(self, rootfs: str, mounts: list[dict]) -> None:
+    def __init__(self, rootfs: str, mounts: list[dict], *, read_only: bool = False) -> None:
         self.rootfs = rootfs.rstrip("/")
+        self.read_only = read_only  # --read-only: the root file system is read-only
         # longest destination first: a mount inside a mount wins
         self.mounts = sorted(
             mounts, key=lambda m: len(m["destination"].rstrip("/")), reverse=True
@@ -91,7 +106,7 @@ class Scope:
 
     def writable(self, path: str) -> bool:
         m = self.mount_of(path)
-        return m is None or bool(m.get("rw", True))
+        return not self.read_only if m is None else bool(m.get("rw", True))
 
 
 def _clean(path: str) -> str:
@@ -156,9 +171,7 @@ def _existing(scope: Scope, path: str, container: str, *, follow: bool) -> str:
     try:
         st = os.lstat(scope.host(full))
     except OSError:
-        raise CopyError(
-            f"Could not find the file {path} in container {container}", daemon=True
-        ) from None
+        raise PathNotFound(path, container) from None
     if follow and stat.S_ISLNK(st.st_mode):
         return _existing(scope, scope.resolve(full), container, follow=False)
     return full
@@ -200,27 +213,204 @@ def _resolved(scope: Scope, path: str) -> str:
 
 
 def archive(scope: Scope, src: str, out: BinaryIO, *, container: str, follow: bool = False):
-    """``docker cp CONTAINER:SRC -``: a tar of SRC named by its base name (its contents for
-    ``dir/.``), owners and modes as they are in the container."""
-    resolved = _existing(scope, src, container, follow=follow)
-    base = os.path.basename(resolved.rstrip("/")) or "."
-    if src.endswith("/.") and os.path.isdir(scope.host(resolved)):
-        base = "."
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        _add(tar, resolved, base, scope.host)
+    """``docker cp CONTAINER:SRC -``: the tar dockerd sends for SRC (``archive_path``); with
+    ``follow`` (``-L``) a symlink's target's, named as the link, as the docker client asks
+    for it."""
+    if follow:
+        st = stat_path(scope, src, container)
+        if st["linkTarget"]:
+            archive_path(scope, st["linkTarget"], out, container=container,
+                         rebase=_go_base(src))
+            return
+    archive_path(scope, src, out, container=container)
 
 
-def _add(tar: tarfile.TarFile, path: str, name: str, host_of=lambda path: path) -> None:
+# -- dockerd's side: ResolvePath, StatPath, ArchivePath, ExtractToDir ---------------------
+
+
+def _go_clean(path: str) -> str:
+    """Go's filepath.Clean of an absolute path."""
+    clean = posixpath.normpath(path)
+    return "/" + clean.lstrip("/") if clean.startswith("//") else clean
+
+
+def _go_base(path: str) -> str:
+    """Go's filepath.Base: "." for "", "/" for the root."""
+    if not path:
+        return "."
+    path = path.rstrip("/")
+    return path.rsplit("/", 1)[-1] if path else "/"
+
+
+def _preserve_trailing(cleaned: str, original: str) -> str:
+    """moby's archive.PreserveTrailingDotOrSeparator."""
+    if _go_base(cleaned) != "." and _go_base(original) == ".":
+        cleaned = (cleaned if cleaned.endswith("/") else cleaned + "/") + "."
+    if not cleaned.endswith("/") and original.endswith("/"):
+        cleaned += "/"
+    return cleaned
+
+
+def resolve_path(scope: Scope, path: str) -> tuple[str, str]:
+    """moby's container.ResolvePath: (resolved, absolute). ``path`` is taken as absolute in
+    the container and cleaned lexically; its directory is resolved in the container's scope,
+    its last element kept as given (a trailing "/" or "/." keeps it followed)."""
+    abs_path = _preserve_trailing(_go_clean("/" + path), path)
+    cut = abs_path.rfind("/") + 1
+    directory, base = abs_path[:cut], abs_path[cut:]
+    return scope.resolve(directory).rstrip("/") + "/" + base, abs_path
+
+
+def go_file_mode(mode: int) -> int:
+    """A stat mode as Go's os.FileMode (what ContainerPathStat.mode carries)."""
+    out = mode & 0o777
+    fmt = stat.S_IFMT(mode)
+    out |= {
+        stat.S_IFDIR: 1 << 31,
+        stat.S_IFLNK: 1 << 27,
+        stat.S_IFBLK: 1 << 26,
+        stat.S_IFCHR: (1 << 26) | (1 << 21),
+        stat.S_IFIFO: 1 << 25,
+        stat.S_IFSOCK: 1 << 24,
+    }.get(fmt, 0)
+    if mode & stat.S_ISUID:
+        out |= 1 << 23
+    if mode & stat.S_ISGID:
+        out |= 1 << 22
+    if mode & stat.S_ISVTX:
+        out |= 1 << 20
+    return out
+
+
+def _lstat(scope: Scope, resolved: str, path: str, container: str) -> os.stat_result:
+    host = scope.host(resolved)
+    try:
+        return os.lstat(host)
+    except FileNotFoundError:
+        raise PathNotFound(path, container) from None
+    except OSError as e:
+        raise CopyError(f"lstat {host}: {os_reason(e)}", daemon=True) from None
+
+
+def stat_path(scope: Scope, path: str, container: str) -> dict:
+    """dockerd's ContainerStatPath: ``{name, size, mode, mtime, linkTarget}`` of ``path``
+    (mode as Go's os.FileMode; linkTarget the symlink's target resolved in the container)."""
+    resolved, abs_path = resolve_path(scope, path)
+    st = _lstat(scope, resolved, path, container)
+    link = ""
+    if stat.S_ISLNK(st.st_mode):
+        link = scope.resolve(abs_path)
+    return {
+        "name": _go_base(abs_path),
+        "size": st.st_size,
+        "mode": go_file_mode(st.st_mode),
+        "mtime": rfc3339nano(st.st_mtime_ns),
+        "linkTarget": link,
+    }
+
+
+def archive_path(
+    scope: Scope, path: str, out: BinaryIO, *, container: str, rebase: str = ""
+) -> dict:
+    """dockerd's ContainerArchivePath: the tar of ``path`` written to ``out`` (see
+    ``prepare_archive``); returns the path's stat."""
+    st, write = prepare_archive(scope, path, container=container, rebase=rebase)
+    write(out)
+    return st
+
+
+def prepare_archive(scope: Scope, path: str, *, container: str, rebase: str = ""):
+    """The checks of ContainerArchivePath (``PathNotFound``, ``CopyError``) done now: the
+    path's stat and ``write(out)``, which writes its tar. The entries are named from the
+    base name of ``path`` as given ("link" for "link/", "." for "dir/.", "/" for the root),
+    or ``rebase``; owners and modes as they are in the container."""
+    st = stat_path(scope, path, container)
+    resolved, abs_path = resolve_path(scope, path)
+    source, name = _go_clean(resolved), rebase or _go_base(abs_path)
+
+    def write(out: BinaryIO) -> None:
+        names = owner_names(scope)
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            _add(tar, source, name, scope.host, names)
+
+    return st, write
+
+
+def extract_to_dir(
+    scope: Scope,
+    stream,
+    path: str,
+    *,
+    container: str,
+    no_overwrite_dir_non_dir: bool = False,
+    user: str | None = None,
+) -> None:
+    """dockerd's ContainerExtractToDir: the tar read from ``stream`` unpacked into the
+    directory ``path`` (every symlink followed in the container, the last one too),
+    chroot-like. ``user`` (``copyUIDGID``: the container's configured user) owns every
+    entry, looked up as dockerd does (``copy_uid_gid``)."""
+    abs_path = _preserve_trailing(_go_clean("/" + path), path)
+    resolved = scope.resolve(abs_path)
+    if not stat.S_ISDIR(_lstat(scope, resolved, path, container).st_mode):
+        raise CopyError("extraction point is not a directory", daemon=True)
+    _check_writable(scope, resolved)
+    chown = copy_uid_gid(user) if user else None
+    _unpack(scope, stream, resolved, no_overwrite=no_overwrite_dir_non_dir, chown=chown)
+
+
+def copy_uid_gid(user: str) -> tuple[int, int]:
+    """The owner dockerd gives a copy with ``copyUIDGID`` for a container whose user is
+    ``user``: idtools.LookupUser, which looks in the host's user database (by name, then
+    as getent does, by uid), not the container's."""
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        try:
+            entry = pwd.getpwuid(int(user)) if user.isdigit() else None
+        except KeyError:
+            entry = None
+    if entry is None:
+        raise CopyError(f'getent unable to find entry "{user}" in passwd database', daemon=True)
+    return entry.pw_uid, entry.pw_gid
+
+
+def owner_names(scope: Scope) -> tuple[dict[int, str], dict[int, str]]:
+    """The user and group names of the container's /etc/passwd and /etc/group by id: what
+    dockerd's tars carry as uname and gname (it tars in a chroot into the container, where
+    Go's user lookup reads those files). Read through the container's scope, never a
+    symlink out of it."""
+    out: list[dict[int, str]] = []
+    for path in ("/etc/passwd", "/etc/group"):
+        names: dict[int, str] = {}
+        try:
+            fd = os.open(scope.host(scope.resolve(path)),
+                         os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as f:
+                text = f.read(1 << 20).decode(errors="replace")
+        except (OSError, CopyError):
+            text = ""
+        for line in text.splitlines():
+            fields = line.split(":")
+            if len(fields) >= 3 and fields[2].isdigit():
+                names.setdefault(int(fields[2]), fields[0])
+        out.append(names)
+    return out[0], out[1]
+
+
+def _add(
+    tar: tarfile.TarFile, path: str, name: str, host_of=lambda path: path, names=None
+) -> None:
     """``path`` into ``tar`` as ``name``, not followed, owners kept, as docker tars: a
-    container's path with ``host_of`` its scope's (mounts under it included), else a host
-    path."""
+    container's path with ``host_of`` its scope's (mounts under it included) and ``names``
+    its ``owner_names``, else a host path (no names). A directory's entries are
+    ``name/child`` ("./child" for ".", "/child" for "/")."""
     host = host_of(path)
-    if name == "." and os.path.isdir(host):  # dir/.: the contents, not the directory
-        for child in sorted(os.listdir(host)):
-            _add(tar, _child(path, child), child, host_of)
-        return
     info = tar.gettarinfo(host, arcname=name)
-    info.uname = info.gname = ""
+    info.name = name  # gettarinfo strips a leading "/"
+    users, groups = names or ({}, {})
+    info.uname, info.gname = users.get(info.uid, ""), groups.get(info.gid, "")
     if info.isreg():
         fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as f:
@@ -230,7 +420,7 @@ def _add(tar: tarfile.TarFile, path: str, name: str, host_of=lambda path: path) 
         tar.addfile(info)
     if info.isdir():
         for child in sorted(os.listdir(host)):
-            _add(tar, _child(path, child), f"{name}/{child}", host_of)
+            _add(tar, _child(path, child), f"{name.rstrip('/')}/{child}", host_of, names)
 
 
 def _target_dir(scope: Scope, dst: str, container: str) -> tuple[str, str]:
@@ -243,8 +433,7 @@ def _target_dir(scope: Scope, dst: str, container: str) -> tuple[str, str]:
         parent = os.path.dirname(_clean(dst)) or "/"
         resolved = _existing(scope, parent, container, follow=True)
         if not stat.S_ISDIR(os.stat(scope.host(resolved)).st_mode):
-            raise CopyError(f"Could not find the file {parent} in container {container}",
-                            daemon=True) from None
+            raise PathNotFound(parent, container) from None
         return resolved, os.path.basename(_clean(dst))
     if stat.S_ISDIR(os.stat(scope.host(resolved)).st_mode):
         return resolved, ""
@@ -264,11 +453,21 @@ def extract(scope: Scope, stream, dst: str, *, container: str, label: str = "") 
     _unpack(scope, stream, resolved)
 
 
-def _unpack(scope: Scope, stream, directory: str) -> None:
+def _check_writable(scope: Scope, directory: str) -> None:
     if not scope.writable(directory):
+        if scope.mount_of(directory) is None:
+            raise CopyError("container rootfs is marked read-only", daemon=True)
         raise CopyError("mounted volume is marked read-only", daemon=True)
+
+
+def _unpack(
+    scope: Scope, stream, directory: str, *, no_overwrite: bool = True,
+    chown: tuple[int, int] | None = None,
+) -> None:
+    _check_writable(scope, directory)
     try:
-        untar(stream, scope.host(directory), no_overwrite_dir_non_dir=True, shown_as=directory)
+        untar(stream, scope.host(directory), no_overwrite_dir_non_dir=no_overwrite,
+              shown_as=directory, chown=chown)
     except LayerError as e:
         raise CopyError(str(e), daemon=True) from None
 
@@ -300,7 +499,11 @@ def copy_in(
             with os.fdopen(write_fd, "wb") as w, tarfile.open(
                 fileobj=w, mode="w|", format=tarfile.PAX_FORMAT
             ) as tar:
-                _add(tar, real, top)
+                if top == ".":  # dir/.: the contents, not the directory
+                    for child in sorted(os.listdir(real)):
+                        _add(tar, os.path.join(real, child), child)
+                else:
+                    _add(tar, real, top)
         except BrokenPipeError:
             pass
         except BaseException as e:  # noqa: BLE001 - reported by the consumer below

@@ -41,7 +41,7 @@ class Instruction:
 
 
 def parse_error(line: int, message: str) -> BuildError:
-    return BuildError(f"Dockerfile parse error line {line}: {message}", line=line)
+    return BuildError(f"dockerfile parse error line {line}: {message}", line=line)
 
 
 def parse_dockerfile(text: str) -> tuple[list[Instruction], str]:
@@ -235,9 +235,11 @@ def name_values(inst: Instruction, escape: str) -> list[tuple[str, str]]:
     pairs = []
     for w in words:
         if "=" not in w:
-            raise parse_error(
-                inst.line,
-                f'Syntax error - can\'t find = in "{w}". Must be of the form: name=value',
+            # moby's parser rejects this before the instructions: no line in the message
+            raise BuildError(
+                f'failed to parse Dockerfile: Syntax error - can\'t find = in "{w}". '
+                "Must be of the form: name=value",
+                line=inst.line,
             )
         k, _, v = w.partition("=")
         if not k:

@@ -153,7 +153,7 @@ class VolumeInUse(Conflict):
 
 class BuildError(DockwebError):
     """A build step failed or the Dockerfile is wrong; ``str(e)`` is Docker's message
-    ("Dockerfile parse error line 3: unknown instruction: FOO", "The command '/bin/sh -c
+    ("dockerfile parse error line 3: unknown instruction: FOO", "The command '/bin/sh -c
     exit 3' returned a non-zero code: 3"). ``line`` is the Dockerfile line (0: none),
     ``exit_code`` what ``docker build`` exits with (a failed RUN's code, else 1)."""
 

@@ -276,6 +276,17 @@ ALL_CAPABILITIES = [
 ]
 
 
+def host_capabilities() -> list[str]:
+    """Every capability this kernel knows (moby's caps.GetAllCapabilities): the list up to
+    /proc/sys/kernel/cap_last_cap, which it is ordered by."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            last = int(f.read())
+    except (OSError, ValueError):
+        return list(ALL_CAPABILITIES)
+    return ALL_CAPABILITIES[: last + 1]
+
+
 def normalize_capability(name: str) -> str:
     """moby's NormalizeLegacyCapabilities for one name: upper case, ``CAP_`` prefixed,
     ``ALL`` as it is. Raises ValueError ("unknown capability: ...") for another."""

@@ -102,6 +102,14 @@ def parse_go_time(value: str | None) -> datetime | None:
     return None if parsed.year == 1 else parsed
 
 
+def rfc3339nano(ns: int) -> str:
+    """Unix nanoseconds as Go's RFC3339Nano in UTC (trailing zeros of the fraction dropped),
+    how Go marshals a time.Time."""
+    base = datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    frac = f"{ns % 1_000_000_000:09d}".rstrip("0")
+    return f"{base}.{frac}Z" if frac else f"{base}Z"
+
+
 def go_unix(value: str | None) -> int:
     """An RFC 3339 time in whole Unix seconds; 0 where ``parse_go_time`` gives None."""
     parsed = parse_go_time(value)

@@ -30,6 +30,8 @@ _HOMES = {
             "BuildProgress",
             "BuildRefused",
             "build_image",
+            "build_recorded",
+            "receive_context",
             "commit_container",
             "run_build",
             "start_build",

@@ -3,13 +3,18 @@ the worker with their output and steps kept in Build and BuildStep rows."""
 
 from __future__ import annotations
 
+import bz2
+import itertools
 import logging
+import lzma
 import os
 import re
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable
+import threading
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 
 from django.conf import settings
 from django.db import transaction
@@ -33,7 +38,11 @@ log = logging.getLogger(__name__)
 # -- build and commit --------------------------------------------------------------------
 
 
-def _pull_for_build(reference: str, out: Callable[[str], None]) -> None:
+def _pull_for_build(
+    reference: str,
+    out: Callable[[str], None],
+    credentials: dict[str, tuple[str, str]] | None = None,
+) -> None:
     """Pull a FROM image the store lacks, printing the lines ``docker build`` prints."""
 
     def progress(event: dict) -> None:
@@ -42,20 +51,45 @@ def _pull_for_build(reference: str, out: Callable[[str], None]) -> None:
         elif event.get("current") is None:
             out(f"{event['id']}: {event['status']}\n")
 
-    pull_image(reference, on_progress=progress)
+    pull_image(reference, on_progress=progress, credentials=credentials)
 
 
-def build_image(options, *, on_output: Callable[[str], None] | None = None):
+def build_image(
+    options,
+    *,
+    on_output: Callable[[str], None] | None = None,
+    on_stderr: Callable[[str], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
+    credentials: dict[str, tuple[str, str]] | None = None,
+    cancel: threading.Event | None = None,
+):
     """``docker build`` (dockweb.runtime.build) with this store and container manager, then
     mirror images and containers and analyze the result for the layer explorer.
 
-    Raises BuildError with Docker's message; the steps that succeeded keep their images.
+    ``on_stderr`` gets what RUN steps write to stderr (default: ``on_output``),
+    ``on_stage(image_id)`` each stage's image as it ends; ``credentials`` (host -> (user,
+    password)) are used to pull FROM images; ``cancel`` stops the build before its next
+    step. Raises BuildError with Docker's message; the
+    steps that succeeded keep their images.
     """
     from dockweb.runtime.build import build
 
     store = get_store()
+
+    def pull(reference: str, out: Callable[[str], None]) -> None:
+        _pull_for_build(reference, out, credentials)
+
     try:
-        result = build(store, get_manager(), options, on_output=on_output, pull=_pull_for_build)
+        result = build(
+            store,
+            get_manager(),
+            options,
+            on_output=on_output,
+            pull=pull,
+            on_stderr=on_stderr,
+            on_stage=on_stage,
+            cancel=cancel,
+        )
     finally:
         sync_after_change(store)
         sync_containers()  # a failed RUN leaves its container, as Docker's does
@@ -93,6 +127,72 @@ def commit_container(
     return image_id
 
 
+def build_recorded(
+    options,
+    *,
+    context_size: int = 0,
+    on_output: Callable[[str], None] | None = None,
+    on_stderr: Callable[[str], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
+    credentials: dict[str, tuple[str, str]] | None = None,
+    cancel: threading.Event | None = None,
+    user=None,
+):
+    """``build_image`` run here and now (the Engine API's ``POST /build``), recorded as the
+    Build page's builds are: a Build row, running from the start, with its output and steps
+    written as they come, ended done (with the image ID) or failed (with Docker's message
+    and the Dockerfile line it names). Returns the BuildResult; raises what build_image
+    raises, once the row records it."""
+    now = timezone.now()
+    row = Build.objects.create(
+        dockerfile=options.dockerfile,
+        tags=list(options.tags),
+        no_cache=options.no_cache,
+        build_args={k: v for k, v in options.build_args.items() if v is not None},
+        context_size=context_size,
+        status=Build.Status.RUNNING,
+        worker=jobs.worker_identity(),
+        started_at=now,
+        created_by=user if user is not None and user.is_authenticated else None,
+    )
+    progress = BuildProgress(row, get_store(), interval=jobs.progress_interval()).start()
+
+    def out(text: str) -> None:
+        progress(text)
+        if on_output:
+            on_output(text)
+
+    def err(text: str) -> None:
+        progress(text)
+        if on_stderr or on_output:
+            (on_stderr or on_output)(text)
+
+    fields: dict = {}
+    try:
+        result = build_image(
+            options,
+            on_output=out,
+            on_stderr=err,
+            on_stage=on_stage,
+            credentials=credentials,
+            cancel=cancel,
+        )
+        progress.finish(result.steps)
+        fields = {"status": Build.Status.DONE, "image_id": result.image_id}
+    except BaseException as e:
+        fields = {
+            "status": Build.Status.FAILED,
+            "error": jobs.failure_message("build", e),
+            **_error_line(row, e),
+        }
+        raise
+    finally:
+        progress.close()
+        done = timezone.now()
+        Build.objects.filter(pk=row.pk).update(finished_at=done, updated_at=done, **fields)
+    return result
+
+
 # -- builds from the Build page ----------------------------------------------------------
 
 
@@ -117,7 +217,7 @@ def _unsafe_member(m: tarfile.TarInfo) -> str:
     return ""
 
 
-def _extract_context(archive, dest: str) -> int:
+def extract_context(archive, dest: str) -> int:
     """Unpack a .tar / .tar.gz upload into ``dest``; bytes unpacked.
 
     Every entry is checked before anything is written, so a refused archive leaves nothing;
@@ -147,6 +247,71 @@ def _extract_context(archive, dest: str) -> int:
             f"cannot read the context archive: {err}; upload a .tar or .tar.gz file"
         ) from None
     return total
+
+
+def receive_context(chunks: Iterable[bytes]) -> tuple[str, int]:
+    """A build context sent as a tar stream (plain, gzip, bzip2 or xz, as dockerd takes it),
+    unpacked into a new directory under DOCKWEB_DATA/builds: (the context directory, bytes
+    unpacked). An empty stream is an empty context. The caller removes
+    ``os.path.dirname(context)`` when the build ends. Raises BuildRefused as
+    ``extract_context``, or for a stream larger than DOCKWEB_BUILD_CONTEXT_LIMIT."""
+    os.makedirs(_builds_dir(), exist_ok=True)
+    work = tempfile.mkdtemp(prefix="api-", dir=_builds_dir())
+    try:
+        context = os.path.join(work, "context")
+        os.mkdir(context)
+        limit = settings.DOCKWEB_BUILD_CONTEXT_LIMIT
+        received = 0
+        with tempfile.TemporaryFile(dir=work) as spool:
+            for chunk in _decompressed_chunks(chunks):
+                received += len(chunk)
+                if received > limit:
+                    raise BuildRefused(
+                        f"refused the context archive: more than the {human_size(limit)} "
+                        "allowed (DOCKWEB_BUILD_CONTEXT_LIMIT)"
+                    )
+                spool.write(chunk)
+            # Go's tar reader takes an archive whose last entry is not padded and that has
+            # no end blocks (the docker CLI sends one when -f names a Dockerfile outside the
+            # context); Python's wants both
+            spool.write(b"\0" * (-received % 512 + 1024))
+            spool.seek(0)
+            size = extract_context(spool, context) if received else 0
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return context, size
+
+
+def _decompressed_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The stream as moby's DecompressStream gives it: gzip, bzip2 and xz undone (told by
+    their magic numbers), anything else as it is."""
+    from dockweb.runtime.build import compression
+
+    it = iter(chunks)
+    head = b""
+    for chunk in it:
+        head += chunk
+        if len(head) >= 6:
+            break
+    kind = compression(head)
+    if not kind:
+        if head:
+            yield head
+        yield from it
+        return
+    decoder = {
+        "gzip": lambda: zlib.decompressobj(16 + zlib.MAX_WBITS),
+        "bzip2": bz2.BZ2Decompressor,
+        "xz": lzma.LZMADecompressor,
+    }[kind]()
+    try:
+        for chunk in itertools.chain([head], it):
+            out = decoder.decompress(chunk)
+            if out:
+                yield out
+    except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as err:
+        raise BuildRefused(f"cannot read the context archive: {err}") from None
 
 
 def _save_context_files(files, dest: str) -> int:
@@ -211,7 +376,7 @@ def start_build(
         os.mkdir(context)
         size = 0
         if archive is not None:
-            size += _extract_context(archive, context)
+            size += extract_context(archive, context)
         size += _save_context_files(files, context)
         has_context = archive is not None or bool(files)
         if not dockerfile.strip():

@@ -105,13 +105,25 @@ class EngineApi:
         return proc
 
     def compose(
-        self, project_dir: Path, *args: str, check: bool = False, timeout: float = 180, **kw: Any
+        self,
+        project_dir: Path,
+        *args: str,
+        check: bool = False,
+        timeout: float = 180,
+        env: dict[str, str] | None = None,
+        **kw: Any,
     ) -> subprocess.CompletedProcess:
+        """``/usr/bin/docker-compose <args>`` in ``project_dir``; ``env`` (default
+        ``client_env()``) for a variant (COMPOSE_DOCKER_CLI_BUILD, PATH)."""
         kw.setdefault("stdout", subprocess.PIPE)
         kw.setdefault("stderr", subprocess.PIPE)
         kw.setdefault("text", True)
         proc = subprocess.run(
-            [COMPOSE, *args], cwd=project_dir, env=self.client_env(), timeout=timeout, **kw
+            [COMPOSE, *args],
+            cwd=project_dir,
+            env=env or self.client_env(),
+            timeout=timeout,
+            **kw,
         )
         if check and proc.returncode != 0:
             raise AssertionError(
@@ -130,6 +142,16 @@ class EngineApi:
     def dockweb(self, *args: str, check: bool = False, **kw: Any) -> subprocess.CompletedProcess:
         """``dockweb <args>`` on the same store and database."""
         return run_dockweb(self.env, *args, check=check, **kw)
+
+    def pulled_busybox(self, registry, repo: str) -> str:
+        """The test busybox image pushed to ``registry`` as ``repo:1`` and pulled into the
+        service's store with ``dockweb pull``; its reference."""
+        from tests.support import images as im
+
+        im.push_image(registry.host, repo, "1", im.busybox_base())
+        ref = f"{registry.host}/{repo}:1"
+        self.dockweb("pull", ref, check=True)
+        return ref
 
 
 def engine_api(base: Path, **env: str):

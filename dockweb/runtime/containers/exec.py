@@ -39,16 +39,35 @@ from dockweb.runtime.errors import (
 class ExecMixin:
     """``ContainerManager``'s exec, exec_start and exec_detached."""
 
-    def _exec_command(
-        self, ref: str, cmd: list[str], *, tty: bool, user: str, env, workdir: str
-    ) -> tuple[Container, list[str], str]:
-        """Check that ``ref`` can exec and build ``<runtime> ... exec`` options (without the
-        container ID and command) and the path of the runtime's JSON log for this exec."""
+    def check_exec(self, ref: str) -> Container:
+        """The container ``ref`` names if a command can run in it now, else dockerd's
+        refusal: ContainerNotFound, or ContainerConflict (paused, restarting) /
+        ContainerNotRunning with dockerd's words (a paused one as ``ref`` names it)."""
         c = self.get(ref)
         if c.status is Status.PAUSED:
             raise ContainerConflict(f"Container {ref} is paused, unpause the container before exec")
+        if c.status is Status.RESTARTING:
+            raise ContainerConflict(
+                f"Container {c.id} is restarting, wait until the container is running"
+            )
         if not c.status.can_exec():
             raise ContainerNotRunning(f"Container {c.id} is not running")
+        return c
+
+    def _exec_command(
+        self,
+        ref: str,
+        cmd: list[str],
+        *,
+        tty: bool,
+        user: str,
+        env,
+        workdir: str,
+        privileged: bool = False,
+    ) -> tuple[Container, list[str], str]:
+        """Check that ``ref`` can exec and build ``<runtime> ... exec`` options (without the
+        container ID and command) and the path of the runtime's JSON log for this exec."""
+        c = self.check_exec(ref)
         if not cmd:
             raise InvalidContainerSpec("No exec command specified")
         rootfs = self.mount_rootfs(c)
@@ -72,6 +91,9 @@ class ExecMixin:
         if workdir or c.spec.workdir or cfg.get("WorkingDir"):
             process["cwd"] = workdir or c.spec.workdir or cfg.get("WorkingDir")
         process["user"] = {"uid": u.uid, "gid": u.gid}
+        if privileged:  # docker exec --privileged: every capability, as moby's execSetPlatformOpt
+            every = oci.host_capabilities()
+            process["capabilities"] = {"bounding": every, "permitted": every, "effective": every}
         if u.additional_gids:
             process["user"]["additionalGids"] = list(u.additional_gids)
         token = secrets.token_hex(4)
@@ -105,72 +127,105 @@ class ExecMixin:
         user: str = "",
         env: list[str] | tuple = (),
         workdir: str = "",
+        privileged: bool = False,
+        output: bool = True,
     ) -> ExecProcess:
         """Start ``cmd`` in the running container and return at once with a handle to pump
         its I/O and wait for it (``docker exec -d`` plus an attach).
 
-        With ``tty`` the runtime runs ``exec --detach --tty --console-socket``: the pty's
-        master arrives here over the socket (SCM_RIGHTS) and is ``handle.master``, on which
-        ``resize`` sets the window size; the command's parent is a small subreaper
-        (``dockweb.runtime.execreaper``) that reports its exit code. Without ``tty`` the
-        runtime runs in the foreground and ``handle.stdin`` (a pipe with ``interactive``,
-        else /dev/null), ``handle.stdout`` and ``handle.stderr`` are pipes.
+        The runtime runs ``exec --detach``; the command's parent is then a small subreaper
+        (``dockweb.runtime.execreaper``) that reports its host pid and exit code, so the
+        command outlives whoever started it. With ``tty`` it also gets ``--tty
+        --console-socket``: the pty's master arrives here over the socket (SCM_RIGHTS) and
+        is ``handle.master``, on which ``resize`` sets the window size. Without ``tty``,
+        ``handle.stdin`` (with ``interactive``; else the command reads /dev/null),
+        ``handle.stdout`` and ``handle.stderr`` are pipes, or /dev/null without ``output``.
+        ``privileged``: every capability (``docker exec --privileged``).
 
-        Raises what ``exec`` raises; with ``tty`` a runtime failure is raised here, without
-        it by ``wait()`` (the foreground runtime reports it when it exits)."""
-        c, rt, log = self._exec_command(ref, cmd, tty=tty, user=user, env=env, workdir=workdir)
-        if not tty:
-            proc = subprocess.Popen(
-                [*rt, c.id, *cmd],
-                stdin=subprocess.PIPE if interactive else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-            return ExecProcess(proc, pid=proc.pid, log=log)
-        sock_dir = tempfile.mkdtemp(prefix="dwx-", dir="/tmp")
-        sock_path = os.path.join(sock_dir, "c.sock")
-        pid_file = os.path.join(sock_dir, "pid")
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        Raises what ``exec`` raises, and ContainerStartError (126) when the runtime cannot
+        start the command."""
+        c, rt, log = self._exec_command(
+            ref, cmd, tty=tty, user=user, env=env, workdir=workdir, privileged=privileged
+        )
+        work = tempfile.mkdtemp(prefix="dwx-", dir="/tmp")
+        pid_file = os.path.join(work, "pid")
+        helper_args = ["--pid-file", pid_file]
+        options = ["--detach", "--pid-file", pid_file]
+        ours: dict[str, int] = {}  # our ends of the command's pipes, by the stream
+        theirs: list[int] = []  # the command's ends, closed here once the helper has them
+        stdin = stderr = subprocess.DEVNULL
+        out_w = -1
+        sock = None
         try:
-            sock.bind(sock_path)
-            sock.listen(1)
+            if tty:
+                sock_path = os.path.join(work, "c.sock")
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.bind(sock_path)
+                sock.listen(1)
+                options += ["--tty", "--console-socket", sock_path]
+                stderr = None  # the runtime's complaints: ours
+            else:
+                if interactive:
+                    stdin, ours["stdin"] = os.pipe()
+                    theirs.append(stdin)
+                if output:
+                    ours["stdout"], out_w = os.pipe()
+                    ours["stderr"], stderr = os.pipe()
+                    theirs += [out_w, stderr]
+                else:
+                    out_w = os.open(os.devnull, os.O_WRONLY)
+                    theirs.append(out_w)
+                helper_args += ["--stdout-fd", str(out_w)]
             helper = subprocess.Popen(
                 [
                     sys.executable,
                     "-m",
                     "dockweb.runtime.execreaper",
-                    "--pid-file",
-                    pid_file,
+                    *helper_args,
                     "--",
                     *rt,
-                    "--detach",
-                    "--tty",
-                    "--console-socket",
-                    sock_path,
-                    "--pid-file",
-                    pid_file,
+                    *options,
                     c.id,
                     *cmd,
                 ],
-                stdin=subprocess.DEVNULL,
+                stdin=stdin,
                 stdout=subprocess.PIPE,
+                stderr=stderr,
+                pass_fds=() if tty else (out_w,),
                 env=with_pythonpath(os.environ),
                 cwd="/",
             )
+            for fd in theirs:
+                os.close(fd)
+            theirs = []
             # the runtime sends the master before it exits, and the helper speaks only then
             first = json.loads(helper.stdout.readline() or b'{"error": "helper died"}')
             if "error" in first:
                 helper.wait()
-                err = log_error(log) or first["error"]
-                _drop_exec_files(log)
-                raise _exec_failed(err)
-            sock.settimeout(5)
-            master = _recv_fd(sock)
+                helper.stdout.close()
+                raise _exec_failed(log_error(log) or first["error"])
+            master = None
+            if sock is not None:
+                sock.settimeout(5)
+                master = _recv_fd(sock)
+        except BaseException:
+            for fd in [*theirs, *ours.values()]:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            raise
         finally:
-            sock.close()
-            shutil.rmtree(sock_dir, ignore_errors=True)
-        _drop_exec_files(log)
-        return ExecProcess(helper, pid=first["pid"], master=master)
+            if sock is not None:
+                sock.close()
+            shutil.rmtree(work, ignore_errors=True)
+            _drop_exec_files(log)
+        return ExecProcess(
+            helper,
+            pid=first["pid"],
+            master=master,
+            stdin=os.fdopen(ours["stdin"], "wb") if "stdin" in ours else None,
+            stdout=os.fdopen(ours["stdout"], "rb") if "stdout" in ours else None,
+            stderr=os.fdopen(ours["stderr"], "rb") if "stderr" in ours else None,
+        )
 
     def exec_detached(
         self, ref: str, cmd: list[str], *, user: str = "", env=(), workdir: str = ""
@@ -240,24 +295,30 @@ class ExecMixin:
 class ExecProcess:
     """A command started by ``ContainerManager.exec_start``.
 
-    ``pid``: the command's host pid (tty) or the foreground runtime's (no tty). ``master``:
-    the pty's master fd (tty only; owned by the handle, closed by ``close``). ``stdin``,
-    ``stdout``, ``stderr``: pipes (no tty only; stdin is None without ``interactive``).
+    ``pid``: the command's host pid. ``master``: the pty's master fd (tty only; owned by
+    the handle, closed by ``close``). ``stdin``, ``stdout``, ``stderr``: pipes (no tty
+    only; stdin is None without ``interactive``, the others without ``output``).
     Closing the master hangs the pty up, which sends the shell SIGHUP, as closing a
     terminal window does."""
 
     def __init__(
-        self, proc: subprocess.Popen, *, pid: int, master: int | None = None, log: str = ""
+        self,
+        proc: subprocess.Popen,
+        *,
+        pid: int,
+        master: int | None = None,
+        stdin=None,
+        stdout=None,
+        stderr=None,
     ):
-        self._proc = proc
-        self._log = log
+        self._proc = proc  # the execreaper helper: it says the exit code, then exits
         self._exit_code: int | None = None
         self.pid = pid
         self.master = master
         self.tty = master is not None
-        self.stdin = None if self.tty else proc.stdin
-        self.stdout = None if self.tty else proc.stdout
-        self.stderr = None if self.tty else proc.stderr
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
 
     def resize(self, cols: int, rows: int) -> None:
         """Set the pty's window size (TIOCSWINSZ; the kernel sends SIGWINCH to its
@@ -275,32 +336,23 @@ class ExecProcess:
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait for the command; its exit code as ``docker exec`` gives it (128 + signal
-        when killed). Raises TimeoutError, or ContainerStartError (126) when the runtime
-        could not start it (no tty: it says so only when it exits)."""
+        when killed). Raises TimeoutError."""
         if self._exit_code is not None:
             return self._exit_code
         try:
             self._proc.wait(timeout)
         except subprocess.TimeoutExpired:
             raise TimeoutError(f"exec {self.pid}: still running") from None
-        if self.tty:
-            code = 255
-            for line in self._proc.stdout.read().splitlines():
-                with contextlib.suppress(ValueError, KeyError):
-                    code = int(json.loads(line)["exit_code"])
-            self._proc.stdout.close()
-        else:
-            code = self._proc.returncode
-            err = log_error(self._log)
-            _drop_exec_files(self._log)
-            if code != 0 and err:
-                self._exit_code = 126
-                raise _exec_failed(err)
+        code = 255
+        for line in self._proc.stdout.read().splitlines():
+            with contextlib.suppress(ValueError, KeyError):
+                code = int(json.loads(line)["exit_code"])
+        self._proc.stdout.close()
         self._exit_code = code
         return code
 
     def kill(self, sig: int = signals.SIGKILL) -> None:
-        """Signal the command (tty) or the foreground runtime, which forwards it. Gone: no-op."""
+        """Signal the command. Gone: no-op."""
         if self.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, sig)

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from dockweb.runtime.containers.spec import ContainerSpec
 from dockweb.runtime.crashpoint import crashpoint
 from dockweb.runtime.errors import ContainerNotFound
-from dockweb.runtime.units import GO_ZERO_TEXT, human_duration, parse_go_time
+from dockweb.runtime.units import GO_ZERO_TEXT, human_duration, parse_go_time, rfc3339nano
 
 ZERO_TIME = GO_ZERO_TEXT  # a state file's time of what never happened
 CONTAINER_ID = re.compile(r"^[a-f0-9]{64}$")
@@ -34,10 +34,7 @@ TEMP_JSON = re.compile(r"^[a-z]+\.json\.(\d+)\.[a-f0-9]{6}$")  # write_json_atom
 
 def now_rfc3339nano() -> str:
     """The current UTC time as Go's RFC3339Nano (trailing zeros of the fraction dropped)."""
-    ns = time.time_ns()
-    base = datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    frac = f"{ns % 1_000_000_000:09d}".rstrip("0")
-    return f"{base}.{frac}Z" if frac else f"{base}Z"
+    return rfc3339nano(time.time_ns())
 
 
 class Status(enum.Enum):
