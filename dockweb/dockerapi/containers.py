@@ -832,26 +832,14 @@ def logs(req: Request) -> Stream:
 
 
 def _detach_keys(req: Request) -> bytes:
-    """``detachKeys``: docker's ``ctrl-<x>`` and single characters, comma separated."""
+    """``detachKeys`` (moby/term's ToBytes), Docker's ctrl-p,ctrl-q when not given."""
     text = req.q("detachKeys")
-    if text is None or text == "":
+    if not text:
         return frames.DETACH_KEYS
-    out = bytearray()
-    for part in text.split(","):
-        if len(part) == 1:
-            out.append(ord(part))
-        elif part.startswith("ctrl-") and len(part) == 6:
-            key = part[5].lower()
-            codes = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
-            if key in codes:
-                out.append(codes[key])
-            elif "a" <= key <= "z":
-                out.append(ord(key) - ord("a") + 1)
-            else:
-                raise bad_request(f"Unknown character: '{part}'")
-        else:
-            raise bad_request(f"Unknown character: '{part}'")
-    return bytes(out)
+    try:
+        return frames.parse_keys(text)
+    except ValueError as err:
+        raise bad_request(str(err)) from None
 
 
 def _send(sock: socket.socket, data: bytes) -> bool:
