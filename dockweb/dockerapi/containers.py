@@ -998,7 +998,7 @@ class AttachSession:
         escape = frames.EscapeKeys(self.opts["keys"]) if self.opts["keys"] else None
         stdin = self.opts["stdin"]
         client_open = True
-        buf = b""
+        output = frames.FrameBuffer()
         with rt:
             if first and stdin:
                 if self._input(rt, first, escape):
@@ -1013,13 +1013,7 @@ class AttachSession:
                         chunk = b""
                     if not chunk:
                         return
-                    buf += chunk
-                    while len(buf) >= 8:
-                        kind = buf[0]
-                        size = int.from_bytes(buf[4:8], "big")
-                        if len(buf) < 8 + size:
-                            break
-                        payload, buf = buf[8 : 8 + size], buf[8 + size :]
+                    for kind, payload in output.feed(chunk):
                         stream = "stderr" if kind == frames.STDERR else "stdout"
                         if not self.out(stream, payload):
                             return
