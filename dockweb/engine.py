@@ -16,6 +16,7 @@ from dockweb.runtime.store import Store
 
 if TYPE_CHECKING:
     from dockweb.runtime.containers import ContainerManager
+    from dockweb.runtime.spawner import Spawner
 
 
 def get_store() -> Store:
@@ -25,10 +26,34 @@ def get_store() -> Store:
 
 def get_manager() -> ContainerManager:
     """The ContainerManager on ``get_store()``, whose supervisor mirrors exits into this
-    process's database (``exit_command``)."""
+    process's database (``exit_command``); its supervisors forked by this process's
+    spawner when it has one (``use_spawner``)."""
     from dockweb.runtime.containers import ContainerManager
 
-    return ContainerManager(get_store(), exit_command=exit_command())
+    return ContainerManager(get_store(), exit_command=exit_command(), spawner=_spawner)
+
+
+_spawner: Spawner | None = None
+
+
+def use_spawner() -> Spawner:
+    """Make this long-lived, threaded process (the Engine API service) fork containers'
+    supervisors through a helper of its own (``dockweb.runtime.spawner``) rather than start
+    an interpreter for each: started now, used by every ``get_manager()`` from then on. With
+    a SQLite database the supervisors mirror a container's exit in-process, as the CLI's
+    fast run path does."""
+    global _spawner
+    if _spawner is None:
+        from dockweb.runtime.spawner import Spawner
+
+        hook: list[str] = []
+        url = database_url()
+        if url.startswith("sqlite:///"):
+            db, root = url[len("sqlite:///") :], str(settings.DOCKWEB_ROOT)
+            hook = ["containers.exit_hook", "--database", db, "--root", root]
+        _spawner = Spawner(hook)
+        _spawner.start()
+    return _spawner
 
 
 def exit_command() -> list[str]:

@@ -79,6 +79,17 @@ def load_routes() -> list[Route]:
     return table
 
 
+def serving() -> None:
+    """Each handler module's ``serving()``, if it has one: what a long-lived server sets
+    up before its first request (the containers' supervisor spawner)."""
+    import importlib
+
+    for name in MODULES:
+        hook = getattr(importlib.import_module(f"dockweb.dockerapi.{name}"), "serving", None)
+        if hook is not None:
+            hook()
+
+
 def peer_actor(sock: socket.socket) -> str:
     """``api:<unix user>`` of the process at the other end (SO_PEERCRED); ``api:<address>``
     over TCP."""
@@ -561,6 +572,7 @@ def serve(
         uri, idle_timeout=idle_timeout, socket_mode=socket_mode, socket_group=socket_group
     )
     server.bind()
+    serving()
 
     def stop(_signum, _frame):
         server.stop()

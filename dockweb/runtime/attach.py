@@ -36,9 +36,27 @@ def parse_resize(payload: bytes) -> tuple[int, int]:
     return cols, rows
 
 
+class FrameBuffer:
+    """Frames out of bytes as they come (``feed`` the chunks a socket gives)."""
+
+    def __init__(self) -> None:
+        self.buf = b""
+
+    def feed(self, chunk: bytes) -> Iterator[tuple[int, bytes]]:
+        """The frames ``chunk`` completes; a partial one is kept for the next chunk."""
+        self.buf += chunk
+        while len(self.buf) >= _HEADER.size:
+            kind, size = _HEADER.unpack_from(self.buf)
+            if len(self.buf) < _HEADER.size + size:
+                break
+            payload = self.buf[_HEADER.size : _HEADER.size + size]
+            self.buf = self.buf[_HEADER.size + size :]
+            yield kind, payload
+
+
 def read_frames(sock: socket.socket) -> Iterator[tuple[int, bytes]]:
     """Frames until the peer hangs up (or sends garbage)."""
-    buf = b""
+    frames = FrameBuffer()
     while True:
         try:
             chunk = sock.recv(65536)
@@ -46,13 +64,7 @@ def read_frames(sock: socket.socket) -> Iterator[tuple[int, bytes]]:
             return
         if not chunk:
             return
-        buf += chunk
-        while len(buf) >= _HEADER.size:
-            kind, size = _HEADER.unpack_from(buf)
-            if len(buf) < _HEADER.size + size:
-                break
-            yield kind, buf[_HEADER.size : _HEADER.size + size]
-            buf = buf[_HEADER.size + size :]
+        yield from frames.feed(chunk)
 
 
 # moby/term's ASCII: the names of the control characters 0 to 31, in order
@@ -153,7 +165,7 @@ def proxy(
         with contextlib.suppress(OSError):
             sock.sendall(data)
 
-    buf = b""
+    output = FrameBuffer()
     while True:
         ready, _, _ = select.select(watched, [], [])
         if sock in ready:
@@ -163,13 +175,7 @@ def proxy(
                 chunk = b""
             if not chunk:
                 return True
-            buf += chunk
-            while len(buf) >= _HEADER.size:
-                kind, size = _HEADER.unpack_from(buf)
-                if len(buf) < _HEADER.size + size:
-                    break
-                payload = buf[_HEADER.size : _HEADER.size + size]
-                buf = buf[_HEADER.size + size :]
+            for kind, payload in output.feed(chunk):
                 write_all(err_fd if kind == STDERR else out_fd, payload)
         if in_fd is not None and in_fd in ready:
             data = os.read(in_fd, 65536)

@@ -148,8 +148,16 @@ class LifecycleMixin:
             shim_args += ["--attach-fd", str(attach.fileno())]
             pass_fds.append(attach.fileno())
         forked = self.fork_supervisor and threading.active_count() == 1
+        spawned = not forked and self.spawner is not None
         with open(os.path.join(self.cdir(c.id), "shim.log"), "ab") as log:
-            if forked:
+            if spawned:
+                try:
+                    self.spawner.spawn(shim_args, pass_fds, log.fileno())
+                except OSError as e:
+                    os.close(r)
+                    os.close(w)
+                    return {"error": f"supervisor failed: {e}"}
+            elif forked:
                 _fork_shim(
                     shim_args, pass_fds, log.fileno(), env["PYTHONPATH"], type(self), self.on_exit
                 )
@@ -168,7 +176,7 @@ class LifecycleMixin:
         os.close(w)
         if attach is not None:
             attach.close()  # the supervisor's now
-        if not forked:
+        if not forked and not spawned:
             os.waitpid(pid, 0)  # the supervisor forks and its first process exits at once
         crashpoint("container.start.spawned")
         chunks = []

@@ -50,8 +50,12 @@ class ContainerManager(
         exit_command: list[str] | None = None,
         fork_supervisor: bool = False,
         on_exit: Callable[[str], None] | None = None,
+        spawner=None,
     ):
         self.store = store
+        # A multi-threaded caller's way to fork supervisors (a dockweb.runtime.spawner
+        # Spawner): preferred to a new interpreter when set.
+        self.spawner = spawner
         # Fork the supervisor from this process rather than start a new interpreter (about
         # 0.1 s less per start); honoured only while this process has a single thread.
         self.fork_supervisor = fork_supervisor
