@@ -73,29 +73,6 @@ def serving() -> None:
 # -- input ---------------------------------------------------------------------------------
 
 
-def api_filters(req: Request) -> dict[str, list[str]]:
-    """``filters`` as dockerd's filters.FromJSON reads it: ``{"key": {"value": true}}`` or
-    the older ``{"key": ["value"]}``."""
-    raw = req.q("filters")
-    if not raw:
-        return {}
-    try:
-        parsed = json.loads(raw)
-    except ValueError:
-        raise bad_request("invalid filter") from None
-    if not isinstance(parsed, dict):
-        raise bad_request("invalid filter")
-    out: dict[str, list[str]] = {}
-    for key, values in parsed.items():
-        if isinstance(values, dict):
-            out[key] = [v for v, on in values.items() if on]
-        elif isinstance(values, list):
-            out[key] = [str(v) for v in values]
-        else:
-            raise bad_request("invalid filter")
-    return out
-
-
 def _ref(req: Request) -> str:
     return req.params["name"]
 
@@ -121,7 +98,7 @@ def _api_summary(info: dict, size: tuple[int, int] | None) -> dict:
 
 @routes.get("/containers/json")
 def list_containers(req: Request) -> Json:
-    filters = api_filters(req)
+    filters = req.qfilters()
     show_all = req.qbool("all")
     limit = req.qint("limit", -1)
     with_size = req.qbool("size")
@@ -605,7 +582,7 @@ def update(req: Request) -> Json:
 
 @routes.post("/containers/prune", audit="container.prune")
 def prune(req: Request) -> Json:
-    filters = api_filters(req)
+    filters = req.qfilters()
     for key in filters:
         if key not in ("until", "label", "label!"):
             raise bad_request(f"Invalid filter '{key}'")
