@@ -11,11 +11,14 @@ cannot fork safely, so it keeps this helper instead:
 a single-threaded process that imports the supervisor's modules once, then forks one
 supervisor per request it receives on its socket (descriptor ``N``, inherited): the
 supervisor's arguments and the descriptors it is to get (SCM_RIGHTS), as
-``lifecycle._fork_shim`` gives them. With ``--exit-hook`` the supervisor mirrors the
-container's exit in-process, calling ``MODULE.main([*ARGS, container_id])`` (the caller's
-``containers.exit_hook`` with a SQLite database), instead of running the exit command (a new
-interpreter that sets Django up: 0.5 s of CPU after each exit).
-It answers each request with the supervisor's pid, reaps the supervisors as they end (they
+``lifecycle._fork_shim`` gives them. It forks the exec helper the same way
+(``dockweb.runtime.execreaper``, for ``ContainerManager.exec_start``: a new interpreter
+would cost 60 ms of each ``docker exec``), with the stdio and pipes it is to get.
+With ``--exit-hook`` the supervisor mirrors the container's exit in-process, calling
+``MODULE.main([*ARGS, container_id])`` (the caller's ``containers.exit_hook`` with a SQLite
+database), instead of running the exit command (a new interpreter that sets Django up: 0.5 s
+of CPU after each exit).
+It answers each request with the forked process's pid, reaps the supervisors as they end (they
 are its children; they outlive it) and leaves when its caller closes the socket.
 
 ``Spawner`` is the caller's side: started on first use, restarted if it died.
@@ -76,13 +79,28 @@ class Spawner:
 
     def spawn(self, shim_args: list[str], pass_fds: list[int], log_fd: int) -> int:
         """The supervisor's pid, once forked. Raises OSError if the helper is gone."""
-        request = json.dumps({"args": shim_args, "fds": pass_fds}).encode()
-        fds = array.array("i", [log_fd, *pass_fds])
+        return self._request({"args": shim_args, "fds": pass_fds}, [log_fd, *pass_fds])
+
+    def spawn_exec(self, helper_args: list[str], stdio: list[int], pass_fds: list[int]) -> int:
+        """``python -m dockweb.runtime.execreaper *helper_args`` as a fork of the helper:
+        ``stdio`` its stdin, stdout and stderr, ``pass_fds`` the other descriptors it gets
+        (an fd argument such as ``--stdout-fd`` names one of them, as in the caller). Its
+        pid (a child of the helper's, not the caller's: the caller learns its end from its
+        stdout). Raises OSError if it could not be forked."""
+        pid = self._request({"exec": helper_args, "fds": pass_fds}, [*stdio, *pass_fds])
+        if pid <= 0:
+            raise OSError("the spawner could not fork the exec helper")
+        return pid
+
+    def _request(self, request: dict, send_fds: list[int]) -> int:
+        """Send one request with its descriptors (SCM_RIGHTS); the pid it is answered with."""
+        data = json.dumps(request).encode()
+        fds = array.array("i", send_fds)
         with self.lock:
             for attempt in (1, 2):
                 sock = self._ensure()
                 try:
-                    sock.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+                    sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
                     answer = sock.recv(64)
                 except OSError:
                     answer = b""
@@ -130,7 +148,37 @@ def _reap() -> None:
             return
 
 
+def _fork_exec(args: list[str], stdio: list[int], pass_fds: list[int]) -> int:
+    """``python -m dockweb.runtime.execreaper *args`` as a fork of this process, with
+    ``stdio`` as its stdin, stdout and stderr and no other descriptor than ``pass_fds``;
+    its pid (reaped by ``_reap``)."""
+    from dockweb.runtime import execreaper
+    from dockweb.runtime.containers.lifecycle import child_stdio
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        child_stdio(*stdio, pass_fds)
+        # what a new interpreter would have (the runtime it starts gets SIGINT's default)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        code = execreaper.main(args)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        os._exit(code)
+
+
 def serve(sock: socket.socket, hook: list[str]) -> None:
+    import dockweb.runtime.execreaper  # noqa: F401 - loaded once, for every exec
     import dockweb.runtime.shim  # noqa: F401 - loaded once, for every supervisor
     from dockweb.runtime.containers import ContainerManager
     from dockweb.runtime.containers.lifecycle import _fork_shim
@@ -160,13 +208,18 @@ def serve(sock: socket.socket, hook: list[str]) -> None:
                 fds += list(arr)
         try:
             request = json.loads(data)
-            log_fd, got = fds[0], fds[1:]
+            exec_args = request.get("exec")
+            head = 3 if exec_args is not None else 1  # stdio, or the supervisor's log
+            given, got = fds[:head], fds[head:]
             mapping = {str(a): str(b) for a, b in zip(request["fds"], got, strict=True)}
-            args = list(request["args"])
+            args = list(request["args"] if exec_args is None else exec_args)
             for i, arg in enumerate(args[:-1]):
-                if arg in ("--sync-fd", "--attach-fd"):
+                if arg in ("--sync-fd", "--attach-fd", "--stdout-fd"):
                     args[i + 1] = mapping[args[i + 1]]
-            pid = _fork_shim(args, got, log_fd, pythonpath, ContainerManager, on_exit)
+            if exec_args is not None:
+                pid = _fork_exec(args, given, got)
+            else:
+                pid = _fork_shim(args, got, given[0], pythonpath, ContainerManager, on_exit)
             answer = str(pid).encode()
         except Exception as e:  # noqa: BLE001 - answered, the helper carries on
             print(f"spawner: {e}", file=sys.stderr, flush=True)

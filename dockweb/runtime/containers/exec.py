@@ -18,6 +18,7 @@ import sys
 import tempfile
 import termios
 from collections.abc import Callable
+from typing import BinaryIO
 
 from dockweb.runtime import attach as frames
 from dockweb.runtime import events, oci
@@ -193,33 +194,22 @@ class ExecMixin:
                     out_w = os.open(os.devnull, os.O_WRONLY)
                     theirs.append(out_w)
                 helper_args += ["--stdout-fd", str(out_w)]
-            helper = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "dockweb.runtime.execreaper",
-                    *helper_args,
-                    "--",
-                    *rt,
-                    *options,
-                    c.id,
-                    *cmd,
-                ],
+            status, helper = self._start_execreaper(
+                [*helper_args, "--", *rt, *options, c.id, *cmd],
                 stdin=stdin,
-                stdout=subprocess.PIPE,
                 stderr=stderr,
-                pass_fds=() if tty else (out_w,),
-                env=with_pythonpath(os.environ),
-                cwd="/",
+                pass_fds=[] if tty else [out_w],
             )
             for fd in theirs:
                 os.close(fd)
             theirs = []
             # the runtime sends the master before it exits, and the helper speaks only then
-            first = json.loads(helper.stdout.readline() or b'{"error": "helper died"}')
+            first = json.loads(status.readline() or b'{"error": "helper died"}')
             if "error" in first:
-                helper.wait()
-                helper.stdout.close()
+                status.read()  # to its end: the helper's
+                status.close()
+                if helper is not None:
+                    helper.wait()
                 raise _exec_failed(log_error(log) or first["error"])
             master = None
             if sock is not None:
@@ -236,6 +226,7 @@ class ExecMixin:
             shutil.rmtree(work, ignore_errors=True)
             _drop_exec_files(log)
         return ExecProcess(
+            status,
             helper,
             pid=first["pid"],
             master=master,
@@ -244,6 +235,41 @@ class ExecMixin:
             stderr=os.fdopen(ours["stderr"], "rb") if "stderr" in ours else None,
             on_exit=self._exec_died(c, exec_id),
         )
+
+    def _start_execreaper(
+        self, args: list[str], *, stdin: int, stderr: int | None, pass_fds: list[int]
+    ) -> tuple[BinaryIO, subprocess.Popen | None]:
+        """``python -m dockweb.runtime.execreaper *args`` with ``stdin`` and ``stderr``
+        (descriptors, or subprocess.DEVNULL; None: ours) and ``pass_fds``: forked by the
+        manager's spawner when it has one (the Engine API service: no new interpreter per
+        exec), else a new interpreter. The stream of its JSON lines (its stdout; it ends
+        when the helper does) and its Popen (None when the spawner forked it)."""
+        if self.spawner is None:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "dockweb.runtime.execreaper", *args],
+                stdin=stdin,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                pass_fds=pass_fds,
+                env=with_pythonpath(os.environ),
+                cwd="/",
+            )
+            return proc.stdout, proc
+        r, w = os.pipe()
+        null = os.open(os.devnull, os.O_RDWR)
+
+        def fd(given: int | None, ours: int) -> int:
+            return null if given == subprocess.DEVNULL else ours if given is None else given
+
+        try:
+            self.spawner.spawn_exec(args, [fd(stdin, 0), w, fd(stderr, 2)], pass_fds)
+        except OSError:
+            os.close(r)
+            raise
+        finally:
+            os.close(w)
+            os.close(null)
+        return os.fdopen(r, "rb"), None
 
     def exec_detached(
         self,
@@ -331,7 +357,8 @@ class ExecProcess:
 
     def __init__(
         self,
-        proc: subprocess.Popen,
+        status: BinaryIO,
+        proc: subprocess.Popen | None,
         *,
         pid: int,
         master: int | None = None,
@@ -341,7 +368,10 @@ class ExecProcess:
         on_exit: Callable[[int], None] | None = None,
     ):
         self._on_exit = on_exit  # called once with the exit code (the exec_die event)
-        self._proc = proc  # the execreaper helper: it says the exit code, then exits
+        # the execreaper helper's stdout (it says the exit code, then exits: the stream
+        # ends) and the helper when it is our child (None: the spawner's, reaped there)
+        self._status = status
+        self._proc = proc
         self._exit_code: int | None = None
         self.pid = pid
         self.master = master
@@ -360,8 +390,8 @@ class ExecProcess:
 
     def poll(self) -> int | None:
         """The exit code if the command has ended, else None (never blocks)."""
-        if self._exit_code is None and self._proc.poll() is not None:
-            self.wait()
+        if self._exit_code is None and select.select([self._status], [], [], 0)[0]:
+            self.wait()  # the helper speaks only as it ends
         return self._exit_code
 
     def wait(self, timeout: float | None = None) -> int:
@@ -369,15 +399,15 @@ class ExecProcess:
         when killed). Raises TimeoutError."""
         if self._exit_code is not None:
             return self._exit_code
-        try:
-            self._proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise TimeoutError(f"exec {self.pid}: still running") from None
+        if not select.select([self._status], [], [], timeout)[0]:
+            raise TimeoutError(f"exec {self.pid}: still running")
         code = 255
-        for line in self._proc.stdout.read().splitlines():
+        for line in self._status.read().splitlines():
             with contextlib.suppress(ValueError, KeyError):
                 code = int(json.loads(line)["exit_code"])
-        self._proc.stdout.close()
+        self._status.close()
+        if self._proc is not None:
+            self._proc.wait()
         self._exit_code = code
         if self._on_exit is not None:
             self._on_exit(code)

@@ -489,15 +489,7 @@ def _fork_shim(
     try:
         os.setsid()
         os.chdir("/")
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(log_fd, 1)
-        os.dup2(log_fd, 2)
-        low = 3
-        for fd in sorted(pass_fds):
-            os.closerange(low, fd)
-            low = fd + 1
-        os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+        child_stdio(os.open(os.devnull, os.O_RDONLY), log_fd, log_fd, pass_fds)
         os.environ["PYTHONPATH"] = pythonpath
         signals.signal(signals.SIGINT, signals.SIG_DFL)
         from dockweb.runtime import shim
@@ -511,6 +503,19 @@ def _fork_shim(
         traceback.print_exc()
     finally:
         os._exit(code)
+
+
+def child_stdio(stdin: int, stdout: int, stderr: int, pass_fds: list[int]) -> None:
+    """In a forked child: these as its fds 0, 1 and 2, every other descriptor but
+    ``pass_fds`` closed (what Popen's ``pass_fds`` and close_fds give a new process)."""
+    os.dup2(stdin, 0)
+    os.dup2(stdout, 1)
+    os.dup2(stderr, 2)
+    low = 3
+    for fd in sorted(pass_fds):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
 
 
 def _lock_held(fd: int) -> bool:
