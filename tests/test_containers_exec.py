@@ -13,6 +13,7 @@ from dockweb.runtime.containers import ContainerManager, ContainerSpec
 from dockweb.runtime.errors import ContainerStartError
 from dockweb.runtime.pull import pull
 from dockweb.runtime.registry import RegistryClient
+from dockweb.runtime.spawner import Spawner
 from dockweb.runtime.store import Store
 from tests.support import images as im
 from tests.support.cli import cli_env, run_dockweb, spawn_dockweb
@@ -106,6 +107,56 @@ def test_it_fails_a_missing_tty_command_with_126(manager, running):
     with pytest.raises(ContainerStartError) as e:
         manager.exec_start(running, ["nosuch"], tty=True)
     assert e.value.exit_code == 126
+    assert 'exec: "nosuch": executable file not found in $PATH' in str(e.value)
+
+
+# -- the exec helper forked by a spawner (the Engine API service's way) -------------------
+
+
+@pytest.fixture(scope="module")
+def spawner():
+    s = Spawner()
+    s.start()
+    yield s
+    s.close()
+
+
+def _ppid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_a_spawner_forks_the_exec_helper_with_the_pipes(manager, running, spawner):
+    spawned = ContainerManager(manager.store, spawner=spawner)
+    h = spawned.exec_start(
+        running, ["sh", "-c", "read x; echo out-$x; echo err-$x >&2; exit 3"], interactive=True
+    )
+    try:
+        # the command's parent is the exec helper, a child of the spawner's (not ours)
+        assert _ppid(_ppid(h.pid)) == spawner.proc.pid
+        h.stdin.write(b"42\n")
+        h.stdin.close()
+        assert h.stdout.read() == b"out-42\n"
+        assert h.stderr.read() == b"err-42\n"
+        assert h.wait(10) == 3
+        assert h.poll() == 3
+    finally:
+        h.close()
+
+
+def test_a_spawner_forks_the_exec_helper_with_a_tty(manager, running, spawner):
+    spawned = ContainerManager(manager.store, spawner=spawner)
+    h = spawned.exec_start(running, ["/bin/sh"], tty=True, interactive=True)
+    try:
+        assert _ppid(_ppid(h.pid)) == spawner.proc.pid
+        h.resize(cols=90, rows=20)
+        os.write(h.master, b"busybox stty size; exit 5\n")
+        read_until(h.master, r"20 90\r\n")
+        assert h.wait(10) == 5
+    finally:
+        h.close()
+    with pytest.raises(ContainerStartError) as e:
+        spawned.exec_start(running, ["nosuch"], tty=True)
     assert 'exec: "nosuch": executable file not found in $PATH' in str(e.value)
 
 

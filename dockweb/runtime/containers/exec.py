@@ -263,9 +263,9 @@ class ExecMixin:
 
         try:
             self.spawner.spawn_exec(args, [fd(stdin, 0), w, fd(stderr, 2)], pass_fds)
-        except OSError:
+        except OSError as e:
             os.close(r)
-            raise
+            raise ContainerStartError(f"OCI runtime exec failed: {e}: unknown", 126) from None
         finally:
             os.close(w)
             os.close(null)
