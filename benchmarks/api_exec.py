@@ -24,14 +24,14 @@ import argparse
 import contextlib
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from benchmarks import common
-from benchmarks.run import _stop_on_sigterm, p90, timed
+from benchmarks.api_run import alternate, print_summary
+from benchmarks.run import _stop_on_sigterm
 from tests.support import images as im
 
 NAME = "bench-api-exec"
@@ -89,15 +89,7 @@ def main() -> int:
                 "dockerd": [*docker, "exec", NAME, "true"],
                 "dockweb": [*dockweb, "exec", NAME, "true"],
             }
-            tools = list(commands)
-            for _ in range(args.warmup):
-                for tool in tools:
-                    timed(commands[tool])
-            for run in range(1, args.runs + 1):
-                for tool in tools if run % 2 else tools[::-1]:
-                    seconds = timed(commands[tool])
-                    times[tool].append(seconds)
-                    print(f"run {run:2}: {tool:7} {seconds * 1000:7.0f} ms", flush=True)
+            alternate(commands, times, runs=args.runs, warmup=args.warmup)
             _run([*dockweb, "rm", "-f", NAME])
             _run([*docker, "rm", "-f", NAME])
             _run([*docker, "rmi", ref])
@@ -111,14 +103,7 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(sock_dir, ignore_errors=True)
 
-    for tool in tools:
-        t = times[tool]
-        print(
-            f"{tool:7} median {statistics.median(t) * 1000:5.0f} ms, p90 {p90(t) * 1000:5.0f} ms,"
-            f" min {min(t) * 1000:5.0f} ms, max {max(t) * 1000:5.0f} ms ({len(t)} runs)"
-        )
-    ratio = statistics.median(times["dockweb"]) / statistics.median(times["dockerd"])
-    print(f"median ratio dockweb/dockerd {ratio:.2f}")
+    print_summary(times)
     return 0
 
 

@@ -90,15 +90,7 @@ def main() -> int:
                 "dockerd": client.command("run", "--rm", "--network", "none", ref, "true"),
                 "dockweb": [common.DOCKER_CLI, "-H", f"unix://{sock}", "run", "--rm", ref, "true"],
             }
-            tools = list(commands)
-            for _ in range(args.warmup):
-                for tool in tools:
-                    timed(commands[tool])
-            for run in range(1, args.runs + 1):
-                for tool in tools if run % 2 else tools[::-1]:
-                    seconds = timed(commands[tool])
-                    times[tool].append(seconds)
-                    print(f"run {run:2}: {tool:7} {seconds * 1000:7.0f} ms", flush=True)
+            alternate(commands, times, runs=args.runs, warmup=args.warmup)
             left = store.run("ps", "-aq").stdout.split()
             if left:
                 raise RuntimeError(f"dockweb left {len(left)} container(s) after run --rm")
@@ -113,15 +105,35 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(sock_dir, ignore_errors=True)
 
-    for tool in tools:
-        t = times[tool]
+    print_summary(times)
+    return 0
+
+
+def alternate(
+    commands: dict[str, list[str]], times: dict[str, list[float]], *, runs: int, warmup: int
+) -> None:
+    """``warmup`` untimed runs of each command, then ``runs`` timed ones into ``times``,
+    alternating (the first command first in odd runs), each printed as it ends."""
+    tools = list(commands)
+    for _ in range(warmup):
+        for tool in tools:
+            timed(commands[tool])
+    for run in range(1, runs + 1):
+        for tool in tools if run % 2 else tools[::-1]:
+            seconds = timed(commands[tool])
+            times[tool].append(seconds)
+            print(f"run {run:2}: {tool:7} {seconds * 1000:7.0f} ms", flush=True)
+
+
+def print_summary(times: dict[str, list[float]]) -> None:
+    """Each tool's median, p90, min and max, and the median ratio dockweb/dockerd."""
+    for tool, t in times.items():
         print(
             f"{tool:7} median {statistics.median(t) * 1000:5.0f} ms, p90 {p90(t) * 1000:5.0f} ms,"
             f" min {min(t) * 1000:5.0f} ms, max {max(t) * 1000:5.0f} ms ({len(t)} runs)"
         )
     ratio = statistics.median(times["dockweb"]) / statistics.median(times["dockerd"])
     print(f"median ratio dockweb/dockerd {ratio:.2f}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -153,28 +153,15 @@ def _fork_exec(args: list[str], stdio: list[int], pass_fds: list[int]) -> int:
     ``stdio`` as its stdin, stdout and stderr and no other descriptor than ``pass_fds``;
     its pid (reaped by ``_reap``)."""
     from dockweb.runtime import execreaper
-    from dockweb.runtime.containers.lifecycle import child_stdio
+    from dockweb.runtime.containers.lifecycle import child_stdio, fork_child
 
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid:
-        return pid
-    code = 1
-    try:
+    def reap() -> int:
         child_stdio(*stdio, pass_fds)
         # what a new interpreter would have (the runtime it starts gets SIGINT's default)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        code = execreaper.main(args)
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    except BaseException:
-        import traceback
+        return execreaper.main(args)
 
-        traceback.print_exc()
-    finally:
-        sys.stdout.flush()
-        os._exit(code)
+    return fork_child(reap)
 
 
 def serve(sock: socket.socket, hook: list[str]) -> None:

@@ -480,13 +480,8 @@ def _fork_shim(
     single-threaded process. The child is the supervisor itself (no second fork: the
     caller, the CLI, is short-lived, and init reaps the supervisor once the CLI is gone);
     returns its pid."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid:
-        return pid
-    code = 1
-    try:
+
+    def supervise() -> int:
         os.setsid()
         os.chdir("/")
         child_stdio(os.open(os.devnull, os.O_RDONLY), log_fd, log_fd, pass_fds)
@@ -494,7 +489,23 @@ def _fork_shim(
         signals.signal(signals.SIGINT, signals.SIG_DFL)
         from dockweb.runtime import shim
 
-        code = shim.main(shim_args, on_exit=on_exit, make_manager=make_manager, detach=False)
+        return shim.main(shim_args, on_exit=on_exit, make_manager=make_manager, detach=False)
+
+    return fork_child(supervise)
+
+
+def fork_child(main: Callable[[], int]) -> int:
+    """Fork; the child's pid. The child runs ``main`` (which sets its descriptors up with
+    ``child_stdio``) and exits with its code, as a process would (SystemExit's code, 1 and
+    the traceback on stderr for an exception), never returning into the caller's code."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        code = main()
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
     except BaseException:
@@ -502,6 +513,8 @@ def _fork_shim(
 
         traceback.print_exc()
     finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
         os._exit(code)
 
 
