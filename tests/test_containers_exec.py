@@ -128,9 +128,9 @@ def _ppid(pid: int) -> int:
 
 def test_a_spawner_forks_the_exec_helper_with_the_pipes(manager, running, spawner):
     spawned = ContainerManager(manager.store, spawner=spawner)
-    h = spawned.exec_start(
-        running, ["sh", "-c", "read x; echo out-$x; echo err-$x >&2; exit 3"], interactive=True
-    )
+    # its options' descriptors are mapped to the spawner's; the command's words are not
+    script = "read x; echo out-$x; echo err-$x >&2; exit 3"
+    h = spawned.exec_start(running, ["sh", "-c", script, "--stdout-fd", "9"], interactive=True)
     try:
         # the command's parent is the exec helper, a child of the spawner's (not ours)
         assert _ppid(_ppid(h.pid)) == spawner.proc.pid

@@ -200,7 +200,9 @@ def serve(sock: socket.socket, hook: list[str]) -> None:
             given, got = fds[:head], fds[head:]
             mapping = {str(a): str(b) for a, b in zip(request["fds"], got, strict=True)}
             args = list(request["args"] if exec_args is None else exec_args)
-            for i, arg in enumerate(args[:-1]):
+            # the options before a "--" (after it: the exec's runtime and command, as given)
+            ours = args.index("--") if "--" in args else len(args)
+            for i, arg in enumerate(args[: ours - 1]):
                 if arg in ("--sync-fd", "--attach-fd", "--stdout-fd"):
                     args[i + 1] = mapping[args[i + 1]]
             if exec_args is not None:
