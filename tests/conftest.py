@@ -159,14 +159,8 @@ def _unmount_what_a_test_left(request):
     if "tmp_path" not in request.fixturenames:
         yield
         return
-    import subprocess
+    from tests.support.engineapi import unmount_under
 
     base = str(request.getfixturevalue("tmp_path")) + "/"  # set up before: torn down after
     yield
-    try:
-        with open("/proc/self/mountinfo") as f:
-            targets = [line.split()[4] for line in f]
-    except OSError:
-        return
-    for target in sorted((t for t in targets if t.startswith(base)), reverse=True):
-        subprocess.run(["umount", "-l", target], capture_output=True)
+    unmount_under(base)

@@ -19,7 +19,6 @@ import tarfile
 
 import pytest
 
-from tests.support import images as im
 from tests.support.engineapi import DOCKER, request
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
@@ -35,10 +34,7 @@ GO_SYMLINK = 1 << 27
 
 @pytest.fixture(scope="module")
 def image(engine_api, registry):
-    ref = f"{registry.host}/api-archive/busybox:1"
-    im.push_image(registry.host, "api-archive/busybox", "1", im.busybox_base())
-    engine_api.dockweb("pull", ref, check=True)
-    return ref
+    return engine_api.pulled_busybox(registry, "api-archive/busybox")
 
 
 def _wait_ready(engine_api, name: str) -> None:

@@ -15,7 +15,6 @@ import time
 
 import pytest
 
-from tests.support import images as im
 from tests.support.engineapi import DOCKER, request
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
@@ -23,10 +22,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root"
 
 @pytest.fixture(scope="module")
 def image(engine_api, registry):
-    im.push_image(registry.host, "api-containers", "1", im.busybox_base())
-    ref = f"{registry.host}/api-containers:1"
-    engine_api.dockweb("pull", "-q", ref, check=True)
-    return ref
+    return engine_api.pulled_busybox(registry, "api-containers")
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ import time
 import docker
 import pytest
 
-from tests.support import images as im
 from tests.support.engineapi import DOCKER, request
 from tests.support.pty import pty_session, read_until
 
@@ -31,10 +30,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs containers: need
 
 @pytest.fixture(scope="module")
 def image(registry, engine_api):
-    im.push_image(registry.host, "api-exec/busybox", "1", im.busybox_base())
-    ref = f"{registry.host}/api-exec/busybox:1"
-    engine_api.dockweb("pull", "-q", ref, check=True)
-    return ref
+    return engine_api.pulled_busybox(registry, "api-exec/busybox")
 
 
 @pytest.fixture(scope="module")

@@ -10,17 +10,13 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.support import images as im
 from tests.support.engineapi import request
 
 
 @pytest.fixture(scope="module")
 def image(registry, engine_api):
     """A busybox image pulled into the service's store by the dockweb CLI."""
-    im.push_image(registry.host, "system/busybox", "1", im.busybox_base())
-    ref = f"{registry.host}/system/busybox:1"
-    engine_api.dockweb("pull", "-q", ref, check=True)
-    return ref
+    return engine_api.pulled_busybox(registry, "system/busybox")
 
 
 def now() -> str:

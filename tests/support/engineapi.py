@@ -150,7 +150,7 @@ class EngineApi:
 
         im.push_image(registry.host, repo, "1", im.busybox_base())
         ref = f"{registry.host}/{repo}:1"
-        self.dockweb("pull", ref, check=True)
+        self.dockweb("pull", "-q", ref, check=True)
         return ref
 
 
@@ -162,10 +162,11 @@ def engine_api(base: Path, **env: str):
         yield api
     finally:
         api.cleanup()
-        _unmount_under(str(base) + "/")
+        unmount_under(str(base) + "/")
 
 
-def _unmount_under(base: str) -> None:
+def unmount_under(base: str) -> None:
+    """Detach (lazily) every mount under the path prefix ``base``, deepest first."""
     try:
         with open("/proc/self/mountinfo") as f:
             targets = [line.split()[4] for line in f]
