@@ -81,6 +81,7 @@ def test_it_counts_what_the_store_holds_on_disk(cli, moved):
     layers_on_disk = sum(
         apparent_size(os.path.join(store.layers_dir, d, "diff"))
         for d in os.listdir(store.layers_dir)
+        if d[0] != "."
     )
     (cid,) = os.listdir(os.path.join(cli.root, "containers"))
     upper = apparent_size(os.path.join(cli.root, "containers", cid, "upper"))

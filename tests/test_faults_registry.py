@@ -91,6 +91,8 @@ def assert_nothing_half_written(store, image):
     assert store.scratch_entries() == []
     # whatever is in layers/ is finished: its record is there and its link resolves
     for name in os.listdir(store.layers_dir):
+        if name.startswith("."):
+            continue
         rec = store.get_layer("sha256:" + name)
         assert os.path.isdir(os.path.join(store.links_dir, rec.link))
 

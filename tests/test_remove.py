@@ -73,7 +73,12 @@ def test_it_deletes_the_image_and_its_layers_with_the_last_reference(registry, s
     ]
     assert not store.has_image(image.image_id)
     assert store.layers() == {}
-    assert os.listdir(store.layers_dir) == []
+    # the files are gone at once, the empty directories stay a while (Store.SKELETON_AGE)
+    assert store.scratch_entries() == []
+    assert [n for n in os.listdir(store.layers_dir) if not n.startswith(".skeleton-")] == []
+    for skeleton in store.skeletons():
+        for _dirpath, _dirs, files in os.walk(os.path.join(store.layers_dir, skeleton)):
+            assert files == []
 
 
 def test_it_untags_the_digest_reference_of_the_same_repository(registry, store, pushed):
