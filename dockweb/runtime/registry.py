@@ -46,6 +46,7 @@ from typing import IO
 from urllib.parse import quote, urljoin, urlsplit
 
 import urllib3
+import urllib3.connection
 
 from dockweb.runtime.auth import (
     AuthConfig,
@@ -187,7 +188,21 @@ def _cancelled() -> bool:
     return scope is not None and scope.cancelled
 
 
+_dup_lock = threading.Lock()
+
+
 def _shutdown(conn) -> None:
+    """Shut down ``conn``'s socket from another thread: a read blocked on it returns at once.
+
+    During a TLS handshake ``conn.sock`` is the plain socket the ssl module has already
+    detached; the duplicate kept for that time (``_ScopedConnection``) reaches it."""
+    with _dup_lock:
+        dup = getattr(conn, "_dockweb_dup", None)
+        if dup is not None:
+            try:
+                dup.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
     sock = getattr(conn, "sock", None)
     if sock is not None:
         try:
@@ -196,8 +211,43 @@ def _shutdown(conn) -> None:
             pass
 
 
+class _ScopedConnection:
+    """Keeps a duplicate of the socket while ``connect()`` runs (the TLS handshake), so a
+    cancel can shut it down; closed as soon as ``connect()`` returns."""
+
+    _dockweb_dup: socket.socket | None = None
+
+    def _new_conn(self):
+        sock = super()._new_conn()  # type: ignore[misc]
+        with _dup_lock:
+            self._dockweb_dup = sock.dup()
+        scope = _current_scope()
+        if scope is not None and scope.cancelled:
+            _shutdown(self)
+        return sock
+
+    def connect(self) -> None:
+        try:
+            super().connect()  # type: ignore[misc]
+        finally:
+            with _dup_lock:
+                dup, self._dockweb_dup = self._dockweb_dup, None
+            if dup is not None:
+                dup.close()
+
+
+class _HTTPConnection(_ScopedConnection, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_ScopedConnection, urllib3.connection.HTTPSConnection):
+    pass
+
+
 class _ScopedPool(urllib3.HTTPConnectionPool):
     """A connection pool whose connections join the calling thread's CancelScope."""
+
+    ConnectionCls = _HTTPConnection
 
     def _get_conn(self, timeout=None):
         conn = super()._get_conn(timeout)
@@ -214,7 +264,7 @@ class _ScopedPool(urllib3.HTTPConnectionPool):
 
 
 class _ScopedHTTPSPool(_ScopedPool, urllib3.HTTPSConnectionPool):
-    pass
+    ConnectionCls = _HTTPSConnection
 
 
 _POOL_CLASSES = {"http": _ScopedPool, "https": _ScopedHTTPSPool}
