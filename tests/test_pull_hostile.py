@@ -4,8 +4,8 @@ Each hostile registry (tests/support/hostile_registry.py) is pulled from by the 
 by `dockweb pull` as a person runs it. What must hold: a clear error; the bytes the server
 managed to send stay far below what it offered (the client stops reading at the limit,
 it does not read everything and check after); the peak RSS of the `dockweb pull` process,
-measured by the kernel (wait4), stays at or under 150 MB although the server offers 1.5 to
-8 GB; nothing is left in the store.
+measured by the kernel (wait4, through tests/support/peakrss.py), stays at or under 150 MB
+although the server offers 1.5 to 8 GB; nothing is left in the store.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import base64
 import json
 import os
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -31,6 +30,7 @@ from dockweb.runtime.registry import (
 )
 from dockweb.runtime.store import Store
 from tests.support import hostile_registry as hr
+from tests.support import peakrss
 from tests.support.cli import REPO, cli_env
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="unpacking layers needs root")
@@ -52,6 +52,11 @@ EXPECTED = {
         BodyTooLarge,
         rf"^manifest for {HOST}/hostile/app:1 \(application/vnd\.oci\.image\.manifest\.v1\+json\)"
         r" is larger than the 4 MiB limit: refused$",
+    ),
+    "manifest-objects": (
+        BodyTooLarge,
+        rf"^manifest for {HOST}/hostile/app:1 holds more than 65536 JSON objects and arrays: "
+        r"refused$",
     ),
     "index-huge": (
         BodyTooLarge,
@@ -99,35 +104,24 @@ def assert_store_clean(root) -> None:
 def run_pull_cli(tmp_path, reference: str, timeout: float = 120, **env: str):
     """`dockweb pull reference`; (exit code, stdout, stderr, peak RSS in bytes, seconds).
 
-    The peak RSS is the kernel's ru_maxrss of that very process, from wait4."""
+    The peak RSS is the kernel's ru_maxrss of that very process (tests/support/peakrss.py:
+    not inflated by the test process's own memory, as a direct child's would be)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     out, err = tmp_path / "stdout", tmp_path / "stderr"
     env.setdefault("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))
     environ = cli_env(tmp_path, **env)
     started = time.monotonic()
     with open(out, "wb") as o, open(err, "wb") as e:
-        proc = subprocess.Popen(
+        code, rss = peakrss.run(
             [sys.executable, "-m", "dockweb.cli", "pull", reference],
             cwd=REPO,
             env=environ,
             stdout=o,
             stderr=e,
+            timeout=timeout,
         )
-    killer = threading.Timer(timeout, proc.kill)
-    killer.start()
-    try:
-        _, status, usage = os.wait4(proc.pid, 0)
-    finally:
-        killer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait again
     elapsed = time.monotonic() - started
-    return (
-        proc.returncode,
-        out.read_text(),
-        err.read_text(),
-        usage.ru_maxrss * 1024,
-        elapsed,
-    )
+    return code, out.read_text(), err.read_text(), rss, elapsed
 
 
 # -- bounded memory ----------------------------------------------------------------------

@@ -34,7 +34,12 @@ from dockweb.runtime.errors import (
     NoMatchingPlatform,
 )
 from dockweb.runtime.limits import DEFAULT_LAYER_LIMITS, LayerLimits
-from dockweb.runtime.registry import BlobReadError, CancelScope, RegistryClient
+from dockweb.runtime.registry import (
+    BlobReadError,
+    CancelScope,
+    RegistryClient,
+    check_json_containers,
+)
 from dockweb.runtime.store import LayerLock, LayerRecord, Store
 from dockweb.runtime.tarsplit import FILE_NAME as TAR_SPLIT
 
@@ -251,6 +256,7 @@ def _pull(
         host, repo, parsed.config.digest, max_size=MAX_CONFIG_SIZE, size=parsed.config.size
     )
     crashpoint("pull.config")
+    check_json_containers(config_bytes, f"image config {parsed.config.digest}")
     config = json.loads(config_bytes)
     if platform and (
         config.get("os") != wanted.os or config.get("architecture") != wanted.architecture

@@ -78,6 +78,9 @@ MAX_REDIRECTS = 10
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024  # Docker's maxManifestBodySize; indexes too
 #: Other JSON answers (tag lists).
 MAX_BODY_SIZE = 8 * 1024 * 1024
+#: Objects and arrays a manifest or config may hold. Within 4 MiB, a million empty
+#: objects would take about 100 MB once parsed; real manifests hold a few hundred.
+MAX_JSON_CONTAINERS = 65536
 #: What is read of an error answer's body (containerd reads 64 KB of it).
 MAX_ERROR_BODY_SIZE = 64 * 1024
 #: Bodies drained to keep a connection for reuse; a longer one closes the connection.
@@ -189,6 +192,19 @@ def _cancelled() -> bool:
 
 
 _dup_lock = threading.Lock()
+
+
+def _sleep(seconds: float) -> None:
+    """A wait between attempts that ends with RequestCancelled when the scope is cancelled."""
+    scope = _current_scope()
+    if scope is None:
+        time.sleep(seconds)
+        return
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        if scope.cancelled or scope.event.is_set():
+            raise RequestCancelled("request cancelled")
+        time.sleep(min(left, 0.05))
 
 
 def _shutdown(conn) -> None:
@@ -358,6 +374,13 @@ class _Answer:
     data: bytes
 
 
+def check_json_containers(data: bytes, what: str, limit: int = MAX_JSON_CONTAINERS) -> None:
+    """Refuse JSON that would parse into more than ``limit`` objects and arrays (counted
+    from the brackets, strings included: an upper bound) before it is parsed."""
+    if data.count(b"{") + data.count(b"[") > limit:
+        raise BodyTooLarge(f"{what} holds more than {limit} JSON objects and arrays: refused")
+
+
 def _size_text(n: int) -> str:
     return f"{n >> 20} MiB" if n >= 1 << 20 and not n % (1 << 20) else f"{n >> 10} KiB"
 
@@ -475,6 +498,7 @@ class RegistryClient:
         """
         resp = self._manifest_call("GET", host, repo, ref, accept)
         data = resp.data
+        check_json_containers(data, f"manifest for {familiar_string(host, repo, ref)}")
         media_type = _content_type(resp)
         if ":" in ref:
             _check_digest(data, ref, f"manifest {familiar_string(host, repo, ref)}")
@@ -581,7 +605,7 @@ class RegistryClient:
                 stalled += self.timeout.read_timeout if e.stalled else 0.0
                 if attempt == self.retries or not self.may_retry_stall(stalled):
                     raise
-                time.sleep(min(delay, self.max_backoff))
+                _sleep(min(delay, self.max_backoff))
                 delay *= 2
         data = bytes(buf)
         del buf
@@ -943,25 +967,32 @@ class RegistryClient:
                     or "refused" in str(getattr(e, "reason", None) or e)
                     or (
                         _is_timeout(e)
-                        and time.monotonic() - started + wait + self._attempt_time() > self.deadline
+                        and time.monotonic() - started + wait + self._attempt_time(e)
+                        > self.deadline
                     )
                 ):
                     raise _transport_error(method, url, e, self.timeout) from None
-                time.sleep(wait)
+                _sleep(wait)
                 delay *= 2
                 continue
             if attempt < attempts and (resp.status == 429 or resp.status >= 500):
                 wait = _retry_after(resp.headers.get("Retry-After"))
                 _drain(resp)
-                time.sleep(min(wait if wait is not None else delay, self.max_backoff))
+                _sleep(min(wait if wait is not None else delay, self.max_backoff))
                 delay *= 2
                 continue
             return resp
         raise AssertionError("unreachable")
 
-    def _attempt_time(self) -> float:
-        """The longest one attempt can wait without an answer."""
-        return (self.timeout.connect_timeout or 0) + (self.timeout.read_timeout or 0)
+    def _attempt_time(self, e: Exception) -> float:
+        """How long one more attempt may wait for nothing, after a timeout like ``e``: the
+        connect timeout again when connecting timed out, else the read timeout."""
+        reason = getattr(e, "reason", None) or e
+        if isinstance(reason, urllib3.exceptions.ConnectTimeoutError) or isinstance(
+            e, urllib3.exceptions.ConnectTimeoutError
+        ):
+            return self.timeout.connect_timeout or 0
+        return self.timeout.read_timeout or 0
 
     def _send_following_redirects(
         self,

@@ -4,7 +4,9 @@
 one thing, chosen by ``mode``:
 
 - ``manifest-endless``: the manifest never ends (no Content-Length, read until the client
-  hangs up); ``manifest-huge``: the manifest announces and sends ``size`` bytes.
+  hangs up); ``manifest-huge``: the manifest announces and sends ``size`` bytes;
+  ``manifest-objects``: a well-formed manifest just under 4 MiB whose layers are a million
+  empty objects (about 100 MB once parsed).
 - ``index-huge``: an image index (chunked) whose list of manifests never ends.
 - ``token-huge``: the registry asks for a bearer token (realm on itself) and the token
   answer never ends.
@@ -40,6 +42,7 @@ from tests.support import images as im
 MODES = (
     "manifest-endless",
     "manifest-huge",
+    "manifest-objects",
     "index-huge",
     "token-huge",
     "error-huge",
@@ -251,6 +254,13 @@ class HostileRegistry:
                 unit = b'{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", '
                 unit += b'"digest": "sha256:%s", "size": 1}, ' % (b"0" * 64)
                 h._stream(prefix, unit, self.size, chunked=False)
+        elif mode == "manifest-objects":
+            count = ((4 << 20) - 200) // 3
+            body = b'{"schemaVersion": 2, "mediaType": "%s", "layers": [%s]}' % (
+                OCI_MANIFEST.encode(),
+                b",".join([b"{}"] * count),
+            )
+            h._bytes(body, OCI_MANIFEST)
         elif mode == "index-huge":
             h._head(200, {"Content-Type": OCI_INDEX, "Transfer-Encoding": "chunked"})
             if h.command != "HEAD":
