@@ -20,6 +20,7 @@ import time
 
 import pytest
 
+from dockweb.runtime.auth import AuthConfig
 from dockweb.runtime.errors import AuthError, RegistryError, RegistryUnavailable
 from dockweb.runtime.pull import PullCancelled, pull
 from dockweb.runtime.registry import (
@@ -289,6 +290,17 @@ def test_saved_credentials_do_not_go_to_a_plain_http_realm_on_another_port(tmp_p
         f"the saved credentials for {server.host} were not sent to the token service "
         f"{server.realm.url}: it is neither HTTPS nor a listed insecure registry"
     ) in str(info.value)
+
+
+def test_an_identity_token_does_not_go_to_that_realm_either(tmp_path, no_config):
+    with hr.HostileRegistry("realm-elsewhere") as server:
+        creds = AuthConfig(identity_token="refresh-token-of-the-user")
+        client = RegistryClient(credentials={server.host: creds}, auth_config_path=no_config)
+        with pytest.raises(AuthError, match="were not sent to the token service"):
+            pull(Store(str(tmp_path / "store")), client, server.reference)
+        seen, forms = list(server.realm.seen), list(server.realm.forms)
+    assert seen and forms == []  # asked with an anonymous GET, no OAuth2 form
+    assert not any("refresh-token-of-the-user" in path for path, _ in seen)
 
 
 def test_a_realm_listed_as_insecure_registry_gets_the_credentials(tmp_path, no_config):

@@ -310,6 +310,7 @@ class TokenRecorder:
 
     def __init__(self):
         self.seen: list[tuple[str, str | None]] = []
+        self.forms: list[bytes] = []  # bodies of POSTs (OAuth2 forms: refresh tokens)
         self.sent = 0
         self._lock = threading.Lock()
         recorder = self
@@ -319,8 +320,12 @@ class TokenRecorder:
 
             def do_GET(self):
                 auth = self.headers.get("Authorization")
+                length = int(self.headers.get("Content-Length") or 0)
+                form = self.rfile.read(length) if self.command == "POST" else b""
                 with recorder._lock:
                     recorder.seen.append((self.path, auth))
+                    if self.command == "POST":
+                        recorder.forms.append(form)
                 expected = "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
                 token = GRANTED if auth == expected else ANONYMOUS
                 self._json(200, {"token": token, "expires_in": 300})
