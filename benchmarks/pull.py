@@ -1,24 +1,42 @@
-"""Cold-pull benchmark: `docker pull` against `dockweb pull` of the same realistic image.
+"""Pull benchmark: `docker pull` against `dockweb pull` and the dashboard's Pull, same image.
 
-    cd /work/main && sudo /opt/dwvenv/bin/python -m benchmarks.pull [--runs 5]
+    cd /work/main && sudo .venv/bin/python -m benchmarks.pull [--runs 5] [--cycles 10]
+    cd /work/main && sudo .venv/bin/python -m benchmarks.pull --lab [--runs 5]
 
-Builds (once; cached under --cache) an image of six layers, over 100 MB compressed and
-thousands of files: a debootstrap --variant=minbase bookworm root, a tree of many small
+Builds (once; cached under --cache) an image of six layers, over 200 MB compressed and
+about 20,000 files: a debootstrap --variant=minbase bookworm root, a tree of 12,000 small
 source files, incompressible data, medium-sized semi-compressible files, more incompressible
 data and a small config layer. Pushes it to a docker-registry on 127.0.0.1 (its blobs stay
-on the normal disk, in the page cache), then alternates cold pulls, each onto a new ext4
-filesystem of its own (a 4 GiB sparse image on a loop device, see `common.scratch_ext4`):
-Docker through a private dockerd whose data root is that filesystem, started for the run
-(the system's dockerd and /var/lib/docker are left alone), dockweb with DOCKWEB_ROOT and
-DOCKWEB_DATA there. An untimed pull of each comes first. Only the pull command is timed.
-Prints each run's time, the medians, their ratio dockweb/docker and dockweb's peak memory.
+on the normal disk, in the page cache), with a second tag whose top layer differs (for the
+warm pull: every base layer already present).
 
-Not run in CI: it needs root, loop devices, minutes, and about 1.5 GB of disk.
+Default mode, real use: everything on the machine's own filesystem (under
+$DOCKWEB_BENCH_SCRATCH, /var/tmp by default), in one store per tool that lives through the
+whole run, as a person's store would:
+- a private dockerd (overlay2) with its data root there, started for the run (the system's
+  dockerd and /var/lib/docker are left alone), and one dockweb store and database;
+- `--cycles` untimed pull+remove cycles of the image by each tool first (10 by default), so
+  that both stores have lived through pulls and removals;
+- then `--runs` rounds, the order alternating between rounds, of: `docker pull` then
+  `docker rmi`; `dockweb pull` then `dockweb rmi` (the CLI); and the dashboard's path:
+  POST /api/pulls/ with a signed-in client, run by a real Celery worker on the same store,
+  polled every 20 ms until the pull row is done, then removed through the worker. Only the
+  pull is timed;
+- warm pulls: with the first tag present, pulling the second (only its top layer is new)
+  by each path, `--runs` times, removing it in between.
+Prints every run, the medians, the ratios to docker, and dockweb's peak memory (the CLI's
+process tree; the worker's RSS during the page pulls).
+
+`--lab` keeps the older laboratory condition: every cold pull onto a new ext4 filesystem of
+its own (a 4 GiB sparse image on a loop device, see `common.scratch_ext4`), CLI only.
+
+Not run in CI: it needs root, minutes, and a few GB of disk.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -29,10 +47,15 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
+import time
 from pathlib import Path
+
+import psutil
 
 from benchmarks import common
 from tests.support import images as im
+from tests.support.worker import CeleryWorker, RedisServer
 
 IMAGE_VERSION = "v2"  # bump when the recipe below changes, to rebuild the cache
 MIRROR = "http://deb.debian.org/debian"
@@ -243,19 +266,8 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # so that the finally blocks unmount and stop dockerd
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--cache", type=Path, default=Path("/var/cache/dockweb-bench"))
-    parser.add_argument("--docker-only", action="store_true", help="skip the dockweb half")
-    parser.add_argument("--dockweb-only", action="store_true", help="skip the docker half")
-    parser.add_argument(
-        "--no-warmup", action="store_true", help="skip the untimed first pull of each tool"
-    )
-    args = parser.parse_args()
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
-
-    args.cache.mkdir(parents=True, exist_ok=True)
+def lab_main(args: argparse.Namespace) -> int:
+    """The laboratory condition: each cold pull on a new ext4 filesystem, CLI only."""
     image, meta = build_image(args.cache)
     compressed = sum(m["size"] for m in meta["layers"])
     uncompressed = sum(m["tar_size"] for m in meta["layers"])
@@ -320,6 +332,193 @@ def main() -> int:
     if docker_times and dockweb_times:
         print(f"median ratio dockweb/docker {median_ratio(docker_times, dockweb_times):.2f}")
     return 0
+
+
+def warm_variant(image: im.Image) -> im.Image:
+    """``image`` with another top layer: pulling it finds every base layer present."""
+    top = im.Layer([im.dir_("etc"), im.file("etc/bench-variant", b"2\n")])
+    return im.Image([*image.layers[:-1], top], {"Cmd": ["/bin/bash"], "WorkingDir": "/app"})
+
+
+class PeakRss:
+    """Samples the RSS of a process and its children every 20 ms while running."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak = pid, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        root = psutil.Process(self.pid)
+        while not self._stop.is_set():
+            total = 0
+            with contextlib.suppress(psutil.NoSuchProcess):
+                for p in [root, *root.children(recursive=True)]:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        total += p.memory_info().rss
+            self.peak = max(self.peak, total)
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class PagePath:
+    """The dashboard's Pull: POST /api/pulls/ as a signed-in admin (the view runs in this
+    process, on the same database and store), the pull run by a real Celery worker, the
+    pull row polled every 20 ms until it is no longer active."""
+
+    def __init__(self) -> None:
+        from django.contrib.auth import get_user_model
+        from django.test import Client
+
+        user = get_user_model().objects.create_superuser("bench", password="bench-pass-1")
+        self.client = Client(HTTP_HOST="127.0.0.1")
+        self.client.force_login(user)
+
+    def pull(self, ref: str) -> float:
+        start = time.perf_counter()
+        r = self.client.post(
+            "/api/pulls/", data=json.dumps({"reference": ref}), content_type="application/json"
+        )
+        if r.status_code != 202:
+            raise RuntimeError(f"POST /api/pulls/ {ref}: {r.status_code} {r.content[:300]!r}")
+        url = r.json()["url"]
+        while True:
+            state = self.client.get(url).json()
+            if not state["active"]:
+                break
+            time.sleep(0.02)
+        seconds = time.perf_counter() - start
+        if state["status"] != "done":
+            raise RuntimeError(f"page pull of {ref}: {state['status']}: {state['error']}")
+        return seconds
+
+    def remove(self, ref: str) -> None:
+        common.remove_image(ref)
+
+
+def _median(values: list[float]) -> str:
+    return f"{statistics.median(values):6.2f} s" if values else "     -"
+
+
+def lived_main(args: argparse.Namespace) -> int:
+    """Real use: the machine's own filesystem, stores that live through the whole run."""
+    image, meta = build_image(args.cache)
+    variant = warm_variant(image)
+    compressed = sum(m["size"] for m in meta["layers"])
+    entries = sum(m["entries"] for m in meta["layers"])
+    print(
+        f"image: {len(image.layers)} layers, {common.mib(compressed)} compressed, "
+        f"{entries} tar entries; stores on {common.SCRATCH} (the machine's filesystem)"
+    )
+    times: dict[str, list[float]] = {k: [] for k in ("docker", "cli", "page")}
+    warm: dict[str, list[float]] = {k: [] for k in ("docker", "cli", "page")}
+    cli_peak = 0
+    with common.scratch_dir("dockweb-bench-lived-") as scratch:
+        with RedisServer(scratch / "redis") as redis_server:
+            common.setup_django(scratch, redis_server.url)
+            env = common.DockwebEnv(scratch / "store", scratch / "data")
+            page = PagePath()
+            with (
+                common.registry(scratch / "registry") as reg,
+                common.private_dockerd(scratch / "docker", common.DOCKERD_LOG) as docker,
+                CeleryWorker(
+                    db_path=scratch / "data" / "db.sqlite3",
+                    store_root=scratch / "store",
+                    data_dir=scratch / "data",
+                    broker_url=redis_server.url,
+                    log_path=scratch / "worker.log",
+                ) as worker,
+            ):
+                ref, ref2 = f"{reg.host}/bench:1", f"{reg.host}/bench:2"
+                common.log(f"pushing {ref} and {ref2}")
+                im.push_image(reg.host, "bench", "1", image)
+                im.push_image(reg.host, "bench", "2", variant)
+
+                def docker_pull(r: str) -> float:
+                    t = common.run_timed(docker.command("pull", r))
+                    if t.returncode:
+                        raise RuntimeError(f"docker pull {r}: {t.stderr.strip()}")
+                    return t.seconds
+
+                def cli_pull(r: str) -> float:
+                    nonlocal cli_peak
+                    t = common.run_timed(
+                        env.command("pull", r), env=env.env(), cwd=common.REPO_ROOT
+                    )
+                    if t.returncode:
+                        raise RuntimeError(f"dockweb pull {r}: {t.stderr.strip()}")
+                    cli_peak = max(cli_peak, t.peak_rss_tree)
+                    return t.seconds
+
+                pull = {"docker": docker_pull, "cli": cli_pull, "page": page.pull}
+                remove = {
+                    "docker": lambda r: docker.run("rmi", r),
+                    "cli": lambda r: env.run("rmi", r),
+                    "page": page.remove,
+                }
+                for cycle in range(1, args.cycles + 1):
+                    for tool in ("docker", "cli"):
+                        seconds = pull[tool](ref)
+                        remove[tool](ref)
+                        common.log(f"aging cycle {cycle}: {tool} {seconds:.2f} s")
+                with PeakRss(worker.pid) as worker_rss:
+                    for run in range(1, args.runs + 1):
+                        order = ["docker", "cli", "page"]
+                        for tool in order if run % 2 else order[::-1]:
+                            seconds = pull[tool](ref)
+                            remove[tool](ref)
+                            times[tool].append(seconds)
+                            print(f"run {run}: {tool:6} {seconds:6.2f} s", flush=True)
+                    docker_pull(ref)
+                    cli_pull(ref)
+                    for run in range(1, args.runs + 1):
+                        for tool in ("docker", "cli", "page"):
+                            seconds = pull[tool](ref2)
+                            remove[tool](ref2)
+                            warm[tool].append(seconds)
+                            print(f"warm {run}: {tool:6} {seconds:6.2f} s", flush=True)
+                    remove["docker"](ref)
+                    remove["cli"](ref)
+    print(f"\ncold pulls on a store that has lived ({args.cycles} pull+remove cycles first):")
+    for tool, label in (("docker", "docker pull"), ("cli", "dockweb pull"), ("page", "dashboard")):
+        line = f"  {label:13} median {_median(times[tool])}"
+        if tool != "docker" and times[tool] and times["docker"]:
+            line += f"   ratio {median_ratio(times['docker'], times[tool]):.2f}"
+        print(line)
+    print("warm pulls (every base layer present, only the top layer new):")
+    for tool, label in (("docker", "docker pull"), ("cli", "dockweb pull"), ("page", "dashboard")):
+        print(f"  {label:13} median {_median(warm[tool])}")
+    print(f"dockweb pull peak RSS (process tree, sampled): {common.mib(cli_peak)}")
+    print(f"worker peak RSS during the dashboard's pulls: {common.mib(worker_rss.peak)}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--cycles", type=int, default=10, help="untimed pull+remove cycles first")
+    parser.add_argument("--cache", type=Path, default=Path("/var/cache/dockweb-bench"))
+    parser.add_argument(
+        "--lab", action="store_true", help="every cold pull on a fresh ext4 filesystem (CLI only)"
+    )
+    parser.add_argument("--docker-only", action="store_true", help="--lab: skip dockweb")
+    parser.add_argument("--dockweb-only", action="store_true", help="--lab: skip docker")
+    parser.add_argument(
+        "--no-warmup", action="store_true", help="--lab: skip the untimed first pulls"
+    )
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    if args.lab:
+        return lab_main(args)
+    return lived_main(args)
 
 
 if __name__ == "__main__":

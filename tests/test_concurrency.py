@@ -51,7 +51,7 @@ def family(registry):
 
 
 def assert_clean(store: Store) -> None:
-    assert os.listdir(store.tmp_dir) == []
+    assert store.scratch_entries() == []
     for chain, rec in store.layers().items():
         assert os.path.isdir(os.path.join(store.links_dir, rec.link)), chain
 

@@ -100,7 +100,7 @@ def recover() -> None:
 
 def assert_consistent(store) -> None:
     """Nothing partial in sight, no scratch left, and the database mirrors the store."""
-    assert os.listdir(store.tmp_dir) == []
+    assert store.scratch_entries() == []
     layers = store.layers()
     assert sorted(layers) == sorted("sha256:" + n for n in os.listdir(store.layers_dir))
     for chain, rec in layers.items():

@@ -156,7 +156,7 @@ def assert_repaired(mgr: ContainerManager, started: dict[str, int]) -> None:
     assert set(runtime) == running
     rootfs = {os.path.join(mgr.cdir(cid), "rootfs") for cid in ids}
     assert set(_mounts_under(mgr.root)) <= rootfs
-    assert os.listdir(mgr.store.tmp_dir) == []
+    assert mgr.store.scratch_entries() == []
     for name in os.listdir(mgr.volumes.dir):
         assert not name.startswith("."), name
         assert not os.path.exists(os.path.join(mgr.volumes.dir, name, "seeding")), name

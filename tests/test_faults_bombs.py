@@ -113,7 +113,7 @@ def assert_store_unchanged_but_the_base(store: Store, image: im.Image) -> None:
     assert not store.has_image(image.image_id)
     assert not store.has_layer(image.chain_ids[1])
     assert store.all_references() == {}
-    assert os.listdir(store.tmp_dir) == []
+    assert store.scratch_entries() == []
     assert set(store.layers()) <= {image.chain_ids[0]}
 
 

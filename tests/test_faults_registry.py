@@ -80,7 +80,7 @@ def assert_pulled(store, image, result):
     assert result.image_id == image.image_id
     assert store.has_image(image.image_id)
     assert all(store.has_layer(c) for c in image.chain_ids)
-    assert os.listdir(store.tmp_dir) == []
+    assert store.scratch_entries() == []
 
 
 def assert_nothing_half_written(store, image):
@@ -88,7 +88,7 @@ def assert_nothing_half_written(store, image):
     assert not store.has_layer(image.chain_ids[1])
     assert store.references(image.image_id) == []
     assert store.all_references() == {}
-    assert os.listdir(store.tmp_dir) == []
+    assert store.scratch_entries() == []
     # whatever is in layers/ is finished: its record is there and its link resolves
     for name in os.listdir(store.layers_dir):
         rec = store.get_layer("sha256:" + name)
@@ -296,7 +296,7 @@ def test_the_cli_prints_a_rate_limit_on_stderr(tmp_path, proxy, image):
     )
     assert proc.stdout == ""
     store = Store(str(tmp_path / "cli-store"))
-    assert store.image_ids() == [] and os.listdir(store.tmp_dir) == []
+    assert store.image_ids() == [] and store.scratch_entries() == []
 
 
 def test_it_reports_an_unreachable_registry_without_retrying_forever(store, image):

@@ -298,7 +298,7 @@ def test_it_caches_the_analysis_beside_the_image(store, registry):
     refreshed = layerfs.load_or_analyze(store, image.image_id, refresh=True)
     assert (refreshed.layers, refreshed.dirs) == (first.layers, first.dirs)
     assert json.loads(open(path, "rb").read())["version"] == layerfs.VERSION
-    assert not os.listdir(store.tmp_dir)
+    assert not store.scratch_entries()
 
 
 def test_it_analyzes_twenty_thousand_files(store, registry, tmp_path):

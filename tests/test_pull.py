@@ -72,7 +72,7 @@ def test_it_pulls_an_image_with_dockers_progress_lines(registry, store, client):
     assert refs == sorted(
         [f"{registry.host}/pull/busybox:1", f"{registry.host}/pull/busybox@{image.manifest_digest}"]
     )
-    assert os.listdir(store.tmp_dir) == []
+    assert store.scratch_entries() == []
 
 
 def test_it_says_up_to_date_on_a_second_pull(registry, store, client):
@@ -190,7 +190,7 @@ def test_it_refuses_a_corrupted_blob_and_leaves_nothing(registry, store, client)
         _pull(store, client, f"{registry.host}/pull/corrupt:1")
     assert not store.has_image(image.image_id)
     assert not store.has_layer(image.chain_ids[1])
-    assert os.listdir(store.tmp_dir) == []
+    assert store.scratch_entries() == []
     assert store.references(image.image_id) == []
 
 
@@ -260,7 +260,7 @@ def test_it_resumes_a_pull_killed_mid_way(registry, tmp_path, client):
     assert statuses[small.digest.split(":")[1][:12]] == "Already exists"
     assert statuses[big.digest.split(":")[1][:12]] == "Pull complete"
     assert result.image_id == image.image_id
-    assert os.listdir(store.tmp_dir) == []
+    assert store.scratch_entries() == []
 
 
 def test_it_keeps_memory_flat_on_a_large_layer(registry, tmp_path, client):
@@ -303,5 +303,5 @@ def test_it_reports_a_full_disk_and_leaves_the_store_consistent(
         _pull(store, client, f"{registry.host}/pull/full:1")
     assert not store.has_image(image.image_id)
     assert not store.has_layer(image.chain_ids[1])
-    assert os.listdir(store.tmp_dir) == []  # the half-written layer is gone, space is back
+    assert store.scratch_entries() == []  # the half-written layer is gone, space is back
     assert store.references(image.image_id) == []

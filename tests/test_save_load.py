@@ -104,7 +104,7 @@ def test_it_round_trips_an_image_through_save_and_load(registry, client, tmp_pat
     assert lines == [f"Loaded image: {name}"]
     assert [r.familiar_string() for r in target.references(image.image_id)] == [name]
     assert _tree(target, image.image_id) == _tree(source, image.image_id)
-    assert os.listdir(target.tmp_dir) == []
+    assert target.scratch_entries() == []
 
 
 def test_it_writes_layer_tars_whose_sha256_are_the_diff_ids(registry, client, tmp_path):
@@ -201,7 +201,7 @@ def test_it_refuses_a_tarball_with_a_corrupted_layer_and_loads_nothing(registry,
     assert target.images() == []
     assert target.layers() == {}
     assert target.all_references() == {}
-    assert os.listdir(target.tmp_dir) == []
+    assert target.scratch_entries() == []
 
 
 def test_it_refuses_what_is_not_a_docker_save_tarball(tmp_path):

@@ -5,9 +5,16 @@ form plus its ``layer.json``; ``images/<id-hex>/`` the raw config and ``image.js
 ``repositories.json`` the references, keyed as Docker's reference store keys them.
 
 Guarantees:
-- A layer directory exists under ``layers/`` only when complete: it is built in ``tmp/`` with
-  its ``layer.json`` inside, then renamed into place after its parent. An image record is
-  written (also by rename) only after all its layers are there.
+- A layer directory exists under ``layers/`` only when complete: it is built beside it, as
+  the hidden ``layers/.unpack-<chain>-<rand>/`` with its ``layer.json`` inside, then renamed
+  into place after its parent. An image record is written (also by rename) only after all
+  its layers are there.
+- ``layers/`` receives directories and renames only, never a file: on ext4, where a new
+  directory's inodes go follows the last group its parent allocated from (Orlov), so new
+  layers march forward across the disk instead of landing on the inodes a removal has just
+  freed, which a journal-less ext4 skips one by one for a minute or more (see
+  docs/runtime.md, "Where layers are unpacked"). A removed layer is renamed to
+  ``layers/.deleted-...`` and then deleted; reconcile finishes what a crash left of either.
 - Metadata changes (references, image records, deletions) take an exclusive ``flock`` on
   ``<root>/lock``, so the CLI and the workers can share one store.
 - Every layer has a lock file. A pull holds it exclusively while it downloads that layer and
@@ -47,6 +54,9 @@ from dockweb.runtime.errors import (
 
 _HEX64 = re.compile(r"^[a-f0-9]{64}$")
 _LINK_CHARS = string.ascii_uppercase + string.digits
+# hidden entries of layers/: a layer being unpacked, a layer being removed
+_UNPACK = ".unpack-"
+_DELETED = ".deleted-"
 
 
 def _hex(digest: str) -> str:
@@ -244,10 +254,24 @@ class Store:
         return out
 
     def new_layer_dir(self, chain_id: str) -> str:
-        """A fresh scratch directory for unpacking ``chain_id``; its ``diff/`` is created."""
-        path = os.path.join(self.tmp_dir, f"layer-{_hex(chain_id)[:16]}-{secrets.token_hex(4)}")
+        """A fresh scratch directory for unpacking ``chain_id``; its ``diff/`` is created.
+
+        It is made inside ``layers/`` (hidden, so never listed as a layer), not in ``tmp/``:
+        ``tmp/`` also receives files, and every file created there pulls the directory's
+        allocation cursor back to its own block group, where the inodes the last removal
+        freed are waiting. See the module docstring.
+        """
+        path = os.path.join(
+            self.layers_dir, f"{_UNPACK}{_hex(chain_id)[:16]}-{secrets.token_hex(4)}"
+        )
         os.makedirs(os.path.join(path, "diff"))
         return path
+
+    def scratch_entries(self) -> list[str]:
+        """Unfinished work on disk: ``tmp/`` entries and hidden scratch under ``layers/``.
+        Empty when no pull, build or removal is running and none was interrupted."""
+        hidden = [n for n in os.listdir(self.layers_dir) if n.startswith(".")]
+        return sorted(os.listdir(self.tmp_dir)) + sorted("layers/" + n for n in hidden)
 
     def commit_layer(self, scratch: str, record: LayerRecord) -> LayerRecord:
         """Make an unpacked layer visible. Idempotent: if the layer exists, ``scratch`` is dropped.
@@ -296,7 +320,10 @@ class Store:
         reconcile removes, never a visible layer whose link is gone (it could not be mounted).
         """
         rec = self.get_layer(chain_id)
-        doomed = os.path.join(self.tmp_dir, f"deleted-{_hex(chain_id)[:16]}-{secrets.token_hex(4)}")
+        # renamed within layers/: no allocation there, so the directory's cursor stays put
+        doomed = os.path.join(
+            self.layers_dir, f"{_DELETED}{_hex(chain_id)[:16]}-{secrets.token_hex(4)}"
+        )
         os.rename(self.layer_dir(chain_id), doomed)
         crashpoint("store.delete_layer.hidden")
         with contextlib.suppress(FileNotFoundError):
@@ -772,9 +799,12 @@ class Store:
         """
         report = {"scratch": 0, "links": 0, "orphan_layers": 0}
         with self.locked():
-            for name in os.listdir(self.tmp_dir):
-                path = os.path.join(self.tmp_dir, name)
-                m = re.match(r"^layer-([a-f0-9]{16})-", name)
+            scratch = [(self.tmp_dir, n) for n in os.listdir(self.tmp_dir)]
+            scratch += [(self.layers_dir, n) for n in os.listdir(self.layers_dir) if n[0] == "."]
+            for parent, name in scratch:
+                path = os.path.join(parent, name)
+                # layer-: scratch made by an older dockweb in tmp/
+                m = re.match(r"^(?:layer-|\.unpack-)([a-f0-9]{16})-", name)
                 if m:
                     busy = [lk for lk in os.listdir(self.locks_dir) if lk.startswith(m.group(1))]
                     if any(not self._try_lock(lk) for lk in busy):
