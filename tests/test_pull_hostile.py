@@ -99,7 +99,7 @@ def hostile(mode: str) -> hr.HostileRegistry:
 def assert_store_clean(root) -> None:
     store = Store(str(root))
     assert store.image_ids() == []
-    assert os.listdir(store.tmp_dir) == []
+    assert store.scratch_entries() == []
 
 
 def run_pull_cli(tmp_path, reference: str, timeout: float = 120, **env: str):
