@@ -19,9 +19,12 @@ def private_registry(request, tmp_path_factory):
     yield from serve_private_app(tmp_path_factory.mktemp(f"reg-{request.param}"), request.param)
 
 
-def _dockweb(tmp_path, *args, docker_config=None):
+def _dockweb(tmp_path, *args, docker_config=None, insecure=()):
     docker_config = str(docker_config or tmp_path / "no-docker-config")
-    return run_dockweb(cli_env(tmp_path, DOCKER_CONFIG=docker_config), *args)
+    env = cli_env(
+        tmp_path, DOCKER_CONFIG=docker_config, DOCKWEB_INSECURE_REGISTRIES=",".join(insecure)
+    )
+    return run_dockweb(env, *args)
 
 
 def _docker_config(tmp_path, host, username, password):
@@ -36,7 +39,13 @@ def _docker_config(tmp_path, host, username, password):
 def test_it_pulls_with_credentials_from_a_docker_config(private_registry, tmp_path):
     server, image = private_registry
     config_dir = _docker_config(tmp_path, server.host, server.username, server.password)
-    proc = _dockweb(tmp_path, "pull", f"{server.host}/private/app:1", docker_config=config_dir)
+    proc = _dockweb(
+        tmp_path,
+        "pull",
+        f"{server.host}/private/app:1",
+        docker_config=config_dir,
+        insecure=server.insecure_registries,  # the token server: plain HTTP, another port
+    )
     assert proc.returncode == 0, proc.stderr
     assert (
         proc.stdout.splitlines()[-2]
@@ -58,6 +67,12 @@ def test_it_refuses_to_pull_without_credentials(private_registry, tmp_path):
 def test_it_refuses_wrong_credentials(private_registry, tmp_path):
     server, _ = private_registry
     config_dir = _docker_config(tmp_path, server.host, server.username, "wrong")
-    proc = _dockweb(tmp_path, "pull", f"{server.host}/private/app:1", docker_config=config_dir)
+    proc = _dockweb(
+        tmp_path,
+        "pull",
+        f"{server.host}/private/app:1",
+        docker_config=config_dir,
+        insecure=server.insecure_registries,
+    )
     assert proc.returncode == 1
     assert "unauthorized" in proc.stderr or "denied" in proc.stderr, proc.stderr

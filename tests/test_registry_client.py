@@ -71,6 +71,7 @@ def any_registry(request, registry, htpasswd_registry, token_registry):
 
 def client_for(server: RegistryServer, no_config: str, **kw) -> RegistryClient:
     creds = {server.host: (server.username, server.password)} if server.username else None
+    kw.setdefault("insecure_registries", server.insecure_registries)
     return RegistryClient(credentials=creds, auth_config_path=no_config, **kw)
 
 
@@ -227,7 +228,9 @@ def test_it_denies_anonymous_pulls_on_a_token_registry(token_registry, no_config
 
 def test_it_reports_the_token_servers_refusal(token_registry, no_config):
     client = RegistryClient(
-        credentials={token_registry.host: ("testuser", "wrong")}, auth_config_path=no_config
+        credentials={token_registry.host: ("testuser", "wrong")},
+        auth_config_path=no_config,
+        insecure_registries=token_registry.insecure_registries,
     )
     with pytest.raises(AuthError, match="^unauthorized: incorrect username or password$"):
         client.get_manifest(token_registry.host, "private/img", "v1")
@@ -271,7 +274,9 @@ def test_it_uses_credentials_from_config_json(token_registry, tmp_path):
     auth = base64.b64encode(b"testuser:" + token_registry.password.encode()).decode()
     # A key with a scheme matches the bare host, as docker/cli's file store does.
     path = write_config(tmp_path, {"auths": {f"http://{token_registry.host}": {"auth": auth}}})
-    client = RegistryClient(auth_config_path=path)
+    client = RegistryClient(
+        auth_config_path=path, insecure_registries=token_registry.insecure_registries
+    )
     push_image(client, token_registry.host, "config/img", "v1", seed="f")
     assert client.list_tags(token_registry.host, "config/img") == ["v1"]
 
@@ -286,7 +291,9 @@ def test_it_uses_username_and_password_fields_from_config_json(htpasswd_registry
 def test_it_exchanges_an_identity_token_with_the_oauth_form(token_registry, tmp_path):
     entry = {"identitytoken": token_registry.identity_token}
     path = write_config(tmp_path, {"auths": {token_registry.host: entry}})
-    client = RegistryClient(auth_config_path=path)
+    client = RegistryClient(
+        auth_config_path=path, insecure_registries=token_registry.insecure_registries
+    )
     push_image(client, token_registry.host, "identity/img", "v1", seed="i")
     form = token_registry.token_server.last_form
     assert form["grant_type"] == ["refresh_token"]
@@ -305,7 +312,9 @@ def test_it_asks_a_credential_helper(token_registry, tmp_path, monkeypatch):
     helper.chmod(0o755)
     monkeypatch.setenv("PATH", f"{helper.parent}:{os.environ['PATH']}")
     path = write_config(tmp_path, {"credHelpers": {token_registry.host: "dwtest"}})
-    client = RegistryClient(auth_config_path=path)
+    client = RegistryClient(
+        auth_config_path=path, insecure_registries=token_registry.insecure_registries
+    )
     push_image(client, token_registry.host, "helper/img", "v1", seed="h")
 
 

@@ -128,8 +128,8 @@ class _SlowClient(RegistryClient):
 
     rate = 2 << 20
 
-    def open_blob(self, host, repo, digest):
-        outer = super().open_blob(host, repo, digest)
+    def open_blob(self, host, repo, digest, size=None):
+        outer = super().open_blob(host, repo, digest, size)
         rate = self.rate
 
         class Slow:

@@ -34,6 +34,11 @@ DOCKER_HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docker
 MIN_TOKEN_LIFETIME = 60
 #: The client_id Docker sends in the OAuth2 form.
 CLIENT_ID = "docker"
+#: The largest token answer read (containers/image's MaxAuthTokenBodySize); a longer one is
+#: refused after reading one byte more, without reading the rest.
+MAX_TOKEN_ANSWER_SIZE = 1 << 20
+#: What is read of a refusal's body for its message.
+MAX_TOKEN_ERROR_SIZE = 64 << 10
 
 
 # --- WWW-Authenticate --------------------------------------------------------------------
@@ -364,6 +369,7 @@ def fetch_token(
                 timeout=timeout,
                 redirect=False,
                 retries=False,
+                preload_content=False,
             )
         else:
             query: list[tuple[str, str]] = []
@@ -377,10 +383,18 @@ def fetch_token(
                 )
             sep = "&" if "?" in realm else "?"
             url = realm + (sep + urlencode(query) if query else "")
-            resp = pool.request("GET", url, headers=headers, timeout=timeout, retries=False)
+            resp = pool.request(
+                "GET", url, headers=headers, timeout=timeout, retries=False, preload_content=False
+            )
+        limit = MAX_TOKEN_ANSWER_SIZE if resp.status == 200 else MAX_TOKEN_ERROR_SIZE
+        body, complete = read_at_most(resp, limit)
     except urllib3.exceptions.HTTPError as e:
         raise RegistryUnavailable(f'Get "{realm}": {e}') from None
-    body = resp.data
+    if resp.status == 200 and not complete:
+        raise RegistryError(
+            f"token request to {realm}: the answer is larger than "
+            f"{MAX_TOKEN_ANSWER_SIZE >> 20} MiB: refused"
+        )
     if resp.status in (401, 403):
         details = ""
         try:
@@ -411,6 +425,30 @@ def fetch_token(
         expires_in = MIN_TOKEN_LIFETIME
     issued_at = _parse_time(doc.get("issued_at")) or fetched_at
     return Token(token, issued_at + expires_in, doc.get("refresh_token", ""))
+
+
+def read_at_most(resp: urllib3.BaseHTTPResponse, limit: int) -> tuple[bytes, bool]:
+    """At most ``limit`` bytes of the body, read as it comes: ``(data, complete)``.
+
+    A body announced or found longer than ``limit`` stops being read at ``limit + 1`` bytes
+    and its connection is closed (it cannot be reused with bytes unread)."""
+    length = resp.headers.get("Content-Length")
+    if length and length.isdigit() and int(length) > limit:
+        resp.close()
+        resp.release_conn()
+        return b"", False
+    buf = bytearray()
+    while len(buf) <= limit:
+        chunk = resp.read(min(64 << 10, limit + 1 - len(buf)))
+        if not chunk:
+            break
+        buf += chunk
+    if len(buf) > limit:
+        resp.close()
+        resp.release_conn()
+        return bytes(buf[:limit]), False
+    resp.release_conn()
+    return bytes(buf), True
 
 
 def repository_scope(repo: str, actions: Iterable[str]) -> str:

@@ -34,7 +34,12 @@ from dockweb.runtime.errors import (
     NoMatchingPlatform,
 )
 from dockweb.runtime.limits import DEFAULT_LAYER_LIMITS, LayerLimits
-from dockweb.runtime.registry import BlobReadError, RegistryClient
+from dockweb.runtime.registry import (
+    BlobReadError,
+    CancelScope,
+    RegistryClient,
+    check_json_containers,
+)
 from dockweb.runtime.store import LayerLock, LayerRecord, Store
 from dockweb.runtime.tarsplit import FILE_NAME as TAR_SPLIT
 
@@ -42,6 +47,9 @@ ProgressCallback = Callable[[dict], None]
 
 _READ_SIZE = 1 << 20
 _PROGRESS_INTERVAL = 0.1
+#: The largest image config a pull reads (they are kilobytes; dockerd sets no limit, this
+#: keeps a hostile one from taking the memory).
+MAX_CONFIG_SIZE = 8 << 20
 
 
 class PullCancelled(DockwebError):
@@ -166,11 +174,48 @@ def pull(
 
     ``limits`` caps what each layer may unpack to (DEFAULT_LAYER_LIMITS when None); a layer
     over them fails the pull with LayerError. A layer download that breaks off mid-way is
-    retried (the client's ``retries``, with backoff); a corrupt one is not.
+    retried (the client's ``retries``, with backoff); a corrupt one is not, nor one longer
+    than its descriptor. ``cancel`` is honoured within about 0.1 s, even while waiting on
+    the network (the client's sockets are shut down): PullCancelled.
     """
+    stop = _Stop(cancel or threading.Event())
+    scope = client.cancel_scope(stop)
+    try:
+        with scope.enter():
+            return _pull(
+                store,
+                client,
+                reference,
+                platform,
+                on_progress,
+                max_concurrent,
+                stop,
+                limits,
+                scope,
+            )
+    except PullCancelled:
+        raise
+    except Exception as err:
+        if stop.caller.is_set():
+            raise PullCancelled("pull cancelled") from err
+        raise
+    finally:
+        scope.close()
+
+
+def _pull(
+    store: Store,
+    client: RegistryClient,
+    reference: str,
+    platform: str | None,
+    on_progress: ProgressCallback | None,
+    max_concurrent: int,
+    cancel: _Stop,
+    limits: LayerLimits | None,
+    scope: CancelScope,
+) -> PullResult:
     emit = on_progress or (lambda event: None)
     limits = limits or DEFAULT_LAYER_LIMITS
-    cancel = _Stop(cancel or threading.Event())
     ref = parse_pull_reference(reference)
     host = ref.domain
     repo = ref.path
@@ -207,8 +252,11 @@ def pull(
             len(parsed.layers),
         )
 
-    config_bytes = client.fetch_blob(host, repo, parsed.config.digest, max_size=64 << 20)
+    config_bytes = client.fetch_blob(
+        host, repo, parsed.config.digest, max_size=MAX_CONFIG_SIZE, size=parsed.config.size
+    )
     crashpoint("pull.config")
+    check_json_containers(config_bytes, f"image config {parsed.config.digest}")
     config = json.loads(config_bytes)
     if platform and (
         config.get("os") != wanted.os or config.get("architecture") != wanted.architecture
@@ -249,7 +297,8 @@ def pull(
             progress.layer(job, "Waiting", None, job.descriptor.size)
 
         def fetch(job: _LayerJob) -> None:
-            _fetch_layer(store, client, host, repo, job, progress, cancel, limits)
+            with scope.enter():
+                _fetch_layer(store, client, host, repo, job, progress, cancel, limits)
 
         with ThreadPoolExecutor(max_workers=max(1, max_concurrent)) as pool:
             futures = {j.index: pool.submit(fetch, j) for j in todo}
@@ -386,17 +435,21 @@ def _fetch_layer(
         return
     attempts = max(1, int(getattr(client, "retries", 1)))
     delay = float(getattr(client, "backoff", 0.5))
+    stalled = 0.0  # seconds this layer's attempts have waited on a silent registry
     for attempt in range(1, attempts + 1):
         job.scratch = store.new_layer_dir(job.chain_id)
         crashpoint("pull.layer.scratch")
         try:
             _download_layer(client, host, repo, job, progress, cancel, limits)
             break
-        except BlobReadError:
-            # as dockerd: a transfer that broke off is tried again from the start
+        except BlobReadError as err:
+            # as dockerd: a transfer that broke off is tried again from the start; one that
+            # stalled only while the waits stay within the client's deadline
             shutil.rmtree(job.scratch, ignore_errors=True)
             job.scratch = ""
-            if attempt == attempts:
+            if err.stalled:
+                stalled += client.timeout.read_timeout or 0
+            if attempt == attempts or (err.stalled and not client.may_retry_stall(stalled)):
                 raise
             wait = min(delay, float(getattr(client, "max_backoff", 10.0)))
             progress.layer(job, f"Retrying in {max(1, round(wait))} second" + "s" * (wait > 1))
@@ -422,7 +475,7 @@ def _download_layer(
     def on_bytes(count: int) -> None:
         progress.layer(job, "Downloading", count, total, throttle=True)
 
-    with client.open_blob(host, repo, desc.digest) as raw:
+    with client.open_blob(host, repo, desc.digest, size=desc.size) as raw:
         blob = _Tap(raw, on_bytes, cancel)
         unpacked = _Tap(
             _RatioGuard(

@@ -15,6 +15,17 @@ registry/client):
   scheme://host:port.
 - Registry error bodies become RegistryError / ManifestUnknown / AuthError whose text is
   Docker's.
+- Memory is bounded whatever the registry sends: every body is read as a stream and only up
+  to its limit (manifests and indexes 4 MiB as dockerd, token answers 1 MiB, error bodies
+  64 KiB as containerd, other JSON 8 MiB); a blob is never read past the size its descriptor
+  declares (``BlobTooLarge``).
+- Time is bounded: 10 s to connect, 20 s without a byte on an open connection, and a
+  request that timed out is only tried again while the whole stays within ``deadline``
+  (30 s), so an unresponsive registry fails in about 30 s.
+- ``cancel_scope(event)``: while the event is set, the sockets of the requests its threads
+  have open are shut down, so a cancelled pull does not wait for a timeout.
+- Saved credentials go to a token realm only over HTTPS, to the registry itself, or to a
+  host listed in ``insecure_registries``; otherwise the token is asked for anonymously.
 """
 
 from __future__ import annotations
@@ -23,8 +34,10 @@ import hashlib
 import ipaddress
 import json
 import random
+import socket
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +46,7 @@ from typing import IO
 from urllib.parse import quote, urljoin, urlsplit
 
 import urllib3
+import urllib3.connection
 
 from dockweb.runtime.auth import (
     AuthConfig,
@@ -41,11 +55,13 @@ from dockweb.runtime.auth import (
     TokenCache,
     fetch_token,
     parse_www_authenticate,
+    read_at_most,
     repository_scope,
 )
 from dockweb.runtime.errors import (
     AuthError,
     DigestMismatch,
+    DockwebError,
     ManifestUnknown,
     NotFound,
     RegistryError,
@@ -59,7 +75,17 @@ USER_AGENT = "dockweb (docker-compatible registry client)"
 #: Blobs are pushed in one PUT up to this size, otherwise in PATCH chunks of this size.
 CHUNK_SIZE = 16 * 1024 * 1024
 MAX_REDIRECTS = 10
-MAX_MANIFEST_SIZE = 4 * 1024 * 1024  # Docker's maxManifestBodySize
+MAX_MANIFEST_SIZE = 4 * 1024 * 1024  # Docker's maxManifestBodySize; indexes too
+#: Other JSON answers (tag lists).
+MAX_BODY_SIZE = 8 * 1024 * 1024
+#: Objects and arrays a manifest or config may hold. Within 4 MiB, a million empty
+#: objects would take about 100 MB once parsed; real manifests hold a few hundred.
+MAX_JSON_CONTAINERS = 65536
+#: What is read of an error answer's body (containerd reads 64 KB of it).
+MAX_ERROR_BODY_SIZE = 64 * 1024
+#: Bodies drained to keep a connection for reuse; a longer one closes the connection.
+_DRAIN_LIMIT = 64 * 1024
+_CHUNK = 64 * 1024
 
 
 class BlobUnknown(RegistryError, NotFound):
@@ -68,31 +94,242 @@ class BlobUnknown(RegistryError, NotFound):
 
 class BlobReadError(RegistryUnavailable):
     """A blob download broke off after it started: reset, cut short or stalled past the read
-    timeout. Transient by nature; a pull retries the layer."""
+    timeout. Transient by nature; a pull retries the layer. ``stalled``: no byte came for
+    the read timeout; ``count``: bytes this attempt received."""
+
+    def __init__(self, message: str, *, stalled: bool = False, count: int = 0):
+        super().__init__(message)
+        self.stalled = stalled
+        self.count = count
+
+
+class BlobTooLarge(RegistryError):
+    """The registry sent more bytes than the blob's descriptor declares: refused, not
+    retried (the same registry would send the same)."""
+
+
+class BodyTooLarge(RegistryError):
+    """An answer (manifest, index, token, tag list) is larger than its limit."""
+
+
+class RequestCancelled(DockwebError):
+    """A request was cut short because its ``cancel_scope`` was cancelled."""
+
+
+class CancelScope:
+    """Ties the requests made by the threads that ``enter()`` it to a cancel event.
+
+    A watcher thread polls the event (every 0.1 s); once it is set, every connection those
+    threads hold is shut down (a blocked read returns at once), new connections are refused,
+    and the client raises RequestCancelled instead of retrying. ``close()`` stops the
+    watcher. The event is anything with ``is_set()``.
+    """
+
+    def __init__(self, event):
+        self.event = event
+        self.cancelled = False
+        self._conns: weakref.WeakSet = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="registry-cancel", daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._closed.wait(0.1):
+            if self.event.is_set():
+                self.abort()
+                return
+
+    def abort(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            conns = list(self._conns)
+        for conn in conns:
+            _shutdown(conn)
+
+    def add(self, conn) -> None:
+        with self._lock:
+            self._conns.add(conn)
+            cancelled = self.cancelled
+        if cancelled:
+            _shutdown(conn)
+            raise RequestCancelled("request cancelled")
+
+    def discard(self, conn) -> None:
+        with self._lock:
+            self._conns.discard(conn)
+
+    @contextmanager
+    def enter(self) -> Iterator[CancelScope]:
+        """Bind the calling thread's requests to this scope while the block runs."""
+        previous = getattr(_scope, "current", None)
+        _scope.current = self
+        try:
+            yield self
+        finally:
+            _scope.current = previous
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def __enter__(self) -> CancelScope:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+_scope = threading.local()
+
+
+def _current_scope() -> CancelScope | None:
+    return getattr(_scope, "current", None)
+
+
+def _cancelled() -> bool:
+    scope = _current_scope()
+    return scope is not None and scope.cancelled
+
+
+_dup_lock = threading.Lock()
+
+
+def _sleep(seconds: float) -> None:
+    """A wait between attempts that ends with RequestCancelled when the scope is cancelled."""
+    scope = _current_scope()
+    if scope is None:
+        time.sleep(seconds)
+        return
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        if scope.cancelled or scope.event.is_set():
+            raise RequestCancelled("request cancelled")
+        time.sleep(min(left, 0.05))
+
+
+def _shutdown(conn) -> None:
+    """Shut down ``conn``'s socket from another thread: a read blocked on it returns at once.
+
+    During a TLS handshake ``conn.sock`` is the plain socket the ssl module has already
+    detached; the duplicate kept for that time (``_ScopedConnection``) reaches it."""
+    with _dup_lock:
+        dup = getattr(conn, "_dockweb_dup", None)
+        if dup is not None:
+            try:
+                dup.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+    sock = getattr(conn, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class _ScopedConnection:
+    """Keeps a duplicate of the socket while ``connect()`` runs (the TLS handshake), so a
+    cancel can shut it down; closed as soon as ``connect()`` returns."""
+
+    _dockweb_dup: socket.socket | None = None
+
+    def _new_conn(self):
+        sock = super()._new_conn()  # type: ignore[misc]
+        with _dup_lock:
+            self._dockweb_dup = sock.dup()
+        scope = _current_scope()
+        if scope is not None and scope.cancelled:
+            _shutdown(self)
+        return sock
+
+    def connect(self) -> None:
+        try:
+            super().connect()  # type: ignore[misc]
+        finally:
+            with _dup_lock:
+                dup, self._dockweb_dup = self._dockweb_dup, None
+            if dup is not None:
+                dup.close()
+
+
+class _HTTPConnection(_ScopedConnection, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_ScopedConnection, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _ScopedPool(urllib3.HTTPConnectionPool):
+    """A connection pool whose connections join the calling thread's CancelScope."""
+
+    ConnectionCls = _HTTPConnection
+
+    def _get_conn(self, timeout=None):
+        conn = super()._get_conn(timeout)
+        scope = _current_scope()
+        if scope is not None:
+            scope.add(conn)
+        return conn
+
+    def _put_conn(self, conn) -> None:
+        scope = _current_scope()
+        if scope is not None and conn is not None:
+            scope.discard(conn)
+        super()._put_conn(conn)
+
+
+class _ScopedHTTPSPool(_ScopedPool, urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+_POOL_CLASSES = {"http": _ScopedPool, "https": _ScopedHTTPSPool}
 
 
 class _BlobStream:
-    """A blob response whose mid-body failures become ``BlobReadError`` with a clear cause.
+    """A blob response that ends where its descriptor says, with mid-body failures turned
+    into ``BlobReadError`` with a clear cause.
 
     urllib3 applies the read timeout to every socket read, body included, so a transfer
-    that stalls after its headers ends here as "timed out" instead of hanging.
+    that stalls after its headers ends here as "timed out" instead of hanging. With ``size``
+    (the descriptor's), nothing past it is read: one byte more is BlobTooLarge.
     """
 
-    def __init__(self, resp: urllib3.BaseHTTPResponse, digest: str, host: str, timeout: float):
+    def __init__(
+        self,
+        resp: urllib3.BaseHTTPResponse,
+        digest: str,
+        host: str,
+        timeout: float,
+        size: int | None = None,
+    ):
         self._resp = resp
         self._digest = digest
         self._host = host
         self._timeout = timeout
+        self._size = size
         self.count = 0
         length = resp.headers.get("Content-Length")
         self._length = int(length) if length and length.isdigit() else None
+        if size is not None and self._length is not None and self._length > size:
+            raise self._too_large(f"the registry announces {self._length} bytes")
 
     def read(self, n: int = -1) -> bytes:
+        want = n if n and n > 0 else _CHUNK
+        if self._size is not None:
+            left = self._size - self.count
+            # at the declared end, one byte more tells an honest end from a longer blob
+            want = min(want, left) if left > 0 else 1
         try:
-            data = self._resp.read(n if n and n > 0 else None)
+            data = self._resp.read(want)
         except urllib3.exceptions.ReadTimeoutError:
-            raise self._broken(f"timed out: no data for {self._timeout:g} s") from None
+            if _cancelled():
+                raise RequestCancelled("request cancelled") from None
+            cause = f"timed out: no data for {self._timeout:g} s"
+            raise self._broken(cause, stalled=True) from None
         except (urllib3.exceptions.HTTPError, OSError) as e:
+            if _cancelled():
+                raise RequestCancelled("request cancelled") from None
             text = str(e)
             if "IncompleteRead" in text or isinstance(e, urllib3.exceptions.IncompleteRead):
                 cause = "unexpected EOF: the registry closed the connection early"
@@ -101,18 +338,51 @@ class _BlobStream:
             else:
                 cause = text
             raise self._broken(cause) from None
+        if self._size is not None and self.count >= self._size and data:
+            raise self._too_large("it sent more")
         self.count += len(data)
         return data
 
-    def _broken(self, cause: str) -> BlobReadError:
-        of = f" of {self._length}" if self._length is not None else ""
+    def _broken(self, cause: str, *, stalled: bool = False) -> BlobReadError:
+        of = self._size if self._size is not None else self._length
+        of_text = f" of {of}" if of is not None else ""
         return BlobReadError(
             f"download blob {self._digest} from {self._host}: {cause} "
-            f"(after {self.count}{of} bytes)"
+            f"(after {self.count}{of_text} bytes)",
+            stalled=stalled,
+            count=self.count,
+        )
+
+    def _too_large(self, what: str) -> BlobTooLarge:
+        self._resp.close()
+        return BlobTooLarge(
+            f"download blob {self._digest} from {self._host}: blob larger than its "
+            f"descriptor: the manifest says {self._size} bytes, {what}: refused"
         )
 
     def release_conn(self) -> None:
         self._resp.release_conn()
+
+
+@dataclass
+class _Answer:
+    """A registry answer whose body was read (within its limit)."""
+
+    status: int
+    headers: urllib3.HTTPHeaderDict
+    reason: str | None
+    data: bytes
+
+
+def check_json_containers(data: bytes, what: str, limit: int = MAX_JSON_CONTAINERS) -> None:
+    """Refuse JSON that would parse into more than ``limit`` objects and arrays (counted
+    from the brackets, strings included: an upper bound) before it is parsed."""
+    if data.count(b"{") + data.count(b"[") > limit:
+        raise BodyTooLarge(f"{what} holds more than {limit} JSON objects and arrays: refused")
+
+
+def _size_text(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 and not n % (1 << 20) else f"{n >> 10} KiB"
 
 
 def registry_host(host: str) -> str:
@@ -177,14 +447,20 @@ class RegistryClient:
         insecure_registries: Iterable[str] = (),
         auth_config_path: str | None = None,
         credentials: dict[str, tuple[str, str] | AuthConfig] | None = None,
-        timeout: tuple[float, float] = (10.0, 60.0),
+        timeout: tuple[float, float] = (10.0, 20.0),
         retries: int = 5,
         backoff: float = 0.5,
         max_backoff: float = 10.0,
+        deadline: float = 30.0,
         token_cache: TokenCache | None = None,
         ca_certs: str | None = None,
     ):
-        self.insecure_registries = frozenset(insecure_registries)
+        """``timeout``: (connect, read) seconds; the read timeout is the longest wait for a
+        byte. ``deadline``: a request that timed out is tried again only while its attempts
+        stay within this many seconds in all. ``insecure_registries``: ``host:port``
+        reached over plain HTTP (loopback ones always are), and token realms on plain HTTP
+        that may receive saved credentials (only those listed)."""
+        self.insecure_registries = frozenset(h.strip().lower() for h in insecure_registries)
         self._auth_config_path = auth_config_path
         self._docker_config: DockerConfig | None = None
         self._credentials = dict(credentials or {})
@@ -192,12 +468,23 @@ class RegistryClient:
         self.retries = max(1, retries)
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.deadline = deadline
         self.tokens = token_cache or TokenCache()
         common = {"maxsize": 8, "block": False, "retries": False, "timeout": self.timeout}
         self._pool = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=ca_certs, **common)
         self._insecure_pool = urllib3.PoolManager(cert_reqs="CERT_NONE", **common)
+        for pool in (self._pool, self._insecure_pool):
+            pool.pool_classes_by_scheme = _POOL_CLASSES
         self._endpoints: dict[str, _Endpoint] = {}
+        # host -> the token realm its saved credentials were kept from (for the error text)
+        self._withheld: dict[str, str] = {}
         self._lock = threading.Lock()
+
+    def cancel_scope(self, event) -> CancelScope:
+        """A CancelScope for ``event``: threads that ``enter()`` it have their requests cut
+        short (RequestCancelled) within about 0.1 s of the event being set. Close it (or use
+        it as a context manager) when done."""
+        return CancelScope(event)
 
     # --- public API -------------------------------------------------------------------
 
@@ -211,8 +498,7 @@ class RegistryClient:
         """
         resp = self._manifest_call("GET", host, repo, ref, accept)
         data = resp.data
-        if len(data) > MAX_MANIFEST_SIZE:
-            raise RegistryError(f"manifest for {familiar_string(host, repo, ref)} is too large")
+        check_json_containers(data, f"manifest for {familiar_string(host, repo, ref)}")
         media_type = _content_type(resp)
         if ":" in ref:
             _check_digest(data, ref, f"manifest {familiar_string(host, repo, ref)}")
@@ -245,7 +531,7 @@ class RegistryClient:
 
     def _manifest_call(
         self, method: str, host: str, repo: str, ref: str, accept: Iterable[str]
-    ) -> urllib3.BaseHTTPResponse:
+    ) -> _Answer:
         return self._call(
             method,
             host,
@@ -254,14 +540,20 @@ class RegistryClient:
             ref=ref,
             headers={"Accept": ", ".join(accept)},
             kind="manifest",
+            limit=MAX_MANIFEST_SIZE,
+            what=f"manifest for {familiar_string(host, repo, ref)}",
         )
 
     @contextmanager
-    def open_blob(self, host: str, repo: str, digest: str) -> Iterator[IO[bytes]]:
+    def open_blob(
+        self, host: str, repo: str, digest: str, size: int | None = None
+    ) -> Iterator[IO[bytes]]:
         """A readable stream (``read(n)``) of the raw blob, in constant memory.
 
         Redirects to storage are followed. The caller verifies the digest while reading.
-        Raises BlobUnknown; a read that breaks off mid-body raises BlobReadError.
+        Raises BlobUnknown; a read that breaks off mid-way raises BlobReadError. With
+        ``size`` (the descriptor's), the stream ends there: a blob that is longer raises
+        BlobTooLarge as soon as it shows.
         """
         resp = self._call(
             "GET",
@@ -273,36 +565,57 @@ class RegistryClient:
             stream=True,
         )
         try:
-            yield _BlobStream(resp, digest, host, self.timeout.read_timeout)  # type: ignore[misc]
+            yield _BlobStream(resp, digest, host, self.timeout.read_timeout, size)  # type: ignore[misc]
         finally:
             resp.release_conn()
 
-    def fetch_blob(self, host: str, repo: str, digest: str, max_size: int = 8 << 20) -> bytes:
+    def fetch_blob(
+        self,
+        host: str,
+        repo: str,
+        digest: str,
+        max_size: int = 8 << 20,
+        size: int | None = None,
+    ) -> bytes:
         """The whole blob, verified against ``digest`` (for configs: small blobs only).
 
-        A download that breaks off mid-way is tried again, ``retries`` times in all."""
+        ``size``: the descriptor's; one over ``max_size`` is refused before any byte is
+        read. A download that breaks off mid-way is tried again, ``retries`` times in all
+        (a stalled one only within ``deadline``)."""
+        if size is not None and size > max_size:
+            raise BodyTooLarge(
+                f"blob {digest} of {familiar_name(host, repo)} is {size} bytes, larger than "
+                f"the {_size_text(max_size)} limit: refused"
+            )
         delay = self.backoff
+        stalled = 0.0
         for attempt in range(1, self.retries + 1):
-            chunks, total = [], 0
+            buf = bytearray()
             try:
-                with self.open_blob(host, repo, digest) as stream:
-                    while chunk := stream.read(65536):
-                        total += len(chunk)
-                        if total > max_size:
-                            raise RegistryError(
+                with self.open_blob(host, repo, digest, size) as stream:
+                    while chunk := stream.read(_CHUNK):
+                        buf += chunk
+                        if len(buf) > max_size:
+                            raise BodyTooLarge(
                                 f"blob {digest} of {familiar_name(host, repo)} "
-                                f"is larger than {max_size} bytes"
+                                f"is larger than the {_size_text(max_size)} limit: refused"
                             )
-                        chunks.append(chunk)
                 break
-            except BlobReadError:
-                if attempt == self.retries:
+            except BlobReadError as e:
+                stalled += self.timeout.read_timeout if e.stalled else 0.0
+                if attempt == self.retries or not self.may_retry_stall(stalled):
                     raise
-                time.sleep(min(delay, self.max_backoff))
+                _sleep(min(delay, self.max_backoff))
                 delay *= 2
-        data = b"".join(chunks)
+        data = bytes(buf)
+        del buf
         _check_digest(data, digest, f"blob {digest}")
         return data
+
+    def may_retry_stall(self, waited: float) -> bool:
+        """Whether a transfer that has already waited ``waited`` seconds on stalls may wait
+        one read timeout more within ``deadline``."""
+        return waited + (self.timeout.read_timeout or 0) <= self.deadline
 
     def blob_exists(self, host: str, repo: str, digest: str) -> bool:
         try:
@@ -435,7 +748,9 @@ class RegistryClient:
         tags: list[str] = []
         path: str | None = f"/v2/{repo}/tags/list"
         while path:
-            resp = self._call("GET", host, repo, path, kind="repository")
+            resp = self._call(
+                "GET", host, repo, path, kind="repository", what=f"tag list of {repo}"
+            )
             tags += json.loads(resp.data).get("tags") or []
             path = _next_link(resp.headers.get("Link"))
         return tags
@@ -487,6 +802,7 @@ class RegistryClient:
                 if resp.status == 401
                 else []
             )
+            _drain(resp)
             ep = _Endpoint(scheme, verify, challenges)
             with self._lock:
                 self._endpoints[host] = ep
@@ -508,6 +824,11 @@ class RegistryClient:
                 if creds.registry_token:
                     return f"Bearer {creds.registry_token}"
                 realm, service = ch.params.get("realm", ""), ch.params.get("service", "")
+                if not creds.anonymous and not self.may_send_credentials(host, ep, realm):
+                    # a realm over plain HTTP elsewhere gets no password: ask anonymously
+                    with self._lock:
+                        self._withheld[host] = realm
+                    creds = AuthConfig()
                 key = " ".join(scopes)
                 if refresh:
                     self.tokens.invalidate(realm, service, key)
@@ -530,6 +851,22 @@ class RegistryClient:
                     ]
         return None
 
+    def may_send_credentials(self, host: str, ep: _Endpoint, realm: str) -> bool:
+        """Whether saved credentials for ``host`` may go to the token ``realm``: over HTTPS,
+        to the registry itself (same scheme, host and port: what basic auth would reach), or
+        to a host:port listed in ``insecure_registries``. Loopback realms are not
+        implicitly trusted: another port on this machine is another service."""
+        parts = urlsplit(realm)
+        if parts.scheme == "https":
+            return True
+        if _origin(realm) == _origin(f"{ep.scheme}://{host}/"):
+            return True
+        netloc = (parts.netloc.rpartition("@")[2] or "").lower()
+        return bool(netloc) and (
+            netloc in self.insecure_registries
+            or (parts.port is None and f"{netloc}:80" in self.insecure_registries)
+        )
+
     def _call(
         self,
         method: str,
@@ -546,8 +883,13 @@ class RegistryClient:
         stream: bool = False,
         idempotent: bool | None = None,
         kind: str = "",
-    ) -> urllib3.BaseHTTPResponse:
-        """One API call with auth, retries and redirects; raises the mapped error."""
+        limit: int = MAX_BODY_SIZE,
+        what: str = "",
+    ) -> _Answer | urllib3.BaseHTTPResponse:
+        """One API call with auth, retries and redirects; raises the mapped error.
+
+        Without ``stream`` the body is read here, at most ``limit`` bytes (BodyTooLarge
+        names ``what`` beyond); with it the response is returned unread."""
         host = registry_host(host)
         ep = self._endpoint(host)
         url = path if "://" in path else f"{ep.scheme}://{host}{path}"
@@ -575,9 +917,27 @@ class RegistryClient:
             authz = self._authorization(host, ep, scopes, refresh=True)
             if authz is None:
                 break
-        if resp.status in expect:
+        if resp.status not in expect:
+            raise self._error(resp, host, repo, ref, push=push, kind=kind, method=method)
+        if stream:
             return resp
-        raise self._error(resp, host, repo, ref, push=push, kind=kind, method=method)
+        if method == "HEAD":
+            _drain(resp)
+            return _Answer(resp.status, resp.headers, resp.reason, b"")
+        try:
+            data, complete = read_at_most(resp, limit)
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            if _cancelled():
+                raise RequestCancelled("request cancelled") from None
+            raise _transport_error(method, url, e) from None
+        if not complete:
+            kind_text = _content_type(resp)
+            raise BodyTooLarge(
+                f"{what or method + ' ' + url}"
+                + (f" ({kind_text})" if kind_text else "")
+                + f" is larger than the {_size_text(limit)} limit: refused"
+            )
+        return _Answer(resp.status, resp.headers, resp.reason, data)
 
     def _send_with_retries(
         self,
@@ -592,24 +952,47 @@ class RegistryClient:
     ) -> urllib3.BaseHTTPResponse:
         attempts = self.retries if idempotent else 1
         delay = self.backoff
+        started = time.monotonic()
         for attempt in range(1, attempts + 1):
             try:
                 resp = self._send_following_redirects(method, url, headers, body, verify, stream)
             except urllib3.exceptions.HTTPError as e:
-                # A refused connection is not transient enough to wait for.
-                if attempt == attempts or "refused" in str(getattr(e, "reason", None) or e):
-                    raise _transport_error(method, url, e) from None
-                time.sleep(min(delay, self.max_backoff) * (1 + random.random() / 4))
+                if _cancelled():
+                    raise RequestCancelled("request cancelled") from None
+                wait = min(delay, self.max_backoff) * (1 + random.random() / 4)
+                # A refused connection is not transient enough to wait for; a timeout is
+                # tried again only while the attempts stay within the deadline.
+                if (
+                    attempt == attempts
+                    or "refused" in str(getattr(e, "reason", None) or e)
+                    or (
+                        _is_timeout(e)
+                        and time.monotonic() - started + wait + self._attempt_time(e)
+                        > self.deadline
+                    )
+                ):
+                    raise _transport_error(method, url, e, self.timeout) from None
+                _sleep(wait)
                 delay *= 2
                 continue
             if attempt < attempts and (resp.status == 429 or resp.status >= 500):
                 wait = _retry_after(resp.headers.get("Retry-After"))
                 _drain(resp)
-                time.sleep(min(wait if wait is not None else delay, self.max_backoff))
+                _sleep(min(wait if wait is not None else delay, self.max_backoff))
                 delay *= 2
                 continue
             return resp
         raise AssertionError("unreachable")
+
+    def _attempt_time(self, e: Exception) -> float:
+        """How long one more attempt may wait for nothing, after a timeout like ``e``: the
+        connect timeout again when connecting timed out, else the read timeout."""
+        reason = getattr(e, "reason", None) or e
+        if isinstance(reason, urllib3.exceptions.ConnectTimeoutError) or isinstance(
+            e, urllib3.exceptions.ConnectTimeoutError
+        ):
+            return self.timeout.connect_timeout or 0
+        return self.timeout.read_timeout or 0
 
     def _send_following_redirects(
         self,
@@ -623,6 +1006,8 @@ class RegistryClient:
         origin = _origin(url)
         for _ in range(MAX_REDIRECTS + 1):
             pool = self._pool if verify else self._insecure_pool
+            if _cancelled():
+                raise RequestCancelled("request cancelled")
             resp = pool.request(
                 method,
                 url,
@@ -630,7 +1015,7 @@ class RegistryClient:
                 body=body,
                 redirect=False,
                 retries=False,
-                preload_content=not stream,
+                preload_content=False,
                 decode_content=False,
             )
             location = resp.headers.get("Location")
@@ -649,7 +1034,7 @@ class RegistryClient:
                 verify = verify or url.startswith("https:")
         raise RegistryError(f'{method} "{url}": stopped after {MAX_REDIRECTS} redirects')
 
-    def _upload_location(self, resp: urllib3.BaseHTTPResponse, host: str) -> str:
+    def _upload_location(self, resp: _Answer | urllib3.BaseHTTPResponse, host: str) -> str:
         location = resp.headers.get("Location")
         if not location:
             raise RegistryError(f"{host}: upload response without Location header")
@@ -670,8 +1055,23 @@ class RegistryClient:
         method: str,
     ) -> RegistryError:
         shown_host = DOCKER_HUB_DOMAIN if host == DOCKER_HUB_REGISTRY else host
-        body = resp.data if method != "HEAD" else b""
+        body, complete = b"", True
+        if method != "HEAD":
+            try:
+                body, complete = read_at_most(resp, MAX_ERROR_BODY_SIZE)
+            except (urllib3.exceptions.HTTPError, OSError):
+                resp.close()
+                resp.release_conn()
+        else:
+            _drain(resp)
         status = resp.status
+        if not complete:
+            return RegistryError(
+                f"received unexpected HTTP status: {status} {resp.reason or ''}".rstrip()
+                + f" (its error body is larger than {_size_text(MAX_ERROR_BODY_SIZE)}: "
+                "not read)",
+                status=status,
+            )
         errors: list[tuple[str, str]] = []
         # distribution's HandleErrorResponse: OAuth errors in the challenge come first.
         if 400 <= status < 500:
@@ -709,6 +1109,13 @@ class RegistryClient:
         code, message = errors[0]
         cause = f"{code.lower().replace('_', ' ')}: {message}"
         name = familiar_name(shown_host, repo)
+        with self._lock:
+            withheld = self._withheld.get(host)
+        if withheld and code in ("DENIED", "UNAUTHORIZED"):
+            cause += (
+                f" (the saved credentials for {shown_host} were not sent to the token "
+                f"service {withheld}: it is neither HTTPS nor a listed insecure registry)"
+            )
         if code == "DENIED":
             if push:
                 return AuthError(cause, status=status, code=code)
@@ -777,14 +1184,25 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def _drain(resp: urllib3.BaseHTTPResponse) -> None:
+    """Read and drop what is left of a body to reuse its connection; past _DRAIN_LIMIT the
+    connection is closed instead (a hostile body may never end)."""
     try:
-        resp.drain_conn()
-    except urllib3.exceptions.HTTPError:
-        pass
-    resp.release_conn()
+        read_at_most(resp, _DRAIN_LIMIT)
+    except (urllib3.exceptions.HTTPError, OSError):
+        resp.close()
+        resp.release_conn()
 
 
-def _transport_error(method: str, url: str, e: Exception) -> RegistryUnavailable:
+def _is_timeout(e: Exception) -> bool:
+    reason = getattr(e, "reason", None) or e
+    return isinstance(reason, urllib3.exceptions.TimeoutError) or isinstance(
+        e, urllib3.exceptions.TimeoutError
+    )
+
+
+def _transport_error(
+    method: str, url: str, e: Exception, timeout: urllib3.Timeout | None = None
+) -> RegistryUnavailable:
     """Go's net/http wording: ``Get "https://h/v2/": dial tcp h: connect: connection refused``."""
     verb = method.capitalize()
     netloc = urlsplit(url).netloc
@@ -800,8 +1218,14 @@ def _transport_error(method: str, url: str, e: Exception) -> RegistryUnavailable
             detail = "http: server gave HTTP response to HTTPS client"
         else:
             detail = f"tls: {text}"
+    elif isinstance(reason, urllib3.exceptions.ReadTimeoutError) or isinstance(
+        e, urllib3.exceptions.ReadTimeoutError
+    ):
+        wait = f" (no answer for {timeout.read_timeout:g} s)" if timeout else ""
+        detail = f"net/http: timeout awaiting response headers{wait}"
     elif isinstance(reason, urllib3.exceptions.TimeoutError) or "timed out" in text:
-        detail = f"dial tcp {netloc}: i/o timeout"
+        wait = f" (no connection within {timeout.connect_timeout:g} s)" if timeout else ""
+        detail = f"dial tcp {netloc}: i/o timeout{wait}"
     else:
         detail = text
     return RegistryUnavailable(f'{verb} "{url}": {detail}')

@@ -305,6 +305,12 @@ class RegistryServer:
             self.token_server.stop()
             self.token_server = None
 
+    @property
+    def insecure_registries(self) -> list[str]:
+        """What a client must list as insecure registries to send this registry's
+        credentials to its token server (plain HTTP on another port): empty without one."""
+        return [f"127.0.0.1:{self.token_server.port}"] if self.token_server else []
+
     def blob_path(self, digest: str) -> Path:
         """Where filesystem storage keeps the blob's bytes (to corrupt it in tests)."""
         algo, _, hexpart = digest.partition(":")
@@ -327,7 +333,10 @@ def serve_private_app(workdir: Path, auth: str) -> Iterator[tuple[RegistryServer
     server = RegistryServer(workdir, auth=auth)
     server.start()
     image = im.busybox_base()
-    client = RegistryClient(credentials={server.host: (server.username, server.password)})
+    client = RegistryClient(
+        credentials={server.host: (server.username, server.password)},
+        insecure_registries=server.insecure_registries,
+    )
     for blob, digest in [(la.read_blob(), la.digest) for la in image.layers] + [
         (image.config_bytes, image.image_id)
     ]:
