@@ -158,7 +158,7 @@ _HOST_USED = {
     "Binds", "ContainerIDFile", "LogConfig", "NetworkMode", "PortBindings", "RestartPolicy",
     "AutoRemove", "CapAdd", "CapDrop", "ExtraHosts", "GroupAdd", "ReadonlyRootfs", "ShmSize",
     "ConsoleSize", "Memory", "NanoCpus", "PidsLimit", "Ulimits", "Mounts", "Tmpfs",
-    "MemorySwappiness", "Isolation", "MemorySwap", "Init",
+    "MemorySwappiness", "Isolation", "MemorySwap", "Init", "SecurityOpt", "Privileged",
 }
 # defaults clients send that are not zero values
 _DEFAULTS = {
@@ -358,7 +358,20 @@ def spec_from_config(config: dict, name: str) -> ContainerSpec:
         ulimits=parse_ulimits([f"{u['Name']}={u['Soft']}:{u['Hard']}" for u in ulimits]),
         group_add=[str(g) for g in host.get("GroupAdd") or []],
         restart=policy,
+        security_opt=_security_opt(host.get("SecurityOpt")),
+        privileged=bool(host.get("Privileged")),
     )
+
+
+def _security_opt(value) -> list[str]:
+    """HostConfig.SecurityOpt as dockerd keeps it: the client's strings (a seccomp profile
+    as its JSON text), read by parseSecurityOpt when the container is created."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise bad_request("json: cannot unmarshal into Go struct field "
+                          "HostConfig.SecurityOpt of type []string")
+    return list(value)
 
 
 def _missing_image(image: str) -> ApiError:
