@@ -543,3 +543,116 @@ def test_a_build_run_step_is_confined(store_and_image, manager):
     out = "".join(lines)
     assert "\nSeccomp:\t2\n" in out and "\nrefused\n" in out and "\nmounted\n" not in out
     assert result.image_id
+
+
+# -- the doors: docker's CLI through the Engine API, and dockweb's own ------------------------
+
+
+@pytest.fixture(scope="module")
+def api_image(engine_api, registry):
+    return engine_api.pulled_busybox(registry, "confinement-api")
+
+
+STATUS = "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status"
+
+
+@root_only
+def test_docker_run_with_security_options_through_the_engine_api(engine_api, api_image, tmp_path):
+    docker = engine_api.docker
+    proc = docker("run", "--rm", api_image, "sh", "-c", STATUS, check=True)
+    assert proc.stdout == "NoNewPrivs:\t0\nSeccomp:\t2\n"
+    proc = docker("run", "--rm", "--security-opt", "seccomp=unconfined", api_image,
+                  "sh", "-c", f"{STATUS}; {ATTACK}", check=True)  # fmt: skip
+    assert proc.stdout == "NoNewPrivs:\t0\nSeccomp:\t0\nmounted\n"
+    proc = docker("run", "--rm", api_image, "sh", "-c", ATTACK)
+    assert proc.returncode == 1 and "Operation not permitted" in proc.stderr
+    proc = docker("run", "--rm", "--security-opt", "no-new-privileges", api_image,
+                  "sh", "-c", STATUS, check=True)  # fmt: skip
+    assert proc.stdout == "NoNewPrivs:\t1\nSeccomp:\t2\n"
+    # a profile file: the docker client reads it and sends its JSON, compacted
+    f = tmp_path / "p.json"
+    f.write_text('{\n "defaultAction": "SCMP_ACT_ALLOW",\n "syscalls": [\n'
+                 '  {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}\n')  # fmt: skip
+    docker("create", "--name", "custom", "--security-opt", f"seccomp={f}",
+           "--security-opt", "no-new-privileges:true", api_image, "mkdir", "/x", check=True)  # fmt: skip
+    info = json.loads(docker("inspect", "custom", check=True).stdout)[0]
+    assert info["HostConfig"]["SecurityOpt"] == [
+        'seccomp={"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],'
+        '"action":"SCMP_ACT_ERRNO"}]}',
+        "no-new-privileges:true",
+    ]
+    assert info["HostConfig"]["Privileged"] is False
+    proc = docker("start", "-a", "custom")
+    assert "mkdir: can't create directory '/x': Operation not permitted" in proc.stderr
+    docker("rm", "custom", check=True)
+    plain = json.loads(docker("create", "--name", "plain", api_image, check=True).stdout and
+                       docker("inspect", "plain", check=True).stdout)[0]  # fmt: skip
+    assert plain["HostConfig"]["SecurityOpt"] is None
+    assert plain["AppArmorProfile"] == ("docker-default" if apparmor.supported() else "")
+    docker("rm", "plain", check=True)
+
+
+@root_only
+def test_docker_refuses_bad_security_options_with_dockerds_words(engine_api, api_image, tmp_path):
+    docker = engine_api.docker
+    proc = docker("run", "--rm", "--security-opt", "foo=bar", api_image, "true")
+    assert (proc.returncode, proc.stderr) == (
+        125,
+        'docker: Error response from daemon: invalid --security-opt 2: "foo=bar".\n'
+        "See 'docker run --help'.\n",
+    )
+    proc = docker("run", "--rm", "--security-opt", "seccomp=/nonexistent.json", api_image, "true")
+    assert proc.returncode == 125
+    assert proc.stderr.startswith(
+        "docker: opening seccomp profile (/nonexistent.json) failed: open /nonexistent.json: "
+        "no such file or directory."
+    )
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"defaultAction": 1}')
+    proc = docker("run", "--rm", "--security-opt", f"seccomp={bad}", api_image, "true")
+    assert proc.returncode == 125
+    assert proc.stderr == (
+        "docker: Error response from daemon: Decoding seccomp profile failed: json: cannot "
+        "unmarshal number into Go struct field Seccomp.defaultAction of type "
+        "specs.LinuxSeccompAction.\n"
+    )
+    assert docker("ps", "-aq", check=True).stdout == ""  # --rm: none left behind
+
+
+@root_only
+def test_privileged_through_both_clis(engine_api, api_image):
+    proc = engine_api.docker("run", "--rm", "--privileged", api_image, "sh", "-c", STATUS,
+                             check=True)  # fmt: skip
+    assert proc.stdout == "NoNewPrivs:\t0\nSeccomp:\t0\n"
+    engine_api.docker("create", "--name", "priv", "--privileged", api_image, check=True)
+    info = json.loads(engine_api.docker("inspect", "priv", check=True).stdout)[0]
+    host = info["HostConfig"]
+    assert (host["Privileged"], host["SecurityOpt"]) == (True, ["label=disable"])
+    assert host["MaskedPaths"] is None and host["ReadonlyPaths"] is None
+    engine_api.docker("rm", "priv", check=True)
+    proc = engine_api.dockweb("run", "--rm", "--privileged", api_image, "sh", "-c", STATUS,
+                              check=True)  # fmt: skip
+    assert proc.stdout == "NoNewPrivs:\t0\nSeccomp:\t0\n"
+
+
+@root_only
+def test_dockweb_run_security_options(engine_api, api_image, tmp_path):
+    dockweb = engine_api.dockweb
+    proc = dockweb("run", "--rm", "--security-opt", "seccomp=unconfined",
+                   "--security-opt", "no-new-privileges", api_image, "sh", "-c", STATUS,
+                   check=True)  # fmt: skip
+    assert proc.stdout == "NoNewPrivs:\t1\nSeccomp:\t0\n"
+    proc = dockweb("run", "--rm", api_image, "sh", "-c", f"{STATUS}; {ATTACK}")
+    assert proc.returncode == 1
+    assert proc.stdout == "NoNewPrivs:\t0\nSeccomp:\t2\n"
+    proc = dockweb("run", "--rm", "--security-opt", "nonsense", api_image, "true")
+    assert (proc.returncode, proc.stderr) == (
+        125,
+        "dockweb: Invalid --security-opt: \"nonsense\".\nSee 'dockweb run --help'.\n",
+    )
+    proc = dockweb("run", "--rm", "--security-opt", f"seccomp={tmp_path}/none", api_image, "true")
+    assert proc.returncode == 125
+    assert (
+        f"opening seccomp profile ({tmp_path}/none) failed: open {tmp_path}/none: no such "
+        "file or directory" in proc.stderr
+    )
