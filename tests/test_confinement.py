@@ -561,20 +561,51 @@ def test_docker_run_with_security_options_through_the_engine_api(engine_api, api
     docker = engine_api.docker
     proc = docker("run", "--rm", api_image, "sh", "-c", STATUS, check=True)
     assert proc.stdout == "NoNewPrivs:\t0\nSeccomp:\t2\n"
-    proc = docker("run", "--rm", "--security-opt", "seccomp=unconfined", api_image,
-                  "sh", "-c", f"{STATUS}; {ATTACK}", check=True)  # fmt: skip
+    proc = docker(
+        "run",
+        "--rm",
+        "--security-opt",
+        "seccomp=unconfined",
+        api_image,
+        "sh",
+        "-c",
+        f"{STATUS}; {ATTACK}",
+        check=True,
+    )
     assert proc.stdout == "NoNewPrivs:\t0\nSeccomp:\t0\nmounted\n"
     proc = docker("run", "--rm", api_image, "sh", "-c", ATTACK)
     assert proc.returncode == 1 and "Operation not permitted" in proc.stderr
-    proc = docker("run", "--rm", "--security-opt", "no-new-privileges", api_image,
-                  "sh", "-c", STATUS, check=True)  # fmt: skip
+    proc = docker(
+        "run",
+        "--rm",
+        "--security-opt",
+        "no-new-privileges",
+        api_image,
+        "sh",
+        "-c",
+        STATUS,
+        check=True,
+    )
     assert proc.stdout == "NoNewPrivs:\t1\nSeccomp:\t2\n"
     # a profile file: the docker client reads it and sends its JSON, compacted
     f = tmp_path / "p.json"
-    f.write_text('{\n "defaultAction": "SCMP_ACT_ALLOW",\n "syscalls": [\n'
-                 '  {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}\n')  # fmt: skip
-    docker("create", "--name", "custom", "--security-opt", f"seccomp={f}",
-           "--security-opt", "no-new-privileges:true", api_image, "mkdir", "/x", check=True)  # fmt: skip
+    f.write_text(
+        '{\n "defaultAction": "SCMP_ACT_ALLOW",\n "syscalls": [\n'
+        '  {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}\n'
+    )
+    docker(
+        "create",
+        "--name",
+        "custom",
+        "--security-opt",
+        f"seccomp={f}",
+        "--security-opt",
+        "no-new-privileges:true",
+        api_image,
+        "mkdir",
+        "/x",
+        check=True,
+    )
     info = json.loads(docker("inspect", "custom", check=True).stdout)[0]
     assert info["HostConfig"]["SecurityOpt"] == [
         'seccomp={"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],'
@@ -585,8 +616,8 @@ def test_docker_run_with_security_options_through_the_engine_api(engine_api, api
     proc = docker("start", "-a", "custom")
     assert "mkdir: can't create directory '/x': Operation not permitted" in proc.stderr
     docker("rm", "custom", check=True)
-    plain = json.loads(docker("create", "--name", "plain", api_image, check=True).stdout and
-                       docker("inspect", "plain", check=True).stdout)[0]  # fmt: skip
+    docker("create", "--name", "plain", api_image, check=True)
+    plain = json.loads(docker("inspect", "plain", check=True).stdout)[0]
     assert plain["HostConfig"]["SecurityOpt"] is None
     assert plain["AppArmorProfile"] == ("docker-default" if apparmor.supported() else "")
     docker("rm", "plain", check=True)
@@ -621,8 +652,9 @@ def test_docker_refuses_bad_security_options_with_dockerds_words(engine_api, api
 
 @root_only
 def test_privileged_through_both_clis(engine_api, api_image):
-    proc = engine_api.docker("run", "--rm", "--privileged", api_image, "sh", "-c", STATUS,
-                             check=True)  # fmt: skip
+    proc = engine_api.docker(
+        "run", "--rm", "--privileged", api_image, "sh", "-c", STATUS, check=True
+    )
     assert proc.stdout == "NoNewPrivs:\t0\nSeccomp:\t0\n"
     engine_api.docker("create", "--name", "priv", "--privileged", api_image, check=True)
     info = json.loads(engine_api.docker("inspect", "priv", check=True).stdout)[0]
@@ -630,17 +662,28 @@ def test_privileged_through_both_clis(engine_api, api_image):
     assert (host["Privileged"], host["SecurityOpt"]) == (True, ["label=disable"])
     assert host["MaskedPaths"] is None and host["ReadonlyPaths"] is None
     engine_api.docker("rm", "priv", check=True)
-    proc = engine_api.dockweb("run", "--rm", "--privileged", api_image, "sh", "-c", STATUS,
-                              check=True)  # fmt: skip
+    proc = engine_api.dockweb(
+        "run", "--rm", "--privileged", api_image, "sh", "-c", STATUS, check=True
+    )
     assert proc.stdout == "NoNewPrivs:\t0\nSeccomp:\t0\n"
 
 
 @root_only
 def test_dockweb_run_security_options(engine_api, api_image, tmp_path):
     dockweb = engine_api.dockweb
-    proc = dockweb("run", "--rm", "--security-opt", "seccomp=unconfined",
-                   "--security-opt", "no-new-privileges", api_image, "sh", "-c", STATUS,
-                   check=True)  # fmt: skip
+    proc = dockweb(
+        "run",
+        "--rm",
+        "--security-opt",
+        "seccomp=unconfined",
+        "--security-opt",
+        "no-new-privileges",
+        api_image,
+        "sh",
+        "-c",
+        STATUS,
+        check=True,
+    )
     assert proc.stdout == "NoNewPrivs:\t1\nSeccomp:\t0\n"
     proc = dockweb("run", "--rm", api_image, "sh", "-c", f"{STATUS}; {ATTACK}")
     assert proc.returncode == 1
