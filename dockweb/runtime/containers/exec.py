@@ -108,7 +108,7 @@ class ExecMixin:
             process["cwd"] = workdir or c.spec.workdir or cfg.get("WorkingDir")
         process["user"] = {"uid": u.uid, "gid": u.gid}
         if privileged:  # docker exec --privileged: every capability, as moby's execSetPlatformOpt
-            every = oci.privileged_capabilities()
+            every = oci.host_capabilities()
             process["capabilities"] = {"bounding": every, "permitted": every, "effective": every}
         if u.additional_gids:
             process["user"]["additionalGids"] = list(u.additional_gids)
