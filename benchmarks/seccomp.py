@@ -42,7 +42,7 @@ def profile_cost(n: int = 200) -> tuple[float, float]:
     """Seconds to build linux.seccomp: the first time (file read and parsed) and then."""
     from dockweb.runtime import oci, seccomp
 
-    seccomp._default_text.cache_clear()
+    seccomp._default_config.cache_clear()
     start = time.perf_counter()
     oci.seccomp("", privileged=False, bounding=oci.DEFAULT_CAPABILITIES)
     first = time.perf_counter() - start

@@ -85,16 +85,17 @@ def kernel_version(release: str | None = None) -> tuple[int, int]:
 
 
 @functools.cache
-def _default_text() -> str:
+def _default_config() -> dict:
+    """The default profile's file, parsed once per process (``setup`` never changes it)."""
     with open(PROFILE_PATH, encoding="utf-8") as f:
-        return f.read()
+        return json.load(f)
 
 
 def default_profile(
     bounding: list[str], *, arch: str | None = None, kernel: tuple[int, int] | None = None
 ) -> dict:
     """Docker's default profile for a container with these bounding capabilities."""
-    return setup(json.loads(_default_text()), bounding, arch=arch, kernel=kernel)
+    return setup(_default_config(), bounding, arch=arch, kernel=kernel)
 
 
 def load_profile(
@@ -164,15 +165,16 @@ def _field(doc: dict, name: str):
     return None
 
 
+_KINDS = {"string": str, "list": list, "object": dict}
+
+
 def _typed(value, kind, where: str, go_type: str):
     if value is None:
         return None
-    ok = {
-        "string": lambda v: isinstance(v, str),
-        "uint": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-        "list": lambda v: isinstance(v, list),
-        "object": lambda v: isinstance(v, dict),
-    }[kind](value)
+    if kind == "uint":
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    else:
+        ok = isinstance(value, _KINDS[kind])
     if not ok:
         raise ProfileError(
             "Decoding seccomp profile failed: json: cannot unmarshal "
@@ -183,8 +185,9 @@ def _typed(value, kind, where: str, go_type: str):
 
 def _strings(value, where: str, go_type: str) -> list[str]:
     items = _typed(value, "list", where, go_type) or []
-    for v in items:
-        _typed(v, "string", where, go_type.removeprefix("[]"))
+    if not all(isinstance(v, str) for v in items):
+        for v in items:
+            _typed(v, "string", where, go_type.removeprefix("[]"))
     return list(items)
 
 
