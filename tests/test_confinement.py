@@ -699,3 +699,30 @@ def test_dockweb_run_security_options(engine_api, api_image, tmp_path):
         f"opening seccomp profile ({tmp_path}/none) failed: open {tmp_path}/none: no such "
         "file or directory" in proc.stderr
     )
+
+
+@root_only
+def test_the_engine_api_checks_security_opts_type(engine_api, api_image):
+    from tests.support.engineapi import request
+
+    for value, message in (
+        (
+            "seccomp=unconfined",
+            "json: cannot unmarshal string into Go struct field "
+            "HostConfig.SecurityOpt of type []string",
+        ),
+        (
+            [1],
+            "json: cannot unmarshal number into Go struct field HostConfig.SecurityOpt of "
+            "type string",
+        ),
+    ):
+        body = json.dumps({"Image": api_image, "HostConfig": {"SecurityOpt": value}}).encode()
+        status, _, answer = request(
+            engine_api,
+            "POST",
+            "/containers/create",
+            body,
+            {"Content-Type": "application/json"},
+        )
+        assert (status, json.loads(answer)["message"]) == (400, message)

@@ -368,10 +368,23 @@ def _security_opt(value) -> list[str]:
     as its JSON text), read by parseSecurityOpt when the container is created."""
     if value is None:
         return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise bad_request("json: cannot unmarshal into Go struct field "
+    if not isinstance(value, list):
+        raise bad_request(f"json: cannot unmarshal {_json_kind(value)} into Go struct field "
                           "HostConfig.SecurityOpt of type []string")
+    for v in value:
+        if not isinstance(v, str):
+            raise bad_request(f"json: cannot unmarshal {_json_kind(v)} into Go struct field "
+                              "HostConfig.SecurityOpt of type string")
     return list(value)
+
+
+def _json_kind(value) -> str:
+    """encoding/json's name for a JSON value's kind."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", dict: "object", list: "array"}.get(type(value), "null")
 
 
 def _missing_image(image: str) -> ApiError:
