@@ -47,6 +47,9 @@ def _add_create_flags(p) -> None:
     p.add_argument("--shm-size", help="Size of /dev/shm")
     p.add_argument("--ulimit", action="append", help="Ulimit options")
     p.add_argument("--group-add", action="append", help="Add additional groups to join")
+    p.add_argument("--security-opt", action="append", help="Security Options")
+    p.add_argument("--privileged", action="store_true",
+                   help="Give extended privileges to this container")
     p.add_argument("--cidfile", help="Write the container ID to the file")
     p.add_argument("--restart", default="",
                    help="Restart policy to apply when a container exits (default \"no\")")

@@ -55,6 +55,8 @@ def spec_from_args(args):
         shm_size=args.shm_size or "",
         ulimit=args.ulimit or [],
         group_add=args.group_add or [],
+        security_opt=args.security_opt or [],
+        privileged=bool(args.privileged),
         restart=args.restart,
     )
 

@@ -103,7 +103,7 @@ def container_json(c: Any, mgr: ContainerManager | None, root: str) -> dict:
         "Platform": "linux",
         "MountLabel": "",
         "ProcessLabel": "",
-        "AppArmorProfile": "",
+        "AppArmorProfile": _apparmor_profile(spec),
         "ExecIDs": None,
         "HostConfig": _host_config(
             spec, c, [m for m in mounts if m["Destination"] not in anonymous], network
@@ -151,6 +151,7 @@ def _host_config(spec: Any, c: Any, mounts: list[dict], network: str) -> dict:
 
     memory = int(attr(spec, "memory", default=0) or 0)
     tmpfs = attr(spec, "tmpfs", default=None) or {}
+    privileged = bool(attr(spec, "privileged", default=False))
     return {
         "Binds": [_bind_string(m) for m in mounts] or None,
         "ContainerIDFile": "",
@@ -177,10 +178,10 @@ def _host_config(spec: Any, c: Any, mounts: list[dict], network: str) -> dict:
         "Links": None,
         "OomScoreAdj": 0,
         "PidMode": "",
-        "Privileged": False,
+        "Privileged": bool(attr(spec, "privileged", default=False)),
         "PublishAllPorts": False,
         "ReadonlyRootfs": bool(attr(spec, "read_only", default=False)),
-        "SecurityOpt": None,
+        "SecurityOpt": _security_opt(spec),
         "UTSMode": "",
         "UsernsMode": "",
         "ShmSize": int(attr(spec, "shm_size", default=0) or 0) or 67108864,
@@ -217,10 +218,41 @@ def _host_config(spec: Any, c: Any, mounts: list[dict], network: str) -> dict:
         "CpuPercent": 0,
         "IOMaximumIOps": 0,
         "IOMaximumBandwidth": 0,
-        "MaskedPaths": list(MASKED_PATHS),
-        "ReadonlyPaths": list(READONLY_PATHS),
+        "MaskedPaths": None if privileged else list(MASKED_PATHS),
+        "ReadonlyPaths": None if privileged else list(READONLY_PATHS),
         **({"Tmpfs": dict(tmpfs)} if tmpfs else {}),
     }
+
+
+def _security_opt(spec: Any) -> list[str] | None:
+    """HostConfig.SecurityOpt as dockerd keeps it: the options given (a seccomp profile as
+    its JSON text) and, for a privileged container without a ``label`` option,
+    ``label=disable`` (dockerd's generateSecurityOpt)."""
+    opts = list(attr(spec, "security_opt", default=None) or [])
+    if attr(spec, "privileged", default=False) and not any(
+        o.split("=")[0] == "label" for o in opts
+    ):
+        opts.append("label=disable")
+    return opts or None
+
+
+def _apparmor_profile(spec: Any) -> str:
+    """AppArmorProfile as dockerd's saveAppArmorConfig sets it: "" without AppArmor on the
+    host; the one asked for; unconfined for a privileged container; else docker-default."""
+    from dockweb.runtime import apparmor
+
+    if not apparmor.supported():
+        return ""
+    requested = ""
+    for opt in attr(spec, "security_opt", default=None) or []:
+        key, _, value = opt.partition("=" if "=" in opt else ":")
+        if key == "apparmor":
+            requested = value
+    if requested:
+        return requested
+    return apparmor.UNCONFINED if attr(spec, "privileged", default=False) else (
+        apparmor.DEFAULT_PROFILE
+    )
 
 
 def _exposed(spec: Any, image_config: dict) -> dict:

@@ -278,6 +278,72 @@ def parse_env(values: list[str], environ: dict[str, str] | None = None) -> list[
     return out
 
 
+def parse_security_opts(values: list[str]) -> list[str]:
+    """--security-opt as docker/cli's parseSecurityOpts: ``key=value`` (or ``key:value``)
+    or ``no-new-privileges``; ``seccomp=<file>`` is read here, by the client, and sent as
+    ``seccomp=<the file's JSON, compacted>`` (``unconfined`` and ``builtin`` as they are)."""
+    out = []
+    for opt in values:
+        key, eq, value = opt.partition("=")
+        if not eq and key != "no-new-privileges":
+            if ":" not in opt:
+                raise ClientOption(f"Invalid --security-opt: {_go_quote(opt)}")
+            key, _, value = opt.partition(":")
+            eq = ":"
+        if key == "seccomp" and value not in ("unconfined", "builtin"):
+            try:
+                with open(value, "rb") as f:
+                    data = f.read()
+            except OSError as e:
+                from dockweb.runtime.errors import os_reason
+
+                raise ClientOption(
+                    f"opening seccomp profile ({value}) failed: open {value}: {os_reason(e)}"
+                ) from None
+            try:
+                opt = "seccomp=" + compact_json(data.decode("utf-8", errors="replace"))
+            except ValueError as e:
+                raise ClientOption(
+                    f"compacting json for seccomp profile ({value}) failed: {e}"
+                ) from None
+        out.append(opt)
+    return out
+
+
+def compact_json(text: str) -> str:
+    """Go's json.Compact: the same JSON without insignificant white space (tokens, key
+    order and escapes kept). ValueError (Go's words) for text that is not JSON."""
+    import json
+
+    from dockweb.runtime.seccomp import go_json_error
+
+    try:
+        json.loads(text)
+    except ValueError as e:
+        raise ValueError(go_json_error(text, e)) from None
+    out = []
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            out.append(ch)
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+            out.append(ch)
+        elif ch not in " \t\n\r":
+            out.append(ch)
+    return "".join(out)
+
+
+def _go_quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def parse_labels(values: list[str]) -> dict[str, str]:
     out = {}
     for v in values:
@@ -319,6 +385,8 @@ def build_spec(
     ulimit: list[str] = (),
     group_add: list[str] = (),
     restart: str = "",
+    security_opt: list[str] = (),
+    privileged: bool = False,
 ) -> ContainerSpec:
     """A ContainerSpec from docker run's options, checked as the docker client checks them."""
     from dockweb.runtime.containers import ContainerSpec
@@ -374,4 +442,6 @@ def build_spec(
         ulimits=parse_ulimits(list(ulimit)),
         group_add=list(group_add),
         restart=policy,
+        security_opt=parse_security_opts(list(security_opt)),
+        privileged=bool(privileged),
     )

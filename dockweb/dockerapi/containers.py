@@ -158,7 +158,7 @@ _HOST_USED = {
     "Binds", "ContainerIDFile", "LogConfig", "NetworkMode", "PortBindings", "RestartPolicy",
     "AutoRemove", "CapAdd", "CapDrop", "ExtraHosts", "GroupAdd", "ReadonlyRootfs", "ShmSize",
     "ConsoleSize", "Memory", "NanoCpus", "PidsLimit", "Ulimits", "Mounts", "Tmpfs",
-    "MemorySwappiness", "Isolation", "MemorySwap", "Init",
+    "MemorySwappiness", "Isolation", "MemorySwap", "Init", "SecurityOpt", "Privileged",
 }
 # defaults clients send that are not zero values
 _DEFAULTS = {
@@ -358,7 +358,33 @@ def spec_from_config(config: dict, name: str) -> ContainerSpec:
         ulimits=parse_ulimits([f"{u['Name']}={u['Soft']}:{u['Hard']}" for u in ulimits]),
         group_add=[str(g) for g in host.get("GroupAdd") or []],
         restart=policy,
+        security_opt=_security_opt(host.get("SecurityOpt")),
+        privileged=bool(host.get("Privileged")),
     )
+
+
+def _security_opt(value) -> list[str]:
+    """HostConfig.SecurityOpt as dockerd keeps it: the client's strings (a seccomp profile
+    as its JSON text), read by parseSecurityOpt when the container is created."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise bad_request(f"json: cannot unmarshal {_json_kind(value)} into Go struct field "
+                          "HostConfig.SecurityOpt of type []string")
+    for v in value:
+        if not isinstance(v, str):
+            raise bad_request(f"json: cannot unmarshal {_json_kind(v)} into Go struct field "
+                              "HostConfig.SecurityOpt of type string")
+    return list(value)
+
+
+def _json_kind(value) -> str:
+    """encoding/json's name for a JSON value's kind."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", dict: "object", list: "array"}.get(type(value), "null")
 
 
 def _missing_image(image: str) -> ApiError:

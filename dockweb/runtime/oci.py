@@ -8,8 +8,10 @@ container's own ``/etc/passwd`` and ``/etc/group`` (never the host's), as Docker
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 
+from dockweb.runtime import seccomp as seccomp_profiles
 from dockweb.runtime.errors import ContainerStartError
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -287,6 +289,20 @@ def host_capabilities() -> list[str]:
     return ALL_CAPABILITIES[: last + 1]
 
 
+def privileged_capabilities() -> list[str]:
+    """A privileged container's capabilities: every one the kernel knows (moby's
+    GetAllCapabilities) that this process's bounding set holds, since the runtime cannot
+    give more (a host that runs dockweb with some dropped, e.g. in a sandbox)."""
+    caps = host_capabilities()
+    try:
+        with open("/proc/self/status") as f:
+            line = next(ln for ln in f if ln.startswith("CapBnd:"))
+        bounding = int(line.split()[1], 16)
+    except (OSError, StopIteration, ValueError, IndexError):
+        return caps
+    return [c for i, c in enumerate(caps) if bounding >> i & 1]
+
+
 def normalize_capability(name: str) -> str:
     """moby's NormalizeLegacyCapabilities for one name: upper case, ``CAP_`` prefixed,
     ``ALL`` as it is. Raises ValueError ("unknown capability: ...") for another."""
@@ -369,6 +385,78 @@ def resources(*, memory: int = 0, nano_cpus: int = 0, pids_limit: int = 0) -> di
     return out
 
 
+def seccomp_supported(status: str = "/proc/self/status") -> bool:
+    """The kernel has seccomp (moby's sysinfo: a ``Seccomp:`` line in /proc/self/status)."""
+    try:
+        with open(status) as f:
+            return any(line.startswith("Seccomp:") for line in f)
+    except OSError:
+        return False
+
+
+def seccomp(requested: str, *, privileged: bool, bounding: list[str]) -> dict | None:
+    """The spec's ``linux.seccomp`` as moby's WithSeccomp chooses it: none for
+    ``seccomp=unconfined``; none for a privileged container unless a profile is named;
+    Docker's default profile (``""`` or ``builtin``) filtered for the container's bounding
+    capabilities, or the profile given (Docker's JSON text). Raises ContainerStartError
+    (125) with moby's words for a profile it refuses."""
+    if requested == "unconfined" or (privileged and not requested):
+        return None
+    if not seccomp_supported():
+        if requested and requested != "builtin":
+            raise ContainerStartError(
+                "seccomp is not enabled in your kernel, cannot run a custom seccomp profile", 125
+            )
+        return None
+    try:
+        if requested in ("", "builtin"):
+            return seccomp_profiles.default_profile(bounding)
+        return seccomp_profiles.load_profile(requested, bounding)
+    except seccomp_profiles.ProfileError as e:
+        raise ContainerStartError(str(e), 125) from None
+
+
+# containerd's HostDevices: what a privileged container gets of the host's /dev
+_SKIPPED_DEV_DIRS = {"pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"}
+
+
+def host_devices(root: str = "/dev") -> list[dict]:
+    """Every character and block device under /dev (not pts, shm, fd, mqueue, nor
+    /dev/console), as the spec's linux.devices, for a privileged container."""
+    out = []
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return out
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                if entry.name not in _SKIPPED_DEV_DIRS:
+                    out += host_devices(entry.path)
+                continue
+            if entry.name == "console":
+                continue
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISCHR(st.st_mode):
+            kind = "c"
+        elif stat.S_ISBLK(st.st_mode):
+            kind = "b"
+        else:
+            continue
+        out.append({
+            "path": entry.path,
+            "type": kind,
+            "major": os.major(st.st_rdev),
+            "minor": os.minor(st.st_rdev),
+            "fileMode": stat.S_IMODE(st.st_mode),
+            "uid": st.st_uid,
+            "gid": st.st_gid,
+        })
+    return out
+
+
 def _depth(path: str) -> int:
     return len([p for p in os.path.normpath(path).split("/") if p])
 
@@ -393,6 +481,10 @@ def runtime_spec(
     resources: dict | None = None,
     shm_size: int = 0,
     rlimits: list[dict] | None = None,
+    no_new_privileges: bool = False,
+    seccomp: dict | None = None,
+    apparmor_profile: str = "",
+    privileged: bool = False,
 ) -> dict:
     """The OCI runtime spec (config.json) for one container.
 
@@ -400,11 +492,20 @@ def runtime_spec(
     the container's directory; they are bind-mounted as Docker does. ``mounts`` are volume
     and bind mounts (OCI mount dicts); like Docker, they are ordered by depth, after the
     defaults, so a volume at ``/dev/shm``-like depth overrides a default.
+
+    Confinement: ``seccomp`` is the ``linux.seccomp`` section (see ``seccomp()``),
+    ``apparmor_profile`` the process's profile ("" for none). ``privileged`` is moby's
+    privileged container: the host's devices, /sys and the cgroup tree writable, no masked
+    or read-only paths (its capabilities come in ``capabilities``).
     """
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     if network != "host":
         namespaces.append({"type": "network"})
     all_mounts = default_mounts(shm_size)
+    if privileged:  # moby's WithMounts: /sys and the cgroup tree not read-only
+        for m in all_mounts:
+            if m["destination"] in ("/sys", "/sys/fs/cgroup"):
+                m["options"] = [o for o in m["options"] if o != "ro"]
     for dest in ("/etc/resolv.conf", "/etc/hostname", "/etc/hosts"):
         if dest in etc_files:
             all_mounts.append(
@@ -431,24 +532,33 @@ def runtime_spec(
         "env": list(env),
         "cwd": cwd or "/",
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-        "noNewPrivileges": False,
+        "noNewPrivileges": no_new_privileges,
         "oomScoreAdj": 0,
     }
+    if apparmor_profile:
+        process["apparmorProfile"] = apparmor_profile
     if user.additional_gids:
         process["user"]["additionalGids"] = list(user.additional_gids)
     if rlimits:
         process["rlimits"] = list(rlimits)
+    linux = {
+        "resources": {"devices": DEFAULT_DEVICE_RULES, **(resources or {})},
+        "cgroupsPath": cgroups_path,
+        "namespaces": namespaces,
+        "maskedPaths": list(MASKED_PATHS),
+        "readonlyPaths": list(READONLY_PATHS),
+    }
+    if privileged:
+        linux["resources"]["devices"] = [{"allow": True, "access": "rwm"}]
+        linux["devices"] = host_devices()
+        del linux["maskedPaths"], linux["readonlyPaths"]
+    if seccomp is not None:
+        linux["seccomp"] = seccomp
     return {
         "ociVersion": "1.0.2-dev",
         "process": process,
         "root": {"path": rootfs, "readonly": read_only},
         "hostname": hostname,
         "mounts": all_mounts,
-        "linux": {
-            "resources": {"devices": DEFAULT_DEVICE_RULES, **(resources or {})},
-            "cgroupsPath": cgroups_path,
-            "namespaces": namespaces,
-            "maskedPaths": list(MASKED_PATHS),
-            "readonlyPaths": list(READONLY_PATHS),
-        },
+        "linux": linux,
     }

@@ -9,8 +9,8 @@ import os
 import re
 import secrets
 
-from dockweb.runtime import oci, overlay, syscalls
-from dockweb.runtime.containers.spec import ContainerSpec
+from dockweb.runtime import apparmor, oci, overlay, syscalls
+from dockweb.runtime.containers.spec import ContainerSpec, parse_security_opt
 from dockweb.runtime.containers.state import Container, read_text, write_json_atomic
 from dockweb.runtime.crashpoint import crashpoint
 from dockweb.runtime.errors import ContainerStartError, InvalidContainerSpec, OverlayMountError
@@ -193,6 +193,15 @@ class RootfsMixin:
             }
             for m in c.mounts
         ]
+        if c.spec.privileged:
+            caps = oci.privileged_capabilities()
+        else:
+            caps = oci.capabilities(c.spec.cap_add, c.spec.cap_drop)
+        security = parse_security_opt(c.spec.security_opt)
+        try:
+            apparmor_profile = apparmor.container_profile(security.apparmor, c.spec.privileged)
+        except apparmor.AppArmorError as e:
+            raise ContainerStartError(str(e), 125) from None
         spec = oci.runtime_spec(
             rootfs=rootfs,
             args=[c.path, *c.args],
@@ -206,13 +215,17 @@ class RootfsMixin:
             etc_files=etc,
             mounts=mounts,
             read_only=c.spec.read_only,
-            capabilities=oci.capabilities(c.spec.cap_add, c.spec.cap_drop),
+            capabilities=caps,
             tmpfs=c.spec.tmpfs,
             resources=oci.resources(
                 memory=c.spec.memory, nano_cpus=c.spec.nano_cpus, pids_limit=c.spec.pids_limit
             ),
             shm_size=c.spec.shm_size,
             rlimits=oci.rlimits(c.spec.ulimits),
+            no_new_privileges=security.no_new_privileges,
+            seccomp=oci.seccomp(security.seccomp, privileged=c.spec.privileged, bounding=caps),
+            apparmor_profile=apparmor_profile,
+            privileged=c.spec.privileged,
         )
         # rewritten at every start, read by the runtime right after: no need to survive a crash
         write_json_atomic(os.path.join(cdir, "bundle", "config.json"), spec, durable=False)

@@ -118,6 +118,10 @@ class ContainerSpec:
     shm_size: int = 0  # --shm-size bytes (0: 64 MiB)
     ulimits: list[dict] = field(default_factory=list)  # --ulimit {Name, Soft, Hard}
     group_add: list[str] = field(default_factory=list)  # --group-add names or numbers
+    # --security-opt as HostConfig.SecurityOpt holds them: seccomp=unconfined|builtin|<JSON
+    # text> (the client reads a file), apparmor=PROFILE, no-new-privileges[=BOOL], label=...
+    security_opt: list[str] = field(default_factory=list)
+    privileged: bool = False  # --privileged: every capability and device, no confinement
 
     @classmethod
     def from_dict(cls, d: dict) -> ContainerSpec:
@@ -142,6 +146,54 @@ def parse_signal(sig: str | int) -> int:
     raise InvalidContainerSpec(f"Invalid signal: {sig}")
 
 
+@dataclass
+class SecurityOptions:
+    """What ``--security-opt`` asks, as dockerd's parseSecurityOpt reads it."""
+
+    no_new_privileges: bool = False
+    seccomp: str = ""  # "" (the default profile), "unconfined", "builtin" or JSON text
+    apparmor: str = ""  # "" (docker-default where the host has AppArmor)
+
+
+_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
+def parse_security_opt(opts: list[str]) -> SecurityOptions:
+    """dockerd's parseSecurityOpt: ``no-new-privileges[=bool]``, ``seccomp=X``,
+    ``apparmor=X``, ``label=X`` and ``disable`` (SELinux labels: nothing without SELinux);
+    ``:`` is still read as ``=``. Raises InvalidContainerSpec with dockerd's words."""
+    out = SecurityOptions()
+    for opt in opts:
+        if opt == "no-new-privileges":
+            out.no_new_privileges = True
+            continue
+        if opt == "disable":
+            continue
+        if "=" in opt:
+            key, _, value = opt.partition("=")
+        elif ":" in opt:
+            key, _, value = opt.partition(":")
+        else:
+            raise InvalidContainerSpec(f"invalid --security-opt 1: {_go_quote(opt)}")
+        if key == "label":
+            continue
+        if key == "apparmor":
+            out.apparmor = value
+        elif key == "seccomp":
+            out.seccomp = value
+        elif key == "no-new-privileges" and value in _TRUE + _FALSE:
+            out.no_new_privileges = value in _TRUE
+        else:
+            raise InvalidContainerSpec(f"invalid --security-opt 2: {_go_quote(opt)}")
+    return out
+
+
+def _go_quote(text: str) -> str:
+    """Go's %q for printable text."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def check_host_config(spec: ContainerSpec) -> None:
     """dockerd's checks of what ``create`` asks beyond the image: capabilities, limits and
     the stop signal, with its words (the Run form makes them too, before queueing)."""
@@ -161,3 +213,4 @@ def check_host_config(spec: ContainerSpec) -> None:
             )
     if spec.stop_signal:
         parse_signal(spec.stop_signal)  # "Invalid signal: X"
+    parse_security_opt(spec.security_opt)
