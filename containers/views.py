@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
+from access import hostaccess
 from access.audit import audit
 from access.roles import ADMIN, OPERATOR, forbidden, has_role, role_required
 from containers import services
@@ -272,6 +273,7 @@ def container_run(request: HttpRequest) -> HttpResponse:
         "images": _image_choices(),
         "image_row": image_row,
         "restart_policies": ("no", "on-failure", "always", "unless-stopped"),
+        "bind_roots": hostaccess.bind_roots(),
         "page": "containers",
     }
     return render(request, "containers/run.html", context, status=400 if error else 200)
