@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from access import hostaccess
+from access import hostaccess, masking
 from access.audit import audit
 from access.roles import ADMIN, OPERATOR, forbidden, has_role, role_required
 from containers import services
@@ -89,6 +89,15 @@ def container_list(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
+def _inspect_json(request: HttpRequest, container: Container) -> str:
+    """``docker inspect``'s JSON; for a viewer with env values masked and dockweb's data
+    paths shortened (access/masking.py)."""
+    if masking.shows_secrets(request.user):
+        return json.dumps([container.inspect], indent=4, ensure_ascii=False)
+    info = masking.container_json(container.inspect or {})
+    return masking.paths(json.dumps([info], indent=4, ensure_ascii=False))
+
+
 @login_required
 @require_GET
 @vary_on_headers("HX-Request")
@@ -115,7 +124,7 @@ def container_detail(request: HttpRequest, key: str) -> HttpResponse:
         "lines": lines,
         "offset": next_offset,
         "follow": container.is_running,
-        "inspect_json": json.dumps([container.inspect], indent=4, ensure_ascii=False),
+        "inspect_json": _inspect_json(request, container),
         "page": "containers",
     }
     return render(request, template, context)
@@ -159,10 +168,12 @@ def container_action(request: HttpRequest, key: str, action: str) -> HttpRespons
                 request, _("Container %(name)s is not running.") % {"name": container.name}
             )
             return detail
-        services.start_operation(
+        op = services.start_operation(
             action, {"container": container.container_id}, user=request.user,
             container_id=container.container_id,
         )
+        # a snapshot reads the container's processes, files or usage: recorded as changes are
+        audit(request, f"container.{action}", container.name, operation=op.pk)
         return redirect(f"{detail.url}#{action}")
     if action not in ACTIONS:
         raise Http404(_("Unknown action."))
@@ -413,6 +424,8 @@ def console_stream(request: HttpRequest, sid: str) -> HttpResponse:
     from containers import console
 
     session = _own_session(request, sid)
+    if not has_role(request.user, OPERATOR):  # demoted since the session opened
+        return forbidden(request, OPERATOR)
     stream = console.event_stream(session)
     response = StreamingHttpResponse(stream, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
