@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from django.conf import settings
 from django.utils.translation import gettext as _
@@ -42,6 +43,10 @@ class Rule:
     find: Callable[[object], list[str]]
 
 
+def _mounts(spec) -> list:
+    return getattr(spec, "mounts", None) or []
+
+
 def _default_caps() -> set[str]:
     from dockweb.runtime.oci import DEFAULT_CAPABILITIES
 
@@ -59,28 +64,27 @@ def _added_caps(spec) -> list[str]:
     return out
 
 
-# --security-opt values that switch confinement off or load a profile from a host path
-UNCONFINED_SECURITY_OPTS = (
-    "seccomp=unconfined",
-    "apparmor=unconfined",
-    "label=disable",
-    "systempaths=unconfined",
-)
+# --security-opt values that keep Docker's default confinement (or tighten it)
+CONFINED_SECURITY_OPTS = {
+    "seccomp": ("", "default", "builtin"),
+    "apparmor": ("", "docker-default"),
+    "no-new-privileges": ("", "1", "t", "true", "0", "f", "false"),
+}
 
 
 def _security_opts(spec) -> list[str]:
-    """``--security-opt`` values that loosen the container's confinement: unconfined
-    seccomp/AppArmor/labels/system paths, or a seccomp profile read from a host file.
-    (A ``security_opt`` list on the spec, as docker's HostConfig.SecurityOpt.)"""
+    """``--security-opt`` values that loosen the container's confinement: seccomp or
+    AppArmor unconfined or another profile (a seccomp profile is read from a host file),
+    SELinux labels off, unmasked system paths... (a ``security_opt`` list on the spec, as
+    docker's HostConfig.SecurityOpt; raw or parsed)."""
     out = []
     for opt in getattr(spec, "security_opt", None) or []:
         text = str(opt).strip()
-        norm = text.replace(":", "=", 1) if "=" not in text else text
-        key, _eq, value = norm.partition("=")
-        if norm.lower() in UNCONFINED_SECURITY_OPTS or (
-            key.lower() == "seccomp" and value and value.lower() != "default"
-        ):
-            out.append(text)
+        sep = "=" if "=" in text else ":"
+        key, _sep, value = text.partition(sep)
+        allowed = CONFINED_SECURITY_OPTS.get(key.strip().lower())
+        if allowed is None or value.strip().lower() not in allowed:
+            out.append(text if len(text) <= 80 else text[:77] + "...")
     return out
 
 
@@ -90,7 +94,7 @@ HOST_ACCESS: tuple[Rule, ...] = (
     Rule(
         "volumes",
         "a bind mount of a host path",
-        lambda spec: [f"{m.source}:{m.target}" for m in spec.mounts if m.type == "bind"],
+        lambda spec: [f"{m.source}:{m.target}" for m in _mounts(spec) if m.type == "bind"],
     ),
     Rule(
         "network",
@@ -151,6 +155,16 @@ def resolve_bind_source(source: str, roots: list[str]) -> str:
     return real
 
 
+def check_options(options: dict, user=None, *, admin: bool | None = None) -> None:
+    """``check`` on run options as written (``build_spec``'s keyword arguments), before a
+    parser acts on them: docker's client reads the seccomp profile file a
+    ``security_opt`` names, which must not happen for a user who may not name one."""
+    raw = {
+        k: options[k] for k in ("security_opt", "privileged", "network", "cap_add") if k in options
+    }
+    check(SimpleNamespace(**raw), user, admin=admin)
+
+
 def may_reach_host(user) -> bool:
     """Whether ``user`` may ask for any host access (admins)."""
     return has_role(user, ADMIN)
@@ -174,7 +188,7 @@ def check(spec, user=None, *, admin: bool | None = None) -> None:
         if not asked:
             continue
         if rule.name == "volumes":
-            for m in spec.mounts:
+            for m in _mounts(spec):
                 if m.type == "bind":
                     m.source = resolve_bind_source(m.source, roots)
                     m.create_source = False

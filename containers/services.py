@@ -510,6 +510,9 @@ def _check_run_options(options: dict, user=None) -> bool:
     the user may reach the host (an admin), which the worker is told."""
     from access import hostaccess
 
+    admin = hostaccess.may_reach_host(user)
+    hostaccess.check_options(options, user, admin=admin)
+
     for v in options.get("volumes", []):
         parts = v.split(":")
         if len(parts) > 3 or not parts[-1 if len(parts) == 1 else 1].startswith("/"):
@@ -531,7 +534,6 @@ def _check_run_options(options: dict, user=None) -> bool:
 
     spec = build_spec("", None, **options)
     check_host_config(spec)
-    admin = hostaccess.may_reach_host(user)
     hostaccess.check(spec, user, admin=admin)
     return admin
 

@@ -267,6 +267,8 @@ def container_run(request: HttpRequest) -> HttpResponse:
                 op = services.start_run(form["image"], cmd, by=request.user, **options)
             except DockwebError as e:
                 error = str(e)
+                if isinstance(e, hostaccess.HostAccessRefused):  # who tried to reach the host
+                    audit(request, "container.run_refused", form["image"], reason=error)
             else:
                 # env names only: values often carry passwords
                 env_names = [e.split("=", 1)[0] for e in options["env"]]

@@ -12,6 +12,7 @@ import os
 import pytest
 
 from access import hostaccess
+from access.models import AuditEvent
 from access.roles import ADMIN, OPERATOR, set_role
 from containers import services
 from containers.models import Container, ContainerOperation
@@ -60,6 +61,9 @@ def test_an_operator_cannot_bind_mount_the_hosts_root(make_client, settings):
     assert response.status_code == 400
     assert "/: bind mounts of host paths need the admin role" in body
     assert not ContainerOperation.objects.exists()
+    refused = AuditEvent.objects.get(action="container.run_refused")
+    assert (refused.actor, refused.target) == ("operator", "busybox")
+    assert "bind mounts of host paths" in refused.detail["reason"]
     # the form says so before anyone tries
     page = operator.get("/containers/run/").content.decode()
     assert "Host paths need the admin role: use named volumes." in page
@@ -153,8 +157,17 @@ def test_the_shared_check_covers_mount_flags_capabilities_and_security_opts(make
             hostaccess.check(spec, operator)
         hostaccess.check(spec, None, admin=True)  # an admin's
     spec = services.build_spec("busybox", None)
-    spec.security_opt = ["no-new-privileges"]
-    hostaccess.check(spec, operator)  # tightening is anyone's
+    spec.security_opt = ["no-new-privileges", "seccomp=builtin", "apparmor=docker-default"]
+    hostaccess.check(spec, operator)  # Docker's defaults, or tighter, are anyone's
+    spec.security_opt = ["label=disable"]
+    with pytest.raises(hostaccess.HostAccessRefused, match="label=disable"):
+        hostaccess.check(spec, operator)
+    # as written, before a parser reads the profile file it names
+    with pytest.raises(hostaccess.HostAccessRefused, match="seccomp=/etc/shadow"):
+        hostaccess.check_options({"security_opt": ["seccomp=/etc/shadow"]}, operator)
+    with pytest.raises(hostaccess.HostAccessRefused, match="privileged"):
+        hostaccess.check_options({"privileged": True}, operator)
+    hostaccess.check_options({"security_opt": ["seccomp=/etc/shadow"]}, None, admin=True)
 
 
 def test_a_bind_root_must_be_absolute(monkeypatch):
