@@ -312,6 +312,56 @@ def test_every_way_of_losing_the_role_closes_consoles(make_client, django_user_m
     assert waiting.status == ConsoleSession.Status.ENDED
 
 
+def _decoded(events: bytes) -> str:
+    """The pty's output in a console's SSE stream."""
+    out = b""
+    for block in events.decode().split("\n\n"):
+        if block.startswith("event: out\ndata: "):
+            out += base64.b64decode(block.split("data: ", 1)[1])
+    return out.decode(errors="replace")
+
+
+@needs_root
+@needs_redis
+def test_a_demoted_users_real_console_ends(live_worker, registry, make_client, settings):
+    """End to end: a real worker pumps a real shell in a busybox container; demoting its
+    user ends the shell and the stream (the container keeps running)."""
+    im.push_image(registry.host, "secrets/console", "1", im.busybox_base())
+    ref = f"{registry.host}/secrets/console:1"
+    image_services.pull_image(ref)  # into the worker's store (settings.DOCKWEB_ROOT)
+    cid = container_services.run_container(
+        container_services.build_spec(ref, ["sleep", "300"], name="shell-host")
+    )
+    try:
+        operator = make_client(OPERATOR)
+        response = operator.post(f"/containers/{cid}/console/", {"shell": "/bin/sh"})
+        sid = response["Location"].rstrip("/").split("/")[-1]
+        stream = operator.get(f"/containers/consoles/{sid}/stream/")
+        chunks = iter(stream.streaming_content)
+        assert next(chunks) == b": connected\n\n"
+        got: list[bytes] = []
+        reader = threading.Thread(target=lambda: got.extend(chunks), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 60
+        while "hi-42" not in _decoded(b"".join(got)):
+            assert time.monotonic() < deadline, f"no shell output: {b''.join(got)!r}"
+            operator.post(f"/containers/consoles/{sid}/input/", {"data": "echo hi-$((6*7))\r"})
+            time.sleep(1)
+        set_role(operator.user, VIEWER)
+        started = time.monotonic()
+        reader.join(timeout=15)
+        assert not reader.is_alive(), "the stream went on after the demotion"
+        session = ConsoleSession.objects.get(session_id=sid)
+        while session.is_active and time.monotonic() - started < 15:
+            time.sleep(0.2)
+            session.refresh_from_db()
+        assert session.status == ConsoleSession.Status.ENDED, (session.status, session.error)
+        assert time.monotonic() - started < 15
+        assert container_services.get_manager().get(cid).state.status.value == "running"
+    finally:
+        container_services.get_manager().remove(cid, force=True, volumes=True)
+
+
 # --- snapshots in the audit log -------------------------------------------------------------
 
 
