@@ -167,12 +167,17 @@ def test_a_viewer_reads_no_registry_username(make_client):
 @needs_root
 @pytest.mark.django_db(transaction=True)
 def test_a_viewer_reads_no_host_path_in_an_error(busybox, make_client, settings):
+    made = container_services.start_operation(
+        ContainerOperation.Kind.VOLUME_CREATE, {"name": "kept", "labels": []}
+    )
+    container_services.run_operation(made.pk)  # listed with its mount point
     op = container_services.start_operation(
         ContainerOperation.Kind.VOLUME_CREATE, {"name": "v" * 300, "labels": []}
     )
     container_services.run_operation(op.pk)
     op.refresh_from_db()
     store = str(settings.DOCKWEB_ROOT)
+    assert store in make_client(ADMIN).get("/volumes/").content.decode()  # kept's mount point
     assert op.status == "failed" and store in op.error  # the attack: File name too long
     for url in (f"/containers/operations/{op.pk}/", "/volumes/"):
         body = make_client(VIEWER, f"viewer-{len(url)}").get(url).content.decode()
