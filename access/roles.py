@@ -102,11 +102,15 @@ def set_role(user, role: str) -> None:
     """
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+    from django.db import transaction
+
     ensure_groups()
-    user.groups.remove(*Group.objects.filter(name__in=ROLES))
-    user.groups.add(Group.objects.get(name=role))
-    user.is_staff = role == ADMIN or user.is_superuser
-    user.save(update_fields=["is_staff"])
+    # one transaction: what listens to role changes (access/signals.py) sees the end state
+    with transaction.atomic():
+        user.groups.remove(*Group.objects.filter(name__in=ROLES).exclude(name=role))
+        user.groups.add(Group.objects.get(name=role))
+        user.is_staff = role == ADMIN or user.is_superuser
+        user.save(update_fields=["is_staff"])
     # has_perm caches permissions on the instance
     for cache in ("_perm_cache", "_user_perm_cache", "_group_perm_cache", "_role_perm_cache"):
         user.__dict__.pop(cache, None)

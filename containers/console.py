@@ -47,6 +47,7 @@ KEY_TTL = 3600  # the input list expires if nobody takes from it (a session that
 HEARTBEAT = 15.0  # seconds between SSE comments, so proxies keep the stream open
 MAX_INPUT = 64 * 1024  # bytes of one input POST (a paste)
 MAX_SIZE = 1000  # columns or rows
+ROLE_CHECK = 1.0  # seconds between two checks of the user's role while streaming
 
 
 class ConsoleRefused(DockwebError):
@@ -127,6 +128,43 @@ def close_console(session: ConsoleSession) -> None:
     r.expire(session.queue_in, KEY_TTL)
 
 
+def may_use_consoles(user_id) -> bool:
+    """Whether the user ``user_id`` holds the operator role now (read afresh: a role
+    changed since the session opened counts)."""
+    from django.contrib.auth import get_user_model
+
+    from access.roles import OPERATOR, has_role
+
+    user = get_user_model().objects.filter(pk=user_id).first()
+    return user is not None and has_role(user, OPERATOR)
+
+
+DEMOTED = "console closed: your role no longer allows consoles (it needs the operator role)"
+
+
+def close_when_demoted(user_ids, *, deleted: bool = False) -> int:
+    """End the open sessions of each of ``user_ids`` no longer an operator (or being
+    deleted): the receiver of ``access.signals.role_changed``. Returns how many it closed.
+    Never raises (a role change must go through): a session it cannot reach ends when its
+    stream next checks the role (``event_stream``)."""
+    closed = 0
+    for user_id in user_ids:
+        if not deleted and may_use_consoles(user_id):
+            continue
+        active = ConsoleSession.objects.filter(
+            user_id=user_id,
+            status__in=[ConsoleSession.Status.QUEUED, ConsoleSession.Status.RUNNING],
+        )
+        for session in active:
+            try:
+                close_console(session)
+            except (redis.RedisError, OSError):
+                log.exception("console %s: cannot ask it to close", session.session_id)
+                continue
+            closed += 1
+    return closed
+
+
 def _sse(event: str, data: str) -> bytes:
     return f"event: {event}\ndata: {data}\n\n".encode()
 
@@ -145,9 +183,18 @@ def event_stream(session: ConsoleSession) -> Iterator[bytes]:
         if not session.is_active:
             yield _sse("end", json.dumps(_end_payload(session)))
             return
-        last = time.monotonic()
+        last = checked = time.monotonic()
         while True:
-            message = pubsub.get_message(timeout=1.0)
+            if time.monotonic() - checked >= ROLE_CHECK:
+                checked = time.monotonic()
+                if not may_use_consoles(session.user_id):  # demoted since it opened
+                    close_console(session)
+                    yield _sse("end", json.dumps(
+                        {"t": "end", "status": ConsoleSession.Status.ENDED,
+                         "exit_code": None, "error": DEMOTED}
+                    ))
+                    return
+            message = pubsub.get_message(timeout=ROLE_CHECK)
             if message is None:
                 if time.monotonic() - last > HEARTBEAT:
                     last = time.monotonic()

@@ -495,14 +495,24 @@ def start_run(image: str, cmd: list[str] | None, *, by=None, **options) -> Conta
     if not image:
         raise InvalidOption("Enter an image to run.")
     options = {k: v for k, v in options.items() if k in RUN_OPTIONS}
-    _check_run_options(options)
+    host_access = _check_run_options(options, by)
     return start_operation(
-        ContainerOperation.Kind.RUN, {"image": image, "cmd": cmd or None, **options}, user=by
+        ContainerOperation.Kind.RUN,
+        {"image": image, "cmd": cmd or None, **options, "host_access": host_access},
+        user=by,
     )
 
 
-def _check_run_options(options: dict) -> None:
-    """Docker's client-side checks, without needing the runtime (the web process)."""
+def _check_run_options(options: dict, user=None) -> bool:
+    """Docker's client-side checks, without needing the runtime (the web process), and
+    what ``user`` may reach on the host (access/hostaccess.py: HostAccessRefused for an
+    operator's bind mount outside ``DOCKWEB_BIND_ROOTS``, host network…). Returns whether
+    the user may reach the host (an admin), which the worker is told."""
+    from access import hostaccess
+
+    admin = hostaccess.may_reach_host(user)
+    hostaccess.check_options(options, user, admin=admin)
+
     for v in options.get("volumes", []):
         parts = v.split(":")
         if len(parts) > 3 or not parts[-1 if len(parts) == 1 else 1].startswith("/"):
@@ -522,7 +532,10 @@ def _check_run_options(options: dict) -> None:
     # the rest as `run` checks it: the client's parsing, then dockerd's checks
     from dockweb.runtime.containers import check_host_config
 
-    check_host_config(build_spec("", None, **options))
+    spec = build_spec("", None, **options)
+    check_host_config(spec)
+    hostaccess.check(spec, user, admin=admin)
+    return admin
 
 
 def _refused(op: ContainerOperation, err: BaseException) -> dict:
@@ -560,6 +573,11 @@ def _dispatch(op: ContainerOperation) -> dict:
             detach=True,
             **{k: a[k] for k in RUN_OPTIONS if k in a},
         )
+        # again here, as root and just before the mounts: a symlink swapped since the form
+        # was sent, or a missing source (never made for a user without host access)
+        from access import hostaccess
+
+        hostaccess.check(spec, op.created_by, admin=a.get("host_access") is True)
         cid = run_container(spec)
         return {"container_id": cid, "result": {"id": cid}}
     if op.kind == K.START:

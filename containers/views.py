@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
+from access import hostaccess, masking
 from access.audit import audit
 from access.roles import ADMIN, OPERATOR, forbidden, has_role, role_required
 from containers import services
@@ -88,6 +89,15 @@ def container_list(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
+def _inspect_json(request: HttpRequest, container: Container) -> str:
+    """``docker inspect``'s JSON; for a viewer with env values masked and dockweb's data
+    paths shortened (access/masking.py)."""
+    if masking.shows_secrets(request.user):
+        return json.dumps([container.inspect], indent=4, ensure_ascii=False)
+    info = masking.container_json(container.inspect or {})
+    return masking.paths(json.dumps([info], indent=4, ensure_ascii=False))
+
+
 @login_required
 @require_GET
 @vary_on_headers("HX-Request")
@@ -114,7 +124,7 @@ def container_detail(request: HttpRequest, key: str) -> HttpResponse:
         "lines": lines,
         "offset": next_offset,
         "follow": container.is_running,
-        "inspect_json": json.dumps([container.inspect], indent=4, ensure_ascii=False),
+        "inspect_json": _inspect_json(request, container),
         "page": "containers",
     }
     return render(request, template, context)
@@ -158,10 +168,12 @@ def container_action(request: HttpRequest, key: str, action: str) -> HttpRespons
                 request, _("Container %(name)s is not running.") % {"name": container.name}
             )
             return detail
-        services.start_operation(
+        op = services.start_operation(
             action, {"container": container.container_id}, user=request.user,
             container_id=container.container_id,
         )
+        # a snapshot reads the container's processes, files or usage: recorded as changes are
+        audit(request, f"container.{action}", container.name, operation=op.pk)
         return redirect(f"{detail.url}#{action}")
     if action not in ACTIONS:
         raise Http404(_("Unknown action."))
@@ -255,6 +267,8 @@ def container_run(request: HttpRequest) -> HttpResponse:
                 op = services.start_run(form["image"], cmd, by=request.user, **options)
             except DockwebError as e:
                 error = str(e)
+                if isinstance(e, hostaccess.HostAccessRefused):  # who tried to reach the host
+                    audit(request, "container.run_refused", form["image"], reason=error)
             else:
                 # env names only: values often carry passwords
                 env_names = [e.split("=", 1)[0] for e in options["env"]]
@@ -272,6 +286,7 @@ def container_run(request: HttpRequest) -> HttpResponse:
         "images": _image_choices(),
         "image_row": image_row,
         "restart_policies": ("no", "on-failure", "always", "unless-stopped"),
+        "bind_roots": hostaccess.bind_roots(),
         "page": "containers",
     }
     return render(request, "containers/run.html", context, status=400 if error else 200)
@@ -411,6 +426,8 @@ def console_stream(request: HttpRequest, sid: str) -> HttpResponse:
     from containers import console
 
     session = _own_session(request, sid)
+    if not has_role(request.user, OPERATOR):  # demoted since the session opened
+        return forbidden(request, OPERATOR)
     stream = console.event_stream(session)
     response = StreamingHttpResponse(stream, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"

@@ -156,6 +156,13 @@ DOCKWEB_DATA.mkdir(parents=True, exist_ok=True)
 DOCKWEB_ROOT = env_path("DOCKWEB_ROOT", DOCKWEB_DATA / "store")
 # Registries reached over plain HTTP besides loopback ones (Docker's insecure-registries).
 DOCKWEB_INSECURE_REGISTRIES = env_list("DOCKWEB_INSECURE_REGISTRIES", [])
+# Host directories operators may bind-mount from on the web side (access/hostaccess.py);
+# empty: none, bind mounts of host paths are an admin's. Absolute paths, comma-separated.
+DOCKWEB_BIND_ROOTS = env_list("DOCKWEB_BIND_ROOTS", [])
+if any(not os.path.isabs(root) for root in DOCKWEB_BIND_ROOTS):
+    raise ImproperlyConfigured(
+        f"DOCKWEB_BIND_ROOTS={','.join(DOCKWEB_BIND_ROOTS)!r}: expected absolute paths"
+    )
 # Layers downloaded at once by one pull (dockerd's max-concurrent-downloads).
 DOCKWEB_MAX_CONCURRENT_DOWNLOADS = env_int("DOCKWEB_MAX_CONCURRENT_DOWNLOADS", 3)
 # Tar-bomb guards on each pulled layer (images.services.pulls.layer_limits), defaults from

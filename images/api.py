@@ -16,6 +16,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from access import masking
 from access.audit import audit
 from access.roles import ADMIN, OPERATOR, role_required
 from dockweb.runtime.errors import Conflict, DockwebError, InvalidArgument, NotFound, Unavailable
@@ -177,7 +178,10 @@ def image(request: HttpRequest, key: str) -> JsonResponse:
         if status is None:
             raise
         return _error(str(err), status)
-    return JsonResponse(services.image_detail(found))
+    detail = services.image_detail(found)
+    if not masking.shows_secrets(request.user):
+        detail = masking.image_detail(detail)
+    return JsonResponse(detail)
 
 
 @login_required
@@ -190,7 +194,9 @@ def pulls(request: HttpRequest) -> JsonResponse:
             rows = list(services.active_pulls())
         else:
             rows = list(Pull.objects.order_by("-created_at", "-pk")[:RECENT_PULLS])
-        return JsonResponse({"pulls": [pull_json(p, layers=False) for p in rows]})
+        return JsonResponse(
+            {"pulls": [_for_viewer(request, pull_json(p, layers=False)) for p in rows]}
+        )
     try:
         data = _body(request)
         started = services.start_pull(
@@ -206,10 +212,18 @@ def pulls(request: HttpRequest) -> JsonResponse:
     return response
 
 
+def _for_viewer(request: HttpRequest, out: dict) -> dict:
+    """A pull's or operation's JSON as ``request.user`` may read it: no host paths in its
+    error for a viewer (access/masking.py)."""
+    if out.get("error") and not masking.shows_secrets(request.user):
+        out["error"] = masking.paths(out["error"])
+    return out
+
+
 @login_required
 @require_GET
 def pull(request: HttpRequest, pk: int) -> JsonResponse:
-    return JsonResponse(pull_json(get_object_or_404(Pull, pk=pk)))
+    return JsonResponse(_for_viewer(request, pull_json(get_object_or_404(Pull, pk=pk))))
 
 
 @login_required
@@ -276,4 +290,6 @@ def image_tag(request: HttpRequest) -> JsonResponse:
 @login_required
 @require_GET
 def operation(request: HttpRequest, pk: int) -> JsonResponse:
-    return JsonResponse(operation_json(get_object_or_404(Operation, pk=pk)))
+    return JsonResponse(
+        _for_viewer(request, operation_json(get_object_or_404(Operation, pk=pk)))
+    )

@@ -23,6 +23,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
+from access import masking
 from access.audit import audit
 from access.roles import ADMIN, OPERATOR, role_of, role_required
 from dockweb.runtime.errors import DockwebError, InvalidArgument, InvalidReference, NotFound
@@ -259,7 +260,10 @@ def _image_list_html(request: HttpRequest, rows: list[dict], context: dict) -> s
 def image_detail(request: HttpRequest, key: str) -> HttpResponse:
     """One image, by full ID or ID prefix: references, layers, config, history, actions."""
     image = _get_image_or_404(key)
-    context = {"image": image, "detail": services.image_detail(image), "page": "images"}
+    detail = services.image_detail(image)
+    if not masking.shows_secrets(request.user):
+        detail = masking.image_detail(detail)
+    context = {"image": image, "detail": detail, "page": "images"}
     context["explorer"] = services.layer_explorer(image)
     return render(request, "images/image_detail.html", context)
 
@@ -582,6 +586,30 @@ def build(request: HttpRequest) -> HttpResponse:
     return render(request, "images/build.html", context, status=400 if error else 200)
 
 
+def _mask_build(b: Build, steps: list) -> None:
+    """A build as a viewer reads it (in memory, never saved): build-argument values and
+    ARG/ENV values masked in the Dockerfile, the steps and the output, and no host paths."""
+    secrets = [str(v) for v in (b.build_args or {}).values()]
+
+    def hide(text: str) -> str:
+        return masking.paths(masking.values(text, secrets))
+
+    b.dockerfile = hide(masking.dockerfile(b.dockerfile))
+    b.build_args = {k: masking.MASK for k in b.build_args or {}}
+    b.output = [hide(_mask_step_line(line)) for line in b.output or []]
+    b.error = hide(b.error or "")
+    for step in steps:
+        step.instruction = hide(masking.instruction(step.instruction))
+
+
+def _mask_step_line(line: str) -> str:
+    """``Step 2/4 : ARG TOKEN=abc`` → ``Step 2/4 : ARG TOKEN=••••``."""
+    head, sep, instruction = line.partition(" : ")
+    if sep and head.startswith("Step "):
+        return head + sep + masking.instruction(instruction)
+    return line
+
+
 @login_required
 @require_GET
 @vary_on_headers("HX-Request")
@@ -591,7 +619,10 @@ def build_detail(request: HttpRequest, pk: int) -> HttpResponse:
     template = "images/build_detail.html"
     if request.htmx:
         template += "#build_progress"
-    context = {"build": b, "steps": b.steps.all(), "page": "build"}
+    steps = list(b.steps.all())
+    if not masking.shows_secrets(request.user):
+        _mask_build(b, steps)
+    context = {"build": b, "steps": steps, "page": "build"}
     return render(request, template, context)
 
 

@@ -54,6 +54,8 @@ class RootfsMixin:
                         "destination": target,
                         "rw": not m.readonly,
                         "anonymous": False,
+                        # -v makes a missing source again at each start; --mount does not
+                        "create": m.create_source,
                     }
                 )
             elif m.type == "volume":
@@ -166,6 +168,11 @@ class RootfsMixin:
                 src = oci.in_root(rootfs, m["destination"])
                 self.volumes.seed(m["name"], src)
             elif m["type"] == "bind" and not os.path.exists(m["source"]):
+                if not m.get("create", True):
+                    raise InvalidContainerSpec(
+                        'invalid mount config for type "bind": bind source path does not '
+                        f"exist: {m['source']}"
+                    )
                 os.makedirs(m["source"], exist_ok=True)  # -v creates a missing host dir
         crashpoint("container.start.volumes")
         user = oci.resolve_user(
