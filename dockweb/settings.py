@@ -176,6 +176,9 @@ DOCKWEB_BUILD_CONTEXT_LIMIT = env_int("DOCKWEB_BUILD_CONTEXT_LIMIT", 2 << 30)
 DOCKWEB_API_SOCKET = env_str("DOCKWEB_API_SOCKET", "unix:///run/dockweb/docker.sock")
 DOCKWEB_API_SOCKET_MODE = int(env_str("DOCKWEB_API_SOCKET_MODE", "660"), 8)
 DOCKWEB_API_SOCKET_GROUP = env_str("DOCKWEB_API_SOCKET_GROUP", "")
+# Characters a query parameter's name or value may have on the web side (a longer one is a
+# 400): references are at most 255 + 128 + 72; filters, searches and patterns need less.
+DOCKWEB_MAX_QUERY_PARAM = env_int("DOCKWEB_MAX_QUERY_PARAM", 1024)
 
 # --- core ------------------------------------------------------------------------------
 
@@ -204,6 +207,8 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # a query parameter longer than DOCKWEB_MAX_QUERY_PARAM is a 400 before any view
+    "dockweb.middleware.BoundedQueryMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Every view needs a logged-in user unless marked @login_not_required (login, admin login).
