@@ -6,3 +6,8 @@ from django.apps import AppConfig
 class AccessConfig(AppConfig):
     name = "access"
     verbose_name = "Access: roles and audit log"
+
+    def ready(self) -> None:
+        from access import lockout
+
+        lockout.connect()

@@ -11,6 +11,7 @@ import importlib.util
 import math
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -199,6 +200,8 @@ INSTALLED_APPS = [
     "containers",
     "disk",
     "access",
+    # sign-in throttling (AXES_* below)
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -216,6 +219,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # last, as django-axes asks: turns a locked-out sign-in into the lockout page
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "dockweb.urls"
@@ -269,10 +274,30 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LOGIN_URL = "/login/"
 # Django's database sessions and ModelBackend, each read with one plain query per request
-AUTHENTICATION_BACKENDS = ["access.fastload.Backend"]
+# (django-axes' backend first: it refuses a locked-out sign-in before the password is read)
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "access.fastload.Backend"]
 SESSION_ENGINE = "access.fastload"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"
+
+# Sign-in throttling (django-axes): after DOCKWEB_LOGIN_FAILURE_LIMIT failed sign-ins for
+# one username (from any address), or from one address (for any username), further sign-ins
+# for it are refused, the right password included, for DOCKWEB_LOGIN_COOLOFF seconds (0:
+# until an admin lifts it: the admin's "Access attempts", or `manage.py axes_reset`,
+# `axes_reset_username NAME`, `axes_reset_ip ADDR`). A successful sign-in clears the count;
+# each lockout is in the audit log (access/lockout.py).
+AXES_FAILURE_LIMIT = env_int("DOCKWEB_LOGIN_FAILURE_LIMIT", 5)
+_LOGIN_COOLOFF = env_int("DOCKWEB_LOGIN_COOLOFF", 900)
+AXES_COOLOFF_TIME = timedelta(seconds=_LOGIN_COOLOFF) if _LOGIN_COOLOFF > 0 else None
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+# a sign-in refused while locked is not counted again (no write per refused attempt, and
+# the lock ends DOCKWEB_LOGIN_COOLOFF after the failure that set it)
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# the address is REMOTE_ADDR, as the audit log's (a client-set X-Forwarded-For is no address)
+AXES_CLIENT_IP_CALLABLE = "access.lockout.client_address"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
