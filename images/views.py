@@ -17,7 +17,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils.cache import get_conditional_response, patch_cache_control
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
@@ -368,8 +368,12 @@ def image_remove(request: HttpRequest) -> HttpResponse:
         messages.error(
             request, _("Cannot remove %(target)s: %(error)s") % {"target": target, "error": e}
         )
+        # back to the image's page when ``image`` names one a URL can hold
         image = request.POST.get("image", "")
-        return redirect("images:detail", key=image) if image else redirect("images:list")
+        try:
+            return redirect("images:detail", key=image) if image else redirect("images:list")
+        except NoReverseMatch:
+            return redirect("images:list")
     audit(request, "image.remove", target, force=force, operation=op.pk)
     return redirect("images:operation", pk=op.pk)
 
