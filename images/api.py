@@ -90,7 +90,7 @@ def _text(data: dict, name: str, *, required: bool = False) -> str:
 
 def _platform(data: dict) -> str:
     """``platform``: empty, or ``os[/arch[/variant]]`` as containerd parses it (each part
-    letters, digits, ``_`` and ``-``), at most PLATFORM_MAX characters."""
+    letters, digits, ``_``, ``.`` and ``-``), at most PLATFORM_MAX characters."""
     platform = _text(data, "platform").strip()
     if len(platform) > PLATFORM_MAX:
         raise BadRequest(f"platform is longer than {PLATFORM_MAX} characters")

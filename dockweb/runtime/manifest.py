@@ -255,8 +255,8 @@ def _normalize_arch(arch: str, variant: str) -> tuple[str, str]:
     return arch, variant
 
 
-# one part of a platform specifier, as containerd's specifierRe
-_SPECIFIER = re.compile(r"[A-Za-z0-9_-]+")
+# one part of a platform specifier, as containerd/platforms' specifierRe (v8.2 is a variant)
+_SPECIFIER = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 def parse_platform(spec: str) -> Platform:
