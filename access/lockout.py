@@ -15,10 +15,44 @@ def client_address(request: HttpRequest) -> str | None:
 
 
 def connect() -> None:
-    """Write each lockout to the audit log (called by AccessConfig.ready)."""
+    """Write each lockout, and each lock an admin lifts in the admin, to the audit log
+    (called by AccessConfig.ready, after the admin modules are loaded)."""
     from axes.signals import user_locked_out
 
     user_locked_out.connect(_locked_out, dispatch_uid="access.lockout")
+    _audit_lifts_in_the_admin()
+
+
+def _audit_lifts_in_the_admin() -> None:
+    """django-axes' "Access attempts" admin, with each deletion (lifting a lock) audited as
+    ``auth.unlock`` by the admin who did it."""
+    from axes.admin import AccessAttemptAdmin
+    from axes.models import AccessAttempt
+    from django.contrib import admin
+
+    class AuditedAccessAttemptAdmin(AccessAttemptAdmin):
+        def delete_model(self, request, obj):
+            _lifted(request, obj)
+            super().delete_model(request, obj)
+
+        def delete_queryset(self, request, queryset):
+            for obj in queryset:
+                _lifted(request, obj)
+            super().delete_queryset(request, queryset)
+
+    if admin.site.is_registered(AccessAttempt):
+        admin.site.unregister(AccessAttempt)
+    admin.site.register(AccessAttempt, AuditedAccessAttemptAdmin)
+
+
+def _lifted(request, attempt) -> None:
+    audit(
+        request,
+        "auth.unlock",
+        attempt.username or "",
+        address=attempt.ip_address,
+        failures=attempt.failures_since_start,
+    )
 
 
 def _locked_out(sender, request=None, username=None, ip_address=None, **kwargs) -> None:

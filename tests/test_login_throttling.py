@@ -122,6 +122,8 @@ def test_an_admin_lifts_the_lock_in_the_admin(user, boss):
     )
     assert response.status_code == 302
     assert not AccessAttempt.objects.filter(username="alice").exists()
+    unlock = AuditEvent.objects.get(action="auth.unlock")
+    assert (unlock.actor, unlock.target, unlock.detail["address"]) == ("boss", "alice", "10.0.0.1")
     response, client = sign_in("10.0.0.1", "alice", PASSWORD)
     assert response.status_code == 302
     assert signed_in(client)
