@@ -8,6 +8,7 @@ class AccessConfig(AppConfig):
     verbose_name = "Access: roles and audit log"
 
     def ready(self) -> None:
-        from access import signals
+        from access import lockout, signals
 
         signals.connect()
+        lockout.connect()

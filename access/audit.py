@@ -26,7 +26,7 @@ def cli_actor() -> str:
     return f"cli:{name}"
 
 
-def _remote_addr(request: HttpRequest) -> str | None:
+def remote_addr(request: HttpRequest) -> str | None:
     # REMOTE_ADDR only: X-Forwarded-For is whatever the client says unless a proxy we
     # trust rewrites it, and this log must not be forgeable by the client.
     return request.META.get("REMOTE_ADDR") or None
@@ -41,7 +41,7 @@ def audit(request_or_user, action: str, target: str = "", /, **detail):
     user = None
     remote = None
     if isinstance(request_or_user, HttpRequest):
-        remote = _remote_addr(request_or_user)
+        remote = remote_addr(request_or_user)
         request_or_user = request_or_user.user
     if isinstance(request_or_user, str):
         actor = request_or_user

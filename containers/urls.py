@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+import dockweb.converters  # noqa: F401  (<id:...>)
 from containers import views
 from containers.models import ContainerOperation
 from dockweb.jobs import views as jobs_views
@@ -13,7 +14,7 @@ urlpatterns = [
     path("", views.container_list, name="list"),
     path("run/", views.container_run, name="run"),
     path(
-        "operations/<int:pk>/",
+        "operations/<id:pk>/",
         jobs_views.operation,
         {
             "model": ContainerOperation,

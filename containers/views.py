@@ -56,7 +56,8 @@ def _get_container_or_404(key: str) -> Container:
 
 def _next_url(request: HttpRequest, default: str) -> str:
     target = request.POST.get("next", "")
-    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}):
+    # a path on this site only ("nan" would be taken for a view name by redirect())
+    if target.startswith("/") and url_has_allowed_host_and_scheme(target, {request.get_host()}):
         return target
     return default
 

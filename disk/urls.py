@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+import dockweb.converters  # noqa: F401  (<id:...>)
 from disk import views
 from disk.models import PruneOperation
 from dockweb.jobs import views as jobs_views
@@ -12,7 +13,7 @@ urlpatterns = [
     path("", views.disk, name="disk"),
     path("prune/", views.prune, name="prune"),
     path(
-        "prune/<int:pk>/",
+        "prune/<id:pk>/",
         jobs_views.operation,
         {
             "model": PruneOperation,

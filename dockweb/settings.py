@@ -11,6 +11,7 @@ import importlib.util
 import math
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -183,6 +184,9 @@ DOCKWEB_BUILD_CONTEXT_LIMIT = env_int("DOCKWEB_BUILD_CONTEXT_LIMIT", 2 << 30)
 DOCKWEB_API_SOCKET = env_str("DOCKWEB_API_SOCKET", "unix:///run/dockweb/docker.sock")
 DOCKWEB_API_SOCKET_MODE = int(env_str("DOCKWEB_API_SOCKET_MODE", "660"), 8)
 DOCKWEB_API_SOCKET_GROUP = env_str("DOCKWEB_API_SOCKET_GROUP", "")
+# Characters a query parameter's name or value may have on the web side (a longer one is a
+# 400): references are at most 255 + 128 + 72; filters, searches and patterns need less.
+DOCKWEB_MAX_QUERY_PARAM = env_int("DOCKWEB_MAX_QUERY_PARAM", 1024)
 
 # --- core ------------------------------------------------------------------------------
 
@@ -203,6 +207,8 @@ INSTALLED_APPS = [
     "containers",
     "disk",
     "access",
+    # sign-in throttling (AXES_* below)
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -211,6 +217,8 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # a query parameter longer than DOCKWEB_MAX_QUERY_PARAM is a 400 before any view
+    "dockweb.middleware.BoundedQueryMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Every view needs a logged-in user unless marked @login_not_required (login, admin login).
@@ -218,6 +226,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # last, as django-axes asks: turns a locked-out sign-in into the lockout page
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "dockweb.urls"
@@ -271,10 +281,30 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LOGIN_URL = "/login/"
 # Django's database sessions and ModelBackend, each read with one plain query per request
-AUTHENTICATION_BACKENDS = ["access.fastload.Backend"]
+# (django-axes' backend first: it refuses a locked-out sign-in before the password is read)
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "access.fastload.Backend"]
 SESSION_ENGINE = "access.fastload"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"
+
+# Sign-in throttling (django-axes): after DOCKWEB_LOGIN_FAILURE_LIMIT failed sign-ins for
+# one username (from any address), or from one address (for any username), further sign-ins
+# for it are refused, the right password included, for DOCKWEB_LOGIN_COOLOFF seconds (0:
+# until an admin lifts it: the admin's "Access attempts", or `manage.py axes_reset`,
+# `axes_reset_username NAME`, `axes_reset_ip ADDR`). A successful sign-in clears the count;
+# each lockout is in the audit log (access/lockout.py).
+AXES_FAILURE_LIMIT = env_int("DOCKWEB_LOGIN_FAILURE_LIMIT", 5)
+_LOGIN_COOLOFF = env_int("DOCKWEB_LOGIN_COOLOFF", 900)
+AXES_COOLOFF_TIME = timedelta(seconds=_LOGIN_COOLOFF) if _LOGIN_COOLOFF > 0 else None
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+# a sign-in refused while locked is not counted again (no write per refused attempt, and
+# the lock ends DOCKWEB_LOGIN_COOLOFF after the failure that set it)
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# the address is REMOTE_ADDR, as the audit log's (a client-set X-Forwarded-For is no address)
+AXES_CLIENT_IP_CALLABLE = "access.lockout.client_address"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

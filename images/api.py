@@ -20,10 +20,13 @@ from access import masking
 from access.audit import audit
 from access.roles import ADMIN, OPERATOR, role_required
 from dockweb.runtime.errors import Conflict, DockwebError, InvalidArgument, NotFound, Unavailable
+from dockweb.runtime.manifest import parse_platform
 from images import services
 from images.models import Operation, Pull
 
 RECENT_PULLS = 50
+# as the Pull row's column
+PLATFORM_MAX = 64
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -69,6 +72,8 @@ def _body(request: HttpRequest) -> dict:
             data = json.loads(request.body or b"{}")
         except ValueError as err:
             raise BadRequest(f"the body is not valid JSON: {err}") from None
+        except RecursionError:
+            raise BadRequest("the body is not valid JSON: nested too deeply") from None
         if not isinstance(data, dict):
             raise BadRequest("the body must be a JSON object")
         return data
@@ -82,6 +87,17 @@ def _text(data: dict, name: str, *, required: bool = False) -> str:
     if required and not value.strip():
         raise BadRequest(f"{name} is required")
     return value
+
+
+def _platform(data: dict) -> str:
+    """``platform``: empty, or ``os[/arch[/variant]]`` as containerd parses it (each part
+    letters, digits, ``_``, ``.`` and ``-``), at most PLATFORM_MAX characters."""
+    platform = _text(data, "platform").strip()
+    if len(platform) > PLATFORM_MAX:
+        raise BadRequest(f"platform is longer than {PLATFORM_MAX} characters")
+    if platform:
+        parse_platform(platform)  # ValueError: '"x/": invalid platform specifier'
+    return platform
 
 
 def _iso(value) -> str | None:
@@ -190,7 +206,11 @@ def image(request: HttpRequest, key: str) -> JsonResponse:
 def pulls(request: HttpRequest) -> JsonResponse:
     """GET: active pulls, then the most recent ones. POST {reference, platform}: start one."""
     if request.method == "GET":
-        if _flag(request.GET.get("active"), "active"):
+        try:
+            active = _flag(request.GET.get("active"), "active")
+        except BadRequest as err:
+            return _error(str(err), 400)
+        if active:
             rows = list(services.active_pulls())
         else:
             rows = list(Pull.objects.order_by("-created_at", "-pk")[:RECENT_PULLS])
@@ -201,7 +221,7 @@ def pulls(request: HttpRequest) -> JsonResponse:
         data = _body(request)
         started = services.start_pull(
             _text(data, "reference", required=True),
-            platform=_text(data, "platform"),
+            platform=_platform(data),
             user=request.user,
         )
     except (BadRequest, DockwebError, ValueError) as err:

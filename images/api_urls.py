@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+import dockweb.converters  # noqa: F401  (<id:...>)
 from images import api
 
 app_name = "api"
@@ -15,7 +16,7 @@ urlpatterns = [
     # a reference may hold slashes (registry.local:5000/team/app:1)
     path("images/<path:key>/", api.image, name="image"),
     path("pulls/", api.pulls, name="pulls"),
-    path("pulls/<int:pk>/", api.pull, name="pull"),
-    path("pulls/<int:pk>/cancel/", api.pull_cancel, name="pull_cancel"),
-    path("operations/<int:pk>/", api.operation, name="operation"),
+    path("pulls/<id:pk>/", api.pull, name="pull"),
+    path("pulls/<id:pk>/cancel/", api.pull_cancel, name="pull_cancel"),
+    path("operations/<id:pk>/", api.operation, name="operation"),
 ]

@@ -8,6 +8,7 @@ markup and everything also works without JavaScript.
 from __future__ import annotations
 
 import hashlib
+import secrets
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -16,7 +17,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils.cache import get_conditional_response, patch_cache_control
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
@@ -188,18 +189,22 @@ def image_list(request: HttpRequest) -> HttpResponse:
 
 # Whole Images pages of this process, by what they show and to whom (see image_list).
 _pages = Kept(64)
-# Stands for the CSRF token in a kept page or fragment; each answer gets its own token.
-_CSRF_SLOT = "\x00csrf-token\x00"
 
 
 def _render_kept(kept: Kept, key, request: HttpRequest, template: str, make_context) -> str:
     """``template`` rendered with ``make_context()`` once per ``key`` (which must cover all
-    it shows and to whom), kept without a CSRF token; each answer gets the request's own."""
-    html = kept.get(key)
-    if html is None:
-        context = {**make_context(), "csrf_token": _CSRF_SLOT}
-        html = kept.keep(key, render_to_string(template, context, request))
-    return html.replace(_CSRF_SLOT, get_token(request)) if _CSRF_SLOT in html else html
+    it shows and to whom), kept without a CSRF token; each answer gets the request's own.
+
+    The token's place is marked by a random slot drawn for this one rendering (128 bits,
+    never sent anywhere), and the kept page is the text around it: untrusted text in the
+    page (a registry's error message, a reference) cannot contain the slot, so it can never
+    be turned into the viewer's token."""
+    parts = kept.get(key)
+    if parts is None:
+        slot = "csrf-slot-" + secrets.token_hex(16)
+        context = {**make_context(), "csrf_token": slot}
+        parts = kept.keep(key, tuple(render_to_string(template, context, request).split(slot)))
+    return get_token(request).join(parts) if len(parts) > 1 else parts[0]
 
 
 # A page of image_table's rows, ready to show but for the "created ... ago" words, and a
@@ -367,8 +372,12 @@ def image_remove(request: HttpRequest) -> HttpResponse:
         messages.error(
             request, _("Cannot remove %(target)s: %(error)s") % {"target": target, "error": e}
         )
+        # back to the image's page when ``image`` names one a URL can hold
         image = request.POST.get("image", "")
-        return redirect("images:detail", key=image) if image else redirect("images:list")
+        try:
+            return redirect("images:detail", key=image) if image else redirect("images:list")
+        except NoReverseMatch:
+            return redirect("images:list")
     audit(request, "image.remove", target, force=force, operation=op.pk)
     return redirect("images:operation", pk=op.pk)
 

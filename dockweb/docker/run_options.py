@@ -51,7 +51,10 @@ def parse_memory(value: str, flag: str = "-m, --memory") -> int:
     m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kKmMgGtTpPbB]?)[bB]?", value.strip())
     if not m:
         raise InvalidFlag(value, flag, f"invalid size: '{value}'")
-    return int(float(m.group(1)) * _RAM_UNITS[m.group(2).lower()])
+    size = float(m.group(1)) * _RAM_UNITS[m.group(2).lower()]
+    if not size < 2**63:  # past int64 (or inf): go's ParseFloat range error
+        raise InvalidFlag(value, flag, f"invalid size: '{value}'")
+    return int(size)
 
 
 def parse_cpus(value: str) -> int:
@@ -59,11 +62,19 @@ def parse_cpus(value: str) -> int:
     from decimal import Decimal, InvalidOperation
 
     try:
-        nano = Decimal(value) * 10**9
+        cpus = Decimal(value)
+        if not cpus.is_finite():  # inf, nan: big.Rat refuses them
+            raise InvalidOperation
     except InvalidOperation:
         raise InvalidFlag(
             value, "--cpus", f"failed to parse {value} as a rational number"
         ) from None
+    # past NanoCPUs' int64 (checked before multiplying: 1e999999999 would be a billion digits)
+    if cpus.adjusted() > 9 or not -(2**63) <= cpus * 10**9 < 2**63:
+        raise InvalidFlag(value, "--cpus", "value is out of range")
+    if cpus and cpus.adjusted() < -9:  # below a nano CPU (before Decimal rounds it to 0)
+        raise InvalidFlag(value, "--cpus", "value is too precise")
+    nano = cpus * 10**9
     if nano != nano.to_integral_value():
         raise InvalidFlag(value, "--cpus", "value is too precise")
     return int(nano)

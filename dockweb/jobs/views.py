@@ -32,7 +32,7 @@ def operation(
     ``model``, the template whose partials hold its words (``parts``) and a function giving
     the rest of the context, e.g.::
 
-        path("operations/<int:pk>/", jobs_views.operation,
+        path("operations/<id:pk>/", jobs_views.operation,
              {"model": Operation, "parts": "images/operation.html"}, name="operation")
     """
     op = get_object_or_404(model, pk=pk)

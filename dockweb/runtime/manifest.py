@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import platform as _pyplatform
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -254,10 +255,14 @@ def _normalize_arch(arch: str, variant: str) -> tuple[str, str]:
     return arch, variant
 
 
+# one part of a platform specifier, as containerd/platforms' specifierRe (v8.2 is a variant)
+_SPECIFIER = re.compile(r"[A-Za-z0-9_.-]+")
+
+
 def parse_platform(spec: str) -> Platform:
     """Parse ``os[/arch[/variant]]`` (or a bare arch) as containerd's ``platforms.Parse``."""
     parts = spec.strip().split("/")
-    if not spec or any(not p for p in parts) or len(parts) > 3:
+    if not spec or len(parts) > 3 or not all(_SPECIFIER.fullmatch(p) for p in parts):
         raise ValueError(f'"{spec}": invalid platform specifier')
     if len(parts) == 1:
         # A lone known OS means this machine's arch; otherwise it is an arch on Linux.
