@@ -102,7 +102,9 @@ def assert_consistent(store) -> None:
     """Nothing partial in sight, no scratch left, and the database mirrors the store."""
     assert store.scratch_entries() == []
     layers = store.layers()
-    assert sorted(layers) == sorted("sha256:" + n for n in os.listdir(store.layers_dir) if n[0] != ".")
+    assert sorted(layers) == sorted(
+        "sha256:" + n for n in os.listdir(store.layers_dir) if n[0] != "."
+    )
     for chain, rec in layers.items():
         assert os.path.isdir(store.layer_diff(chain)), chain
         assert os.path.realpath(os.path.join(store.links_dir, rec.link)) == os.path.realpath(
