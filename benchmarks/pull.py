@@ -54,7 +54,9 @@ from pathlib import Path
 import psutil
 
 from benchmarks import common
+from tests.support import hostile_registry as hr
 from tests.support import images as im
+from tests.support import peakrss
 from tests.support.worker import CeleryWorker, RedisServer
 
 IMAGE_VERSION = "v2"  # bump when the recipe below changes, to rebuild the cache
@@ -403,6 +405,34 @@ class PagePath:
         common.remove_image(ref)
 
 
+HOSTILE_SIZE = 1536 << 20  # what the "huge" modes announce and send: 1.5 GB
+
+
+def hostile_rss(env: common.DockwebEnv) -> list[tuple[str, int, int, str]]:
+    """`dockweb pull` from each of tests.support.hostile_registry's misbehaving registries
+    (realm-elsewhere aside: a credentials check, not a memory one). Each row: the mode, the
+    exit code, the CLI's peak RSS (the kernel's ru_maxrss, via tests/support/peakrss.py),
+    the last line it printed on stderr."""
+    rows = []
+    for mode in hr.MODES:
+        if mode == "realm-elsewhere":
+            continue
+        size = {"size": HOSTILE_SIZE} if mode in ("manifest-huge", "blob-longer") else {}
+        with hr.HostileRegistry(mode, **size) as server, tempfile.TemporaryFile() as err:
+            code, rss = peakrss.run(
+                env.command("pull", f"{server.host}/{hr.REPO}:{hr.TAG}"),
+                cwd=common.REPO_ROOT,
+                env=env.env(),
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                timeout=300,
+            )
+            err.seek(0)
+            lines = err.read().decode(errors="replace").strip().splitlines()
+        rows.append((mode, code, rss, lines[-1] if lines else ""))
+    return rows
+
+
 def _median(values: list[float]) -> str:
     return f"{statistics.median(values):6.2f} s" if values else "     -"
 
@@ -486,6 +516,8 @@ def lived_main(args: argparse.Namespace) -> int:
                             print(f"warm {run}: {tool:6} {seconds:6.2f} s", flush=True)
                     remove["docker"](ref)
                     remove["cli"](ref)
+                common.log("dockweb pull from hostile registries ...")
+                hostile = hostile_rss(env)
     print(f"\ncold pulls on a store that has lived ({args.cycles} pull+remove cycles first):")
     for tool, label in (("docker", "docker pull"), ("cli", "dockweb pull"), ("page", "dashboard")):
         line = f"  {label:13} median {_median(times[tool])}"
@@ -497,6 +529,9 @@ def lived_main(args: argparse.Namespace) -> int:
         print(f"  {label:13} median {_median(warm[tool])}")
     print(f"dockweb pull peak RSS (process tree, sampled): {common.mib(cli_peak)}")
     print(f"worker peak RSS during the dashboard's pulls: {common.mib(worker_rss.peak)}")
+    print("dockweb pull from hostile registries (peak RSS by the kernel, exit code, error):")
+    for mode, code, rss, message in hostile:
+        print(f"  {mode:17} {common.mib(rss):>10}  exit {code}  {message[:90]}")
     return 0
 
 

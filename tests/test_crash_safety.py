@@ -67,6 +67,8 @@ REMOVE_POINTS = [
     "store.delete_layer.hidden",  # top layer out of sight, its link still there
     "store.delete_layer.hidden#2",  # second layer mid-deletion
     "store.delete_layer.hidden#3",  # last layer mid-deletion
+    "store.delete_layer.files_gone",  # top layer's files freed, not yet a skeleton
+    "store.delete_layer.files_gone#3",  # the last layer's too
 ]
 
 
