@@ -206,20 +206,37 @@ class Pull(models.Model):
 
     @property
     def elapsed(self) -> timedelta | None:
-        """Time since the start, to the end or, while running, to the current whole second:
-        speed and time left then change at most once a second between progress writes, so
-        the many people watching a pull share one rendering of them (views._pull_progress)."""
+        """Time since the start, to the end or, while running, to the current whole second
+        (so the many people watching a pull share one rendering: views._pull_progress)."""
         if not self.started_at:
             return None
         return (self.finished_at or timezone.now().replace(microsecond=0)) - self.started_at
 
     @property
     def speed(self) -> float:
-        """Bytes per second since the pull started."""
-        elapsed = self.elapsed
-        if not elapsed or elapsed.total_seconds() <= 0:
+        """Bytes per second from the start to the last progress write, which wrote both the
+        byte count and ``updated_at``: a rate of bytes and time measured together, sane
+        from the first writes on (none before half a second of them)."""
+        if not self.started_at or not self.downloaded_bytes:
             return 0.0
-        return self.downloaded_bytes / elapsed.total_seconds()
+        span = ((self.finished_at or self.updated_at) - self.started_at).total_seconds()
+        if span < 0.5:
+            return 0.0
+        return self.downloaded_bytes / span
+
+    # The live page polls faster while a pull is young: its first layer rows show within a
+    # fraction of a second, and a pull that ends at once shows its end as fast.
+    FAST_POLL_SECONDS = 3
+
+    @property
+    def poll_ms(self) -> int:
+        """How often (ms) the live page asks for this pull's progress while it is active."""
+        if self.status == self.Status.QUEUED:
+            return 200
+        elapsed = self.elapsed
+        return (
+            200 if elapsed is not None and elapsed.total_seconds() < self.FAST_POLL_SECONDS else 500
+        )
 
     @property
     def eta(self) -> timedelta | None:

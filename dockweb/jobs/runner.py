@@ -10,7 +10,9 @@ A kind of job is one function and one registration::
 The decorator returns a runner that takes the row's ID (``run_prune(op_id)``), which the
 kind's thin Celery task calls. Guarantees, for every kind:
 
-- ``enqueue(row)`` sends the kind's task once the current transaction commits; when the
+- ``enqueue(row)`` sends the kind's task, on its lane's queue (``queues.py``: pulls,
+  builds, quick operations and consoles each have their own worker), once the current
+  transaction commits; when the
   broker cannot be reached the row is failed at once, with a message saying what to do,
   instead of staying queued forever.
 - The runner claims the row with ``UPDATE ... WHERE status='queued'``: a duplicate delivery
@@ -156,12 +158,15 @@ def enqueue(row: models.Model) -> None:
 
 
 def _send(k: Kind, row_id: int) -> None:
+    from dockweb.jobs.queues import queue_for  # here: `python -m dockweb.jobs.queues` runs alone
+
     module, _, name = k.task.rpartition(".")
     # by name: the tasks module imports the kind's module, not the other way round, and
     # Celery stays out of the processes (the CLI) that never queue
     task = getattr(importlib.import_module(module), name)
     try:
-        task.delay(row_id)
+        # each kind of work on its lane's queue, consumed by its own worker (queues.py)
+        task.apply_async((row_id,), queue=queue_for(k.name))
     except Exception as err:  # kombu's OperationalError, redis errors, DNS ...
         broker = task.app.conf.broker_url
         k.model.objects.filter(pk=row_id, status=QUEUED).update(
