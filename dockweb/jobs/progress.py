@@ -18,6 +18,10 @@ from django.db import connection
 log = logging.getLogger(__name__)
 
 
+# Seconds a woken writer waits for the rest of a burst of changes before it writes.
+COALESCE = 0.02
+
+
 def progress_interval() -> float:
     """Seconds between two progress writes (``DOCKWEB_PROGRESS_INTERVAL``)."""
     return settings.DOCKWEB_PROGRESS_INTERVAL
@@ -66,7 +70,10 @@ class RowWriter(abc.ABC):
         last = float("-inf")
         try:
             while not self.stop.is_set():
-                self._wake.wait(self.interval)
+                if self._wake.wait(self.interval) and not self.stop.is_set():
+                    # a woken write takes the events that come in the same burst too (a
+                    # pull announces all its layers at once)
+                    self.stop.wait(COALESCE)
                 self._wake.clear()
                 # the rate bound: one write per interval at most
                 gap = last + self.interval - time.monotonic()

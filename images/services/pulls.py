@@ -195,12 +195,11 @@ class PullProgress(jobs.RowWriter):
         self.dirty_layers: set[int] = set()
 
     def __call__(self, event: dict) -> None:
-        # every change is written at once when nothing was written for an interval (the
-        # first layer rows reach the page without waiting), else at the interval's end
-        self.wake()
         with self.lock:
             self.dirty = True
             if event.get("kind") == "message":
+                # rides along with the next write: a message alone must not spend the
+                # interval the first layer rows, a few milliseconds later, would wait for
                 self.messages.append(event["text"])
                 return
             index = event.get("index")
@@ -224,6 +223,9 @@ class PullProgress(jobs.RowWriter):
             if event["status"] in _DOWNLOADED_STATES and state["total"]:
                 state["current"] = state["total"]
             self.dirty_layers.add(index)
+        # a layer's change is written at once when nothing was written for an interval (the
+        # first layer rows reach the page without waiting), else at the interval's end
+        self.wake()
 
     def totals(self) -> tuple[int, int]:
         """(bytes to download, bytes downloaded): layers already here count in neither."""
