@@ -198,3 +198,48 @@ def test_a_pull_that_ends_before_anyone_looks_shows_every_layer_final(
         (child.layers[0].digest[7:19], "Already exists"),
         (child.layers[1].digest[7:19], "Already exists"),
     ]
+
+
+@pytest.fixture
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    pw = sync_playwright().start()
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+    pw.stop()
+
+
+@pytest.mark.browser
+def test_a_pull_that_ends_at_once_shows_its_layers_in_a_browser(
+    live_server, live_worker, user, registry, chromium
+):
+    """The page a person lands on after the Pull click: the pull over loopback is over
+    before the page's first poll, and the page shows every layer in its final state."""
+    from tests.conftest import PASSWORD
+
+    image = im.Image([im.busybox_layer(), im.Layer([im.file("app/y", b"y\n")])])
+    im.push_image(registry.host, "progress/browser", "1", image)
+    hexes = [la.digest[7:19] for la in image.layers]
+    # no ORM call below: Playwright's event loop runs in this thread
+    page = chromium.new_context(locale="en-US").new_page()
+    page.set_default_timeout(30_000)
+    page.goto(live_server.url + "/login/")
+    page.fill("input[name=username]", user.get_username())
+    page.fill("input[name=password]", PASSWORD)
+    page.click("form button[type=submit]")
+    page.wait_for_selector("aside.sidebar")
+    page.goto(live_server.url + "/pull/")
+    page.fill("#reference", f"{registry.host}/progress/browser:1")
+    page.click("form.pull-form button[type=submit]")
+    page.wait_for_selector("#pull-progress .status-done")
+    rows = page.eval_on_selector_all(
+        "#pull-progress table.layers tbody tr",
+        "rows => rows.map(r => [r.cells[0].textContent.trim(), r.cells[1].textContent.trim()])",
+    )
+    assert rows == [[hexes[0], "Pull complete"], [hexes[1], "Pull complete"]]
+    # the page stopped polling: the state it shows is the last one
+    assert page.get_attribute("#pull-progress", "hx-trigger") is None
