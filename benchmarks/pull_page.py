@@ -160,6 +160,8 @@ def compare(client, reference: str, runs: int) -> None:
         f"  page parts (median): queued {queued:.3f} s, work {work:.3f} s, "
         f"seen after done {after:.3f} s"
     )
+    states = sorted({la["status"] for p in parts for la in p.answer["layers"]})
+    print(f"  page pulls' layer states: {', '.join(states)}")
     mirrored = [p.mirrored - p.seconds for p in parts if p.mirrored is not None]
     if mirrored:
         print(
