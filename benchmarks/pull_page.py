@@ -22,6 +22,7 @@ client calls the JSON API as a person's script would; the page reads the same ro
    the downloaded byte count stood still while the pull ran, the speed and time left shown
    first after one second; and for the 1 MB image over loopback, whether the first answer
    that says done lists every layer with a final state.
+3. Lanes: two pulls from a socket that never answers, a tag meanwhile, then their cancels.
 
 Run as root (the worker unpacks layers with their owners). ``page_pull`` is for other
 benchmarks too (benchmarks/pull.py's worker path): it needs `common.setup_django` and a
@@ -243,6 +244,38 @@ def fast_final_states(client, reference: str) -> None:
     remove(reference)
 
 
+def stuck_and_cancel(client, tagged: str) -> None:
+    """Two pulls from a socket that never answers fill the pulls lane; a tag runs meanwhile;
+    then each is cancelled through the API: the time until its row says cancelled."""
+    import socket
+
+    from images import services
+    from images.models import Pull
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        host = f"127.0.0.1:{silent.getsockname()[1]}"
+        stuck = [services.start_pull(f"{host}/stuck/{n}:1") for n in "ab"]
+        for p in stuck:
+            while p.status != Pull.Status.RUNNING:
+                time.sleep(0.01)
+                p.refresh_from_db()
+        asked = time.time()
+        op = services.start_tag(tagged, "bench/tagged:1")
+        while op.is_active:
+            time.sleep(0.01)
+            op.refresh_from_db()
+        print(f"  a tag while two pulls are stuck: {op.status} in {time.time() - asked:.3f} s")
+        for p in stuck:
+            asked = time.time()
+            client.post(f"/api/pulls/{p.pk}/cancel/")
+            while p.is_active:
+                time.sleep(0.01)
+                p.refresh_from_db()
+            print(f"  cancel of a stuck pull: {p.status} after {time.time() - asked:.3f} s")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -303,6 +336,11 @@ def main() -> int:
                             compare(client, ref, args.runs)
                         print("\nprogress of a throttled pull:")
                         progress(client, f"{proxy.host}/bench/slow:latest", rate)
+                        print("\nlanes: two pulls stuck on a registry that never answers:")
+                        cli("pull", "-q", small)
+                        stuck_and_cancel(client, small)
+                        remove("bench/tagged:1")
+                        remove(small)
                         print("\na pull over loopback that ends before a page looks:")
                         for _ in range(3):
                             fast_final_states(client, small)

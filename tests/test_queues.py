@@ -142,7 +142,7 @@ def test_two_stuck_pulls_starve_neither_a_tag_nor_a_console_and_cancel_at_once(
     _wait(stuck[0], lambda r: not r.is_active, "the cancel", timeout=20)
     took = time.monotonic() - asked
     assert stuck[0].status == Pull.Status.CANCELLED
-    # the bound is 1 s (0.2 s to see the request, 0.5 s of grace); the read it
+    # the bound is 1 s (0.2 s to see the request, 0.25 s of grace); the read it
     # waits on ends only at its one-minute timeout
     assert took < 3, f"cancel took {took:.2f} s"
     stuck[1].refresh_from_db()

@@ -285,7 +285,7 @@ class PullProgress(jobs.RowWriter):
 
 
 # Seconds a cancelled pull is given to stop by itself before its job ends without it.
-CANCEL_GRACE = 0.5
+CANCEL_GRACE = 0.25
 
 
 def _cancellable(cancel: threading.Event, work: Callable[[], PullResult]) -> PullResult:
