@@ -14,8 +14,8 @@ from celery.signals import worker_ready
 
 from dockweb import jobs
 from dockweb.celery import app
-from dockweb.jobs import queues
 from dockweb.engine import get_store
+from dockweb.jobs import queues
 from images.models import Build, Operation, Pull
 from images.services import builds, mirror, operations, pulls
 
