@@ -19,8 +19,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dockweb.settings")
 app = Celery("dockweb")
 # Every CELERY_* Django setting configures the app (CELERY_BROKER_URL -> broker_url ...).
 app.config_from_object("django.conf:settings", namespace="CELERY")
-# The job layer sends each kind on its lane's queue (dockweb/jobs/queues.py); any other
-# task goes to the quick lane's.
+# Each kind's task goes to its lane's queue (dockweb/jobs/queues.py, routed by the job
+# layer); any other task to the quick lane's.
 app.conf.task_default_queue = default_queue()
+app.conf.task_routes = ("dockweb.jobs.runner.route_task",)
 # Finds <app>/tasks.py in every installed app.
 app.autodiscover_tasks()

@@ -158,15 +158,12 @@ def enqueue(row: models.Model) -> None:
 
 
 def _send(k: Kind, row_id: int) -> None:
-    from dockweb.jobs.queues import queue_for  # here: `python -m dockweb.jobs.queues` runs alone
-
     module, _, name = k.task.rpartition(".")
     # by name: the tasks module imports the kind's module, not the other way round, and
     # Celery stays out of the processes (the CLI) that never queue
     task = getattr(importlib.import_module(module), name)
     try:
-        # each kind of work on its lane's queue, consumed by its own worker (queues.py)
-        task.apply_async((row_id,), queue=queue_for(k.name))
+        task.delay(row_id)  # on its lane's queue: route_task
     except Exception as err:  # kombu's OperationalError, redis errors, DNS ...
         broker = task.app.conf.broker_url
         k.model.objects.filter(pk=row_id, status=QUEUED).update(
@@ -177,6 +174,18 @@ def _send(k: Kind, row_id: int) -> None:
             ),
             **k.stamps(k.end_stamps),
         )
+
+
+def route_task(name: str, args, kwargs, options, task=None, **kw) -> dict | None:
+    """Celery's router (``task_routes`` in dockweb/celery.py): a kind's task goes to its
+    lane's queue (``queues.py``), consumed by that lane's own worker; any other task to the
+    default queue."""
+    from dockweb.jobs.queues import queue_for  # here: `python -m dockweb.jobs.queues` alone
+
+    for k in _kinds.values():
+        if k.task == name:
+            return {"queue": queue_for(k.name)}
+    return None
 
 
 # -- running -----------------------------------------------------------------------------
