@@ -14,6 +14,7 @@ from containers import console, services
 from containers.models import ConsoleSession
 from dockweb import jobs
 from dockweb.celery import app
+from dockweb.jobs import queues
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ def recover_after_restart(**kwargs) -> None:
     """Repair what a stopped worker left (creations and starts cut short, operations and
     consoles still "running") and mirror the runtime: containers may also have exited while
     no worker ran."""
+    if not queues.repairs_here(kwargs.get("sender")):
+        return
     jobs.fail_abandoned(ConsoleSession)
     try:
         report = services.recover_after_restart()

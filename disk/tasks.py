@@ -8,6 +8,7 @@ from disk import services
 from disk.models import PruneOperation
 from dockweb import jobs
 from dockweb.celery import app
+from dockweb.jobs import queues
 
 
 @app.task(acks_late=True, ignore_result=True)
@@ -23,4 +24,6 @@ def measure_volumes() -> None:
 @worker_ready.connect
 def recover_after_restart(**kwargs) -> None:
     """Fail the prunes a stopped worker left running."""
+    if not queues.repairs_here(kwargs.get("sender")):
+        return
     jobs.fail_abandoned(PruneOperation)

@@ -15,6 +15,7 @@ from celery.signals import worker_ready
 from dockweb import jobs
 from dockweb.celery import app
 from dockweb.engine import get_store
+from dockweb.jobs import queues
 from images.models import Build, Operation, Pull
 from images.services import builds, mirror, operations, pulls
 
@@ -39,6 +40,8 @@ def run_build(build_id: int) -> None:
 @worker_ready.connect
 def recover_after_restart(**kwargs) -> None:
     """Repair what a stopped worker left: scratch files, rows still "running", the mirror."""
+    if not queues.repairs_here(kwargs.get("sender")):
+        return
     store = get_store()
     report = store.reconcile()
     failed = jobs.fail_abandoned(Pull, Operation, Build)

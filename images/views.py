@@ -496,6 +496,7 @@ def _pull_progress(request: HttpRequest, pk: int) -> HttpResponse:
         tuple((la.pk, la.status, la.current, la.total) for la in layers),
         rate(p.speed) if p.is_active else "",
         duration(p.eta),
+        p.poll_ms,
     )
     etag = _etag(request, *shown)
     if response := _not_modified(request, etag):

@@ -13,6 +13,7 @@ import redis
 from django.conf import settings as django_settings
 
 from dockweb import jobs
+from dockweb.jobs import queues
 from dockweb.runtime import reference as refs
 from dockweb.runtime.pull import pull
 from images import services, tasks
@@ -28,28 +29,30 @@ pytestmark = [
 @pytest.fixture
 def broker():
     client = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
-    client.delete("celery")
+    client.delete(*queues.all_queues())
     yield client
-    client.delete("celery")
+    client.delete(*queues.all_queues())
 
 
-def _queued(broker) -> list[tuple[str, list]]:
+def _queued(broker, lane: str) -> list[tuple[str, list]]:
     out = []
-    for raw in broker.lrange("celery", 0, -1):
+    for raw in broker.lrange(queues.queue_name(lane), 0, -1):
         message = json.loads(raw)
         args = json.loads(base64.b64decode(message["body"]))[0]
         out.append((message["headers"]["task"], args))
     return out
 
 
-def test_it_enqueues_a_pull_after_commit(store, broker):
+def test_it_enqueues_a_pull_after_commit_on_the_pulls_queue(store, broker):
     p = services.start_pull("busybox")
-    assert ("images.tasks.pull_image", [p.id]) in _queued(broker)
+    assert ("images.tasks.pull_image", [p.id]) in _queued(broker, "pulls")
+    assert _queued(broker, "quick") == []
 
 
-def test_it_enqueues_an_operation_after_commit(store, broker):
+def test_it_enqueues_an_operation_after_commit_on_the_quick_queue(store, broker):
     op = services.start_removal("busybox")
-    assert ("images.tasks.run_operation", [op.id]) in _queued(broker)
+    assert ("images.tasks.run_operation", [op.id]) in _queued(broker, "quick")
+    assert _queued(broker, "pulls") == []
 
 
 def test_it_is_declared_thin_late_acked_and_never_retried():

@@ -10,7 +10,9 @@ A kind of job is one function and one registration::
 The decorator returns a runner that takes the row's ID (``run_prune(op_id)``), which the
 kind's thin Celery task calls. Guarantees, for every kind:
 
-- ``enqueue(row)`` sends the kind's task once the current transaction commits; when the
+- ``enqueue(row)`` sends the kind's task, on its lane's queue (``queues.py``: pulls,
+  builds, quick operations and consoles each have their own worker), once the current
+  transaction commits; when the
   broker cannot be reached the row is failed at once, with a message saying what to do,
   instead of staying queued forever.
 - The runner claims the row with ``UPDATE ... WHERE status='queued'``: a duplicate delivery
@@ -161,7 +163,7 @@ def _send(k: Kind, row_id: int) -> None:
     # Celery stays out of the processes (the CLI) that never queue
     task = getattr(importlib.import_module(module), name)
     try:
-        task.delay(row_id)
+        task.delay(row_id)  # on its lane's queue: route_task
     except Exception as err:  # kombu's OperationalError, redis errors, DNS ...
         broker = task.app.conf.broker_url
         k.model.objects.filter(pk=row_id, status=QUEUED).update(
@@ -172,6 +174,18 @@ def _send(k: Kind, row_id: int) -> None:
             ),
             **k.stamps(k.end_stamps),
         )
+
+
+def route_task(name: str, args, kwargs, options, task=None, **kw) -> dict | None:
+    """Celery's router (``task_routes`` in dockweb/celery.py): a kind's task goes to its
+    lane's queue (``queues.py``), consumed by that lane's own worker; any other task to the
+    default queue."""
+    from dockweb.jobs.queues import queue_for  # here: `python -m dockweb.jobs.queues` alone
+
+    for k in _kinds.values():
+        if k.task == name:
+            return {"queue": queue_for(k.name)}
+    return None
 
 
 # -- running -----------------------------------------------------------------------------

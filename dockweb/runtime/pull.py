@@ -50,6 +50,14 @@ _PROGRESS_INTERVAL = 0.1
 #: The largest image config a pull reads (they are kilobytes; dockerd sets no limit, this
 #: keeps a hostile one from taking the memory).
 MAX_CONFIG_SIZE = 8 << 20
+# A blob is read in pieces sized by time, not bytes: each read asks for about what arrives
+# in _READ_TARGET seconds at the rate seen so far (within _READ_MIN.._READ_MAX), so that on
+# a slow link the byte counts still move several times a second (a fixed 1 MiB read at
+# 400 KB/s reported nothing for 2.5 s), and on a fast one reads stay large.
+_READ_TARGET = 0.1
+_READ_MIN = 16 << 10
+_READ_FIRST = 64 << 10
+_READ_MAX = 1 << 20
 
 
 class PullCancelled(DockwebError):
@@ -136,6 +144,26 @@ class _Tap(HashingReader):
     def passed(self, data: bytes) -> None:
         crashpoint("pull.layer.reading")
         super().passed(data)
+
+
+class _BlobTap(_Tap):
+    """The compressed blob's tap: reads sized by time (see _READ_TARGET)."""
+
+    def __init__(self, raw, on_bytes: Callable[[int], None] | None, cancel: _Stop):
+        super().__init__(raw, on_bytes, cancel)
+        self.size = _READ_FIRST
+
+    def read(self, n: int = -1) -> bytes:
+        want = self.size if n is None or n < 0 else min(n, self.size)
+        started = time.monotonic()
+        data = super().read(want)
+        took = time.monotonic() - started
+        if len(data) == want == self.size:
+            if took < _READ_TARGET / 2:
+                self.size = min(self.size * 2, _READ_MAX)
+            elif took > _READ_TARGET:
+                self.size = max(_READ_MIN, int(want * _READ_TARGET / took) & ~4095)
+        return data
 
 
 @dataclass
@@ -307,6 +335,8 @@ def _pull(
                     if job.existed:
                         continue
                     futures[job.index].result()
+                    if cancel.caller.is_set():
+                        raise PullCancelled("pull cancelled")
                     if job.scratch:
                         progress.layer(job, "Extracting", job.descriptor.size, job.descriptor.size)
                         store.commit_layer(
@@ -340,6 +370,8 @@ def _pull(
             for j in jobs
         ]
         crashpoint("pull.layers_done")
+        if cancel.caller.is_set():
+            raise PullCancelled("pull cancelled")
         with store.locked():
             rec = store.put_image(config_bytes, compressed=compressed)
             crashpoint("pull.image_recorded")
@@ -476,7 +508,7 @@ def _download_layer(
         progress.layer(job, "Downloading", count, total, throttle=True)
 
     with client.open_blob(host, repo, desc.digest, size=desc.size) as raw:
-        blob = _Tap(raw, on_bytes, cancel)
+        blob = _BlobTap(raw, on_bytes, cancel)
         unpacked = _Tap(
             _RatioGuard(
                 open_decompressed(blob, compression_of_media_type(desc.media_type)), blob, limits

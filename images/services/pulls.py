@@ -39,9 +39,11 @@ def pull_image(
     cancel=None,
     credentials: dict[str, tuple[str, str]] | None = None,
     analyze: bool = True,
+    mirror: bool = True,
 ) -> PullResult:
-    """Pull into the store, then bring the database mirror up to date and (unless
-    ``analyze`` is False: the caller does it later) analyze the image for the explorer."""
+    """Pull into the store, then bring the database mirror up to date (unless ``mirror``
+    is False) and analyze the image for the explorer (unless ``analyze`` is False): a
+    caller that passes False does these later, off its critical path."""
     store = get_store()
     store.reconcile()
     result = pull(
@@ -54,8 +56,9 @@ def pull_image(
         cancel=cancel,
         limits=layer_limits(),
     )
-    sync_after_change(store)
-    if analyze:
+    if mirror:
+        sync_after_change(store)
+    if mirror and analyze:
         analyze_after_pull(store, result.image_id)
     return result
 
@@ -195,6 +198,8 @@ class PullProgress(jobs.RowWriter):
         with self.lock:
             self.dirty = True
             if event.get("kind") == "message":
+                # rides along with the next write: a message alone must not spend the
+                # interval the first layer rows, a few milliseconds later, would wait for
                 self.messages.append(event["text"])
                 return
             index = event.get("index")
@@ -218,6 +223,9 @@ class PullProgress(jobs.RowWriter):
             if event["status"] in _DOWNLOADED_STATES and state["total"]:
                 state["current"] = state["total"]
             self.dirty_layers.add(index)
+        # a layer's change is written at once when nothing was written for an interval (the
+        # first layer rows reach the page without waiting), else at the interval's end
+        self.wake()
 
     def totals(self) -> tuple[int, int]:
         """(bytes to download, bytes downloaded): layers already here count in neither."""
@@ -276,14 +284,82 @@ class PullProgress(jobs.RowWriter):
             self.cancel.set()
 
 
+# Seconds a cancelled pull is given to stop by itself before its job ends without it.
+CANCEL_GRACE = 0.25
+
+
+def _cancellable(cancel: threading.Event, work: Callable[[], PullResult]) -> PullResult:
+    """``work()``, run in a thread of its own; PullCancelled within ``CANCEL_GRACE`` of
+    ``cancel`` even when the pull waits on a registry that never answers (a read only ends
+    at its timeout, a minute). The thread left behind ends by itself at its next read or
+    timeout and records nothing after the cancel (the runtime checks it before each commit),
+    so the worker's slot is free at once."""
+    box: dict = {}
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            box["result"] = work()
+        except BaseException as err:  # noqa: BLE001 - handed to the waiting thread
+            box["error"] = err
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name="pull", daemon=True).start()
+    while not done.wait(0.05):
+        if cancel.is_set() and not done.wait(CANCEL_GRACE):
+            raise PullCancelled("pull cancelled")
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
 WORKER_STOPPED = (
     "the worker stopped during the pull; pull again to resume — finished layers are reused"
 )
 
 
 def _record_pulled(pull_row: Pull, outcome: dict) -> None:
-    if outcome["status"] == Pull.Status.DONE:
-        Image.objects.filter(image_id=outcome["image_id"]).update(pulled_at=timezone.now())
+    """After the row is recorded done (the page says Done as soon as the runtime's pull
+    ended): the database mirror, then the explorer's analysis, unless the caller runs the
+    analysis itself (``run_pull(analyze=False)``, set on the row by ``run_pull``)."""
+    if outcome["status"] != Pull.Status.DONE:
+        return
+    store = get_store()
+    try:
+        sync_after_change(store)
+    except Exception:
+        # the pull itself is done; the worker's next start (or the next change) mirrors it
+        log.exception("pull %s: could not mirror the store", pull_row.pk)
+        return
+    Image.objects.filter(image_id=outcome["image_id"]).update(pulled_at=timezone.now())
+    if getattr(pull_row, "analyze_after", True):
+        analyze_after_pull(store, outcome["image_id"])
+
+
+def _layers_already_here(progress: PullProgress, image_id: str) -> None:
+    """An image that was already here gives no layer events (as ``docker pull`` prints no
+    layer lines then); its page shows each of its layers as "Already exists" all the same."""
+    with progress.lock:
+        if progress.layers:
+            return
+    try:
+        rec = get_store().get_image(image_id)
+    except Exception:  # noqa: BLE001 - removed meanwhile: nothing to show
+        return
+    for i, chain in enumerate(rec.layers):
+        blob = rec.compressed[i] if i < len(rec.compressed) else {}
+        digest = blob.get("digest") or chain
+        progress(
+            {
+                "kind": "layer",
+                "id": digest.partition(":")[2][:12],
+                "digest": digest,
+                "index": i,
+                "status": "Already exists",
+                "total": int(blob.get("size", 0)),
+            }
+        )
 
 
 @jobs.kind(
@@ -315,33 +391,43 @@ def run_pull(
     """
     from images.credentials import credentials_map
 
+    # the mirror and the analysis run after the row is recorded (_record_pulled)
+    pull_row.analyze_after = analyze
     cancel = cancel or threading.Event()
     if pull_row.cancel_requested:
         cancel.set()
     progress = PullProgress(pull_row, cancel, interval=jobs.progress_interval()).start()
-    listener: Callable[[dict], None] = progress
-    if on_progress is not None:
+    ended = threading.Event()  # events a pull left behind after a cancel sends are dropped
 
-        def listener(event: dict) -> None:
-            progress(event)
+    def listener(event: dict) -> None:
+        if ended.is_set():
+            return
+        progress(event)
+        if on_progress is not None:
             on_progress(event)
 
+    saved = credentials_map()
     try:
         if cancel.is_set():
             raise PullCancelled("pull cancelled")
-        result = pull_image(
-            pull_row.normalized or pull_row.reference,
-            platform=pull_row.platform or None,
-            on_progress=listener,
-            cancel=cancel,
-            credentials={**credentials_map(), **(credentials or {})},
-            analyze=analyze,
+        result = _cancellable(
+            cancel,
+            lambda: pull_image(
+                pull_row.normalized or pull_row.reference,
+                platform=pull_row.platform or None,
+                on_progress=listener,
+                cancel=cancel,
+                credentials={**saved, **(credentials or {})},
+                mirror=False,
+            ),
         )
+        _layers_already_here(progress, result.image_id)
     except Exception as err:
         if isinstance(err, PullCancelled) or cancel.is_set():
             return {"status": Pull.Status.CANCELLED}
         raise
     finally:
+        ended.set()
         progress.close()
     status = "Downloaded newer image for " if result.updated else "Image is up to date for "
     return {

@@ -15,7 +15,8 @@ page polled once). Pushing goes to the registry directly.
 
 ``RedisServer`` is a private redis-server for the benchmarks (scripts/test starts the tests').
 
-All are context managers. Nothing here imports Django: the benchmarks use them too.
+All are context managers. Nothing here needs Django set up (``dockweb.jobs.queues`` names
+the queues): the benchmarks use them too.
 """
 
 from __future__ import annotations
@@ -28,11 +29,14 @@ import time
 import uuid
 from pathlib import Path
 
+from dockweb.jobs.queues import LANES, all_queues, queue_name
 from tests.support.proxy import LoopbackProxy, ProxyHandler
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
-DEFAULT_QUEUES = ("celery",)  # Celery's default queue; dockweb routes nothing elsewhere
+# every lane's queue: one worker that runs every kind of work (scripts/run starts one per
+# lane instead: lane_workers)
+DEFAULT_QUEUES = all_queues()
 
 
 class WorkerError(RuntimeError):
@@ -175,6 +179,22 @@ class CeleryWorker:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def lane_workers(concurrency: int = 2, **options) -> list[CeleryWorker]:
+    """One worker per lane (pulls, builds, quick, consoles), as scripts/run starts them,
+    each on its own queue with ``concurrency`` slots; ``options`` as CeleryWorker's
+    (``log_path`` gets the lane's name appended). Start and stop them yourself."""
+    log_path = Path(options.pop("log_path"))
+    return [
+        CeleryWorker(
+            queues=(queue_name(lane.name),),
+            concurrency=concurrency,
+            log_path=log_path.with_name(f"{log_path.stem}-{lane.name}{log_path.suffix}"),
+            **options,
+        )
+        for lane in LANES
+    ]
 
 
 class _ThrottledHandler(ProxyHandler):
