@@ -20,12 +20,15 @@ whole run, as a person's store would:
 - then `--runs` rounds, the order alternating between rounds, of: `docker pull` then
   `docker rmi`; `dockweb pull` then `dockweb rmi` (the CLI); and the dashboard's path:
   POST /api/pulls/ with a signed-in client, run by a real Celery worker on the same store,
-  polled every 20 ms until the pull row is done, then removed through the worker. Only the
-  pull is timed;
+  polled every 20 ms until the pull row is done, then removed through the worker; and
+  Debian's docker 20.10 client against `dockweb system service` on the same store
+  (`docker -H unix://... pull`, the Engine API door). Only the pull is timed;
 - warm pulls: with the first tag present, pulling the second (only its top layer is new)
   by each path, `--runs` times, removing it in between.
 Prints every run, the medians, the ratios to docker, and dockweb's peak memory (the CLI's
-process tree; the worker's RSS during the page pulls).
+process tree; the worker's RSS during the page pulls); then `dockweb pull` against each mode
+of tests/support/hostile_registry.py (huge or endless manifests, indexes, token answers,
+error bodies and blobs, a stalled blob) with the kernel's peak RSS of the CLI and its error.
 
 `--lab` keeps the older laboratory condition: every cold pull onto a new ext4 filesystem of
 its own (a 4 GiB sparse image on a loop device, see `common.scratch_ext4`), CLI only.
@@ -447,8 +450,9 @@ def lived_main(args: argparse.Namespace) -> int:
         f"image: {len(image.layers)} layers, {common.mib(compressed)} compressed, "
         f"{entries} tar entries; stores on {common.SCRATCH} (the machine's filesystem)"
     )
-    times: dict[str, list[float]] = {k: [] for k in ("docker", "cli", "page")}
-    warm: dict[str, list[float]] = {k: [] for k in ("docker", "cli", "page")}
+    tools = ("docker", "cli", "page", "socket")
+    times: dict[str, list[float]] = {k: [] for k in tools}
+    warm: dict[str, list[float]] = {k: [] for k in tools}
     cli_peak = 0
     with common.scratch_dir("dockweb-bench-lived-") as scratch:
         with RedisServer(scratch / "redis") as redis_server:
@@ -465,6 +469,10 @@ def lived_main(args: argparse.Namespace) -> int:
                     broker_url=redis_server.url,
                     log_path=scratch / "worker.log",
                 ) as worker,
+                common.dockweb_service(env, scratch / "api.sock", scratch / "service.log") as (
+                    api,
+                    _service_pid,
+                ),
             ):
                 ref, ref2 = f"{reg.host}/bench:1", f"{reg.host}/bench:2"
                 common.log(f"pushing {ref} and {ref2}")
@@ -487,11 +495,22 @@ def lived_main(args: argparse.Namespace) -> int:
                     cli_peak = max(cli_peak, t.peak_rss_tree)
                     return t.seconds
 
+                def socket_pull(r: str) -> float:
+                    t = common.run_timed([*api, "pull", r])
+                    if t.returncode:
+                        raise RuntimeError(f"docker pull {r} through dockweb: {t.stderr.strip()}")
+                    return t.seconds
+
+                def socket_remove(r: str) -> None:
+                    subprocess.run([*api, "rmi", r], capture_output=True, check=True)
+
                 pull = {"docker": docker_pull, "cli": cli_pull, "page": page.pull}
+                pull["socket"] = socket_pull
                 remove = {
                     "docker": lambda r: docker.run("rmi", r),
                     "cli": lambda r: env.run("rmi", r),
                     "page": page.remove,
+                    "socket": socket_remove,
                 }
                 for cycle in range(1, args.cycles + 1):
                     for tool in ("docker", "cli"):
@@ -500,7 +519,7 @@ def lived_main(args: argparse.Namespace) -> int:
                         common.log(f"aging cycle {cycle}: {tool} {seconds:.2f} s")
                 with PeakRss(worker.pid) as worker_rss:
                     for run in range(1, args.runs + 1):
-                        order = ["docker", "cli", "page"]
+                        order = list(tools)
                         for tool in order if run % 2 else order[::-1]:
                             seconds = pull[tool](ref)
                             remove[tool](ref)
@@ -509,7 +528,7 @@ def lived_main(args: argparse.Namespace) -> int:
                     docker_pull(ref)
                     cli_pull(ref)
                     for run in range(1, args.runs + 1):
-                        for tool in ("docker", "cli", "page"):
+                        for tool in tools:
                             seconds = pull[tool](ref2)
                             remove[tool](ref2)
                             warm[tool].append(seconds)
@@ -519,14 +538,20 @@ def lived_main(args: argparse.Namespace) -> int:
                 common.log("dockweb pull from hostile registries ...")
                 hostile = hostile_rss(env)
     print(f"\ncold pulls on a store that has lived ({args.cycles} pull+remove cycles first):")
-    for tool, label in (("docker", "docker pull"), ("cli", "dockweb pull"), ("page", "dashboard")):
-        line = f"  {label:13} median {_median(times[tool])}"
+    labels = (
+        ("docker", "docker pull"),
+        ("cli", "dockweb pull"),
+        ("page", "dashboard"),
+        ("socket", "docker pull -H dockweb's socket"),
+    )
+    for tool, label in labels:
+        line = f"  {label:32} median {_median(times[tool])}"
         if tool != "docker" and times[tool] and times["docker"]:
             line += f"   ratio {median_ratio(times['docker'], times[tool]):.2f}"
         print(line)
     print("warm pulls (every base layer present, only the top layer new):")
-    for tool, label in (("docker", "docker pull"), ("cli", "dockweb pull"), ("page", "dashboard")):
-        print(f"  {label:13} median {_median(warm[tool])}")
+    for tool, label in labels:
+        print(f"  {label:32} median {_median(warm[tool])}")
     print(f"dockweb pull peak RSS (process tree, sampled): {common.mib(cli_peak)}")
     print(f"worker peak RSS during the dashboard's pulls: {common.mib(worker_rss.peak)}")
     print("dockweb pull from hostile registries (peak RSS by the kernel, exit code, error):")
