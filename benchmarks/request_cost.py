@@ -6,7 +6,7 @@ In-process, through Django's WSGI handler as a server calls it (request signals,
 connections kept or closed as configured; Django's test Client skips closing connections
 and so hid the cost of opening one per request), on a fresh SQLite database filled as
 load.py fills it (200 images, 600 tags), signed in as a viewer, with a running pull of four
-layers and a finished one. Prints, per endpoint, the median CPU time of a request
+layers and a finished one, and the `reference=` filter with 40 stars (issue 17's attack). Prints, per endpoint, the median CPU time of a request
 (``time.process_time``, so what the server spends, not waits) and its queries: ``GET
 /images/``, the fragment ``GET /pulls/<id>/`` with HX-Request, and each again with
 ``If-None-Match`` set to the ETag of the previous answer (a browser revalidating: a running
@@ -36,10 +36,11 @@ class Wsgi:
         self.cookies = cookies
 
     def get(self, path: str, **headers) -> SimpleNamespace:
+        path, _, query = path.partition("?")
         environ = {
             "REQUEST_METHOD": "GET",
             "PATH_INFO": path,
-            "QUERY_STRING": "",
+            "QUERY_STRING": query,
             "SERVER_NAME": "127.0.0.1",
             "SERVER_PORT": "8000",
             "SERVER_PROTOCOL": "HTTP/1.1",
@@ -142,6 +143,10 @@ def main() -> int:
             ("/images/", "/images/", {}),
             ("fragment", f"/pulls/{pull.pk}/", {"HTTP_HX_REQUEST": "true"}),
             ("done frag", f"/pulls/{done.pk}/", {"HTTP_HX_REQUEST": "true"}),
+            # issue 17's attack: 40 stars no reference matches (49 s for 18 stars before the
+            # linear path.Match), on the JSON API and on the page
+            ("api 40*", "/api/images/?reference=" + "*" * 40 + "Q", {}),
+            ("page 40*", "/images/?reference=" + "*" * 40 + "Q", {}),
         ]
         for name, path, headers in targets:
             client.get(path, **headers)  # the first answer also sets the CSRF cookie
