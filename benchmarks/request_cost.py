@@ -6,7 +6,8 @@ In-process, through Django's WSGI handler as a server calls it (request signals,
 connections kept or closed as configured; Django's test Client skips closing connections
 and so hid the cost of opening one per request), on a fresh SQLite database filled as
 load.py fills it (200 images, 600 tags), signed in as a viewer, with a running pull of four
-layers and a finished one, and the `reference=` filter with 40 stars (issue 17's attack). Prints, per endpoint, the median CPU time of a request
+layers and a finished one, and the `reference=` filter with 40 stars (issue 17's
+attack). Prints, per endpoint, the median CPU time of a request
 (``time.process_time``, so what the server spends, not waits) and its queries: ``GET
 /images/``, the fragment ``GET /pulls/<id>/`` with HX-Request, and each again with
 ``If-None-Match`` set to the ETag of the previous answer (a browser revalidating: a running
