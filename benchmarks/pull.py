@@ -425,7 +425,7 @@ def hostile_rss(env: common.DockwebEnv) -> list[tuple[str, int, int, str]]:
             code, rss = peakrss.run(
                 env.command("pull", f"{server.host}/{hr.REPO}:{hr.TAG}"),
                 cwd=common.REPO_ROOT,
-                env=env.env(),
+                env={**env.env(), "DOCKWEB_PULL_SERVICE": "0"},
                 stdout=subprocess.DEVNULL,
                 stderr=err,
                 timeout=300,
@@ -450,7 +450,7 @@ def lived_main(args: argparse.Namespace) -> int:
         f"image: {len(image.layers)} layers, {common.mib(compressed)} compressed, "
         f"{entries} tar entries; stores on {common.SCRATCH} (the machine's filesystem)"
     )
-    tools = ("docker", "cli", "page", "socket")
+    tools = ("docker", "cli", "thin", "page", "socket")
     times: dict[str, list[float]] = {k: [] for k in tools}
     warm: dict[str, list[float]] = {k: [] for k in tools}
     cli_peak = 0
@@ -485,11 +485,12 @@ def lived_main(args: argparse.Namespace) -> int:
                         raise RuntimeError(f"docker pull {r}: {t.stderr.strip()}")
                     return t.seconds
 
-                def cli_pull(r: str) -> float:
+                direct_env = {**env.env(), "DOCKWEB_PULL_SERVICE": "0"}
+                thin_env = {**env.env(), "DOCKWEB_API_SOCKET": f"unix://{scratch / 'api.sock'}"}
+
+                def cli_pull(r: str, environ: dict = direct_env) -> float:
                     nonlocal cli_peak
-                    t = common.run_timed(
-                        env.command("pull", r), env=env.env(), cwd=common.REPO_ROOT
-                    )
+                    t = common.run_timed(env.command("pull", r), env=environ, cwd=common.REPO_ROOT)
                     if t.returncode:
                         raise RuntimeError(f"dockweb pull {r}: {t.stderr.strip()}")
                     cli_peak = max(cli_peak, t.peak_rss_tree)
@@ -505,10 +506,12 @@ def lived_main(args: argparse.Namespace) -> int:
                     subprocess.run([*api, "rmi", r], capture_output=True, check=True)
 
                 pull = {"docker": docker_pull, "cli": cli_pull, "page": page.pull}
+                pull["thin"] = lambda r: cli_pull(r, thin_env)
                 pull["socket"] = socket_pull
                 remove = {
                     "docker": lambda r: docker.run("rmi", r),
                     "cli": lambda r: env.run("rmi", r),
+                    "thin": lambda r: env.run("rmi", r),
                     "page": page.remove,
                     "socket": socket_remove,
                 }
@@ -540,7 +543,8 @@ def lived_main(args: argparse.Namespace) -> int:
     print(f"\ncold pulls on a store that has lived ({args.cycles} pull+remove cycles first):")
     labels = (
         ("docker", "docker pull"),
-        ("cli", "dockweb pull"),
+        ("cli", "dockweb pull, no service"),
+        ("thin", "dockweb pull, service running"),
         ("page", "dashboard"),
         ("socket", "docker pull -H dockweb's socket"),
     )

@@ -1,4 +1,5 @@
-"""The `dockweb` command's entry point: `dockweb run` through the resident runner.
+"""The `dockweb` command's entry point: `dockweb run` through the resident runner, `dockweb
+pull` through the running `dockweb system service` when there is one (dockweb/cli/thinpull.py).
 
 A `dockweb run` spends about 60 ms importing the CLI, the runtime and sqlite3 before it does
 anything, more than half of a short run. A runner (dockweb/cli/runner.py) keeps those
@@ -57,6 +58,15 @@ def entry() -> None:
     ):
         code = through_runner(args)
         if code is not None:
+            os._exit(code)
+    if args[:1] == ["pull"]:
+        # through the running `dockweb system service` when it serves this store
+        from dockweb.cli import thinpull
+
+        code = thinpull.pull(args[1:], _PACKAGE_ROOT)
+        if code is not None:
+            sys.stdout.flush()
+            sys.stderr.flush()
             os._exit(code)
     from dockweb.cli.main import entry as direct
 
