@@ -26,7 +26,8 @@ whole run, as a person's store would:
 - warm pulls: with the first tag present, pulling the second (only its top layer is new)
   by each path, `--runs` times, removing it in between.
 Prints every run, the medians, the ratios to docker, and dockweb's peak memory (the CLI's
-process tree; the worker's RSS during the page pulls); then `dockweb pull` against each mode
+process tree; the worker's RSS during the page pulls, the service's during the timed runs);
+then `dockweb pull` against each mode
 of tests/support/hostile_registry.py (huge or endless manifests, indexes, token answers,
 error bodies and blobs, a stalled blob) with the kernel's peak RSS of the CLI and its error.
 
@@ -471,7 +472,7 @@ def lived_main(args: argparse.Namespace) -> int:
                 ) as worker,
                 common.dockweb_service(env, scratch / "api.sock", scratch / "service.log") as (
                     api,
-                    _service_pid,
+                    service_pid,
                 ),
             ):
                 ref, ref2 = f"{reg.host}/bench:1", f"{reg.host}/bench:2"
@@ -520,7 +521,7 @@ def lived_main(args: argparse.Namespace) -> int:
                         seconds = pull[tool](ref)
                         remove[tool](ref)
                         common.log(f"aging cycle {cycle}: {tool} {seconds:.2f} s")
-                with PeakRss(worker.pid) as worker_rss:
+                with PeakRss(worker.pid) as worker_rss, PeakRss(service_pid) as service_rss:
                     for run in range(1, args.runs + 1):
                         order = list(tools)
                         for tool in order if run % 2 else order[::-1]:
@@ -558,6 +559,7 @@ def lived_main(args: argparse.Namespace) -> int:
         print(f"  {label:32} median {_median(warm[tool])}")
     print(f"dockweb pull peak RSS (process tree, sampled): {common.mib(cli_peak)}")
     print(f"worker peak RSS during the dashboard's pulls: {common.mib(worker_rss.peak)}")
+    print(f"service peak RSS during the timed pulls: {common.mib(service_rss.peak)}")
     print("dockweb pull from hostile registries (peak RSS by the kernel, exit code, error):")
     for mode, code, rss, message in hostile:
         print(f"  {mode:17} {common.mib(rss):>10}  exit {code}  {message[:90]}")
