@@ -197,25 +197,21 @@ class Timing:
     stderr: str
 
 
-def run_timed(cmd: list[str], *, env: dict | None = None, cwd: Path | None = None) -> Timing:
-    """Run `cmd` to completion, measuring wall time and peak memory.
+class PeakRss:
+    """Samples the RSS of a process and its children every 20 ms while in use (short spikes
+    can be missed); ``peak`` is the highest sum seen."""
 
-    The process tree is sampled every 20 ms with psutil, so short spikes can be missed;
-    `max_rss_wait4` is exact but counts one process at a time.
-    """
-    err = tempfile.TemporaryFile()
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
-    peak = 0
-    stop = threading.Event()
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak = pid, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def sample() -> None:
-        nonlocal peak
+    def _run(self) -> None:
         try:
-            root = psutil.Process(proc.pid)
+            root = psutil.Process(self.pid)
         except psutil.NoSuchProcess:
             return
-        while not stop.is_set():
+        while not self._stop.is_set():
             total = 0
             try:
                 for p in [root, *root.children(recursive=True)]:
@@ -225,23 +221,38 @@ def run_timed(cmd: list[str], *, env: dict | None = None, cwd: Path | None = Non
                         pass
             except psutil.NoSuchProcess:
                 break
-            peak = max(peak, total)
-            stop.wait(0.02)
+            self.peak = max(self.peak, total)
+            self._stop.wait(0.02)
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        _, status, rusage = os.wait4(proc.pid, 0)
-    except BaseException:
-        # Interrupted: the command must not outlive us (it holds files on mounts we undo).
-        stop.set()
-        proc.kill()
-        proc.wait()
-        raise
-    seconds = time.perf_counter() - start
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_timed(cmd: list[str], *, env: dict | None = None, cwd: Path | None = None) -> Timing:
+    """Run `cmd` to completion, measuring wall time and peak memory.
+
+    The process tree is sampled every 20 ms with psutil, so short spikes can be missed;
+    `max_rss_wait4` is exact but counts one process at a time.
+    """
+    err = tempfile.TemporaryFile()
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
+    with PeakRss(proc.pid) as sampler:
+        try:
+            _, status, rusage = os.wait4(proc.pid, 0)
+        except BaseException:
+            # Interrupted: the command must not outlive us (it holds files on mounts we undo).
+            proc.kill()
+            proc.wait()
+            raise
+        seconds = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
-    stop.set()
-    sampler.join()
+    peak = sampler.peak
     err.seek(0)
     stderr = err.read().decode(errors="replace")
     err.close()

@@ -19,8 +19,9 @@ whole run, as a person's store would:
   that both stores have lived through pulls and removals;
 - then `--runs` rounds, the order alternating between rounds, of: `docker pull` then
   `docker rmi`; `dockweb pull` then `dockweb rmi` (the CLI); and the dashboard's path:
-  POST /api/pulls/ with a signed-in client, run by a real Celery worker on the same store,
-  polled every 20 ms until the pull row is done, then removed through the worker; and
+  POST /api/pulls/ as a signed-in operator, run by a real Celery worker on the same store,
+  polled every 10 ms until the pull row is done (`pull_page.page_pull`), then removed
+  through the worker; and
   Debian's docker 20.10 client against `dockweb system service` on the same store
   (`docker -H unix://... pull`, the Engine API door). Only the pull is timed;
 - warm pulls: with the first tag present, pulling the second (only its top layer is new)
@@ -40,7 +41,6 @@ Not run in CI: it needs root, minutes, and a few GB of disk.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import random
@@ -51,13 +51,9 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import threading
-import time
 from pathlib import Path
 
-import psutil
-
-from benchmarks import common
+from benchmarks import common, pull_page
 from tests.support import hostile_registry as hr
 from tests.support import images as im
 from tests.support import peakrss
@@ -346,69 +342,6 @@ def warm_variant(image: im.Image) -> im.Image:
     return im.Image([*image.layers[:-1], top], {"Cmd": ["/bin/bash"], "WorkingDir": "/app"})
 
 
-class PeakRss:
-    """Samples the RSS of a process and its children every 20 ms while running."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid, self.peak = pid, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        root = psutil.Process(self.pid)
-        while not self._stop.is_set():
-            total = 0
-            with contextlib.suppress(psutil.NoSuchProcess):
-                for p in [root, *root.children(recursive=True)]:
-                    with contextlib.suppress(psutil.NoSuchProcess):
-                        total += p.memory_info().rss
-            self.peak = max(self.peak, total)
-            self._stop.wait(0.02)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-class PagePath:
-    """The dashboard's Pull: POST /api/pulls/ as a signed-in admin (the view runs in this
-    process, on the same database and store), the pull run by a real Celery worker, the
-    pull row polled every 20 ms until it is no longer active."""
-
-    def __init__(self) -> None:
-        from django.contrib.auth import get_user_model
-        from django.test import Client
-
-        user = get_user_model().objects.create_superuser("bench", password="bench-pass-1")
-        self.client = Client(HTTP_HOST="127.0.0.1")
-        self.client.force_login(user)
-
-    def pull(self, ref: str) -> float:
-        start = time.perf_counter()
-        r = self.client.post(
-            "/api/pulls/", data=json.dumps({"reference": ref}), content_type="application/json"
-        )
-        if r.status_code != 202:
-            raise RuntimeError(f"POST /api/pulls/ {ref}: {r.status_code} {r.content[:300]!r}")
-        url = r.json()["url"]
-        while True:
-            state = self.client.get(url).json()
-            if not state["active"]:
-                break
-            time.sleep(0.02)
-        seconds = time.perf_counter() - start
-        if state["status"] != "done":
-            raise RuntimeError(f"page pull of {ref}: {state['status']}: {state['error']}")
-        return seconds
-
-    def remove(self, ref: str) -> None:
-        common.remove_image(ref)
-
-
 HOSTILE_SIZE = 1536 << 20  # what the "huge" modes announce and send: 1.5 GB
 
 
@@ -459,7 +392,7 @@ def lived_main(args: argparse.Namespace) -> int:
         with RedisServer(scratch / "redis") as redis_server:
             common.setup_django(scratch, redis_server.url)
             env = common.DockwebEnv(scratch / "store", scratch / "data")
-            page = PagePath()
+            client = pull_page.operator_client()
             with (
                 common.registry(scratch / "registry") as reg,
                 common.private_dockerd(scratch / "docker", common.DOCKERD_LOG) as docker,
@@ -506,14 +439,15 @@ def lived_main(args: argparse.Namespace) -> int:
                 def socket_remove(r: str) -> None:
                     subprocess.run([*api, "rmi", r], capture_output=True, check=True)
 
-                pull = {"docker": docker_pull, "cli": cli_pull, "page": page.pull}
+                pull = {"docker": docker_pull, "cli": cli_pull}
+                pull["page"] = lambda r: pull_page.page_pull(client, r)
                 pull["thin"] = lambda r: cli_pull(r, thin_env)
                 pull["socket"] = socket_pull
                 remove = {
                     "docker": lambda r: docker.run("rmi", r),
                     "cli": lambda r: env.run("rmi", r),
                     "thin": lambda r: env.run("rmi", r),
-                    "page": page.remove,
+                    "page": common.remove_image,
                     "socket": socket_remove,
                 }
                 for cycle in range(1, args.cycles + 1):
@@ -521,7 +455,10 @@ def lived_main(args: argparse.Namespace) -> int:
                         seconds = pull[tool](ref)
                         remove[tool](ref)
                         common.log(f"aging cycle {cycle}: {tool} {seconds:.2f} s")
-                with PeakRss(worker.pid) as worker_rss, PeakRss(service_pid) as service_rss:
+                with (
+                    common.PeakRss(worker.pid) as worker_rss,
+                    common.PeakRss(service_pid) as service_rss,
+                ):
                     for run in range(1, args.runs + 1):
                         order = list(tools)
                         for tool in order if run % 2 else order[::-1]:
