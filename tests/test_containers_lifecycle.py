@@ -29,6 +29,7 @@ from dockweb.runtime.errors import (
 )
 from dockweb.runtime.store import parse_time
 from tests.support.containers import busybox_store, logs_text, run_to_exit
+from tests.support.procs import running
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -190,15 +191,7 @@ def test_it_reconciles_a_container_whose_supervisor_died(manager, image):
     assert _poll(lambda: not manager.shim_alive(c.id))
     st = manager.get(c.id).state
     assert st.status is Status.EXITED and st.exit_code == 255
-    assert _poll(lambda: not os.path.exists(f"/proc/{pid}") or _zombie(pid))
-
-
-def _zombie(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
+    assert _poll(lambda: not running(pid))
 
 
 def test_it_runs_the_exit_command_with_the_id(store, image, tmp_path):

@@ -31,6 +31,7 @@ from dockweb.runtime.errors import Conflict
 from tests.support import images as im
 from tests.support.cli import cli_env, run_dockweb
 from tests.support.crash import kill_child_at
+from tests.support.procs import running as pid_running
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="containers need root"),
@@ -96,15 +97,6 @@ def _mounts_under(root: str) -> list[str]:
         return [line.split()[4] for line in f if line.split()[4].startswith(root + "/")]
 
 
-def _running(pid: int) -> bool:
-    """Alive and not a zombie (pid 1 of a test container may never reap)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
 def _init_pids(mgr: ContainerManager) -> dict[str, int]:
     """The container processes the runtime started, by container (``init.pid``)."""
     pids = {}
@@ -144,14 +136,14 @@ def assert_repaired(mgr: ContainerManager, started: dict[str, int]) -> None:
         names = os.listdir(cdir) + os.listdir(os.path.join(cdir, "bundle"))
         assert [n for n in names if n == "create.json" or re.search(r"\.json\.\d+\.", n)] == []
         if c.status is Status.RUNNING:
-            assert mgr.shim_alive(c.id) and _running(c.state.pid), c.id
+            assert mgr.shim_alive(c.id) and pid_running(c.state.pid), c.id
         else:
             assert c.status in (Status.CREATED, Status.EXITED), c.status
             assert not mgr.shim_alive(c.id)
     running = {c.id for c in containers if c.status is Status.RUNNING}
     for cid, pid in started.items():
         if cid not in running:
-            assert not _running(pid), f"process {pid} of {cid[:12]} survived its start's crash"
+            assert not pid_running(pid), f"process {pid} of {cid[:12]} survived its start's crash"
     runtime = os.listdir(mgr.runtime_root) if os.path.isdir(mgr.runtime_root) else []
     assert set(runtime) == running
     rootfs = {os.path.join(mgr.cdir(cid), "rootfs") for cid in ids}

@@ -18,6 +18,7 @@ import pytest
 
 from dockweb.cli import launch, runner
 from tests.support import images as im
+from tests.support.procs import running
 from tests.support.pty import pty_session, read_until, resize
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -95,16 +96,6 @@ def cli(tmp_path, sock, busybox):
     ids = run("ps", "-aq", check=False).stdout.split()
     if ids:
         run("rm", "-f", *ids, check=False)
-
-
-def running(pid: int) -> bool:
-    """Whether ``pid`` runs: a zombie does not (an orphan waits for pid 1 to reap it, which
-    may take seconds)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def children_of(pid: int) -> list[int]:
