@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dockweb.runtime.containers.create import CreateMixin
 from dockweb.runtime.containers.exec import ExecMixin
 from dockweb.runtime.containers.lifecycle import LifecycleMixin
+from dockweb.runtime.containers.netattach import NetAttachMixin
 from dockweb.runtime.containers.observe import ObserveMixin
 from dockweb.runtime.containers.ocirt import default_runtime
 from dockweb.runtime.containers.reconcile import ReconcileMixin
@@ -33,12 +34,20 @@ from dockweb.runtime.containers.state import (
     write_state,
 )
 from dockweb.runtime.errors import ContainerNotFound
+from dockweb.runtime.netns import NetNamespaces
+from dockweb.runtime.networks import NetworkManager
 from dockweb.runtime.store import Store
 from dockweb.runtime.volumes import VolumeManager
 
 
 class ContainerManager(
-    CreateMixin, LifecycleMixin, RootfsMixin, ReconcileMixin, ObserveMixin, ExecMixin
+    CreateMixin,
+    LifecycleMixin,
+    RootfsMixin,
+    ReconcileMixin,
+    ObserveMixin,
+    ExecMixin,
+    NetAttachMixin,
 ):
     """Create and run containers over a Store. Safe to use from several processes at once."""
 
@@ -72,6 +81,8 @@ class ContainerManager(
         key = hashlib.sha256(self.root.encode()).hexdigest()[:12]
         self.runtime_root = os.path.join("/run/dockweb", key, self.runtime)
         self.volumes = VolumeManager(self.root, users=self._volume_users)
+        self.networks = NetworkManager(self.root)
+        self.netns = NetNamespaces(os.path.dirname(self.runtime_root))
 
     # -- paths and records ----------------------------------------------------------------
 
