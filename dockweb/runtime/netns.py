@@ -160,6 +160,9 @@ class NetNamespaces:
         ``bridge_gateway`` is the default bridge's gateway: ``host-gateway``'s address."""
         if self.infra_up():
             return
+        if self.exists(self.infra):  # the forwarder alone died: its namespace is whole
+            self._start_slirp()
+            return
         self.teardown_infra()
         self.create(self.infra)
         try:

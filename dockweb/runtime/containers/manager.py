@@ -175,6 +175,8 @@ class ContainerManager(
             # so whatever still runs of it is killed, as Docker does without live-restore.
             subprocess.run(self._rt("kill", cid, "KILL"), capture_output=True)
             subprocess.run(self._rt("delete", "--force", cid), capture_output=True)
+            with contextlib.suppress(Exception):  # its addresses and namespace: free again
+                self.detach_networks(cid)
             st.status = Status.EXITED
             st.exit_code = 255 if st.exit_code == 0 else st.exit_code
             st.pid = 0

@@ -230,6 +230,7 @@ class NetAttachMixin:
                 with self.networks.locked():
                     self._plug(c, net, c.networks[net.name], self._next_ifname(c.id), default=False)
                     self._add_host_entry(c)
+                crashpoint("network.connect.plugged")
             self._write_record(c)
         events.network(self.root, "connect", net.id, net.name, net.driver, container=c.id)
         return c
@@ -262,15 +263,17 @@ class NetAttachMixin:
         with self.store.locked():
             c = self.get(ref)
             c.networks.pop(net.name, None)
+            if container_network(c.spec) == net.name:
+                # the mode named a network it has left: the next one, as dockerd's
+                c.spec.network = next(iter(c.networks), "none")
+            # the record first: an endpoint its record does not name is reconcile's to free
+            self._write_record(c)
+            crashpoint("network.disconnect.recorded")
             with self.networks.locked():
                 ep = self.networks.endpoint(net, c.id)
                 if ep is not None:
                     self.netns.unplug(ep)
                     self.networks.release(net, c.id)
-            if container_network(c.spec) == net.name:
-                # the mode named a network it has left: the next one, as dockerd's
-                c.spec.network = next(iter(c.networks), "none")
-            self._write_record(c)
         events.network(self.root, "disconnect", net.id, net.name, net.driver, container=c.id)
         return c
 
