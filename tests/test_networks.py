@@ -7,6 +7,7 @@ the host's interfaces are never touched (checked at the end)."""
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import threading
@@ -304,3 +305,63 @@ def _read_line(port: int) -> str:
 def _http_get(url_host: str, port: int) -> str:
     """An HTTP GET through busybox's nc (its wget crashes, statically linked)."""
     return f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {url_host} {port}"
+
+
+class _LoopbackResolver:
+    """A DNS server on a loopback address's port 53 (UDP) answering ``outside.test`` with
+    10.1.2.3 and NXDOMAIN otherwise: "the host's resolver" of a test."""
+
+    def __init__(self):
+        from dockweb.runtime import dns
+
+        self.addr = f"127.{os.getpid() % 200 + 20}.{secrets.randbelow(250) + 1}.53"
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((self.addr, 53))
+        self.queries: list[str] = []
+
+        def serve():
+            while True:
+                try:
+                    data, peer = self.sock.recvfrom(4096)
+                except OSError:
+                    return
+                name = dns.parse_query(data)[2]
+                self.queries.append(name)
+                if name.rstrip(".") == "outside.test":
+                    reply = dns.answer(data, 0, [(1, socket.inet_aton("10.1.2.3"))])
+                else:
+                    reply = dns.answer(data, 3, [])
+                self.sock.sendto(reply, peer)
+
+        threading.Thread(target=serve, daemon=True).start()
+
+    def close(self):
+        self.sock.close()
+
+
+def test_other_names_are_forwarded_to_the_upstream_resolver(mgr, image):
+    resolver = _LoopbackResolver()
+    try:
+        mgr.networks.create("fwd")
+        for network in ("fwd", "bridge"):
+            c, code = run_to_exit(
+                mgr,
+                image,
+                "busybox",
+                "nslookup",
+                "outside.test",
+                network=network,
+                dns=[resolver.addr],
+            )
+            out = logs_text(mgr, c.id)
+            assert code == 0 and "10.1.2.3" in out, (network, out)
+        assert "outside.test" in resolver.queries
+        # a container's own name is answered by the embedded DNS, never forwarded
+        srv = _run(mgr, image, "sleep", "30", name="inside", network="fwd")
+        c, code = run_to_exit(
+            mgr, image, "busybox", "nslookup", "inside", network="fwd", dns=[resolver.addr]
+        )
+        assert code == 0 and _ip(mgr, srv, "fwd") in logs_text(mgr, c.id)
+        assert not any(q.startswith("inside") for q in resolver.queries)
+    finally:
+        resolver.close()
