@@ -365,3 +365,37 @@ def test_other_names_are_forwarded_to_the_upstream_resolver(mgr, image):
         assert not any(q.startswith("inside") for q in resolver.queries)
     finally:
         resolver.close()
+
+
+def test_a_container_joins_another_containers_namespace(mgr, image):
+    mgr.networks.create("shared")
+    srv = _run(
+        mgr,
+        image,
+        "sh",
+        "-c",
+        "while true; do echo same-ns | nc -l -p 7100; done",
+        name="holder",
+        network="shared",
+    )
+    c, code = run_to_exit(
+        mgr,
+        image,
+        "sh",
+        "-c",
+        "nc -w 3 127.0.0.1 7100 </dev/null; cat /etc/resolv.conf",
+        network="container:holder",
+    )
+    out = logs_text(mgr, c.id)
+    assert code == 0 and "same-ns" in out and "127.0.0.11" in out, out
+    assert mgr.networks.container_endpoints(c.id) == []  # no endpoint of its own
+    with pytest.raises(DockwebError, match="conflicting options: port publishing"):
+        mgr.create(
+            ContainerSpec(
+                image=image,
+                cmd=["true"],
+                network="container:holder",
+                ports=[{"container_port": 1, "proto": "tcp", "host_ip": "", "host_port": 0}],
+            )
+        )
+    mgr.remove(srv.id, force=True)
