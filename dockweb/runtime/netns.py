@@ -83,6 +83,13 @@ def host_address() -> str:
     return ""
 
 
+def run_dir(root: str) -> str:
+    """The store's directory on tmpfs (``/run/dockweb/<key>``): what a reboot clears."""
+    import hashlib
+
+    return os.path.join("/run/dockweb", hashlib.sha256(root.encode()).hexdigest()[:12])
+
+
 def _is_mountpoint(path: str) -> bool:
     try:
         with open("/proc/self/mountinfo") as f:
@@ -259,6 +266,10 @@ class NetNamespaces:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.slirp_pid)
         self.destroy(self.infra)
+        with contextlib.suppress(FileNotFoundError):
+            for name in os.listdir(self.dir):
+                if name.startswith("bridge-"):
+                    os.unlink(os.path.join(self.dir, name))
 
     # -- bridges and veth pairs -------------------------------------------------------------
 
@@ -266,8 +277,9 @@ class NetNamespaces:
         """The bridge of ``net`` in ``infra`` with its gateway address, and its isolation
         rules (once)."""
         br = net.bridge_name
-        if self._has_link(br):
-            return
+        mark = os.path.join(self.dir, f"bridge-{br}")
+        if os.path.exists(mark) and self.exists(self.infra):
+            return  # made in this namespace (a new one starts without marks)
         prefix = ipaddress.ip_network(net.subnet).prefixlen
         ip_batch(
             self.infra,
@@ -295,21 +307,18 @@ class NetNamespaces:
             ["nsenter", f"--net={self.infra}", "iptables-restore", "--noflush"],
             input="\n".join(rules) + "\n",
         )
+        with open(mark, "w"):
+            pass
 
     def remove_bridge(self, net) -> None:
         """The bridge of a removed network, if ``infra`` still has it."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(self.dir, f"bridge-{net.bridge_name}"))
         if self.exists(self.infra):
             subprocess.run(
                 ["nsenter", f"--net={self.infra}", "ip", "link", "del", net.bridge_name],
                 capture_output=True,
             )
-
-    def _has_link(self, name: str) -> bool:
-        proc = subprocess.run(
-            ["nsenter", f"--net={self.infra}", "ip", "link", "show", name],
-            capture_output=True,
-        )
-        return proc.returncode == 0
 
     def plug(self, net, ep, ns: str, *, default_route: bool) -> None:
         """A veth pair: ``ep.host_ifname`` on ``net``'s bridge, ``ep.ifname`` in the

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 
 from dockweb.runtime import events
 from dockweb.runtime.errors import Conflict, DockwebError, InvalidArgument, NotFound
+from dockweb.runtime.netns import NetNamespaces, run_dir
 
 # name -> driver, as dockerd lists them
 PREDEFINED = {"bridge": "bridge", "host": "host", "none": "null"}
@@ -135,6 +136,7 @@ class NetworkManager:
         self.root = root
         self.dir = os.path.join(root, "networks")
         os.makedirs(self.dir, exist_ok=True)
+        self.netns = NetNamespaces(run_dir(root))
 
     # -- locking and files ------------------------------------------------------------------
 
@@ -147,12 +149,13 @@ class NetworkManager:
         finally:
             os.close(fd)
 
-    def _write(self, path: str, value: dict) -> None:
+    def _write(self, path: str, value: dict, *, durable: bool = True) -> None:
         tmp = f"{path}.{os.getpid()}.{secrets.token_hex(3)}.tmp"
         with open(tmp, "w") as f:
             json.dump(value, f)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
 
     # -- networks ---------------------------------------------------------------------------
@@ -320,6 +323,7 @@ class NetworkManager:
                     "active endpoints"
                 )
             os.unlink(os.path.join(self.dir, f"{net.id}.json"))
+            self.netns.remove_bridge(net)  # a later network may take its subnet
             with contextlib.suppress(FileNotFoundError):
                 shutil.rmtree(os.path.join(self.dir, net.id))
         events.network(self.root, "destroy", net.id, net.name, "bridge")
@@ -427,7 +431,9 @@ class NetworkManager:
             endpoint_id=secrets.token_hex(32),
         )
         os.makedirs(self._edir(net), exist_ok=True)
-        self._write(os.path.join(self._edir(net), f"{cid}.json"), asdict(ep))
+        # not fsync'd: an endpoint lives as long as its container's processes, which a power
+        # cut ends too (reconcile frees what is left)
+        self._write(os.path.join(self._edir(net), f"{cid}.json"), asdict(ep), durable=False)
         return ep
 
     def release(self, net: Network, cid: str) -> None:

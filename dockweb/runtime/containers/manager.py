@@ -34,7 +34,6 @@ from dockweb.runtime.containers.state import (
     write_state,
 )
 from dockweb.runtime.errors import ContainerNotFound
-from dockweb.runtime.netns import NetNamespaces
 from dockweb.runtime.networks import NetworkManager
 from dockweb.runtime.store import Store
 from dockweb.runtime.volumes import VolumeManager
@@ -82,7 +81,7 @@ class ContainerManager(
         self.runtime_root = os.path.join("/run/dockweb", key, self.runtime)
         self.volumes = VolumeManager(self.root, users=self._volume_users)
         self.networks = NetworkManager(self.root)
-        self.netns = NetNamespaces(os.path.dirname(self.runtime_root))
+        self.netns = self.networks.netns
 
     # -- paths and records ----------------------------------------------------------------
 
