@@ -140,6 +140,24 @@ def test_it_creates_a_network_runs_a_container_on_it_and_removes_both(
     addr = dockweb("exec", "pinger", "busybox", "ip", "-4", "-o", "addr", "show", "eth0")
     assert "10.77.0.50/24" in addr, addr
 
+    # connect it to the default bridge too, then disconnect it, from its page
+    page.select_option("#connect-network", "bridge")
+    page.click("form.network-connect button[type=submit]")
+    assert "Done" in wait_operation(page)
+    page.click("#operation-status a:has-text('Open container')")
+    page.wait_for_selector("#networks tr[data-network='bridge']")
+    bridged = row_text(page, "#networks tr[data-network='bridge']")
+    m = re.search(r"(172\.17\.\d+\.\d+)/16", bridged)
+    assert m and "172.17.0.1" in bridged, bridged
+    assert m.group(1) in dockweb("exec", "pinger", "busybox", "ip", "-4", "-o", "addr")
+    shot(page, "connected")
+    page.click("#networks tr[data-network='bridge'] button:has-text('Disconnect')")
+    assert "Done" in wait_operation(page)
+    page.click("#operation-status a:has-text('Open container')")
+    page.wait_for_selector("#networks tr[data-network='webnet']")
+    assert page.locator("#networks tr[data-network='bridge']").count() == 0
+    assert m.group(1) not in dockweb("exec", "pinger", "busybox", "ip", "-4", "-o", "addr")
+
     # the network's page and the list show it
     page.click("#networks tr[data-network='webnet'] a")
     page.wait_for_selector("table.network-containers")
@@ -148,6 +166,7 @@ def test_it_creates_a_network_runs_a_container_on_it_and_removes_both(
     shot(page, "network")
     page.goto(live_server.url + "/networks/")
     assert "pinger" in row_text(page, "tr[data-network='webnet']")
+    shot(page, "list")
 
     # dockerd's refusal to remove a network in use, on the operation page
     page.goto(f"{live_server.url}/networks/{created.id}/")
