@@ -52,6 +52,7 @@ from typing import Any
 
 from dockweb.runtime import attach as frames
 from dockweb.runtime import events
+from dockweb.runtime.containers import health
 from dockweb.runtime.containers.ocirt import log_error, recv_console_fd
 from dockweb.runtime.containers.state import Status, boot_id, now_rfc3339nano, state_lock
 from dockweb.runtime.crashpoint import crashpoint
@@ -369,27 +370,34 @@ def supervise(
         )
     if proxy is not None:
         proxy.serve(pid)
-    mgr.update_state(
-        cid,
-        durable=False,
-        status=Status.RUNNING,
-        ports=published,
-        pid=pid,
-        exit_code=0,
-        error="",
-        started_at=now_rfc3339nano(),  # FinishedAt keeps the last exit's, as dockerd's
-        boot_id=boot_id(),
-    )
+    hc, check_cmd = _healthcheck(mgr, c)
+    started_at = now_rfc3339nano()  # FinishedAt keeps the last exit's, as dockerd's
+    with state_lock(cdir):  # one write: a state of running has its health (starting)
+        st = mgr.read_state(cid)
+        st.status, st.ports, st.pid, st.exit_code, st.error = (
+            Status.RUNNING, published, pid, 0, ""
+        )  # fmt: skip
+        st.started_at, st.boot_id = started_at, boot_id()
+        st.health = health.started(st.health) if check_cmd else None
+        mgr.write_state(cid, st, durable=False)
     crashpoint("shim.running", also=args.starter)
     # here, not in the starter: the process's die (below) always comes after its start
     _start_events(mgr, c)
     sync_send({"pid": pid})
+    monitor = None
+    if check_cmd:
+        monitor = health.Monitor(
+            mgr, c, hc, check_cmd, started_at, notify=lambda: _mirror(mgr, cid, on_exit)
+        )
+        monitor.start()
 
     if isinstance(proc, subprocess.Popen):  # the runtime's status is the process's
         code = proc.wait()
         exit_code = 128 - code if code < 0 else code  # the runtime itself killed
     else:
         exit_code = _reap(pid)
+    if monitor is not None:
+        monitor.stop(5)
     for th in readers:
         th.join(2)
     if hub is not None:
@@ -401,15 +409,12 @@ def supervise(
         subprocess.run([*rt, "delete", "--force", cid], capture_output=True)
     if proxy is not None:
         proxy.close()
-    st = mgr.update_state(
-        cid,
-        durable=not c.spec.auto_remove,  # removed right after
-        status=Status.EXITED,
-        ports=[],
-        pid=0,
-        exit_code=exit_code,
-        finished_at=now_rfc3339nano(),
-    )
+    with state_lock(cdir):
+        st = mgr.read_state(cid)
+        st.status, st.ports, st.pid, st.exit_code = Status.EXITED, [], 0, exit_code
+        st.finished_at = now_rfc3339nano()
+        st.health = health.closed(st.health)  # nobody checks it any more: unhealthy
+        mgr.write_state(cid, st, durable=not c.spec.auto_remove)  # --rm: removed right after
     os.pwrite(lock_fd, json.dumps(st.to_dict()).encode(), 0)
     _exit_events(mgr, c, exit_code)
     # Waiters read the final state from the lock file as soon as the lock is released (from
@@ -448,6 +453,27 @@ def supervise(
     if mgr.exit_command:
         subprocess.run([*mgr.exit_command, cid], stdin=subprocess.DEVNULL)
     return 0
+
+
+def _healthcheck(mgr, c) -> tuple[dict, list[str] | None]:
+    """The container's HealthConfig (its own over its image's) and the command its check
+    runs (None: no check)."""
+    try:
+        cfg = mgr.store.get_image(c.image_id).config.get("config") or {}
+    except Exception:  # noqa: BLE001 - the image removed with --force: the container's own
+        cfg = {}
+    hc = health.merge(c.spec.healthcheck, cfg.get("Healthcheck")) or {}
+    return hc, health.probe(hc, cfg.get("Shell"))
+
+
+def _mirror(mgr, cid: str, on_exit) -> None:
+    """Run the exit command (or ``on_exit``): it mirrors the container's state (its health
+    here) where the dashboard reads it."""
+    if on_exit is not None:
+        with contextlib.suppress(Exception):
+            on_exit(cid)
+    elif mgr.exit_command:
+        subprocess.run([*mgr.exit_command, cid], stdin=subprocess.DEVNULL)
 
 
 def _start_events(mgr, c) -> None:
