@@ -1,6 +1,6 @@
 """The supervisor of one container (conmon's role): ``python -m dockweb.runtime.containers``
 (which hands ``main`` the ``ContainerManager`` class: this module never imports the manager,
-only the lower ``containers.state`` and ``containers.ocirt``).
+only the lower ``containers.state``, ``containers.health`` and ``containers.ocirt``).
 
 Started by ``ContainerManager.start``. It forks at once (so the caller reaps its first
 process and the supervisor is nobody's child: it survives the web process and the worker),
@@ -17,6 +17,10 @@ follows; ``--detach`` with a tty, whose master comes over the console socket), a
   output is copied to them as it comes, a resize message sets the pty's size (see
   ``dockweb.runtime.attach`` for the frames); it outlives any client. With ``--attach-fd``
   (an attached start) that socket is a client from before the process runs;
+- with a health check (its own or its image's), runs it in a thread as dockerd's monitor
+  (``dockweb.runtime.containers.health``): the state of running says ``starting``, each
+  result is written into ``state.json`` and mirrored through the exit command, and the
+  process's end leaves the health ``unhealthy``;
 - waits for the process's end (the foreground runtime's exit; with a tty, reaps the init),
   records exit code and finish time in ``state.json``, and writes
   the same final state into ``shim.lock`` (read by waiters even after ``--rm`` removed the
