@@ -368,6 +368,11 @@ def test_a_lost_supervisor_leaves_no_live_health(manager, image):
     )  # fmt: skip
     manager.start(c.id)
     assert poll(_status_is(manager, c.id, "healthy"))
+    # a signal that does not end it (PID 1 ignores USR1): the checks go on, as dockerd's
+    manager.kill(c.id, "USR1")
+    last = _health(manager, c.id)["Log"][-1]["Start"]
+    assert poll(lambda: _health(manager, c.id)["Log"][-1]["Start"] > last)
+    assert _health(manager, c.id)["Status"] == "healthy"
     with open(os.path.join(manager.cdir(c.id), "shim.pid")) as f:
         os.kill(int(f.read()), 9)
     assert poll(lambda: not manager.shim_alive(c.id), timeout=10)

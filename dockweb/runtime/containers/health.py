@@ -30,6 +30,7 @@ import contextlib
 import os
 import signal as signals
 import threading
+import time
 from collections.abc import Callable
 
 from dockweb.runtime import events
@@ -46,6 +47,9 @@ DEFAULT_INTERVAL = 30 * 10**9
 DEFAULT_TIMEOUT = 30 * 10**9
 DEFAULT_START_PERIOD = 0
 DEFAULT_RETRIES = 3
+# notify (the mirror: a process of 60 to 600 ms of CPU) runs after a change of status, and
+# after other results at most this often (s): checks every second cost no more than that
+MIRROR_EVERY = 10.0
 TERM_GRACE = 10.0  # seconds between a timed-out check's SIGTERM and its SIGKILL
 FIELDS = ("Test", "Interval", "Timeout", "StartPeriod", "Retries")  # Go's field order
 
@@ -107,11 +111,13 @@ def started(health: dict | None) -> dict:
     return {"Status": STARTING, "FailingStreak": 0, "Log": list((health or {}).get("Log") or [])}
 
 
-def closed(health: dict | None) -> dict | None:
-    """The health once its monitor stopped: ``unhealthy`` (20.10's CloseMonitorChannel)."""
+def closed(health: dict | None, *, stopping: bool = False) -> dict | None:
+    """The health once its monitor stopped: ``unhealthy`` (20.10's CloseMonitorChannel).
+    ``stopping``: a stop began; the supervisor's monitor then runs no more checks (a
+    pause only suspends them). The mark is ours: inspect never shows it."""
     if health is None:
         return None
-    return {**health, "Status": UNHEALTHY}
+    return {**health, "Status": UNHEALTHY, **({"Stopping": True} if stopping else {})}
 
 
 def status_of(health: dict | None) -> str:
@@ -219,7 +225,8 @@ def _reap_late(handle) -> None:
 
 class Monitor:
     """The check of one run of a container, in a thread of its supervisor. ``notify``
-    (the supervisor's mirror hook) is called after each result is recorded."""
+    (the supervisor's mirror hook) is called after a result changed the status, and after
+    others at most every ``MIRROR_EVERY`` seconds."""
 
     def __init__(
         self,
@@ -233,6 +240,7 @@ class Monitor:
         self.mgr, self.c, self.hc, self.cmd = mgr, c, hc, cmd
         self.started_at = started_at
         self.notify = notify
+        self.mirrored = -MIRROR_EVERY  # when notify last ran (monotonic)
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="health", daemon=True)
 
@@ -255,7 +263,7 @@ class Monitor:
                 if st.status is Status.PAUSED:
                     continue  # dockerd stops the monitor while paused, and starts it again
                 return
-            if st.manual_stop:
+            if st.health is None or st.health.get("Stopping"):
                 return  # a stop began: dockerd stops the checks first
             start = now_rfc3339nano()
             result = {"Start": start, **run_check(self.mgr, self.c.id, self.cmd, timeout)}
@@ -273,8 +281,8 @@ class Monitor:
             if (
                 st.status is not Status.RUNNING
                 or st.started_at != self.started_at
-                or st.manual_stop
                 or st.health is None
+                or st.health.get("Stopping")
             ):
                 return  # the run it checked is over, or a stop began
             before = st.health.get("Status")
@@ -285,6 +293,8 @@ class Monitor:
             with contextlib.suppress(Exception):
                 c = self.mgr.get(cid)  # its name now
                 events.container(self.mgr.root, c, "health_status: " + after)
-        if self.notify is not None:
+        now = time.monotonic()
+        if self.notify is not None and (after != before or now - self.mirrored >= MIRROR_EVERY):
+            self.mirrored = now
             with contextlib.suppress(Exception):
                 self.notify()

@@ -326,7 +326,7 @@ class LifecycleMixin:
             st = self.read_state(c.id)
             st.manual_stop = True
             if st.status.is_active:
-                st.health = health.closed(st.health)
+                st.health = health.closed(st.health, stopping=True)
             self.write_state(c.id, st, durable=False)
         if not c.status.can_stop():
             return
