@@ -223,6 +223,16 @@ def _reap_late(handle) -> None:
     handle.close()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return pid > 0
+
+
 class Monitor:
     """The check of one run of a container, in a thread of its supervisor. ``notify``
     (the supervisor's mirror hook) is called after a result changed the status, and after
@@ -267,8 +277,8 @@ class Monitor:
                 return  # a stop began: dockerd stops the checks first
             start = now_rfc3339nano()
             result = {"Start": start, **run_check(self.mgr, self.c.id, self.cmd, timeout)}
-            if self.stop_event.is_set():
-                return  # stopped meanwhile: dockerd ignores the result
+            if self.stop_event.is_set() or not _alive(st.pid):
+                return  # stopped meanwhile (a check of a process ending): ignored, as dockerd
             try:
                 self._record(result)
             except (DockwebError, OSError, ValueError):
