@@ -19,7 +19,8 @@ from django.utils.translation import gettext_lazy as _
 from dockweb.docker.ps import display_ports, size_text, summary_ports
 from dockweb.jobs.models import Job
 from dockweb.runtime.containers.state import Status as RuntimeStatus
-from dockweb.runtime.containers.state import status_text
+from dockweb.runtime.containers.state import health_label, status_text
+from dockweb.runtime.units import parse_go_time
 
 
 class Container(models.Model):
@@ -95,6 +96,21 @@ class Container(models.Model):
             for b in binds or []
         ]
 
+    @property
+    def health(self) -> dict | None:
+        """``.State.Health`` at the last sync (None: no health check): Status,
+        FailingStreak and the last results (Start, End, ExitCode, Output)."""
+        return ((self.inspect or {}).get("State") or {}).get("Health")
+
+    @property
+    def health_results(self) -> list[dict]:
+        """The last results, newest first, their times as datetimes."""
+        out = []
+        for r in reversed((self.health or {}).get("Log") or []):
+            out.append({**r, "start": parse_go_time(r.get("Start")),
+                        "end": parse_go_time(r.get("End"))})
+        return out
+
     # -- guards: the runtime's Status (dockweb.runtime.containers.state) -------------------
 
     @property
@@ -157,6 +173,7 @@ class Container(models.Model):
             finished_at=self.finished_at,
             exit_code=self.exit_code,
             now=now or timezone.now(),
+            health=health_label(self.health),
         )
 
     @property

@@ -47,8 +47,9 @@ def disk_usage() -> dict:
     """
     store, mgr = _runtime()
 
-    def shape(c, size):
-        return container_summary(inspect_container(c, mgr), size)
+    def shape(c, size):  # without ps's own keys (_created_ns, _health)
+        s = container_summary(inspect_container(c, mgr), size)
+        return {k: v for k, v in s.items() if not k.startswith("_")}
 
     du = diskusage.disk_usage(store, mgr, container_summary=shape)
     _record_volume_sizes({v["Name"]: v["UsageData"]["Size"] for v in du["Volumes"]})

@@ -61,6 +61,18 @@ def _add_create_flags(p) -> None:
     p.add_argument("--cidfile", help="Write the container ID to the file")
     p.add_argument("--restart", default="",
                    help="Restart policy to apply when a container exits (default \"no\")")
+    p.add_argument("--health-cmd", default="", help="Command to run to check health")
+    p.add_argument("--health-interval", default="",
+                   help="Time between running the check (ms|s|m|h) (default 0s)")
+    p.add_argument("--health-timeout", default="",
+                   help="Maximum time to allow one check to run (ms|s|m|h) (default 0s)")
+    p.add_argument("--health-start-period", default="",
+                   help="Start period for the container to initialize before starting "
+                   "health-retries countdown (ms|s|m|h) (default 0s)")
+    p.add_argument("--health-retries", default="",
+                   help="Consecutive failures needed to report unhealthy")
+    p.add_argument("--no-healthcheck", action="store_true",
+                   help="Disable any container-specified HEALTHCHECK")
     p.add_argument("--help", action="help", help="Print usage")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="[COMMAND] [ARG...]")

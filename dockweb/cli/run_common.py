@@ -64,6 +64,12 @@ def spec_from_args(args):
         security_opt=args.security_opt or [],
         privileged=bool(args.privileged),
         restart=args.restart,
+        health_cmd=args.health_cmd,
+        health_interval=args.health_interval,
+        health_timeout=args.health_timeout,
+        health_start_period=args.health_start_period,
+        health_retries=args.health_retries,
+        no_healthcheck=bool(args.no_healthcheck),
     )
 
 

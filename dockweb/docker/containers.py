@@ -12,6 +12,7 @@ import os
 from datetime import UTC, datetime
 
 from dockweb.docker.times import go_time
+from dockweb.runtime.containers import health
 from dockweb.runtime.errors import DockwebError
 from dockweb.runtime.imageconfig import in_field_order
 from dockweb.runtime.units import parse_go_time
@@ -91,6 +92,7 @@ def container_json(c: Any, mgr: ContainerManager | None, root: str) -> dict:
             "Error": attr(state, "error", default="") or "",
             "StartedAt": go_time(attr(state, "started_at", "started")),
             "FinishedAt": go_time(attr(state, "finished_at", "finished")),
+            **_health(attr(state, "health", default=None)),
         },
         "Image": attr(c, "image_id", default="") or "",
         "ResolvConfPath": os.path.join(cdir, "resolv.conf") if cdir else "",
@@ -132,6 +134,9 @@ def container_json(c: Any, mgr: ContainerManager | None, root: str) -> dict:
                 "Entrypoint": _entrypoint(spec, image_config),
                 "OnBuild": None,
                 "Labels": dict(attr(spec, "labels", default=None) or {}),
+                "Healthcheck": health.merge(
+                    attr(spec, "healthcheck", default=None), image_config.get("Healthcheck")
+                ),
                 **_stop_config(spec, image_config),
                 **_exposed(spec, image_config),
             }
@@ -142,6 +147,25 @@ def container_json(c: Any, mgr: ContainerManager | None, root: str) -> dict:
             attr(state, "ports", default=None) or [] if running else [],
         ),
     }
+
+
+def _health(health: dict | None) -> dict:
+    """State.Health (only for a container with a health check): status, failing streak
+    and the last results, their times as dockerd writes them."""
+    if health is None:
+        return {}
+    log = [
+        {
+            "Start": go_time(r.get("Start")),
+            "End": go_time(r.get("End")),
+            "ExitCode": int(r.get("ExitCode", 0)),
+            "Output": r.get("Output", ""),
+        }
+        for r in health.get("Log") or []
+    ]
+    status = health.get("Status") or "unhealthy"
+    streak = health.get("FailingStreak", 0)
+    return {"Health": {"Status": status, "FailingStreak": streak, "Log": log}}
 
 
 def _host_config(spec: Any, c: Any, mounts: list[dict], network: str) -> dict:

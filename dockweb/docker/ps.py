@@ -12,7 +12,9 @@ from dockweb.docker.tabwriter import truncate_display
 from dockweb.docker.template_funcs import lookup_method
 from dockweb.docker.times import created_at, unix_ns
 from dockweb.runtime import reference as refs
-from dockweb.runtime.containers.state import status_text
+from dockweb.runtime.containers.health import STATES as HEALTH_STATES
+from dockweb.runtime.containers.health import status_of as health_status
+from dockweb.runtime.containers.state import health_label, status_text
 from dockweb.runtime.errors import DockwebError
 from dockweb.runtime.units import go_unix, human_duration, human_size, parse_go_time
 
@@ -36,7 +38,9 @@ def container_summary(info: dict, size: tuple[int, int] | None = None) -> dict:
             started_at=parse_go_time(state["StartedAt"]),
             finished_at=parse_go_time(state["FinishedAt"]),
             exit_code=state["ExitCode"],
+            health=health_label(state.get("Health")),
         ),
+        "_health": health_status(state.get("Health")),  # ours: ps -f health=
         "Labels": info["Config"].get("Labels") or {},
         "Mounts": info.get("Mounts") or [],
         "NetworkMode": info["HostConfig"].get("NetworkMode", "none"),
@@ -162,9 +166,9 @@ def ps_rows(summaries: list[dict], *, trunc: bool = True, now: float | None = No
 def filter_summaries(summaries: list[dict], filters: dict[str, list[str]]) -> list[dict]:
     """``ps -f`` as dockerd's list filters: status, name, id, label, exited, ancestor,
     before and since (a container's full ID or name), volume (name, source or destination),
-    network, health, is-task, publish and expose. dockweb has no health checks, no swarm
-    tasks and no published ports: health=none and is-task=false keep every container,
-    the other values and any publish or expose keep none."""
+    network, health (starting, healthy, unhealthy, or none: no health check), is-task,
+    publish and expose. dockweb has no swarm tasks and no published ports: is-task=false
+    keeps every container, is-task=true and any publish or expose keep none."""
     accepted = {
         "status", "name", "id", "label", "exited", "ancestor", "before", "since", "volume",
         "network", "health", "is-task", "publish", "expose",
@@ -177,7 +181,7 @@ def filter_summaries(summaries: list[dict], filters: dict[str, list[str]]) -> li
         if v not in states:
             raise DockwebError(f"Unrecognised filter value for status: {v}")
     for v in filters.get("health", []):
-        if v not in ("starting", "healthy", "unhealthy", "none"):
+        if v not in HEALTH_STATES:
             raise DockwebError(f"Unrecognised filter value for health: {v}")
     for v in filters.get("is-task", []):
         if v not in ("true", "false"):
@@ -193,8 +197,6 @@ def filter_summaries(summaries: list[dict], filters: dict[str, list[str]]) -> li
     if filters.get("publish") or filters.get("expose"):
         return []  # no container publishes or exposes a port
     if "false" not in filters.get("is-task", ["false"]):
-        return []
-    if "none" not in filters.get("health", ["none"]):
         return []
     order = {}  # (created, id): the order ps lists in, newest first
     for key in ("before", "since"):
@@ -221,6 +223,8 @@ def filter_summaries(summaries: list[dict], filters: dict[str, list[str]]) -> li
         ):
             continue
         if "network" in filters and s.get("NetworkMode", "") not in filters["network"]:
+            continue
+        if "health" in filters and s.get("_health", "none") not in filters["health"]:
             continue
         if "status" in filters and s["State"] not in filters["status"]:
             continue

@@ -407,6 +407,12 @@ def build_spec(
     restart: str = "",
     security_opt: list[str] = (),
     privileged: bool = False,
+    health_cmd: str = "",
+    health_interval: str = "",
+    health_timeout: str = "",
+    health_start_period: str = "",
+    health_retries: str | int = "",
+    no_healthcheck: bool = False,
 ) -> ContainerSpec:
     """A ContainerSpec from docker run's options, checked as the docker client checks them."""
     from dockweb.runtime.containers import ContainerSpec
@@ -485,4 +491,70 @@ def build_spec(
         restart=policy,
         security_opt=parse_security_opts(list(security_opt)),
         privileged=bool(privileged),
+        healthcheck=parse_healthcheck(
+            health_cmd,
+            health_interval,
+            health_timeout,
+            health_start_period,
+            health_retries,
+            no_healthcheck,
+        ),
     )
+
+
+def parse_duration_flag(value: str, flag: str) -> int:
+    """A duration flag's value (Go's time.ParseDuration) in nanoseconds; "" is 0."""
+    if not value:
+        return 0
+    from dockweb.runtime.units import DurationError, parse_go_duration
+
+    try:
+        return parse_go_duration(value)
+    except DurationError as e:
+        raise InvalidFlag(value, flag, str(e)) from None
+
+
+def parse_healthcheck(
+    cmd: str = "",
+    interval: str = "",
+    timeout: str = "",
+    start_period: str = "",
+    retries: str | int = "",
+    no_healthcheck: bool = False,
+) -> dict | None:
+    """--health-cmd/-interval/-timeout/-start-period/-retries and --no-healthcheck, as
+    docker/cli's parse: Config.Healthcheck (None: the image's), with its words."""
+    durations = {
+        "Interval": parse_duration_flag(interval, "--health-interval"),
+        "Timeout": parse_duration_flag(timeout, "--health-timeout"),
+        "StartPeriod": parse_duration_flag(start_period, "--health-start-period"),
+    }
+    text = str(retries)
+    digits = text.lstrip("+-") if text[:1] in "+-" else text
+    if text and not (digits.isascii() and digits.isdigit()):
+        raise InvalidFlag(
+            text, "--health-retries", f'strconv.ParseInt: parsing "{text}": invalid syntax'
+        )
+    count = int(text or 0)
+    if not -(2**63) <= count < 2**63:
+        raise InvalidFlag(
+            text, "--health-retries", f'strconv.ParseInt: parsing "{text}": value out of range'
+        )
+    if no_healthcheck:
+        if cmd or count or any(durations.values()):
+            raise ClientOption("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    if not (cmd or count or any(durations.values())):
+        return None
+    for key, flag in (("Interval", "interval"), ("Timeout", "timeout")):
+        if durations[key] < 0:
+            raise ClientOption(f"--health-{flag} cannot be negative")
+    if count < 0:
+        raise ClientOption("--health-retries cannot be negative")
+    if durations["StartPeriod"] < 0:
+        raise ClientOption("--health-start-period cannot be negative")
+    hc: dict = {"Test": ["CMD-SHELL", cmd]} if cmd else {}
+    hc.update({k: v for k, v in durations.items() if v})
+    if count:
+        hc["Retries"] = count
+    return hc

@@ -89,6 +89,7 @@ def _api_summary(info: dict, size: tuple[int, int] | None) -> dict:
     with the network mode under HostConfig and the networks under NetworkSettings."""
     s = container_summary(info, size)
     s.pop("_created_ns", None)
+    s.pop("_health", None)
     mode = s.pop("NetworkMode", "none")
     networks = (info.get("NetworkSettings") or {}).get("Networks") or {}
     s["HostConfig"] = {"NetworkMode": mode}
@@ -152,7 +153,7 @@ _CONFIG_USED = {
     "Hostname", "User", "AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin",
     "StdinOnce", "Env", "Cmd", "Image", "Volumes", "WorkingDir", "Entrypoint", "Labels",
     "StopSignal", "StopTimeout", "ExposedPorts", "HostConfig", "NetworkingConfig",
-    "ArgsEscaped", "NetworkDisabled",
+    "ArgsEscaped", "NetworkDisabled", "Healthcheck",
 }
 _HOST_USED = {
     "Binds", "ContainerIDFile", "LogConfig", "NetworkMode", "PortBindings", "RestartPolicy",
@@ -360,7 +361,46 @@ def spec_from_config(config: dict, name: str) -> ContainerSpec:
         restart=policy,
         security_opt=_security_opt(host.get("SecurityOpt")),
         privileged=bool(host.get("Privileged")),
+        healthcheck=_healthcheck(config.get("Healthcheck")),
     )
+
+
+_HEALTH_TYPES = {"Test": "[]string", "Interval": "time.Duration", "Timeout": "time.Duration",
+                 "StartPeriod": "time.Duration", "Retries": "int"}  # fmt: skip
+
+
+def _healthcheck(value) -> dict | None:
+    """Config.Healthcheck (container.HealthConfig): Test, then durations in nanoseconds
+    and Retries, as encoding/json reads them; dockerd's checks come with create's."""
+    if value is None:
+        return None
+
+    def bad(kind: str, field: str) -> ApiError:
+        return bad_request(f"json: cannot unmarshal {kind} into Go struct field "
+                           f"HealthConfig.Healthcheck.{field} of type {_HEALTH_TYPES[field]}")
+
+    if not isinstance(value, dict):
+        raise bad_request(f"json: cannot unmarshal {_json_kind(value)} into Go struct field "
+                          "Config.Healthcheck of type container.HealthConfig")
+    out: dict = {}
+    test = value.get("Test")
+    if test is not None:
+        if not isinstance(test, list):
+            raise bad(_json_kind(test), "Test")
+        for t in test:
+            if not isinstance(t, str):
+                raise bad(_json_kind(t), "Test")
+        if test:
+            out["Test"] = list(test)
+    for key in ("Interval", "Timeout", "StartPeriod", "Retries"):
+        v = value.get(key)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or not -(2**63) <= v < 2**63:
+            raise bad(_json_kind(v), key)
+        if v:
+            out[key] = v
+    return out
 
 
 def _security_opt(value) -> list[str]:

@@ -54,6 +54,7 @@ from dockweb.runtime.archive import untar
 from dockweb.runtime.buildcontext import BuildContext
 from dockweb.runtime.childimage import find_cached, layer_from_upper, put_child_image, rw_layer
 from dockweb.runtime.containers import ContainerSpec, Status
+from dockweb.runtime.containers.health import config_text as healthcheck_text
 from dockweb.runtime.containers.state import now_rfc3339nano
 from dockweb.runtime.digest import short_id
 from dockweb.runtime.dockerfile import (
@@ -500,7 +501,7 @@ class Builder:
         else:
             raise parse_error(inst.line, f'Unknown type "{kind}" in HEALTHCHECK (try CMD)')
         self.state.config["Healthcheck"] = health
-        return self._commit(n, inst, f"HEALTHCHECK {_go_struct(health)}")
+        return self._commit(n, inst, f"HEALTHCHECK {healthcheck_text(health)}")
 
     def _do_arg(self, n: int, inst: Instruction) -> StepResult:
         words = inst.rest.split()
@@ -822,13 +823,6 @@ def _duration_ns(text: str, line: int) -> int:
     for value, unit in parts:
         total += float(value) * units[unit]
     return int(total * 1e9)
-
-
-def _go_struct(health: dict) -> str:
-    """Go's ``%v`` of a HealthConfig: ``&{["CMD-SHELL" "true"] "0s" ...}`` (approximated)."""
-    fields = [_go_quote_list(health["Test"])]
-    fields += [str(health.get(k, 0)) for k in ("Interval", "Timeout", "StartPeriod", "Retries")]
-    return "&{" + " ".join(fields) + "}"
 
 
 def _is_archive(path: str) -> bool:

@@ -1,6 +1,6 @@
 """The supervisor of one container (conmon's role): ``python -m dockweb.runtime.containers``
 (which hands ``main`` the ``ContainerManager`` class: this module never imports the manager,
-only the lower ``containers.state`` and ``containers.ocirt``).
+only the lower ``containers.state``, ``containers.health`` and ``containers.ocirt``).
 
 Started by ``ContainerManager.start``. It forks at once (so the caller reaps its first
 process and the supervisor is nobody's child: it survives the web process and the worker),
@@ -17,6 +17,10 @@ follows; ``--detach`` with a tty, whose master comes over the console socket), a
   output is copied to them as it comes, a resize message sets the pty's size (see
   ``dockweb.runtime.attach`` for the frames); it outlives any client. With ``--attach-fd``
   (an attached start) that socket is a client from before the process runs;
+- with a health check (its own or its image's), runs it in a thread as dockerd's monitor
+  (``dockweb.runtime.containers.health``): the state of running says ``starting``, each
+  result is written into ``state.json`` and mirrored through the exit command, and the
+  process's end leaves the health ``unhealthy``;
 - waits for the process's end (the foreground runtime's exit; with a tty, reaps the init),
   records exit code and finish time in ``state.json``, and writes
   the same final state into ``shim.lock`` (read by waiters even after ``--rm`` removed the
@@ -52,6 +56,7 @@ from typing import Any
 
 from dockweb.runtime import attach as frames
 from dockweb.runtime import events
+from dockweb.runtime.containers import health
 from dockweb.runtime.containers.ocirt import log_error, recv_console_fd
 from dockweb.runtime.containers.state import Status, boot_id, now_rfc3339nano, state_lock
 from dockweb.runtime.crashpoint import crashpoint
@@ -393,27 +398,34 @@ def supervise(
         dns.serve()
     if proxy is not None:
         proxy.serve(pid, endpoints[0][1].ip if endpoints else "127.0.0.1")
-    mgr.update_state(
-        cid,
-        durable=False,
-        status=Status.RUNNING,
-        ports=published,
-        pid=pid,
-        exit_code=0,
-        error="",
-        started_at=now_rfc3339nano(),  # FinishedAt keeps the last exit's, as dockerd's
-        boot_id=boot_id(),
-    )
+    hc, check_cmd = _healthcheck(mgr, c)
+    started_at = now_rfc3339nano()  # FinishedAt keeps the last exit's, as dockerd's
+    with state_lock(cdir):  # one write: a state of running has its health (starting)
+        st = mgr.read_state(cid)
+        st.status, st.ports, st.pid, st.exit_code, st.error = (
+            Status.RUNNING, published, pid, 0, ""
+        )  # fmt: skip
+        st.started_at, st.boot_id = started_at, boot_id()
+        st.health = health.started(st.health) if check_cmd else None
+        mgr.write_state(cid, st, durable=False)
     crashpoint("shim.running", also=args.starter)
     # here, not in the starter: the process's die (below) always comes after its start
     _start_events(mgr, c)
     sync_send({"pid": pid})
+    monitor = None
+    if check_cmd:
+        monitor = health.Monitor(
+            mgr, c, hc, check_cmd, started_at, notify=lambda: _mirror(mgr, cid, on_exit)
+        )
+        monitor.start()
 
     if isinstance(proc, subprocess.Popen):  # the runtime's status is the process's
         code = proc.wait()
         exit_code = 128 - code if code < 0 else code  # the runtime itself killed
     else:
         exit_code = _reap(pid)
+    if monitor is not None:
+        monitor.stop(5)
     for th in readers:
         th.join(2)
     if hub is not None:
@@ -432,15 +444,12 @@ def supervise(
             mgr.detach_networks(cid)
         except Exception as e:  # noqa: BLE001 - reconcile finishes it
             print(f"detach networks {cid}: {e}", file=sys.stderr)
-    st = mgr.update_state(
-        cid,
-        durable=not c.spec.auto_remove,  # removed right after
-        status=Status.EXITED,
-        ports=[],
-        pid=0,
-        exit_code=exit_code,
-        finished_at=now_rfc3339nano(),
-    )
+    with state_lock(cdir):
+        st = mgr.read_state(cid)
+        st.status, st.ports, st.pid, st.exit_code = Status.EXITED, [], 0, exit_code
+        st.finished_at = now_rfc3339nano()
+        st.health = health.closed(st.health)  # nobody checks it any more: unhealthy
+        mgr.write_state(cid, st, durable=not c.spec.auto_remove)  # --rm: removed right after
     os.pwrite(lock_fd, json.dumps(st.to_dict()).encode(), 0)
     _exit_events(mgr, c, exit_code)
     # Waiters read the final state from the lock file as soon as the lock is released (from
@@ -489,6 +498,27 @@ def _embedded_dns(mgr, c):
     dns = EmbeddedDNS(resolve, reverse, list(c.spec.dns) or host_nameservers())
     dns.bind(mgr.netns.path(c.id))
     return dns
+
+
+def _healthcheck(mgr, c) -> tuple[dict, list[str] | None]:
+    """The container's HealthConfig (its own over its image's) and the command its check
+    runs (None: no check)."""
+    try:
+        cfg = mgr.store.get_image(c.image_id).config.get("config") or {}
+    except Exception:  # noqa: BLE001 - the image removed with --force: the container's own
+        cfg = {}
+    hc = health.merge(c.spec.healthcheck, cfg.get("Healthcheck")) or {}
+    return hc, health.probe(hc, cfg.get("Shell"))
+
+
+def _mirror(mgr, cid: str, on_exit) -> None:
+    """Run the exit command (or ``on_exit``): it mirrors the container's state (its health
+    here) where the dashboard reads it."""
+    if on_exit is not None:
+        with contextlib.suppress(Exception):
+            on_exit(cid)
+    elif mgr.exit_command:
+        subprocess.run([*mgr.exit_command, cid], stdin=subprocess.DEVNULL)
 
 
 def _start_events(mgr, c) -> None:

@@ -184,3 +184,126 @@ def get_timestamp(value: str, now: datetime | None = None) -> float:
     if "-" not in value and re.fullmatch(r"\d+(?:\.\d{1,9})?", value):
         return float(value)
     raise TimestampError(f'failed to parse value as time or duration: "{value}"')
+
+
+# -- Go's time.Duration and %q ------------------------------------------------------------
+
+_DURATION_UNITS = {
+    "ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9,
+    "m": 60 * 10**9, "h": 3600 * 10**9,
+}  # fmt: skip
+
+
+class DurationError(ValueError):
+    """``str()`` is Go's words: ``time: invalid duration "x"``."""
+
+
+def parse_go_duration(text: str) -> int:
+    """Go's ``time.ParseDuration`` in nanoseconds: ``1h30m``, ``1.5s``, ``-300ms``, ``0``;
+    DurationError with Go's words (``time: missing unit in duration "1"``)."""
+    quoted = go_quote(text)
+    s = text
+    neg = False
+    if s[:1] in ("-", "+"):
+        neg = s[0] == "-"
+        s = s[1:]
+    if s == "0":
+        return 0
+    if not s:
+        raise DurationError(f"time: invalid duration {quoted}")
+    total = 0
+    while s:
+        if not (s[0] == "." or s[0].isascii() and s[0].isdigit()):
+            raise DurationError(f"time: invalid duration {quoted}")
+        i = 0
+        while i < len(s) and s[i].isascii() and s[i].isdigit():
+            i += 1
+        whole, s = s[:i], s[i:]
+        frac = ""
+        if s[:1] == ".":
+            s = s[1:]
+            j = 0
+            while j < len(s) and s[j].isascii() and s[j].isdigit():
+                j += 1
+            frac, s = s[:j], s[j:]
+        if not whole and not frac:
+            raise DurationError(f"time: invalid duration {quoted}")
+        j = 0
+        while j < len(s) and s[j] != "." and not (s[j].isascii() and s[j].isdigit()):
+            j += 1
+        unit, s = s[:j], s[j:]
+        if not unit:
+            raise DurationError(f"time: missing unit in duration {quoted}")
+        if unit not in _DURATION_UNITS:
+            raise DurationError(f"time: unknown unit {go_quote(unit)} in duration {quoted}")
+        scale = _DURATION_UNITS[unit]
+        v = int(whole or "0") * scale
+        if frac:  # Go keeps the fraction's digits while they fit, then truncates
+            v += int(frac) * scale // 10 ** len(frac)
+        total += v
+        if total > 2**63 - 1 + (1 if neg else 0):
+            raise DurationError(f"time: invalid duration {quoted}")
+    return -total if neg else total
+
+
+def go_duration(ns: int) -> str:
+    """Go's ``time.Duration.String()``: ``30s``, ``1m30s``, ``1.5s``, ``500ms``, ``0s``."""
+    if ns == 0:
+        return "0s"
+    sign = "-" if ns < 0 else ""
+    u = abs(ns)
+
+    def frac(v: int, prec: int) -> str:
+        whole, part = divmod(v, 10**prec)
+        digits = str(part).rjust(prec, "0").rstrip("0")
+        return f"{whole}.{digits}" if digits else str(whole)
+
+    if u < 10**3:
+        return f"{sign}{u}ns"
+    if u < 10**6:
+        return f"{sign}{frac(u, 3)}µs"
+    if u < 10**9:
+        return f"{sign}{frac(u, 6)}ms"
+    secs = u // 10**9
+    text = frac(u % (60 * 10**9), 9) + "s"
+    minutes = secs // 60
+    if minutes:
+        text = f"{minutes % 60}m{text}"
+        if minutes // 60:
+            text = f"{minutes // 60}h{text}"
+    return sign + text
+
+
+_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
+            "\v": "\\v"}  # fmt: skip
+
+
+def _escape_rune(ch: str, quote: str) -> str:
+    """strconv's appendEscapedRune (not ASCII-only)."""
+    if ch in (quote, "\\"):
+        return "\\" + ch
+    if ch.isprintable():
+        return ch
+    if ch in _ESCAPES:
+        return _ESCAPES[ch]
+    n = ord(ch)
+    if n < 0x20 or n == 0x7F:
+        return f"\\x{n:02x}"
+    if 0xD800 <= n <= 0xDFFF:
+        return "\ufffd"  # not a valid rune: RuneError, printable
+    if n < 0x10000:
+        return f"\\u{n:04x}"
+    return f"\\U{n:08x}"
+
+
+def go_quote(text: str) -> str:
+    """Go's ``%q`` of a string (``strconv.Quote``)."""
+    return '"' + "".join(_escape_rune(ch, '"') for ch in text) + '"'
+
+
+def go_quote_rune(n: int) -> str:
+    """Go's ``%q`` of an integer: the rune as a quoted character literal (``'\\x00'``,
+    ``'\\x03'``, ``'A'``); past the last rune (or negative), RuneError."""
+    if n < 0 or n > 0x10FFFF or 0xD800 <= n <= 0xDFFF:
+        n = 0xFFFD
+    return "'" + _escape_rune(chr(n), "'") + "'"

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from dockweb.runtime import attach as frames
 from dockweb.runtime import events
+from dockweb.runtime.containers import health
 from dockweb.runtime.containers.observe import read_log
 from dockweb.runtime.containers.ocirt import (
     docker_words,
@@ -319,8 +320,14 @@ class LifecycleMixin:
             self._cancel_restart(c.id)
             return
         # no restart after this, even one its supervisor is starting right now (the new
-        # supervisor sees the mark and runs nothing)
-        self.update_state(c.id, durable=False, manual_stop=True)
+        # supervisor sees the mark and runs nothing); its health checks end first, as
+        # dockerd's stopHealthchecks (unhealthy while it stops)
+        with self._state_lock(c.id):
+            st = self.read_state(c.id)
+            st.manual_stop = True
+            if st.status.is_active:
+                st.health = health.closed(st.health, stopping=True)
+            self.write_state(c.id, st, durable=False)
         if not c.status.can_stop():
             return
         stop_signal = (
@@ -406,6 +413,8 @@ class LifecycleMixin:
             st = self.read_state(c.id)
             if st.status is before:
                 st.status = after
+                if paused:  # dockerd stops the health checks of a paused container
+                    st.health = health.closed(st.health)
                 self.write_state(c.id, st)
         if check:
             events.container(self.root, c, verb)

@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Callable
 
+from dockweb.runtime.containers import health
 from dockweb.runtime.containers.create import CreateMixin
 from dockweb.runtime.containers.exec import ExecMixin
 from dockweb.runtime.containers.lifecycle import LifecycleMixin
@@ -180,6 +181,7 @@ class ContainerManager(
             st.exit_code = 255 if st.exit_code == 0 else st.exit_code
             st.pid = 0
             st.ports = []  # its listeners went with it
+            st.health = health.closed(st.health)  # nobody checks it any more
             st.finished_at = now_rfc3339nano()
             st.error = "supervisor exited unexpectedly" if st.boot_id == boot_id() else ""
             self.write_state(cid, st)

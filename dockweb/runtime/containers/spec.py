@@ -130,6 +130,9 @@ class ContainerSpec:
     # text> (the client reads a file), apparmor=PROFILE, no-new-privileges[=BOOL], label=...
     security_opt: list[str] = field(default_factory=list)
     privileged: bool = False  # --privileged: every capability and device, no confinement
+    # --health-* / Config.Healthcheck as Docker's JSON: {Test, Interval, Timeout,
+    # StartPeriod, Retries} (ns); None: the image's (containers/health.py merges them)
+    healthcheck: dict | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> ContainerSpec:
@@ -222,3 +225,19 @@ def check_host_config(spec: ContainerSpec) -> None:
     if spec.stop_signal:
         parse_signal(spec.stop_signal)  # "Invalid signal: X"
     parse_security_opt(spec.security_opt)
+    check_healthcheck(spec.healthcheck)
+
+
+MINIMUM_DURATION = 10**6  # 1ms: dockerd's container.MinimumDuration
+
+
+def check_healthcheck(hc: dict | None) -> None:
+    """dockerd's checks of a container's HealthConfig, with its words."""
+    if not hc:
+        return
+    for key in ("Interval", "Timeout", "StartPeriod"):
+        value = int(hc.get(key) or 0)
+        if value and value < MINIMUM_DURATION:
+            raise InvalidContainerSpec(f"{key} in Healthcheck cannot be less than 1ms")
+    if int(hc.get("Retries") or 0) < 0:
+        raise InvalidContainerSpec("Retries in Healthcheck cannot be negative")

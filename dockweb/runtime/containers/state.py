@@ -107,6 +107,8 @@ class State:
     restart_count: int = 0  # restarts by its restart policy since the last start
     restart_delay: float = 0.0  # the last backoff (s): dockerd's doubles from 0.1 to 60
     manual_stop: bool = False  # stopped or killed by someone: "always" does not restart
+    # .State.Health as inspect shows it (containers/health.py); None: no health check
+    health: dict | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -128,6 +130,7 @@ class State:
             finished_at=parse_go_time(self.finished_at),
             exit_code=self.exit_code,
             now=now,
+            health=health_label(self.health),
         )
 
 
@@ -142,12 +145,14 @@ def status_text(
     finished_at: datetime | None,
     exit_code: int = 0,
     now: datetime | None = None,
+    health: str = "",
 ) -> str:
     """The STATUS column of ``docker ps``, as moby's container.State.String(): "Up 3
     seconds", "Up 2 minutes (Paused)", "Restarting (1) 3 seconds ago", "Removal In
     Progress", "Dead", "Created" (never started), "" (started, never finished while not
     running), "Exited (0) 3 seconds ago". Times are aware datetimes, None for Go's zero
-    time; ``status`` a Status or its name."""
+    time; ``status`` a Status or its name; ``health``: ``health_label`` of a running
+    container's health ("Up 3 seconds (healthy)")."""
     status = Status(status)
     now = now or datetime.now(UTC)
 
@@ -159,7 +164,7 @@ def status_text(
     if status is Status.RESTARTING:
         return f"Restarting ({exit_code}) {since(finished_at)} ago"
     if status is Status.RUNNING:
-        return f"Up {since(started_at)}"
+        return f"Up {since(started_at)} ({health})" if health else f"Up {since(started_at)}"
     if status is Status.REMOVING:
         return "Removal In Progress"
     if status is Status.DEAD:
@@ -169,6 +174,15 @@ def status_text(
     if finished_at is None:
         return ""
     return f"Exited ({exit_code}) {since(finished_at)} ago"
+
+
+def health_label(health: dict | None) -> str:
+    """moby's Health.String(): ``health: starting``, ``healthy``, ``unhealthy`` (also for a
+    health whose monitor never set a status); "" without a health check."""
+    if health is None:
+        return ""
+    status = health.get("Status") or "unhealthy"
+    return "health: starting" if status == "starting" else status
 
 
 @dataclass
