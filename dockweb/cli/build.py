@@ -52,6 +52,28 @@ def cmd_build(args) -> int:
         key, eq, value = pair.partition("=")
         # `--build-arg K` takes K from the environment, as the docker CLI does
         build_args[key] = value if eq else os.environ.get(key)
+    labels: dict[str, str] = {}
+    for pair in args.label or []:
+        # the docker CLI's ConvertKVStringsToMap: "k=v", or "k" for an empty value
+        key, _, value = pair.partition("=")
+        labels[key] = value
+    network = args.network
+    if network not in ("default", "bridge", "host", "none"):
+        print(
+            f'Error response from daemon: network mode "{network}" not supported by '
+            "dockweb's builder (default, bridge, host, none)",
+            file=sys.stderr,
+        )
+        return 1
+    if args.iidfile:
+        # the docker CLI: no stale file is left if the build fails
+        try:
+            os.remove(args.iidfile)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            print(f"Removing image ID file: {err}", file=sys.stderr)
+            return 1
     options = BuildOptions(
         dockerfile=text,
         context_dir=context,
@@ -61,6 +83,11 @@ def cmd_build(args) -> int:
         no_cache=args.no_cache,
         remove=args.rm,
         force_rm=args.force_rm,
+        labels=labels,
+        target=args.target,
+        pull=args.pull,
+        network=network,
+        cache_from=[c for c in args.cache_from or [] if c],
     )
     started = False
 
@@ -82,6 +109,13 @@ def cmd_build(args) -> int:
         return err.exit_code
     if args.quiet:
         print(result.image_id)
+    if args.iidfile:
+        try:
+            with open(args.iidfile, "w", encoding="utf-8") as f:
+                f.write(result.image_id)
+        except OSError as err:
+            print(f"Writing image ID file: {err}", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -409,6 +409,16 @@ def _add_build(sub, name: str) -> None:
         help="Remove intermediate containers after a successful build",
     )
     p.add_argument("--force-rm", action="store_true", help="Always remove intermediate containers")
+    p.add_argument("--target", default="", help="Set the target build stage to build.")
+    p.add_argument("--iidfile", default="", help="Write the image ID to the file")
+    p.add_argument("--pull", action="store_true", help="Always attempt to pull a newer version")
+    p.add_argument("--label", action="append", help="Set metadata for an image")
+    p.add_argument(
+        "--network",
+        default="default",
+        help="Set the networking mode for the RUN instructions during build",
+    )
+    p.add_argument("--cache-from", action="append", help="Images to consider as cache sources")
     p.set_defaults(func="build:cmd_build")
 
 
