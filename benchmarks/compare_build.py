@@ -29,6 +29,7 @@ Prints PASS or the differences per case; exits 1 if there are any.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -165,6 +166,135 @@ CASES: dict[str, dict] = {
         ),
     },
 }
+# Multi-stage (issue 20): ARG before FROM used in FROM, a named stage, COPY --from by name and
+# by index, .dockerignore with exceptions and **, ADD of a local tar; built twice (the second
+# build must take the same steps from the cache); then the same file with --target.
+MULTISTAGE = (
+    "ARG BASE={base}\n"
+    "ARG UNUSED_META\n"
+    "FROM $BASE AS builder\n"
+    "ARG V=1\n"
+    'RUN mkdir -p /out/sub && echo "v$V" > /out/sub/f && chmod 640 /out/sub/f'
+    " && chown 1000:1000 /out/sub/f && ln -s sub/f /out/link && mkdir /out/empty\n"
+    "COPY a.txt keep.log /out/\n"
+    "FROM {base}\n"
+    "COPY --from=builder /out /app/\n"
+    "COPY --from=0 /out/sub/f /single\n"
+    "COPY --from=builder /out/link /followed\n"
+    "ADD pkg.tar /opt/\n"
+    'CMD ["cat", "/single"]\n'
+)
+MULTISTAGE_CONTEXT = {
+    ".dockerignore": b"**/*.log\n!keep.log\nsecret/**\n",
+    "a.txt": b"a\n",
+    "keep.log": b"kept\n",
+    "x.log": b"ignored\n",
+    "deep/y.log": b"ignored\n",
+    "secret/k": b"ignored\n",
+    "pkg.tar": local_tar(),
+}
+CASES["multistage"] = {
+    "context": MULTISTAGE_CONTEXT,
+    "dockerfile": MULTISTAGE,
+    "rebuild": True,
+}
+CASES["target"] = {
+    "context": MULTISTAGE_CONTEXT,
+    "dockerfile": MULTISTAGE,
+    "args": ["--target", "builder", "--build-arg", "V=2"],
+}
+# COPY --from an image neither tool has: both pull it (TOOLS, pushed by main()).
+CASES["copy_from_image"] = {
+    "context": {},
+    "dockerfile": (
+        "FROM {base}\nCOPY --from={tools} /opt/ /tools/\nCOPY --from={tools} /opt/tool /tool\n"
+        "COPY --from={tools} /opt/link /viaLink\n"
+    ),
+}
+# ADD of a tar in every compression: gzip, bzip2 and xz are unpacked; zstd is not known to
+# moby 20.10's DetectCompression, so that file is copied as it is.
+CASES["archives"] = {
+    "context": {"p.tar.gz": "gzip", "p.tar.bz2": "bzip2", "p.tar.xz": "xz", "p.tar.zst": "zstd"},
+    "dockerfile": (
+        "FROM {base}\nADD p.tar.gz /gz/\nADD p.tar.bz2 /bz2/\nADD p.tar.xz /xz/\n"
+        "ADD p.tar.zst /zst/\nADD p.tar.gz p.tar.xz /both/\n"
+    ),
+}
+
+# ADD of a URL on 127.0.0.1 (served by this script): dockerd downloads it itself, as dockweb
+CASES["add_url"] = {
+    "context": {},
+    "dockerfile": (
+        "FROM {base}\nADD {url}/file.txt /dl/\nADD {url}/p.tar.gz /dl/\n"
+        "ADD {url}/file.txt /renamed\n"
+    ),
+    "rebuild": True,
+}
+
+
+@contextlib.contextmanager
+def file_server(root: Path):
+    """An HTTP server on 127.0.0.1 serving ``root`` (Last-Modified: the files' mtimes)."""
+    import functools
+    import http.server
+    import threading
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "file.txt").write_bytes(b"remote file\n")
+    (root / "p.tar.gz").write_bytes(compressed_tar("gzip"))
+    for f in root.iterdir():
+        os.utime(f, (1_400_000_000, 1_400_000_000))
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(root))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def tools_image() -> im.Image:
+    """The image COPY --from takes files of: owners with and without names on this host."""
+    return im.Image(
+        [
+            im.busybox_layer(),
+            im.Layer(
+                [
+                    im.dir_("opt", mode=0o750, uid=1000, gid=1000),
+                    im.file("opt/tool", b"tool\n", mode=0o755, uid=7, gid=7),
+                    im.file("opt/data", b"d\n", mode=0o600, uid=4242, gid=4242),
+                    im.symlink("opt/link", "tool"),
+                    im.dir_("opt/sub", mode=0o700),
+                    im.file("opt/sub/x", b"x\n"),
+                ]
+            ),
+        ],
+        config={"Cmd": ["sh"]},
+    )
+
+
+def compressed_tar(kind: str) -> bytes:
+    import bz2
+    import gzip
+    import lzma
+
+    raw = _tar([_ti("z/f", data=f"{kind}\n".encode(), mode=0o640, uid=3, mtime=1_300_000_020)])
+    if kind == "gzip":
+        return gzip.compress(raw, mtime=0)
+    if kind == "bzip2":
+        return bz2.compress(raw)
+    if kind == "xz":
+        return lzma.compress(raw)
+    return subprocess.run(["zstd", "-q", "-c"], input=raw, capture_output=True, check=True).stdout
+
+
 REBUILD = "cache_rebuild"
 REBUILD_DOCKERFILE = (
     "FROM {base}\nRUN echo first > /first\nENV X=1\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b\n"
@@ -179,6 +309,8 @@ def write_context(ctx: Path, files: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         if rel == "pkg.tgz":
             content = _tar([_ti("gzdir/f", data=b"gz\n", mtime=1_300_000_010)], gz=True)
+        if content in ("gzip", "bzip2", "xz", "zstd"):
+            content = compressed_tar(content)
         if isinstance(content, str) and content.startswith("->"):
             if path.is_symlink():
                 path.unlink()
@@ -212,10 +344,15 @@ class Side:
         self.output = ""
 
 
-def docker_build(docker: common.PrivateDocker, ctx: Path, tag: str, data_root: Path) -> Side:
+def docker_build(
+    docker: common.PrivateDocker, ctx: Path, tag: str, data_root: Path, args=()
+) -> Side:
     env = dict(os.environ, DOCKER_BUILDKIT="0")
     proc = subprocess.run(
-        docker.command("build", "-t", tag, str(ctx)), capture_output=True, text=True, env=env
+        docker.command("build", "--network=none", *args, "-t", tag, str(ctx)),
+        capture_output=True,
+        text=True,
+        env=env,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"docker build failed: {proc.stdout[-2000:]}{proc.stderr.strip()}")
@@ -239,8 +376,8 @@ def docker_trees(docker, tag: str, workdir: Path, since: int, side: Side) -> Non
     _, side.merged = docker_tree(docker, tag, workdir, since)
 
 
-def dockweb_build(store: common.DockwebEnv, ctx: Path, tag: str) -> Side:
-    proc = store.run("build", "-t", tag, str(ctx), check=False)
+def dockweb_build(store: common.DockwebEnv, ctx: Path, tag: str, args=()) -> Side:
+    proc = store.run("build", "--network=none", *args, "-t", tag, str(ctx), check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"dockweb build failed: {proc.stdout[-2000:]}{proc.stderr.strip()}")
     side = Side()
@@ -270,8 +407,20 @@ def cache_steps(output: str) -> list[str]:
     return steps
 
 
+def step_lines(output: str) -> list[str]:
+    """The classic builder's ``Step N/M : ...`` lines and the ends of the build."""
+    keep = ("Step ", "Successfully ", "[Warning]")
+    return [line for line in output.splitlines() if line.startswith(keep)]
+
+
 def compare(name: str, d: Side, w: Side, show: bool) -> list[str]:
     out: list[str] = []
+    sd, sw = step_lines(d.output), step_lines(w.output)
+    # image IDs differ (times); compare the lines with them cut
+    sd = [line.split(" built ")[0] for line in sd]
+    sw = [line.split(" built ")[0] for line in sw]
+    if sd != sw:
+        out.append(f"{name} output lines: docker={sd} dockweb={sw}")
     dc, wc = d.config.get("config") or {}, w.config.get("config") or {}
     for field in CONFIG_FIELDS:
         if dc.get(field) != wc.get(field):
@@ -307,7 +456,7 @@ def compare(name: str, d: Side, w: Side, show: bool) -> list[str]:
     return out
 
 
-def run_case(name, base, docker, data_root, store, work, show) -> list[str]:
+def run_case(name, base, docker, data_root, store, work, show, tools="", url="") -> list[str]:
     ctx = work / "ctx" / name
     tag = f"cmpbuild/{name.replace('_', '-')}:1"
     problems: list[str] = []
@@ -331,11 +480,21 @@ def run_case(name, base, docker, data_root, store, work, show) -> list[str]:
                 problems.append(f"{name} {label}: cache use docker={sd} dockweb={sw}")
     else:
         case = CASES[name]
+        args = case.get("args", [])
         write_context(ctx, case["context"])
-        (ctx / "Dockerfile").write_text(case["dockerfile"].format(base=base))
+        (ctx / "Dockerfile").write_text(case["dockerfile"].format(base=base, tools=tools, url=url))
         stamp(ctx)
-        d = docker_build(docker, ctx, tag, data_root)
-        w = dockweb_build(store, ctx, tag)
+        d = docker_build(docker, ctx, tag, data_root, args)
+        w = dockweb_build(store, ctx, tag, args)
+        if case.get("rebuild"):
+            d2 = docker_build(docker, ctx, tag, data_root, args)
+            w2 = dockweb_build(store, ctx, tag, args)
+            sd, sw = cache_steps(d2.output), cache_steps(w2.output)
+            print(f"  {name} again: docker  {sd}\n  {name} again: dockweb {sw}")
+            if sd != sw:
+                problems.append(f"{name} again: cache use docker={sd} dockweb={sw}")
+            if (d2.image_id == d.image_id) != (w2.image_id == w.image_id):
+                problems.append(f"{name} again: same image docker/dockweb differ")
     docker_trees(docker, tag, work, since, d)
     dockweb_trees(store, tag, since, w)
     return problems + compare(name, d, w, show)
@@ -358,14 +517,19 @@ def main() -> int:
         with (
             common.registry(work / "registry") as reg,
             common.private_dockerd(data_root, common.DOCKERD_LOG) as docker,
+            file_server(work / "served") as url,
         ):
             base = f"{reg.host}/cmpbuild/busybox:1"
             im.push_image(reg.host, "cmpbuild/busybox", "1", im.busybox_base())
+            im.push_image(reg.host, "cmpbuild/tools", "1", tools_image())
+            tools = f"{reg.host}/cmpbuild/tools:1"
             docker.run("pull", "-q", base)
             store.run("pull", "-q", base)
             for name in names:
                 try:
-                    found = run_case(name, base, docker, data_root, store, work, args.show)
+                    found = run_case(
+                        name, base, docker, data_root, store, work, args.show, tools, url
+                    )
                 except RuntimeError as err:
                     found = [f"{name}: {err}"]
                 print(f"{name:16} {'PASS' if not found else f'{len(found)} differences'}")

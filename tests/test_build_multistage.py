@@ -118,10 +118,16 @@ def test_a_multi_stage_build_copies_between_stages_as_the_classic_builder(store,
     assert data == b"[][]\n"
     data, st = _read(store, result.image_id, "/app/msg")
     assert data == b"hello from builder\n"
-    # COPY --from: the source's mode kept, owned by root (moby's fixPermissions)
-    assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (0o640, 0, 0)
-    data, _ = _read(store, result.image_id, "/copied/msg")
-    assert data == b"hello from builder\n"
+    # COPY --from without --chown keeps mode and owners (moby's preserveOwnership)
+    assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (0o640, 1000, 1000)
+    data, st = _read(store, result.image_id, "/copied/msg")
+    assert data == b"hello from builder\n" and st.st_uid == 1000
+    # with --chown the files are the named owner's
+    chowned, _, _ = _build(
+        store, manager, MULTI + "COPY --chown=app:app --from=builder /out /chowned/\n"
+    )
+    assert _read(store, chowned.image_id, "/chowned/msg")[1].st_uid == 1000
+    assert _read(store, chowned.image_id, "/chowned")[1].st_uid == 1000
     # the final image holds only its own stage's history
     history = [h["created_by"] for h in store.get_image(result.image_id).config["history"]]
     assert not any("mkdir -p /out" in h for h in history)
@@ -197,7 +203,7 @@ def test_copy_from_an_image_pulls_it_when_missing(store, manager, registry):
     result, out, _ = _build(store, manager, dockerfile, registry=registry)
     assert f"pulled {ref}" in out  # the image was missing: pulled during the step
     data, st = _read(store, result.image_id, "/usr/bin/tool")
-    assert data == b"tool v1\n" and st.st_mode & 0o777 == 0o751 and st.st_uid == 0
+    assert data == b"tool v1\n" and st.st_mode & 0o777 == 0o751 and st.st_uid == 7
     # present now: no second pull, the step cached
     _again, out2, _ = _build(store, manager, dockerfile, registry=registry)
     assert "pulled" not in out2 and out2.count(" ---> Using cache") == 1

@@ -891,6 +891,8 @@ class Builder:
             dest = os.path.normpath(dest) + ("/" if trailing else "")
         with rw_layer(self.store, self.state.image, self.work_dir) as (merged, upper):
             uid, gid = self._chown(merged, inst)
+            # moby's preserveOwnership: COPY --from without --chown keeps the files' owners
+            keep_owners = bool(inst.flags.get("from")) and not inst.flags.get("chown")
             for rel, _digest in infos:
                 self._copy_one(
                     merged,
@@ -902,6 +904,7 @@ class Builder:
                     add=add and sources_of[rel] is self.context,
                     many=len(infos) > 1,
                     source=sources_of[rel],
+                    keep_owners=keep_owners,
                 )
         return self._new_image(n, inst, container_config, upper, container_id="")
 
@@ -963,6 +966,7 @@ class Builder:
         add: bool,
         many: bool,
         source: BuildContext | ImageSource | None = None,
+        keep_owners: bool = False,
     ) -> None:
         source = source or self.context
         src = source.abs(rel)
@@ -970,8 +974,9 @@ class Builder:
         if stat.S_ISDIR(st.st_mode):
             # moby's copyDirectory: missing directories are made root's (CopyWithTar), then
             # fixPermissions chowns the destination itself only if it was new
-            target = _mkdir_in(rootfs, dest, 0, 0, last_owner=(uid, gid))
-            self._copy_tree(rel, target, uid, gid, source)
+            last_owner = (0, 0) if keep_owners else (uid, gid)
+            target = _mkdir_in(rootfs, dest, 0, 0, last_owner=last_owner)
+            self._copy_tree(rel, target, uid, gid, source, keep_owners)
             return
         if add and stat.S_ISREG(st.st_mode) and _is_archive(src):
             # moby's UntarPath: the tar's own owners, modes and times; --chown plays no part
@@ -982,32 +987,43 @@ class Builder:
                 except LayerError as e:
                     raise BuildError(f"ADD failed: {rel}: {e}") from e
             return
+        # moby's copyFile: missing parents are the chown's owner's, root's when the owners
+        # are kept (os.MkdirAll)
         if dest.endswith("/") or many or os.path.isdir(oci.in_root(rootfs, dest)):
             target_dir = _mkdir_in(rootfs, dest, uid, gid)
             target = os.path.join(target_dir, os.path.basename(rel))
         else:
             parent = _mkdir_in(rootfs, os.path.dirname(dest.rstrip("/")) or "/", uid, gid)
             target = os.path.join(parent, os.path.basename(dest.rstrip("/")))
+        if keep_owners:
+            uid, gid = st.st_uid, st.st_gid
         _copy_entry(src, target, uid, gid)
 
     def _copy_tree(
-        self, rel: str, target: str, uid: int, gid: int, source: BuildContext | ImageSource
+        self,
+        rel: str,
+        target: str,
+        uid: int,
+        gid: int,
+        source: BuildContext | ImageSource,
+        keep_owners: bool = False,
     ) -> None:
         for child in source.children(rel):
             src = source.abs(child)
             dst = os.path.join(target, os.path.basename(child))
             st = os.lstat(src)
+            owner = (st.st_uid, st.st_gid) if keep_owners else (uid, gid)
             if stat.S_ISDIR(st.st_mode):
                 if not os.path.isdir(dst):
                     if os.path.lexists(dst):
                         os.unlink(dst)
                     os.mkdir(dst)
-                os.lchown(dst, uid, gid)
+                os.lchown(dst, *owner)
                 os.chmod(dst, stat.S_IMODE(st.st_mode))
-                self._copy_tree(child, dst, uid, gid, source)
+                self._copy_tree(child, dst, uid, gid, source, keep_owners)
                 os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
             else:
-                _copy_entry(src, dst, uid, gid)
+                _copy_entry(src, dst, *owner)
 
 
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9-_.]*$")

@@ -280,14 +280,18 @@ class ImageSource:
 
     def hash(self, rel: str) -> str:
         """``file:<sum>`` for a file (its target's, for a symlink), ``dir:<sha256>`` of the
-        sorted, comma-joined sums of the directory and everything under it (moby's
-        walkSource: the source root itself is left out)."""
+        sorted, comma-joined sums of the directory and everything under it, symlinks as their
+        targets (moby's walkSource: the source root itself is left out)."""
         real = self.resolve(rel)
         if not stat.S_ISDIR(os.lstat(self.abs(real)).st_mode):
             return "file:" + self._hash(real)
-        sums = [self._hash(p) for p in self.walk(real)]
-        if real:
-            sums.append(self._hash(real))
+        sums = []
+        for p in [*self.walk(real), *([real] if real else [])]:
+            # moby's lazySource.Hash resolves each path: a symlink sums as its target, a
+            # dangling one is left out
+            target = self.resolve(p)
+            if os.path.lexists(self.abs(target)):
+                sums.append(self._hash(target))
         return "dir:" + hashlib.sha256(",".join(sorted(sums)).encode()).hexdigest()
 
     def _hash(self, rel: str) -> str:
