@@ -296,6 +296,12 @@ def compressed_tar(kind: str) -> bytes:
 
 
 REBUILD = "cache_rebuild"
+# --cache-from: each tool builds, pushes, removes the image (and so its intermediate images),
+# pulls it back, then builds the same Dockerfile without and with --cache-from it.
+CACHE_FROM = "cache_from"
+CACHE_FROM_DOCKERFILE = (
+    "FROM {base}\nRUN echo one > /one\nENV X=1\nCOPY a.txt /a\nRUN echo two > /two\n"
+)
 REBUILD_DOCKERFILE = (
     "FROM {base}\nRUN echo first > /first\nENV X=1\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b\n"
     "COPY b.txt /b.txt\n"
@@ -456,11 +462,49 @@ def compare(name: str, d: Side, w: Side, show: bool) -> list[str]:
     return out
 
 
+def cache_from_round(tool: str, run, build_fn, ctx: Path, ref: str) -> tuple[list, list, bool]:
+    """Build, push, remove, pull back, build without and with --cache-from: the steps each
+    of the last two builds took from the cache, and whether the last gave the first's ID."""
+    first = build_fn(ctx, ref, [])
+    run("push", ref)
+    run("rmi", ref)
+    run("pull", "-q" if tool == "dockweb" else "--quiet", ref)
+    plain = build_fn(ctx, ref + "-plain", [])
+    cached = build_fn(ctx, ref, ["--cache-from", ref])
+    return cache_steps(plain.output), cache_steps(cached.output), cached.image_id == first.image_id
+
+
+def run_cache_from(base, docker, data_root, store, work, registry_host) -> list[str]:
+    ctx = work / "ctx" / CACHE_FROM
+    write_context(ctx, {"a.txt": b"a\n"})
+    (ctx / "Dockerfile").write_text(CACHE_FROM_DOCKERFILE.format(base=base))
+    stamp(ctx)
+    problems = []
+    results = {}
+    for tool in ("docker", "dockweb"):
+        ref = f"{registry_host}/cmpbuild/cf-{tool}:1"
+        if tool == "docker":
+            results[tool] = cache_from_round(
+                tool, docker.run, lambda c, t, a: docker_build(docker, c, t, data_root, a), ctx, ref
+            )
+        else:
+            results[tool] = cache_from_round(
+                tool, store.run, lambda c, t, a: dockweb_build(store, c, t, a), ctx, ref
+            )
+        plain, cached, same = results[tool]
+        print(f"  {CACHE_FROM} {tool:7}: without {plain} with --cache-from {cached} same ID {same}")
+    if results["docker"] != results["dockweb"]:
+        problems.append(f"{CACHE_FROM}: docker={results['docker']} dockweb={results['dockweb']}")
+    return problems
+
+
 def run_case(name, base, docker, data_root, store, work, show, tools="", url="") -> list[str]:
     ctx = work / "ctx" / name
     tag = f"cmpbuild/{name.replace('_', '-')}:1"
     problems: list[str] = []
     since = (time.time_ns() // 1_000_000_000 - 1) * 1_000_000_000
+    if name == CACHE_FROM:
+        return run_cache_from(base, docker, data_root, store, work, tools.split("/")[0])
     if name == REBUILD:
         files = {"a.txt": b"one\n", "b.txt": b"b\n"}
         write_context(ctx, files)
@@ -502,11 +546,13 @@ def run_case(name, base, docker, data_root, store, work, show, tools="", url="")
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("cases", nargs="*", help=f"default: {', '.join([*CASES, REBUILD])}")
+    parser.add_argument(
+        "cases", nargs="*", help=f"default: {', '.join([*CASES, REBUILD, CACHE_FROM])}"
+    )
     parser.add_argument("--show", action="store_true", help="print both histories")
     args = parser.parse_args()
-    names = args.cases or [*CASES, REBUILD]
-    unknown = [n for n in names if n not in CASES and n != REBUILD]
+    names = args.cases or [*CASES, REBUILD, CACHE_FROM]
+    unknown = [n for n in names if n not in CASES and n not in (REBUILD, CACHE_FROM)]
     if unknown:
         parser.error(f"unknown cases: {unknown}")
     work = Path(tempfile.mkdtemp(prefix="dockweb-build-", dir=common.SCRATCH))
