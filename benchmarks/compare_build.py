@@ -21,7 +21,13 @@ gets a fixed old mtime with a sub-second part), then builds it with
   Shell, StopSignal, OnBuild, Healthcheck;
 - the number of layers (rootfs.diff_ids) and of history entries, and each entry's
   created_by and empty_layer (differences listed; COPY/ADD's `file:<hash>` compared too);
-- for the rebuild case, which steps each tool took from the cache.
+- for the rebuild case, which steps each tool took from the cache;
+- the `Step N/M : ...`, `Successfully ...` and `[Warning]` lines of the output.
+
+Cases of issue 20 (multi-stage and the rest of the classic builder): multistage (built
+twice), target, copy_from_image (an image neither tool has), archives (gzip, bzip2, xz,
+zstd), add_url (files served on 127.0.0.1 by this script), cache_from (build, push, rmi,
+pull back, build without and with --cache-from). Both tools build with --network=none.
 
 Prints PASS or the differences per case; exits 1 if there are any.
 """
