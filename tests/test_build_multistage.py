@@ -359,5 +359,9 @@ def test_the_cli_writes_the_iidfile_quiet_labels_and_target(dockweb, registry, t
     assert "Step 2/2 : RUN echo 1 > /one" in out and "Using cache" in out
     bad = dockweb("build", "--network", "container:x", str(ctx), check=False)
     assert bad.returncode == 1 and 'network mode "container:x" not supported' in bad.stderr
+    for flag in (["--squash"], ["--platform", "linux/arm64"], ["-m", "64m"], ["--secret", "x"]):
+        refused = dockweb("build", *flag, str(ctx), check=False)
+        assert refused.returncode == 125, flag
+        assert refused.stderr.startswith("dockweb build does not support --"), refused.stderr
     failed = dockweb("build", "--iidfile", str(iid), "--target", "nope", str(ctx), check=False)
     assert failed.returncode == 1 and not iid.exists()  # no stale ID after a failure

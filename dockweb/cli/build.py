@@ -13,7 +13,26 @@ from dockweb.runtime.units import human_size
 from images import services
 
 
+def _unsupported(args) -> str:
+    """The first docker build flag given that dockweb's builder does not have."""
+    for flag in ("squash", "compress", "stream"):
+        if getattr(args, flag, False):
+            return f"--{flag}"
+    for key, value in sorted(vars(args).items()):
+        if key.startswith("unsupported_") and value:
+            return "--" + key.removeprefix("unsupported_").replace("_", "-")
+    return ""
+
+
 def cmd_build(args) -> int:
+    flag = _unsupported(args)
+    if flag:
+        print(
+            f"dockweb build does not support {flag}; see 'dockweb build --help' for the "
+            "options it has",
+            file=sys.stderr,
+        )
+        return 125
     for tag in args.tag or []:
         try:
             ref = refs.parse_normalized_named(tag)

@@ -419,7 +419,23 @@ def _add_build(sub, name: str) -> None:
         help="Set the networking mode for the RUN instructions during build",
     )
     p.add_argument("--cache-from", action="append", help="Images to consider as cache sources")
+    # docker build's other flags: parsed so that each is refused by name (cli/build.py),
+    # never mistaken for a usage error or ignored
+    for flags in UNSUPPORTED_BUILD_FLAGS:
+        p.add_argument(*flags, dest="unsupported_" + flags[0].lstrip("-").replace("-", "_"),
+                       action="append", help=argparse.SUPPRESS)
+    for flag in ("--squash", "--compress", "--stream"):  # docker's boolean ones, refused
+        p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func="build:cmd_build")
+
+
+# docker 20.10 build flags dockweb's classic builder does not have (valued flags)
+UNSUPPORTED_BUILD_FLAGS = (
+    ("--add-host",), ("--cgroup-parent",), ("--cpu-period",), ("--cpu-quota",),
+    ("--cpu-shares", "-c"), ("--cpuset-cpus",), ("--cpuset-mems",), ("--isolation",),
+    ("--memory", "-m"), ("--memory-swap",), ("--platform",), ("--progress",), ("--secret",),
+    ("--ssh",), ("--output", "-o"), ("--security-opt",), ("--shm-size",), ("--ulimit",),
+)  # fmt: skip
 
 
 def _add_commit(sub, name: str) -> None:
