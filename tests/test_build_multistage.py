@@ -18,7 +18,7 @@ import threading
 import pytest
 
 from dockweb.runtime.build import BuildOptions, build
-from dockweb.runtime.errors import BuildError
+from dockweb.runtime.errors import BuildError, ImageNotFound
 from dockweb.runtime.imageio import push
 from dockweb.runtime.pull import pull
 from dockweb.runtime.registry import RegistryClient
@@ -147,6 +147,16 @@ def test_a_multi_stage_build_copies_between_stages_as_the_classic_builder(store,
     assert third.image_id != result.image_id
     assert _read(store, third.image_id, "/app/msg")[0] == b"bye from builder\n"
     assert _read(store, third.image_id, "/scoped")[0] == b"[bye][]\n"
+
+
+def test_meta_args_expand_earlier_ones_and_build_args_win(store, manager):
+    dockerfile = (
+        "ARG NAME=busy\nARG IMAGE=${NAME}box\nFROM $IMAGE\nARG IMAGE\nRUN echo $IMAGE > /i\n"
+    )
+    result, _out, _ = _build(store, manager, dockerfile)
+    assert _read(store, result.image_id, "/i")[0] == b"busybox\n"
+    with pytest.raises(ImageNotFound, match="nothingbox:latest"):
+        _build(store, manager, dockerfile, build_args={"NAME": "nothing"})
 
 
 def test_target_stops_after_the_named_stage(store, manager):

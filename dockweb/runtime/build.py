@@ -338,10 +338,23 @@ class Builder:
             raise parse_error(inst.line, str(e)) from None
 
     def _meta_arg(self, inst: Instruction) -> None:
+        """moby's processMetaArg: the default expanded with the ARGs before it."""
         key, eq, value = inst.rest.partition("=")
+        if eq:
+            try:
+                value = expand_word(value, self._meta_env(), self.escape)
+            except DockwebError as e:
+                raise parse_error(inst.line, str(e)) from None
         self.meta_args[key] = value if eq else None
         if key in self.opts.build_args:
             self.used_args.add(key)
+
+    def _meta_env(self) -> dict[str, str]:
+        """The ARGs before the first FROM with their values (a --build-arg wins)."""
+        return {
+            k: (self.opts.build_args.get(k) if k in self.opts.build_args else v) or ""
+            for k, v in self.meta_args.items()
+        }
 
     # -- dispatch
 
@@ -350,10 +363,7 @@ class Builder:
         return handler(n, inst)
 
     def _do_from(self, n: int, inst: Instruction) -> StepResult:
-        meta_env = {
-            k: (self.opts.build_args.get(k) if k in self.opts.build_args else v) or ""
-            for k, v in self.meta_args.items()
-        }
+        meta_env = self._meta_env()
         name = _stage_name(inst)
         base = expand_word(inst.rest.split()[0], meta_env, self.escape)
         if not base:
