@@ -501,6 +501,24 @@ def run_cache_from(base, docker, data_root, store, work, registry_host) -> list[
         print(f"  {CACHE_FROM} {tool:7}: without {plain} with --cache-from {cached} same ID {same}")
     if results["docker"] != results["dockweb"]:
         problems.append(f"{CACHE_FROM}: docker={results['docker']} dockweb={results['dockweb']}")
+    # multi-stage, local cache present: with --cache-from the final image, a step of the
+    # first stage is no ancestor of it (rebuilt), the last stage's steps are (cached)
+    (ctx / "Dockerfile").write_text(
+        f"FROM {base} AS builder\nRUN echo built > /b\nFROM {base}\n"
+        "COPY --from=builder /b /b\nENV Y=2\n"
+    )
+    stamp(ctx)
+    steps = {}
+    for tool, build_fn in (
+        ("docker", lambda a: docker_build(docker, ctx, "cmpbuild/cf-ms:1", data_root, a)),
+        ("dockweb", lambda a: dockweb_build(store, ctx, "cmpbuild/cf-ms:1", a)),
+    ):
+        first = build_fn([])
+        again = build_fn(["--cache-from", "cmpbuild/cf-ms:1"])
+        steps[tool] = (cache_steps(again.output), again.image_id == first.image_id)
+        print(f"  {CACHE_FROM} multi-stage {tool:7}: {steps[tool]}")
+    if steps["docker"] != steps["dockweb"]:
+        problems.append(f"{CACHE_FROM} multi-stage: {steps}")
     return problems
 
 
