@@ -864,21 +864,18 @@ class Builder:
                 line=inst.line,
             )
         infos: list[tuple[str, str]] = []  # (source path, hash)
-        sources_of: dict[str, BuildContext | ImageSource] = {}
+        origins: list[BuildContext | ImageSource] = []  # where each of infos is
         for src in sources:
             if re.match(r"^https?://", src):
                 if not add:
                     raise BuildError(f"{name} failed: source can't be a URL for {name}")
                 downloads = stack.enter_context(_tempdir(self.work_dir))
-                rel, digest = _download(src, downloads, dest)
-                url_source = ImageSource(downloads)
-                sources_of[rel] = url_source
-                infos.append((rel, digest))
+                infos.append(_download(src, downloads, dest))
+                origins.append(ImageSource(downloads))
                 continue
             found = self._sources(name, src, source)
-            for rel, _ in found:
-                sources_of[rel] = source
             infos.extend(found)
+            origins.extend([source] * len(found))
         src_hash = (
             infos[0][1]
             if len(infos) == 1
@@ -903,7 +900,7 @@ class Builder:
             uid, gid = self._chown(merged, inst)
             # moby's preserveOwnership: COPY --from without --chown keeps the files' owners
             keep_owners = bool(inst.flags.get("from")) and not inst.flags.get("chown")
-            for rel, _digest in infos:
+            for (rel, _digest), origin in zip(infos, origins, strict=True):
                 self._copy_one(
                     merged,
                     rel,
@@ -911,9 +908,9 @@ class Builder:
                     uid,
                     gid,
                     # remote files and --from sources are never unpacked (moby's copier)
-                    add=add and sources_of[rel] is self.context,
+                    add=add and origin is self.context,
                     many=len(infos) > 1,
-                    source=sources_of[rel],
+                    source=origin,
                     keep_owners=keep_owners,
                 )
         return self._new_image(n, inst, container_config, upper, container_id="")
