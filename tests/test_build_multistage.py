@@ -265,6 +265,11 @@ class _Files(http.server.BaseHTTPRequestHandler):
         if self.path == "/missing":
             self.send_error(404)
             return
+        if self.path == "/away":
+            self.send_response(302)
+            self.send_header("Location", "http://192.0.2.1/x")
+            self.end_headers()
+            return
         body = b"downloaded\n" if self.path != "/a.tar" else _tar([("t", b"x")])
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -307,6 +312,8 @@ def test_add_of_a_loopback_url_is_fetched_by_the_builder(store, manager, http_fi
         _build(store, manager, f"FROM busybox\nADD {http_files}/missing /x\n")
     with pytest.raises(BuildError, match="only from loopback"):
         _build(store, manager, "FROM busybox\nADD http://192.0.2.1/x /x\n")
+    with pytest.raises(BuildError, match="redirects to http://192.0.2.1/x, which is not on"):
+        _build(store, manager, f"FROM busybox\nADD {http_files}/away /x\n")
     with pytest.raises(BuildError, match="source can't be a URL for COPY"):
         _build(store, manager, f"FROM busybox\nCOPY {http_files}/file.txt /x\n")
 

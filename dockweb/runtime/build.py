@@ -1084,7 +1084,18 @@ def _download(url: str, into: str, dest: str) -> tuple[str, str]:
             "loopback (127.0.0.1, localhost, ::1); download the file into the build context "
             "and ADD it from there"
         )
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    class LoopbackRedirects(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):
+            host = urllib.parse.urlsplit(newurl).hostname or ""
+            if host not in _LOOPBACK_HOSTS:
+                raise BuildError(
+                    f"ADD failed: remote URL {url} redirects to {newurl}, which is not on "
+                    "loopback: refused"
+                )
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), LoopbackRedirects)
     try:
         resp = opener.open(url, timeout=30)
     except urllib.error.HTTPError as e:
