@@ -227,6 +227,15 @@ CASES["archives"] = {
     ),
 }
 
+# ONBUILD triggers of a base (here a stage): run as part of the FROM that uses it.
+CASES["onbuild"] = {
+    "context": {"a.txt": b"a\n"},
+    "dockerfile": (
+        "FROM {base} AS parent\nONBUILD RUN echo trig > /trig\nONBUILD COPY a.txt /a\n"
+        "ONBUILD ENV T=1\nFROM parent\nRUN cat /trig /a && echo $T > /t\n"
+    ),
+    "rebuild": True,
+}
 # ADD of a URL on 127.0.0.1 (served by this script): dockerd downloads it itself, as dockweb
 CASES["add_url"] = {
     "context": {},
@@ -420,8 +429,9 @@ def cache_steps(output: str) -> list[str]:
 
 
 def step_lines(output: str) -> list[str]:
-    """The classic builder's ``Step N/M : ...`` lines and the ends of the build."""
-    keep = ("Step ", "Successfully ", "[Warning]")
+    """The classic builder's ``Step N/M : ...`` and ``# Executing N build triggers`` lines
+    and the ends of the build."""
+    keep = ("Step ", "Successfully ", "[Warning]", "# Executing ")
     return [line for line in output.splitlines() if line.startswith(keep)]
 
 

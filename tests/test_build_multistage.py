@@ -382,3 +382,24 @@ def test_the_cli_writes_the_iidfile_quiet_labels_and_target(dockweb, registry, t
         assert refused.stderr.startswith("dockweb build does not support --"), refused.stderr
     failed = dockweb("build", "--iidfile", str(iid), "--target", "nope", str(ctx), check=False)
     assert failed.returncode == 1 and not iid.exists()  # no stale ID after a failure
+
+
+def test_onbuild_triggers_of_the_base_run_in_its_from_step(store, manager, tmp_path):
+    (tmp_path / "a.txt").write_text("a\n")
+    dockerfile = (
+        "FROM busybox AS parent\nONBUILD RUN echo trig > /trig\nONBUILD COPY a.txt /a\n"
+        "FROM parent\nRUN cat /trig /a\n"
+    )
+    result, out, stages = _build(store, manager, dockerfile, tmp_path)
+    lines = out.splitlines()
+    start = lines.index("Step 4/5 : FROM parent")
+    assert lines[start + 1] == "# Executing 2 build triggers"
+    assert lines[start + 2].startswith(" ---> Running in ")  # the RUN trigger
+    step5 = lines.index("Step 5/5 : RUN cat /trig /a")
+    assert lines[step5 - 1] == f" ---> {store.get_image(result.image_id).parent[7:19]}"
+    assert lines[step5 + 2 : step5 + 4] == ["trig", "a"]
+    image = store.get_image(result.image_id).config
+    assert image["config"].get("OnBuild") is None  # the triggers are used up
+    history = [h["created_by"] for h in image["history"]]
+    assert history[-3] == "/bin/sh -c echo trig > /trig"
+    assert history[-2].startswith("/bin/sh -c #(nop) COPY file:")

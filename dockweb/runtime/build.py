@@ -29,8 +29,11 @@ Multi-stage builds are the classic builder's: each ``FROM`` starts a stage (its 
 up afresh, its build args its own); a finished stage is kept by index and name for ``FROM
 <stage>`` and ``COPY --from``; ``COPY --from`` also takes an image, pulled when missing.
 
-Not done: ONBUILD triggers of a base image (they are kept in the config, not run),
-``security.capability`` xattrs in built layers, ADD of URLs other than loopback ones.
+A base image's ONBUILD triggers run as part of its FROM step, as moby's
+dispatchTriggeredOnBuild.
+
+Not done: ``security.capability`` xattrs in built layers, ADD of URLs other than loopback
+ones.
 """
 
 from __future__ import annotations
@@ -384,7 +387,22 @@ class Builder:
         if not any(e.startswith("PATH=") for e in env):
             env.append(f"PATH={oci.DEFAULT_PATH}")
         self.state.config["Env"] = env
-        return StepResult(n, inst.original, rec.id)
+        self._onbuild_triggers(n)
+        return StepResult(n, inst.original, self.state.image_id)
+
+    def _onbuild_triggers(self, n: int) -> None:
+        """moby's dispatchTriggeredOnBuild: the base image's ONBUILD triggers run as steps
+        of this FROM (no Step lines of their own), removed from the config first."""
+        triggers = list(self.state.config.get("OnBuild") or [])
+        if not triggers:
+            return
+        self.state.config["OnBuild"] = None
+        self._say(f"# Executing {len(triggers)} build trigger" + ("s" if len(triggers) > 1 else ""))
+        for trigger in triggers:
+            instructions, _ = parse_dockerfile(trigger)
+            if len(instructions) != 1:
+                raise BuildError("onbuild trigger should be a single expression")
+            self._dispatch(n, instructions[0])
 
     def _cache_sources(self) -> list[ImageRecord]:
         """The --cache-from images the store has (moby's MakeImageCache skips the others)."""
