@@ -419,7 +419,7 @@ def mark_stages(steps: list) -> list[dict]:
     stages: list[dict] = []
     for step in steps:
         step.stage = None
-        words = (step.instruction or "").split()
+        words = [w for w in (step.instruction or "").split() if not w.startswith("--")]
         if words and words[0].upper() == "FROM" and len(words) >= 2:
             name = words[3].lower() if len(words) == 4 and words[2].lower() == "as" else ""
             stage = {"index": len(stages), "name": name, "base": words[1], "steps": []}
