@@ -196,7 +196,10 @@ def test_from_a_stage_and_labels_go_to_the_last_stage(store, manager):
             "FROM busybox\nFROM busybox\nCOPY --from=5 /bin/sh /x\n",
             "invalid from flag value 5: index out of bounds",
         ),
-        ("FROM busybox\nFROM busybox\nCOPY --from=0 /nope /x\n", "stat /nope: file does not"),
+        (
+            "FROM busybox\nFROM busybox\nCOPY --from=0 /nope /x\n",
+            "COPY failed: stat nope: file does not exist",
+        ),
         ("FROM busybox\nFROM busybox\nADD --from=0 /bin/sh /x\n", "Unknown flag: from"),
     ],
 )

@@ -946,7 +946,7 @@ class Builder:
                 return [(p, source.hash(p)) for p in matches]
             real = source.resolve(rel)
             if not source.has(real):
-                raise BuildError(f"{name} failed: stat {src}: file does not exist")
+                raise BuildError(f"{name} failed: stat {rel}: file does not exist")
             return [(real, source.hash(real))]
         if self.context.root is None:
             raise BuildError(f"{name} failed: no build context: upload one to copy {src}")
