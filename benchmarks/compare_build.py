@@ -27,7 +27,9 @@ gets a fixed old mtime with a sub-second part), then builds it with
 Cases of issue 20 (multi-stage and the rest of the classic builder): multistage (built
 twice), target, copy_from_image (an image neither tool has), archives (gzip, bzip2, xz,
 zstd), add_url (files served on 127.0.0.1 by this script), cache_from (build, push, rmi,
-pull back, build without and with --cache-from). Both tools build with --network=none.
+pull back, build without and with --cache-from), onbuild, stage_errors (each tool's exit
+code and error text for eight failing multi-stage files). Both tools build with
+--network=none.
 
 Prints PASS or the differences per case; exits 1 if there are any.
 """
@@ -478,6 +480,42 @@ def compare(name: str, d: Side, w: Side, show: bool) -> list[str]:
     return out
 
 
+# Multi-stage mistakes: each tool's error text (stderr) and exit code must be the same.
+ERRORS = "stage_errors"
+ERROR_DOCKERFILES = {
+    "current stage": "FROM {base}\nCOPY --from=0 /bin/sh /x\n",
+    "index out of bounds": "FROM {base}\nFROM {base}\nCOPY --from=5 /bin/sh /x\n",
+    "negative index": "FROM {base}\nFROM {base}\nCOPY --from=-1 /bin/sh /x\n",
+    "bad stage name": "FROM {base} AS 1st\n",
+    "duplicate name": "FROM {base} AS a\nFROM {base} AS A\n",
+    "missing path": "FROM {base}\nFROM {base}\nCOPY --from=0 /nope /x\n",
+    "ADD --from": "FROM {base}\nFROM {base}\nADD --from=0 /bin/sh /x\n",
+    "unknown target": "FROM {base} AS a\n",
+}
+
+
+def run_errors(base, docker, store, work) -> list[str]:
+    problems = []
+    for label, text in ERROR_DOCKERFILES.items():
+        ctx = work / "ctx" / ERRORS / label.replace(" ", "-")
+        ctx.mkdir(parents=True, exist_ok=True)
+        (ctx / "Dockerfile").write_text(text.format(base=base))
+        args = ["--target", "nope"] if label == "unknown target" else []
+        env = dict(os.environ, DOCKER_BUILDKIT="0")
+        d = subprocess.run(
+            docker.command("build", "--network=none", *args, str(ctx)),
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        w = store.run("build", "--network=none", *args, str(ctx), check=False)
+        seen = ((d.returncode, d.stderr.strip()), (w.returncode, w.stderr.strip()))
+        print(f"  {label}: docker {seen[0]}")
+        if seen[0] != seen[1]:
+            problems.append(f"{ERRORS} {label}: docker={seen[0]} dockweb={seen[1]}")
+    return problems
+
+
 def cache_from_round(tool: str, run, build_fn, ctx: Path, ref: str) -> tuple[list, list, bool]:
     """Build, push, remove, pull back, build without and with --cache-from: the steps each
     of the last two builds took from the cache, and whether the last gave the first's ID."""
@@ -537,6 +575,8 @@ def run_case(name, base, docker, data_root, store, work, show, tools="", url="")
     tag = f"cmpbuild/{name.replace('_', '-')}:1"
     problems: list[str] = []
     since = (time.time_ns() // 1_000_000_000 - 1) * 1_000_000_000
+    if name == ERRORS:
+        return run_errors(base, docker, store, work)
     if name == CACHE_FROM:
         return run_cache_from(base, docker, data_root, store, work, tools.split("/")[0])
     if name == REBUILD:
@@ -581,12 +621,12 @@ def run_case(name, base, docker, data_root, store, work, show, tools="", url="")
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "cases", nargs="*", help=f"default: {', '.join([*CASES, REBUILD, CACHE_FROM])}"
+        "cases", nargs="*", help=f"default: {', '.join([*CASES, REBUILD, CACHE_FROM, ERRORS])}"
     )
     parser.add_argument("--show", action="store_true", help="print both histories")
     args = parser.parse_args()
-    names = args.cases or [*CASES, REBUILD, CACHE_FROM]
-    unknown = [n for n in names if n not in CASES and n not in (REBUILD, CACHE_FROM)]
+    names = args.cases or [*CASES, REBUILD, CACHE_FROM, ERRORS]
+    unknown = [n for n in names if n not in CASES and n not in (REBUILD, CACHE_FROM, ERRORS)]
     if unknown:
         parser.error(f"unknown cases: {unknown}")
     work = Path(tempfile.mkdtemp(prefix="dockweb-build-", dir=common.SCRATCH))
