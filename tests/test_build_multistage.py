@@ -357,6 +357,9 @@ def test_network_is_passed_to_the_run_containers(store, manager):
     assert sorted(_read(store, host.image_id, "/nets")[0].split()) == sorted(
         n.encode() for n in os.listdir("/sys/class/net")
     )
+    # bridge: the default bridge network the runtime has, as docker build --network bridge
+    bridge, _, _ = _build(store, manager, dockerfile, no_cache=True, network="bridge")
+    assert _read(store, bridge.image_id, "/nets")[0].split() == [b"eth0", b"lo"]
 
 
 def test_the_cli_writes_the_iidfile_quiet_labels_and_target(dockweb, registry, tmp_path):

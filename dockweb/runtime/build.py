@@ -114,7 +114,7 @@ class BuildOptions:
     labels: dict[str, str] = field(default_factory=dict)  # --label: LABEL steps at the end
     target: str = ""  # --target: the stage to stop after
     pull: bool = False  # --pull: pull every FROM and COPY --from image, even one the store has
-    network: str = ""  # --network: the RUN containers' network ("" or "default": none yet)
+    network: str = ""  # --network: the RUN containers' network ("" or "default": none)
     cache_from: list[str] = field(default_factory=list)  # --cache-from: images as cache sources
 
 
@@ -809,7 +809,7 @@ class Builder:
 
     def _network(self) -> str:
         """The RUN containers' network: --network as given (bridge, host, none); the
-        default is none until dockweb has networks."""
+        default ("" or "default") is none, where dockerd's is the default bridge."""
         network = self.opts.network
         return "none" if network in ("", "default") else network
 
