@@ -632,7 +632,8 @@ def build_detail(request: HttpRequest, pk: int) -> HttpResponse:
     steps = list(b.steps.all())
     if not masking.shows_secrets(request.user):
         _mask_build(b, steps)
-    context = {"build": b, "steps": steps, "page": "build"}
+    stages = services.mark_stages(steps)
+    context = {"build": b, "steps": steps, "stages": stages, "page": "build"}
     return render(request, template, context)
 
 

@@ -329,3 +329,25 @@ def test_it_records_a_failed_step_with_dockers_message_and_line(store, registry,
     assert [s.number for s in steps] == [1, 2, 3]
     assert steps[1].image_id and steps[1].layer_size is None  # ENV: done, no layer
     assert not steps[2].image_id  # the failed RUN made no image
+
+
+@needs_root
+@pytest.mark.django_db(transaction=True)
+def test_it_runs_a_multi_stage_build_and_shows_each_stage(client, store, registry, queued):
+    base = f"{registry.host}/pagebuild/busybox:1"
+    build = _start(
+        registry, f"RUN echo a > /a\nFROM {base} AS Final\nCOPY --from=0 /a /a\nCMD cat /a\n"
+    )
+    services.run_build(build.pk)
+    build.refresh_from_db()
+    assert build.status == "done", build.error
+    assert store.lookup(build.image_id).id == build.image_id
+    html = client.get(f"/builds/{build.pk}/").content.decode()
+    assert "2 stages" in html
+    heads = html.count('<tr class="stage-head">')
+    assert heads == 2
+    first, second = html.split('<tr class="stage-head">')[1:3]
+    assert first.split("</tr>")[0].count("Stage 0") == 1 and "steps 1–2" in first
+    assert "Stage 1" in second and '<span class="mono">final</span>' in second
+    assert "steps 3–5" in second
+    assert "COPY --from=0 /a /a" in second

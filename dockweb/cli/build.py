@@ -13,7 +13,26 @@ from dockweb.runtime.units import human_size
 from images import services
 
 
+def _unsupported(args) -> str:
+    """The first docker build flag given that dockweb's builder does not have."""
+    for flag in ("squash", "compress", "stream"):
+        if getattr(args, flag, False):
+            return f"--{flag}"
+    for key, value in sorted(vars(args).items()):
+        if key.startswith("unsupported_") and value:
+            return "--" + key.removeprefix("unsupported_").replace("_", "-")
+    return ""
+
+
 def cmd_build(args) -> int:
+    flag = _unsupported(args)
+    if flag:
+        print(
+            f"dockweb build does not support {flag}; see 'dockweb build --help' for the "
+            "options it has",
+            file=sys.stderr,
+        )
+        return 125
     for tag in args.tag or []:
         try:
             ref = refs.parse_normalized_named(tag)
@@ -52,6 +71,28 @@ def cmd_build(args) -> int:
         key, eq, value = pair.partition("=")
         # `--build-arg K` takes K from the environment, as the docker CLI does
         build_args[key] = value if eq else os.environ.get(key)
+    labels: dict[str, str] = {}
+    for pair in args.label or []:
+        # the docker CLI's ConvertKVStringsToMap: "k=v", or "k" for an empty value
+        key, _, value = pair.partition("=")
+        labels[key] = value
+    network = args.network
+    if network not in ("default", "bridge", "host", "none"):
+        print(
+            f'Error response from daemon: network mode "{network}" not supported by '
+            "dockweb's builder (default, bridge, host, none)",
+            file=sys.stderr,
+        )
+        return 1
+    if args.iidfile:
+        # the docker CLI: no stale file is left if the build fails
+        try:
+            os.remove(args.iidfile)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            print(f"Removing image ID file: {err}", file=sys.stderr)
+            return 1
     options = BuildOptions(
         dockerfile=text,
         context_dir=context,
@@ -61,6 +102,11 @@ def cmd_build(args) -> int:
         no_cache=args.no_cache,
         remove=args.rm,
         force_rm=args.force_rm,
+        labels=labels,
+        target=args.target,
+        pull=args.pull,
+        network=network,
+        cache_from=[c for c in args.cache_from or [] if c],
     )
     started = False
 
@@ -82,6 +128,13 @@ def cmd_build(args) -> int:
         return err.exit_code
     if args.quiet:
         print(result.image_id)
+    if args.iidfile:
+        try:
+            with open(args.iidfile, "w", encoding="utf-8") as f:
+                f.write(result.image_id)
+        except OSError as err:
+            print(f"Writing image ID file: {err}", file=sys.stderr)
+            return 1
     return 0
 
 

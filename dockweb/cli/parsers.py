@@ -429,7 +429,33 @@ def _add_build(sub, name: str) -> None:
         help="Remove intermediate containers after a successful build",
     )
     p.add_argument("--force-rm", action="store_true", help="Always remove intermediate containers")
+    p.add_argument("--target", default="", help="Set the target build stage to build.")
+    p.add_argument("--iidfile", default="", help="Write the image ID to the file")
+    p.add_argument("--pull", action="store_true", help="Always attempt to pull a newer version")
+    p.add_argument("--label", action="append", help="Set metadata for an image")
+    p.add_argument(
+        "--network",
+        default="default",
+        help="Set the networking mode for the RUN instructions during build",
+    )
+    p.add_argument("--cache-from", action="append", help="Images to consider as cache sources")
+    # docker build's other flags: parsed so that each is refused by name (cli/build.py),
+    # never mistaken for a usage error or ignored
+    for flags in UNSUPPORTED_BUILD_FLAGS:
+        p.add_argument(*flags, dest="unsupported_" + flags[0].lstrip("-").replace("-", "_"),
+                       action="append", help=argparse.SUPPRESS)
+    for flag in ("--squash", "--compress", "--stream"):  # docker's boolean ones, refused
+        p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func="build:cmd_build")
+
+
+# docker 20.10 build flags dockweb's classic builder does not have (valued flags)
+UNSUPPORTED_BUILD_FLAGS = (
+    ("--add-host",), ("--cgroup-parent",), ("--cpu-period",), ("--cpu-quota",),
+    ("--cpu-shares", "-c"), ("--cpuset-cpus",), ("--cpuset-mems",), ("--isolation",),
+    ("--memory", "-m"), ("--memory-swap",), ("--platform",), ("--progress",), ("--secret",),
+    ("--ssh",), ("--output", "-o"), ("--security-opt",), ("--shm-size",), ("--ulimit",),
+)  # fmt: skip
 
 
 def _add_commit(sub, name: str) -> None:

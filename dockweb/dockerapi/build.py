@@ -14,8 +14,9 @@ dockerd's; ``q`` keeps the output until the end and sends the image ID alone. A 
 goes away cancels the build before its next step, as dockerd's.
 
 Options dockweb cannot honour are refused with a 400 naming them: BuildKit (``version=2``),
-remote contexts, resource limits, ``extrahosts``, ``cachefrom``, ``networkmode`` other than
-the default or ``none`` (RUN steps have no network), another platform. The zero values the
+remote contexts, resource limits, ``extrahosts``, a ``networkmode`` other than default,
+bridge, host or none (passed to the RUN containers), another platform. ``cachefrom`` and
+``target`` are the classic builder's. The zero values the
 docker CLI always sends are accepted.
 """
 
@@ -107,12 +108,13 @@ def _build_options(req: Request):
     if [h for h in req.qlist("extrahosts") if h]:
         raise unsupported("the build option extrahosts")
     network = req.q("networkmode") or ""
-    if network not in ("", "default", "none"):
-        raise unsupported(f'the build network mode "{network}" (RUN steps run without a network)')
+    if network not in ("", "default", "bridge", "host", "none"):
+        raise unsupported(f'the build network mode "{network}" (default, bridge, host, none)')
     if _json_option(req, "ulimits", "ulimit settings", list):
         raise unsupported("the build option ulimits")
-    if _json_option(req, "cachefrom", "cache-from images", list):
-        raise unsupported("the build option cachefrom")
+    cache_from = _json_option(req, "cachefrom", "cache-from images", list) or []
+    if not all(isinstance(c, str) for c in cache_from):
+        raise bad_request("error reading cache-from images: expected a list of strings")
     if req.q("outputs") and _json_option(req, "outputs", "outputs", list):
         raise unsupported("the build option outputs")
     platform = req.q("platform") or ""
@@ -138,6 +140,8 @@ def _build_options(req: Request):
         labels=labels,
         target=req.q("target") or "",
         pull=req.qbool("pull"),
+        network=network,
+        cache_from=[c for c in cache_from if c],
     )
     return options, req.qbool("q")
 

@@ -25,8 +25,15 @@ Here: the builder that runs the steps (``Builder``, ``build``) and ``commit``. T
 text is read by ``dockweb.runtime.dockerfile``, the context by ``dockweb.runtime.buildcontext``,
 and layers and image records are made by ``dockweb.runtime.childimage``.
 
-Not done: multi-stage ``COPY --from``, ONBUILD triggers of a base image (they are kept in the
-config, not run), ``security.capability`` xattrs in built layers.
+Multi-stage builds are the classic builder's: each ``FROM`` starts a stage (its cache looked
+up afresh, its build args its own); a finished stage is kept by index and name for ``FROM
+<stage>`` and ``COPY --from``; ``COPY --from`` also takes an image, pulled when missing.
+
+A base image's ONBUILD triggers run as part of its FROM step, as moby's
+dispatchTriggeredOnBuild.
+
+Not done: ``security.capability`` xattrs in built layers, ADD of URLs other than loopback
+ones.
 """
 
 from __future__ import annotations
@@ -51,8 +58,14 @@ from dataclasses import dataclass, field
 from dockweb.runtime import oci
 from dockweb.runtime import reference as refs
 from dockweb.runtime.archive import untar
-from dockweb.runtime.buildcontext import BuildContext
-from dockweb.runtime.childimage import find_cached, layer_from_upper, put_child_image, rw_layer
+from dockweb.runtime.buildcontext import BuildContext, ImageSource, file_tarsum
+from dockweb.runtime.childimage import (
+    find_cached,
+    image_config_bytes,
+    layer_from_upper,
+    put_child_image,
+    rw_layer,
+)
 from dockweb.runtime.containers import ContainerSpec, Status
 from dockweb.runtime.containers.health import config_text as healthcheck_text
 from dockweb.runtime.containers.state import now_rfc3339nano
@@ -101,7 +114,9 @@ class BuildOptions:
     force_rm: bool = False  # remove them even after a failed step
     labels: dict[str, str] = field(default_factory=dict)  # --label: LABEL steps at the end
     target: str = ""  # --target: the stage to stop after
-    pull: bool = False  # --pull: pull every FROM image, even one the store has
+    pull: bool = False  # --pull: pull every FROM and COPY --from image, even one the store has
+    network: str = ""  # --network: the RUN containers' network ("" or "default": none)
+    cache_from: list[str] = field(default_factory=list)  # --cache-from: images as cache sources
 
 
 @dataclass
@@ -163,7 +178,11 @@ class Builder:
         self.escape = "\\"
         self.context = BuildContext(options.context_dir, options.dockerfile_name)
         self.work_dir = os.path.join(store.root, "builds", secrets.token_hex(8))
-        self.stages: dict[str, str] = {}
+        self.stages: dict[str, str] = {}  # name -> image ID of each finished named stage
+        self.stage_images: list[str] = []  # image ID of each finished stage, by index
+        self.stage_name = ""  # the current stage's name
+        self.cache_busted = False  # a step of this stage missed the cache: no more lookups
+        self.cache_sources: list[ImageRecord] = []  # --cache-from images of this stage
         self.disable_commit = False  # commit --change: dispatch to the config only
 
     # output helpers
@@ -200,6 +219,7 @@ class Builder:
         for inst in instructions:
             if inst.name == "FROM":
                 seen_from = True
+                _stage_name(inst)
             elif not seen_from and inst.name != "ARG":
                 raise BuildError("No build stage in current context", line=inst.line)
         if not instructions:
@@ -224,16 +244,19 @@ class Builder:
                 # the client went away: moby's check between two steps
                 self.out("Build cancelled\n")
                 raise BuildError("Build cancelled")
-            if inst.name == "FROM" and n > len(meta) + 1 and self.state.image_id:
-                self.on_stage(self.state.image_id)  # a stage ends: moby's emitImageID
+            if inst.name == "FROM" and n > len(meta) + 1:
+                self._end_stage()
+                name = _stage_name(inst)
+                if name and name in self.stages:
+                    # moby's checkStageNameAvailable, before the step is printed
+                    raise BuildError(f"{name} stage name already used", line=inst.line)
             # moby's printCommand: the step, then its newline, written separately
             self.out(f"Step {n}/{total} : {inst.original}")
             self.out("\n")
             step = self._dispatch(n, inst)
             steps.append(step)
             self._say(f" ---> {short_id(step.image_id)}")
-        if self.state.image_id:
-            self.on_stage(self.state.image_id)
+        self._end_stage()
         unused = sorted(
             k for k in self.opts.build_args if k not in self.used_args and k not in BUILTIN_ARGS
         )
@@ -247,6 +270,15 @@ class Builder:
             self.store.add_reference(ref, image_id, force=True)
             self._say(f"Successfully tagged {ref.familiar_string()}")
         return BuildResult(image_id, [t.familiar_string() for t in tags], steps)
+
+    def _end_stage(self) -> None:
+        """A stage ends (moby's emitImageID and commitStage): its image is announced and
+        kept by index and name for later ``FROM <stage>`` and ``COPY --from``."""
+        if self.state.image_id:
+            self.on_stage(self.state.image_id)
+        self.stage_images.append(self.state.image_id)
+        if self.stage_name:
+            self.stages[self.stage_name] = self.state.image_id
 
     def _target_stages(self, body: list[Instruction]) -> list[Instruction]:
         """The instructions up to the end of the ``target`` stage (all without one)."""
@@ -310,10 +342,23 @@ class Builder:
             raise parse_error(inst.line, str(e)) from None
 
     def _meta_arg(self, inst: Instruction) -> None:
+        """moby's processMetaArg: the default expanded with the ARGs before it."""
         key, eq, value = inst.rest.partition("=")
+        if eq:
+            try:
+                value = expand_word(value, self._meta_env(), self.escape)
+            except DockwebError as e:
+                raise parse_error(inst.line, str(e)) from None
         self.meta_args[key] = value if eq else None
         if key in self.opts.build_args:
             self.used_args.add(key)
+
+    def _meta_env(self) -> dict[str, str]:
+        """The ARGs before the first FROM with their values (a --build-arg wins)."""
+        return {
+            k: (self.opts.build_args.get(k) if k in self.opts.build_args else v) or ""
+            for k, v in self.meta_args.items()
+        }
 
     # -- dispatch
 
@@ -322,38 +367,55 @@ class Builder:
         return handler(n, inst)
 
     def _do_from(self, n: int, inst: Instruction) -> StepResult:
-        meta_env = {
-            k: (self.opts.build_args.get(k) if k in self.opts.build_args else v) or ""
-            for k, v in self.meta_args.items()
-        }
-        args = inst.rest.split()
-        if len(args) == 3 and args[1].lower() == "as":
-            name = args[2].lower()
-        elif len(args) != 1:
-            raise parse_error(inst.line, "FROM requires either one or three arguments")
-        else:
-            name = ""
-        base = expand_word(args[0], meta_env, self.escape)
+        meta_env = self._meta_env()
+        name = _stage_name(inst)
+        base = expand_word(inst.rest.split()[0], meta_env, self.escape)
+        if not base:
+            raise BuildError(f"base name ({inst.rest.split()[0]}) should not be blank")
         self.state = _State()
-        if base.lower() == "scratch":
+        self.stage_name = name
+        # moby's imageProber.Reset: each stage looks the cache up afresh
+        self.cache_busted = False
+        self.cache_sources = self._cache_sources()
+        stage_image = self.stages.get(base.lower())
+        if base.lower() == "scratch" or stage_image == "":
             self.state.config = {"Env": [f"PATH={oci.DEFAULT_PATH}"]}
-            if name:
-                self.stages[name] = ""
             return StepResult(n, inst.original, "")
-        rec = self._base_image(base)
+        rec = self.store.get_image(stage_image) if stage_image else self._base_image(base)
         self.state.image = rec
         self.state.config = dict(rec.config.get("config") or {})
         env = list(self.state.config.get("Env") or [])
         if not any(e.startswith("PATH=") for e in env):
             env.append(f"PATH={oci.DEFAULT_PATH}")
         self.state.config["Env"] = env
-        if name:
-            self.stages[name] = rec.id
-        return StepResult(n, inst.original, rec.id)
+        self._onbuild_triggers(n)
+        return StepResult(n, inst.original, self.state.image_id)
+
+    def _onbuild_triggers(self, n: int) -> None:
+        """moby's dispatchTriggeredOnBuild: the base image's ONBUILD triggers run as steps
+        of this FROM (no Step lines of their own), removed from the config first."""
+        triggers = list(self.state.config.get("OnBuild") or [])
+        if not triggers:
+            return
+        self.state.config["OnBuild"] = None
+        self._say(f"# Executing {len(triggers)} build trigger" + ("s" if len(triggers) > 1 else ""))
+        for trigger in triggers:
+            instructions, _ = parse_dockerfile(trigger)
+            if len(instructions) != 1:
+                raise BuildError("onbuild trigger should be a single expression")
+            self._dispatch(n, instructions[0])
+
+    def _cache_sources(self) -> list[ImageRecord]:
+        """The --cache-from images the store has (moby's MakeImageCache skips the others)."""
+        out = []
+        for ref in self.opts.cache_from:
+            with contextlib.suppress(DockwebError):
+                out.append(self.store.lookup(ref))
+        return out
 
     def _base_image(self, name: str) -> ImageRecord:
-        if name in self.stages and self.stages[name]:
-            return self.store.get_image(self.stages[name])
+        """An image by reference or ID, pulled when the store lacks it or with --pull
+        (moby's imageSources.Get with PullOptionPreferLocal or ForcePull)."""
         if self.opts.pull and self.pull is not None:
             self.pull(name, self.out)
             return self.store.lookup(name)
@@ -536,12 +598,89 @@ class Builder:
         return cfg
 
     def _probe(self, container_config: dict) -> str | None:
-        if self.opts.no_cache:
+        """moby's imageProber.Probe: once a step of the stage misses, the rest of the stage
+        is built without looking (``cacheBusted``)."""
+        if self.opts.no_cache or self.cache_busted:
             return None
-        found = find_cached(self.store, self.state.image_id, container_config)
+        if self.opts.cache_from:
+            found = self._cache_from_lookup(container_config)
+        else:
+            found = find_cached(self.store, self.state.image_id, container_config)
         if found:
             self._say(" ---> Using cache")
+        else:
+            self.cache_busted = True
         return found
+
+    def _cache_from_lookup(self, container_config: dict) -> str | None:
+        """moby's imageCache.GetCache with --cache-from: a local hit counts only when it is
+        an ancestor of a cache source; otherwise a source whose history continues the
+        current image's with this step's command gives the step: the source itself at its
+        last step (its parent set to the current image), else an image restored from its
+        next layer and history entry (moby's restoreCachedImage)."""
+        local = find_cached(self.store, self.state.image_id, container_config)
+        if local and any(self._is_ancestor(s.id, local) for s in self.cache_sources):
+            return local
+        parent = self.state.image
+        p_history = list(parent.config.get("history") or []) if parent else []
+        p_diffs = list(parent.config.get("rootfs", {}).get("diff_ids") or []) if parent else []
+        n = len(p_history)
+        wanted = " ".join(container_config.get("Cmd") or [])
+        for target in self.cache_sources:
+            t_history = list(target.config.get("history") or [])
+            t_diffs = list(target.config.get("rootfs", {}).get("diff_ids") or [])
+            if not t_history or len(t_history) <= n:
+                continue
+            if parent is not None and (p_history or p_diffs):
+                if len(p_diffs) > len(t_diffs) or t_history[:n] != p_history:
+                    continue
+                if t_diffs[: len(p_diffs)] != p_diffs:
+                    continue
+            if t_history[n].get("created_by", "") != wanted:
+                continue
+            if len(t_history) - 1 == n:
+                if parent is not None:
+                    self.store.set_parent(target.id, parent.id)
+                return target.id
+            restored = self._restore_cached(parent, target, container_config, n)
+            self.cache_sources = [target]  # moby: never jump to another source after this
+            return restored
+        return None
+
+    def _is_ancestor(self, image_id: str, ancestor: str) -> bool:
+        seen = set()
+        while image_id and image_id not in seen:
+            seen.add(image_id)
+            try:
+                image_id = self.store.get_image(image_id).parent
+            except ImageNotFound:
+                return False
+            if image_id == ancestor:
+                return True
+        return False
+
+    def _restore_cached(
+        self, parent: ImageRecord | None, target: ImageRecord, config: dict, n: int
+    ) -> str:
+        history = list(parent.config.get("history") or []) if parent else []
+        diffs = list(parent.config.get("rootfs", {}).get("diff_ids") or []) if parent else []
+        entry = target.config["history"][n]
+        history.append(entry)
+        if not entry.get("empty_layer"):
+            layer_index = sum(1 for h in target.config["history"][:n] if not h.get("empty_layer"))
+            diffs.append(target.config["rootfs"]["diff_ids"][layer_index])
+        image = {
+            "architecture": target.config.get("architecture") or "",
+            "config": config,
+            "created": entry.get("created", ""),
+            "history": history,
+            "os": target.config.get("os") or "linux",
+            "rootfs": {"type": "layers", "diff_ids": diffs},
+        }
+        if target.config.get("author"):
+            image["author"] = target.config["author"]
+        rec = self.store.put_image(image_config_bytes(image), parent=parent.id if parent else "")
+        return rec.id
 
     def _commit(
         self, n: int, inst: Instruction, comment: str, *, mkdir: str = "", one_word: bool = False
@@ -641,7 +780,7 @@ class Builder:
                 env=arg_env,
                 workdir=self.state.config.get("WorkingDir") or "",
                 user=self.state.config.get("User") or "",
-                network="none",
+                network=self._network(),
             )
         )
         self._say(f" ---> Running in {short_id(c.id)}")
@@ -669,6 +808,12 @@ class Builder:
                 self._remove_container(c.id)
         return step
 
+    def _network(self) -> str:
+        """The RUN containers' network: --network as given (bridge, host, none); the
+        default ("" or "default") is none, where dockerd's is the default bridge."""
+        network = self.opts.network
+        return "none" if network in ("", "default") else network
+
     # -- COPY and ADD
 
     def _do_copy(self, n: int, inst: Instruction) -> StepResult:
@@ -678,11 +823,50 @@ class Builder:
         return self._copy(n, inst, add=True)
 
     def _copy(self, n: int, inst: Instruction, *, add: bool) -> StepResult:
+        with contextlib.ExitStack() as stack:
+            source = self.context
+            if inst.flags.get("from"):
+                source = self._from_source(inst, stack)
+            return self._copy_from(n, inst, add=add, source=source, stack=stack)
+
+    def _from_source(self, inst: Instruction, stack: contextlib.ExitStack) -> ImageSource:
+        """``COPY --from=<stage name|stage index|image>``, mounted for the step (moby's
+        getImageMount: a stage by name, then by index, else an image, pulled when
+        missing or with --pull)."""
+        value = inst.flags["from"]
+        image_id = self.stages.get(value.lower())
+        if image_id is None and re.fullmatch(r"-?\d+", value):
+            index = int(value)
+            if index == len(self.stage_images):
+                raise BuildError(
+                    f"invalid from flag value {value}: refers to current build stage",
+                    line=inst.line,
+                )
+            if index < 0 or index > len(self.stage_images):
+                raise BuildError(
+                    f"invalid from flag value {value}: index out of bounds", line=inst.line
+                )
+            image_id = self.stage_images[index]
+        if image_id is not None:
+            rec = self.store.get_image(image_id) if image_id else None
+        else:
+            try:
+                rec = self._base_image(value)
+            except DockwebError as e:
+                raise BuildError(f"invalid from flag value {value}: {e}", line=inst.line) from e
+        merged, _upper = stack.enter_context(rw_layer(self.store, rec, self.work_dir))
+        return ImageSource(merged)
+
+    def _copy_from(
+        self,
+        n: int,
+        inst: Instruction,
+        *,
+        add: bool,
+        source: BuildContext | ImageSource,
+        stack: contextlib.ExitStack,
+    ) -> StepResult:
         name = inst.name
-        if "from" in inst.flags:
-            raise BuildError(
-                f"{name} --from is not supported: copy from the build context", line=inst.line
-            )
         words = inst.json_args if inst.json_args is not None else inst.rest.split()
         words = [self._expand(w, inst) for w in words]
         if len(words) < 2:
@@ -698,17 +882,19 @@ class Builder:
                 "a directory and end with a /",
                 line=inst.line,
             )
-        infos: list[tuple[str, str]] = []  # (context path, hash)
+        infos: list[tuple[str, str]] = []  # (source path, hash)
+        origins: list[BuildContext | ImageSource] = []  # where each of infos is
         for src in sources:
             if re.match(r"^https?://", src):
                 if not add:
                     raise BuildError(f"{name} failed: source can't be a URL for {name}")
-                raise BuildError(
-                    f"ADD failed: remote URL {src} refused: builds here run without network "
-                    "access; download the file into the build context and ADD it from there",
-                    line=inst.line,
-                )
-            infos.extend(self._sources(name, src))
+                downloads = stack.enter_context(_tempdir(self.work_dir))
+                infos.append(_download(src, downloads, dest))
+                origins.append(ImageSource(downloads))
+                continue
+            found = self._sources(name, src, source)
+            infos.extend(found)
+            origins.extend([source] * len(found))
         src_hash = (
             infos[0][1]
             if len(infos) == 1
@@ -731,11 +917,38 @@ class Builder:
             dest = os.path.normpath(dest) + ("/" if trailing else "")
         with rw_layer(self.store, self.state.image, self.work_dir) as (merged, upper):
             uid, gid = self._chown(merged, inst)
-            for rel, _ in infos:
-                self._copy_one(merged, rel, dest, uid, gid, add=add, many=len(infos) > 1)
+            # moby's preserveOwnership: COPY --from without --chown keeps the files' owners
+            keep_owners = bool(inst.flags.get("from")) and not inst.flags.get("chown")
+            for (rel, _digest), origin in zip(infos, origins, strict=True):
+                self._copy_one(
+                    merged,
+                    rel,
+                    dest,
+                    uid,
+                    gid,
+                    # remote files and --from sources are never unpacked (moby's copier)
+                    add=add and origin is self.context,
+                    many=len(infos) > 1,
+                    source=origin,
+                    keep_owners=keep_owners,
+                )
         return self._new_image(n, inst, container_config, upper, container_id="")
 
-    def _sources(self, name: str, src: str) -> list[tuple[str, str]]:
+    def _sources(
+        self, name: str, src: str, source: BuildContext | ImageSource
+    ) -> list[tuple[str, str]]:
+        if isinstance(source, ImageSource):
+            # an image's tree: the path resolved inside it, as moby's copier for an image
+            rel = os.path.normpath("/" + src).lstrip("/")
+            if any(ch in rel for ch in "*?["):
+                matches = source.glob(rel)
+                if not matches:
+                    raise BuildError(f"{name} failed: no source files were specified")
+                return [(p, source.hash(p)) for p in matches]
+            real = source.resolve(rel)
+            if not source.has(real):
+                raise BuildError(f"{name} failed: stat {rel}: file does not exist")
+            return [(real, source.hash(real))]
         if self.context.root is None:
             raise BuildError(f"{name} failed: no build context: upload one to copy {src}")
         rel = os.path.normpath(src.lstrip("/")) if src.strip("/") else "."
@@ -769,15 +982,27 @@ class Builder:
         return u.uid, u.gid
 
     def _copy_one(
-        self, rootfs: str, rel: str, dest: str, uid: int, gid: int, *, add: bool, many: bool
+        self,
+        rootfs: str,
+        rel: str,
+        dest: str,
+        uid: int,
+        gid: int,
+        *,
+        add: bool,
+        many: bool,
+        source: BuildContext | ImageSource | None = None,
+        keep_owners: bool = False,
     ) -> None:
-        src = self.context.abs(rel)
+        source = source or self.context
+        src = source.abs(rel)
         st = os.lstat(src)
         if stat.S_ISDIR(st.st_mode):
             # moby's copyDirectory: missing directories are made root's (CopyWithTar), then
             # fixPermissions chowns the destination itself only if it was new
-            target = _mkdir_in(rootfs, dest, 0, 0, last_owner=(uid, gid))
-            self._copy_tree(rel, target, uid, gid)
+            last_owner = (0, 0) if keep_owners else (uid, gid)
+            target = _mkdir_in(rootfs, dest, 0, 0, last_owner=last_owner)
+            self._copy_tree(rel, target, uid, gid, source, keep_owners)
             return
         if add and stat.S_ISREG(st.st_mode) and _is_archive(src):
             # moby's UntarPath: the tar's own owners, modes and times; --chown plays no part
@@ -788,30 +1013,141 @@ class Builder:
                 except LayerError as e:
                     raise BuildError(f"ADD failed: {rel}: {e}") from e
             return
+        # moby's copyFile: missing parents are the chown's owner's, root's when the owners
+        # are kept (os.MkdirAll)
         if dest.endswith("/") or many or os.path.isdir(oci.in_root(rootfs, dest)):
             target_dir = _mkdir_in(rootfs, dest, uid, gid)
             target = os.path.join(target_dir, os.path.basename(rel))
         else:
             parent = _mkdir_in(rootfs, os.path.dirname(dest.rstrip("/")) or "/", uid, gid)
             target = os.path.join(parent, os.path.basename(dest.rstrip("/")))
+        if keep_owners:
+            uid, gid = st.st_uid, st.st_gid
         _copy_entry(src, target, uid, gid)
 
-    def _copy_tree(self, rel: str, target: str, uid: int, gid: int) -> None:
-        for child in self.context.children(rel):
-            src = self.context.abs(child)
+    def _copy_tree(
+        self,
+        rel: str,
+        target: str,
+        uid: int,
+        gid: int,
+        source: BuildContext | ImageSource,
+        keep_owners: bool = False,
+    ) -> None:
+        for child in source.children(rel):
+            src = source.abs(child)
             dst = os.path.join(target, os.path.basename(child))
             st = os.lstat(src)
+            owner = (st.st_uid, st.st_gid) if keep_owners else (uid, gid)
             if stat.S_ISDIR(st.st_mode):
                 if not os.path.isdir(dst):
                     if os.path.lexists(dst):
                         os.unlink(dst)
                     os.mkdir(dst)
-                os.lchown(dst, uid, gid)
+                os.lchown(dst, *owner)
                 os.chmod(dst, stat.S_IMODE(st.st_mode))
-                self._copy_tree(child, dst, uid, gid)
+                self._copy_tree(child, dst, uid, gid, source, keep_owners)
                 os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
             else:
-                _copy_entry(src, dst, uid, gid)
+                _copy_entry(src, dst, *owner)
+
+
+_STAGE_NAME = re.compile(r"^[a-z][a-z0-9-_.]*$")
+
+
+def _stage_name(inst: Instruction) -> str:
+    """moby's parseBuildStageName: ``FROM image AS name`` (lower-cased) or ""."""
+    args = inst.rest.split()
+    if len(args) == 3 and args[1].lower() == "as":
+        name = args[2].lower()
+        if not _STAGE_NAME.match(name):
+            raise parse_error(
+                inst.line,
+                f'invalid name for build stage: "{args[2]}", name can\'t start with a number '
+                "or contain symbols",
+            )
+        return name
+    if len(args) != 1:
+        raise parse_error(inst.line, "FROM requires either one or three arguments")
+    return ""
+
+
+@contextlib.contextmanager
+def _tempdir(work_dir: str) -> Iterator[str]:
+    path = os.path.join(work_dir, f"dl-{secrets.token_hex(4)}")
+    os.makedirs(path)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def _download(url: str, into: str, dest: str) -> tuple[str, str]:
+    """``ADD <url>`` as dockerd's copier downloads it (by the daemon itself, not in a
+    container): the file named after Content-Disposition's filename or the URL's last path
+    part, mode 0600, its mtime Last-Modified's (else the epoch), never unpacked; the cache
+    key is its tarsum without a ``file:`` prefix. Only loopback hosts are fetched: dockweb
+    has no network beyond loopback. Returns (file name, tarsum)."""
+    import email.utils
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    parsed = urllib.parse.urlsplit(url)
+    if (parsed.hostname or "") not in _LOOPBACK_HOSTS:
+        raise BuildError(
+            f"ADD failed: remote URL {url} refused: dockweb fetches ADD URLs only from "
+            "loopback (127.0.0.1, localhost, ::1); download the file into the build context "
+            "and ADD it from there"
+        )
+
+    class LoopbackRedirects(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):
+            host = urllib.parse.urlsplit(newurl).hostname or ""
+            if host not in _LOOPBACK_HOSTS:
+                raise BuildError(
+                    f"ADD failed: remote URL {url} redirects to {newurl}, which is not on "
+                    "loopback: refused"
+                )
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), LoopbackRedirects)
+    try:
+        resp = opener.open(url, timeout=30)
+    except urllib.error.HTTPError as e:
+        body = e.read(512).decode("utf-8", "replace")
+        raise BuildError(f"failed to GET {url} with status {e.code} {e.reason}: {body}") from None
+    except (urllib.error.URLError, OSError) as e:
+        raise BuildError(f"Get {url}: {getattr(e, 'reason', e)}") from None
+    with resp:
+        # moby's getFilenameForDownload: the URL's last path part, else
+        # Content-Disposition's filename, else "__unnamed__" (refused for a directory)
+        filename = ""
+        if parsed.path and not parsed.path.endswith("/"):
+            filename = os.path.basename(parsed.path)
+        if not filename:
+            m = re.search(r'filename="?([^";]+)"?', resp.headers.get("Content-Disposition") or "")
+            if m and not m.group(1).endswith("/"):
+                filename = os.path.basename(m.group(1).strip())
+        if not filename or filename in (".", ".."):
+            if dest.endswith("/"):
+                raise BuildError(f"cannot determine filename for source {url}")
+            filename = "__unnamed__"
+        target = os.path.join(into, filename)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            shutil.copyfileobj(resp, f, 1 << 20)
+        mtime = 0
+        last_mod = resp.headers.get("Last-Modified")
+        if last_mod:
+            with contextlib.suppress(TypeError, ValueError):
+                mtime = int(email.utils.parsedate_to_datetime(last_mod).timestamp())
+        os.chmod(target, 0o600)
+        os.utime(target, (mtime, mtime))
+    return filename, file_tarsum(target, filename)
 
 
 def _duration_ns(text: str, line: int) -> int:

@@ -1,5 +1,6 @@
 """A build's context directory: ``.dockerignore`` patterns (moby's fileutils.PatternMatcher)
-and ``BuildContext``, which finds, hashes and copies the sources of COPY and ADD."""
+and ``BuildContext``, which finds, hashes and copies the sources of COPY and ADD;
+``ImageSource``, the same for an image's or a stage's files (``COPY --from``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import os
 import re
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from dockweb.runtime import oci
@@ -229,3 +231,121 @@ class BuildContext:
                 for chunk in iter(lambda: f.read(1 << 20), b""):
                     h.update(chunk)
         return h.hexdigest()
+
+
+class ImageSource:
+    """The root filesystem of an image or an earlier stage as the source of ``COPY --from``
+    (moby's lazySource over the image's mount): the same methods as BuildContext, on a
+    mounted tree. Paths are resolved with their symlinks followed inside the root, as
+    moby's copier does; ``hash`` is moby's ``NewFileHash``: a tarsum v1 header from Go's
+    ``tar.FileInfoHeader`` of the file as it is (its own owners, with the names the host's
+    user and group databases give them, as dockerd's lookups do), then its bytes."""
+
+    def __init__(self, root: str):
+        self.root = os.path.abspath(root)
+        self._sums: dict[str, str] = {}
+
+    def resolve(self, rel: str) -> str:
+        """``rel`` with every symlink followed inside the root ("" for the root)."""
+        real = os.path.relpath(oci.in_root(self.root, rel or "/"), self.root)
+        return "" if real == "." else real
+
+    def has(self, rel: str) -> bool:
+        return rel in ("", ".") or os.path.lexists(self.abs(rel))
+
+    def abs(self, rel: str) -> str:
+        return os.path.join(self.root, rel) if rel not in ("", ".") else self.root
+
+    def children(self, rel: str) -> list[str]:
+        prefix = "" if rel in ("", ".") else rel + "/"
+        return [prefix + name for name in sorted(os.listdir(self.abs(rel)))]
+
+    def glob(self, pattern: str) -> list[str]:
+        """Paths matching a pattern with ``*``, ``?`` or ``[`` in its last part (Go's
+        filepath.Match on each entry of the directory before it)."""
+        import fnmatch
+
+        parent, _, last = pattern.rpartition("/")
+        base = self.resolve(parent) if parent else ""
+        if not os.path.isdir(self.abs(base)):
+            return []
+        names = [n for n in sorted(os.listdir(self.abs(base))) if fnmatch.fnmatchcase(n, last)]
+        return [f"{base}/{n}" if base else n for n in names]
+
+    def walk(self, rel: str) -> Iterator[str]:
+        for child in self.children(rel):
+            yield child
+            if stat.S_ISDIR(os.lstat(self.abs(child)).st_mode):
+                yield from self.walk(child)
+
+    def hash(self, rel: str) -> str:
+        """``file:<sum>`` for a file (its target's, for a symlink), ``dir:<sha256>`` of the
+        sorted, comma-joined sums of the directory and everything under it, symlinks as their
+        targets (moby's walkSource: the source root itself is left out)."""
+        real = self.resolve(rel)
+        if not stat.S_ISDIR(os.lstat(self.abs(real)).st_mode):
+            return "file:" + self._hash(real)
+        sums = []
+        for p in [*self.walk(real), *([real] if real else [])]:
+            # moby's lazySource.Hash resolves each path: a symlink sums as its target, a
+            # dangling one is left out
+            target = self.resolve(p)
+            if os.path.lexists(self.abs(target)):
+                sums.append(self._hash(target))
+        return "dir:" + hashlib.sha256(",".join(sorted(sums)).encode()).hexdigest()
+
+    def _hash(self, rel: str) -> str:
+        if rel not in self._sums:
+            self._sums[rel] = file_tarsum(self.abs(rel), rel)
+        return self._sums[rel]
+
+
+def _user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return ""
+
+
+def _group_name(gid: int) -> str:
+    import grp
+
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return ""
+
+
+def file_tarsum(full: str, name: str) -> str:
+    """moby's ``NewFileHash`` (tarsum v1 of ``archive.FileInfoHeader``) of one file: its
+    own uid/gid and their names on this host (Go's tar.FileInfoHeader looks them up), no
+    hard-link detection, a directory's name with a trailing ``/``."""
+    st = os.lstat(full)
+    mode = st.st_mode
+    size, link, major, minor = 0, "", 0, 0
+    if stat.S_ISREG(mode):
+        kind, size = "0", st.st_size
+    elif stat.S_ISDIR(mode):
+        kind, name = "5", name + "/"
+    elif stat.S_ISLNK(mode):
+        kind, link = "2", os.readlink(full)
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        kind = "3" if stat.S_ISCHR(mode) else "4"
+        major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    elif stat.S_ISFIFO(mode):
+        kind = "6"
+    else:
+        kind = "0"
+    header = (
+        f"name{name}mode{mode}uid{st.st_uid}gid{st.st_gid}size{size}typeflag{kind}"
+        f"linkname{link}uname{_user_name(st.st_uid)}gname{_group_name(st.st_gid)}"
+        f"devmajor{major}devminor{minor}"
+    )
+    h = hashlib.sha256(header.encode("utf-8", "surrogateescape"))
+    if kind == "0" and size:
+        with open(full, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()

@@ -478,6 +478,15 @@ class Store:
             total += layer.size
         return total
 
+    def set_parent(self, image_id: str, parent: str) -> None:
+        """Point an image's parent at another image (moby's SetParent; the build cache's
+        ``--cache-from`` does it)."""
+        with self.locked():
+            rec = self.get_image(image_id)
+            if rec.parent != parent:
+                rec.parent = parent
+                self._write_image_meta(rec)
+
     def children(self, image_id: str) -> list[str]:
         return [r.id for r in self.images() if r.parent == image_id]
 

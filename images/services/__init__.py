@@ -33,6 +33,7 @@ _HOMES = {
             "build_recorded",
             "receive_context",
             "commit_container",
+            "mark_stages",
             "run_build",
             "start_build",
         ),

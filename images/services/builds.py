@@ -412,6 +412,24 @@ def start_build(
     return row
 
 
+def mark_stages(steps: list) -> list[dict]:
+    """The stages of a build's steps, as the classic builder runs them: each ``FROM`` step
+    starts one (its index, its ``AS`` name, its base). Sets ``step.stage`` on each FROM
+    step (None on the others) and returns the stages in order, with their step numbers."""
+    stages: list[dict] = []
+    for step in steps:
+        step.stage = None
+        words = [w for w in (step.instruction or "").split() if not w.startswith("--")]
+        if words and words[0].upper() == "FROM" and len(words) >= 2:
+            name = words[3].lower() if len(words) == 4 and words[2].lower() == "as" else ""
+            stage = {"index": len(stages), "name": name, "base": words[1], "steps": []}
+            stages.append(stage)
+            step.stage = stage
+        if stages:
+            stages[-1]["steps"].append(step.number)
+    return stages
+
+
 _STEP_LINE = re.compile(r"^Step (\d+)/\d+ : (.*)$")
 _STEP_DONE = re.compile(r"^ ---> ([0-9a-f]{12})$")
 MAX_BUILD_LINES = 10_000
