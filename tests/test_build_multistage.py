@@ -351,8 +351,10 @@ def test_cache_from_uses_a_pulled_image_without_its_parents(store, manager, regi
 
 def test_network_is_passed_to_the_run_containers(store, manager):
     dockerfile = "FROM busybox\nRUN ls /sys/class/net > /nets\n"
-    none, _, _ = _build(store, manager, dockerfile, no_cache=True)
+    none, _, _ = _build(store, manager, dockerfile, no_cache=True, network="none")
     assert _read(store, none.image_id, "/nets")[0] == b"lo\n"
+    default, _, _ = _build(store, manager, dockerfile, no_cache=True)  # dockerd's: bridge
+    assert _read(store, default.image_id, "/nets")[0].split() == [b"eth0", b"lo"]
     host, _, _ = _build(store, manager, dockerfile, no_cache=True, network="host")
     assert sorted(_read(store, host.image_id, "/nets")[0].split()) == sorted(
         n.encode() for n in os.listdir("/sys/class/net")
@@ -409,3 +411,34 @@ def test_onbuild_triggers_of_the_base_run_in_its_from_step(store, manager, tmp_p
     history = [h["created_by"] for h in image["history"]]
     assert history[-3] == "/bin/sh -c echo trig > /trig"
     assert history[-2].startswith("/bin/sh -c #(nop) COPY file:")
+
+
+def test_a_run_step_downloads_from_a_server_on_the_host_through_host_gateway(store, manager):
+    """The default bridge's gateway (host-gateway) is the host: a RUN step fetches a file
+    from an HTTP server the test runs on the host's 0.0.0.0 (busybox's nc: its wget crashes
+    when linked statically)."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"payload-from-the-host\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        dockerfile = (
+            "FROM busybox\n"
+            f"RUN printf 'GET /file HTTP/1.0\\r\\n\\r\\n' | nc -w 5 172.17.0.1 {port} > /got"
+            " && grep -q payload-from-the-host /got\n"
+        )
+        result, _, _ = _build(store, manager, dockerfile, no_cache=True)
+        assert b"payload-from-the-host" in _read(store, result.image_id, "/got")[0]
+    finally:
+        server.shutdown()
+        server.server_close()

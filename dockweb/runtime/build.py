@@ -810,9 +810,9 @@ class Builder:
 
     def _network(self) -> str:
         """The RUN containers' network: --network as given (bridge, host, none); the
-        default ("" or "default") is none, where dockerd's is the default bridge."""
+        default ("" or "default") is the default bridge, as dockerd's."""
         network = self.opts.network
-        return "none" if network in ("", "default") else network
+        return "bridge" if network in ("", "default") else network
 
     # -- COPY and ADD
 
