@@ -111,6 +111,7 @@ def scene(registry, live_worker, django_user_model):
 
     sleeper = run("sleeper", ["sleep", "300"], "running")
     finished = run("finished", ["true"], "exited")
+    container_services.create_volume("scratch")
     yield {
         "ref": ref,
         "familiar": f"{registry.host}/pages/box:1",
@@ -243,6 +244,49 @@ def test_it_asks_in_a_dialog_before_untagging_and_shows_the_result_in_place(live
             ".some(t => t.textContent.trim() === 'pages/box:extra')"
         )
         shot(page, "dialogs", "untag-done-in-place")
+
+        # removing the image by its ID: the dialog names it by its tag
+        seen = open_dialog(page, page.locator(".page-head button:has-text('Remove image')"))
+        assert (seen["title"], seen["target"], seen["ok"]) == (
+            "Remove this image?",
+            scene["familiar"],
+            "Remove image",
+        ), seen
+        page.keyboard.press("Escape")
+        page.locator("#confirm-dialog").wait_for(state="hidden")
+
+
+def test_it_asks_before_pruning_and_removing_a_volume(live_server, scene):
+    with browser() as chromium:
+        page = signed_in(chromium, live_server.url)
+        url = live_server.url + "/disk/prune/?images=dangling&containers=on"
+        page.goto(url)
+        assert page.locator("table.prune-preview td:text-is('finished')").count() == 1
+        seen = open_dialog(page, page.locator("main form button.danger"))
+        assert (seen["title"], seen["ok"]) == ("Remove exactly these?", "Remove exactly these")
+        assert re.fullmatch(r"This frees [\d.]+[kMG]?B\.", seen["target"]), seen
+        shot(page, "dialogs", "prune-dialog")
+        page.click("#confirm-dialog-ok")
+        text = wait_text(page, "#action-result", r"Total reclaimed space")
+        assert page.url == url
+        assert "Deleted Containers:" in text
+        shot(page, "dialogs", "prune-done-in-place")
+
+        page.goto(live_server.url + "/volumes/")
+        row = page.locator("#volume-list table:not(.operations) tr:has(td:text-is('scratch'))")
+        seen = open_dialog(page, row.locator("button"))
+        assert (seen["title"], seen["target"], seen["ok"]) == (
+            "Remove this volume?",
+            "scratch",
+            "Remove",
+        ), seen
+        page.click("#confirm-dialog-ok")
+        wait_text(page, "#action-result", r"Removed volume scratch\.")
+        page.wait_for_function(
+            # gone from the volumes (the recent operations below name it)
+            "() => ![...document.querySelectorAll('#volume-list table:not(.operations) td')]"
+            ".some(td => td.textContent.trim() === 'scratch')"
+        )
 
 
 def test_it_asks_before_killing_and_removing_a_container_and_names_it(live_server, scene):
