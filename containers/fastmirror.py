@@ -21,9 +21,11 @@ from dockweb.docker.containers import container_json, inspect_volume, row_fields
 from dockweb.runtime.containers import ContainerManager
 from dockweb.runtime.errors import ContainerNotFound, DockwebError
 from dockweb.runtime.units import parse_go_time
+from networks.rows import network_rows
 
 CONTAINER_TABLE = "containers_container"
 VOLUME_TABLE = "containers_volume"
+NETWORK_TABLE = "networks_network"
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -81,6 +83,7 @@ def sync_container(
             size = None
         fields = row_fields(info, size)
     volumes = [(inspect_volume(v), bool(v.anonymous)) for v in mgr.volumes.list()]
+    networks = network_rows(mgr) if _has_table(conn, NETWORK_TABLE) else None
     now = _db_value(datetime.now(UTC))
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -102,6 +105,8 @@ def sync_container(
                     (info["Id"], *values),
                 )
         _sync_volumes(conn, volumes, now)
+        if networks is not None:
+            _sync_networks(conn, networks, now)
         if then is not None:
             then(conn)
         conn.execute("COMMIT")
@@ -137,4 +142,37 @@ def _sync_volumes(conn: sqlite3.Connection, volumes: list[tuple[dict, bool]], no
     conn.execute(
         f"DELETE FROM {VOLUME_TABLE} WHERE name NOT IN ({', '.join('?' for _ in names)})",
         names,
+    )
+
+
+def _has_table(conn: sqlite3.Connection, table: str) -> bool:
+    """Whether ``table`` exists (an app the database was migrated for)."""
+    found = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+    ).fetchone()
+    return found is not None
+
+
+def _sync_networks(conn: sqlite3.Connection, rows: list[tuple[str, dict]], now: str) -> None:
+    """``networks.mirror.sync_networks`` without Django (the fields: ``networks.rows``)."""
+    ids = []
+    for nid, fields in rows:
+        ids.append(nid)
+        fields = {**fields, "synced_at": now}
+        cols = list(fields)
+        values = [_db_value(v) for v in fields.values()]
+        updated = conn.execute(
+            f"UPDATE {NETWORK_TABLE} SET {', '.join(f'{n} = ?' for n in cols)} "
+            "WHERE network_id = ?",
+            (*values, nid),
+        ).rowcount
+        if not updated:
+            conn.execute(
+                f"INSERT INTO {NETWORK_TABLE} (network_id, {', '.join(cols)}) "
+                f"VALUES (?, {', '.join('?' for _ in cols)})",
+                (nid, *values),
+            )
+    conn.execute(
+        f"DELETE FROM {NETWORK_TABLE} WHERE network_id NOT IN ({', '.join('?' for _ in ids)})",
+        ids,
     )

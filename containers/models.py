@@ -49,7 +49,7 @@ class Container(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     auto_remove = models.BooleanField(default=False)
     tty = models.BooleanField(default=False)
-    network = models.CharField(max_length=16, default="none")
+    network = models.CharField(max_length=255, default="bridge")
     labels = models.JSONField(default=dict)
     mounts = models.JSONField(default=list, help_text=_("Docker's MountPoint dicts"))
     size_rw = models.BigIntegerField(null=True, blank=True)

@@ -45,6 +45,7 @@ from dockweb.runtime.errors import (
     NotFound,
 )
 from dockweb.runtime.units import parse_go_time as _parse_go_time
+from networks.mirror import sync_networks
 
 if TYPE_CHECKING:
     from dockweb.runtime.containers import ContainerManager, ContainerSpec
@@ -429,6 +430,8 @@ def sync_containers(container_id: str | None = None) -> None:
         if wanted is not None:
             Container.objects.exclude(container_id__in=wanted).delete()
         _sync_volumes(volumes)
+    # the networks too: a container's start or end changes their endpoints
+    sync_networks(mgr)
 
 
 def _sync_volumes(volumes: list[tuple[dict, bool]]) -> None:
@@ -478,6 +481,11 @@ RUN_OPTIONS = (
     "entrypoint",
     "hostname",
     "network",
+    "network_alias",
+    "ip",
+    "dns",
+    "dns_search",
+    "publish_all",
     "auto_remove",
     "labels",
     "memory",
@@ -522,8 +530,12 @@ def _check_run_options(options: dict, user=None) -> bool:
     for v in options.get("env", []):
         if not v or v.startswith("="):
             raise InvalidOption(f"invalid environment variable: {v}")
-    if options.get("network", "none") not in ("none", "host"):
-        raise InvalidOption(f"network {options['network']} not found")
+    network = options.get("network") or "bridge"
+    if network not in ("bridge", "default", "none", "host"):
+        from networks.models import Network  # the mirror; the worker checks the runtime
+
+        if not Network.objects.filter(name=network).exists():
+            raise InvalidOption(f"network {network} not found")
     wd = options.get("workdir", "")
     if wd and not wd.startswith("/"):
         raise InvalidOption(

@@ -31,6 +31,8 @@ from dockweb.confirm import ask_first, needs_confirmation
 from dockweb.jobs import views as jobs_views
 from dockweb.runtime.errors import DockwebError, NotFound
 from images.models import Image, Reference
+from networks import services as network_services
+from networks.forms import RunNetworkForm
 
 RECENT_OPERATIONS = 8
 
@@ -130,8 +132,13 @@ def container_detail(request: HttpRequest, key: str) -> HttpResponse:
         "offset": next_offset,
         "follow": container.is_running,
         "inspect_json": _inspect_json(request, container),
+        "networks": network_services.container_networks(container),
         "page": "containers",
     }
+    context["connectable"] = [
+        n for n in network_services.network_choices()
+        if n not in ("host", "none") and n not in {r["network"].name for r in context["networks"]}
+    ]
     return render(request, template, context)
 
 
@@ -263,7 +270,12 @@ def container_run(request: HttpRequest) -> HttpResponse:
         "workdir": source.get("workdir", "").strip(),
         "user": source.get("user", "").strip(),
         "hostname": source.get("hostname", "").strip(),
-        "network": source.get("network", "none"),
+        "network": source.get("network", "bridge"),
+        "network_alias": source.get("network_alias", ""),
+        "ip": source.get("ip", "").strip(),
+        "dns": source.get("dns", ""),
+        "dns_search": source.get("dns_search", ""),
+        "publish_all": source.get("publish_all") == "1",
         "auto_remove": source.get("auto_remove") == "1",
         "memory": source.get("memory", "").strip(),
         "cpus": source.get("cpus", "").strip(),
@@ -273,12 +285,17 @@ def container_run(request: HttpRequest) -> HttpResponse:
         "restart": source.get("restart", "no"),
     }
     error = None
+    network_choices = network_services.network_choices()
     if request.method == "POST":
+        netform = RunNetworkForm(request.POST, choices=network_choices)
         try:
             cmd = shlex.split(form["command"]) if form["command"].strip() else None
         except ValueError as e:
             error = _("The command does not parse: %(error)s") % {"error": e}
         else:
+            if not netform.is_valid():
+                error = netform.first_error()
+        if error is None:
             options = {
                 "name": form["name"],
                 "env": _lines(form["env"]),
@@ -286,7 +303,7 @@ def container_run(request: HttpRequest) -> HttpResponse:
                 "workdir": form["workdir"],
                 "user": form["user"],
                 "hostname": form["hostname"],
-                "network": form["network"],
+                **netform.options(),
                 "auto_remove": form["auto_remove"],
                 "memory": form["memory"],
                 "cpus": form["cpus"],
@@ -320,6 +337,7 @@ def container_run(request: HttpRequest) -> HttpResponse:
         "images": _image_choices(),
         "image_row": image_row,
         "restart_policies": ("no", "on-failure", "always", "unless-stopped"),
+        "networks": network_choices,
         "bind_roots": hostaccess.bind_roots(),
         "page": "containers",
     }

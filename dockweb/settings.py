@@ -205,6 +205,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "images",
     "containers",
+    "networks",
     "disk",
     "access",
     # sign-in throttling (AXES_* below)

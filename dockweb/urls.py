@@ -18,6 +18,7 @@ urlpatterns = [
     path("", include("images.urls")),
     path("containers/", include("containers.urls")),
     path("volumes/", include("containers.volume_urls")),
+    path("networks/", include("networks.urls")),
     path("disk/", include("disk.urls")),
     path("audit/", include("access.urls")),
     # JSON API (docs/api.md): session auth like the pages

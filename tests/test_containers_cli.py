@@ -335,7 +335,7 @@ def test_it_runs_detached_with_logs_ps_and_stop(dockweb, busybox):
     )
     assert inspect["HostConfig"]["RestartPolicy"] == {"Name": "no", "MaximumRetryCount": 0}
     assert inspect["HostConfig"]["LogConfig"]["Type"] == "json-file"
-    assert list(inspect["NetworkSettings"]["Networks"]) == ["none"]
+    assert list(inspect["NetworkSettings"]["Networks"]) == ["bridge"]
     assert inspect["NetworkSettings"]["SandboxKey"] == f"/proc/{inspect['State']['Pid']}/ns/net"
     data = inspect["GraphDriver"]["Data"]
     assert os.path.isdir(data["UpperDir"]) and os.path.ismount(data["MergedDir"])

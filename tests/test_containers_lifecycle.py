@@ -146,7 +146,9 @@ def test_it_creates_a_missing_working_directory(manager, image):
 
 
 def test_it_gives_network_none_only_a_loopback_that_is_up(manager, image):
-    c, _ = run_to_exit(manager, image, "sh", "-c", "ls /sys/class/net; ip link show lo")
+    c, _ = run_to_exit(
+        manager, image, "sh", "-c", "ls /sys/class/net; ip link show lo", network="none"
+    )
     lines = logs_text(manager, c.id).splitlines()
     assert lines[0] == "lo"
     assert "UP" in lines[1].split("<")[1].split(">")[0].split(",")

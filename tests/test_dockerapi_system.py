@@ -45,7 +45,7 @@ def test_docker_info_prints_the_engine(engine_api, image):
     assert " Images: 1\n Server Version: 20.10.24\n Storage Driver: overlay\n" in out
     assert "  Supports d_type: true\n" in out
     assert " Logging Driver: json-file\n Cgroup Driver: cgroupfs\n" in out
-    assert "  Volume: local\n  Network: host null\n  Log: json-file\n" in out
+    assert "  Volume: local\n  Network: bridge host null\n  Log: json-file\n" in out
     assert " Swarm: inactive\n" in out
     assert f" Docker Root Dir: {engine_api.base / 'store'}\n" in out
     assert " OSType: linux\n" in out and " Live Restore Enabled: false\n" in out
@@ -220,12 +220,12 @@ def test_events_from_the_api_and_the_cli(engine_api, image):
         ("destroy", {"ID": "ev-vol-sys", "Attributes": {"driver": "local"}}),
     ]
 
-    none = json.loads(d("network", "inspect", "none", check=True).stdout)[0]["Id"]
+    bridge = json.loads(d("network", "inspect", "bridge", check=True).stdout)[0]["Id"]
     network = [(e["Action"], e["Actor"]) for e in got if e["Type"] == "network"]
-    attrs = {"container": cid, "name": "none", "type": "null"}
+    attrs = {"container": cid, "name": "bridge", "type": "bridge"}
     assert network == [
-        ("connect", {"ID": none, "Attributes": attrs}),
-        ("disconnect", {"ID": none, "Attributes": attrs}),
+        ("connect", {"ID": bridge, "Attributes": attrs}),
+        ("disconnect", {"ID": bridge, "Attributes": attrs}),
     ]
 
     # filters, as dockerd applies them

@@ -33,6 +33,8 @@ FORM_PAGES = {
     "containers:console",
     "volumes:list",
     "volumes:prune",
+    "networks:list",
+    "networks:prune",
     "disk:prune",
     "api:pulls",
 }
@@ -45,6 +47,8 @@ VIEWER_PAGES = (
     "/containers/run/",
     "/volumes/",
     "/volumes/prune/",
+    "/networks/",
+    "/networks/prune/",
     "/disk/",
     "/disk/prune/",
 )
@@ -112,6 +116,11 @@ def test_it_finds_the_state_changing_endpoints():
         "containers:run",
         "containers:action",
         "volumes:prune",
+        "networks:list",
+        "networks:remove",
+        "networks:prune",
+        "networks:connect",
+        "networks:disconnect",
         "api:pulls",
         "api:image_remove",
     } <= gated

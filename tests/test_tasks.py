@@ -138,6 +138,9 @@ def test_the_worker_start_fails_every_kind_of_job_left_by_a_dead_worker(store, d
     from disk.models import PruneOperation
     from disk.services import PRUNE_ABANDONED
     from images.models import Build
+    from networks import services as network_services
+    from networks import tasks as network_tasks
+    from networks.models import NetworkOperation
 
     dead = {"status": "running", "worker": _dead_worker()}
     user = django_user_model.objects.create_user("alice")
@@ -153,12 +156,15 @@ def test_the_worker_start_fails_every_kind_of_job_left_by_a_dead_worker(store, d
         PruneOperation.objects.create(preview={}, **dead): PRUNE_ABANDONED,
         ConsoleSession.objects.create(container_id="ab" * 32, user=user, **dead):
             CONSOLE_ABANDONED,
+        NetworkOperation.objects.create(kind="create", args={"name": "n"}, **dead):
+            network_services.OPERATION_ABANDONED,
     }
     alive = PruneOperation.objects.create(status="running", worker=jobs.worker_identity())
 
     tasks.recover_after_restart()
     container_tasks.recover_after_restart()
     disk_tasks.recover_after_restart()
+    network_tasks.fail_abandoned()
 
     for row, message in rows.items():
         row.refresh_from_db()
@@ -175,6 +181,8 @@ def test_it_claims_no_row_of_any_kind_that_is_no_longer_queued(django_user_model
     from disk import tasks as disk_tasks  # noqa: F401 - registers the prune kind
     from disk.models import PruneOperation
     from images.models import Build
+    from networks import tasks as network_tasks  # noqa: F401 - registers the network kind
+    from networks.models import NetworkOperation
 
     user = django_user_model.objects.create_user("alice")
     finished = [
@@ -184,6 +192,7 @@ def test_it_claims_no_row_of_any_kind_that_is_no_longer_queued(django_user_model
         ContainerOperation.objects.create(kind="stop", args={"container": "x"}, status="done"),
         PruneOperation.objects.create(preview={}, status="failed"),
         ConsoleSession.objects.create(container_id="ab" * 32, user=user, status="ended"),
+        NetworkOperation.objects.create(kind="prune", args={}, status="done"),
     ]
     assert {jobs.kind_of(type(row)).name for row in finished} == {k.name for k in jobs.kinds()}
     for row in finished:

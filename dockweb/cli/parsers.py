@@ -23,8 +23,16 @@ def _add_create_flags(p) -> None:
     p.add_argument("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>])")
     p.add_argument("--entrypoint", help="Overwrite the default ENTRYPOINT of the image")
     p.add_argument("-h", "--hostname", help="Container host name")
-    p.add_argument("--network", "--net", default="none",
-                   help="Connect a container to a network (none or host)")
+    p.add_argument("--network", "--net", default="default",
+                   help="Connect a container to a network")
+    p.add_argument("--network-alias", "--net-alias", action="append",
+                   help="Add network-scoped alias for the container")
+    p.add_argument("--ip", default="", help="IPv4 address (e.g., 172.30.100.104)")
+    p.add_argument("--dns", action="append", help="Set custom DNS servers")
+    p.add_argument("--dns-search", action="append", help="Set custom DNS search domains")
+    p.add_argument("--dns-option", action="append", help="Set DNS options")
+    p.add_argument("-P", "--publish-all", action="store_true",
+                   help="Publish all exposed ports to random ports")
     p.add_argument("-l", "--label", action="append", help="Set meta data on a container")
     p.add_argument("--read-only", action="store_true",
                    help="Mount the container's root filesystem as read only")

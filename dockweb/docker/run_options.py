@@ -236,10 +236,13 @@ def parse_hosts(values: list[str]) -> list[str]:
         name, sep, ip = v.partition(":")
         if not sep or not name:
             raise InvalidFlag(v, "--add-host", f'bad format for add-host: "{v}"')
-        try:
-            ipaddress.ip_address(ip.strip("[]"))
-        except ValueError:
-            raise InvalidFlag(v, "--add-host", f'invalid IP address in add-host: "{ip}"') from None
+        if ip != "host-gateway":  # the special value dockerd 20.10 resolves to the host
+            try:
+                ipaddress.ip_address(ip.strip("[]"))
+            except ValueError:
+                raise InvalidFlag(
+                    v, "--add-host", f'invalid IP address in add-host: "{ip}"'
+                ) from None
         out.append(v)
     return out
 
@@ -374,7 +377,13 @@ def build_spec(
     user: str = "",
     entrypoint: str | None = None,
     hostname: str = "",
-    network: str = "none",
+    network: str = "default",
+    network_alias: list[str] = (),
+    ip: str = "",
+    dns: list[str] = (),
+    dns_search: list[str] = (),
+    dns_option: list[str] = (),
+    publish_all: bool = False,
     tty: bool = False,
     interactive: bool = False,
     auto_remove: bool = False,
@@ -402,11 +411,26 @@ def build_spec(
     """A ContainerSpec from docker run's options, checked as the docker client checks them."""
     from dockweb.runtime.containers import ContainerSpec
 
-    if network not in ("none", "host", "default", "bridge"):
-        raise InvalidOption(f"network {network} not found")
-    if network in ("default", "bridge"):
-        # no bridge networking: a container gets its own network namespace with loopback
-        network = "none"
+    network = network or "default"
+    if network == "default":
+        network = "bridge"
+    if network.startswith("container:") and not network.split(":", 1)[1]:
+        raise InvalidOption("invalid container format container:<name|id>")
+    if ip:
+        import ipaddress
+
+        try:
+            if ipaddress.ip_address(ip).version != 4:
+                raise ValueError
+        except ValueError:
+            raise InvalidOption(f"invalid IPv4 address: {ip}") from None
+    for server in dns:
+        import ipaddress
+
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            raise InvalidFlag(server, "--dns", f"{server} is not an ip address") from None
     if workdir and not workdir.startswith("/"):
         raise InvalidOption(
             f"the working directory '{workdir}' is invalid, it needs to be an absolute path"
@@ -432,6 +456,12 @@ def build_spec(
         user=user,
         hostname=hostname,
         network=network,
+        network_aliases=list(network_alias),
+        ipv4=ip,
+        dns=list(dns),
+        dns_search=list(dns_search),
+        dns_options=list(dns_option),
+        publish_all=bool(publish_all) and network != "host",
         tty=tty,
         interactive=interactive,
         auto_remove=auto_remove,

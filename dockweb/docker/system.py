@@ -197,7 +197,7 @@ def info_data(
         ],
         "Plugins": {
             "Volume": ["local"],
-            "Network": ["host", "null"],
+            "Network": ["bridge", "host", "null"],
             "Authorization": None,
             "Log": ["json-file"],
         },

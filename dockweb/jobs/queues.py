@@ -6,7 +6,8 @@ that never answers hold pull slots only, never the slot a tag, a removal or a co
 
 - ``pulls``: pulls (long, network-bound).
 - ``builds``: image builds (long, may pull their base images).
-- ``quick``: image and container operations (tag, remove, run, start/stop...), prunes and
+- ``quick``: image, container and network operations (tag, remove, run, start/stop,
+  network create/connect...), prunes and
   whatever else is sent without a lane (Celery's default queue is this one).
 - ``consoles``: browser consoles, each holding its slot for as long as its shell lives.
 
@@ -35,7 +36,12 @@ class Lane:
 LANES: tuple[Lane, ...] = (
     Lane("pulls", ("pull",), 3, "DOCKWEB_PULL_WORKERS"),
     Lane("builds", ("build",), 2, "DOCKWEB_BUILD_WORKERS"),
-    Lane("quick", ("image_operation", "container_operation", "prune"), 4, "DOCKWEB_QUICK_WORKERS"),
+    Lane(
+        "quick",
+        ("image_operation", "container_operation", "network_operation", "prune"),
+        4,
+        "DOCKWEB_QUICK_WORKERS",
+    ),
     Lane("consoles", ("console",), 16, "DOCKWEB_CONSOLE_WORKERS"),
 )
 DEFAULT_LANE = "quick"  # a kind no lane names, and tasks sent outside the job layer

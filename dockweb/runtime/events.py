@@ -28,8 +28,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from dockweb.runtime.networks import PREDEFINED, container_network, network_id
-
 log = logging.getLogger(__name__)
 
 JOURNAL = "events.jsonl"
@@ -120,15 +118,14 @@ def image_labels(store: Any, image_id: str) -> dict[str, str]:
         return {}
 
 
-def network(root: str, action: str, c: Any) -> None:
-    """A container's connect or disconnect to its network, as dockerd's LogNetworkEvent."""
-    try:
-        name = container_network(c.spec)
-        attrs = {"container": c.id, "name": name, "type": PREDEFINED[name]}
-    except Exception:  # noqa: BLE001
-        log.warning("event network %s not recorded", action, exc_info=True)
-        return
-    emit(root, "network", action, network_id(root, name), attrs)
+def network(
+    root: str, action: str, net_id: str, name: str, driver: str, container: str = ""
+) -> None:
+    """A network event, as dockerd's LogNetworkEventWithAttributes: ``create``/``destroy``
+    of a network, ``connect``/``disconnect`` of a container (``container``) to it."""
+    attrs = {"container": container} if container else {}
+    attrs.update(name=name, type=driver)
+    emit(root, "network", action, net_id, attrs)
 
 
 def volume(root: str, action: str, name: str, **extra: str) -> None:

@@ -472,6 +472,7 @@ def runtime_spec(
     tty: bool,
     network: str,
     cgroups_path: str,
+    netns_path: str = "",
     etc_files: dict[str, str],
     mounts: list[dict] = (),
     stdin: bool = False,
@@ -499,8 +500,8 @@ def runtime_spec(
     or read-only paths (its capabilities come in ``capabilities``).
     """
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
-    if network != "host":
-        namespaces.append({"type": "network"})
+    if network != "host":  # a new namespace, or the one at netns_path
+        namespaces.append({"type": "network", **({"path": netns_path} if netns_path else {})})
     all_mounts = default_mounts(shm_size)
     if privileged:  # moby's WithMounts: /sys and the cgroup tree not read-only
         for m in all_mounts:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from dockweb.runtime.errors import DockwebError, os_reason
 
 _BUFFER = 1 << 16
+UDP_IDLE = 90.0  # seconds without a datagram before a UDP flow is closed
 
 
 class PortError(DockwebError):
@@ -58,13 +59,13 @@ def _port_range(text: str, what: str) -> list[int]:
 
 def parse_publish(value: str) -> list[Binding]:
     """``-p [ip:][hostPort:]containerPort[/proto]`` (ranges ``8000-8001:80-81`` too), as
-    docker's nat.ParsePortSpec; only tcp is served."""
+    docker's nat.ParsePortSpec; tcp and udp are served (sctp is refused)."""
     spec, _, proto = value.partition("/")
     proto = (proto or "tcp").lower()
     if proto not in ("tcp", "udp", "sctp"):
         raise PortError(f"Invalid proto: {proto}")
-    if proto != "tcp":
-        raise PortError(f"dockweb publishes tcp ports only, not {proto}: {value}")
+    if proto == "sctp":
+        raise PortError(f"dockweb publishes tcp and udp ports, not sctp: {value}")
     ip = host = ""
     if spec.startswith("[") and "]:" in spec:  # [::1]:8080:80
         ip, rest = spec[1:].split("]:", 1)
@@ -130,6 +131,7 @@ class PortProxy:
         self.name, self.cid = name, cid
         self.listeners: list[tuple[socket.socket, Binding]] = []
         self.netns = -1
+        self.target = "127.0.0.1"
 
     def bind(self) -> list[Binding]:
         """Listen on every host port (before the container runs); the bindings with the
@@ -139,19 +141,21 @@ class PortProxy:
             for b in self.bindings:
                 ip = b.host_ip or "0.0.0.0"
                 family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-                s = socket.socket(family, socket.SOCK_STREAM)
+                udp = b.proto == "udp"
+                s = socket.socket(family, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     s.bind((ip, b.host_port))
                 except OSError as e:
                     s.close()
-                    net = "tcp6" if family == socket.AF_INET6 else "tcp4"
+                    net = b.proto + ("6" if family == socket.AF_INET6 else "4")
                     raise PortError(
                         "driver failed programming external connectivity on endpoint "
                         f"{self.name} ({self.cid}): Error starting userland proxy: listen "
                         f"{net} {ip}:{b.host_port}: bind: {os_reason(e)}"
                     ) from None
-                s.listen(128)  # not inherited by the runtime: sockets are not, by default
+                if not udp:
+                    s.listen(128)  # not inherited by the runtime: sockets are not, by default
                 self.listeners.append((s, b))
                 bound.append(Binding(b.container_port, b.proto, ip, s.getsockname()[1]))
         except BaseException:
@@ -159,16 +163,77 @@ class PortProxy:
             raise
         return bound
 
-    def serve(self, pid: int) -> None:
-        """Accept on every listener; connect into the network namespace of ``pid``. A
+    def serve(self, pid: int, target: str = "127.0.0.1") -> None:
+        """Accept on every listener; connect into the network namespace of ``pid``, to
+        ``target`` (the container's address on its network, its loopback on ``none``). A
         process that has ended already has no namespace left: nothing is served."""
         try:
             self.netns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             self.close()
             return
+        self.target = target
         for s, b in self.listeners:
-            threading.Thread(target=self._accept, args=(s, b), daemon=True).start()
+            run = self._datagrams if b.proto == "udp" else self._accept
+            threading.Thread(target=run, args=(s, b), daemon=True).start()
+
+    def _datagrams(self, listener: socket.socket, b: Binding) -> None:
+        """UDP as docker-proxy relays it: a socket inside the container's namespace per
+        client address, its replies sent back from the published port; a flow idle for
+        ``UDP_IDLE`` seconds is closed."""
+        flows: dict = {}
+        lock = threading.Lock()
+
+        def back(inner: socket.socket, client) -> None:
+            inner.settimeout(UDP_IDLE)
+            try:
+                while True:
+                    data = inner.recv(_BUFFER)
+                    listener.sendto(data, client)
+            except OSError:
+                pass
+            with lock:
+                flows.pop(client, None)
+            inner.close()
+
+        while True:
+            try:
+                data, client = listener.recvfrom(_BUFFER)
+            except OSError:
+                break  # closed: the container ended
+            with lock:
+                inner = flows.get(client)
+            if inner is None:
+                inner = self._inside(socket.SOCK_DGRAM, b)
+                if inner is None:
+                    continue
+                with lock:
+                    flows[client] = inner
+                threading.Thread(target=back, args=(inner, client), daemon=True).start()
+            with contextlib.suppress(OSError):
+                inner.send(data)
+        with lock:
+            for inner in flows.values():
+                with contextlib.suppress(OSError):
+                    inner.shutdown(socket.SHUT_RDWR)
+
+    def _inside(self, kind: int, b: Binding) -> socket.socket | None:
+        """A socket made in the container's namespace, connected to the target port."""
+        out: list = []
+
+        def make() -> None:
+            try:
+                os.setns(self.netns, os.CLONE_NEWNET)
+                s = socket.socket(socket.AF_INET, kind)
+                s.connect((self.target, b.container_port))
+                out.append(s)
+            except OSError:
+                pass
+
+        t = threading.Thread(target=make)  # ends in the namespace: never reused
+        t.start()
+        t.join()
+        return out[0] if out else None
 
     def _accept(self, listener: socket.socket, b: Binding) -> None:
         while True:
@@ -181,7 +246,7 @@ class PortProxy:
     def _forward(self, conn: socket.socket, b: Binding) -> None:
         try:
             os.setns(self.netns, os.CLONE_NEWNET)  # this thread only; it ends with the copy
-            inner = socket.create_connection(("127.0.0.1", b.container_port), timeout=10)
+            inner = socket.create_connection((self.target, b.container_port), timeout=10)
             inner.settimeout(None)
         except OSError:
             conn.close()  # nothing listens there: the client sees the connection end

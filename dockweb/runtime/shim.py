@@ -272,6 +272,24 @@ def supervise(
                 first.close()
             sync_send({"error": str(e), "ports": True})
             return 1
+    # the container's network namespace and its endpoints, before anything runs in it
+    dns = None
+    try:
+        endpoints = mgr.attach_networks(c)
+        if endpoints:
+            mgr._add_host_entry(c)
+            dns = _embedded_dns(mgr, c)
+    except Exception as e:  # noqa: BLE001 - the start fails with the reason
+        if proxy is not None:
+            proxy.close()
+        if first is not None:
+            first.close()
+        if dns is not None:
+            dns.close()
+        with contextlib.suppress(Exception):
+            mgr.detach_networks(cid)
+        sync_send({"error": f"failed to set up container networking: {e}"})
+        return 1
     if c.spec.tty or c.spec.interactive:
         hub = AttachHub(mgr.attach_path(cid), tty=c.spec.tty)
     elif first is not None:
@@ -331,6 +349,8 @@ def supervise(
     def fail(message: str) -> int:
         if proxy is not None:
             proxy.close()
+        if dns is not None:
+            dns.close()
         for _, fd in pipes:
             os.close(fd)
         if hub is not None:
@@ -340,6 +360,8 @@ def supervise(
         if in_w >= 0:
             os.close(in_w)
         subprocess.run([*rt, "delete", "--force", cid], capture_output=True)
+        with contextlib.suppress(Exception):
+            mgr.detach_networks(cid)
         sync_send({"error": message})
         return 1
 
@@ -367,8 +389,10 @@ def supervise(
         subprocess.run(
             ["nsenter", "-t", str(pid), "-n", "ip", "link", "set", "lo", "up"], capture_output=True
         )
+    if dns is not None:
+        dns.serve()
     if proxy is not None:
-        proxy.serve(pid)
+        proxy.serve(pid, endpoints[0][1].ip if endpoints else "127.0.0.1")
     mgr.update_state(
         cid,
         durable=False,
@@ -401,6 +425,13 @@ def supervise(
         subprocess.run([*rt, "delete", "--force", cid], capture_output=True)
     if proxy is not None:
         proxy.close()
+    if dns is not None:
+        dns.close()
+    if endpoints:
+        try:
+            mgr.detach_networks(cid)
+        except Exception as e:  # noqa: BLE001 - reconcile finishes it
+            print(f"detach networks {cid}: {e}", file=sys.stderr)
     st = mgr.update_state(
         cid,
         durable=not c.spec.auto_remove,  # removed right after
@@ -450,10 +481,20 @@ def supervise(
     return 0
 
 
+def _embedded_dns(mgr, c):
+    """The container's DNS server at 127.0.0.11, its sockets made in its namespace."""
+    from dockweb.runtime.dns import EmbeddedDNS, host_nameservers
+
+    resolve, reverse = mgr.dns_names(c.id)
+    dns = EmbeddedDNS(resolve, reverse, list(c.spec.dns) or host_nameservers())
+    dns.bind(mgr.netns.path(c.id))
+    return dns
+
+
 def _start_events(mgr, c) -> None:
     """dockerd's events of a start: the network connected, each volume mounted, then the
     container's start."""
-    events.network(mgr.root, "connect", c)
+    mgr.network_events(c, "connect")
     for m in c.mounts:
         if m.get("type") == "volume":
             events.volume(
@@ -476,7 +517,7 @@ def _exit_events(mgr, c, exit_code: int) -> None:
     except Exception:  # noqa: BLE001 - the record as it was at the start does
         pass
     events.container(mgr.root, c, "die", exitCode=str(exit_code))
-    events.network(mgr.root, "disconnect", c)
+    mgr.network_events(c, "disconnect")
     for m in c.mounts:
         if m.get("type") == "volume":
             events.volume(mgr.root, "unmount", m.get("name", ""), container=c.id)

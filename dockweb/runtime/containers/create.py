@@ -65,8 +65,9 @@ class CreateMixin:
             raise InvalidContainerSpec(
                 f"the working directory '{workdir}' is invalid, it needs to be an absolute path"
             )
-        if spec.network not in ("none", "host"):
-            raise InvalidContainerSpec(f"network {spec.network} not found")
+        self._check_network(spec)
+        if spec.publish_all:
+            self._publish_exposed(spec, cfg)
         if spec.name and not NAME.match(spec.name):
             raise InvalidContainerSpec(
                 f"Invalid container name ({spec.name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
@@ -107,6 +108,7 @@ class CreateMixin:
                     hostname=hostname,
                     mounts=mounts,
                     runtime=self.runtime,
+                    networks=self._check_network(spec),
                     state=State(),
                 )
                 for d in ("upper", "work", "rootfs", "bundle", "init"):

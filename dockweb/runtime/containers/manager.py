@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dockweb.runtime.containers.create import CreateMixin
 from dockweb.runtime.containers.exec import ExecMixin
 from dockweb.runtime.containers.lifecycle import LifecycleMixin
+from dockweb.runtime.containers.netattach import NetAttachMixin
 from dockweb.runtime.containers.observe import ObserveMixin
 from dockweb.runtime.containers.ocirt import default_runtime
 from dockweb.runtime.containers.reconcile import ReconcileMixin
@@ -33,12 +34,19 @@ from dockweb.runtime.containers.state import (
     write_state,
 )
 from dockweb.runtime.errors import ContainerNotFound
+from dockweb.runtime.networks import NetworkManager
 from dockweb.runtime.store import Store
 from dockweb.runtime.volumes import VolumeManager
 
 
 class ContainerManager(
-    CreateMixin, LifecycleMixin, RootfsMixin, ReconcileMixin, ObserveMixin, ExecMixin
+    CreateMixin,
+    LifecycleMixin,
+    RootfsMixin,
+    ReconcileMixin,
+    ObserveMixin,
+    ExecMixin,
+    NetAttachMixin,
 ):
     """Create and run containers over a Store. Safe to use from several processes at once."""
 
@@ -72,6 +80,8 @@ class ContainerManager(
         key = hashlib.sha256(self.root.encode()).hexdigest()[:12]
         self.runtime_root = os.path.join("/run/dockweb", key, self.runtime)
         self.volumes = VolumeManager(self.root, users=self._volume_users)
+        self.networks = NetworkManager(self.root)
+        self.netns = self.networks.netns
 
     # -- paths and records ----------------------------------------------------------------
 
@@ -164,6 +174,8 @@ class ContainerManager(
             # so whatever still runs of it is killed, as Docker does without live-restore.
             subprocess.run(self._rt("kill", cid, "KILL"), capture_output=True)
             subprocess.run(self._rt("delete", "--force", cid), capture_output=True)
+            with contextlib.suppress(Exception):  # its addresses and namespace: free again
+                self.detach_networks(cid)
             st.status = Status.EXITED
             st.exit_code = 255 if st.exit_code == 0 else st.exit_code
             st.pid = 0

@@ -35,8 +35,13 @@ class ReconcileMixin:
         - Volumes: ``VolumeManager.reconcile`` (a half-seeded volume is emptied, to be
           seeded again on next use).
 
+        - Networks: an endpoint or a network namespace of a container that no supervisor
+          watches (or that is gone) is released and removed; dockweb's own namespace and
+          its forwarder go when nothing is attached, and come back for one that runs.
+
         Returns what it changed: container IDs ``removed`` and ``stopped`` (runtime state or
-        processes cleared, state repaired), volume names ``emptied``, temporary ``files``.
+        processes cleared, state repaired), volume names ``emptied``, temporary ``files``,
+        container IDs whose ``networks`` leftovers were cleared.
         """
         report: dict[str, list[str]] = {"removed": [], "stopped": [], "emptied": [], "files": []}
         with self.store.locked():
@@ -78,8 +83,41 @@ class ReconcileMixin:
                         subprocess.run(self._rt("delete", "--force", cid), capture_output=True)
                         report["removed"].append(cid)
             report["emptied"] = self.volumes.reconcile()
+            report["networks"] = self._reconcile_networks()
         report["removed"] = sorted(set(report["removed"]))
         return report
+
+    def _reconcile_networks(self) -> list[str]:
+        """Endpoints and namespaces of containers not running under a supervisor. Called
+        with the store's lock held (no create or remove meanwhile)."""
+        cleared = []
+        with self.networks.locked():
+            owners = {ep.container_id for _, ep in self.networks.all_endpoints()}
+            with contextlib.suppress(FileNotFoundError):
+                owners |= {n for n in os.listdir(self.netns.dir) if CONTAINER_ID.match(n)}
+            for cid in sorted(owners):
+                if not self.shim_alive(cid):
+                    self._release_all(cid)
+                    cleared.append(cid)
+                    continue
+                # running: an endpoint on a network its record does not name is a connect
+                # or a disconnect cut short
+                try:
+                    recorded = set(self._load(cid).networks)
+                except ContainerNotFound:
+                    recorded = set()
+                for net, ep in self.networks.container_endpoints(cid):
+                    if net.name not in recorded:
+                        self.netns.unplug(ep)
+                        self.networks.release(net, cid)
+                        cleared.append(cid)
+            attached = self.networks.all_endpoints()
+            if not attached and (os.path.exists(self.netns.infra) or self.netns.infra_up()):
+                self.netns.teardown_infra()
+            elif attached and not self.netns.infra_up():
+                # the forwarder died (the bridges and veths stay with the namespace): again
+                self.netns.ensure_infra(self.networks.get("bridge").gateway)
+        return cleared
 
     def _remove_temp_files(self, cid: str) -> list[str]:
         """``<name>.json.<pid>.<hex>`` left by a writer that died before its rename, and the

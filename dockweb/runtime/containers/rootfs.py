@@ -218,6 +218,7 @@ class RootfsMixin:
             hostname=c.hostname,
             tty=c.spec.tty,
             network=c.spec.network,
+            netns_path=self.netns_path(c),
             cgroups_path=f"dockweb/{c.id}",
             etc_files=etc,
             mounts=mounts,
@@ -247,14 +248,24 @@ class RootfsMixin:
         }
         with open(paths["/etc/hostname"], "w") as f:
             f.write(c.hostname + "\n")
-        if c.spec.network == "host":
+        mode = c.spec.network
+        if mode == "host":
             hosts = read_text("/etc/hosts") or oci.HOSTS_LOCAL
             resolv = read_text("/etc/resolv.conf")
-        else:
+        elif mode.startswith("container:"):  # the other container's, as dockerd shares them
+            other = self.cdir(self.get(mode.split(":", 1)[1]).id)
+            hosts = read_text(os.path.join(other, "hosts")) or oci.HOSTS_LOCAL
+            resolv = read_text(os.path.join(other, "resolv.conf"))
+        elif mode == "none":
             hosts = oci.HOSTS_LOCAL
             resolv = _filter_resolv(read_text("/etc/resolv.conf"))
+        else:  # a bridge network: the embedded DNS (its supervisor adds the addresses)
+            hosts = oci.HOSTS_LOCAL
+            resolv = embedded_resolv(read_text("/etc/resolv.conf"), c.spec)
         for entry in c.spec.extra_hosts:  # --add-host name:ip, as dockerd appends them
             name, _, ip = entry.partition(":")
+            if ip == "host-gateway":  # the default bridge's gateway: the host, as dockerd's
+                ip = self.networks.get("bridge").gateway
             hosts += f"{ip}\t{name}\n"
         with open(paths["/etc/hosts"], "w") as f:
             f.write(hosts)
@@ -263,6 +274,20 @@ class RootfsMixin:
         for p in paths.values():
             os.chmod(p, 0o644)
         return paths
+
+
+def embedded_resolv(host_text: str, spec) -> str:
+    """resolv.conf of a container on a bridge network: the embedded DNS at 127.0.0.11,
+    the host's search domains (or --dns-search), ``ndots:0`` and --dns-option, as dockerd
+    writes it for user-defined networks."""
+    search = list(spec.dns_search) or [
+        d for ln in host_text.splitlines() if re.match(r"^\s*search\s", ln) for d in ln.split()[1:]
+    ]
+    out = "nameserver 127.0.0.11\n"
+    if search:
+        out += "search " + " ".join(search) + "\n"
+    out += "options " + " ".join(["ndots:0", *spec.dns_options]) + "\n"
+    return out
 
 
 def _filter_resolv(text: str) -> str:

@@ -94,7 +94,15 @@ class ContainerSpec:
     workdir: str = ""
     user: str = ""
     hostname: str = ""
-    network: str = "none"
+    # the network mode: bridge (dockerd's default), none, host, container:<name|id>, or a
+    # user-defined network's name
+    network: str = "bridge"
+    network_aliases: list[str] = field(default_factory=list)  # --network-alias
+    ipv4: str = ""  # --ip
+    dns: list[str] = field(default_factory=list)  # --dns: the embedded DNS's upstreams
+    dns_search: list[str] = field(default_factory=list)  # --dns-search
+    dns_options: list[str] = field(default_factory=list)  # --dns-option
+    publish_all: bool = False  # -P: every exposed port on a random host port
     tty: bool = False
     interactive: bool = False
     auto_remove: bool = False

@@ -186,6 +186,9 @@ class Container:
     hostname: str
     mounts: list[dict]  # {type, name, source, destination, rw, anonymous}
     runtime: str = ""
+    # the bridge networks it is connected to: name -> {"aliases": [...], "ipv4": ""} (what
+    # create and `network connect` asked; the addresses of a running one are its endpoints')
+    networks: dict[str, dict] = field(default_factory=dict)
     state: State = field(default_factory=State)
 
     @property
