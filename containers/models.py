@@ -244,6 +244,15 @@ class ContainerOperation(Job):
     def target(self) -> str:
         return str(self.args.get("container") or self.args.get("name") or "")
 
+    @property
+    def target_name(self) -> str:
+        """What the pages call the target: the container's name when the operation was
+        asked by name (as the pages do), else its 12-character short ID; never 64 hex."""
+        named = self.args.get("container_name") or self.args.get("name")
+        if named:
+            return str(named)
+        return self.target[:12]
+
 
 def _console_id() -> str:
     return secrets.token_urlsafe(24)

@@ -15,8 +15,10 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
@@ -25,6 +27,8 @@ from access.audit import audit
 from access.roles import ADMIN, OPERATOR, forbidden, has_role, role_required
 from containers import services
 from containers.models import Container, ContainerOperation, Volume
+from dockweb.confirm import ask_first, needs_confirmation
+from dockweb.jobs import views as jobs_views
 from dockweb.runtime.errors import DockwebError, NotFound
 from images.models import Image, Reference
 from networks import services as network_services
@@ -197,16 +201,45 @@ def container_action(request: HttpRequest, key: str, action: str) -> HttpRespons
             % {"action": action, "name": container.name, "status": container.get_status_display()},
         )
         return redirect(_next_url(request, detail.url))
+    if action in CONFIRM and needs_confirmation(request):
+        question, label, detail_text = CONFIRM[action]
+        return ask_first(
+            request,
+            question=str(question),
+            target=container.name,
+            detail=str(detail_text),
+            action_label=str(label),
+            cancel_url=_next_url(request, detail.url),
+            page="containers",
+        )
     args: dict = {"container": container.container_id}
     if action == "remove":
         args.update(force=force, volumes=request.POST.get("volumes") == "1")
     op = services.start_operation(
-        action, args, user=request.user, container_id=container.container_id
+        action,
+        {**args, "container_name": container.name},
+        user=request.user,
+        container_id=container.container_id,
     )
     audit(request, f"container.{action}", container.name, **args, operation=op.pk)
-    if action == "remove":
-        return redirect("containers:operation", pk=op.pk)
+    if request.htmx or action == "remove":
+        return _operation_started(request, op)
     return redirect(_next_url(request, detail.url))
+
+
+# The actions that ask first: (question, button, what it means), naming the container.
+CONFIRM = {
+    "kill": (
+        gettext_lazy("Kill this container?"),
+        gettext_lazy("Kill"),
+        gettext_lazy("Its processes get SIGKILL at once, without a chance to finish."),
+    ),
+    "remove": (
+        gettext_lazy("Remove this container?"),
+        gettext_lazy("Remove"),
+        gettext_lazy("Its writable layer and logs are deleted; its volumes are kept."),
+    ),
+}
 
 
 def _image_choices() -> list[str]:
@@ -368,10 +401,33 @@ def volume_remove(request: HttpRequest) -> HttpResponse:
     name = request.POST.get("name", "").strip()
     if not name:
         raise Http404(_("Nothing to remove."))
+    if needs_confirmation(request):
+        return ask_first(
+            request,
+            question=_("Remove this volume?"),
+            target=name,
+            detail=_("Its data is deleted."),
+            action_label=_("Remove"),
+            cancel_url=reverse("volumes:list"),
+            page="containers",
+        )
     op = services.start_operation(
         ContainerOperation.Kind.VOLUME_REMOVE, {"name": name}, user=request.user
     )
     audit(request, "volume.remove", name, operation=op.pk)
+    return _operation_started(request, op)
+
+
+def _operation_started(request: HttpRequest, op: ContainerOperation) -> HttpResponse:
+    """A queued operation: in place for an htmx form, else its page."""
+    if request.htmx:
+        return jobs_views.inline(
+            request,
+            op,
+            poll_url=reverse("containers:operation", kwargs={"pk": op.pk}),
+            parts="containers/operation.html",
+            context=operation_context,
+        )
     return redirect("containers:operation", pk=op.pk)
 
 
@@ -385,7 +441,7 @@ def volume_prune(request: HttpRequest) -> HttpResponse:
             ContainerOperation.Kind.VOLUME_PRUNE, {}, user=request.user
         )
         audit(request, "volume.prune", "", operation=op.pk)
-        return redirect("containers:operation", pk=op.pk)
+        return _operation_started(request, op)
     users = _volume_users()
     context = {
         "unused": [v for v in Volume.objects.all() if not users.get(v.name)],

@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
@@ -16,6 +17,7 @@ from access.audit import audit
 from access.roles import ADMIN, OPERATOR, role_required
 from disk import services, tasks
 from disk.models import PruneOperation, VolumeUsage
+from dockweb.jobs import views as jobs_views
 from dockweb.runtime.digest import short_id
 from dockweb.runtime.diskusage import summary
 
@@ -94,8 +96,24 @@ def prune(request: HttpRequest) -> HttpResponse:
         if seen == _fingerprint(preview):
             op = services.start_prune(preview, user=request.user)
             audit(request, "disk.prune", "", **options, operation=op.pk)
+            if request.htmx:
+                return jobs_views.inline(
+                    request,
+                    op,
+                    poll_url=reverse("disk:prune_result", kwargs={"pk": op.pk}),
+                    parts="disk/prune_operation.html",
+                    status_id="prune-result",
+                    poll="1s",
+                )
             return redirect("disk:prune_result", pk=op.pk)
         changed = True
+        if request.htmx:
+            # in place: say so, and offer the new preview (the page's own URL, as a GET)
+            return render(
+                request,
+                "disk/prune.html#changed",
+                {"options": options, "preview_url": request.get_full_path()},
+            )
     else:
         changed = False
     return render(

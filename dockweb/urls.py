@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.auth.decorators import login_not_required
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from dockweb import views
 from images import views as image_views
@@ -22,4 +25,10 @@ urlpatterns = [
     path("api/", include("images.api_urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
+    # browsers that ask for /favicon.ico get the static icon base.html links to
+    path(
+        "favicon.ico",
+        login_not_required(RedirectView.as_view(url=static("dockweb/favicon.svg"))),
+        name="favicon",
+    ),
 ]

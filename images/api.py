@@ -160,6 +160,7 @@ def operation_json(op: Operation) -> dict:
         "image_id": op.image_id,
         "deleted_layers": op.deleted_layers,
         "references_left": op.references_left,
+        "tags_left": op.tags_left,
         "summary": services.untag_summary(op),
         "created_at": _iso(op.created_at),
         "finished_at": _iso(op.finished_at),

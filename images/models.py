@@ -205,6 +205,26 @@ class Pull(models.Model):
         return min(100, int(self.downloaded_bytes * 100 / self.total_bytes))
 
     @property
+    def console_lines(self) -> list[str]:
+        """The pull's messages as ``docker pull`` prints them (``Digest:``, ``Status: …``),
+        and the status line only when no message already says it."""
+        lines = list(self.messages or [])
+        if self.status_text and not any(line.endswith(self.status_text) for line in lines):
+            lines.append(self.status_text)
+        return lines
+
+    @property
+    def readable_error(self) -> str:
+        """The error as a person reads it: Docker's text with a cause repeated after a
+        colon said once ("manifest unknown: manifest unknown" -> "manifest unknown")."""
+        parts = (self.error or self.status_text or "").split(": ")
+        kept: list[str] = []
+        for part in parts:
+            if not kept or part != kept[-1]:
+                kept.append(part)
+        return ": ".join(kept)
+
+    @property
     def elapsed(self) -> timedelta | None:
         """Time since the start, to the end or, while running, to the current whole second
         (so the many people watching a pull share one rendering: views._pull_progress)."""
@@ -291,6 +311,9 @@ class Operation(Job):
     deleted_layers = models.PositiveIntegerField(default=0)
     references_left = models.PositiveIntegerField(
         default=0, help_text=_("References to the image after the operation")
+    )
+    tags_left = models.PositiveIntegerField(
+        default=0, help_text=_("Of those, tags (the rest are digest references)")
     )
 
     def __str__(self) -> str:

@@ -27,11 +27,13 @@ from django.views.decorators.vary import vary_on_headers
 from access import masking
 from access.audit import audit
 from access.roles import ADMIN, OPERATOR, role_of, role_required
+from dockweb.confirm import ask_first, needs_confirmation
+from dockweb.jobs import views as jobs_views
 from dockweb.runtime.errors import DockwebError, InvalidArgument, InvalidReference, NotFound
 from images import credentials, services
 from images.context_processors import NAV_PULLS
 from images.kept import Kept
-from images.models import Build, Operation, Pull, PullLayer, RegistryCredential
+from images.models import Build, Image, Operation, Pull, PullLayer, RegistryCredential
 from images.templatetags.dockweb_extras import duration, rate, since
 
 # The platforms offered on the Pull page; "" is the host's own platform, as `docker pull`.
@@ -343,14 +345,16 @@ def image_tag(request: HttpRequest, key: str) -> HttpResponse:
         messages.error(request, _("Enter the new tag, such as myapp:1.0."))
         return redirect("images:detail", key=key)
     try:
-        op = services.start_tag(image.image_id, target, user=request.user)
+        op = services.start_tag(
+            image.image_id, target, user=request.user, source_name=image_name(image.image_id)
+        )
     except DockwebError as e:
         messages.error(
             request, _("Cannot tag as %(target)s: %(error)s") % {"target": target, "error": e}
         )
         return redirect("images:detail", key=key)
     audit(request, "image.tag", image.image_id, target=target, operation=op.pk)
-    return redirect("images:operation", pk=op.pk)
+    return _operation_started(request, op)
 
 
 @login_required
@@ -366,6 +370,21 @@ def image_remove(request: HttpRequest) -> HttpResponse:
     if not target:
         raise Http404(_("Nothing to remove."))
     force = request.POST.get("force") == "1"
+    image = request.POST.get("image", "")
+    if needs_confirmation(request):
+        named = image_name(target)
+        by_id = named != target  # an image ID, named here by its tag or short ID
+        return ask_first(
+            request,
+            question=_("Remove this image?") if by_id else _("Remove this tag?"),
+            target=named,
+            detail=_("Forced: also while other references or stopped containers use it.")
+            if force
+            else "",
+            action_label=_("Remove image") if by_id else _("Remove tag"),
+            cancel_url=_detail_url(image),
+            page="images",
+        )
     try:
         op = services.start_removal(target, force=force, user=request.user)
     except DockwebError as e:
@@ -373,13 +392,44 @@ def image_remove(request: HttpRequest) -> HttpResponse:
             request, _("Cannot remove %(target)s: %(error)s") % {"target": target, "error": e}
         )
         # back to the image's page when ``image`` names one a URL can hold
-        image = request.POST.get("image", "")
-        try:
-            return redirect("images:detail", key=image) if image else redirect("images:list")
-        except NoReverseMatch:
-            return redirect("images:list")
+        return redirect(_detail_url(image))
     audit(request, "image.remove", target, force=force, operation=op.pk)
+    return _operation_started(request, op)
+
+
+def _detail_url(image: str) -> str:
+    """The image's page when ``image`` names one a URL can hold, else the list."""
+    try:
+        return reverse("images:detail", kwargs={"key": image}) if image else reverse("images:list")
+    except NoReverseMatch:
+        return reverse("images:list")
+
+
+def _operation_started(request: HttpRequest, op: Operation) -> HttpResponse:
+    """The queued removal or tag: in place for an htmx form, else its page."""
+    if request.htmx:
+        return jobs_views.inline(
+            request,
+            op,
+            poll_url=reverse("images:operation", kwargs={"pk": op.pk}),
+            parts="images/operation.html",
+            context=operation_context,
+        )
     return redirect("images:operation", pk=op.pk)
+
+
+def image_name(ref_or_id: str) -> str:
+    """What a person calls an image: a reference as given, an ID as its first tag
+    (repo:tag) or, with none, its 12-character short ID; never a bare 64-hex ID."""
+    hex_part = ref_or_id.removeprefix("sha256:")
+    if len(hex_part) != 64 or any(c not in "0123456789abcdef" for c in hex_part):
+        return ref_or_id
+    image = Image.objects.filter(image_id=f"sha256:{hex_part}").first()
+    if image is not None:
+        tagged = [r.familiar for r in image.references.exclude(tag="").select_related("repository")]
+        if tagged:
+            return sorted(tagged)[0]
+    return hex_part[:12]
 
 
 # --- operations --------------------------------------------------------------------------
@@ -393,9 +443,13 @@ def removal_target(op: Operation) -> str:
 
 def operation_context(op: Operation) -> dict:
     """What a removal did and what to force, for the job page (dockweb.jobs.views)."""
+    target = removal_target(op)
     return {
         "summary": services.untag_summary(op) if op.kind == Operation.Kind.REMOVE else "",
-        "target": removal_target(op),
+        "target": target,
+        "target_name": image_name(target) if target else "",
+        "source_name": (op.args or {}).get("source_name")
+        or image_name(str((op.args or {}).get("source", ""))),
         "page": "images",
     }
 

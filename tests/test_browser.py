@@ -228,8 +228,9 @@ def test_it_pulls_tags_untags_and_removes_an_image_in_a_browser(
     shot(page, "image")
     page.fill("form.tag-form input[name=target]", second_tag)
     page.click("form.tag-form button[type=submit]")
-    page.wait_for_url(re.compile(r"/operations/\d+/$"))
+    # done in place: the result shows above the image's page, which stays
     assert finish_operation(page).strip() == f"Tagged: {second_tag}"
+    assert "/images/" in page.url
     shot(page, "tagged")
     page.click("#operation-status a:has-text('Open image')")
     page.wait_for_selector("table.refs")
@@ -244,14 +245,18 @@ def test_it_pulls_tags_untags_and_removes_an_image_in_a_browser(
     shot(page, "images-two-tags")
     page.go_back()
 
-    # removing one of two tags only untags
+    # removing one of two tags only untags, once confirmed in the dialog naming the tag
     page.click(f"table.refs tr:has(span.tag:text-is('{second_tag}')) button")
-    page.wait_for_url(re.compile(r"/operations/\d+/$"))
+    page.wait_for_selector("#confirm-dialog[open]")
+    assert page.inner_text("#confirm-dialog-target") == second_tag
+    page.click("#confirm-dialog-ok")
     console = finish_operation(page)
     assert console.splitlines() == [f"Untagged: {second_tag}"]
     outcome = page.inner_text("#operation-status .outcome")
     # the other tag, and the digest reference the pull recorded (as `docker pull` does)
-    assert outcome == "Untagged only: 2 other references keep this image", outcome
+    assert outcome == "Untagged only: 1 other tag keeps this image (and 1 digest reference)", (
+        outcome
+    )
     shot(page, "untagged-only")
 
     # removing the last tag deletes the image and its layers
@@ -259,7 +264,9 @@ def test_it_pulls_tags_untags_and_removes_an_image_in_a_browser(
     page.wait_for_selector("table.refs")
     assert page.locator("table.refs span.tag").all_inner_texts() == [normalized]
     page.click(f"table.refs tr:has(span.tag:text-is('{normalized}')) button")
-    page.wait_for_url(re.compile(r"/operations/\d+/$"))
+    page.wait_for_selector("#confirm-dialog[open]")
+    assert page.inner_text("#confirm-dialog-target") == normalized
+    page.click("#confirm-dialog-ok")
     lines = finish_operation(page).splitlines()
     assert f"Untagged: {normalized}" in lines
     deleted = [line.removeprefix("Deleted: ") for line in lines if line.startswith("Deleted: ")]

@@ -63,7 +63,8 @@ def test_it_lists_containers_with_the_actions_their_state_allows(client):
     assert f'/containers/{CID}/start/' not in body
     assert f'/containers/{"7e" * 32}/start/' in body
     assert f'/containers/{"7e" * 32}/stop/' not in body
-    assert 'hx-trigger="every 5s"' in body  # a running container's "Up …" keeps changing
+    # a running container's "Up …" keeps changing; an action done in place refreshes it too
+    assert 'hx-trigger="every 5s, dockweb:changed from:body"' in body
 
 
 @pytest.mark.django_db
@@ -80,7 +81,11 @@ def test_it_queues_an_allowed_action(client, no_broker, django_capture_on_commit
         response = client.post(f"/containers/{CID[:12]}/stop/", {"next": "/containers/"})
     assert response.status_code == 302 and response["Location"] == "/containers/"
     op = ContainerOperation.objects.get()
-    assert (op.kind, op.args, op.container_id) == ("stop", {"container": CID}, CID)
+    assert (op.kind, op.args, op.container_id) == (
+        "stop",
+        {"container": CID, "container_name": "web"},
+        CID,
+    )
     assert no_broker == [op.pk]
 
 

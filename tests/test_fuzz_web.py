@@ -280,6 +280,7 @@ COVERED = {
     "api/pulls/<id:pk>/",
     "api/pulls/<id:pk>/cancel/",
     "api/operations/<id:pk>/",
+    "favicon.ico",
 }
 
 # -- query strings of the pages and the API --------------------------------------------------
@@ -335,7 +336,7 @@ def test_path_keys(web, key):
 FORMS = {
     "/pull/": ["reference", "platform"],
     f"/images/{IMAGE_ID}/tag/": ["target"],
-    "/images/remove/": ["target", "image", "force"],
+    "/images/remove/": ["target", "image", "force", "ask", "confirmed"],
     "/build/": ["dockerfile", "tags", "build_args", "no_cache"],
     "/registries/": ["registry", "username", "password"],
     "/registries/delete/": ["registry"],
@@ -364,13 +365,13 @@ FORMS = {
         "restart",
     ],
     "/volumes/": ["name", "labels"],
-    "/volumes/remove/": ["name"],
+    "/volumes/remove/": ["name", "ask", "confirmed"],
     "/networks/": ["name", "subnet", "gateway", "ip_range", "internal", "attachable", "labels"],
     "/networks/connect/": ["network", "container", "aliases", "ip"],
     "/networks/disconnect/": ["network", "container"],
     "/networks/nope/remove/": [],
     "/disk/prune/": ["images", "containers", "volumes", "seen"],
-    "/containers/nope/start/": ["force", "next"],
+    "/containers/nope/start/": ["force", "next", "ask", "confirmed"],
 }
 
 

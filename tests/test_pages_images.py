@@ -215,7 +215,12 @@ def test_it_queues_a_tag(client, images):
     response = client.post(f"/images/{APP_ID[7:19]}/tag/", {"target": "webapp:2.0"})
     op = Operation.objects.get()
     assert response["Location"] == f"/operations/{op.pk}/"
-    assert op.kind == "tag" and op.args == {"source": APP_ID, "target": "webapp:2.0"}
+    # the source as an ID for the worker, and as the name the page shows it by
+    assert op.kind == "tag" and op.args == {
+        "source": APP_ID,
+        "target": "webapp:2.0",
+        "source_name": "webapp:1.0",
+    }
 
 
 def test_it_explains_an_invalid_tag(client, images):
@@ -232,13 +237,29 @@ def finished_removal(**fields) -> Operation:
 
 
 def test_it_shows_an_untag_plainly(client, images):
-    op = finished_removal(status="done", result=[["Untagged", "webapp:1.0"]], references_left=1)
+    op = finished_removal(
+        status="done", result=[["Untagged", "webapp:1.0"]], references_left=1, tags_left=1
+    )
     response = client.get(f"/operations/{op.pk}/", headers={"HX-Request": "true"})
     html = response.content.decode()
     assert html.lstrip().startswith('<section id="operation-status">')
     assert "hx-trigger" not in html
     assert "Untagged: webapp:1.0" in html
-    assert "Untagged only: 1 other reference keeps this image" in html
+    assert "Untagged only: 1 other tag keeps this image" in html
+
+
+def test_it_says_a_digest_reference_is_not_a_tag(client, images):
+    # the image page lists tags and digests apart; so does the summary
+    op = finished_removal(
+        status="done", result=[["Untagged", "webapp:1.0"]], references_left=2, tags_left=1
+    )
+    html = client.get(f"/operations/{op.pk}/").content.decode()
+    assert "Untagged only: 1 other tag keeps this image (and 1 digest reference)" in html
+    op = finished_removal(
+        status="done", result=[["Untagged", "webapp:1.0"]], references_left=1, tags_left=0
+    )
+    html = client.get(f"/operations/{op.pk}/").content.decode()
+    assert "Untagged only: 1 digest reference keeps this image" in html
 
 
 def test_it_shows_a_deletion_plainly(client, images):
@@ -286,9 +307,9 @@ def test_it_pages_a_long_image_list(client):
         image = Image.objects.create(image_id=f"sha256:{i:064x}", size=1000 + i)
         Reference.objects.create(repository=repo, tag=f"t{i}", image=image)
     first = client.get("/images/")
-    assert first.content.count(b'<td class="repo">') == 100
+    assert first.content.count(b'<td class="repo"') == 100
     assert b"Rows 1\xe2\x80\x93100 of 130" in first.content
     second = client.get("/images/?page=2", headers={"HX-Request": "true"})
-    assert second.content.count(b'<td class="repo">') == 30
+    assert second.content.count(b'<td class="repo"') == 30
     assert b"Rows 101\xe2\x80\x93130 of 130" in second.content
     assert b"<html" not in second.content

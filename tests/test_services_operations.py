@@ -54,7 +54,10 @@ def test_it_only_untags_when_other_references_keep_the_image(store, registry, pu
     assert (op.freed_bytes, op.deleted_layers, op.image_id) == (0, 0, a.image_id)
     # ops/a:1 and its digest reference are left
     assert op.references_left == 2
-    assert services.untag_summary(op) == "Untagged only: 2 other references keep this image"
+    # one tag left, and the digest reference the pull recorded
+    assert services.untag_summary(op) == (
+        "Untagged only: 1 other tag keeps this image (and 1 digest reference)"
+    )
     assert not Reference.objects.filter(repository__name="docker.io/team/a").exists()
 
 

@@ -17,7 +17,8 @@ from access.roles import set_role
 PASSWORD = "a-long-test-password-42"
 
 # The only routes an anonymous visitor may reach (admin:login is the admin's own form).
-PUBLIC_ROUTES = {"login", "logout", "admin:login"}
+# the favicon is a static file anyone may fetch (it names nothing)
+PUBLIC_ROUTES = {"login", "logout", "admin:login", "favicon"}
 
 SAMPLE = {"uuid": "00000000-0000-0000-0000-000000000001"}
 

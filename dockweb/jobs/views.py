@@ -38,6 +38,43 @@ def operation(
     op = get_object_or_404(model, pk=pk)
     template = TEMPLATE + ("#job_status" if request.htmx else "")
     ctx = {"op": op, "parts": parts, "status_id": status_id, "poll": poll}
+    if request.htmx and request.GET.get("inline") == "1":
+        # polled from a page where the job was started in place (``inline``)
+        ctx.update(inline=True, poll_url=request.get_full_path())
     if context is not None:
         ctx.update(context(op))
-    return render(request, template, ctx)
+    response = render(request, template, ctx)
+    if request.htmx and not op.is_active:
+        # the parts of a page that show what the job changed refresh themselves on this
+        response["HX-Trigger"] = CHANGED
+    return response
+
+
+CHANGED = "dockweb:changed"
+
+
+def inline(
+    request: HttpRequest,
+    op: models.Model,
+    *,
+    poll_url: str,
+    parts: str,
+    context: Callable[[models.Model], dict] | None = None,
+    status_id: str = "operation-status",
+    poll: str = "500ms",
+) -> HttpResponse:
+    """A job just queued by an htmx form, shown in place (base.html's #action-result): the
+    same status fragment as the job's page, polling ``poll_url`` (that page) until done."""
+    ctx = {
+        "op": op,
+        "parts": parts,
+        "status_id": status_id,
+        "poll": poll,
+        "poll_url": f"{poll_url}?inline=1",
+        "inline": True,
+    }
+    if context is not None:
+        ctx.update(context(op))
+    response = render(request, TEMPLATE + "#job_status", ctx)
+    response["HX-Trigger"] = CHANGED
+    return response

@@ -107,14 +107,18 @@ def start_removal(
     )
 
 
-def start_tag(source: str, target: str, user=None) -> Operation:
-    """Queue ``docker tag SOURCE TARGET``; the worker runs it after commit."""
+def start_tag(source: str, target: str, user=None, *, source_name: str = "") -> Operation:
+    """Queue ``docker tag SOURCE TARGET``; the worker runs it after commit. ``source_name``
+    is what the pages call the source (its tag when ``source`` is an ID)."""
     source, target = source.strip(), target.strip()
     if not source:
         raise InvalidReference("invalid reference format")
     if refs.parse_normalized_named(target).digest:
         raise DockwebError("refusing to create a tag with a digest reference")
-    return _start_operation(Operation.Kind.TAG, {"source": source, "target": target}, user)
+    args = {"source": source, "target": target}
+    if source_name:
+        args["source_name"] = source_name
+    return _start_operation(Operation.Kind.TAG, args, user)
 
 
 def _start_operation(kind: str, args: dict, user) -> Operation:
@@ -159,7 +163,7 @@ def run_operation(op: Operation) -> dict:
         return {
             "result": [["Tagged", target.familiar_string()]],
             "image_id": image_id,
-            "references_left": len(store.references(image_id)),
+            **_references_left(store, image_id),
         }
     raise DockwebError(f"unknown operation {op.kind!r}")
 
@@ -179,8 +183,13 @@ def _run_removal(store: Store, args: dict) -> dict:
         "image_id": image_id,
         "freed_bytes": sum(sizes[c] for c in deleted_layers),
         "deleted_layers": len(deleted_layers),
-        "references_left": len(store.references(image_id)) if store.has_image(image_id) else 0,
+        **_references_left(store, image_id),
     }
+
+
+def _references_left(store: Store, image_id: str) -> dict:
+    left = store.references(image_id) if image_id and store.has_image(image_id) else []
+    return {"references_left": len(left), "tags_left": sum(1 for r in left if r.tag)}
 
 
 def untag_summary(op: Operation) -> str:
@@ -188,11 +197,24 @@ def untag_summary(op: Operation) -> str:
     if op.kind != Operation.Kind.REMOVE or op.status != Operation.Status.DONE:
         return ""
     if not op.deleted:
-        return ngettext(
-            "Untagged only: %(n)d other reference keeps this image",
-            "Untagged only: %(n)d other references keep this image",
-            op.references_left,
-        ) % {"n": op.references_left}
+        # say what the image page lists: tags, and digest references (repo@sha256:…)
+        tags, digests = op.tags_left, max(op.references_left - op.tags_left, 0)
+        if not tags:
+            return ngettext(
+                "Untagged only: %(n)d digest reference keeps this image",
+                "Untagged only: %(n)d digest references keep this image",
+                digests,
+            ) % {"n": digests}
+        text = ngettext(
+            "Untagged only: %(n)d other tag keeps this image",
+            "Untagged only: %(n)d other tags keep this image",
+            tags,
+        ) % {"n": tags}
+        if digests:
+            text += " " + ngettext(
+                "(and %(n)d digest reference)", "(and %(n)d digest references)", digests
+            ) % {"n": digests}
+        return text
     return ngettext(
         "Deleted: the image and %(k)d layer, %(size)s freed",
         "Deleted: the image and %(k)d layers, %(size)s freed",
