@@ -74,6 +74,11 @@ def test_cli_network_lifecycle_and_errors(dw, image):
     )
     gw = dw("network", "create", "--gateway", "10.1.1.1", "cli-x", check=False)
     assert (gw.returncode, gw.stderr) == (1, "no matching subnet for gateway 10.1.1.1\n")
+    pre = dw("network", "create", "bridge", check=False)
+    assert (pre.returncode, pre.stderr) == (
+        1,
+        "Error response from daemon: operation is not permitted on predefined bridge network \n",
+    )
     bad = dw("network", "create", "--driver", "overlay", "cli-x", check=False)
     assert bad.returncode == 1 and "not a swarm manager" in bad.stderr
 
@@ -309,6 +314,11 @@ def test_docker_cli_network_commands_and_inspect(engine_api, image):
     )
     net_id = made.stdout.strip()
     assert HEX64.match(net_id)
+    pre = d("network", "create", "host")
+    assert (pre.returncode, pre.stderr) == (
+        1,
+        "Error response from daemon: operation is not permitted on predefined host network \n",
+    )
     dup = d("network", "create", "dk-net")
     assert (dup.returncode, dup.stderr) == (
         1,
@@ -414,6 +424,41 @@ def test_docker_cli_network_commands_and_inspect(engine_api, image):
     assert pruned == "Deleted Networks:\ndk-left\n\n"
 
 
+def test_docker_cli_ps_and_port_show_published_ports_that_reach_the_container(engine_api, image):
+    d = engine_api.docker
+    d(
+        "run",
+        "-d",
+        "--name",
+        "dk-web",
+        "-p",
+        "127.0.0.1::7008",
+        "-P",
+        "--expose",
+        "7009",
+        image,
+        "sh",
+        "-c",
+        PONG.format(port=7008),
+        check=True,
+    )
+    lines = sorted(d("port", "dk-web", check=True).stdout.splitlines())
+    assert len(lines) == 2, lines
+    assert re.fullmatch(r"7008/tcp -> 127\.0\.0\.1:\d+", lines[0])
+    assert re.fullmatch(r"7009/tcp -> 0\.0\.0\.0:\d+", lines[1])
+    port = int(lines[0].rsplit(":", 1)[1])
+    other = int(lines[1].rsplit(":", 1)[1])
+    assert d("port", "dk-web", "7008", check=True).stdout == f"127.0.0.1:{port}\n"
+    ps = d("ps", "--format", "{{.Ports}}", "-f", "name=dk-web", check=True).stdout
+    assert ps == f"127.0.0.1:{port}->7008/tcp, 0.0.0.0:{other}->7009/tcp\n"
+    assert _recv(port) == b"pong\n"
+    info = json.loads(d("inspect", "dk-web", check=True).stdout)[0]
+    assert info["HostConfig"]["PublishAllPorts"] is True
+    assert info["NetworkSettings"]["Ports"]["7008/tcp"] == [
+        {"HostIp": "127.0.0.1", "HostPort": str(port)}
+    ]
+
+
 def test_docker_py_two_containers_reach_each_other_by_name(engine_api, image):
     client = engine_api.client()
     from docker.types import IPAMConfig, IPAMPool
@@ -507,3 +552,14 @@ services:
     assert nets.split() == ["bridge", "host", "none"]
     left = engine_api.dockweb("ps", "-a", "--format", "{{.Names}}", check=True).stdout
     assert "netp" not in left
+
+
+def test_system_prune_removes_unused_networks(dw, image):
+    dw("network", "create", "sp-used")
+    dw("network", "create", "sp-unused")
+    dw("run", "-d", "--name", "sp-c", "--network", "sp-used", image, "sleep", "60")
+    out = dw("system", "prune", "-f").stdout
+    assert out == "Deleted Networks:\nsp-unused\n\nTotal reclaimed space: 0B\n"
+    assert dw("network", "ls", "-q", "-f", "name=sp-").stdout.split() == [
+        json.loads(dw("network", "inspect", "sp-used").stdout)[0]["Id"][:12]
+    ]

@@ -20,6 +20,7 @@ from dockweb.docker.networks import (
     inspect_network,
     network_resources,
     network_rows,
+    predefined_create_error,
     prune_keep,
 )
 from dockweb.engine import get_manager
@@ -109,6 +110,9 @@ def cmd_network_create(args) -> int:
     ]
     if unsupported:
         print_error(daemon_error(f"dockweb's networks do not support {unsupported[0]}"))
+        return 1
+    if predefined_create_error(args.name):
+        print_error(daemon_error(predefined_create_error(args.name)))
         return 1
     mgr = get_manager()
     net = mgr.networks.create(

@@ -454,7 +454,11 @@ def row_fields(info: dict, size: tuple[int, int] | None) -> dict:
         "finished_at": parse_go_time(state["FinishedAt"]),
         "auto_remove": info["HostConfig"]["AutoRemove"],
         "tty": info["Config"]["Tty"],
-        "network": info["HostConfig"]["NetworkMode"],
+        # the network it is on ("bridge" for NetworkMode "default"), else its mode
+        "network": next(
+            iter((info.get("NetworkSettings") or {}).get("Networks") or {}),
+            info["HostConfig"]["NetworkMode"],
+        ),
         "labels": info["Config"]["Labels"] or {},
         "mounts": info["Mounts"],
         "inspect": info,

@@ -39,6 +39,14 @@ PRUNE_WARNING = (
 )
 
 
+def predefined_create_error(name: str) -> str:
+    """dockerd's PredefinedNetworkError (403) for ``network create`` of a predefined name
+    (``default`` counts, as runconfig.IsPreDefinedNetwork); "" for any other name."""
+    if name in ("bridge", "host", "none", "default"):
+        return f"operation is not permitted on predefined {name} network "
+    return ""
+
+
 # -- NetworkResource ------------------------------------------------------------------------
 
 

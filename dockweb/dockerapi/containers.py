@@ -781,6 +781,13 @@ def wait_for(mgr, c, condition: str) -> int:
         return code
     watch = RunWatch(mgr, c.id)
     try:
+        if condition == "not-running":
+            # ended between the lookup and the watch: the watch saw no run end, it would
+            # wait for the next one (with the default bridge, the end takes longer)
+            with contextlib.suppress(DockwebError):
+                now = mgr.get(c.id)
+                if not now.status.is_active:
+                    return now.state.exit_code
         if condition != "removed":
             state = watch.wait()
             return int(state.get("exit_code", 0)) if state else _last_code(mgr, c.id, code)

@@ -11,11 +11,11 @@ from dockweb.docker.networks import (
     filter_networks,
     inspect_network,
     network_resources,
+    predefined_create_error,
     prune_keep,
 )
 from dockweb.dockerapi.http import ApiError, Json, Raw, Request, bad_request, unsupported
 from dockweb.dockerapi.router import Routes
-from dockweb.runtime.networks import PREDEFINED
 
 routes = Routes()
 
@@ -73,8 +73,8 @@ def network_create(req: Request) -> Json:
     if not isinstance(body, dict):
         raise bad_request("invalid JSON body")
     name = body.get("Name", "")
-    if name in PREDEFINED:
-        raise ApiError(403, f"{name} is a pre-defined network and cannot be created")
+    if predefined_create_error(name):
+        raise ApiError(403, predefined_create_error(name))
     for key in ("EnableIPv6", "Ingress", "ConfigOnly"):
         if body.get(key):
             raise unsupported(key)
