@@ -77,7 +77,7 @@ def test_cli_network_lifecycle_and_errors(dw, image):
     pre = dw("network", "create", "bridge", check=False)
     assert (pre.returncode, pre.stderr) == (
         1,
-        "Error response from daemon: operation is not permitted on predefined bridge network \n",
+        "Error response from daemon: operation is not permitted on predefined bridge network\n",
     )
     bad = dw("network", "create", "--driver", "overlay", "cli-x", check=False)
     assert bad.returncode == 1 and "not a swarm manager" in bad.stderr
@@ -317,7 +317,7 @@ def test_docker_cli_network_commands_and_inspect(engine_api, image):
     pre = d("network", "create", "host")
     assert (pre.returncode, pre.stderr) == (
         1,
-        "Error response from daemon: operation is not permitted on predefined host network \n",
+        "Error response from daemon: operation is not permitted on predefined host network\n",
     )
     dup = d("network", "create", "dk-net")
     assert (dup.returncode, dup.stderr) == (

@@ -112,7 +112,8 @@ def cmd_network_create(args) -> int:
         print_error(daemon_error(f"dockweb's networks do not support {unsupported[0]}"))
         return 1
     if predefined_create_error(args.name):
-        print_error(daemon_error(predefined_create_error(args.name)))
+        # the docker client trims the daemon's message
+        print_error(daemon_error(predefined_create_error(args.name).strip()))
         return 1
     mgr = get_manager()
     net = mgr.networks.create(
