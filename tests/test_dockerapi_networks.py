@@ -44,11 +44,20 @@ def clean(engine_api):
     engine_api.dockweb("network", "prune", "-f")
 
 
+def mirrored_networks(engine_api) -> list[str]:
+    """The Network rows the pages read (networks.mirror), by name."""
+    import sqlite3
+
+    with sqlite3.connect(engine_api.base / "data" / "db.sqlite3") as conn:
+        rows = conn.execute("SELECT name FROM networks_network ORDER BY name").fetchall()
+    return [r[0] for r in rows]
+
+
 def _inspect(run, *args):
     return json.loads(run("inspect", *args, check=True).stdout)[0]
 
 
-def test_cli_network_lifecycle_and_errors(dw, image):
+def test_cli_network_lifecycle_and_errors(engine_api, dw, image):
     out = dw(
         "network",
         "create",
@@ -66,6 +75,7 @@ def test_cli_network_lifecycle_and_errors(dw, image):
     ).stdout
     net_id = out.strip()
     assert HEX64.match(net_id)
+    assert mirrored_networks(engine_api) == ["bridge", "cli-a", "host", "none"]
     again = dw("network", "create", "cli-a", check=False)
     assert (again.returncode, again.stdout, again.stderr) == (
         1,
@@ -228,6 +238,7 @@ def test_cli_network_lifecycle_and_errors(dw, image):
     assert pruned.startswith("Deleted Networks:\n") and pruned.endswith("\n\n")
     assert sorted(pruned.split("\n")[1:-2]) == ["cli-a", "cli-b"]
     assert dw("network", "ls", "--format", "{{.Name}}").stdout == "bridge\nhost\nnone\n"
+    assert mirrored_networks(engine_api) == ["bridge", "host", "none"]
 
 
 def test_cli_default_bridge_ports_and_inspect(dw, image):
@@ -418,7 +429,9 @@ def test_docker_cli_network_commands_and_inspect(engine_api, image):
     missing = d("network", "rm", "nope")
     assert (missing.returncode, missing.stderr) == (1, "Error: No such network: nope\n")
     d("rm", "-f", "dk-srv", check=True)
+    assert "dk-two" in mirrored_networks(engine_api)  # through the API too
     assert d("network", "rm", "dk-net", "dk-two", check=True).stdout == "dk-net\ndk-two\n"
+    assert mirrored_networks(engine_api) == ["bridge", "host", "none"]
     d("network", "create", "dk-left", check=True)
     pruned = d("network", "prune", "-f", check=True).stdout
     assert pruned == "Deleted Networks:\ndk-left\n\n"

@@ -81,11 +81,17 @@ def consolidate_ipam(subnets: list[str], ranges: list[str], gateways: list[str])
     return next(iter(chosen.values()), {"subnet": "", "ip_range": "", "gateway": ""})
 
 
-def _sync(cid: str) -> None:
-    """The container's row (its networks) mirrors the runtime again."""
-    from containers import services
+def _sync(cid: str = "") -> None:
+    """The database mirrors the runtime again: the container's row and the Network rows
+    (``containers.services.sync_containers`` does both), or the Network rows alone."""
+    if cid:
+        from containers import services
 
-    services.sync_containers(cid)
+        services.sync_containers(cid)
+    else:
+        from networks.mirror import sync_networks
+
+        sync_networks(get_manager())
 
 
 def cmd_network_create(args) -> int:
@@ -115,18 +121,20 @@ def cmd_network_create(args) -> int:
         # the docker client trims the daemon's message
         print_error(daemon_error(predefined_create_error(args.name).strip()))
         return 1
-    mgr = get_manager()
-    net = mgr.networks.create(
-        args.name,
-        driver=args.driver,
-        subnet=ipam["subnet"],
-        gateway=ipam["gateway"],
-        ip_range=ipam["ip_range"],
-        internal=args.internal,
-        attachable=args.attachable,
-        labels=_kv(args.label),
-        options=_kv(args.opt),
-    )
+    try:
+        net = get_manager().networks.create(
+            args.name,
+            driver=args.driver,
+            subnet=ipam["subnet"],
+            gateway=ipam["gateway"],
+            ip_range=ipam["ip_range"],
+            internal=args.internal,
+            attachable=args.attachable,
+            labels=_kv(args.label),
+            options=_kv(args.opt),
+        )
+    finally:
+        _sync()
     print(net.id)
     return 0
 
@@ -174,6 +182,7 @@ def cmd_network_rm(args) -> int:
             status = 1
             continue
         print(name)
+    _sync()
     return status
 
 
@@ -194,8 +203,7 @@ def cmd_network_connect(args) -> int:
 
 def cmd_network_disconnect(args) -> int:
     c = get_manager().disconnect(args.container, args.network, force=args.force)
-    if c is not None:
-        _sync(c.id)
+    _sync(c.id if c is not None else "")
     return 0
 
 
@@ -209,7 +217,10 @@ def cmd_network_prune(args) -> int:
         return 1
     if not args.force and not confirm(PRUNE_WARNING):
         return 0
-    removed = get_manager().networks.prune(keep)
+    try:
+        removed = get_manager().networks.prune(keep)
+    finally:
+        _sync()
     if removed:
         # docker/cli prints its output with Println: the list's last newline, then one more
         print("Deleted Networks:\n" + "".join(n.name + "\n" for n in removed))

@@ -237,7 +237,12 @@ def _prune_networks(filters: dict[str, list[str]]) -> list[str]:
     from dockweb.engine import get_manager
 
     keep = prune_keep({k: v for k, v in filters.items() if k in ("label", "label!", "until")})
-    return [n.name for n in get_manager().networks.prune(keep)]
+    try:
+        return [n.name for n in get_manager().networks.prune(keep)]
+    finally:
+        from networks.mirror import sync_networks
+
+        sync_networks(get_manager())
 
 
 # -- parser ------------------------------------------------------------------------------

@@ -26,10 +26,17 @@ def _mgr():
     return get_manager()
 
 
-def _sync(cid: str) -> None:
-    from containers import services
+def _sync(cid: str = "") -> None:
+    """The database mirrors the runtime again: the container's row and the Network rows
+    (``containers.services.sync_containers`` does both), or the Network rows alone."""
+    if cid:
+        from containers import services
 
-    services.sync_containers(cid)
+        services.sync_containers(cid)
+    else:
+        from networks.mirror import sync_networks
+
+        sync_networks(_mgr())
 
 
 @routes.get("/networks")
@@ -82,21 +89,27 @@ def network_create(req: Request) -> Json:
         raise unsupported("ConfigFrom")
     if (body.get("Scope") or "local") != "local":
         raise unsupported(f"Scope={body['Scope']}")
-    net = _mgr().networks.create(
-        name,
-        driver=body.get("Driver") or "bridge",
-        internal=bool(body.get("Internal")),
-        attachable=bool(body.get("Attachable")),
-        labels=dict(body.get("Labels") or {}),
-        options=dict(body.get("Options") or {}),
-        **_ipam(body),
-    )
+    try:
+        net = _mgr().networks.create(
+            name,
+            driver=body.get("Driver") or "bridge",
+            internal=bool(body.get("Internal")),
+            attachable=bool(body.get("Attachable")),
+            labels=dict(body.get("Labels") or {}),
+            options=dict(body.get("Options") or {}),
+            **_ipam(body),
+        )
+    finally:
+        _sync()
     return Json({"Id": net.id, "Warning": ""}, status=201)
 
 
 @routes.delete("/networks/{id}", audit="network.remove", target="id")
 def network_remove(req: Request) -> Raw:
-    _mgr().networks.remove(req.params["id"])
+    try:
+        _mgr().networks.remove(req.params["id"])
+    finally:
+        _sync()
     return Raw(status=204, content_type=None)
 
 
@@ -129,8 +142,7 @@ def network_disconnect(req: Request) -> Raw:
     c = _mgr().disconnect(
         body.get("Container") or "", req.params["id"], force=bool(body.get("Force"))
     )
-    if c is not None:
-        _sync(c.id)
+    _sync(c.id if c is not None else "")
     return Raw(status=200, content_type=None)
 
 
@@ -140,5 +152,8 @@ def network_prune(req: Request) -> Json:
         keep = prune_keep(req.qfilters())
     except InvalidFilter as err:
         raise bad_request(str(err)) from None
-    removed = _mgr().networks.prune(keep)
+    try:
+        removed = _mgr().networks.prune(keep)
+    finally:
+        _sync()
     return Json({"NetworksDeleted": [n.name for n in removed] or None})
