@@ -311,6 +311,7 @@ def _recv(port: int, timeout: float = 20) -> bytes:
 
 def test_docker_cli_network_commands_and_inspect(engine_api, image):
     d = engine_api.docker
+    since = time.time() - 1
     made = d(
         "network",
         "create",
@@ -435,6 +436,26 @@ def test_docker_cli_network_commands_and_inspect(engine_api, image):
     d("network", "create", "dk-left", check=True)
     pruned = d("network", "prune", "-f", check=True).stdout
     assert pruned == "Deleted Networks:\ndk-left\n\n"
+    # the networks' events, as docker events prints them
+    events = d(
+        "events",
+        "--since",
+        str(int(since)),
+        "--until",
+        str(int(time.time()) + 1),
+        "--filter",
+        "type=network",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}}",
+        check=True,
+    ).stdout.splitlines()
+    assert [e for e in events if e.endswith(" dk-left")] == ["create dk-left", "destroy dk-left"]
+    assert [e for e in events if e.endswith(" dk-two")] == [
+        "create dk-two",
+        "connect dk-two",
+        "disconnect dk-two",
+        "destroy dk-two",
+    ]
 
 
 def test_docker_cli_ps_and_port_show_published_ports_that_reach_the_container(engine_api, image):
