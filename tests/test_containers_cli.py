@@ -145,7 +145,7 @@ def test_it_filters_by_order_volume_and_what_dockweb_lacks_as_dockerd():
         rows.append(row)
     rows[1]["Mounts"] = [{"Type": "volume", "Name": "data", "Source": "/v/data/_data",
                           "Destination": "/srv"}]
-    rows[2]["HostConfig"]["NetworkMode"] = "host"
+    rows[2]["NetworkSettings"] = {"Networks": {"host": {"NetworkID": "ab" * 32}}}
     a, b, c = (ps.container_summary(r) for r in rows)
     every = [c, b, a]  # as ps lists them: newest first
 
@@ -160,7 +160,8 @@ def test_it_filters_by_order_volume_and_what_dockweb_lacks_as_dockerd():
         names({"before": ["222"]})  # a full ID or a name, not a prefix
     assert names({"volume": ["data"]}) == names({"volume": ["/srv"]}) == ["/b"]
     assert names({"volume": ["/v/data/_data"]}) == []  # a bind's source counts, not a volume's
-    assert names({"network": ["host"]}) == ["/c"]
+    assert names({"network": ["host"]}) == names({"network": ["abab"]}) == ["/c"]
+    assert names({"network": ["bridge"]}) == []
     assert names({"health": ["none"], "is-task": ["false"]}) == ["/c", "/b", "/a"]
     assert names({"health": ["healthy"]}) == names({"is-task": ["true"]}) == []
     assert names({"publish": ["80/tcp"]}) == names({"expose": ["8000-8080"]}) == []
@@ -335,8 +336,10 @@ def test_it_runs_detached_with_logs_ps_and_stop(dockweb, busybox):
     )
     assert inspect["HostConfig"]["RestartPolicy"] == {"Name": "no", "MaximumRetryCount": 0}
     assert inspect["HostConfig"]["LogConfig"]["Type"] == "json-file"
+    # the default bridge (tests/test_dockerapi_networks.py has its addresses)
+    assert inspect["HostConfig"]["NetworkMode"] == "default"
     assert list(inspect["NetworkSettings"]["Networks"]) == ["bridge"]
-    assert inspect["NetworkSettings"]["SandboxKey"] == f"/proc/{inspect['State']['Pid']}/ns/net"
+    assert inspect["NetworkSettings"]["SandboxKey"].endswith("/netns/" + cid)
     data = inspect["GraphDriver"]["Data"]
     assert os.path.isdir(data["UpperDir"]) and os.path.ismount(data["MergedDir"])
     assert all(os.path.isdir(d) for d in data["LowerDir"].split(":"))

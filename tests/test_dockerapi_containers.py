@@ -93,10 +93,10 @@ def test_run_exit_codes_as_docker_prints_them(docker, image):
     proc = docker("run", "--rm", image, "/etc")
     assert proc.returncode == 126
     assert proc.stderr.endswith('exec: "/etc": permission denied: unknown.\n')
-    proc = docker("run", "--rm", "--dns", "192.0.2.1", image, "true")
+    proc = docker("run", "--rm", "--cpu-shares", "512", image, "true")
     assert proc.returncode == 125
     assert proc.stderr == (
-        "docker: Error response from daemon: dockweb does not support HostConfig.Dns.\n"
+        "docker: Error response from daemon: dockweb does not support HostConfig.CpuShares.\n"
         "See 'docker run --help'.\n"
     )
     assert docker("ps", "-aq", check=True).stdout == ""  # --rm: none left behind

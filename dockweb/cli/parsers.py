@@ -299,6 +299,94 @@ def _add_volume_commands(sub, parser_class) -> None:
     p.set_defaults(func="system:cmd_volume_prune")
 
 
+def _add_network_commands(sub, parser_class) -> None:
+    """``network create|ls|inspect|rm|connect|disconnect|prune`` with docker 20.10's flags
+    (dockweb/cli/networks.py)."""
+    network = sub.add_parser("network", help="Manage networks")
+    nsub = network.add_subparsers(dest="network_command", metavar="COMMAND",
+                                  parser_class=parser_class)
+    nsub.required = True
+    p = nsub.add_parser("create", help="Create a network")
+    p.add_argument("name", metavar="NETWORK")
+    p.add_argument("-d", "--driver", default="bridge",
+                   help='Driver to manage the Network (default "bridge")')
+    p.add_argument("--subnet", action="append", default=[],
+                   help="Subnet in CIDR format that represents a network segment")
+    p.add_argument("--gateway", action="append", default=[],
+                   help="IPv4 or IPv6 Gateway for the master subnet")
+    p.add_argument("--ip-range", action="append", default=[],
+                   help="Allocate container ip from a sub-range")
+    p.add_argument("--aux-address", action="append", default=[],
+                   help="Auxiliary IPv4 or IPv6 addresses used by Network driver")
+    p.add_argument("--internal", action="store_true",
+                   help="Restrict external access to the network")
+    p.add_argument("--attachable", action="store_true",
+                   help="Enable manual container attachment")
+    p.add_argument("--label", action="append", default=[],
+                   help="Set metadata on a network")
+    p.add_argument("-o", "--opt", action="append", default=[],
+                   help="Set driver specific options")
+    p.add_argument("--ipam-driver", default="default", help="IP Address Management Driver")
+    p.add_argument("--ipam-opt", action="append", default=[],
+                   help="Set IPAM driver specific options")
+    p.add_argument("--ipv6", action="store_true", help="Enable IPv6 networking")
+    p.add_argument("--scope", default="", help="Control the network's scope")
+    p.add_argument("--config-from", default="",
+                   help="The network from which to copy the configuration")
+    p.add_argument("--config-only", action="store_true",
+                   help="Create a configuration only network")
+    p.add_argument("--ingress", action="store_true",
+                   help="Create swarm routing-mesh network")
+    p.set_defaults(func="networks:cmd_network_create")
+
+    p = nsub.add_parser("ls", aliases=["list"], help="List networks")
+    p.add_argument("-f", "--filter", action="append",
+                   help="Provide filter values (e.g. 'driver=bridge')")
+    p.add_argument("--format", help="Pretty-print networks using a Go template")
+    p.add_argument("--no-trunc", action="store_true", help="Do not truncate the output")
+    p.add_argument("-q", "--quiet", action="store_true", help="Only display network IDs")
+    p.set_defaults(func="networks:cmd_network_ls")
+
+    p = nsub.add_parser("inspect", help="Display detailed information on one or more networks")
+    p.add_argument("-f", "--format", help="Format the output using the given Go template")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="Verbose output for diagnostics")
+    p.add_argument("names", nargs="+", metavar="NETWORK")
+    p.set_defaults(func="networks:cmd_network_inspect")
+
+    p = nsub.add_parser("rm", aliases=["remove"], help="Remove one or more networks")
+    p.add_argument("names", nargs="+", metavar="NETWORK")
+    p.set_defaults(func="networks:cmd_network_rm")
+
+    p = nsub.add_parser("connect", help="Connect a container to a network")
+    p.add_argument("--alias", action="append", default=[],
+                   help="Add network-scoped alias for the container")
+    p.add_argument("--ip", default="", help="IPv4 address (e.g., 172.30.100.104)")
+    p.add_argument("--ip6", default="", help="IPv6 address (e.g., 2001:db8::33)")
+    p.add_argument("--link", action="append", default=[],
+                   help="Add link to another container")
+    p.add_argument("--link-local-ip", action="append", default=[],
+                   help="Add a link-local address for the container")
+    p.add_argument("--driver-opt", action="append", default=[],
+                   help="driver options for the network")
+    p.add_argument("network", metavar="NETWORK")
+    p.add_argument("container", metavar="CONTAINER")
+    p.set_defaults(func="networks:cmd_network_connect")
+
+    p = nsub.add_parser("disconnect", help="Disconnect a container from a network")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="Force the container to disconnect from a network")
+    p.add_argument("network", metavar="NETWORK")
+    p.add_argument("container", metavar="CONTAINER")
+    p.set_defaults(func="networks:cmd_network_disconnect")
+
+    p = nsub.add_parser("prune", help="Remove all unused networks")
+    p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+    p.add_argument("--filter", action="append",
+                   help="Provide filter values (e.g. 'until=<timestamp>')")
+    p.set_defaults(func="networks:cmd_network_prune")
+
+
 def add_container_commands(sub) -> None:
     """Add the container and volume commands to dockweb's top-level subparsers."""
     parser_class = sub._parser_class
@@ -309,6 +397,7 @@ def add_container_commands(sub) -> None:
     csub.required = True
     _add_container_verbs(csub, under_container=True)
     _add_volume_commands(sub, parser_class)
+    _add_network_commands(sub, parser_class)
 
 
 def add_pull(sub, name: str) -> None:

@@ -216,13 +216,33 @@ def cmd_system_prune(args) -> int:
     if not args.force and not confirm(warning):
         return 0
     ids, space = services.prune_containers(filters=filters)
+    networks = _prune_networks(filters)
     names: list[str] = []
     if args.volumes:
         names, v_space = services.prune_volumes(filters=filters)
         space += v_space
     records, i_space = services.prune_images(all=args.all, filters=filters)
-    _print_result(services.output_lines(ids, names, records, space + i_space))
+    lines = services.output_lines(ids, names, records, space + i_space)
+    if networks:  # after the containers, as docker/cli's system prune prints them
+        at = len(ids) + 2 if ids else 0
+        lines[at:at] = ["Deleted Networks:", *networks, ""]
+    _print_result(lines)
     return 0
+
+
+def _prune_networks(filters: dict[str, list[str]]) -> list[str]:
+    """``system prune``'s network part: the unused user-defined networks (label, label!,
+    until as ``network prune``); their names."""
+    from dockweb.docker.networks import prune_keep
+    from dockweb.engine import get_manager
+
+    keep = prune_keep({k: v for k, v in filters.items() if k in ("label", "label!", "until")})
+    try:
+        return [n.name for n in get_manager().networks.prune(keep)]
+    finally:
+        from networks.mirror import sync_networks
+
+        sync_networks(get_manager())
 
 
 # -- parser ------------------------------------------------------------------------------

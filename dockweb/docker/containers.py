@@ -72,6 +72,8 @@ def container_json(c: Any, mgr: ContainerManager | None, root: str) -> dict:
     cid = attr(c, "id")
     cdir = os.path.join(root, "containers", cid) if cid else ""
     network = attr(spec, "network", default="none") or "none"
+    # HostConfig.NetworkMode: as given ("default" when nothing was, as dockerd)
+    network_mode = attr(spec, "network_mode", default="") or network
     # docker run -d attaches nothing (and so has no stdin to close once)
     attached = not attr(spec, "detach", default=False)
     interactive = bool(attr(spec, "interactive", default=False))
@@ -108,7 +110,7 @@ def container_json(c: Any, mgr: ContainerManager | None, root: str) -> dict:
         "AppArmorProfile": _apparmor_profile(spec),
         "ExecIDs": None,
         "HostConfig": _host_config(
-            spec, c, [m for m in mounts if m["Destination"] not in anonymous], network
+            spec, c, [m for m in mounts if m["Destination"] not in anonymous], network_mode
         ),
         "GraphDriver": _graph_driver(mgr, attr(c, "image_id", default=""), cdir),
         "Mounts": mounts,
@@ -142,9 +144,14 @@ def container_json(c: Any, mgr: ContainerManager | None, root: str) -> dict:
             }
         ),
         "NetworkSettings": _network_settings(
+            c,
+            mgr,
+            root,
             network,
             int(attr(state, "pid", default=0) or 0) if running else 0,
             attr(state, "ports", default=None) or [] if running else [],
+            exposed=_exposed(spec, image_config).get("ExposedPorts") or {},
+            started=not go_time(attr(state, "started_at", "started")).startswith("0001"),
         ),
     }
 
@@ -192,9 +199,9 @@ def _host_config(spec: Any, c: Any, mounts: list[dict], network: str) -> dict:
         "CapAdd": _caps(attr(spec, "cap_add", default=None)),
         "CapDrop": _caps(attr(spec, "cap_drop", default=None)),
         "CgroupnsMode": "host",
-        "Dns": [],
-        "DnsOptions": [],
-        "DnsSearch": [],
+        "Dns": list(attr(spec, "dns", default=None) or []),
+        "DnsOptions": list(attr(spec, "dns_options", default=None) or []),
+        "DnsSearch": list(attr(spec, "dns_search", default=None) or []),
         "ExtraHosts": list(attr(spec, "extra_hosts", default=None) or []) or None,
         "GroupAdd": list(attr(spec, "group_add", default=None) or []) or None,
         "IpcMode": "private",
@@ -203,7 +210,7 @@ def _host_config(spec: Any, c: Any, mounts: list[dict], network: str) -> dict:
         "OomScoreAdj": 0,
         "PidMode": "",
         "Privileged": bool(attr(spec, "privileged", default=False)),
-        "PublishAllPorts": False,
+        "PublishAllPorts": bool(attr(spec, "publish_all", default=False)),
         "ReadonlyRootfs": bool(attr(spec, "read_only", default=False)),
         "SecurityOpt": _security_opt(spec),
         "UTSMode": "",
@@ -353,33 +360,41 @@ def _graph_driver(mgr: ContainerManager | None, image_id: str, cdir: str) -> dic
     }
 
 
-def _network_settings(network: str, pid: int, ports: list[dict] = ()) -> dict:
-    """NetworkSettings for the two networks dockweb has: no addresses, no ports."""
-    endpoint = {
-        "IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": "", "EndpointID": "",
-        "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
-        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": None,
-    }
-    return {
-        "Bridge": "",
-        "SandboxID": "",
-        "SandboxKey": f"/proc/{pid}/ns/net" if pid else "",
-        "Ports": published_ports(list(ports)),
-        "HairpinMode": False,
-        "LinkLocalIPv6Address": "",
-        "LinkLocalIPv6PrefixLen": 0,
-        "SecondaryIPAddresses": None,
-        "SecondaryIPv6Addresses": None,
-        "EndpointID": "",
-        "Gateway": "",
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
-        "IPAddress": "",
-        "IPPrefixLen": 0,
-        "IPv6Gateway": "",
-        "MacAddress": "",
-        "Networks": {network: endpoint},
-    }
+def _network_settings(
+    c: Any,
+    mgr: ContainerManager | None,
+    root: str,
+    network: str,
+    pid: int,
+    ports: list[dict] = (),
+    *,
+    exposed: dict | None = None,
+    started: bool = False,
+) -> dict:
+    """NetworkSettings (dockweb.docker.networks): the container's networks and their
+    addresses while it runs; Ports: the published ones and, while it runs, the exposed ones
+    not published (null), as dockerd."""
+    from dockweb.docker.networks import network_settings
+
+    published = published_ports(list(ports))
+    if pid:
+        for key in exposed or {}:
+            published.setdefault(key, None)
+    nm = getattr(mgr, "networks", None)
+    if nm is None and root and pid:
+        from dockweb.runtime.networks import NetworkManager
+
+        nm = NetworkManager(root)
+    sandbox = ""
+    if pid:
+        netns = getattr(mgr, "netns", None)
+        bridged = network not in ("none", "host") and not network.startswith("container:")
+        sandbox = (
+            netns.path(attr(c, "id")) if bridged and netns is not None else f"/proc/{pid}/ns/net"
+        )
+    return network_settings(
+        c, nm, mode=network, pid=pid, ports=published, started=started, sandbox_key=sandbox
+    )
 
 
 def _entrypoint(spec: Any, image_config: dict) -> list[str] | None:
@@ -439,7 +454,11 @@ def row_fields(info: dict, size: tuple[int, int] | None) -> dict:
         "finished_at": parse_go_time(state["FinishedAt"]),
         "auto_remove": info["HostConfig"]["AutoRemove"],
         "tty": info["Config"]["Tty"],
-        "network": info["HostConfig"]["NetworkMode"],
+        # the network it is on ("bridge" for NetworkMode "default"), else its mode
+        "network": next(
+            iter((info.get("NetworkSettings") or {}).get("Networks") or {}),
+            info["HostConfig"]["NetworkMode"],
+        ),
         "labels": info["Config"]["Labels"] or {},
         "mounts": info["Mounts"],
         "inspect": info,

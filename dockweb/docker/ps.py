@@ -45,6 +45,11 @@ def container_summary(info: dict, size: tuple[int, int] | None = None) -> dict:
         "Mounts": info.get("Mounts") or [],
         "NetworkMode": info["HostConfig"].get("NetworkMode", "none"),
         "Ports": summary_ports(info),
+        # ours: the networks' names and IDs (ps's NETWORKS column, the network filter)
+        "_networks": {
+            name: (e or {}).get("NetworkID", "")
+            for name, e in ((info.get("NetworkSettings") or {}).get("Networks") or {}).items()
+        },
     }
     if size is not None:
         out["SizeRw"], out["SizeRootFs"] = size
@@ -64,7 +69,7 @@ def summary_ports(info: dict) -> list[dict]:
             out.append({"IP": b["HostIp"], "PrivatePort": int(port),
                         "PublicPort": int(b["HostPort"]), "Type": proto})
     for key in (info.get("Config") or {}).get("ExposedPorts") or {}:
-        if key not in published:
+        if not published.get(key):
             port, _, proto = key.partition("/")
             out.append({"PrivatePort": int(port), "Type": proto})
     return out
@@ -153,7 +158,7 @@ def ps_rows(summaries: list[dict], *, trunc: bool = True, now: float | None = No
             "Mounts": ",".join(
                 truncate_display(m, 15) if trunc and len(m) == 64 else m for m in mounts
             ),
-            "Networks": s.get("NetworkMode", ""),
+            "Networks": ",".join(s.get("_networks") or {}),
             "LocalVolumes": str(
                 sum(1 for m in s.get("Mounts") or [] if m.get("Driver") == "local")
             ),
@@ -222,7 +227,10 @@ def filter_summaries(summaries: list[dict], filters: dict[str, list[str]]) -> li
             for m in s.get("Mounts") or []
         ):
             continue
-        if "network" in filters and s.get("NetworkMode", "") not in filters["network"]:
+        if "network" in filters and not any(
+            f == name or (nid and nid.startswith(f)) for f in filters["network"] for name, nid in
+            (s.get("_networks") or {}).items()
+        ):
             continue
         if "health" in filters and s.get("_health", "none") not in filters["health"]:
             continue

@@ -418,6 +418,7 @@ def build_spec(
     from dockweb.runtime.containers import ContainerSpec
 
     network = network or "default"
+    network_mode = network  # HostConfig.NetworkMode: "default" without --network, as dockerd
     if network == "default":
         network = "bridge"
     if network.startswith("container:") and not network.split(":", 1)[1]:
@@ -462,6 +463,7 @@ def build_spec(
         user=user,
         hostname=hostname,
         network=network,
+        network_mode=network_mode,
         network_aliases=list(network_alias),
         ipv4=ip,
         dns=list(dns),

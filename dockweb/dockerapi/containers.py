@@ -90,6 +90,7 @@ def _api_summary(info: dict, size: tuple[int, int] | None) -> dict:
     s = container_summary(info, size)
     s.pop("_created_ns", None)
     s.pop("_health", None)
+    s.pop("_networks", None)
     mode = s.pop("NetworkMode", "none")
     networks = (info.get("NetworkSettings") or {}).get("Networks") or {}
     s["HostConfig"] = {"NetworkMode": mode}
@@ -160,6 +161,7 @@ _HOST_USED = {
     "AutoRemove", "CapAdd", "CapDrop", "ExtraHosts", "GroupAdd", "ReadonlyRootfs", "ShmSize",
     "ConsoleSize", "Memory", "NanoCpus", "PidsLimit", "Ulimits", "Mounts", "Tmpfs",
     "MemorySwappiness", "Isolation", "MemorySwap", "Init", "SecurityOpt", "Privileged",
+    "Dns", "DnsSearch", "DnsOptions", "PublishAllPorts",
 }
 # defaults clients send that are not zero values
 _DEFAULTS = {
@@ -195,17 +197,29 @@ def _strslice(value, what: str) -> list[str] | None:
                       f"Config.{what} of type strslice.StrSlice")
 
 
-def _network(host: dict, networking: dict | None) -> str:
+def _network(host: dict, networking: dict | None) -> tuple[str, list[str], str]:
+    """HostConfig.NetworkMode (kept as given: "default" when empty, as dockerd) and the
+    endpoint's NetworkingConfig (aliases, IPAMConfig.IPv4Address); dockerd's 400 for more
+    than one endpoint at create."""
     mode = host.get("NetworkMode") or "default"
-    if mode not in ("default", "bridge", "none", "host"):
-        raise unsupported(f"HostConfig.NetworkMode={mode}")
     endpoints = ((networking or {}).get("EndpointsConfig")) or {}
+    if len(endpoints) > 1:
+        raise bad_request(
+            "Container cannot be connected to network endpoints: " + ", ".join(endpoints)
+        )
+    aliases: list[str] = []
+    ip = ""
     for name, endpoint in endpoints.items():
-        if name not in (mode, "bridge", "none", "host", "default") or any(
-            not _zero(v) for v in (endpoint or {}).values()
-        ):
-            raise unsupported(f"NetworkingConfig.EndpointsConfig.{name}")
-    return "none" if mode in ("default", "bridge") else mode
+        endpoint = endpoint or {}
+        for key in ("Links", "DriverOpts", "MacAddress"):
+            if not _zero(endpoint.get(key)):
+                raise unsupported(f"NetworkingConfig.EndpointsConfig.{name}.{key}")
+        ipam = endpoint.get("IPAMConfig") or {}
+        if ipam.get("IPv6Address") or ipam.get("LinkLocalIPs"):
+            raise unsupported(f"NetworkingConfig.EndpointsConfig.{name}.IPAMConfig (IPv6)")
+        aliases = [a for a in endpoint.get("Aliases") or [] if a]
+        ip = ipam.get("IPv4Address") or ""
+    return mode, aliases, ip
 
 
 def _port_bindings(host: dict, exposed: dict | None, network: str) -> list[dict]:
@@ -229,7 +243,11 @@ def _port_bindings(host: dict, exposed: dict | None, network: str) -> list[dict]
     for key in exposed or {}:
         port, _, proto = key.partition("/")
         if f"{port}/{proto or 'tcp'}" not in {f"{p['container_port']}/{p['proto']}" for p in out}:
-            raise unsupported(f"Config.ExposedPorts ({key} not published)")
+            if not host.get("PublishAllPorts"):
+                raise unsupported(f"Config.ExposedPorts ({key} not published)")
+            # -P: an exposed port on a random host port
+            out.append({"container_port": int(port), "proto": proto or "tcp",
+                        "host_ip": "", "host_port": 0})
     return out if network != "host" else []
 
 
@@ -296,7 +314,7 @@ def spec_from_config(config: dict, name: str) -> ContainerSpec:
     if not image:
         raise bad_request("No command specified" if not config.get("Cmd") else
                           "Config.Image must not be empty")
-    network = _network(host, config.get("NetworkingConfig"))
+    network, aliases, ipv4 = _network(host, config.get("NetworkingConfig"))
     if config.get("NetworkDisabled"):
         network = "none"
     mounts = [parse_mount(b) for b in host.get("Binds") or []]
@@ -338,6 +356,12 @@ def spec_from_config(config: dict, name: str) -> ContainerSpec:
         user=config.get("User") or "",
         hostname=config.get("Hostname") or "",
         network=network,
+        network_aliases=aliases,
+        ipv4=ipv4,
+        dns=list(host.get("Dns") or []),
+        dns_search=list(host.get("DnsSearch") or []),
+        dns_options=list(host.get("DnsOptions") or []),
+        publish_all=bool(host.get("PublishAllPorts")),
         tty=bool(config.get("Tty")),
         interactive=bool(config.get("OpenStdin")),
         auto_remove=auto_remove,
@@ -757,6 +781,13 @@ def wait_for(mgr, c, condition: str) -> int:
         return code
     watch = RunWatch(mgr, c.id)
     try:
+        if condition == "not-running":
+            # ended between the lookup and the watch: the watch saw no run end, it would
+            # wait for the next one (with the default bridge, the end takes longer)
+            with contextlib.suppress(DockwebError):
+                now = mgr.get(c.id)
+                if not now.status.is_active:
+                    return now.state.exit_code
         if condition != "removed":
             state = watch.wait()
             return int(state.get("exit_code", 0)) if state else _last_code(mgr, c.id, code)

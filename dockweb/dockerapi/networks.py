@@ -1,194 +1,159 @@
-"""Engine API: networks. dockweb has dockerd's three predefined networks and no others: a
-container runs in its own network namespace with only a loopback (``none``; ``bridge`` is
-taken as that) or in the host's (``host``). They are listed and inspected as dockerd shows
-them, with IDs stable for a store; creating, removing, connecting and disconnecting are
-refused with dockerd's words for the predefined networks, or a 400 that names what dockweb
-does not support."""
+"""Engine API: networks, as dockerd 20.10 answers them: the three predefined networks and
+user-defined bridge networks (the runtime's ``NetworkManager``), listed with dockerd's
+filters, inspected, created (409 for a name taken), removed, pruned; containers connected
+(aliases, a fixed IPv4 address) and disconnected (``Force``). The shapes are
+dockweb.docker.networks'; the runtime's errors carry dockerd's words and category."""
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
-
-from dockweb.docker.filters import regex_match
-from dockweb.dockerapi.http import ApiError, Json, Request, bad_request, unsupported
+from dockweb.docker.filters import InvalidFilter
+from dockweb.docker.networks import (
+    filter_networks,
+    inspect_network,
+    network_resources,
+    predefined_create_error,
+    prune_keep,
+)
+from dockweb.dockerapi.http import ApiError, Json, Raw, Request, bad_request, unsupported
 from dockweb.dockerapi.router import Routes
-from dockweb.runtime.networks import container_network, network_id
 
 routes = Routes()
 
-# name -> (driver, Options)
-PREDEFINED = {
-    "bridge": (
-        "bridge",
-        {
-            "com.docker.network.bridge.default_bridge": "true",
-            "com.docker.network.bridge.enable_icc": "true",
-            "com.docker.network.bridge.enable_ip_masquerade": "true",
-            "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
-            "com.docker.network.bridge.name": "docker0",
-            "com.docker.network.driver.mtu": "1500",
-        },
-    ),
-    "host": ("host", {}),
-    "none": ("null", {}),
-}
-NETWORK_FILTERS = ("dangling", "driver", "id", "label", "name", "scope", "type")
 
-# as dockerd's: the predefined networks are made when the engine starts
-_STARTED_NS = time.time_ns()
-
-
-def _created() -> str:
-    secs, nanos = divmod(_STARTED_NS, 1_000_000_000)
-    stamp = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{nanos:09d}Z"
-
-
-def _root() -> str:
-    from dockweb.engine import get_store
-
-    return get_store().root
-
-
-def _resource(root: str, name: str, containers: dict | None = None) -> dict:
-    driver, options = PREDEFINED[name]
-    return {
-        "Name": name,
-        "Id": network_id(root, name),
-        "Created": _created(),
-        "Scope": "local",
-        "Driver": driver,
-        "EnableIPv6": False,
-        "IPAM": {"Driver": "default", "Options": None, "Config": []},
-        "Internal": False,
-        "Attachable": False,
-        "Ingress": False,
-        "ConfigFrom": {"Network": ""},
-        "ConfigOnly": False,
-        "Containers": containers or {},
-        "Options": dict(options),
-        "Labels": {},
-    }
-
-
-def _find(root: str, ref: str) -> str:
-    """The predefined network's name for a full ID, a name or an ID prefix (dockerd's
-    FindNetwork); 404 in dockerd's words."""
-    if ref in PREDEFINED:
-        return ref
-    ids = {network_id(root, n): n for n in PREDEFINED}
-    if ref in ids:
-        return ids[ref]
-    found = [n for i, n in ids.items() if ref and i.startswith(ref)]
-    if len(found) == 1:
-        return found[0]
-    raise ApiError(404, f"network {ref} not found")
-
-
-def _attached(name: str) -> dict:
-    """The running containers in the network, as dockerd's EndpointResource."""
+def _mgr():
     from dockweb.engine import get_manager
 
-    out = {}
-    for c in get_manager().list():
-        if container_network(c.spec) == name:
-            out[c.id] = {
-                "Name": c.name,
-                "EndpointID": "",
-                "MacAddress": "",
-                "IPv4Address": "",
-                "IPv6Address": "",
-            }
-    return out
+    return get_manager()
+
+
+def _sync(cid: str = "") -> None:
+    """The database mirrors the runtime again: the container's row and the Network rows
+    (``containers.services.sync_containers`` does both), or the Network rows alone."""
+    if cid:
+        from containers import services
+
+        services.sync_containers(cid)
+    else:
+        from networks.mirror import sync_networks
+
+        sync_networks(_mgr())
 
 
 @routes.get("/networks")
 def network_list(req: Request) -> Json:
-    filters = req.qfilters()
-    for key in filters:
-        if key not in NETWORK_FILTERS:
-            raise bad_request(f"Invalid filter '{key}'")
-    for value in filters.get("type", []):
-        if value not in ("builtin", "custom"):
-            raise bad_request(f"Invalid filter: 'type'='{value}'")
-    for value in filters.get("dangling", []):
-        if value.lower() not in ("true", "1", "false", "0"):
-            raise bad_request(f"Invalid filter 'dangling={value}'")
-    root = _root()
-    out = []
-    for name in PREDEFINED:
-        net = _resource(root, name)
-        if "name" in filters and not any(regex_match(p, name) for p in filters["name"]):
-            continue
-        if "id" in filters and not any(regex_match(p, net["Id"]) for p in filters["id"]):
-            continue
-        if "driver" in filters and net["Driver"] not in filters["driver"]:
-            continue
-        if "scope" in filters and "local" not in filters["scope"]:
-            continue
-        if "type" in filters and "builtin" not in filters["type"]:
-            continue
-        if "label" in filters:
-            continue  # the predefined networks have no labels
-        if "dangling" in filters and filters["dangling"][-1].lower() in ("true", "1"):
-            continue  # dockerd never counts a predefined network as dangling
-        out.append(net)
-    return Json(out)
+    try:
+        return Json(filter_networks(network_resources(_mgr().networks), req.qfilters()))
+    except InvalidFilter as err:
+        raise bad_request(str(err)) from None
 
 
 @routes.get("/networks/{id}")
 def network_inspect(req: Request) -> Json:
-    root = _root()
-    name = _find(root, req.params["id"])
     scope = req.q("scope", "")
     if scope and scope != "local":
         raise ApiError(404, f"network {req.params['id']} not found")
-    return Json(_resource(root, name, _attached(name)))
+    return Json(inspect_network(_mgr().networks, req.params["id"]))
+
+
+def _ipam(body: dict) -> dict:
+    ipam = body.get("IPAM") or {}
+    if (ipam.get("Driver") or "default") != "default":
+        raise unsupported(f"IPAM.Driver={ipam['Driver']}")
+    if ipam.get("Options"):
+        raise unsupported("IPAM.Options")
+    configs = ipam.get("Config") or []
+    if len(configs) > 1:
+        raise unsupported("IPAM.Config with more than one subnet")
+    cfg = configs[0] if configs else {}
+    if cfg.get("AuxiliaryAddresses"):
+        raise unsupported("IPAM.Config.AuxiliaryAddresses")
+    return {
+        "subnet": cfg.get("Subnet") or "",
+        "gateway": cfg.get("Gateway") or "",
+        "ip_range": cfg.get("IPRange") or "",
+    }
 
 
 @routes.post("/networks/create", audit="network.create")
 def network_create(req: Request) -> Json:
     body = req.json({}) or {}
-    name = body.get("Name", "") if isinstance(body, dict) else ""
-    if name in PREDEFINED:
-        raise ApiError(403, f"{name} is a pre-defined network and cannot be created")
-    if not name:
-        raise bad_request("network name is required")  # not reached by docker clients
-    raise unsupported(
-        f"creating networks ({name}): a container has its own loopback "
-        "(--network none) or the host's (--network host)"
-    )
+    if not isinstance(body, dict):
+        raise bad_request("invalid JSON body")
+    name = body.get("Name", "")
+    if predefined_create_error(name):
+        raise ApiError(403, predefined_create_error(name))
+    for key in ("EnableIPv6", "Ingress", "ConfigOnly"):
+        if body.get(key):
+            raise unsupported(key)
+    if (body.get("ConfigFrom") or {}).get("Network"):
+        raise unsupported("ConfigFrom")
+    if (body.get("Scope") or "local") != "local":
+        raise unsupported(f"Scope={body['Scope']}")
+    try:
+        net = _mgr().networks.create(
+            name,
+            driver=body.get("Driver") or "bridge",
+            internal=bool(body.get("Internal")),
+            attachable=bool(body.get("Attachable")),
+            labels=dict(body.get("Labels") or {}),
+            options=dict(body.get("Options") or {}),
+            **_ipam(body),
+        )
+    finally:
+        _sync()
+    return Json({"Id": net.id, "Warning": ""}, status=201)
 
 
 @routes.delete("/networks/{id}", audit="network.remove", target="id")
-def network_remove(req: Request) -> Json:
-    name = _find(_root(), req.params["id"])
-    raise ApiError(403, f"{name} is a pre-defined network and cannot be removed")
-
-
-def _connection(req: Request, verb: str) -> ApiError:
-    name = _find(_root(), req.params["id"])
-    return unsupported(
-        f"{verb} a container to or from a network ({name}): a container's network is "
-        "chosen when it is created"
-    )
+def network_remove(req: Request) -> Raw:
+    try:
+        _mgr().networks.remove(req.params["id"])
+    finally:
+        _sync()
+    return Raw(status=204, content_type=None)
 
 
 @routes.post("/networks/{id}/connect", audit="network.connect", target="id")
-def network_connect(req: Request) -> Json:
-    raise _connection(req, "connecting")
+def network_connect(req: Request) -> Raw:
+    body = req.json({}) or {}
+    cid = body.get("Container") or ""
+    if not cid:
+        raise bad_request("container is required")  # not reached by docker clients
+    ec = body.get("EndpointConfig") or {}
+    for key in ("Links", "DriverOpts"):
+        if ec.get(key):
+            raise unsupported(f"EndpointConfig.{key}")
+    ipam = ec.get("IPAMConfig") or {}
+    if ipam.get("IPv6Address") or ipam.get("LinkLocalIPs"):
+        raise unsupported("EndpointConfig.IPAMConfig (IPv6, link-local)")
+    c = _mgr().connect(
+        cid,
+        req.params["id"],
+        aliases=list(ec.get("Aliases") or []),
+        ip=ipam.get("IPv4Address") or "",
+    )
+    _sync(c.id)
+    return Raw(status=200, content_type=None)
 
 
 @routes.post("/networks/{id}/disconnect", audit="network.disconnect", target="id")
-def network_disconnect(req: Request) -> Json:
-    raise _connection(req, "disconnecting")
+def network_disconnect(req: Request) -> Raw:
+    body = req.json({}) or {}
+    c = _mgr().disconnect(
+        body.get("Container") or "", req.params["id"], force=bool(body.get("Force"))
+    )
+    _sync(c.id if c is not None else "")
+    return Raw(status=200, content_type=None)
 
 
 @routes.post("/networks/prune", audit="network.prune")
 def network_prune(req: Request) -> Json:
-    filters = req.qfilters()
-    for key in filters:
-        if key not in ("label", "label!", "until"):
-            raise bad_request(f"Invalid filter '{key}'")
-    return Json({"NetworksDeleted": None})
+    try:
+        keep = prune_keep(req.qfilters())
+    except InvalidFilter as err:
+        raise bad_request(str(err)) from None
+    try:
+        removed = _mgr().networks.prune(keep)
+    finally:
+        _sync()
+    return Json({"NetworksDeleted": [n.name for n in removed] or None})

@@ -49,6 +49,8 @@ class NetAttachMixin:
     def _check_network(self, spec) -> dict[str, dict]:
         """The checks dockerd makes of ``--network`` and its options at create, with its
         words; the record's ``networks``."""
+        if not spec.network_mode:
+            spec.network_mode = spec.network or "default"
         mode = container_network(spec)
         spec.network = mode
         if mode.startswith("container:"):
@@ -263,9 +265,12 @@ class NetAttachMixin:
         with self.store.locked():
             c = self.get(ref)
             c.networks.pop(net.name, None)
-            if container_network(c.spec) == net.name:
-                # the mode named a network it has left: the next one, as dockerd's
-                c.spec.network = next(iter(c.networks), "none")
+            if container_network(c.spec) == net.name and c.networks:
+                # the mode named a network it has left: the next one, as dockerd's. Left
+                # with none, it keeps its mode (a namespace of its own, no network yet), as
+                # dockerd keeps HostConfig.NetworkMode: compose disconnects a created
+                # container from its network and connects it again before it starts
+                c.spec.network = next(iter(c.networks))
             # the record first: an endpoint its record does not name is reconcile's to free
             self._write_record(c)
             crashpoint("network.disconnect.recorded")

@@ -97,6 +97,9 @@ class ContainerSpec:
     # the network mode: bridge (dockerd's default), none, host, container:<name|id>, or a
     # user-defined network's name
     network: str = "bridge"
+    # the mode as given, for HostConfig.NetworkMode ("default": no --network; "" before
+    # create's checks)
+    network_mode: str = ""
     network_aliases: list[str] = field(default_factory=list)  # --network-alias
     ipv4: str = ""  # --ip
     dns: list[str] = field(default_factory=list)  # --dns: the embedded DNS's upstreams
