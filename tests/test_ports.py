@@ -26,6 +26,7 @@ from tests.support.containers import busybox_store, managed
         ("127.0.0.1::80", [Binding(80, "tcp", "127.0.0.1", 0)]),
         ("8000-8001:80-81", [Binding(80, host_port=8000), Binding(81, host_port=8001)]),
         ("[::1]:8080:80", [Binding(80, "tcp", "::1", 8080)]),
+        ("5353:53/UDP", [Binding(53, "udp", "", 5353)]),
     ],
 )
 def test_it_parses_publish_specs_as_docker(value, bindings):
@@ -41,7 +42,8 @@ def test_it_parses_publish_specs_as_docker(value, bindings):
         ("1.2.3:80:80", "Invalid ip address: 1.2.3"),
         ("8000-8002:80-81", "Invalid ranges specified for container and host Ports: "
                             "8000-8002:80-81"),
-        ("80/udp", "dockweb publishes tcp ports only, not udp: 80/udp"),
+        ("80/sctp", "dockweb publishes tcp and udp ports, not sctp: 80/sctp"),
+        ("80/icmp", "Invalid proto: icmp"),
     ],
 )
 def test_it_refuses_bad_publish_specs(value, message):
