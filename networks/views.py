@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from access.audit import audit
 from access.roles import ADMIN, OPERATOR, role_required
 from containers import services as container_services
 from containers.models import Container
+from dockweb.confirm import ask_first, needs_confirmation
 from dockweb.runtime.errors import NotFound
 from networks import services
 from networks.forms import ConnectForm, NetworkCreateForm
@@ -79,6 +82,15 @@ def network_remove(request: HttpRequest, key: str) -> HttpResponse:
     """``docker network rm``: the worker answers with dockerd's refusals (pre-defined,
     active endpoints)."""
     net = _network_or_404(key)
+    if needs_confirmation(request):
+        return ask_first(
+            request,
+            question=str(_("Remove this network?")),
+            target=net.name,
+            action_label=str(_("Remove")),
+            cancel_url=reverse("networks:detail", args=[net.network_id]),
+            page="networks",
+        )
     op = services.start_operation(
         NetworkOperation.Kind.REMOVE,
         {"network": net.network_id, "name": net.name},
@@ -136,6 +148,15 @@ def network_disconnect(request: HttpRequest) -> HttpResponse:
     """``docker network disconnect NETWORK CONTAINER``."""
     container = _container_or_404(request.POST.get("container", ""))
     net = _network_or_404(request.POST.get("network", ""))
+    if needs_confirmation(request):
+        return ask_first(
+            request,
+            question=str(_("Disconnect this container from the network?")),
+            target=f"{container.name} · {net.name}",
+            action_label=str(_("Disconnect")),
+            cancel_url=reverse("containers:detail", args=[container.container_id]),
+            page="containers",
+        )
     args = {"network": net.name, "container": container.container_id}
     op = services.start_operation(
         NetworkOperation.Kind.DISCONNECT,

@@ -319,6 +319,24 @@ def test_remove_and_prune_queue_for_an_admin(client):
 
 
 @pytest.mark.django_db
+def test_remove_and_disconnect_ask_first_without_javascript(client):
+    make_networks()
+    c = make_container("running", "web")
+    asked = client.post(f"/networks/{NID}/remove/", {"ask": "1"})
+    body = asked.content.decode()
+    assert asked.status_code == 200 and "Remove this network?" in body and "appnet" in body
+    assert 'name="confirmed" value="1"' in body
+    asked = client.post(
+        "/networks/disconnect/", {"ask": "1", "network": "appnet", "container": c.container_id}
+    )
+    body = asked.content.decode()
+    assert "Disconnect this container from the network?" in body and "web · appnet" in body
+    assert not NetworkOperation.objects.exists()  # nothing queued before the answer
+    done = client.post(f"/networks/{NID}/remove/", {"ask": "1", "confirmed": "1"})
+    assert done.status_code == 302 and NetworkOperation.objects.get().kind == "remove"
+
+
+@pytest.mark.django_db
 def test_prune_previews_the_unused_user_networks(client):
     make_networks()
     make_container("running", "web")
