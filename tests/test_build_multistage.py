@@ -434,10 +434,13 @@ def test_a_run_step_downloads_from_a_server_on_the_host_through_host_gateway(sto
         port = server.server_address[1]
         dockerfile = (
             "FROM busybox\n"
-            f"RUN printf 'GET /file HTTP/1.0\\r\\n\\r\\n' | nc -w 5 172.17.0.1 {port} > /got"
+            f"RUN printf 'GET /file HTTP/1.0\\r\\n\\r\\n' | nc -w 5 host.test {port} > /got"
             " && grep -q payload-from-the-host /got\n"
         )
-        result, _, _ = _build(store, manager, dockerfile, no_cache=True)
+        # docker build --add-host host.test:host-gateway
+        result, _, _ = _build(
+            store, manager, dockerfile, no_cache=True, extra_hosts=["host.test:host-gateway"]
+        )
         assert b"payload-from-the-host" in _read(store, result.image_id, "/got")[0]
     finally:
         server.shutdown()

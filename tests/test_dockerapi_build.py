@@ -195,12 +195,13 @@ def test_errors_before_the_stream_are_dockerds_statuses(engine_api, base, tmp_pa
         500,
         {"message": "invalid reference format: repository name must be lowercase"},
     )
+    status, body = post("extrahosts=a:not-an-ip", tar)  # --add-host: checked as the CLI does
+    assert status == 400 and "invalid IP address in add-host" in body["message"]
     # what dockweb cannot do is refused by name, never ignored
     for query, word in (
         ("version=2", "BuildKit"),
         ("memory=1000000", "memory"),
         ("networkmode=container:x", "container:x"),
-        ("extrahosts=a:1.2.3.4", "extrahosts"),
         ("remote=https://example.invalid/x.git", "remote"),
     ):
         status, body = post(query, tar)

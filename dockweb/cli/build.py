@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
+from dockweb.docker import run_options
 from dockweb.runtime import reference as refs
 from dockweb.runtime.build import BuildContext, BuildOptions
 from dockweb.runtime.errors import BuildError, DockwebError
@@ -84,6 +85,11 @@ def cmd_build(args) -> int:
             file=sys.stderr,
         )
         return 1
+    try:
+        extra_hosts = run_options.parse_hosts(list(args.add_host or []))
+    except run_options.InvalidOption as e:
+        print(f"{e}\nSee 'docker build --help'.", file=sys.stderr)
+        return 125
     if args.iidfile:
         # the docker CLI: no stale file is left if the build fails
         try:
@@ -106,6 +112,7 @@ def cmd_build(args) -> int:
         target=args.target,
         pull=args.pull,
         network=network,
+        extra_hosts=extra_hosts,
         cache_from=[c for c in args.cache_from or [] if c],
     )
     started = False

@@ -527,6 +527,8 @@ def _add_build(sub, name: str) -> None:
         default="default",
         help="Set the networking mode for the RUN instructions during build",
     )
+    p.add_argument("--add-host", action="append",
+                   help="Add a custom host-to-IP mapping (host:ip)")
     p.add_argument("--cache-from", action="append", help="Images to consider as cache sources")
     # docker build's other flags: parsed so that each is refused by name (cli/build.py),
     # never mistaken for a usage error or ignored
@@ -540,7 +542,7 @@ def _add_build(sub, name: str) -> None:
 
 # docker 20.10 build flags dockweb's classic builder does not have (valued flags)
 UNSUPPORTED_BUILD_FLAGS = (
-    ("--add-host",), ("--cgroup-parent",), ("--cpu-period",), ("--cpu-quota",),
+    ("--cgroup-parent",), ("--cpu-period",), ("--cpu-quota",),
     ("--cpu-shares", "-c"), ("--cpuset-cpus",), ("--cpuset-mems",), ("--isolation",),
     ("--memory", "-m"), ("--memory-swap",), ("--platform",), ("--progress",), ("--secret",),
     ("--ssh",), ("--output", "-o"), ("--security-opt",), ("--shm-size",), ("--ulimit",),

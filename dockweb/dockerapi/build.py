@@ -14,7 +14,7 @@ dockerd's; ``q`` keeps the output until the end and sends the image ID alone. A 
 goes away cancels the build before its next step, as dockerd's.
 
 Options dockweb cannot honour are refused with a 400 naming them: BuildKit (``version=2``),
-remote contexts, resource limits, ``extrahosts``, a ``networkmode`` other than default,
+remote contexts, resource limits, a ``networkmode`` other than default,
 bridge, host or none (passed to the RUN containers), another platform. ``cachefrom`` and
 ``target`` are the classic builder's. The zero values the
 docker CLI always sends are accepted.
@@ -34,6 +34,7 @@ import threading
 from typing import Any
 
 from dockweb.docker.jsonmessage import encode as encode_message
+from dockweb.docker.run_options import InvalidOption, parse_hosts
 from dockweb.dockerapi.errors import as_api_error
 from dockweb.dockerapi.http import ApiError, Json, Request, Stream, bad_request, unsupported
 from dockweb.dockerapi.router import Routes
@@ -105,8 +106,12 @@ def _build_options(req: Request):
     for name in ("cpusetcpus", "cpusetmems", "cgroupparent", "remote", "session", "buildid"):
         if req.q(name):
             raise unsupported(f"the build option {name} ({req.q(name)})")
-    if [h for h in req.qlist("extrahosts") if h]:
-        raise unsupported("the build option extrahosts")
+    # the docker CLI sends --add-host as one comma-separated value
+    extra_hosts = [h for v in req.qlist("extrahosts") for h in v.split(",") if h]
+    try:
+        extra_hosts = parse_hosts(extra_hosts)
+    except InvalidOption as e:
+        raise bad_request(str(e)) from None
     network = req.q("networkmode") or ""
     if network not in ("", "default", "bridge", "host", "none"):
         raise unsupported(f'the build network mode "{network}" (default, bridge, host, none)')
@@ -141,6 +146,7 @@ def _build_options(req: Request):
         target=req.q("target") or "",
         pull=req.qbool("pull"),
         network=network,
+        extra_hosts=extra_hosts,
         cache_from=[c for c in cache_from if c],
     )
     return options, req.qbool("q")

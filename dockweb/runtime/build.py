@@ -115,7 +115,8 @@ class BuildOptions:
     labels: dict[str, str] = field(default_factory=dict)  # --label: LABEL steps at the end
     target: str = ""  # --target: the stage to stop after
     pull: bool = False  # --pull: pull every FROM and COPY --from image, even one the store has
-    network: str = ""  # --network: the RUN containers' network ("" or "default": none)
+    network: str = ""  # --network: the RUN containers' network ("" or "default": bridge)
+    extra_hosts: list[str] = field(default_factory=list)  # --add-host name:ip|host-gateway
     cache_from: list[str] = field(default_factory=list)  # --cache-from: images as cache sources
 
 
@@ -781,6 +782,7 @@ class Builder:
                 workdir=self.state.config.get("WorkingDir") or "",
                 user=self.state.config.get("User") or "",
                 network=self._network(),
+                extra_hosts=list(self.opts.extra_hosts),
             )
         )
         self._say(f" ---> Running in {short_id(c.id)}")
