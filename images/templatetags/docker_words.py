@@ -1,8 +1,8 @@
 """Docker's English words on the pages, in the page's language: layer states of a pull
 (``Pulling fs layer`` … ``Pull complete``), pull messages (``Digest:``, ``Status: Downloaded
-newer image for …``), and a container's STATUS (``Up 3 seconds``, ``Exited (0) 2 minutes
-ago``). The CLI and the Engine API keep Docker's words; only the pages translate them.
-Text these patterns do not know is shown as it is."""
+newer image for …``), a container's STATUS (``Up 3 seconds``, ``Exited (0) 2 minutes
+ago``) and its health (``unhealthy``). The CLI and the Engine API keep Docker's words; only
+the pages translate them. Text these patterns do not know is shown as it is."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import re
 
 from django import template
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, ngettext
+from django.utils.translation import gettext_lazy, ngettext, pgettext_lazy
 
 register = template.Library()
 
@@ -131,3 +131,17 @@ def container_status(text: str) -> str:
             words += str(_HEALTH[m.group("health")])
         return words
     return text
+
+
+HEALTH_STATES = {
+    "starting": pgettext_lazy("health", "starting"),
+    "healthy": pgettext_lazy("health", "healthy"),
+    "unhealthy": pgettext_lazy("health", "unhealthy"),
+}
+
+
+@register.filter
+def health_status(text: str) -> str:
+    """A container's ``State.Health.Status`` (starting, healthy, unhealthy), translated."""
+    text = str(text or "")
+    return str(HEALTH_STATES.get(text, text))
