@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from containers.models import Container, ContainerOperation, Volume
-from dockweb import jobs
+from dockweb import jobs, live
 from dockweb.docker.containers import (  # noqa: F401 - part of this module's interface
     container_json,
     inspect_volume,
@@ -429,6 +429,8 @@ def sync_containers(container_id: str | None = None) -> None:
         if wanted is not None:
             Container.objects.exclude(container_id__in=wanted).delete()
         _sync_volumes(volumes)
+    # the Images page counts the containers of each image
+    live.publish_on_commit("containers", "volumes", "images", "disk")
 
 
 def _sync_volumes(volumes: list[tuple[dict, bool]]) -> None:

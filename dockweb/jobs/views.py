@@ -12,6 +12,8 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
+from dockweb.jobs.runner import kind_of
+
 TEMPLATE = "jobs/operation.html"
 
 
@@ -38,6 +40,9 @@ def operation(
     op = get_object_or_404(model, pk=pk)
     template = TEMPLATE + ("#job_status" if request.htmx else "")
     ctx = {"op": op, "parts": parts, "status_id": status_id, "poll": poll}
+    # the live notice of this row (dockweb/live.py: the jobs layer publishes it)
+    ctx["live_topic"] = f"{kind_of(model).name}-{op.pk}"
+
     if context is not None:
         ctx.update(context(op))
     return render(request, template, ctx)
