@@ -113,8 +113,7 @@ def image_table(
     call. One query when nothing changed, one more than _image_table otherwise. The rows
     are shared between callers: do not change them.
     """
-    generation = MirrorGeneration.current()
-    users = containers_by_image()
+    generation, users = _generation_and_containers()
     if generation is not None:
         # the Containers column changes with the Container rows, which the generation
         # does not follow: both together are what the table shows
@@ -230,6 +229,25 @@ def containers_by_image() -> dict[str, int]:
     CONTAINERS column of ``docker images --format '{{.Containers}}'`` counts them."""
     rows = Container.objects.exclude(image_id="").values("image_id").annotate(n=Count("pk"))
     return {row["image_id"]: row["n"] for row in rows}
+
+
+def _generation_and_containers() -> tuple[int | None, dict[str, int]]:
+    """``MirrorGeneration.current()`` and ``containers_by_image()`` in one query: an
+    unchanged Images table is served from the cache in one query."""
+    from django.db import connections, router
+
+    connection = connections[router.db_for_read(MirrorGeneration)]
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT value, NULL, NULL FROM {quote(MirrorGeneration._meta.db_table)} "
+            "WHERE id = 1 UNION ALL "
+            f"SELECT NULL, image_id, COUNT(*) FROM {quote(Container._meta.db_table)} "
+            "WHERE image_id <> '' GROUP BY image_id"
+        )
+        rows = cursor.fetchall()
+    generation = next((value for value, image, _n in rows if image is None), None)
+    return generation, {image: n for _value, image, n in rows if image is not None}
 
 
 def _familiar_ref(r: tuple[str, str, str, str]) -> str:
