@@ -233,6 +233,9 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
+# threads per server process that run the pages under scripts/run (dockweb/asgi.py)
+DOCKWEB_WEB_THREADS = env_int("DOCKWEB_WEB_THREADS", 16)
+
 ROOT_URLCONF = "dockweb.urls"
 WSGI_APPLICATION = "dockweb.wsgi.application"
 ASGI_APPLICATION = "dockweb.asgi.application"
