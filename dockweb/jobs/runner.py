@@ -156,7 +156,6 @@ def enqueue(row: models.Model) -> None:
     k = kind_of(type(row))
     row_id = row.pk
     transaction.on_commit(lambda: _send(k, row_id))
-    live.publish_on_commit(k.name, f"{k.name}-{row_id}")
 
 
 def _send(k: Kind, row_id: int) -> None:
@@ -176,7 +175,8 @@ def _send(k: Kind, row_id: int) -> None:
             ),
             **k.stamps(k.end_stamps),
         )
-        live.publish_on_commit(k.name, f"{k.name}-{row_id}")
+    # the new row (or its failure) shows on the open pages
+    live.publish(k.name, f"{k.name}-{row_id}")
 
 
 def route_task(name: str, args, kwargs, options, task=None, **kw) -> dict | None:

@@ -13,28 +13,22 @@ document.addEventListener("change", (event) => {
 // Live pages. <body sse-connect> holds the stream of change notices (/events/, htmx's SSE
 // extension); a live part (data-live) fetches itself again on the notices its hx-trigger
 // names ("sse:containers"). Its "every Ns" trigger is the fallback: polls are skipped while
-// the stream is open and run again while it is down. After the stream was down, every live
-// part fetches itself once ("live:resync"): notices sent meanwhile were lost.
+// the stream is open and run again while it is down. Each time the stream opens, the first
+// time included, every live part fetches itself once ("live:resync"): a notice sent between
+// the page's rendering (or the outage) and the subscription would be lost otherwise, and a
+// quick job would stay "Queued" on its page.
 let streamOpen = false;
-let streamWasDown = false;
 document.addEventListener("htmx:sseOpen", () => {
   streamOpen = true;
   document.documentElement.dataset.live = "open";
-  if (streamWasDown) {
-    streamWasDown = false;
-    document.querySelectorAll("[data-live]").forEach((el) => htmx.trigger(el, "live:resync"));
-  }
+  document.querySelectorAll("[data-live]").forEach((el) => htmx.trigger(el, "live:resync"));
 });
-document.addEventListener("htmx:sseError", () => {
+const streamDown = () => {
   streamOpen = false;
-  streamWasDown = true;
   document.documentElement.dataset.live = "down";
-});
-document.addEventListener("htmx:sseClose", () => {
-  streamOpen = false;
-  streamWasDown = true;
-  document.documentElement.dataset.live = "down";
-});
+};
+document.addEventListener("htmx:sseError", streamDown);
+document.addEventListener("htmx:sseClose", streamDown);
 document.addEventListener("htmx:beforeRequest", (event) => {
   // a poll has no triggering event; a notice or a person's action has one
   const elt = event.detail.elt;
