@@ -36,3 +36,30 @@ document.addEventListener("htmx:beforeRequest", (event) => {
     event.preventDefault();
   }
 });
+
+// A notice that comes while a part's fetch is on its way is queued by htmx on the element
+// that the answer then replaces, and so dropped with it: the part would show the state of
+// the earlier notice (a finished pull left in the sidebar). Remember the part, and fetch it
+// again once its new element is in. A notice that itself started the fetch (the request
+// begins synchronously, before htmx:sseMessage) is not a missed one.
+const missed = new Set();
+document.addEventListener("htmx:beforeSend", (event) => {
+  const elt = event.detail.elt;
+  elt.liveSending = true;
+  queueMicrotask(() => {
+    elt.liveSending = false;
+  });
+});
+document.addEventListener("htmx:sseMessage", (event) => {
+  const elt = event.target;
+  if (elt.id && elt.hasAttribute("data-live") && !elt.liveSending
+      && elt.classList.contains("htmx-request")) {
+    missed.add(elt.id);
+  }
+});
+document.addEventListener("htmx:load", (event) => {
+  const elt = event.detail.elt;
+  if (elt && elt.id && missed.delete(elt.id)) {
+    htmx.trigger(elt, "live:resync");
+  }
+});
