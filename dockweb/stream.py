@@ -46,6 +46,13 @@ def frame(topic: str) -> bytes:
     return f"id: {next(_ids)}\nevent: {topic}\ndata: \n\n".encode()
 
 
+def frames(topics: list[str]) -> bytes:
+    """A notice: first one unnamed message listing its topics (dockweb.js notes when each
+    topic last changed, to fetch again a part whose answer may predate it), then an event
+    per topic, which the parts' ``hx-trigger="sse:<topic>"`` follow."""
+    return f"data: {' '.join(topics)}\n\n".encode() + b"".join(frame(t) for t in topics)
+
+
 def opening() -> bytes:
     # `retry`: how soon the browser reconnects; the comment makes proxies flush the headers
     return f"retry: {RETRY_MS}\n: live\n\n".encode()
@@ -149,7 +156,7 @@ async def _async_events(request: HttpRequest):
                 yield b": heartbeat\n\n"
                 continue
             if topics:
-                yield b"".join(frame(t) for t in topics)
+                yield frames(topics)
     finally:
         h.close(sub)
 
@@ -167,7 +174,7 @@ def _sync_events(request: HttpRequest):
             if msg is not None:
                 topics = live.parse(msg["data"])
                 if topics:
-                    yield b"".join(frame(t) for t in topics)
+                    yield frames(topics)
             elif time.monotonic() >= beat:
                 if not _session_alive(request.session):
                     return

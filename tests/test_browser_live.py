@@ -237,7 +237,11 @@ def test_a_pull_started_from_the_cli_appears_and_progresses_on_an_open_images_pa
             pull.wait()
     assert pull.returncode == 0, output
     # done: the pull leaves the sidebar and its image joins the list, without a reload
-    page.wait_for_selector("#nav-pulls .nav-pull", state="detached", timeout=10_000)
+    try:
+        page.wait_for_selector("#nav-pulls .nav-pull", state="detached", timeout=10_000)
+    except Exception as err:
+        asked = page.evaluate("window.liveRequests")
+        raise AssertionError(f"the sidebar kept the pull; its requests: {asked[-8:]}") from err
     page.wait_for_selector("#image-list td:has-text('live/big')", timeout=10_000)
     shot(page, "images-cli-pull-done")
     asked = requests_for(page, "/pulls/active/")

@@ -37,29 +37,40 @@ document.addEventListener("htmx:beforeRequest", (event) => {
   }
 });
 
-// A notice that comes while a part's fetch is on its way is queued by htmx on the element
-// that the answer then replaces, and so dropped with it: the part would show the state of
-// the earlier notice (a finished pull left in the sidebar). Remember the part, and fetch it
-// again once its new element is in. A notice that itself started the fetch (the request
-// begins synchronously, before htmx:sseMessage) is not a missed one.
-const missed = new Set();
+// A notice can come while a part's fetch is on its way (htmx queues the new fetch on the
+// element the answer then replaces, and drops it with the element) or while the answer is
+// being settled (the new element listens only once it is processed): the part would keep
+// the state of an earlier notice, e.g. a finished pull left in the sidebar. So the time of
+// each topic's last notice is kept (each notice comes first as one unnamed message listing
+// its topics), and a part whose new element comes in after a notice of one of its topics
+// that is newer than its fetch fetches itself once more.
+const noticeAt = new Map();
+const sentAt = new Map();
+const topicsOf = (elt) => (elt.getAttribute("hx-trigger") || "")
+  .split(",").map((t) => t.trim()).filter((t) => t.startsWith("sse:")).map((t) => t.slice(4));
+document.addEventListener("htmx:sseOpen", (event) => {
+  const source = event.detail.source;
+  if (source && !source.dockwebNotices) {
+    source.dockwebNotices = true;
+    source.addEventListener("message", (message) => {
+      const now = performance.now();
+      message.data.split(" ").forEach((topic) => noticeAt.set(topic, now));
+    });
+  }
+});
 document.addEventListener("htmx:beforeSend", (event) => {
   const elt = event.detail.elt;
-  elt.liveSending = true;
-  queueMicrotask(() => {
-    elt.liveSending = false;
-  });
-});
-document.addEventListener("htmx:sseMessage", (event) => {
-  const elt = event.target;
-  if (elt.id && elt.hasAttribute("data-live") && !elt.liveSending
-      && elt.classList.contains("htmx-request")) {
-    missed.add(elt.id);
+  if (elt.id && elt.hasAttribute("data-live")) {
+    sentAt.set(elt.id, performance.now());
   }
 });
 document.addEventListener("htmx:load", (event) => {
   const elt = event.detail.elt;
-  if (elt && elt.id && missed.delete(elt.id)) {
+  if (!elt || !elt.id || !elt.hasAttribute("data-live") || !sentAt.has(elt.id)) {
+    return;
+  }
+  const sent = sentAt.get(elt.id);
+  if (topicsOf(elt).some((topic) => (noticeAt.get(topic) ?? -1) > sent)) {
     htmx.trigger(elt, "live:resync");
   }
 });
