@@ -584,3 +584,33 @@ class WebServer(ABC):
                 self._proc.kill()
                 self._proc.wait()
         self._log.close()
+
+
+class Uvicorn(WebServer):
+    """The web app as scripts/run serves it: ``uvicorn dockweb.asgi`` (uvloop, httptools,
+    ``workers`` processes) on a free loopback port."""
+
+    name = "uvicorn"
+
+    def __init__(self, log_path: Path, workers: int = 2) -> None:
+        super().__init__(log_path)
+        self.workers = workers
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "dockweb.asgi:application",
+            "--host=127.0.0.1",
+            f"--port={self.port}",
+            f"--workers={self.workers}",
+            "--loop=uvloop",
+            "--http=httptools",
+            "--no-proxy-headers",
+            "--no-access-log",
+            "--lifespan=off",
+            "--timeout-keep-alive=75",  # longer than any think time: no close-vs-send race
+            "--timeout-graceful-shutdown=3",
+            "--log-level=warning",
+        ]

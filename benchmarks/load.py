@@ -2,13 +2,15 @@
 
     python -m benchmarks.load [--images-clients 100] [--fragment-clients 200]
                               [--images-think 1.0] [--fragment-think 0.5] [--client asyncio|wrk]
-                              [--workers 2] [--threads 8] [--layers 3] [--layer-mb 80]
+                              [--server uvicorn|gunicorn] [--workers 2] [--threads 8]
+                              [--layers 3] [--layer-mb 80]
                               [--rate-mb 3] [--images 200] [--tags 600]
 
 Starts privately, on a fresh DOCKWEB_DATA and store under the scratch directory: redis-server,
 docker-registry, the Celery worker as root (tests.support.worker.CeleryWorker, threads pool)
-and the web app under gunicorn (``--workers`` processes of ``--threads`` threads, the
-``serve`` extra), as production would serve it. The pulled image is busybox plus
+and the web app as scripts/run serves it: uvicorn, ``--workers`` processes of dockweb.asgi
+(``--server gunicorn``: gunicorn's gthread workers, ``--threads`` each, the ``serve``
+extra, as it was served before). The pulled image is busybox plus
 ``--layers`` random layers of ``--layer-mb`` MB, through a proxy sending ``--rate-mb`` MB/s
 per connection, so that the pull lasts about half a minute. Before each pull the database is
 filled as images_page.py fills it (``--images`` images, ``--tags`` tags), and the image is
@@ -20,7 +22,8 @@ store), so both pulls start from the same database and an empty store.
    (``--client asyncio``, the default: benchmarks/loadclient.py, one process each, whose
    docstring says why not wrk; ``--client wrk``: wrk with its delay() hook):
    ``--images-clients`` connections on ``GET /images/`` and ``--fragment-clients`` on
-   ``GET /pulls/<id>/`` with ``HX-Request: true`` (the fragment the pull page polls). Each
+   ``GET /pulls/<id>/`` with ``HX-Request: true`` (the fragment the pull page polls when
+   its live stream is down; benchmarks/progress_latency.py measures the stream). Each
    connection is one client: it waits ``--fragment-think`` (htmx's ``every 500ms``,
    re-armed after each swap) or ``--images-think`` after each answer before asking again
    (0: as fast as the server answers, a saturation test rather than clients). Each client
@@ -303,8 +306,9 @@ def main() -> int:
         action="store_false",
         help="all clients start in the same instant (and so stay in step)",
     )
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn processes")
-    parser.add_argument("--threads", type=int, default=8, help="threads per process")
+    parser.add_argument("--server", choices=["uvicorn", "gunicorn"], default="uvicorn")
+    parser.add_argument("--workers", type=int, default=2, help="server processes")
+    parser.add_argument("--threads", type=int, default=8, help="gunicorn: threads per process")
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--layer-mb", type=int, default=80)
     parser.add_argument("--rate-mb", type=float, default=3.0, help="per connection")
@@ -328,14 +332,22 @@ def main() -> int:
             pulls = common.slow_pulls(scratch, redis_server.url, image, "bench/load", args.rate_mb)
             with (
                 pulls as (reference, _worker),
-                Gunicorn(scratch / "gunicorn.log", args.workers, args.threads) as server,
+                (
+                    common.Uvicorn(scratch / "uvicorn.log", args.workers)
+                    if args.server == "uvicorn"
+                    else Gunicorn(scratch / "gunicorn.log", args.workers, args.threads)
+                ) as server,
             ):
                 cookie = common.signed_in_client().cookies["sessionid"].value
                 total_mb = sum(la.size for la in image.layers) / 1e6
                 print(
                     f"image: {len(image.layers)} layers, {total_mb:.0f} MB compressed, pulled "
-                    f"at {args.rate_mb:g} MB/s per connection; gunicorn {args.workers} "
-                    f"workers x {args.threads} threads"
+                    f"at {args.rate_mb:g} MB/s per connection; "
+                    + (
+                        f"uvicorn {args.workers} workers"
+                        if args.server == "uvicorn"
+                        else f"gunicorn {args.workers} workers x {args.threads} threads"
+                    )
                 )
 
                 reset_images()

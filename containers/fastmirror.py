@@ -17,6 +17,7 @@ import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from dockweb import live
 from dockweb.docker.containers import container_json, inspect_volume, row_fields
 from dockweb.runtime.containers import ContainerManager
 from dockweb.runtime.errors import ContainerNotFound, DockwebError
@@ -113,6 +114,7 @@ def sync_container(
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+    live.publish("containers", "volumes", "images", "disk", "networks")
 
 
 def _sync_volumes(conn: sqlite3.Connection, volumes: list[tuple[dict, bool]], now: str) -> None:

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from containers.models import Container, ContainerOperation, Volume
-from dockweb import jobs
+from dockweb import jobs, live
 from dockweb.docker.containers import (  # noqa: F401 - part of this module's interface
     container_json,
     inspect_volume,
@@ -432,6 +432,8 @@ def sync_containers(container_id: str | None = None) -> None:
         _sync_volumes(volumes)
     # the networks too: a container's start or end changes their endpoints
     sync_networks(mgr)
+    # the Images page counts the containers of each image
+    live.publish_on_commit("containers", "volumes", "images", "disk", "networks")
 
 
 def _sync_volumes(volumes: list[tuple[dict, bool]]) -> None:

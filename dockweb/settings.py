@@ -11,6 +11,7 @@ import importlib.util
 import math
 import os
 import secrets
+import warnings
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -214,6 +215,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # static files from the server itself; hashed names cached for a year (STORAGES below)
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -230,6 +233,9 @@ MIDDLEWARE = [
     # last, as django-axes asks: turns a locked-out sign-in into the lockout page
     "axes.middleware.AxesMiddleware",
 ]
+
+# threads per server process that run the pages under scripts/run (dockweb/asgi.py)
+DOCKWEB_WEB_THREADS = env_int("DOCKWEB_WEB_THREADS", 16)
 
 ROOT_URLCONF = "dockweb.urls"
 WSGI_APPLICATION = "dockweb.wsgi.application"
@@ -376,6 +382,25 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DOCKWEB_DATA / "static"
+# DOCKWEB_STATIC_HASHED (scripts/run sets it, and runs `manage.py collectstatic` first):
+# the pages name static files by content hash and WhiteNoise serves them from STATIC_ROOT,
+# compressed, with `Cache-Control: max-age=315360000, immutable`. Without it (tests,
+# runserver) they are served from STATICFILES_DIRS under their own names, max-age 60 s.
+DOCKWEB_STATIC_HASHED = env_bool("DOCKWEB_STATIC_HASHED", False)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "dockweb.staticfiles.HashedStaticFiles"
+            if DOCKWEB_STATIC_HASHED
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+WHITENOISE_USE_FINDERS = not DOCKWEB_STATIC_HASHED
+if not DOCKWEB_STATIC_HASHED:
+    # WhiteNoise warns when STATIC_ROOT is missing, which it is until collectstatic runs
+    warnings.filterwarnings("ignore", message="No directory at: ")
 
 # --- Celery (read by dockweb/celery.py through the CELERY namespace) -------------------
 

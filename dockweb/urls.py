@@ -8,13 +8,15 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from dockweb import views
+from dockweb import stream, views
 from images import views as image_views
 
 urlpatterns = [
     path("", image_views.image_list, name="home"),
     path("login/", views.login, name="login"),
     path("logout/", views.logout, name="logout"),
+    # live notices for the open pages, as Server-Sent Events (dockweb/stream.py)
+    path("events/", stream.events, name="live"),
     path("", include("images.urls")),
     path("containers/", include("containers.urls")),
     path("volumes/", include("containers.volume_urls")),

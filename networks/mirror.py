@@ -10,6 +10,7 @@ import logging
 
 from django.db import connection, transaction
 
+from dockweb import live
 from networks.models import Network
 from networks.rows import network_rows
 
@@ -26,3 +27,4 @@ def sync_networks(mgr) -> None:
         for nid, fields in rows:
             Network.objects.update_or_create(network_id=nid, defaults=fields)
         Network.objects.exclude(network_id__in=[nid for nid, _ in rows]).delete()
+        live.publish_on_commit("networks")

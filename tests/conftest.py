@@ -164,3 +164,14 @@ def _unmount_what_a_test_left(request):
     base = str(request.getfixturevalue("tmp_path")) + "/"  # set up before: torn down after
     yield
     unmount_under(base)
+
+
+@pytest.fixture(autouse=True)
+def _no_language_left_behind():
+    """A request with Accept-Language (or a language cookie) leaves its language active in
+    the thread after the test client returns (LocaleMiddleware activates it and never
+    deactivates): reset it so that a later test reads the default language's words."""
+    yield
+    from django.utils import translation
+
+    translation.deactivate()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -63,8 +64,13 @@ def test_it_lists_containers_with_the_actions_their_state_allows(client):
     assert f'/containers/{CID}/start/' not in body
     assert f'/containers/{"7e" * 32}/start/' in body
     assert f'/containers/{"7e" * 32}/stop/' not in body
-    # a running container's "Up …" keeps changing; an action done in place refreshes it too
-    assert 'hx-trigger="every 5s, dockweb:changed from:body"' in body
+    # a running container's "Up …" keeps changing: polled (the live notices aside); an
+    # action done in place refreshes it too
+    assert re.search(
+        r'id="container-list"[^>]*hx-trigger="sse:containers[^"]*dockweb:changed from:body'
+        r', every 5s"',
+        body,
+    )
 
 
 @pytest.mark.django_db
@@ -194,12 +200,17 @@ def test_it_shows_run_form_mistakes(client):
 @pytest.mark.django_db
 def test_it_polls_an_operation_only_while_active(client):
     op = ContainerOperation.objects.create(kind="stop", args={"container": CID})
-    assert "hx-trigger" in client.get(f"/containers/operations/{op.pk}/").content.decode()
+    status = re.compile(r'<section id="operation-status"[^>]*>')
+    body = client.get(f"/containers/operations/{op.pk}/").content.decode()
+    assert f'hx-trigger="sse:container_operation-{op.pk}, live:resync, every' in (
+        status.search(body).group(0)
+    )
     op.status = "failed"
     op.error = "Container x is not running"
     op.save()
     body = client.get(f"/containers/operations/{op.pk}/").content.decode()
-    assert "hx-trigger" not in body and "Container x is not running" in body
+    assert "hx-trigger" not in status.search(body).group(0)
+    assert "Container x is not running" in body
 
 
 @pytest.mark.django_db

@@ -229,6 +229,7 @@ COVERED = {
     "",
     "login/",
     "logout/",
+    "events/",
     "images/",
     "images/remove/",
     "images/<str:key>/",
@@ -577,6 +578,14 @@ def test_the_containers_doors(web):
             )
     check(web.get(f"{base}/console/"), what="console page")
     check(web.get(base + "/"), what="detail")
+
+
+def test_the_event_stream(web):
+    """/events/ takes no input: odd query parameters are ignored, other methods refused."""
+    assert web.post("/events/").status_code == 405
+    response = web.get("/events/", {"x" * 10: "\x00\ud7ff", "since": "-1e999"})
+    assert response.status_code == 200 and response["Content-Type"] == "text/event-stream"
+    response.close()  # the stream is never read: it would run until its MAX_AGE
 
 
 def test_sign_in_and_out(web):

@@ -200,14 +200,14 @@ def _running_build() -> Build:
 def test_it_follows_a_running_build(client, db):
     build = _running_build()
     html = client.get(f"/builds/{build.pk}/").content.decode()
-    assert 'hx-trigger="every 500ms"' in html
+    assert 'live:resync, every 500ms"' in html
     assert f'hx-get="/builds/{build.pk}/"' in html
     assert "Step 2/3 : RUN echo hi &gt; /hi" in html
     assert "running…" in html and "no layer" in html  # FROM adds none
     fragment = client.get(f"/builds/{build.pk}/", headers={"HX-Request": "true"})
     body = fragment.content.decode()
     assert body.lstrip().startswith('<section id="build-progress"')
-    assert "<html" not in body and 'hx-trigger="every 500ms"' in body
+    assert "<html" not in body and 'live:resync, every 500ms"' in body
 
 
 def test_it_shows_a_finished_build_without_polling_and_links_its_image(client, db):

@@ -146,7 +146,7 @@ def test_it_shows_full_ids_and_digests_when_asked(client, images):
 def test_it_answers_htmx_with_the_table_only(client, images):
     response = client.get("/images/", {"all": "1"}, headers={"HX-Request": "true"})
     assert response.status_code == 200
-    assert response.content.lstrip().startswith(b'<section id="image-list">')
+    assert response.content.lstrip().startswith(b'<section id="image-list" ')
     assert b"<html" not in response.content and b"webapp" in response.content
     assert "HX-Request" in response["Vary"]
 
@@ -204,7 +204,7 @@ def test_it_queues_a_removal_and_shows_it(client, images):
     assert response["Location"] == f"/operations/{op.pk}/"
     assert op.kind == "remove" and op.args["ref"] == "webapp:1.0" and not op.args["force"]
     html = client.get(response["Location"]).content.decode()
-    assert 'hx-trigger="every 500ms"' in html
+    assert f'hx-trigger="sse:image_operation-{op.pk}, live:resync, every 500ms"' in html
 
 
 def test_it_rejects_get_on_removal(client, images):

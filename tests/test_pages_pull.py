@@ -124,12 +124,12 @@ def test_it_polls_only_while_the_pull_is_active(client, db):
     assert fragment.lstrip().startswith('<section id="pull-progress"')
     assert "<html" not in fragment
     # 10 s old: the steady pace (bytes written every 0.2 s show at least every 0.5 s)
-    assert 'hx-trigger="every 350ms"' in fragment
+    assert f'hx-trigger="sse:pull-{pull.pk}, live:resync, every 350ms"' in fragment
     # queued, or younger than 2 s: fast, so that the first layer rows show at once
     young = running_pull()
     Pull.objects.filter(pk=young.pk).update(started_at=timezone.now())
     quick = client.get(f"/pulls/{young.pk}/", headers={"HX-Request": "true"}).content.decode()
-    assert 'hx-trigger="every 100ms"' in quick
+    assert 'live:resync, every 100ms"' in quick
 
     Pull.objects.filter(pk=pull.pk).update(
         status=Pull.Status.DONE,
@@ -175,13 +175,14 @@ def test_it_shows_active_pulls_in_the_navigation(client, db):
     html = client.get("/registries/").content.decode()
     nav = re.search(r'<div id="nav-pulls".*?</div>\s*</div>', html, re.S).group(0)
     assert f'href="/pulls/{pull.pk}/"' in nav and "nginx:1.25" in nav
-    assert 'hx-trigger="every 2s"' in nav
+    assert 'hx-trigger="sse:pull, live:resync, every 2s"' in nav
 
     fragment = client.get("/pulls/active/", headers={"HX-Request": "true"}).content.decode()
     assert fragment.lstrip().startswith('<div id="nav-pulls"')
     Pull.objects.filter(pk=pull.pk).update(status=Pull.Status.DONE)
     fragment = client.get("/pulls/active/", headers={"HX-Request": "true"}).content.decode()
-    assert "hx-trigger" not in fragment and "nginx" not in fragment
+    # no pull: no polling, only the live notices of new pulls
+    assert 'hx-trigger="sse:pull, live:resync"' in fragment and "nginx" not in fragment
 
 
 def test_it_shows_the_pull_page_in_chinese(client, db):

@@ -40,6 +40,7 @@ from typing import Any
 from django.db import models, transaction
 from django.utils import timezone
 
+from dockweb import live
 from dockweb.jobs.workers import worker_identity, worker_is_alive
 from dockweb.runtime.errors import DockwebError
 
@@ -174,6 +175,8 @@ def _send(k: Kind, row_id: int) -> None:
             ),
             **k.stamps(k.end_stamps),
         )
+    # the new row (or its failure) shows on the open pages
+    live.publish(k.name, f"{k.name}-{row_id}")
 
 
 def route_task(name: str, args, kwargs, options, task=None, **kw) -> dict | None:
@@ -210,6 +213,7 @@ def run_job(name: str, row_id: int, **context: Any) -> Outcome | None:
     )
     if not claimed:
         return
+    live.publish_on_commit(k.name, f"{k.name}-{row_id}")
     row = rows.get()
     error: BaseException | None = None
     try:
@@ -223,6 +227,7 @@ def run_job(name: str, row_id: int, **context: Any) -> Outcome | None:
         if k.failed_fields is not None:
             fields.update(k.failed_fields(row, err))
     rows.update(**k.stamps(k.end_stamps), **fields)
+    live.publish_on_commit(k.name, f"{k.name}-{row_id}")
     if k.after is not None:
         k.after(row, fields)
     return Outcome(fields, error)
@@ -241,4 +246,5 @@ def fail_abandoned(*models_: type[models.Model]) -> int:
                 changed += running.filter(pk=pk).update(
                     status=FAILED, error=k.abandoned, **k.stamps(k.end_stamps)
                 )
+                live.publish_on_commit(k.name, f"{k.name}-{pk}")
     return changed

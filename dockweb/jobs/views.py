@@ -12,6 +12,8 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
+from dockweb.jobs.runner import kind_of
+
 TEMPLATE = "jobs/operation.html"
 
 
@@ -41,6 +43,8 @@ def operation(
     if request.htmx and request.GET.get("inline") == "1":
         # polled from a page where the job was started in place (``inline``)
         ctx.update(inline=True, poll_url=request.get_full_path())
+    # the live notice of this row (dockweb/live.py: the jobs layer publishes it)
+    ctx["live_topic"] = f"{kind_of(model).name}-{op.pk}"
     if context is not None:
         ctx.update(context(op))
     response = render(request, template, ctx)
@@ -72,6 +76,7 @@ def inline(
         "poll": poll,
         "poll_url": f"{poll_url}?inline=1",
         "inline": True,
+        "live_topic": f"{kind_of(type(op)).name}-{op.pk}",
     }
     if context is not None:
         ctx.update(context(op))

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from containers.services import sync_containers
-from dockweb import jobs
+from dockweb import jobs, live
 from dockweb.engine import get_manager, get_store
 from dockweb.runtime import reference as refs
 from dockweb.runtime.errors import BuildError, DockwebError
@@ -551,6 +551,7 @@ class BuildProgress(jobs.RowWriter):
                 Build.objects.filter(pk=self.build_id).update(
                     output=output, updated_at=timezone.now()
                 )
+            live.publish(f"build-{self.build_id}")
         except Exception:
             log.exception("build %s: could not write progress", self.build_id)
             with self.lock:

@@ -7,6 +7,7 @@ import logging
 
 from django.db import connection, transaction
 
+from dockweb import live
 from dockweb.engine import get_store
 from dockweb.runtime import reference as refs
 from dockweb.runtime.store import ImageRecord, LayerRecord, Store
@@ -51,6 +52,7 @@ def sync_images(store: Store | None = None) -> None:
         # after the images, so that no ImageLayer still protects a vanished layer
         gone = Layer.objects.exclude(chain_id__in=list(layers)).filter(image_layers__isnull=True)
         gone.delete()
+    live.publish_on_commit("images", "disk")
 
 
 # the Layer columns copied from the store's LayerRecord as they are (parent is mapped to a pk)

@@ -7,6 +7,9 @@ import re
 import threading
 from datetime import UTC, datetime
 
+from django.db.models import Count
+
+from containers.models import Container
 from dockweb.docker.filters import go_path_match
 from dockweb.docker.images import group_references
 from dockweb.runtime import imagelist
@@ -110,12 +113,21 @@ def image_table(
     call. One query when nothing changed, one more than _image_table otherwise. The rows
     are shared between callers: do not change them.
     """
-    generation = MirrorGeneration.current()
+    generation, users = _generation_and_containers()
+    if generation is not None:
+        # the Containers column changes with the Container rows, which the generation
+        # does not follow: both together are what the table shows
+        generation = (generation, tuple(sorted(users.items())))
     key = (generation, all, digests, no_trunc, dangling, reference)
     if generation is not None and (hit := _tables.get(key)) is not None:
         return hit
     result = _image_table(
-        all=all, digests=digests, no_trunc=no_trunc, dangling=dangling, reference=reference
+        all=all,
+        digests=digests,
+        no_trunc=no_trunc,
+        dangling=dangling,
+        reference=reference,
+        containers=users,
     )
     if generation is not None:
         with _tables_lock:
@@ -132,14 +144,20 @@ def _image_table(
     no_trunc: bool = False,
     dangling: bool | None = None,
     reference: str = "",
+    containers: dict[str, int] | None = None,
 ) -> tuple[list[dict], dict]:
     """``docker images`` from the database: rows grouped as docker/cli groups them, and totals.
+
+    ``containers`` (image ID -> how many containers use it, ``containers_by_image``) fills
+    the Containers column; read here when not given.
 
     ``dangling`` and ``reference`` filter as ``-f dangling=`` and ``-f reference=`` (Go
     ``path.Match`` on the familiar reference or name). Totals cover the images shown:
     ``on_disk`` and ``compressed`` count each shared layer once, ``sum_of_sizes`` does not,
     ``shared_savings`` is the difference. Five queries, whatever the number of images.
     """
+    if containers is None:
+        containers = containers_by_image()
     images = list(
         Image.objects.order_by("-created", "-image_id").values(
             "pk", "image_id", "created", "size", "compressed_size", "parent_image_id"
@@ -187,7 +205,7 @@ def _image_table(
             "compressed_size": im["compressed_size"],
             "shared_size": shared,
             "unique_size": im["size"] - shared,
-            "containers": 0,
+            "containers": containers.get(im["image_id"], 0),
         }
         for repo, tag, digest in _group_rows(image_refs, digests):
             rows.append({**base, "repository": repo, "tag": tag, "digest": digest})
@@ -204,6 +222,32 @@ def _image_table(
         "shared_savings": total - on_disk,
     }
     return rows, totals
+
+
+def containers_by_image() -> dict[str, int]:
+    """Image ID -> how many containers (running or not) the mirror has of it, as the
+    CONTAINERS column of ``docker images --format '{{.Containers}}'`` counts them."""
+    rows = Container.objects.exclude(image_id="").values("image_id").annotate(n=Count("pk"))
+    return {row["image_id"]: row["n"] for row in rows}
+
+
+def _generation_and_containers() -> tuple[int | None, dict[str, int]]:
+    """``MirrorGeneration.current()`` and ``containers_by_image()`` in one query: an
+    unchanged Images table is served from the cache in one query."""
+    from django.db import connections, router
+
+    connection = connections[router.db_for_read(MirrorGeneration)]
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT value, NULL, NULL FROM {quote(MirrorGeneration._meta.db_table)} "
+            "WHERE id = 1 UNION ALL "
+            f"SELECT NULL, image_id, COUNT(*) FROM {quote(Container._meta.db_table)} "
+            "WHERE image_id <> '' GROUP BY image_id"
+        )
+        rows = cursor.fetchall()
+    generation = next((value for value, image, _n in rows if image is None), None)
+    return generation, {image: n for _value, image, n in rows if image is not None}
 
 
 def _familiar_ref(r: tuple[str, str, str, str]) -> str:

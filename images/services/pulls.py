@@ -12,7 +12,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from dockweb import jobs
+from dockweb import jobs, live
 from dockweb.engine import get_store
 from dockweb.runtime import manifest as mf
 from dockweb.runtime.errors import InvalidReference
@@ -167,6 +167,7 @@ def cancel_pull(pull_row: Pull) -> None:
     Pull.objects.filter(pk=pull_row.pk, status=Pull.Status.RUNNING).update(
         cancel_requested=True, updated_at=now
     )
+    live.publish_on_commit("pull", f"pull-{pull_row.pk}")
     pull_row.refresh_from_db()
 
 
@@ -272,6 +273,7 @@ class PullProgress(jobs.RowWriter):
                 Pull.objects.filter(pk=self.pull_id).update(
                     total_bytes=total, downloaded_bytes=done, messages=messages, updated_at=now
                 )
+            live.publish("pull", f"pull-{self.pull_id}")
         except Exception:
             # the database was busy for longer than its timeout: try again next time
             log.exception("pull %s: could not write progress", self.pull_id)
