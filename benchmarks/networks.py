@@ -12,7 +12,11 @@ the path measured is the containers' — veth, the bridge in dockweb's namespace
 proxy of the container's supervisor — not the peers' process.
 
 - throughput: one connection sends ``--mb`` MiB in 256 KiB writes; MB/s at the receiver;
-- latency: ``--conns`` times connect, 1 byte there and back, close; median and p95 in ms.
+- latency: ``--conns`` times connect, 1 byte there and back, close; median and p95 in ms;
+- the cost of a network on a container's start: ``--runs`` times create, start, wait and
+  remove of ``true`` through the runtime, on ``none``, on the default ``bridge`` with
+  another container attached (dockweb's namespace up) and with none (it is made and
+  removed with the container), alternating; medians in ms.
 
 Not run in CI: it needs root and a few minutes.
 """
@@ -108,10 +112,42 @@ def measure(
     return out
 
 
+def start_costs(mgr, ref: str, runs: int) -> dict[str, float]:
+    from dockweb.runtime.containers import ContainerSpec
+
+    def once(network: str) -> float:
+        t0 = time.perf_counter()
+        c = mgr.create(ContainerSpec(image=ref, cmd=["true"], network=network))
+        mgr.start(c.id)
+        mgr.wait(c.id)
+        mgr.remove(c.id)
+        return (time.perf_counter() - t0) * 1000
+
+    times: dict[str, list[float]] = {
+        "none": [],
+        "bridge, namespace made": [],
+        "bridge, namespace up": [],
+    }
+    for mode in times:  # warm up
+        once("none" if mode == "none" else "bridge")
+    keeper = None
+    for _ in range(runs):
+        times["none"].append(once("none"))
+        times["bridge, namespace made"].append(once("bridge"))
+        keeper = mgr.create(ContainerSpec(image=ref, cmd=["sleep", "60"]))
+        mgr.start(keeper.id)
+        times["bridge, namespace up"].append(once("bridge"))
+        mgr.remove(keeper.id, force=True)
+    out = {k: statistics.median(v) for k, v in times.items()}
+    common.log("start costs: " + ", ".join(f"{k} {v:.0f} ms" for k, v in out.items()))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb", type=int, default=512)
     ap.add_argument("--conns", type=int, default=300)
+    ap.add_argument("--runs", type=int, default=15)
     args = ap.parse_args()
     from dockweb.runtime.containers import ContainerManager, ContainerSpec
     from dockweb.runtime.pull import pull
@@ -176,6 +212,10 @@ def main() -> None:
             for c in made:
                 mgr.remove(c, force=True)
             mgr.networks.remove("benchnet")
+        starts = start_costs(mgr, ref, args.runs)
+    print(f"{'start of `true` (create+start+wait+rm)':40} {'median ms':>10}")
+    for label, ms in starts.items():
+        print(f"{label:40} {ms:10.0f}")
     base = rows[0]
     print(f"{'path':40} {'MB/s':>8} {'ratio':>6} {'conn ms median':>15} {'p95':>8}")
     for r in rows:
