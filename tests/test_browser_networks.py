@@ -152,6 +152,7 @@ def test_it_creates_a_network_runs_a_container_on_it_and_removes_both(
     assert m.group(1) in dockweb("exec", "pinger", "busybox", "ip", "-4", "-o", "addr")
     shot(page, "connected")
     page.click("#networks tr[data-network='bridge'] button:has-text('Disconnect')")
+    page.click("#confirm-dialog-ok")  # it asks first, naming the container and the network
     assert "Done" in wait_operation(page)
     page.click("#operation-status a:has-text('Open container')")
     page.wait_for_selector("#networks tr[data-network='webnet']")
@@ -171,6 +172,7 @@ def test_it_creates_a_network_runs_a_container_on_it_and_removes_both(
     # dockerd's refusal to remove a network in use, on the operation page
     page.goto(f"{live_server.url}/networks/{created.id}/")
     page.click("button:has-text('Remove network')")
+    page.click("#confirm-dialog-ok")
     outcome = wait_operation(page)
     assert "has active endpoints" in outcome, outcome
     assert "webnet" in [n.name for n in nets.list()]
@@ -187,14 +189,18 @@ def test_it_creates_a_network_runs_a_container_on_it_and_removes_both(
     # stopped: no address any more
     assert "none while stopped" in row_text(page, "#networks tr[data-network='webnet']")
     page.click("#container-state button[value=remove]")
-    outcome = wait_operation(page)
-    assert "Done" in outcome, outcome
+    page.click("#confirm-dialog-ok")  # removed in place, after the question
+    deadline = time.monotonic() + 40
+    while "Removed container pinger." not in page.inner_text("#action-result"):
+        assert time.monotonic() < deadline, page.inner_text("#action-result")
+        time.sleep(0.2)
     assert nets.endpoints(nets.get("webnet")) == []
 
     # now the network goes
     page.goto(f"{live_server.url}/networks/{created.id}/")
     assert page.locator("tr[data-container='pinger']").count() == 0
     page.click("button:has-text('Remove network')")
+    page.click("#confirm-dialog-ok")
     outcome = wait_operation(page)
     assert "Removed network webnet" in outcome, outcome
     page.goto(live_server.url + "/networks/")

@@ -62,6 +62,20 @@ function openConfirm(form, submitter) {
   return true;
 }
 
+// The form on the page now that does what ``form`` (no longer on the page) did: same action,
+// and the same submitter (name and value) if there was one.
+function sameForm(form, submitter) {
+  for (const other of document.querySelectorAll("form[data-confirm]")) {
+    if (other.action !== form.action) continue;
+    if (!submitter) return { form: other, submitter: null };
+    const button = [...other.querySelectorAll("button")].find(
+      (b) => b.name === submitter.name && b.value === submitter.value,
+    );
+    if (button) return { form: other, submitter: button };
+  }
+  return null;
+}
+
 function setUpConfirm() {
   const dialog = confirmDialog();
   if (!dialog) return;
@@ -72,6 +86,13 @@ function setUpConfirm() {
     if (dialog.returnValue !== "confirm") {
       if (p.opener && p.opener.isConnected) p.opener.focus();
       return;
+    }
+    if (!p.form.isConnected) {
+      // a live part was fetched again while the dialog was open: its new copy of the form
+      const again = sameForm(p.form, p.submitter);
+      if (!again) return;
+      p.form = again.form;
+      p.submitter = again.submitter;
     }
     const flag = document.createElement("input");
     flag.type = "hidden";
