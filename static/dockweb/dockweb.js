@@ -188,7 +188,14 @@ document.addEventListener("htmx:beforeSend", (event) => {
 });
 document.addEventListener("htmx:load", (event) => {
   const elt = event.detail.elt;
-  if (!elt || !elt.id || !elt.hasAttribute("data-live") || !sentAt.has(elt.id)) {
+  if (!elt || !elt.id || !elt.hasAttribute("data-live")) {
+    return;
+  }
+  if (!sentAt.has(elt.id)) {
+    // a live part that came in with another answer (a job started in place shows its
+    // status) while the stream was open: its notices may have come before it listened, and
+    // its polls are skipped, so it fetches itself once now
+    if (streamOpen) htmx.trigger(elt, "live:resync");
     return;
   }
   const sent = sentAt.get(elt.id);
