@@ -174,6 +174,20 @@ CASES: dict[str, dict] = {
         ),
     },
 }
+# Health checks (issue 20): the HEALTHCHECK history text (Go's %q of the config: durations as
+# Go prints them, retries as a quoted rune) and the config, for the forms people write.
+CASES["healthcheck"] = {
+    "context": {},
+    "dockerfile": (
+        "FROM {base}\n"
+        "HEALTHCHECK CMD true\n"
+        "HEALTHCHECK --interval=5s --timeout=3s --start-period=1m30s --retries=3 "
+        'CMD ["/bin/sh", "-c", "exit 0"]\n'
+        "HEALTHCHECK --interval=500ms CMD nc -z localhost 80 || exit 1\n"
+        "HEALTHCHECK NONE\n"
+        "HEALTHCHECK --interval=1h --retries=12 CMD echo ok\n"
+    ),
+}
 # Multi-stage (issue 20): ARG before FROM used in FROM, a named stage, COPY --from by name and
 # by index, .dockerignore with exceptions and **, ADD of a local tar; built twice (the second
 # build must take the same steps from the cache); then the same file with --target.

@@ -445,3 +445,28 @@ def test_a_run_step_downloads_from_a_server_on_the_host_through_host_gateway(sto
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_healthcheck_takes_the_unset_fields_of_the_parents_as_dockerd_commits(
+    store, manager
+):
+    """Each HEALTHCHECK's history is its own line; the image's config has the fields the
+    line leaves unset from the parent image's (dockerd's commit merges them), as
+    benchmarks/compare_build.py's healthcheck case checks against Docker."""
+    dockerfile = (
+        "FROM busybox\n"
+        "HEALTHCHECK --interval=5s --timeout=3s --start-period=1m30s --retries=3 CMD true\n"
+        "HEALTHCHECK NONE\n"
+        "HEALTHCHECK --interval=1h --retries=12 CMD echo ok\n"
+    )
+    result, _, _ = _build(store, manager, dockerfile, no_cache=True)
+    config = store.get_image(result.image_id).config
+    assert config["config"]["Healthcheck"] == {
+        "Test": ["CMD-SHELL", "echo ok"],
+        "Interval": 3_600_000_000_000,
+        "Timeout": 3_000_000_000,
+        "StartPeriod": 90_000_000_000,
+        "Retries": 12,
+    }
+    last = config["history"][-1]["created_by"]
+    assert last.endswith("""HEALTHCHECK &{["CMD-SHELL" "echo ok"] "1h0m0s" "0s" "0s" '\\f'}""")

@@ -68,6 +68,7 @@ from dockweb.runtime.childimage import (
 )
 from dockweb.runtime.containers import ContainerSpec, Status
 from dockweb.runtime.containers.health import config_text as healthcheck_text
+from dockweb.runtime.containers.health import merge as merge_health
 from dockweb.runtime.containers.state import now_rfc3339nano
 from dockweb.runtime.digest import short_id
 from dockweb.runtime.dockerfile import (
@@ -563,7 +564,11 @@ class Builder:
                 health["Retries"] = int(inst.flags["retries"])
         else:
             raise parse_error(inst.line, f'Unknown type "{kind}" in HEALTHCHECK (try CMD)')
-        self.state.config["Healthcheck"] = health
+        # the history says what the line says; the image's config has the unset fields from
+        # the parent's, as dockerd's commit merges a config with its parent image's
+        self.state.config["Healthcheck"] = merge_health(
+            health, self.state.config.get("Healthcheck")
+        )
         return self._commit(n, inst, f"HEALTHCHECK {healthcheck_text(health)}")
 
     def _do_arg(self, n: int, inst: Instruction) -> StepResult:
