@@ -436,6 +436,16 @@ def sync_containers(container_id: str | None = None) -> None:
     live.publish_on_commit("containers", "volumes", "images", "disk", "networks")
 
 
+def sync_after_network_change(mgr, cid: str = "") -> None:
+    """The database mirrors the runtime again after a network verb of the CLI or the Engine
+    API: the container's row with the Network rows (``sync_containers`` does both), or the
+    Network rows alone."""
+    if cid:
+        sync_containers(cid)
+    else:
+        sync_networks(mgr)
+
+
 def _sync_volumes(volumes: list[tuple[dict, bool]]) -> None:
     names = set()
     for v, anonymous in volumes:

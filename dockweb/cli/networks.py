@@ -82,16 +82,9 @@ def consolidate_ipam(subnets: list[str], ranges: list[str], gateways: list[str])
 
 
 def _sync(cid: str = "") -> None:
-    """The database mirrors the runtime again: the container's row and the Network rows
-    (``containers.services.sync_containers`` does both), or the Network rows alone."""
-    if cid:
-        from containers import services
+    from containers import services
 
-        services.sync_containers(cid)
-    else:
-        from networks.mirror import sync_networks
-
-        sync_networks(get_manager())
+    services.sync_after_network_change(get_manager(), cid)
 
 
 def cmd_network_create(args) -> int:

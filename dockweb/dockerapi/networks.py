@@ -27,16 +27,9 @@ def _mgr():
 
 
 def _sync(cid: str = "") -> None:
-    """The database mirrors the runtime again: the container's row and the Network rows
-    (``containers.services.sync_containers`` does both), or the Network rows alone."""
-    if cid:
-        from containers import services
+    from containers import services
 
-        services.sync_containers(cid)
-    else:
-        from networks.mirror import sync_networks
-
-        sync_networks(_mgr())
+    services.sync_after_network_change(_mgr(), cid)
 
 
 @routes.get("/networks")
