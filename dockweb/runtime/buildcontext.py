@@ -202,35 +202,9 @@ class BuildContext:
         """tarsum v1 of one entry of the tar the docker CLI sends (FileInfoHeader, owners
         0:0): sha256 of the selected header fields (no mtime, uname/gname blank), then the
         file's bytes."""
-        full = self.abs(rel)
-        st = os.lstat(full)
-        mode = st.st_mode
-        name, size, link, major, minor = rel, 0, "", 0, 0
-        if rel in self.hardlinks:
-            kind, link = "1", self.hardlinks[rel]
-        elif stat.S_ISREG(mode):
-            kind, size = "0", st.st_size
-        elif stat.S_ISDIR(mode):
-            kind, name = "5", rel + "/"
-        elif stat.S_ISLNK(mode):
-            kind, link = "2", os.readlink(full)
-        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-            kind = "3" if stat.S_ISCHR(mode) else "4"
-            major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
-        elif stat.S_ISFIFO(mode):
-            kind = "6"
-        else:
-            kind = "0"
-        header = (
-            f"name{name}mode{mode}uid0gid0size{size}typeflag{kind}linkname{link}"
-            f"unamegnamedevmajor{major}devminor{minor}"
+        return tarsum_v1(
+            self.abs(rel), rel, owners=(0, 0, "", ""), hardlink=self.hardlinks.get(rel, "")
         )
-        h = hashlib.sha256(header.encode("utf-8", "surrogateescape"))
-        if kind == "0" and size:
-            with open(full, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-        return h.hexdigest()
 
 
 class ImageSource:
@@ -323,9 +297,22 @@ def file_tarsum(full: str, name: str) -> str:
     own uid/gid and their names on this host (Go's tar.FileInfoHeader looks them up), no
     hard-link detection, a directory's name with a trailing ``/``."""
     st = os.lstat(full)
+    owners = (st.st_uid, st.st_gid, _user_name(st.st_uid), _group_name(st.st_gid))
+    return tarsum_v1(full, name, owners=owners)
+
+
+def tarsum_v1(
+    full: str, name: str, *, owners: tuple[int, int, str, str], hardlink: str = ""
+) -> str:
+    """tarsum v1 of one tar entry for the file at ``full`` named ``name``: sha256 of the
+    selected header fields (no mtime; ``owners`` = uid, gid, uname, gname), then the file's
+    bytes. ``hardlink``: the entry is a hard link to that name."""
+    st = os.lstat(full)
     mode = st.st_mode
     size, link, major, minor = 0, "", 0, 0
-    if stat.S_ISREG(mode):
+    if hardlink:
+        kind, link = "1", hardlink
+    elif stat.S_ISREG(mode):
         kind, size = "0", st.st_size
     elif stat.S_ISDIR(mode):
         kind, name = "5", name + "/"
@@ -338,9 +325,10 @@ def file_tarsum(full: str, name: str) -> str:
         kind = "6"
     else:
         kind = "0"
+    uid, gid, uname, gname = owners
     header = (
-        f"name{name}mode{mode}uid{st.st_uid}gid{st.st_gid}size{size}typeflag{kind}"
-        f"linkname{link}uname{_user_name(st.st_uid)}gname{_group_name(st.st_gid)}"
+        f"name{name}mode{mode}uid{uid}gid{gid}size{size}typeflag{kind}"
+        f"linkname{link}uname{uname}gname{gname}"
         f"devmajor{major}devminor{minor}"
     )
     h = hashlib.sha256(header.encode("utf-8", "surrogateescape"))
