@@ -183,15 +183,23 @@ def test_it_creates_a_network_runs_a_container_on_it_and_removes_both(
     deadline = time.monotonic() + 40
     while time.monotonic() < deadline:
         page.goto(f"{live_server.url}/containers/pinger/")
-        if page.locator("#container-state button[value=remove]").count():
+        # stopped (the state's and the networks' rows are mirrored one after the other):
+        # no address any more
+        if page.locator("#container-state button[value=remove]").count() and (
+            "none while stopped" in row_text(page, "#networks tr[data-network='webnet']")
+        ):
             break
         time.sleep(0.5)
-    # stopped: no address any more
     assert "none while stopped" in row_text(page, "#networks tr[data-network='webnet']")
     page.click("#container-state button[value=remove]")
-    page.click("#confirm-dialog-ok")  # removed in place, after the question
+    page.click("#confirm-dialog-ok")  # removed, after the question
+    # Its result shows in place, unless the state section's own refresh replaced the form
+    # while its POST was on its way (htmx then drops the answer: a known gap, see the
+    # closing note of issue 19); the removal itself must happen either way.
     deadline = time.monotonic() + 40
     while "Removed container pinger." not in page.inner_text("#action-result"):
+        if "pinger" not in dockweb("ps", "-a", "--format", "{{.Names}}").split():
+            break
         assert time.monotonic() < deadline, page.inner_text("#action-result")
         time.sleep(0.2)
     assert nets.endpoints(nets.get("webnet")) == []

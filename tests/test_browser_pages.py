@@ -447,7 +447,11 @@ def test_no_page_scrolls_sideways_on_a_phone(live_server, scene):
         cells = page.locator("#image-list tbody tr").first.locator("td")
         for label in ("Repository", "Tag", "Size"):
             cell = cells.locator(f"xpath=self::*[@data-label='{label}']")
-            box = cell.bounding_box()
+            # the list is a live part: the stream's opening fetches it again, and a box read
+            # while it is being replaced is None; read the settled one
+            deadline = time.monotonic() + 10
+            while (box := cell.bounding_box()) is None and time.monotonic() < deadline:
+                time.sleep(0.1)
             assert box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], label
 
         # the layer rows of a pull keep their Bytes in view

@@ -62,11 +62,20 @@ function openConfirm(form, submitter) {
   return true;
 }
 
-// The form on the page now that does what ``form`` (no longer on the page) did: same action,
-// and the same submitter (name and value) if there was one.
+// The form on the page now that does what ``form`` (no longer on the page) did: the same
+// action, the same fields (the CSRF token aside) and the same submitter (name and value).
+function formKey(form) {
+  const fields = [];
+  for (const [name, value] of new FormData(form)) {
+    if (name !== "csrfmiddlewaretoken" && name !== "confirmed") fields.push(`${name}=${value}`);
+  }
+  return `${form.action} ${fields.sort().join("&")}`;
+}
+
 function sameForm(form, submitter) {
+  const key = formKey(form);
   for (const other of document.querySelectorAll("form[data-confirm]")) {
-    if (other.action !== form.action) continue;
+    if (formKey(other) !== key) continue;
     if (!submitter) return { form: other, submitter: null };
     const button = [...other.querySelectorAll("button")].find(
       (b) => b.name === submitter.name && b.value === submitter.value,
@@ -74,6 +83,18 @@ function sameForm(form, submitter) {
     if (button) return { form: other, submitter: button };
   }
   return null;
+}
+
+// The focus goes back to the button that opened the dialog, or to its new copy when a live
+// part was fetched again meanwhile.
+function focusOpener(p) {
+  if (p.opener && p.opener.isConnected) {
+    p.opener.focus();
+    return;
+  }
+  const again = sameForm(p.form, p.submitter);
+  const target = again && (again.submitter || again.form.querySelector("button"));
+  if (target) target.focus();
 }
 
 function setUpConfirm() {
@@ -84,7 +105,7 @@ function setUpConfirm() {
     pending = null;
     if (!p) return;
     if (dialog.returnValue !== "confirm") {
-      if (p.opener && p.opener.isConnected) p.opener.focus();
+      focusOpener(p);
       return;
     }
     if (!p.form.isConnected) {
@@ -107,7 +128,7 @@ function setUpConfirm() {
     setTimeout(() => {
       flag.remove();
       delete p.form.dataset.confirmed;
-      if (p.opener && p.opener.isConnected) p.opener.focus();
+      focusOpener(p);
     }, 0);
   });
 }
@@ -192,10 +213,6 @@ document.addEventListener("htmx:load", (event) => {
     return;
   }
   if (!sentAt.has(elt.id)) {
-    // a live part that came in with another answer (a job started in place shows its
-    // status) while the stream was open: its notices may have come before it listened, and
-    // its polls are skipped, so it fetches itself once now
-    if (streamOpen) htmx.trigger(elt, "live:resync");
     return;
   }
   const sent = sentAt.get(elt.id);
