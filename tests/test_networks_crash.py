@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -126,6 +127,11 @@ def test_a_supervisor_killed_while_running_is_cleaned_up(mgr, image):
     assert mgr.networks.container_endpoints(c.id)
     with open(os.path.join(mgr.cdir(c.id), "shim.pid")) as f:
         os.kill(int(f.read()), 9)
+    # SIGKILL is delivered, not yet done: its lock goes with the process's last descriptor
+    deadline = time.monotonic() + 10
+    while mgr.shim_alive(c.id):
+        assert time.monotonic() < deadline, "the supervisor survived SIGKILL"
+        time.sleep(0.02)
     mgr.reconcile()
     assert mgr.get(c.id).status.value == "exited"
     assert mgr.networks.all_endpoints() == []
