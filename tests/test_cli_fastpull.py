@@ -149,3 +149,20 @@ def test_it_leaves_what_it_cannot_do_to_the_ordinary_path(tmp_path, registry, pu
     assert "invalid reference format: repository name must be lowercase" in bad.stderr
     all_tags = run_dockweb(env, "pull", "--all-tags", ref)
     assert all_tags.returncode != 0 and "--all-tags" in all_tags.stderr
+
+
+def test_an_up_to_date_pull_mirrors_what_the_database_lacks(tmp_path, pushed):
+    ref, image = pushed
+    env = _env(tmp_path, "fast")
+    _migrated(env)
+    run_dockweb(env, "pull", "-q", ref, check=True)
+    query = (
+        "SELECT r.digest FROM images_reference r JOIN images_image i ON r.image_id = i.id"
+        " JOIN images_imageanalysis a ON a.image_id = i.id WHERE r.digest != ''"
+    )
+    assert _wait_for(env, query), "the pull was never mirrored"
+    with _db(env) as conn:  # as if a mirror had been lost
+        conn.execute("DELETE FROM images_reference WHERE digest != ''")
+    out = run_dockweb(env, "pull", ref, check=True)
+    assert out.stdout.splitlines()[-2] == f"Status: Image is up to date for {ref}"
+    assert _wait_for(env, query), "the up-to-date pull left the database behind the store"

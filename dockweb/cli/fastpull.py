@@ -72,7 +72,7 @@ def pull(args: list[str], words: list[str]) -> int | None:
         print("Using default tag: latest", flush=True)
     renderer = PullRenderer(sys.stdout, quiet=quiet)
     store = Store(root)
-    image_id, code = "", 0
+    image_id, code, result = "", 0, None
     try:
         store.reconcile()
         result = runtime_pull(
@@ -88,23 +88,50 @@ def pull(args: list[str], words: list[str]) -> int | None:
         renderer.finish()
         print(result.reference, flush=True)
         image_id = result.image_id
-    _record(db, words, code)
-    mirror_later(image_id)
+    # an image found up to date whose rows the database has: nothing to mirror (a process
+    # setting Django up for nothing would compete with the next command)
+    unchanged = None
+    if result is not None and not result.updated:
+        names = store.all_references().get(image_id, [])
+        unchanged = (image_id, {(r.name, r.tag or "", r.digest or "") for r in names})
+    if not _record(db, words, code, unchanged):
+        mirror_later(image_id)
     return code
 
 
-def _record(db: str, words: list[str], code: int) -> None:
-    """The audit row of `image.pull`, as cli/common.audit writes it."""
+def _record(db: str, words: list[str], code: int, unchanged: tuple[str, set] | None) -> bool:
+    """The audit row of `image.pull`, as cli/common.audit writes it. ``unchanged``: the
+    image of a pull that found it up to date and the references the store has for it; True
+    when the database mirrors exactly those and has the image's analysis."""
     try:
         conn = fastdb.connect(db)
         try:
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
                 fastdb.audit(conn, "image.pull", words, code)
+                return unchanged is not None and _mirrored(conn, *unchanged)
         finally:
             conn.close()
     except sqlite3.Error as err:  # never fail the command it records
         print(f"dockweb: cannot record the pull in the database: {err}", file=sys.stderr)
+        return False
+
+
+def _mirrored(conn: sqlite3.Connection, image_id: str, references: set) -> bool:
+    """Whether the database has the image's row, its explorer analysis and exactly
+    ``references`` (repository name, tag, digest) for it."""
+    analyzed = conn.execute(
+        "SELECT 1 FROM images_image i JOIN images_imageanalysis a ON a.image_id = i.id"
+        " WHERE i.image_id = ?",
+        (image_id,),
+    ).fetchone()
+    rows = conn.execute(
+        "SELECT p.name, r.tag, r.digest FROM images_reference r"
+        " JOIN images_repository p ON r.repository_id = p.id"
+        " JOIN images_image i ON r.image_id = i.id WHERE i.image_id = ?",
+        (image_id,),
+    ).fetchall()
+    return analyzed is not None and set(rows) == references
 
 
 def mirror_later(image_id: str) -> None:
