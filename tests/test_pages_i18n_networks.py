@@ -206,6 +206,7 @@ def test_a_network_page_is_in_chinese(client, scene):
         assert chinese in words, (chinese, words)
     assert "IPv4 地址" in words and "MAC 地址" in words and "别名" in words
     assert "停止时无地址" in words and "删除网络" in words and "删除这个网络？" in words
+    assert "最近的操作" in words  # the network's create operation
     assert "10.40.0.130/24" in words and "10.40.0.128/25" in words and "tier=back" in words
     assert_no_english(
         words,
