@@ -672,42 +672,16 @@ def update(req: Request) -> Json:
 
 @routes.post("/containers/prune", audit="container.prune")
 def prune(req: Request) -> Json:
-    filters = req.qfilters()
-    for key in filters:
-        if key not in ("until", "label", "label!"):
-            raise bad_request(f"Invalid filter '{key}'")
-    until = None
-    if filters.get("until"):
-        try:
-            until = get_timestamp(filters["until"][-1])
-        except (DockwebError, ValueError) as err:
-            raise bad_request(str(err)) from None
-    from dockweb.docker.filters import match_labels
+    """moby's ContainersPrune: the one prune of ``dockweb container prune`` and the Disk
+    page (runtime/diskusage.py, through disk.services), with the ``label``, ``label!`` and
+    ``until`` filters; its refusals are dockerd's 400s."""
+    from disk import services as disk
+    from dockweb.runtime.diskusage import InvalidPruneFilter
 
-    mgr = services.get_manager()
-    deleted, space = [], 0
-    for c in mgr.list(all=True):
-        if c.status.is_active:
-            continue
-        info = services.inspect_container(c, mgr)
-        labels = info["Config"].get("Labels") or {}
-        if "label" in filters and not match_labels(filters["label"], labels):
-            continue
-        if "label!" in filters and match_labels(filters["label!"], labels):
-            continue
-        if until is not None and c.created.timestamp() >= until:
-            continue
-        try:
-            size = mgr.size(c.id)[0]
-        except (DockwebError, OSError):
-            size = 0
-        try:
-            mgr.remove(c.id)
-        except DockwebError:
-            continue
-        deleted.append(c.id)
-        space += size
-    services.sync_containers()
+    try:
+        deleted, space = disk.prune_containers(filters=req.qfilters())
+    except InvalidPruneFilter as err:
+        raise bad_request(str(err)) from None
     return Json({"ContainersDeleted": deleted or None, "SpaceReclaimed": space})
 
 
