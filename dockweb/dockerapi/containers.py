@@ -54,6 +54,7 @@ from dockweb.runtime.errors import (
     InvalidArgument,
     NotFound,
 )
+from dockweb.runtime.seccomp import go_json_kind
 from dockweb.runtime.units import get_timestamp
 
 routes = Routes()
@@ -404,16 +405,16 @@ def _healthcheck(value) -> dict | None:
                            f"HealthConfig.Healthcheck.{field} of type {_HEALTH_TYPES[field]}")
 
     if not isinstance(value, dict):
-        raise bad_request(f"json: cannot unmarshal {_json_kind(value)} into Go struct field "
+        raise bad_request(f"json: cannot unmarshal {go_json_kind(value)} into Go struct field "
                           "Config.Healthcheck of type container.HealthConfig")
     out: dict = {}
     test = value.get("Test")
     if test is not None:
         if not isinstance(test, list):
-            raise bad(_json_kind(test), "Test")
+            raise bad(go_json_kind(test), "Test")
         for t in test:
             if not isinstance(t, str):
-                raise bad(_json_kind(t), "Test")
+                raise bad(go_json_kind(t), "Test")
         if test:
             out["Test"] = list(test)
     for key in ("Interval", "Timeout", "StartPeriod", "Retries"):
@@ -421,7 +422,7 @@ def _healthcheck(value) -> dict | None:
         if v is None:
             continue
         if isinstance(v, bool) or not isinstance(v, int) or not -(2**63) <= v < 2**63:
-            raise bad(_json_kind(v), key)
+            raise bad(go_json_kind(v), key)
         if v:
             out[key] = v
     return out
@@ -433,22 +434,13 @@ def _security_opt(value) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise bad_request(f"json: cannot unmarshal {_json_kind(value)} into Go struct field "
+        raise bad_request(f"json: cannot unmarshal {go_json_kind(value)} into Go struct field "
                           "HostConfig.SecurityOpt of type []string")
     for v in value:
         if not isinstance(v, str):
-            raise bad_request(f"json: cannot unmarshal {_json_kind(v)} into Go struct field "
+            raise bad_request(f"json: cannot unmarshal {go_json_kind(v)} into Go struct field "
                               "HostConfig.SecurityOpt of type string")
     return list(value)
-
-
-def _json_kind(value) -> str:
-    """encoding/json's name for a JSON value's kind."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    return {str: "string", dict: "object", list: "array"}.get(type(value), "null")
 
 
 def _missing_image(image: str) -> ApiError:
