@@ -385,7 +385,8 @@ def test_a_container_joins_another_containers_namespace(mgr, image):
         image,
         "sh",
         "-c",
-        "nc -w 3 127.0.0.1 7100 </dev/null; cat /etc/resolv.conf",
+        "i=0; until nc -w 3 127.0.0.1 7100 </dev/null; do "
+        "i=$((i+1)); [ $i -ge 25 ] && break; sleep 0.2; done; cat /etc/resolv.conf",
         network="container:holder",
     )
     out = logs_text(mgr, c.id)
