@@ -3,6 +3,7 @@ connections from the host into a container that has only its own loopback."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -152,3 +153,44 @@ def test_it_passes_host_connections_on_to_the_containers_loopback(manager, image
         socket.create_connection(("127.0.0.1", host_port), timeout=5).close()
     manager.start(other.id)  # the port is free again
     manager.wait(other.id)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="setns needs root")
+def test_closing_a_udp_proxy_ends_its_threads_without_an_error():
+    """close() shuts the listener down: recvfrom then returns (b"", None) and a flow's
+    socket b"" at once, again and again; both loops must end there (they made a flow for
+    the client None, sent it empty datagrams and spun until the sockets were closed)."""
+    from dockweb.runtime.ports import PortProxy
+
+    echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    echo.bind(("127.0.0.1", 0))
+
+    def serve_echo():
+        with contextlib.suppress(OSError):
+            while True:
+                data, peer = echo.recvfrom(100)
+                echo.sendto(b"echo:" + data, peer)
+
+    threading.Thread(target=serve_echo, daemon=True).start()
+    errors = []
+    old_hook = threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_value)
+    try:
+        before = threading.active_count()
+        proxy = PortProxy([Binding(echo.getsockname()[1], "udp", "127.0.0.1", 0)])
+        (bound,) = proxy.bind()
+        proxy.serve(os.getpid(), "127.0.0.1")  # this process's own namespace
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        client.settimeout(5)
+        client.sendto(b"ping", ("127.0.0.1", bound.host_port))
+        assert client.recvfrom(100)[0] == b"echo:ping"
+        assert threading.active_count() >= before + 2  # the listener's loop and the flow's
+        proxy.close()
+        deadline = time.monotonic() + 5
+        while threading.active_count() > before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert threading.active_count() == before, [t.name for t in threading.enumerate()]
+        assert errors == []
+    finally:
+        threading.excepthook = old_hook
+        echo.close()

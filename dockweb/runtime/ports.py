@@ -24,6 +24,7 @@ from dockweb.runtime.errors import DockwebError, os_reason
 
 _BUFFER = 1 << 16
 UDP_IDLE = 90.0  # seconds without a datagram before a UDP flow is closed
+_UDP_SLICE = 0.5  # how soon a UDP flow's thread notices that the proxy is closed
 
 
 class PortError(DockwebError):
@@ -183,12 +184,21 @@ class PortProxy:
         ``UDP_IDLE`` seconds is closed."""
         flows: dict = {}
         lock = threading.Lock()
+        ending = threading.Event()
 
         def back(inner: socket.socket, client) -> None:
-            inner.settimeout(UDP_IDLE)
+            # in slices: shutting a connected UDP socket down does not wake a blocked recv,
+            # so the end of the proxy is looked for between them
+            inner.settimeout(_UDP_SLICE)
+            idle = 0.0
             try:
-                while True:
-                    data = inner.recv(_BUFFER)
+                while not ending.is_set() and idle < UDP_IDLE:
+                    try:
+                        data = inner.recv(_BUFFER)
+                    except TimeoutError:
+                        idle += _UDP_SLICE
+                        continue
+                    idle = 0.0
                     listener.sendto(data, client)
             except OSError:
                 pass
@@ -201,6 +211,8 @@ class PortProxy:
                 data, client = listener.recvfrom(_BUFFER)
             except OSError:
                 break  # closed: the container ended
+            if client is None:
+                break  # shut down (close()): recvfrom returns (b"", None) from now on
             with lock:
                 inner = flows.get(client)
             if inner is None:
@@ -212,10 +224,7 @@ class PortProxy:
                 threading.Thread(target=back, args=(inner, client), daemon=True).start()
             with contextlib.suppress(OSError):
                 inner.send(data)
-        with lock:
-            for inner in flows.values():
-                with contextlib.suppress(OSError):
-                    inner.shutdown(socket.SHUT_RDWR)
+        ending.set()  # each flow's thread ends within _UDP_SLICE and closes its socket
 
     def _inside(self, kind: int, b: Binding) -> socket.socket | None:
         """A socket made in the container's namespace, connected to the target port."""
