@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 
 from dockweb.runtime import events
 from dockweb.runtime.errors import Conflict, DockwebError, InvalidArgument, NotFound
-from dockweb.runtime.netns import NetNamespaces, run_dir
+from dockweb.runtime.netns import SLIRP_CIDR, NetNamespaces, run_dir
 
 # name -> driver, as dockerd lists them
 PREDEFINED = {"bridge": "bridge", "host": "host", "none": "null"}
@@ -300,6 +300,11 @@ class NetworkManager:
                 raise InvalidNetwork(f"subnet {subnet} is too small for a network")
             if any(sub.overlaps(t) for t in taken):
                 raise NetworkConflict("Pool overlaps with other one on this address space")
+            if sub.overlaps(ipaddress.ip_network(SLIRP_CIDR)):
+                raise NetworkConflict(
+                    f"Pool overlaps with {SLIRP_CIDR}, the address space of dockweb's way out "
+                    "(slirp4netns)"
+                )
         else:
             if gateway or ip_range:
                 raise InvalidNetwork("ip-range and gateway need a subnet (--subnet)")
@@ -437,8 +442,11 @@ class NetworkManager:
                 raise NetworkConflict("Address already in use")
             addr = str(want)
         else:
+            # the whole range, as libnetwork's allocator: only the subnet's own network and
+            # broadcast addresses are never given (a range's first address is)
             pool = ipaddress.ip_network(net.ip_range) if net.ip_range else sub
-            addr = next((str(h) for h in pool.hosts() if str(h) not in used), "")
+            reserved = {sub.network_address, sub.broadcast_address}
+            addr = next((str(h) for h in pool if h not in reserved and str(h) not in used), "")
             if not addr:
                 raise NetworkConflict(
                     f"no available IPv4 addresses on this network's address pools: "
