@@ -281,44 +281,44 @@ class NetNamespaces:
         if os.path.exists(mark) and self.exists(self.infra):
             return  # made in this namespace (a new one starts without marks)
         prefix = ipaddress.ip_network(net.subnet).prefixlen
-        ip_batch(
-            self.infra,
-            [
-                f"link add {br} type bridge",
-                f"link set {br} mtu {MTU}",
-                f"addr add {net.gateway}/{prefix} dev {br}",
-                f"link set {br} up",
-            ],
-        )
-        # dockerd's two-stage isolation: what leaves a bridge for another bridge is dropped
-        # (stage 2 drops whatever goes out to any bridge); an internal network's traffic
-        # neither leaves nor enters it, nor reaches the namespace itself.
-        rules = ["*filter"]
-        if net.internal:
-            rules += [
-                f"-I DOCKWEB-ISOLATION-1 -i {br} ! -o {br} -j DROP",
-                f"-I DOCKWEB-ISOLATION-1 -o {br} ! -i {br} -j DROP",
-                f"-I INPUT -i {br} -j DROP",
-            ]
-        else:
-            rules.append(f"-A DOCKWEB-ISOLATION-1 -i {br} ! -o {br} -j DOCKWEB-ISOLATION-2")
-        rules += [f"-A DOCKWEB-ISOLATION-2 -o {br} -j DROP", "COMMIT"]
+        make = [
+            f"link add {br} type bridge",
+            f"link set {br} mtu {MTU}",
+            f"addr add {net.gateway}/{prefix} dev {br}",
+            f"link set {br} up",
+        ]
+        try:
+            ip_batch(self.infra, make)
+        except NetworkSetupError:
+            # a failed attempt left a bridge without its rules or its mark: made again
+            self._drop_bridge(net)
+            ip_batch(self.infra, make)
         _run(
             ["nsenter", f"--net={self.infra}", "iptables-restore", "--noflush"],
-            input="\n".join(rules) + "\n",
+            input="\n".join(["*filter", *_isolation_rules(net), "COMMIT"]) + "\n",
         )
         with open(mark, "w"):
             pass
 
     def remove_bridge(self, net) -> None:
-        """The bridge of a removed network, if ``infra`` still has it."""
+        """The bridge of a removed network and its isolation rules, if ``infra`` still
+        has them."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(self.dir, f"bridge-{net.bridge_name}"))
         if self.exists(self.infra):
+            self._drop_bridge(net)
+
+    def _drop_bridge(self, net) -> None:
+        """The bridge and its rules gone from ``infra``, whatever of them is there."""
+        for rule in _isolation_rules(net, delete=True):
             subprocess.run(
-                ["nsenter", f"--net={self.infra}", "ip", "link", "del", net.bridge_name],
+                ["nsenter", f"--net={self.infra}", "iptables", *rule.split()],
                 capture_output=True,
             )
+        subprocess.run(
+            ["nsenter", f"--net={self.infra}", "ip", "link", "del", net.bridge_name],
+            capture_output=True,
+        )
 
     def plug(self, net, ep, ns: str, *, default_route: bool) -> None:
         """A veth pair: ``ep.host_ifname`` on ``net``'s bridge, ``ep.ifname`` in the
@@ -348,3 +348,21 @@ class NetNamespaces:
                 ["nsenter", f"--net={self.infra}", "ip", "link", "del", ep.host_ifname],
                 capture_output=True,
             )
+
+
+def _isolation_rules(net, *, delete: bool = False) -> list[str]:
+    """dockerd's two-stage isolation for ``net``'s bridge, as iptables rule arguments
+    (``-D`` ones with ``delete``): what leaves a bridge for another bridge is dropped (stage
+    2 drops whatever goes out to any bridge); an internal network's traffic neither leaves
+    nor enters it, nor reaches the namespace itself."""
+    br = net.bridge_name
+    if net.internal:
+        rules = [
+            ("-I", "DOCKWEB-ISOLATION-1", f"-i {br} ! -o {br} -j DROP"),
+            ("-I", "DOCKWEB-ISOLATION-1", f"-o {br} ! -i {br} -j DROP"),
+            ("-I", "INPUT", f"-i {br} -j DROP"),
+        ]
+    else:
+        rules = [("-A", "DOCKWEB-ISOLATION-1", f"-i {br} ! -o {br} -j DOCKWEB-ISOLATION-2")]
+    rules.append(("-A", "DOCKWEB-ISOLATION-2", f"-o {br} -j DROP"))
+    return [f"{'-D' if delete else op} {chain} {spec}" for op, chain, spec in rules]
