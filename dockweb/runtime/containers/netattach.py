@@ -12,6 +12,7 @@ that died.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 
 from dockweb.runtime import events
@@ -151,6 +152,11 @@ class NetAttachMixin:
         with self.networks.locked():
             try:
                 self._release_all(c.id)  # a crash's leftovers
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    # its name now: a rename since ``c`` was read renames endpoints under
+                    # this lock, after its record is written
+                    with open(os.path.join(self.cdir(c.id), "container.json")) as f:
+                        c.name = json.load(f)["name"]
                 self.netns.create(path)
                 crashpoint("network.attach.netns")
                 for i, (name, cfg) in enumerate(c.networks.items()):
@@ -309,12 +315,24 @@ class NetAttachMixin:
             return out
 
         def resolve(name: str) -> list[str] | None:
-            ips = []
-            for net in nets():
-                for ep in self.networks.endpoints(net):
-                    if name == ep.name.lower() or name in (a.lower() for a in ep.aliases):
-                        ips.append(ep.ip)
-            return ips or None
+            # as libnetwork: "a.b.c" is a name on any of its networks, else "a.b" on a
+            # network named "c", else "a" on a network named "b.c"
+            networks = [(net, self.networks.endpoints(net)) for net in nets()]
+            tries, head = [(name, None)], name
+            while "." in head:
+                head = head[: head.rindex(".")]
+                tries.append((head, name[len(head) + 1 :]))
+            for want, network in tries:
+                ips = []
+                for net, eps in networks:
+                    if network is not None and network != net.name.lower():
+                        continue
+                    for ep in eps:
+                        if want == ep.name.lower() or want in (a.lower() for a in ep.aliases):
+                            ips.append(ep.ip)
+                if ips:
+                    return ips
+            return None
 
         def reverse(ip: str) -> str | None:
             for net in nets():
@@ -324,6 +342,36 @@ class NetAttachMixin:
             return None
 
         return resolve, reverse
+
+    def dns_upstreams(self, c: Container) -> tuple[list[str], set[str]]:
+        """The servers the container's embedded DNS forwards to, and those of them dialled
+        from the host's namespace. As libnetwork: ``--dns`` servers, else the host's
+        resolv.conf's, are dialled from inside the container's namespace (its routes, its
+        network's isolation; ``--dns 127.0.0.1`` is its own loopback); only the host's own
+        loopback resolvers are dialled from the host's, and not for a container on
+        ``--internal`` networks only."""
+        from dockweb.runtime.dns import host_nameservers, is_loopback
+
+        if c.spec.dns:
+            return list(c.spec.dns), set()
+        servers = host_nameservers()
+        if not any(not net.internal for net, _ in self.networks.container_endpoints(c.id)):
+            return [s for s in servers if not is_loopback(s)], set()
+        return servers, {s for s in servers if is_loopback(s)}
+
+    def _rename_endpoints(self, cid: str, name: str) -> None:
+        """``rename``: the running container's endpoints take its new name (the embedded
+        DNS answers from them), as dockerd renames its sandbox's endpoints. Called after
+        the record is written: an attach that read the old name holds the lock until its
+        endpoints are written, and is rewritten here after."""
+        from dataclasses import asdict
+
+        nm = self.networks
+        with nm.locked():
+            for net, ep in nm.container_endpoints(cid):
+                if ep.name != name:
+                    ep.name = name
+                    nm._write(os.path.join(nm._edir(net), f"{cid}.json"), asdict(ep), durable=False)
 
     def network_events(self, c: Container, action: str) -> None:
         """dockerd's connect/disconnect events of a start or an end, one per network."""
