@@ -2,12 +2,20 @@
 TCP) inside the container's network namespace, as dockerd's.
 
 Its sockets are made inside the container's namespace (a thread ``setns``-es into it, makes
-them, and returns), and it is served by its supervisor from the host's namespace. It
+them, and ends there), and it is served by its supervisor from the host's namespace. It
 answers A (and empty AAAA) queries for the names ``resolve(name)`` knows (on user-defined
-networks: the containers' names, short IDs and aliases) and PTR queries for their
-addresses; every other query is forwarded as it is to the upstream servers (``--dns``, else
-the host's ``/etc/resolv.conf``, loopback ones included, as they are reached from the
-host's namespace) and the answer passed back.
+networks: the containers' names, short IDs and aliases, and ``<name>.<network>``) and PTR
+queries for their addresses, at once in its loop's thread; every other query is forwarded
+as it is to the upstream servers and the answer passed back. As libnetwork, an upstream's
+socket is made inside the container's namespace (its routes, its network's isolation),
+except for the host's own loopback resolvers (``host_ns``), dialled from the host's.
+
+What a container can send it is bounded as in dockerd (miekg/dns's default filter, its
+caps): responses are never answered (two servers, or one fed a forged packet from itself,
+would answer each other forever), nor datagrams from the server's own address; opcodes
+other than QUERY get NOTIMP, extra sections FORMERR; at most ``MAX_FORWARDS`` queries are
+forwarded at once (beyond, SERVFAIL at once) and ``MAX_TCP`` TCP connections served, each
+for ``TCP_DEADLINE`` seconds at most whatever it sends.
 """
 
 from __future__ import annotations
@@ -204,7 +212,7 @@ class EmbeddedDNS:
                         self._on_datagram()
                     elif key.fileobj is self.tcp:
                         self._on_connection()
-                except Exception:  # noqa: BLE001, S110 - one query's failure never ends the loop
+                except Exception:  # noqa: BLE001 - one query's failure never ends the loop
                     pass
         os.close(self._wake_r)
         os.close(self._wake_w)
