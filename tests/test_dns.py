@@ -368,9 +368,7 @@ def test_name_dot_network_resolves_on_that_network_only(mgr, image):
     web = _run(mgr, image, "sleep", "60", name="web", network="mynet")
     mgr.connect(web.id, "other")
     ip, other_ip = _ip(mgr, web, "mynet"), _ip(mgr, web, "other")
-    out = _answers(
-        _lookup(mgr, image, ["web.mynet", "web.other", "web.nonet", ip, "web"], "mynet")
-    )
+    out = _answers(_lookup(mgr, image, ["web.mynet", "web.other", "web.nonet", ip, "web"], "mynet"))
     assert ip in out["web.mynet"] and other_ip not in out["web.mynet"], out
     # "other" is not one of the asking container's networks
     assert other_ip not in out["web.other"] and ip not in out["web.other"], out
@@ -442,3 +440,40 @@ def test_an_internal_network_forwards_nothing_beyond_itself(mgr, image):
         assert "10.0.0.1" not in out["outside.test"] and len(on_host.queries) == n, out
     finally:
         on_host.close()
+
+
+@root_only
+def test_the_names_are_read_again_after_any_change_of_the_records(mgr):
+    """The names are kept between queries while the records are still, and every change
+    (an endpoint added, renamed, removed, a network connected) is seen by the next query."""
+    net = mgr.networks.create("cached")
+    me, other = "a" * 64, "b" * 64
+    with mgr.networks.locked():
+        mgr.networks.allocate(net, me, "me")
+    resolve, reverse = mgr.dns_names(me)
+    assert resolve("web") is None
+    time.sleep(1.2)  # still for a second: kept from here
+    assert resolve("web") is None and resolve("me")
+    with mgr.networks.locked():
+        ep = mgr.networks.allocate(net, other, "web")
+    assert resolve("web") == [ep.ip] and reverse(ep.ip) == "web.cached"
+    time.sleep(1.2)
+    assert resolve("web") == [ep.ip]
+    mgr._rename_endpoints(other, "api")
+    assert resolve("web") is None and resolve("api") == [ep.ip]
+    time.sleep(1.2)
+    assert resolve("api.cached") == [ep.ip]
+    net2 = mgr.networks.create("cached2")
+    with mgr.networks.locked():
+        ep2 = mgr.networks.allocate(net2, other, "api")
+        mgr.networks.allocate(net2, me, "me")
+    assert resolve("api.cached2") == [ep2.ip]
+    time.sleep(1.2)
+    assert resolve("api") == [ep.ip, ep2.ip]
+    with mgr.networks.locked():
+        mgr.networks.release(net, other)
+    assert resolve("api") == [ep2.ip] and resolve("api.cached") is None
+    with mgr.networks.locked():
+        for n in (net, net2):
+            for cid in (me, other):
+                mgr.networks.release(n, cid)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 
 from dockweb.runtime import events
 from dockweb.runtime.containers.state import Container, Status
@@ -306,18 +307,51 @@ class NetAttachMixin:
     def dns_names(self, cid: str):
         """The ``resolve`` and ``reverse`` functions of the container's embedded DNS: the
         names on its user-defined networks (container names, aliases, short IDs)."""
+        nm = self.networks
+        cache: dict = {}
 
-        def nets() -> list[Network]:
-            out = []
-            for net, _ep in self.networks.container_endpoints(cid):
-                if is_user_defined(net.name):
-                    out.append(net)
+        def stamp(ids) -> tuple[int, ...]:
+            # records are replaced whole or removed, never written in place: a change
+            # changes its directory's mtime
+            out = [os.stat(nm.dir).st_mtime_ns]
+            for net_id in ids:
+                try:
+                    out.append(os.stat(os.path.join(nm.dir, net_id, "endpoints")).st_mtime_ns)
+                except FileNotFoundError:
+                    out.append(0)
+            return tuple(out)
+
+        def table() -> list[tuple[Network, list]]:
+            """The container's user-defined networks and their endpoints, read again only
+            when a records directory changed (a flood of queries reads no file)."""
+            with contextlib.suppress(OSError):
+                if cache and stamp(cache["ids"]) == cache["key"]:
+                    return cache["table"]
+            cache.clear()
+            now = time.time_ns()
+            try:
+                top = os.stat(nm.dir).st_mtime_ns
+                ids = sorted(
+                    n[:-5] for n in os.listdir(nm.dir) if n.endswith(".json") and len(n) == 69
+                )
+                key = (top, *stamp(ids)[1:])
+            except OSError:
+                key = None
+            out = [
+                (net, nm.endpoints(net))
+                for net, _ep in nm.container_endpoints(cid)
+                if is_user_defined(net.name)
+            ]
+            # kept only once the directories have been still for a second: a change within
+            # the same tick of the file system's clock as the last one keeps its mtime
+            if key is not None and all(now - m > 1_000_000_000 for m in key):
+                cache.update(ids=ids, key=key, table=out)
             return out
 
         def resolve(name: str) -> list[str] | None:
             # as libnetwork: "a.b.c" is a name on any of its networks, else "a.b" on a
             # network named "c", else "a" on a network named "b.c"
-            networks = [(net, self.networks.endpoints(net)) for net in nets()]
+            networks = table()
             tries, head = [(name, None)], name
             while "." in head:
                 head = head[: head.rindex(".")]
@@ -335,8 +369,8 @@ class NetAttachMixin:
             return None
 
         def reverse(ip: str) -> str | None:
-            for net in nets():
-                for ep in self.networks.endpoints(net):
+            for net, eps in table():
+                for ep in eps:
                     if ep.ip == ip:
                         return f"{ep.name}.{net.name}"
             return None
