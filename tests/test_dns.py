@@ -8,6 +8,7 @@ containers on user-defined networks."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -275,6 +276,9 @@ class _Resolver:
             self.sock.sendto(dns.answer(data, 0, [(1, socket.inet_aton(ip))]), peer)
 
     def close(self):
+        # wakes the thread in recvfrom, which holds the socket (its port) until it returns
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
 
 

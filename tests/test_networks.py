@@ -6,6 +6,7 @@ the host's interfaces are never touched (checked at the end)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -330,6 +331,8 @@ class _HostResolver:
                     data, peer = self.sock.recvfrom(4096)
                 except OSError:
                     return
+                if not data:
+                    return  # shut down
                 name = dns.parse_query(data)[2]
                 self.queries.append(name)
                 if name.rstrip(".") == "outside.test":
@@ -341,6 +344,9 @@ class _HostResolver:
         threading.Thread(target=serve, daemon=True).start()
 
     def close(self):
+        # wakes the thread in recvfrom, which holds the socket (its port) until it returns
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
 
 
