@@ -272,6 +272,8 @@ class _Resolver:
                 data, peer = self.sock.recvfrom(4096)
             except OSError:
                 return
+            if not data:
+                return  # shut down
             self.queries.append(dns.parse_query(data)[2])
             self.sock.sendto(dns.answer(data, 0, [(1, socket.inet_aton(ip))]), peer)
 
