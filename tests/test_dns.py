@@ -343,6 +343,11 @@ def mgr(store):
             nm.remove(n.id)
 
 
+_ETH0_IP = (
+    "$(ip -4 -o addr show eth0 | sed 's/.*inet \\([0-9.]*\\).*/\\1/')"  # in a container's shell
+)
+
+
 def _run(mgr, image, *cmd, **kw):
     c = mgr.create(ContainerSpec(image=image, cmd=list(cmd), **kw))
     mgr.start(c.id)
@@ -406,7 +411,7 @@ def test_dns_a_container_on_the_same_network(mgr, image):
         image,
         "sh",
         "-c",
-        "dnsstub $(ip -4 -o addr show eth0 | sed 's/.*inet \\([0-9.]*\\).*/\\1/') 10.9.8.7",
+        f"dnsstub {_ETH0_IP} 10.9.8.7",
         name="resolver",
         network="dnsnet",
     )
@@ -483,3 +488,28 @@ def test_the_names_are_read_again_after_any_change_of_the_records(mgr):
         for n in (net, net2):
             for cid in (me, other):
                 mgr.networks.release(n, cid)
+
+
+@root_only
+def test_port_53_is_free_for_a_dns_server_of_the_containers_own(mgr, image):
+    """The embedded DNS listens on random ports, 127.0.0.11:53 redirected to them inside
+    the container's namespace (as dockerd): a server of the image's own binds 0.0.0.0:53."""
+    mgr.networks.create("ownnet")
+    c, code = run_to_exit(
+        mgr,
+        image,
+        "sh",
+        "-c",
+        "dnsstub 0.0.0.0 10.9.8.7 & sleep 0.5; "
+        "echo Q=self; nslookup selfdns 127.0.0.11; "
+        f"echo Q=own; nslookup x.test {_ETH0_IP}; "
+        "kill %1",
+        name="selfdns",
+        network="ownnet",
+    )
+    out = logs_text(mgr, c.id)
+    assert "listening" in out and "in use" not in out, out
+    answers = _answers(out)
+    ip = answers["self"].split("Address: ")[-1].strip()
+    assert ip.startswith("172."), out  # the embedded DNS answered its own name
+    assert "10.9.8.7" in answers["own"], out  # and its own server on port 53 answered
