@@ -2,7 +2,9 @@
 TCP) inside the container's network namespace, as dockerd's.
 
 Its sockets are made inside the container's namespace (a thread ``setns``-es into it, makes
-them, and ends there), and it is served by its supervisor from the host's namespace. It
+them, and ends there), on random ports that 127.0.0.11:53 is redirected to there (as
+dockerd's: port 53 stays free for the container), and it is served by its supervisor from
+the host's namespace. It
 answers A (and empty AAAA) queries for the names ``resolve(name)`` knows (on user-defined
 networks: the containers' names, short IDs and aliases, and ``<name>.<network>``) and PTR
 queries for their addresses, at once in its loop's thread; every other query is forwarded
