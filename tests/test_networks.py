@@ -128,9 +128,11 @@ def test_a_user_network_resolves_names_and_aliases_and_isolates(mgr, image):
         image,
         "sh",
         "-c",
-        # the server listens again after each answer: a connect in between is refused
+        # the server listens again after each answer: a connect in between is refused; the
+        # client's input stays open a moment: at once at its end, busybox's nc -l may see
+        # the client's end before it sends its own line, and exit without it
         f"for name in db database {srv.id[:12]}; do i=0; "
-        "until nc -w 3 $name 7001 </dev/null; do "
+        "until sleep 1 | nc -w 3 $name 7001; do "
         "i=$((i+1)); [ $i -ge 25 ] && exit 1; sleep 0.2; done; done",
         network="back",
     )
