@@ -14,6 +14,7 @@ import secrets
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 
@@ -254,6 +255,65 @@ def test_a_tcp_connection_ends_by_its_deadline_however_it_drips(netns):
         for s in conns:
             s.close()
         srv.close()
+
+
+_NO_THREAD = """
+import os, resource, socket, struct, sys, threading
+from dockweb.runtime import dns
+
+def q(name, qid):
+    head = struct.pack("!HHHHHH", qid, 0x100, 1, 0, 0, 0)
+    return head + dns._encode_name(name) + struct.pack("!HH", 1, 1)
+
+srv = dns.EmbeddedDNS(lambda n: ["172.18.0.2"] if n == "web" else None, lambda ip: None,
+                      ["127.0.0.1"])
+srv.bind(sys.argv[1])
+srv.serve()
+box = []
+def client():
+    fd = os.open(sys.argv[1], os.O_RDONLY)
+    os.setns(fd, os.CLONE_NEWNET)
+    box.append(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+t = threading.Thread(target=client)
+t.start()
+t.join()
+c = box[0]
+c.settimeout(2)
+c.sendto(q("web", 1), ("127.0.0.11", 53))
+print("before", c.recv(512)[3] & 15, flush=True)
+# from here no thread can start: a new thread's stack (larger than the cached ones) cannot
+# be mapped
+threading.stack_size(64 << 20)
+vm = int([ln for ln in open("/proc/self/status") if ln.startswith("VmSize")][0].split()[1])
+resource.setrlimit(resource.RLIMIT_AS, (vm * 1024 + (1 << 20), resource.RLIM_INFINITY))
+try:
+    threading.Thread(target=lambda: None).start()
+except RuntimeError:
+    print("no thread", flush=True)
+for qid, name in ((2, "x.example"), (3, "web")):
+    c.sendto(q(name, qid), ("127.0.0.11", 53))
+    try:
+        r = c.recv(512)
+        print(name, r[1], r[3] & 15, flush=True)
+    except TimeoutError:
+        print(name, "no answer", flush=True)
+"""
+
+
+@root_only
+def test_no_thread_to_start_fails_a_forward_not_the_server(netns):
+    """A forward that cannot get a thread is answered SERVFAIL, and the server goes on (the
+    thread-start error killed its loop: no DNS for the container any more)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _NO_THREAD, netns],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    lines = proc.stdout.splitlines()
+    assert lines[:2] == ["before 0", "no thread"], (proc.stdout, proc.stderr)
+    assert lines[2:] == ["x.example 2 2", "web 3 0"], (proc.stdout, proc.stderr)
 
 
 class _Resolver:
