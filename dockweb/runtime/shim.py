@@ -495,10 +495,11 @@ def supervise(
 
 def _embedded_dns(mgr, c):
     """The container's DNS server at 127.0.0.11, its sockets made in its namespace."""
-    from dockweb.runtime.dns import EmbeddedDNS, host_nameservers
+    from dockweb.runtime.dns import EmbeddedDNS
 
     resolve, reverse = mgr.dns_names(c.id)
-    dns = EmbeddedDNS(resolve, reverse, list(c.spec.dns) or host_nameservers())
+    upstreams, host_ns = mgr.dns_upstreams(c)
+    dns = EmbeddedDNS(resolve, reverse, upstreams, host_ns=host_ns)
     dns.bind(mgr.netns.path(c.id))
     return dns
 

@@ -215,6 +215,7 @@ class CreateMixin:
             old_name = c.name
             c.name = new_name
             self._write_record(c)
+            self._rename_endpoints(c.id, new_name)  # what its embedded DNS answers
         events.container(self.root, c, "rename", oldName="/" + old_name)
         return c
 

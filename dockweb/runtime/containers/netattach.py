@@ -12,7 +12,9 @@ that died.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import time
 
 from dockweb.runtime import events
 from dockweb.runtime.containers.state import Container, Status
@@ -151,6 +153,11 @@ class NetAttachMixin:
         with self.networks.locked():
             try:
                 self._release_all(c.id)  # a crash's leftovers
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    # its name now: a rename since ``c`` was read renames endpoints under
+                    # this lock, after its record is written
+                    with open(os.path.join(self.cdir(c.id), "container.json")) as f:
+                        c.name = json.load(f)["name"]
                 self.netns.create(path)
                 crashpoint("network.attach.netns")
                 for i, (name, cfg) in enumerate(c.networks.items()):
@@ -300,30 +307,105 @@ class NetAttachMixin:
     def dns_names(self, cid: str):
         """The ``resolve`` and ``reverse`` functions of the container's embedded DNS: the
         names on its user-defined networks (container names, aliases, short IDs)."""
+        nm = self.networks
+        cache: dict = {}
 
-        def nets() -> list[Network]:
-            out = []
-            for net, _ep in self.networks.container_endpoints(cid):
-                if is_user_defined(net.name):
-                    out.append(net)
+        def stamp(ids) -> tuple[int, ...]:
+            # records are replaced whole or removed, never written in place: a change
+            # changes its directory's mtime
+            out = [os.stat(nm.dir).st_mtime_ns]
+            for net_id in ids:
+                try:
+                    out.append(os.stat(os.path.join(nm.dir, net_id, "endpoints")).st_mtime_ns)
+                except FileNotFoundError:
+                    out.append(0)
+            return tuple(out)
+
+        def table() -> list[tuple[Network, list]]:
+            """The container's user-defined networks and their endpoints, read again only
+            when a records directory changed (a flood of queries reads no file)."""
+            with contextlib.suppress(OSError):
+                if cache and stamp(cache["ids"]) == cache["key"]:
+                    return cache["table"]
+            cache.clear()
+            now = time.time_ns()
+            try:
+                top = os.stat(nm.dir).st_mtime_ns
+                ids = sorted(
+                    n[:-5] for n in os.listdir(nm.dir) if n.endswith(".json") and len(n) == 69
+                )
+                key = (top, *stamp(ids)[1:])
+            except OSError:
+                key = None
+            out = [
+                (net, nm.endpoints(net))
+                for net, _ep in nm.container_endpoints(cid)
+                if is_user_defined(net.name)
+            ]
+            # kept only once the directories have been still for a second: a change within
+            # the same tick of the file system's clock as the last one keeps its mtime
+            if key is not None and all(now - m > 1_000_000_000 for m in key):
+                cache.update(ids=ids, key=key, table=out)
             return out
 
         def resolve(name: str) -> list[str] | None:
-            ips = []
-            for net in nets():
-                for ep in self.networks.endpoints(net):
-                    if name == ep.name.lower() or name in (a.lower() for a in ep.aliases):
-                        ips.append(ep.ip)
-            return ips or None
+            # as libnetwork: "a.b.c" is a name on any of its networks, else "a.b" on a
+            # network named "c", else "a" on a network named "b.c"
+            networks = table()
+            tries, head = [(name, None)], name
+            while "." in head:
+                head = head[: head.rindex(".")]
+                tries.append((head, name[len(head) + 1 :]))
+            for want, network in tries:
+                ips = []
+                for net, eps in networks:
+                    if network is not None and network != net.name.lower():
+                        continue
+                    for ep in eps:
+                        if want == ep.name.lower() or want in (a.lower() for a in ep.aliases):
+                            ips.append(ep.ip)
+                if ips:
+                    return ips
+            return None
 
         def reverse(ip: str) -> str | None:
-            for net in nets():
-                for ep in self.networks.endpoints(net):
+            for net, eps in table():
+                for ep in eps:
                     if ep.ip == ip:
                         return f"{ep.name}.{net.name}"
             return None
 
         return resolve, reverse
+
+    def dns_upstreams(self, c: Container) -> tuple[list[str], set[str]]:
+        """The servers the container's embedded DNS forwards to, and those of them dialled
+        from the host's namespace. As libnetwork: ``--dns`` servers, else the host's
+        resolv.conf's, are dialled from inside the container's namespace (its routes, its
+        network's isolation; ``--dns 127.0.0.1`` is its own loopback); only the host's own
+        loopback resolvers are dialled from the host's, and not for a container on
+        ``--internal`` networks only."""
+        from dockweb.runtime.dns import host_nameservers, is_loopback
+
+        if c.spec.dns:
+            return list(c.spec.dns), set()
+        servers = host_nameservers()
+        if not any(not net.internal for net, _ in self.networks.container_endpoints(c.id)):
+            return [s for s in servers if not is_loopback(s)], set()
+        return servers, {s for s in servers if is_loopback(s)}
+
+    def _rename_endpoints(self, cid: str, name: str) -> None:
+        """``rename``: the running container's endpoints take its new name (the embedded
+        DNS answers from them), as dockerd renames its sandbox's endpoints. Called after
+        the record is written: an attach that read the old name holds the lock until its
+        endpoints are written, and is rewritten here after."""
+        from dataclasses import asdict
+
+        nm = self.networks
+        with nm.locked():
+            for net, ep in nm.container_endpoints(cid):
+                if ep.name != name:
+                    ep.name = name
+                    nm._write(os.path.join(nm._edir(net), f"{cid}.json"), asdict(ep), durable=False)
 
     def network_events(self, c: Container, action: str) -> None:
         """dockerd's connect/disconnect events of a start or an end, one per network."""
