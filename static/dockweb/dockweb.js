@@ -138,7 +138,13 @@ document.addEventListener(
   "submit",
   (event) => {
     const form = event.target;
-    if (!(form instanceof HTMLFormElement) || form.dataset.confirm === undefined) return;
+    if (!(form instanceof HTMLFormElement)) return;
+    // A live part's new copy is in the page some milliseconds before htmx processes it
+    // (when it settles): a form sent from it then would leave the page for the answer
+    // instead of showing it in place. htmx processes it now, before its own handler runs
+    // (processing twice is a no-op).
+    if (window.htmx && form.matches("[hx-post], [hx-get]")) htmx.process(form);
+    if (form.dataset.confirm === undefined) return;
     if (form.dataset.confirmed === "1") return;
     if (openConfirm(form, event.submitter)) {
       event.preventDefault();
@@ -218,5 +224,51 @@ document.addEventListener("htmx:load", (event) => {
   const sent = sentAt.get(elt.id);
   if (topicsOf(elt).some((topic) => (noticeAt.get(topic) ?? -1) > sent)) {
     htmx.trigger(elt, "live:resync");
+  }
+});
+
+// Actions inside a live part: a part (an element that fetches itself again, "live:resync"
+// among its triggers) that holds a form whose request is on its way is not replaced until
+// the answer is in: its fetch is skipped, or its answer dropped, and it fetches itself
+// once the last such request has ended. Replacing it would take the form out of the page
+// under its request: the answer's notice of a change (HX-Trigger) would reach no one and
+// the focus would be lost, and a click on the new copy before htmx processed it would
+// leave the page.
+const PART = '[hx-get][hx-trigger*="live:resync"]';
+const busy = new Map(); // part -> requests from inside it on their way
+const stale = new WeakSet(); // parts that skipped a fetch meanwhile
+document.addEventListener("htmx:beforeSend", (event) => {
+  const elt = event.detail.elt;
+  const part = elt.parentElement && elt.parentElement.closest(PART);
+  if (!part) return;
+  busy.set(part, (busy.get(part) || 0) + 1);
+  stale.add(part); // the action changes what it shows: it fetches itself after
+  // "loadend" comes after htmx has handled the answer ("load"), whatever the outcome
+  event.detail.xhr.addEventListener("loadend", () => {
+    const left = (busy.get(part) || 1) - 1;
+    if (left > 0) {
+      busy.set(part, left);
+      return;
+    }
+    busy.delete(part);
+    if (stale.has(part)) {
+      stale.delete(part);
+      if (part.isConnected) htmx.trigger(part, "live:resync");
+    }
+  });
+});
+document.addEventListener("htmx:beforeRequest", (event) => {
+  const elt = event.detail.elt;
+  if (busy.get(elt)) {
+    event.preventDefault();
+    stale.add(elt);
+  }
+});
+document.addEventListener("htmx:beforeSwap", (event) => {
+  // a fetch that was on its way when the action was sent
+  const target = event.detail.target;
+  if (target && busy.get(target)) {
+    event.detail.shouldSwap = false;
+    stale.add(target);
   }
 });
