@@ -112,6 +112,7 @@ def scene(registry, live_worker, django_user_model):
     sleeper = run("sleeper", ["sleep", "300"], "running")
     finished = run("finished", ["true"], "exited")
     container_services.create_volume("scratch")
+    container_services.create_volume("spare")
     yield {
         "ref": ref,
         "familiar": f"{registry.host}/pages/box:1",
@@ -270,6 +271,10 @@ def test_it_asks_before_pruning_and_removing_a_volume(live_server, scene):
         text = wait_text(page, "#action-result", r"Total reclaimed space")
         assert page.url == url
         assert "Deleted Containers:" in text
+        # the preview follows without a reload: nothing is left to prune
+        wait_text(page, "main", r"Nothing to prune\.")
+        assert page.locator("table.prune-preview td:text-is('finished')").count() == 0
+        assert page.locator("main form button.danger").count() == 0
         shot(page, "dialogs", "prune-done-in-place")
 
         page.goto(live_server.url + "/volumes/")
@@ -287,6 +292,17 @@ def test_it_asks_before_pruning_and_removing_a_volume(live_server, scene):
             "() => ![...document.querySelectorAll('#volume-list table:not(.operations) td')]"
             ".some(td => td.textContent.trim() === 'scratch')"
         )
+
+        # the volume prune: its preview, in place, then the preview follows without a reload
+        page.goto(live_server.url + "/volumes/prune/")
+        assert page.inner_text("ul.prune-preview").split() == ["spare"]
+        seen = open_dialog(page, page.locator("main form button.danger"))
+        assert (seen["title"], seen["target"]) == ("Remove these volumes?", "spare"), seen
+        page.click("#confirm-dialog-ok")
+        text = wait_text(page, "#action-result", r"Total reclaimed space")
+        assert "Deleted Volumes:\nspare" in text, text
+        wait_text(page, "main", r"No unused volumes: nothing to prune\.")
+        assert page.locator("ul.prune-preview").count() == 0
 
 
 def test_it_asks_before_killing_and_removing_a_container_and_names_it(live_server, scene):
