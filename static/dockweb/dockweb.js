@@ -12,7 +12,9 @@ document.addEventListener("change", (event) => {
 
 // --- the menu button (narrow screens) ------------------------------------------------------
 // Without JavaScript the navigation is always shown; with it, narrow screens show a button
-// that opens and closes it (the stylesheet hides the menu under body.menu-collapsible).
+// that opens and closes it. The stylesheet folds it from the first paint where scripting is
+// enabled (@media (scripting: enabled): no flash of the open menu before this runs), and
+// under body.menu-collapsible in browsers that do not know that media feature.
 function setUpMenu() {
   const button = document.getElementById("menu-button");
   const menu = document.getElementById("sidebar-menu");
