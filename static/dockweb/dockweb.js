@@ -233,9 +233,9 @@ document.addEventListener("htmx:load", (event) => {
 // among its triggers) that holds a form whose request is on its way is not replaced until
 // the answer is in: its fetch is skipped, or its answer dropped, and it fetches itself
 // once the last such request has ended. Replacing it would take the form out of the page
-// under its request: the answer's notice of a change (HX-Trigger) would reach no one and
-// the focus would be lost, and a click on the new copy before htmx processed it would
-// leave the page.
+// under its request: the answer's notice of a change (HX-Trigger: dockweb:changed) would
+// reach no one, and a fetch answered before the action would show the state before it.
+// (The submit handler above covers a form sent from a part's new copy.)
 const PART = '[hx-get][hx-trigger*="live:resync"]';
 const busy = new Map(); // part -> requests from inside it on their way
 const stale = new WeakSet(); // parts that skipped a fetch meanwhile
@@ -267,9 +267,11 @@ document.addEventListener("htmx:beforeRequest", (event) => {
   }
 });
 document.addEventListener("htmx:beforeSwap", (event) => {
-  // a fetch that was on its way when the action was sent
+  // its own fetch that was on its way when the action was sent (another element's request
+  // aimed at it, e.g. the containers list's filter, is the person's choice: it goes on)
   const target = event.detail.target;
-  if (target && busy.get(target)) {
+  const config = event.detail.requestConfig;
+  if (target && busy.get(target) && config && config.elt === target) {
     event.detail.shouldSwap = false;
     stale.add(target);
   }
