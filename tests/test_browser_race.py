@@ -33,6 +33,21 @@ WATCH_JS = """() => {
   window.stillHere = true;
   window.changed = [];
   document.body.addEventListener('dockweb:changed', (e) => window.changed.push(e.target.tagName));
+  // what happened, for the failure messages
+  window.seenEvents = [];
+  const t0 = performance.now();
+  const note = (what, el) => window.seenEvents.push(
+    `${Math.round(performance.now() - t0)} ${what} ${el && el.tagName}#${el && el.id}` +
+    ` ${el && (el.getAttribute('hx-post') || el.getAttribute('hx-get') || '')}`);
+  for (const name of ['htmx:beforeRequest', 'htmx:beforeSend', 'htmx:afterRequest',
+                      'htmx:beforeSwap', 'htmx:afterSwap', 'htmx:afterSettle', 'submit']) {
+    window.addEventListener(name, (e) => note(
+      name + (e.defaultPrevented ? ' (prevented)' : '') +
+      (e.detail && e.detail.xhr ? ' ' + e.detail.xhr.status : ''),
+      (e.detail && e.detail.elt) || e.target));
+  }
+  document.getElementById('confirm-dialog').addEventListener('close', (e) => note(
+    'dialog close ' + e.target.returnValue, e.target));
 }"""
 
 # The part's refresh while an action is on its way: asked (and whether it was skipped),
@@ -85,6 +100,26 @@ def held_post(page, pattern: str) -> list:
     return held
 
 
+def events(page) -> str:
+    return "\n".join(page.evaluate("window.seenEvents || []")[-60:])
+
+
+def expect_text(page, selector: str, pattern: str, timeout: float = 30.0) -> str:
+    """wait_text, with what the page saw happen in its failure message."""
+    try:
+        return wait_text(page, selector, pattern, timeout)
+    except AssertionError as err:
+        raise AssertionError(f"{err}\nevents:\n{events(page)}") from None
+
+
+def expect(page, js: str) -> None:
+    """page.wait_for_function, with what the page saw happen in its failure message."""
+    try:
+        page.wait_for_function(js)
+    except Exception as err:
+        raise AssertionError(f"{err}\nevents:\n{events(page)}") from None
+
+
 def wait_held(page, held: list, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not held:
@@ -132,15 +167,16 @@ def test_an_answer_shows_in_place_when_the_state_refreshes_while_it_is_on_its_wa
         seen = refresh_while_held(page, state)
         held[0].continue_()
         page.unroute(f"**/containers/{cid}/pause/")
-        wait_text(page, "#action-result", r"Paused sleeper\.")
+        expect_text(page, "#action-result", r"Paused sleeper\.")
         # the answer's notice of a change reached the page from the form itself
         assert "FORM" in page.evaluate("window.changed"), page.evaluate("window.changed")
         # the part holding the form stayed: its refresh waited for the answer...
         assert seen["before"] == "1", seen
         # ...then it fetched itself: the new state and its buttons
-        page.wait_for_function(
+        expect(
+            page,
             "() => !document.querySelector('#container-state').dataset.before"
-            " && document.querySelector('#container-state button[value=unpause]')"
+            " && document.querySelector('#container-state button[value=unpause]')",
         )
         assert page.locator(f"{state} button[value=pause]").count() == 0
         assert "paused" in page.inner_text(f"{state} .status").lower()
@@ -156,7 +192,7 @@ def test_actions_sent_from_the_states_new_copy_stay_in_place(live_server, scene)
 
         # Pause clicked the moment the state's new copy comes in
         send_from_new_copy(page, state, f"{state} button[value=pause]")
-        wait_text(page, "#action-result", r"Paused sleeper\.")
+        expect_text(page, "#action-result", r"Paused sleeper\.")
         assert page.evaluate("window.stillHere") is True  # in place, no result page
         page.wait_for_selector(f"{state} button[value=unpause]")
 
@@ -165,16 +201,16 @@ def test_actions_sent_from_the_states_new_copy_stay_in_place(live_server, scene)
         page.click(f"{state} button[value=kill]")
         page.locator("#confirm-dialog").wait_for(state="visible")
         send_from_new_copy(page, state)
-        wait_text(page, "#action-result", r"Killed sleeper\.")
+        expect_text(page, "#action-result", r"Killed sleeper\.")
         assert page.evaluate("window.stillHere") is True
-        wait_text(page, f"{state} .status", r"(?i)Exited \(137\)")
+        expect_text(page, f"{state} .status", r"(?i)Exited \(137\)")
         page.wait_for_selector(f"{state} button[value=remove]")
 
         # the same for Remove (the case the networks browser test met by chance)
         page.click(f"{state} button[value=remove]")
         page.locator("#confirm-dialog").wait_for(state="visible")
         send_from_new_copy(page, state)
-        text = wait_text(page, "#action-result", r"Removed container sleeper\.")
+        text = expect_text(page, "#action-result", r"Removed container sleeper\.")
         assert "sleeper" in text
         assert page.evaluate("window.stillHere") is True
         assert page.url == url
@@ -195,23 +231,34 @@ def test_untagging_stays_in_place_when_the_references_refresh_meanwhile(live_ser
         seen = refresh_while_held(page, refs)
         held[0].continue_()
         page.unroute("**/images/remove/")
-        wait_text(page, "#action-result", r"Untagged: pages/box:extra")
+        expect_text(page, "#action-result", r"Untagged: pages/box:extra")
         assert "FORM" in page.evaluate("window.changed"), page.evaluate("window.changed")
         assert seen["before"] == "1", seen
-        page.wait_for_function(
+        expect(
+            page,
             "() => !document.querySelector('#refs').dataset.before"
             " && ![...document.querySelectorAll('table.refs span.tag')]"
-            ".some(t => t.textContent.trim() === 'pages/box:extra')"
+            ".some(t => t.textContent.trim() === 'pages/box:extra')",
         )
 
         # a new tag, then its removal confirmed as the references' new copy comes in
-        page.fill("#refs form.tag-form input[name=target]", "pages/box:again")
-        page.click("#refs form.tag-form button[type=submit]")
-        page.wait_for_selector("table.refs span.tag:text-is('pages/box:again')")
+        field = "form.tag-form input[name=target]"
+        page.fill(field, "pages/box:again")
+        # the references refresh while the tag is typed: it stays (the form is outside)
+        page.evaluate(REFRESH_JS, refs)
+        expect(page, "() => window.refresh && window.refresh.settled")
+        assert page.input_value(field) == "pages/box:again"
+        page.click("form.tag-form button[type=submit]")
+        expect(
+            page,
+            "() => [...document.querySelectorAll('table.refs span.tag')]"
+            ".some(t => t.textContent.trim() === 'pages/box:again')",
+        )
+        assert page.input_value(field) == ""  # emptied once sent
         again = "table.refs tr:has(span.tag:text-is('pages/box:again')) button"
         page.click(again)
         page.locator("#confirm-dialog").wait_for(state="visible")
         send_from_new_copy(page, refs)
-        wait_text(page, "#action-result", r"Untagged: pages/box:again")
+        expect_text(page, "#action-result", r"Untagged: pages/box:again")
         assert page.evaluate("window.stillHere") is True
         assert page.url == url

@@ -10,6 +10,15 @@ document.addEventListener("change", (event) => {
   }
 });
 
+// A form with data-reset-after is emptied once htmx has sent it and the answer is in (the
+// tag form, which sits outside the live part it changes: nothing else would clear it).
+document.addEventListener("htmx:afterRequest", (event) => {
+  const form = event.detail.elt;
+  if (form instanceof HTMLFormElement && form.dataset.resetAfter !== undefined && event.detail.successful) {
+    form.reset();
+  }
+});
+
 // --- the menu button (narrow screens) ------------------------------------------------------
 // Without JavaScript the navigation is always shown; with it, narrow screens show a button
 // that opens and closes it. The stylesheet folds it from the first paint where scripting is
