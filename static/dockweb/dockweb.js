@@ -1,6 +1,12 @@
 // dockweb's own script for every page. Handlers live here, not in attributes, so that the
 // Content-Security-Policy can refuse all inline script.
 
+// htmx processes swapped content when it "settles", by default 20 ms after the swap: in
+// between, a live part's new copy is in the page but deaf (a notice or dockweb:changed
+// meant for it is lost, a form sent from it leaves the page). No transition of dockweb's
+// needs that delay: new content is processed at once.
+if (window.htmx) htmx.config.defaultSettleDelay = 0;
+
 // A <select data-autosubmit> submits its form when changed (the language menu); without
 // JavaScript its form shows a button instead (<noscript>).
 document.addEventListener("change", (event) => {
