@@ -14,6 +14,9 @@ on notices; its forms are inside it. Two races are made to happen every time, no
   processed it (a click, or a confirmation answered, right after a refresh): it is still
   sent by htmx and its result shows in place; the page does not leave for the result page.
 
+On the image page, a tag being typed survives a refresh of the references (the tag form is
+outside that part) and the form empties itself once sent.
+
 The scene (tests.test_browser_pages.scene) is made before Playwright starts.
 """
 
@@ -40,7 +43,8 @@ WATCH_JS = """() => {
     `${Math.round(performance.now() - t0)} ${what} ${el && el.tagName}#${el && el.id}` +
     ` ${el && (el.getAttribute('hx-post') || el.getAttribute('hx-get') || '')}`);
   for (const name of ['htmx:beforeRequest', 'htmx:beforeSend', 'htmx:afterRequest',
-                      'htmx:beforeSwap', 'htmx:afterSwap', 'htmx:afterSettle', 'submit']) {
+                      'htmx:beforeSwap', 'htmx:afterSwap', 'htmx:afterSettle', 'submit',
+                      'htmx:trigger', 'dockweb:changed']) {
     window.addEventListener(name, (e) => note(
       name + (e.defaultPrevented ? ' (prevented)' : '') +
       (e.detail && e.detail.xhr ? ' ' + e.detail.xhr.status : ''),
@@ -100,8 +104,17 @@ def held_post(page, pattern: str) -> list:
     return held
 
 
+PARTS_JS = """() => [...document.querySelectorAll('[hx-trigger*="live:resync"]')].map((el) => {
+  const d = el['htmx-internal-data'] || {};
+  return `${el.id}: xhr=${!!d.xhr} queued=${(d.queuedRequests || []).length}` +
+    ` init=${!!d.initHash} listeners=${(d.listenerInfos || []).length}` +
+    ` classes=${el.className}`;
+})"""
+
+
 def events(page) -> str:
-    return "\n".join(page.evaluate("window.seenEvents || []")[-60:])
+    seen = page.evaluate("window.seenEvents || []")[-60:]
+    return "\n".join(seen + page.evaluate(PARTS_JS))
 
 
 def expect_text(page, selector: str, pattern: str, timeout: float = 30.0) -> str:

@@ -274,6 +274,30 @@ document.addEventListener("htmx:beforeSend", (event) => {
     }
   });
 });
+// A part's own fetch on its way: htmx queues a trigger that comes meanwhile (a notice,
+// dockweb:changed) on the element the answer then replaces, and drops it with it; the part
+// would keep the state from before that change (an untagged tag left on the image page).
+// Such a trigger is remembered, and the part's new copy fetches itself once more. (Polls
+// fire no htmx:trigger: they are not counted.)
+const fetching = new WeakSet(); // parts whose own fetch is on its way
+const triggeredMeanwhile = new WeakSet();
+document.addEventListener("htmx:beforeSend", (event) => {
+  const elt = event.detail.elt;
+  if (!elt.matches(PART)) return;
+  fetching.add(elt);
+  event.detail.xhr.addEventListener("loadend", () => {
+    fetching.delete(elt);
+    if (!triggeredMeanwhile.has(elt)) return;
+    triggeredMeanwhile.delete(elt);
+    // not replaced (no answer, an error, a dropped answer): htmx has sent the queued fetch
+    if (elt.isConnected) return;
+    const copy = elt.id && document.getElementById(elt.id);
+    if (copy && copy.matches(PART)) htmx.trigger(copy, "live:resync");
+  });
+});
+document.addEventListener("htmx:trigger", (event) => {
+  if (fetching.has(event.target)) triggeredMeanwhile.add(event.target);
+});
 document.addEventListener("htmx:beforeRequest", (event) => {
   const elt = event.detail.elt;
   if (busy.get(elt)) {
