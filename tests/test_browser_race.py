@@ -14,6 +14,9 @@ on notices; its forms are inside it. Two races are made to happen every time, no
   processed it (a click, or a confirmation answered, right after a refresh): it is still
   sent by htmx and its result shows in place; the page does not leave for the result page.
 
+A change heard while a part's own fetch is on its way (its answer held back) is not lost:
+the part fetches itself once more after that answer.
+
 On the image page, a tag being typed survives a refresh of the references (the tag form is
 outside that part) and the form empties itself once sent.
 
@@ -275,3 +278,37 @@ def test_untagging_stays_in_place_when_the_references_refresh_meanwhile(live_ser
         expect_text(page, "#action-result", r"Untagged: pages/box:again")
         assert page.evaluate("window.stillHere") is True
         assert page.url == url
+
+
+def test_a_change_heard_while_a_part_fetches_itself_is_not_lost(live_server, scene):
+    """The references fetch themselves (their answer held back by Playwright) while a tag
+    is added: the notices of that change come while the fetch is on its way, and the
+    answer, made before the change, comes after them. The part fetches itself once more."""
+    refs_url = live_server.url + scene["image_url"]
+    with browser() as chromium:
+        page = open_live(chromium, live_server.url, scene["image_url"])
+        held: list = []
+
+        def hold_first(route):
+            if held or route.request.method != "GET":
+                route.continue_()
+                return
+            held.append((route, route.fetch()))  # the server's answer, before the change
+
+        page.route(refs_url, hold_first)
+        page.evaluate("() => htmx.trigger(document.body, 'dockweb:changed')")
+        wait_held(page, held)
+
+        # the change, while the fetch is on its way: a tag added from the page
+        page.fill("form.tag-form input[name=target]", "pages/box:late")
+        page.click("form.tag-form button[type=submit]")
+        expect_text(page, "#action-result", r"Tagged .* as pages/box:late\.")
+        assert page.locator("table.refs span.tag:text-is('pages/box:late')").count() == 0
+
+        route, response = held[0]
+        route.fulfill(response=response)
+        expect(
+            page,
+            "() => [...document.querySelectorAll('table.refs span.tag')]"
+            ".some(t => t.textContent.trim() === 'pages/box:late')",
+        )
