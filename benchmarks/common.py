@@ -199,10 +199,12 @@ class Timing:
 
 class PeakRss:
     """Samples the RSS of a process and its children every 20 ms while in use (short spikes
-    can be missed); ``peak`` is the highest sum seen."""
+    can be missed); ``peak`` is the highest sum seen (pages a fork shares are counted in
+    each process), ``peak_single`` the highest RSS of any one of them (the process doing
+    the work: a Celery pool's child, the service without its spawner)."""
 
     def __init__(self, pid: int) -> None:
-        self.pid, self.peak = pid, 0
+        self.pid, self.peak, self.peak_single = pid, 0, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -216,9 +218,11 @@ class PeakRss:
             try:
                 for p in [root, *root.children(recursive=True)]:
                     try:
-                        total += p.memory_info().rss
+                        rss = p.memory_info().rss
                     except psutil.NoSuchProcess:
-                        pass
+                        continue
+                    total += rss
+                    self.peak_single = max(self.peak_single, rss)
             except psutil.NoSuchProcess:
                 break
             self.peak = max(self.peak, total)

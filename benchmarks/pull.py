@@ -495,8 +495,14 @@ def lived_main(args: argparse.Namespace) -> int:
     for tool, label in labels:
         print(f"  {label:32} median {_median(warm[tool])}")
     print(f"dockweb pull peak RSS (process tree, sampled): {common.mib(cli_peak)}")
-    print(f"worker peak RSS during the dashboard's pulls: {common.mib(worker_rss.peak)}")
-    print(f"service peak RSS during the timed pulls: {common.mib(service_rss.peak)}")
+    for what, rss in (
+        ("worker peak RSS during the dashboard's pulls", worker_rss),
+        ("service peak RSS during the timed pulls", service_rss),
+    ):
+        print(
+            f"{what}: {common.mib(rss.peak_single)} (one process),"
+            f" {common.mib(rss.peak)} (with its children, summed)"
+        )
     print("dockweb pull from hostile registries (peak RSS by the kernel, exit code, error):")
     for mode, code, rss, message in hostile:
         print(f"  {mode:17} {common.mib(rss):>10}  exit {code}  {message[:90]}")

@@ -25,11 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from containers import fastmirror
+    from dockweb import fastdb
     from dockweb.runtime.containers import ContainerManager
     from dockweb.runtime.store import Store
 
     try:
-        conn = fastmirror.connect(args.database)
+        conn = fastdb.connect(args.database)
         try:
             fastmirror.sync_container(conn, ContainerManager(Store(args.root)), args.container_id)
         finally:

@@ -29,18 +29,6 @@ VOLUME_TABLE = "containers_volume"
 NETWORK_TABLE = "networks_network"
 
 
-def connect(path: str) -> sqlite3.Connection:
-    """The connection as the settings configure Django's: WAL, busy timeout, autocommit.
-    Closing it does not checkpoint the WAL when it is the database's last connection (two
-    fsyncs, 5 to 15 ms, in every CLI run when no server keeps the database open): the WAL
-    is checkpointed as it grows (every 1000 pages) and by Django's connections."""
-    conn = sqlite3.connect(path, timeout=20, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.setconfig(sqlite3.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, True)
-    return conn
-
-
 def _db_value(value):
     if isinstance(value, datetime):
         value = value.astimezone(UTC).replace(tzinfo=None)

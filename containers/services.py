@@ -473,15 +473,9 @@ def start_operation(
     """Queue an operation for the worker; it is sent after the transaction commits."""
     if kind not in ContainerOperation.Kind.values:
         raise DockwebError(f"unknown operation {kind!r}")
-    with transaction.atomic():
-        op = ContainerOperation.objects.create(
-            kind=kind,
-            args=args,
-            container_id=container_id,
-            created_by=user if user is not None and user.is_authenticated else None,
-        )
-        jobs.enqueue(op)
-    return op
+    return jobs.start(
+        ContainerOperation, user=user, kind=kind, args=args, container_id=container_id
+    )
 
 
 RUN_OPTIONS = (

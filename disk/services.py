@@ -305,13 +305,7 @@ def prune_preview(
 
 def start_prune(preview: dict, *, user=None) -> PruneOperation:
     """Queue the prune of exactly ``preview``'s items; the worker runs it after commit."""
-    with transaction.atomic():
-        op = PruneOperation.objects.create(
-            preview=preview,
-            created_by=user if user is not None and user.is_authenticated else None,
-        )
-        jobs.enqueue(op)
-    return op
+    return jobs.start(PruneOperation, user=user, preview=preview)
 
 
 PRUNE_ABANDONED = "the worker stopped during the prune; look at the Disk page and try again"

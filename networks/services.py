@@ -9,8 +9,6 @@ words (``network foo not found``, ``... has active endpoints``).
 
 from __future__ import annotations
 
-from django.db import transaction
-
 from containers.models import Container
 from containers.services import sync_containers
 from dockweb import jobs
@@ -94,16 +92,14 @@ def start_operation(
     """Queue an operation for the worker; it is sent after the transaction commits."""
     if kind not in NetworkOperation.Kind.values:
         raise DockwebError(f"unknown operation {kind!r}")
-    with transaction.atomic():
-        op = NetworkOperation.objects.create(
-            kind=kind,
-            args=args,
-            network_id=network_id,
-            container_id=container_id,
-            created_by=user if user is not None and user.is_authenticated else None,
-        )
-        jobs.enqueue(op)
-    return op
+    return jobs.start(
+        NetworkOperation,
+        user=user,
+        kind=kind,
+        args=args,
+        network_id=network_id,
+        container_id=container_id,
+    )
 
 
 OPERATION_ABANDONED = "the worker stopped during the operation; look at the network and try again"

@@ -17,27 +17,16 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
 import pytest
 
 from access.roles import set_role
 from tests.support import images as im
+from tests.support.browser import PASSWORD, SCREENSHOTS, USERNAME, chromium_browser
 from tests.support.worker import ThrottledProxy
 
 pytestmark = [pytest.mark.browser]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
-USERNAME, PASSWORD = "alice", "correct horse battery staple"
 LARGE_LAYER = 48_000_000
 # bytes per second per connection: the large layer takes about 12 s to arrive
 RATE = 4_000_000
@@ -66,13 +55,8 @@ def user(transactional_db, django_user_model):
 
 @pytest.fixture
 def chromium():
-    from playwright.sync_api import sync_playwright
-
-    pw = sync_playwright().start()
-    browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    yield browser
-    browser.close()
-    pw.stop()
+    with chromium_browser() as browser:
+        yield browser
 
 
 @pytest.fixture

@@ -17,15 +17,19 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import re
-import subprocess
-import sys
 import time
 
 import pytest
 
 from tests.support import images as im
-from tests.support.worker import REPO_ROOT
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, SCREENSHOTS, USERNAME
+from tests.support.browser import (
+    PASSWORD,
+    SCREENSHOTS,
+    USERNAME,
+    chromium_browser,
+    live_cli,
+    log_in,
+)
 
 pytestmark = [pytest.mark.browser]
 
@@ -65,43 +69,19 @@ def busybox(registry):
 @pytest.fixture
 def dockweb(live_worker):
     """The CLI on the worker's database and store (it mirrors into the test's rows)."""
-    env = live_worker.environment()
-
-    def run(*args: str) -> str:
-        proc = subprocess.run([sys.executable, "-m", "dockweb.cli", *args], cwd=REPO_ROOT,
-                              env=env, capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, f"dockweb {' '.join(args)}: {proc.stdout}{proc.stderr}"
-        return proc.stdout
-
-    yield run
-    ids = run("ps", "-aq", "--no-trunc").split()
-    if ids:
-        run("rm", "-f", *ids)
+    yield from live_cli(live_worker)
 
 
 @pytest.fixture
 def chromium(user, dockweb):
     # after the rows and containers are made: Playwright's loop forbids the ORM here
-    from playwright.sync_api import sync_playwright
-
-    pw = sync_playwright().start()
-    browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    yield browser
-    browser.close()
-    pw.stop()
+    with chromium_browser() as browser:
+        yield browser
 
 
 def shot(page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"console-{name}.png"), full_page=True)
-
-
-def log_in(page, base: str) -> None:
-    page.goto(base + "/login/")
-    page.fill("input[name=username]", USERNAME)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("form button[type=submit]")
-    page.wait_for_selector("aside.sidebar")
 
 
 def terminal(page) -> dict:

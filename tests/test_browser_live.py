@@ -28,8 +28,15 @@ from datetime import datetime
 import pytest
 
 from tests.support import images as im
+from tests.support.browser import (
+    PASSWORD,
+    SCREENSHOTS,
+    USERNAME,
+    chromium_browser,
+    live_cli,
+    log_in,
+)
 from tests.support.worker import ThrottledProxy
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, SCREENSHOTS, USERNAME
 
 pytestmark = [pytest.mark.browser]
 
@@ -64,37 +71,14 @@ def user(transactional_db, django_user_model):
 @pytest.fixture
 def dockweb(live_worker):
     """The CLI on the worker's database and store (it mirrors into the test's rows)."""
-    env = live_worker.environment()
-
-    def run(*args: str, extra: dict | None = None) -> str:
-        proc = subprocess.run(
-            [sys.executable, "-m", "dockweb.cli", *args],
-            cwd=REPO_ROOT,
-            env={**env, **(extra or {})},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert proc.returncode == 0, f"dockweb {' '.join(args)}: {proc.stdout}{proc.stderr}"
-        return proc.stdout
-
-    run.env = env
-    yield run
-    ids = run("ps", "-aq", "--no-trunc").split()
-    if ids:
-        run("rm", "-f", *ids)
+    yield from live_cli(live_worker)
 
 
 @pytest.fixture
 def chromium(user, dockweb):
     # after the rows are made: Playwright's loop forbids the ORM in this thread
-    from playwright.sync_api import sync_playwright
-
-    pw = sync_playwright().start()
-    browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    yield browser
-    browser.close()
-    pw.stop()
+    with chromium_browser() as browser:
+        yield browser
 
 
 def in_thread(fn):
@@ -111,11 +95,7 @@ def open_page(chromium, base: str, path: str):
     context = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
     page = context.new_page()
     page.set_default_timeout(30_000)
-    page.goto(base + "/login/")
-    page.fill("input[name=username]", USERNAME)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("form button[type=submit]")
-    page.wait_for_selector("aside.sidebar")
+    log_in(page, base)
     page.goto(base + path)
     page.evaluate(WATCH_JS)
     # the stream is open (dockweb.js marks it): from now on a change is pushed

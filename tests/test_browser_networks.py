@@ -18,8 +18,8 @@ import time
 import pytest
 
 from dockweb.runtime.networks import NetworkManager
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, SCREENSHOTS, USERNAME
-from tests.test_browser_console import busybox, dockweb, log_in  # noqa: F401 (fixtures)
+from tests.support.browser import PASSWORD, SCREENSHOTS, USERNAME, chromium_browser, log_in
+from tests.test_browser_console import busybox, dockweb  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser]
 
@@ -35,13 +35,8 @@ def user(transactional_db, django_user_model):
 
 @pytest.fixture
 def chromium(user, dockweb):  # noqa: F811
-    from playwright.sync_api import sync_playwright
-
-    pw = sync_playwright().start()
-    browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    yield browser
-    browser.close()
-    pw.stop()
+    with chromium_browser() as browser:
+        yield browser
 
 
 def shot(page, name: str) -> None:

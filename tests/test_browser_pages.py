@@ -17,7 +17,6 @@ Django refuses database access.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
 from pathlib import Path
@@ -26,20 +25,11 @@ import pytest
 
 from access.roles import set_role
 from tests.support import images as im
+from tests.support.browser import PASSWORD, USERNAME, chromium_browser
 
 pytestmark = [pytest.mark.browser]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-USERNAME, PASSWORD = "alice", "correct horse battery staple"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 
@@ -128,17 +118,7 @@ def scene(registry, live_worker, django_user_model):
         mgr.remove(c.id, force=True, volumes=True)
 
 
-@contextlib.contextmanager
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    pw = sync_playwright().start()
-    chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    try:
-        yield chromium
-    finally:
-        chromium.close()
-        pw.stop()
+browser = chromium_browser
 
 
 def signed_in(chromium, base: str, **options):

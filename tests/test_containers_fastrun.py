@@ -128,8 +128,9 @@ def test_it_audits_a_fast_run_as_the_orm_path_does(cli, busybox):
 def test_it_finds_the_store_and_database_the_settings_name(tmp_path, env):
     env = {k: v.format(tmp=tmp_path) for k, v in env.items()}
     code = (
-        "import json, dockweb.settings as s; from dockweb.cli import fastrun, schema;"
-        "print(json.dumps([fastrun.locations(), [str(s.DOCKWEB_ROOT), schema.sqlite_path(s)]]))"
+        "import json, dockweb.settings as s; from dockweb import fastdb;"
+        "from dockweb.cli import schema;"
+        "print(json.dumps([fastdb.locations(), [str(s.DOCKWEB_ROOT), schema.sqlite_path(s)]]))"
     )
     base = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DOCKWEB_ROOT")}
     out = subprocess.run(
@@ -145,8 +146,8 @@ def test_it_finds_the_store_and_database_the_settings_name(tmp_path, env):
 
 
 def test_it_leaves_other_databases_to_the_settings():
-    from dockweb.cli import fastrun
+    from dockweb import fastdb
 
-    assert fastrun.locations({"DATABASE_URL": "postgres://u@h/db"}) is None
-    assert fastrun.locations({"DJANGO_SETTINGS_MODULE": "other.settings"}) is None
-    assert fastrun.locations({"DOCKWEB_DATA": "relative/dir"}) is None
+    assert fastdb.locations({"DATABASE_URL": "postgres://u@h/db"}) is None
+    assert fastdb.locations({"DJANGO_SETTINGS_MODULE": "other.settings"}) is None
+    assert fastdb.locations({"DOCKWEB_DATA": "relative/dir"}) is None

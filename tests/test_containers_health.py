@@ -369,6 +369,45 @@ def test_a_check_past_its_timeout_and_a_long_output_as_dockerd(manager, image):
         manager.remove(c.id, force=True)
 
 
+def _probes(argv: list[str]) -> int:
+    """How many processes on the machine run exactly ``argv``."""
+    count = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                words = f.read().split(b"\0")[:-1]
+        except OSError:
+            continue
+        count += words == [w.encode() for w in argv]
+    return count
+
+
+@needs_root
+def test_checks_past_their_timeout_do_not_pile_up(manager, image):
+    """dockerd waits for a timed-out probe to end (SIGTERM, SIGKILL after the grace) before
+    the next interval: a probe ignoring SIGTERM must not get company every interval."""
+    c = manager.create(
+        ContainerSpec(
+            image=image, cmd=["sleep", "300"],
+            healthcheck={"Test": ["CMD-SHELL", "trap '' TERM; exec sleep 37"],
+                         "Interval": S // 5, "Timeout": S // 5, "Retries": 1},
+        )
+    )  # fmt: skip
+    manager.start(c.id)
+    try:
+        assert poll(lambda: _probes(["sleep", "37"]), timeout=20), "the check never ran"
+        seen = set()
+        deadline = time.monotonic() + 3  # 15 intervals
+        while time.monotonic() < deadline:
+            seen.add(_probes(["sleep", "37"]))
+            time.sleep(0.05)
+        assert max(seen) == 1, f"{max(seen)} timed-out checks ran at once"
+        h = _health(manager, c.id)
+        assert h["Log"][0]["Output"] == "Health check exceeded timeout (200ms)"
+    finally:
+        manager.remove(c.id, force=True)
+
+
 @needs_root
 def test_a_lost_supervisor_leaves_no_live_health(manager, image):
     c = manager.create(

@@ -9,7 +9,7 @@ import pytest
 from disk import services
 from disk.models import PruneOperation
 from dockweb.runtime.containers import ContainerManager
-from dockweb.runtime.diskusage import disk_usage, summary
+from dockweb.runtime.diskusage import disk_usage, match_labels, summary
 from dockweb.runtime.store import Store
 from dockweb.runtime.units import human_size
 from tests.support import images as im
@@ -193,6 +193,20 @@ def test_it_prompts_then_prunes_the_dangling_image_as_docker_prints_it(cli, move
         1,
         "Error response from daemon: Invalid filter 'color'\n",
     )
+
+
+def test_prune_label_filters_match_as_mobys_match_labels():
+    """Every ``label`` must match; an item is left out only when every ``label!`` matches
+    (moby's matchLabels: MatchKVList on each)."""
+    assert match_labels({}, None)
+    assert match_labels({"label": ["a", "b=2"]}, {"a": "x", "b": "2"})
+    assert not match_labels({"label": ["a", "b=2"]}, {"a": "x", "b": "3"})
+    assert not match_labels({"label": ["a"]}, {})
+    both = {"label!": ["a", "b=2"]}
+    assert not match_labels(both, {"a": "1", "b": "2"})
+    assert match_labels(both, {"a": "1"}) and match_labels(both, {"b": "2"})
+    assert match_labels(both, {"a": "1", "b": "3"}) and match_labels(both, {})
+    assert not match_labels({"label!": ["a"]}, {"a": "1"})
 
 
 @as_root

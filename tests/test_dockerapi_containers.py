@@ -283,6 +283,59 @@ def test_update_and_prune(docker, image):
     docker("rm", "-f", "keep", check=True)
 
 
+def test_prune_filters_as_dockerd(engine_api, docker, image):
+    """``label``, ``label!`` (a container is kept only when it has every label! given, as
+    moby's matchLabels) and ``until`` (created at or before), through docker and docker-py;
+    refusals in dockerd's words; the audit row of each prune."""
+    left = docker("ps", "-aq").stdout.split()
+    if left:
+        docker("rm", "-f", *left, check=True)
+
+    def create(name: str, *labels: str) -> str:
+        args = [a for label in labels for a in ("--label", label)]
+        return docker("create", "--name", name, *args, image, "true", check=True).stdout.strip()
+
+    a, ab, none = create("p-a", "a=1"), create("p-ab", "a=1", "b=2"), create("p-none")
+    docker("run", "-d", "--name", "p-run", "--label", "a=1", image, "sleep", "1000", check=True)
+
+    def pruned(*filters: str) -> set[str]:
+        args = [a for f in filters for a in ("--filter", f)]
+        out = docker("container", "prune", "-f", *args, check=True).stdout
+        assert out.endswith("Total reclaimed space: 0B\n"), out
+        if out == "Total reclaimed space: 0B\n":
+            return set()
+        assert out.startswith("Deleted Containers:\n"), out
+        assert out.endswith("\n\nTotal reclaimed space: 0B\n"), out
+        return set(out.split("\n")[1:-3])
+
+    assert pruned("until=1h") == set()  # all made just now
+    assert pruned("label!=a", "label!=b") == {a, none}
+    client = engine_api.client()
+    try:
+        assert client.containers.prune(filters={"label": ["a=1"]}) == {
+            "ContainersDeleted": [ab],
+            "SpaceReclaimed": 0,
+        }
+        assert client.containers.prune() == {"ContainersDeleted": None, "SpaceReclaimed": 0}
+    finally:
+        client.close()
+    late = create("p-late", "a=2")
+    assert pruned("label=a=1") == set()  # p-run runs; p-late's a is 2
+    assert pruned(f"until={int(time.time()) + 3600}", "label=a") == {late}
+    assert docker("ps", "-a", "--format", "{{.Names}}").stdout == "p-run\n"
+
+    proc = docker("container", "prune", "-f", "--filter", "bogus=1")
+    assert proc.returncode == 1
+    assert proc.stderr == "Error response from daemon: Invalid filter 'bogus'\n"
+    proc = docker("container", "prune", "-f", "--filter", "until=1h", "--filter", "until=2h")
+    assert proc.returncode == 1
+    assert proc.stderr == "Error response from daemon: more than one until filter specified\n"
+    proc = docker("container", "prune", "-f", "--filter", "until=soon")
+    assert proc.returncode == 1 and proc.stderr.startswith("Error response from daemon: ")
+    assert audit_rows(engine_api, "container.prune")[-1][0] == "api:root"
+    docker("rm", "-f", "p-run", check=True)
+
+
 # -- the raw answers ------------------------------------------------------------------------
 
 

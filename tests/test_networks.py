@@ -128,8 +128,10 @@ def test_a_user_network_resolves_names_and_aliases_and_isolates(mgr, image):
         image,
         "sh",
         "-c",
-        "nc -w 3 db 7001 </dev/null && nc -w 3 database 7001 </dev/null && "
-        f"nc -w 3 {srv.id[:12]} 7001 </dev/null",
+        # the server listens again after each answer: a connect in between is refused
+        f"for name in db database {srv.id[:12]}; do i=0; "
+        "until nc -w 3 $name 7001 </dev/null; do "
+        "i=$((i+1)); [ $i -ge 25 ] && exit 1; sleep 0.2; done; done",
         network="back",
     )
     assert code == 0, logs_text(mgr, c.id)
@@ -383,7 +385,8 @@ def test_a_container_joins_another_containers_namespace(mgr, image):
         image,
         "sh",
         "-c",
-        "nc -w 3 127.0.0.1 7100 </dev/null; cat /etc/resolv.conf",
+        "i=0; until nc -w 3 127.0.0.1 7100 </dev/null; do "
+        "i=$((i+1)); [ $i -ge 25 ] && break; sleep 0.2; done; cat /etc/resolv.conf",
         network="container:holder",
     )
     out = logs_text(mgr, c.id)

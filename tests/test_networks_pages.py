@@ -5,15 +5,13 @@ made)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 from django.test import Client
-from django.utils import timezone
 
 from containers.models import Container, ContainerOperation
 from networks.forms import NetworkCreateForm, RunNetworkForm
 from networks.models import Network, NetworkOperation
+from tests.support import networks as support_networks
 
 CID = "9c" * 32
 OTHER = "7e" * 32
@@ -48,55 +46,19 @@ def as_role(django_user_model, role: str) -> Client:
 
 
 def make_container(status="running", name="web", cid=CID, network="appnet") -> Container:
-    now = timezone.now()
-    return Container.objects.create(
-        container_id=cid,
-        name=name,
-        image="busybox",
-        path="sh",
-        args=[],
-        status=status,
-        created=now - timedelta(minutes=3),
-        network=network,
-        started_at=None if status == "created" else now - timedelta(seconds=5),
-        inspect={"Id": cid, "Name": "/" + name},
-    )
+    return support_networks.make_container(cid, name, status, network=network)
 
 
 def make_networks() -> Network:
     """The three predefined networks and ``appnet`` with ``web`` attached at 10.30.0.2."""
-    for i, (name, driver) in enumerate((("bridge", "bridge"), ("host", "host"), ("none", "null"))):
-        Network.objects.create(
-            network_id=f"{i:02d}" * 32,
-            name=name,
-            driver=driver,
-            position=i,
-            subnet="172.17.0.0/16" if name == "bridge" else "",
-            gateway="172.17.0.1" if name == "bridge" else "",
-        )
-    return Network.objects.create(
-        network_id=NID,
-        name="appnet",
-        position=3,
+    return support_networks.make_networks(
+        NID,
+        web=CID,
+        old=OTHER,
         subnet="10.30.0.0/24",
-        gateway="10.30.0.1",
-        internal=True,
-        labels={"tier": "back"},
-        endpoints=[
-            {
-                "container_id": CID,
-                "name": "web",
-                "ip": "10.30.0.2",
-                "prefix": 24,
-                "mac": "02:42:0a:1e:00:02",
-                "aliases": ["db", CID[:12]],
-                "ifname": "eth0",
-            }
-        ],
-        members=[
-            {"container_id": CID, "name": "web", "aliases": ["db"], "ipv4": ""},
-            {"container_id": OTHER, "name": "old", "aliases": [], "ipv4": ""},
-        ],
+        ip="10.30.0.2",
+        mac="02:42:0a:1e:00:02",
+        aliases=["db", CID[:12]],
     )
 
 

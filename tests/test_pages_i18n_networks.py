@@ -12,8 +12,8 @@ from html.parser import HTMLParser
 import pytest
 from django.utils import timezone
 
-from containers.models import Container
 from networks.models import Network, NetworkOperation
+from tests.support.networks import make_container, make_networks
 
 ZH = {"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"}
 CID = "5d" * 32
@@ -84,40 +84,16 @@ def scene(db):
     healthy-checked on it, ``old`` stopped on it, the unused ``spare``, and a finished
     create operation."""
     now = timezone.now()
-    for i, (name, driver) in enumerate((("bridge", "bridge"), ("host", "host"), ("none", "null"))):
-        Network.objects.create(
-            network_id=f"{i:02d}" * 32,
-            name=name,
-            driver=driver,
-            position=i,
-            subnet="172.17.0.0/16" if name == "bridge" else "",
-            gateway="172.17.0.1" if name == "bridge" else "",
-        )
-    net = Network.objects.create(
-        network_id=NID,
-        name="appnet",
-        position=3,
-        created=now - timedelta(hours=1),
+    net = make_networks(
+        NID,
+        web=CID,
+        old=STOPPED,
         subnet="10.40.0.0/24",
-        gateway="10.40.0.1",
+        ip="10.40.0.130",
+        mac="02:42:0a:28:00:82",
+        aliases=["db"],
+        created=now - timedelta(hours=1),
         ip_range="10.40.0.128/25",
-        internal=True,
-        labels={"tier": "back"},
-        endpoints=[
-            {
-                "container_id": CID,
-                "name": "web",
-                "ip": "10.40.0.130",
-                "prefix": 24,
-                "mac": "02:42:0a:28:00:82",
-                "aliases": ["db"],
-                "ifname": "eth0",
-            }
-        ],
-        members=[
-            {"container_id": CID, "name": "web", "aliases": ["db"], "ipv4": ""},
-            {"container_id": STOPPED, "name": "old", "aliases": [], "ipv4": ""},
-        ],
     )
     Network.objects.create(
         network_id="cd" * 32, name="spare", position=4, subnet="10.41.0.0/24", gateway="10.41.0.1"
@@ -129,20 +105,12 @@ def scene(db):
          "Output": "connection refused\n"},
     ]  # fmt: skip
     for cid, name, status in ((CID, "web", "running"), (STOPPED, "old", "exited")):
-        Container.objects.create(
-            container_id=cid,
-            name=name,
-            image="busybox",
-            path="sh",
-            args=[],
-            status=status,
-            network="appnet",
-            created=now - timedelta(minutes=3),
-            started_at=now - timedelta(seconds=5),
+        make_container(
+            cid,
+            name,
+            status,
             finished_at=None if status == "running" else now,
             inspect={
-                "Id": cid,
-                "Name": "/" + name,
                 "State": {
                     "Running": status == "running",
                     "Health": {"Status": "unhealthy", "FailingStreak": 3, "Log": log},
@@ -206,6 +174,7 @@ def test_a_network_page_is_in_chinese(client, scene):
         assert chinese in words, (chinese, words)
     assert "IPv4 地址" in words and "MAC 地址" in words and "别名" in words
     assert "停止时无地址" in words and "删除网络" in words and "删除这个网络？" in words
+    assert "最近的操作" in words  # the network's create operation
     assert "10.40.0.130/24" in words and "10.40.0.128/25" in words and "tier=back" in words
     assert_no_english(
         words,

@@ -207,9 +207,15 @@ def test_dockweb_pull_of_a_stalled_blob_fails_after_the_read_timeout(tmp_path):
     assert rss <= RSS_LIMIT
 
 
-@pytest.mark.parametrize("accept", [True, False], ids=["accepts", "never-accepts"])
-def test_the_runtime_gives_up_on_a_silent_host_within_the_deadline(accept, tmp_path, no_config):
-    with hr.SilentServer(accept=accept) as server:
+@pytest.mark.parametrize(
+    "accept, drop_syn",
+    [(True, False), (False, False), (False, True)],
+    ids=["accepts", "never-accepts", "drops-syn"],
+)
+def test_the_runtime_gives_up_on_a_silent_host_within_the_deadline(
+    accept, drop_syn, tmp_path, no_config
+):
+    with hr.SilentServer(accept=accept, drop_syn=drop_syn) as server:
         started = time.monotonic()
         with pytest.raises(RegistryUnavailable, match="timeout") as info:
             pull(Store(str(tmp_path / "store")), quick_client(no_config), server.reference)
@@ -231,11 +237,14 @@ def test_dockweb_pull_gives_up_on_a_silent_host_in_about_30_s(tmp_path):
     assert elapsed < 50, elapsed  # 10 s for TLS, 20 s for HTTP, and start-up
 
 
-@pytest.mark.parametrize("where", ["silent-host", "stalled-blob"])
+@pytest.mark.parametrize("where", ["silent-host", "dropped-syn", "stalled-blob"])
 def test_cancel_is_honoured_within_a_second_while_waiting_on_the_network(
     where, tmp_path, no_config
 ):
-    server = hr.SilentServer() if where == "silent-host" else hr.HostileRegistry("blob-stall")
+    if where == "stalled-blob":
+        server = hr.HostileRegistry("blob-stall")
+    else:  # a TLS handshake that gets no answer, or a TCP connect that gets none
+        server = hr.SilentServer(drop_syn=where == "dropped-syn")
     cancel = threading.Event()
     outcome: dict = {}
 
@@ -260,7 +269,7 @@ def test_cancel_is_honoured_within_a_second_while_waiting_on_the_network(
             while server.sent == 0 and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert server.sent, "the layer download never started"
-        time.sleep(1.0)  # now waiting on a socket: TLS handshake, or the rest of the blob
+        time.sleep(1.0)  # now waiting on a socket: connect, TLS handshake, or the blob's rest
         assert thread.is_alive()
         cancelled_at = time.monotonic()
         cancel.set()

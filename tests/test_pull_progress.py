@@ -202,15 +202,10 @@ def test_a_pull_that_ends_before_anyone_looks_shows_every_layer_final(
 
 @pytest.fixture
 def chromium():
-    from playwright.sync_api import sync_playwright
+    from tests.support.browser import chromium_browser
 
-    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
-
-    pw = sync_playwright().start()
-    browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    yield browser
-    browser.close()
-    pw.stop()
+    with chromium_browser() as browser:
+        yield browser
 
 
 @pytest.mark.browser
@@ -220,6 +215,7 @@ def test_a_pull_that_ends_at_once_shows_its_layers_in_a_browser(
     """The page a person lands on after the Pull click: the pull over loopback is over
     before the page's first poll, and the page shows every layer in its final state."""
     from tests.conftest import PASSWORD
+    from tests.support.browser import log_in
 
     image = im.Image([im.busybox_layer(), im.Layer([im.file("app/y", b"y\n")])])
     im.push_image(registry.host, "progress/browser", "1", image)
@@ -227,11 +223,7 @@ def test_a_pull_that_ends_at_once_shows_its_layers_in_a_browser(
     # no ORM call below: Playwright's event loop runs in this thread
     page = chromium.new_context(locale="en-US").new_page()
     page.set_default_timeout(30_000)
-    page.goto(live_server.url + "/login/")
-    page.fill("input[name=username]", user.get_username())
-    page.fill("input[name=password]", PASSWORD)
-    page.click("form button[type=submit]")
-    page.wait_for_selector("aside.sidebar")
+    log_in(page, live_server.url, user.get_username(), PASSWORD)
     page.goto(live_server.url + "/pull/")
     page.fill("#reference", f"{registry.host}/progress/browser:1")
     page.click("form.pull-form button[type=submit]")

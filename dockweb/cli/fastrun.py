@@ -20,20 +20,17 @@ its container is started, while it runs or is being removed (``_Database``).
 
 from __future__ import annotations
 
-import datetime
 import fcntl
-import functools
 import gc
-import getpass
 import json
 import os
-import shlex
 import sqlite3
 import sys
 import threading
 import time
 
 from containers import fastmirror
+from dockweb import fastdb
 from dockweb.cli import schema
 from dockweb.cli.run_common import (
     CidFile,
@@ -49,37 +46,10 @@ from dockweb.runtime.containers import ContainerManager
 from dockweb.runtime.errors import DockwebError
 from dockweb.runtime.store import Store
 
-_BASE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
-
 
 def _django_ready() -> bool:
     apps = sys.modules.get("django.apps")
     return apps is not None and apps.apps.ready
-
-
-def locations(environ=os.environ) -> tuple[str, str] | None:
-    """(store root, SQLite database file) as dockweb.settings makes them of ``environ``
-    (DOCKWEB_DATA, DOCKWEB_ROOT, DATABASE_URL), without importing the settings (pathlib,
-    urllib, Django's exceptions: about 10 ms). None for another settings module, a database
-    that is not a SQLite file, or a value the settings refuse: the ordinary path, which
-    loads them, then runs the command or says why not. A test checks that both agree."""
-    if environ.get("DJANGO_SETTINGS_MODULE", "dockweb.settings") != "dockweb.settings":
-        return None
-
-    def path(name: str, default: str) -> str | None:
-        value = environ.get(name)
-        p = os.path.expanduser(value) if value else default
-        return p if os.path.isabs(p) else None
-
-    data = path("DOCKWEB_DATA", os.path.join(_BASE_DIR, "var"))
-    if data is None:
-        return None
-    root = path("DOCKWEB_ROOT", os.path.join(data, "store"))
-    url = environ.get("DATABASE_URL", f"sqlite:///{os.path.join(data, 'db.sqlite3')}")
-    # sqlite:////abs/path; anything the settings would unquote or split is theirs to read
-    if root is None or not url.startswith("sqlite:////") or any(c in url for c in "%?#"):
-        return None
-    return root, url[len("sqlite:///") :]
 
 
 def run(args, words: list[str]) -> int | None:
@@ -87,11 +57,10 @@ def run(args, words: list[str]) -> int | None:
     (nothing was created then). ``words``: the command line, for the audit row."""
     if _django_ready() or args.interactive or args.tty:
         return None  # -i/-t attach to the supervisor: the ordinary path does that
-    where = locations()
+    where = fastdb.locations()
     if where is None or not schema.is_current_as_recorded(where[1]):
         return None
     root, db = where
-
 
     try:
         spec = spec_from_args(args)
@@ -171,13 +140,13 @@ class _Database:
 
     def connection(self):
         if self.conn is None:
-            self.conn = fastmirror.connect(self.path)
+            self.conn = fastdb.connect(self.path)
             if self.mgr is not None:
                 stale = fastmirror.container_ids(self.conn) ^ set(self.mgr._ids())
                 stale |= set(self.report.get("removed", [])) | set(self.report.get("stopped", []))
                 stale.discard(self.own)
                 fastmirror.sync_containers(self.conn, self.mgr, stale)
-            _actor()  # the audit row's, looked up now too
+            fastdb.actor()  # the audit row's, looked up now too
         return self.conn
 
     def mirror(self, cid: str) -> None:
@@ -196,9 +165,14 @@ def _finish(database: _Database, cid: str | None, words: list[str], code: int) -
         if cid is None:
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
-                audit(conn, words, code)
+                fastdb.audit(conn, "container.run", words, code)
         else:
-            fastmirror.sync_container(conn, database.mgr, cid, then=lambda c: audit(c, words, code))
+            fastmirror.sync_container(
+                conn,
+                database.mgr,
+                cid,
+                then=lambda c: fastdb.audit(c, "container.run", words, code),
+            )
     except (sqlite3.Error, DockwebError, OSError) as err:  # never fail the command it records
         print(f"dockweb: cannot record the run in the database: {err}", file=sys.stderr)
     finally:
@@ -255,27 +229,3 @@ def _start_attached(mgr, cid: str, database: _Database, *, sig_proxy: bool) -> i
     if data.strip():
         return int(json.loads(data)["exit_code"])
     return mgr.wait(cid)
-
-
-@functools.cache
-def _actor() -> str:
-    """The audit row's actor, as access.audit.cli_actor."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return f"cli:uid{os.getuid()}"
-
-
-def audit(conn, words: list[str], code: int) -> None:
-    """The audit row the ordinary path writes for `run` (access.audit), with plain sqlite3,
-    in the caller's transaction: the fast path must not leave commands out of the
-    dashboard's audit log. A failed insert is reported, never fatal (as access.audit)."""
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    try:
-        conn.execute(
-            "INSERT INTO access_auditevent (user_id, actor, action, target, detail, "
-            "remote_addr, at) VALUES (NULL, ?, 'container.run', ?, ?, NULL, ?)",
-            (_actor()[:150], shlex.join(words)[:512], json.dumps({"exit": code}), now),
-        )
-    except sqlite3.Error as err:
-        print(f"audit: cannot record container.run: {err}", file=sys.stderr)

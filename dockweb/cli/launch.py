@@ -1,5 +1,6 @@
 """The `dockweb` command's entry point: `dockweb run` through the resident runner, `dockweb
-pull` through the running `dockweb system service` when there is one (dockweb/cli/thinpull.py).
+pull` through the running `dockweb system service` when there is one (dockweb/cli/thinpull.py),
+else without Django when it can (dockweb/cli/fastpull.py).
 
 A `dockweb run` spends about 60 ms importing the CLI, the runtime and sqlite3 before it does
 anything, more than half of a short run. A runner (dockweb/cli/runner.py) keeps those
@@ -59,11 +60,19 @@ def entry() -> None:
         code = through_runner(args)
         if code is not None:
             os._exit(code)
-    if args[:1] == ["pull"]:
-        # through the running `dockweb system service` when it serves this store
+    pull_args = (
+        args[1:] if args[:1] == ["pull"] else args[2:] if args[:2] == ["image", "pull"] else None
+    )
+    if pull_args is not None:
+        # through the running `dockweb system service` when it serves this store, else
+        # without setting Django up when the settings allow it (dockweb/cli/fastpull.py)
         from dockweb.cli import thinpull
 
-        code = thinpull.pull(args[1:], _PACKAGE_ROOT)
+        code = thinpull.pull(pull_args, _PACKAGE_ROOT)
+        if code is None:
+            from dockweb.cli import fastpull
+
+            code = fastpull.pull(pull_args, args)
         if code is not None:
             sys.stdout.flush()
             sys.stderr.flush()

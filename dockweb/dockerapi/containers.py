@@ -54,6 +54,7 @@ from dockweb.runtime.errors import (
     InvalidArgument,
     NotFound,
 )
+from dockweb.runtime.seccomp import go_json_kind
 from dockweb.runtime.units import get_timestamp
 
 routes = Routes()
@@ -404,16 +405,16 @@ def _healthcheck(value) -> dict | None:
                            f"HealthConfig.Healthcheck.{field} of type {_HEALTH_TYPES[field]}")
 
     if not isinstance(value, dict):
-        raise bad_request(f"json: cannot unmarshal {_json_kind(value)} into Go struct field "
+        raise bad_request(f"json: cannot unmarshal {go_json_kind(value)} into Go struct field "
                           "Config.Healthcheck of type container.HealthConfig")
     out: dict = {}
     test = value.get("Test")
     if test is not None:
         if not isinstance(test, list):
-            raise bad(_json_kind(test), "Test")
+            raise bad(go_json_kind(test), "Test")
         for t in test:
             if not isinstance(t, str):
-                raise bad(_json_kind(t), "Test")
+                raise bad(go_json_kind(t), "Test")
         if test:
             out["Test"] = list(test)
     for key in ("Interval", "Timeout", "StartPeriod", "Retries"):
@@ -421,7 +422,7 @@ def _healthcheck(value) -> dict | None:
         if v is None:
             continue
         if isinstance(v, bool) or not isinstance(v, int) or not -(2**63) <= v < 2**63:
-            raise bad(_json_kind(v), key)
+            raise bad(go_json_kind(v), key)
         if v:
             out[key] = v
     return out
@@ -433,22 +434,13 @@ def _security_opt(value) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise bad_request(f"json: cannot unmarshal {_json_kind(value)} into Go struct field "
+        raise bad_request(f"json: cannot unmarshal {go_json_kind(value)} into Go struct field "
                           "HostConfig.SecurityOpt of type []string")
     for v in value:
         if not isinstance(v, str):
-            raise bad_request(f"json: cannot unmarshal {_json_kind(v)} into Go struct field "
+            raise bad_request(f"json: cannot unmarshal {go_json_kind(v)} into Go struct field "
                               "HostConfig.SecurityOpt of type string")
     return list(value)
-
-
-def _json_kind(value) -> str:
-    """encoding/json's name for a JSON value's kind."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    return {str: "string", dict: "object", list: "array"}.get(type(value), "null")
 
 
 def _missing_image(image: str) -> ApiError:
@@ -672,42 +664,16 @@ def update(req: Request) -> Json:
 
 @routes.post("/containers/prune", audit="container.prune")
 def prune(req: Request) -> Json:
-    filters = req.qfilters()
-    for key in filters:
-        if key not in ("until", "label", "label!"):
-            raise bad_request(f"Invalid filter '{key}'")
-    until = None
-    if filters.get("until"):
-        try:
-            until = get_timestamp(filters["until"][-1])
-        except (DockwebError, ValueError) as err:
-            raise bad_request(str(err)) from None
-    from dockweb.docker.filters import match_labels
+    """moby's ContainersPrune: the one prune of ``dockweb container prune`` and the Disk
+    page (runtime/diskusage.py, through disk.services), with the ``label``, ``label!`` and
+    ``until`` filters; its refusals are dockerd's 400s."""
+    from disk import services as disk
+    from dockweb.runtime.diskusage import InvalidPruneFilter
 
-    mgr = services.get_manager()
-    deleted, space = [], 0
-    for c in mgr.list(all=True):
-        if c.status.is_active:
-            continue
-        info = services.inspect_container(c, mgr)
-        labels = info["Config"].get("Labels") or {}
-        if "label" in filters and not match_labels(filters["label"], labels):
-            continue
-        if "label!" in filters and match_labels(filters["label!"], labels):
-            continue
-        if until is not None and c.created.timestamp() >= until:
-            continue
-        try:
-            size = mgr.size(c.id)[0]
-        except (DockwebError, OSError):
-            size = 0
-        try:
-            mgr.remove(c.id)
-        except DockwebError:
-            continue
-        deleted.append(c.id)
-        space += size
-    services.sync_containers()
+    try:
+        deleted, space = disk.prune_containers(filters=req.qfilters())
+    except InvalidPruneFilter as err:
+        raise bad_request(str(err)) from None
     return Json({"ContainersDeleted": deleted or None, "SpaceReclaimed": space})
 
 

@@ -48,6 +48,7 @@ from dockweb.runtime import attach as frames
 from dockweb.runtime import events
 from dockweb.runtime.containers import Status
 from dockweb.runtime.errors import ContainerNotFound, ContainerStartError, DockwebError
+from dockweb.runtime.seccomp import go_json_kind
 
 routes = Routes()
 log = logging.getLogger(__name__)
@@ -73,18 +74,6 @@ _EXEC_CONFIG = {
 }
 _EXEC_START_CHECK = {"Detach": "bool", "Tty": "bool"}
 _ZERO = {"string": "", "bool": False, "[]string": []}
-
-
-def _json_kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
 
 
 def _fits(value: Any, go_type: str) -> bool:
@@ -133,7 +122,7 @@ def decode_body(request: Request, struct: str, fields: dict[str, str]) -> dict[s
         doc = {}
     if not isinstance(doc, dict):
         raise bad_request(
-            f"json: cannot unmarshal {_json_kind(doc)} into Go value of type types.{struct}"
+            f"json: cannot unmarshal {go_json_kind(doc)} into Go value of type types.{struct}"
         )
     by_lower = {name.lower(): name for name in fields}
     out = {name: _ZERO[go_type] for name, go_type in fields.items()}
@@ -145,13 +134,13 @@ def decode_body(request: Request, struct: str, fields: dict[str, str]) -> dict[s
         where = f"Go struct field {struct}.{name}"
         if not _fits(value, go_type):
             raise bad_request(
-                f"json: cannot unmarshal {_json_kind(value)} into {where} of type {go_type}"
+                f"json: cannot unmarshal {go_json_kind(value)} into {where} of type {go_type}"
             )
         if go_type == "[]string":
             for item in value:
                 if item is not None and not isinstance(item, str):
                     raise bad_request(
-                        f"json: cannot unmarshal {_json_kind(item)} into {where} of type string"
+                        f"json: cannot unmarshal {go_json_kind(item)} into {where} of type string"
                     )
             value = ["" if item is None else item for item in value]
         out[name] = value

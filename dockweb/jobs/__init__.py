@@ -2,9 +2,10 @@
 container operations, prunes, consoles).
 
 - ``models.Job``: the abstract row (status, error, worker, who, when).
-- ``runner``: a kind is one function and one registration (``@jobs.kind``); queueing after
-  commit with broker-down handling (``enqueue``), the claim/run/record loop (``run_job``),
-  failing what a dead worker left (``fail_abandoned``) and the message a person reads.
+- ``runner``: a kind is one function and one registration (``@jobs.kind``); a new row
+  queued (``start``); queueing after commit with broker-down handling (``enqueue``), the
+  claim/run/record loop (``run_job``), failing what a dead worker left (``fail_abandoned``)
+  and the message a person reads.
 - ``progress.RowWriter``: progress written to rows at a bounded rate.
 - ``workers``: a worker's identity and whether it still lives.
 - ``views.operation``: one operation page for every kind (template ``jobs/operation.html``).
@@ -25,6 +26,7 @@ from dockweb.jobs.runner import (
     kind_of,
     kinds,
     run_job,
+    start,
 )
 from dockweb.jobs.workers import worker_identity, worker_is_alive
 
@@ -39,6 +41,7 @@ __all__ = [
     "kinds",
     "progress_interval",
     "run_job",
+    "start",
     "worker_identity",
     "worker_is_alive",
 ]

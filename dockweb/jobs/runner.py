@@ -158,6 +158,18 @@ def enqueue(row: models.Model) -> None:
     transaction.on_commit(lambda: _send(k, row_id))
 
 
+def start(model: type[models.Model], *, user=None, **fields: Any) -> models.Model:
+    """A new row of a kind's ``model`` with ``fields``, asked by ``user`` (kept when signed
+    in), queued: its task is sent once the transaction that writes the row commits."""
+    with transaction.atomic():
+        row = model.objects.create(
+            created_by=user if user is not None and user.is_authenticated else None,
+            **fields,
+        )
+        enqueue(row)
+    return row
+
+
 def _send(k: Kind, row_id: int) -> None:
     module, _, name = k.task.rpartition(".")
     # by name: the tasks module imports the kind's module, not the other way round, and

@@ -230,7 +230,8 @@ def check_filters(filters: dict[str, list[str]], accepted: set[str]) -> None:
 
 
 def match_labels(filters: dict[str, list[str]], labels: dict | None) -> bool:
-    """moby's matchLabels: every ``label`` matches, no ``label!`` does."""
+    """moby's matchLabels: every ``label`` matches, and not every ``label!`` does (its
+    MatchKVList on ``label!``: an item is kept only when it has all of them)."""
     labels = labels or {}
 
     def matches(item: str) -> bool:
@@ -239,7 +240,8 @@ def match_labels(filters: dict[str, list[str]], labels: dict | None) -> bool:
 
     if not all(matches(x) for x in filters.get("label", [])):
         return False
-    return not any(matches(x) for x in filters.get("label!", []))
+    excluded = filters.get("label!", [])
+    return not (excluded and all(matches(x) for x in excluded))
 
 
 def _until(filters: dict[str, list[str]]) -> datetime | None:

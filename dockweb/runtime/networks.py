@@ -23,6 +23,7 @@ import os
 import re
 import secrets
 import shutil
+import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -129,6 +130,17 @@ class Endpoint:
     endpoint_id: str = ""
 
 
+_lock_state = threading.local()
+
+
+def _held_locks() -> dict[str, int]:
+    """The networks' locks this thread holds: lock file -> pid of the holder."""
+    held = getattr(_lock_state, "held", None)
+    if held is None:
+        held = _lock_state.held = {}
+    return held
+
+
 class NetworkManager:
     """The networks of one store (``root``)."""
 
@@ -142,10 +154,23 @@ class NetworkManager:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        fd = os.open(os.path.join(self.dir, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        """The networks' lock (an flock on ``networks/.lock``), re-entrant within a thread:
+        a thread already holding it goes on (a second flock on another descriptor would wait
+        for the first forever, e.g. reconcile loading a container whose supervisor just died,
+        which detaches its networks under this lock). Other threads and processes wait."""
+        path = os.path.join(self.dir, ".lock")
+        held = _held_locks()
+        if held.get(path) == os.getpid():
+            yield
+            return
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            held[path] = os.getpid()  # the pid: a forked child holds nothing of its own
+            try:
+                yield
+            finally:
+                del held[path]
         finally:
             os.close(fd)
 

@@ -47,6 +47,9 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import urllib3
 import urllib3.connection
+import urllib3.exceptions
+import urllib3.util.connection
+from urllib3.util.timeout import _DEFAULT_TIMEOUT
 
 from dockweb.runtime.auth import (
     AuthConfig,
@@ -228,13 +231,27 @@ def _shutdown(conn) -> None:
 
 
 class _ScopedConnection:
-    """Keeps a duplicate of the socket while ``connect()`` runs (the TLS handshake), so a
-    cancel can shut it down; closed as soon as ``connect()`` returns."""
+    """Keeps the socket reachable by a cancel while ``connect()`` runs: the socket itself
+    while TCP connects (a host that drops the SYN would hold the connect for its whole
+    timeout; shutting a connecting socket down aborts it at once), then a duplicate during
+    the TLS handshake; the duplicate is closed as soon as ``connect()`` returns."""
 
     _dockweb_dup: socket.socket | None = None
 
     def _new_conn(self):
-        sock = super()._new_conn()  # type: ignore[misc]
+        try:
+            sock = self._dockweb_connect()
+        except socket.gaierror as e:
+            raise urllib3.exceptions.NameResolutionError(self.host, self, e) from e
+        except TimeoutError as e:
+            raise urllib3.exceptions.ConnectTimeoutError(
+                self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})"
+            ) from e
+        except OSError as e:
+            raise urllib3.exceptions.NewConnectionError(
+                self,
+                f"Failed to establish a new connection: {e}",
+            ) from e
         with _dup_lock:
             self._dockweb_dup = sock.dup()
         scope = _current_scope()
@@ -242,9 +259,42 @@ class _ScopedConnection:
             _shutdown(self)
         return sock
 
+    def _dockweb_connect(self) -> socket.socket:
+        """urllib3.util.connection.create_connection, each socket made reachable by
+        ``_shutdown`` before it connects."""
+        host, port = self._dns_host, self.port
+        host = host.strip("[]") if host.startswith("[") else host
+        family = urllib3.util.connection.allowed_gai_family()
+        err: OSError | None = None
+        for af, socktype, proto, _, sa in socket.getaddrinfo(
+            host, port, family, socket.SOCK_STREAM
+        ):
+            sock = socket.socket(af, socktype, proto)
+            try:
+                for opt in self.socket_options or ():
+                    sock.setsockopt(*opt)
+                if self.timeout is not _DEFAULT_TIMEOUT:
+                    sock.settimeout(self.timeout)
+                if self.source_address:
+                    sock.bind(self.source_address)
+                with _dup_lock:
+                    self._dockweb_dup = sock
+                scope = _current_scope()
+                if scope is not None and scope.cancelled:
+                    raise RequestCancelled("request cancelled")
+                sock.connect(sa)
+                return sock
+            except OSError as e:
+                err = e
+                sock.close()
+            finally:
+                with _dup_lock:
+                    self._dockweb_dup = None
+        raise err or OSError("getaddrinfo returns an empty list")
+
     def connect(self) -> None:
         try:
-            super().connect()  # type: ignore[misc]
+            super().connect()
         finally:
             with _dup_lock:
                 dup, self._dockweb_dup = self._dockweb_dup, None

@@ -115,12 +115,14 @@ def load_profile(
     if not isinstance(config, dict):
         raise ProfileError(
             "Decoding seccomp profile failed: json: cannot unmarshal "
-            f"{_go_type(config)} into Go value of type seccomp.Seccomp"
+            f"{go_json_kind(config)} into Go value of type seccomp.Seccomp"
         )
     return setup(config, bounding, arch=arch, kernel=kernel)
 
 
-def _go_type(value) -> str:
+def go_json_kind(value) -> str:
+    """encoding/json's name for a decoded JSON value's kind, as its "cannot unmarshal X
+    into ..." errors say it (also the Engine API's: dockweb/dockerapi)."""
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, (int, float)):
@@ -178,7 +180,7 @@ def _typed(value, kind, where: str, go_type: str):
     if not ok:
         raise ProfileError(
             "Decoding seccomp profile failed: json: cannot unmarshal "
-            f"{_go_type(value)} into Go struct field {where} of type {go_type}"
+            f"{go_json_kind(value)} into Go struct field {where} of type {go_type}"
         )
     return value
 
@@ -199,7 +201,7 @@ def _min_kernel(value, where: str) -> tuple[int, int] | None:
     if not isinstance(value, str):
         raise ProfileError(
             f"Decoding seccomp profile failed: invalid kernel version: {raw}, expected "
-            f'"<kernel>.<major>": json: cannot unmarshal {_go_type(value)} into Go value of '
+            f'"<kernel>.<major>": json: cannot unmarshal {go_json_kind(value)} into Go value of '
             "type string"
         )
     if value == "":

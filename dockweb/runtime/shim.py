@@ -389,8 +389,11 @@ def supervise(
         th.start()
         readers.append(th)
 
-    if c.spec.network != "host" and args.runtime != "runc":
+    own_netns = c.spec.network != "host" and not c.spec.network.startswith("container:")
+    if own_netns and args.runtime != "runc":
         # runc brings the new netns's loopback up itself; crun may not: make sure, idempotently
+        # (only in a namespace of this container's own: a joined one is another's, which may
+        # be the host's)
         subprocess.run(
             ["nsenter", "-t", str(pid), "-n", "ip", "link", "set", "lo", "up"], capture_output=True
         )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from django.db import transaction
 from django.utils.translation import ngettext
 
 from dockweb import jobs
@@ -122,14 +121,7 @@ def start_tag(source: str, target: str, user=None, *, source_name: str = "") -> 
 
 
 def _start_operation(kind: str, args: dict, user) -> Operation:
-    with transaction.atomic():
-        op = Operation.objects.create(
-            kind=kind,
-            args=args,
-            created_by=user if user is not None and user.is_authenticated else None,
-        )
-        jobs.enqueue(op)
-    return op
+    return jobs.start(Operation, user=user, kind=kind, args=args)
 
 
 def _refused(op: Operation, err: BaseException) -> dict:

@@ -106,14 +106,13 @@ def start_pull(reference: str, *, platform: str = "", user=None) -> Pull:
         active = active_pulls().filter(normalized=normalized, platform=platform).first()
         if active:
             return active
-        pull_row = Pull.objects.create(
+        return jobs.start(
+            Pull,
+            user=user,
             reference=reference.strip(),
             normalized=normalized,
             platform=platform,
-            created_by=user if user is not None and user.is_authenticated else None,
         )
-        jobs.enqueue(pull_row)
-    return pull_row
 
 
 def pull_here(

@@ -358,16 +358,22 @@ class TokenRecorder:
 class SilentServer:
     """A TCP socket on 127.0.0.1 that never answers: with ``accept`` it takes connections
     and reads nothing; without, it only listens (the kernel completes the handshake of the
-    first few connections, nobody ever takes them). ``accepted`` counts connections."""
+    first few connections, nobody ever takes them). With ``drop_syn`` not even that: its
+    backlog is full from the start, so the kernel drops every SYN and a client's connect
+    waits as on a host behind a firewall that drops packets. ``accepted`` counts
+    connections."""
 
-    def __init__(self, *, accept: bool = True):
-        self.accept = accept
+    def __init__(self, *, accept: bool = True, drop_syn: bool = False):
+        self.accept = accept and not drop_syn
         self.accepted = 0
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(8)
+        self._sock.listen(0 if drop_syn else 8)
         self.port = self._sock.getsockname()[1]
+        self._filler = None
+        if drop_syn:  # one connection fills a backlog of 0; nobody takes it
+            self._filler = socket.create_connection(("127.0.0.1", self.port), timeout=5)
         self.host = f"127.0.0.1:{self.port}"
         self.reference = f"{self.host}/{REPO}:{TAG}"
         self._conns: list[socket.socket] = []
@@ -398,6 +404,8 @@ class SilentServer:
         self._thread.join(timeout=2)
         for conn in self._conns:
             conn.close()
+        if self._filler is not None:
+            self._filler.close()
         self._sock.close()
 
     def __enter__(self) -> Self:

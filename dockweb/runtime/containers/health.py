@@ -178,13 +178,17 @@ class _Output:
             return out + "..." if self.truncated else out
 
 
-def run_check(mgr, cid: str, cmd: list[str], timeout_ns: int) -> dict:
+def run_check(
+    mgr, cid: str, cmd: list[str], timeout_ns: int
+) -> tuple[dict, threading.Thread | None]:
     """Run the check once as an exec (the container's user, working directory and
-    environment); the result as dockerd records it (without Start)."""
+    environment); the result as dockerd records it (without Start), and for a check past
+    its timeout the thread that ends it (SIGKILL after the grace), which the caller waits
+    for before the next check, as dockerd does: dying probes must not pile up."""
     try:
         handle = mgr.exec_start(cid, cmd, output=True)
-    except DockwebError as e:  # dockerd: the error's text, exit code -1
-        return {"End": now_rfc3339nano(), "ExitCode": -1, "Output": str(e)}
+    except (DockwebError, OSError) as e:  # dockerd: the error's text, exit code -1
+        return {"End": now_rfc3339nano(), "ExitCode": -1, "Output": str(e)}, None
     out = _Output()
     readers = [
         threading.Thread(target=out.pump, args=(f,), daemon=True)
@@ -198,17 +202,19 @@ def run_check(mgr, cid: str, cmd: list[str], timeout_ns: int) -> dict:
     except TimeoutError:
         with contextlib.suppress(OSError):
             handle.kill(signals.SIGTERM)
-        threading.Thread(target=_reap_late, args=(handle,), daemon=True).start()
-        return {
+        late = threading.Thread(target=_reap_late, args=(handle,), daemon=True)
+        late.start()
+        result = {
             "End": now_rfc3339nano(),
             "ExitCode": -1,
             "Output": f"Health check exceeded timeout ({go_duration(timeout_ns)})",
         }
+        return result, late
     for t in readers:
         t.join(1)
     end = now_rfc3339nano()
     handle.close()
-    return {"End": end, "ExitCode": code, "Output": out.text()}
+    return {"End": end, "ExitCode": code, "Output": out.text()}, None
 
 
 def _reap_late(handle) -> None:
@@ -276,13 +282,16 @@ class Monitor:
             if st.health is None or st.health.get("Stopping"):
                 return  # a stop began: dockerd stops the checks first
             start = now_rfc3339nano()
-            result = {"Start": start, **run_check(self.mgr, self.c.id, self.cmd, timeout)}
+            check, late = run_check(self.mgr, self.c.id, self.cmd, timeout)
+            result = {"Start": start, **check}
             if self.stop_event.is_set() or not _alive(st.pid):
                 return  # stopped meanwhile (a check of a process ending): ignored, as dockerd
             try:
                 self._record(result)
             except (DockwebError, OSError, ValueError):
                 return
+            if late is not None:
+                late.join()  # the timed-out check ended before the next interval begins
 
     def _record(self, result: dict) -> None:
         cid = self.c.id
