@@ -5,8 +5,9 @@ against the live server, a real Celery worker, a real registry and real containe
   dialog (role=alertdialog, named target, focus on Cancel, Escape), and the action then
   shows its result in place; without JavaScript the same buttons lead to a confirmation
   page naming the target, then to the result page.
-- A phone (390x844): no page scrolls sideways, the navigation sits behind a Menu button.
-  Each page leaves a screenshot in test-artifacts/phone/.
+- A phone (390x844): no page scrolls sideways, the navigation sits behind a Menu button,
+  folded from the first paint (before any script of ours ran) and unfolded without
+  JavaScript. Each page leaves a screenshot in test-artifacts/phone/.
 - In Chinese, a finished pull's page and the containers list show no English state.
 
 The scene (an image pulled by the worker, a second tag, a running and an exited container)
@@ -102,6 +103,7 @@ def scene(registry, live_worker, django_user_model):
     sleeper = run("sleeper", ["sleep", "300"], "running")
     finished = run("finished", ["true"], "exited")
     container_services.create_volume("scratch")
+    container_services.create_volume("spare")
     yield {
         "ref": ref,
         "familiar": f"{registry.host}/pages/box:1",
@@ -250,6 +252,10 @@ def test_it_asks_before_pruning_and_removing_a_volume(live_server, scene):
         text = wait_text(page, "#action-result", r"Total reclaimed space")
         assert page.url == url
         assert "Deleted Containers:" in text
+        # the preview follows without a reload: nothing is left to prune
+        wait_text(page, "main", r"Nothing to prune\.")
+        assert page.locator("table.prune-preview td:text-is('finished')").count() == 0
+        assert page.locator("main form button.danger").count() == 0
         shot(page, "dialogs", "prune-done-in-place")
 
         page.goto(live_server.url + "/volumes/")
@@ -267,6 +273,17 @@ def test_it_asks_before_pruning_and_removing_a_volume(live_server, scene):
             "() => ![...document.querySelectorAll('#volume-list table:not(.operations) td')]"
             ".some(td => td.textContent.trim() === 'scratch')"
         )
+
+        # the volume prune: its preview, in place, then the preview follows without a reload
+        page.goto(live_server.url + "/volumes/prune/")
+        assert page.inner_text("ul.prune-preview").split() == ["spare"]
+        seen = open_dialog(page, page.locator("main form button.danger"))
+        assert (seen["title"], seen["target"]) == ("Remove these volumes?", "spare"), seen
+        page.click("#confirm-dialog-ok")
+        text = wait_text(page, "#action-result", r"Total reclaimed space")
+        assert "Deleted Volumes:\nspare" in text, text
+        wait_text(page, "main", r"No unused volumes: nothing to prune\.")
+        assert page.locator("ul.prune-preview").count() == 0
 
 
 def test_it_asks_before_killing_and_removing_a_container_and_names_it(live_server, scene):
@@ -440,6 +457,39 @@ def test_no_page_scrolls_sideways_on_a_phone(live_server, scene):
             "cells => cells.map(c => c.getBoundingClientRect().right)"
         ):
             assert box <= PHONE["width"]
+
+
+@pytest.fixture
+def alice(transactional_db, django_user_model):
+    user = django_user_model.objects.create_user(USERNAME, password=PASSWORD)
+    set_role(user, "admin")
+    return user
+
+
+def test_the_phone_menu_is_folded_from_the_first_paint_and_open_without_javascript(
+    live_server, alice
+):
+    with browser() as chromium:
+        # what the page shows before dockweb.js has run: here it never runs (refused), so
+        # the page stays as its first paint shows it
+        page = signed_in(chromium, live_server.url, viewport=PHONE, is_mobile=True)
+        page.route("**/dockweb/dockweb*.js", lambda route: route.abort())
+        page.goto(live_server.url + "/containers/")
+        page.wait_for_selector("main h1")
+        assert page.evaluate("() => typeof setUpMenu") == "undefined"  # no script of ours
+        assert page.locator("#menu-button").is_visible()
+        assert not page.locator("nav.nav").is_visible()
+        assert page.locator("main h1").bounding_box()["y"] < 200
+        shot(page, "phone", "menu-before-script")
+
+        # without JavaScript the navigation is there, and no button that could not work
+        page = signed_in(
+            chromium, live_server.url, viewport=PHONE, is_mobile=True, java_script_enabled=False
+        )
+        page.goto(live_server.url + "/containers/")
+        assert page.locator("nav.nav a:has-text('Containers')").is_visible()
+        assert not page.locator("#menu-button").is_visible()
+        shot(page, "phone", "menu-without-javascript")
 
 
 def test_chinese_pages_show_no_english_state(live_server, scene):

@@ -1,6 +1,12 @@
 // dockweb's own script for every page. Handlers live here, not in attributes, so that the
 // Content-Security-Policy can refuse all inline script.
 
+// htmx processes swapped content when it "settles", by default 20 ms after the swap: in
+// between, a live part's new copy is in the page but deaf (a notice or dockweb:changed
+// meant for it is lost, a form sent from it leaves the page). No transition of dockweb's
+// needs that delay: new content is processed at once.
+if (window.htmx) htmx.config.defaultSettleDelay = 0;
+
 // A <select data-autosubmit> submits its form when changed (the language menu); without
 // JavaScript its form shows a button instead (<noscript>).
 document.addEventListener("change", (event) => {
@@ -10,9 +16,20 @@ document.addEventListener("change", (event) => {
   }
 });
 
+// A form with data-reset-after is emptied once htmx has sent it and the answer is in (the
+// tag form, which sits outside the live part it changes: nothing else would clear it).
+document.addEventListener("htmx:afterRequest", (event) => {
+  const form = event.detail.elt;
+  if (form instanceof HTMLFormElement && form.dataset.resetAfter !== undefined && event.detail.successful) {
+    form.reset();
+  }
+});
+
 // --- the menu button (narrow screens) ------------------------------------------------------
 // Without JavaScript the navigation is always shown; with it, narrow screens show a button
-// that opens and closes it (the stylesheet hides the menu under body.menu-collapsible).
+// that opens and closes it. The stylesheet folds it from the first paint where scripting is
+// enabled (@media (scripting: enabled): no flash of the open menu before this runs), and
+// under body.menu-collapsible in browsers that do not know that media feature.
 function setUpMenu() {
   const button = document.getElementById("menu-button");
   const menu = document.getElementById("sidebar-menu");
@@ -138,7 +155,13 @@ document.addEventListener(
   "submit",
   (event) => {
     const form = event.target;
-    if (!(form instanceof HTMLFormElement) || form.dataset.confirm === undefined) return;
+    if (!(form instanceof HTMLFormElement)) return;
+    // A live part's new copy is in the page some milliseconds before htmx processes it
+    // (when it settles): a form sent from it then would leave the page for the answer
+    // instead of showing it in place. htmx processes it now, before its own handler runs
+    // (processing twice is a no-op).
+    if (window.htmx && form.matches("[hx-post], [hx-get]")) htmx.process(form);
+    if (form.dataset.confirm === undefined) return;
     if (form.dataset.confirmed === "1") return;
     if (openConfirm(form, event.submitter)) {
       event.preventDefault();
@@ -218,5 +241,77 @@ document.addEventListener("htmx:load", (event) => {
   const sent = sentAt.get(elt.id);
   if (topicsOf(elt).some((topic) => (noticeAt.get(topic) ?? -1) > sent)) {
     htmx.trigger(elt, "live:resync");
+  }
+});
+
+// Actions inside a live part: a part (an element that fetches itself again, "live:resync"
+// among its triggers) that holds a form whose request is on its way is not replaced until
+// the answer is in: its fetch is skipped, or its answer dropped, and it fetches itself
+// once the last such request has ended. Replacing it would take the form out of the page
+// under its request: the answer's notice of a change (HX-Trigger: dockweb:changed) would
+// reach no one, and a fetch answered before the action would show the state before it.
+// (The submit handler above covers a form sent from a part's new copy.)
+const PART = '[hx-get][hx-trigger*="live:resync"]';
+const busy = new Map(); // part -> requests from inside it on their way
+const stale = new WeakSet(); // parts that skipped a fetch meanwhile
+document.addEventListener("htmx:beforeSend", (event) => {
+  const elt = event.detail.elt;
+  const part = elt.parentElement && elt.parentElement.closest(PART);
+  if (!part) return;
+  busy.set(part, (busy.get(part) || 0) + 1);
+  stale.add(part); // the action changes what it shows: it fetches itself after
+  // "loadend" comes after htmx has handled the answer ("load"), whatever the outcome
+  event.detail.xhr.addEventListener("loadend", () => {
+    const left = (busy.get(part) || 1) - 1;
+    if (left > 0) {
+      busy.set(part, left);
+      return;
+    }
+    busy.delete(part);
+    if (stale.has(part)) {
+      stale.delete(part);
+      if (part.isConnected) htmx.trigger(part, "live:resync");
+    }
+  });
+});
+// A part's own fetch on its way: htmx queues a trigger that comes meanwhile (a notice,
+// dockweb:changed) on the element the answer then replaces, and drops it with it; the part
+// would keep the state from before that change (an untagged tag left on the image page).
+// Such a trigger is remembered, and the part's new copy fetches itself once more. (Polls
+// fire no htmx:trigger: they are not counted.)
+const fetching = new WeakSet(); // parts whose own fetch is on its way
+const triggeredMeanwhile = new WeakSet();
+document.addEventListener("htmx:beforeSend", (event) => {
+  const elt = event.detail.elt;
+  if (!elt.matches(PART)) return;
+  fetching.add(elt);
+  event.detail.xhr.addEventListener("loadend", () => {
+    fetching.delete(elt);
+    if (!triggeredMeanwhile.has(elt)) return;
+    triggeredMeanwhile.delete(elt);
+    // not replaced (no answer, an error, a dropped answer): htmx has sent the queued fetch
+    if (elt.isConnected) return;
+    const copy = elt.id && document.getElementById(elt.id);
+    if (copy && copy.matches(PART)) htmx.trigger(copy, "live:resync");
+  });
+});
+document.addEventListener("htmx:trigger", (event) => {
+  if (fetching.has(event.target)) triggeredMeanwhile.add(event.target);
+});
+document.addEventListener("htmx:beforeRequest", (event) => {
+  const elt = event.detail.elt;
+  if (busy.get(elt)) {
+    event.preventDefault();
+    stale.add(elt);
+  }
+});
+document.addEventListener("htmx:beforeSwap", (event) => {
+  // its own fetch that was on its way when the action was sent (another element's request
+  // aimed at it, e.g. the containers list's filter, is the person's choice: it goes on)
+  const target = event.detail.target;
+  const config = event.detail.requestConfig;
+  if (target && busy.get(target) && config && config.elt === target) {
+    event.detail.shouldSwap = false;
+    stale.add(target);
   }
 });
