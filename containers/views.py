@@ -121,8 +121,11 @@ def container_detail(request: HttpRequest, key: str) -> HttpResponse:
     offset = services.tail_offset(container.container_id)
     lines, next_offset = services.read_log(container.container_id, offset)
     template = "containers/container_detail.html"
-    if request.htmx:
-        template += "#container_state"
+    if request.htmx:  # a live part of the page
+        if request.GET.get("part") == "networks":
+            template = "networks/container_networks.html"
+        else:
+            template += "#container_state"
     context = {
         "c": container,
         "operations": operations,

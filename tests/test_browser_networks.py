@@ -172,20 +172,23 @@ def test_it_creates_a_network_runs_a_container_on_it_and_removes_both(
     assert "has active endpoints" in outcome, outcome
     assert "webnet" in [n.name for n in nets.list()]
 
-    # stop and remove the container from its page
+    # the container's page follows its networks live, whoever changes them (here the CLI)
     page.goto(f"{live_server.url}/containers/pinger/")
+    page.wait_for_selector("#networks tr[data-network='webnet']")
+    dockweb("network", "connect", "bridge", "pinger")
+    page.wait_for_selector("#networks tr[data-network='bridge']", timeout=15000)
+    dockweb("network", "disconnect", "bridge", "pinger")
+    page.wait_for_selector("#networks tr[data-network='bridge']", state="detached", timeout=15000)
+
+    # stop and remove the container from its page: stopped, it holds no address (no reload)
     page.click("#container-state button[value=stop]")
     deadline = time.monotonic() + 40
-    while time.monotonic() < deadline:
-        page.goto(f"{live_server.url}/containers/pinger/")
-        # stopped (the state's and the networks' rows are mirrored one after the other):
-        # no address any more
-        if page.locator("#container-state button[value=remove]").count() and (
-            "none while stopped" in row_text(page, "#networks tr[data-network='webnet']")
-        ):
-            break
-        time.sleep(0.5)
-    assert "none while stopped" in row_text(page, "#networks tr[data-network='webnet']")
+    while not (
+        page.locator("#container-state button[value=remove]").count()
+        and "none while stopped" in row_text(page, "#networks tr[data-network='webnet']")
+    ):
+        assert time.monotonic() < deadline, row_text(page, "#networks tr[data-network='webnet']")
+        time.sleep(0.2)
     page.click("#container-state button[value=remove]")
     page.click("#confirm-dialog-ok")  # removed, after the question
     # its result shows in place, even when the state's own refresh comes meanwhile
