@@ -23,11 +23,13 @@ import pytest
 from dockweb.runtime import dns
 from dockweb.runtime.containers import ContainerSpec
 from dockweb.runtime.netns import NetNamespaces
-from dockweb.runtime.networks import NetworkManager
-from dockweb.runtime.pull import pull
-from dockweb.runtime.registry import RegistryClient
-from tests.support import images as im
-from tests.support.containers import busybox_store, logs_text, managed, run_to_exit
+from tests.support.containers import (
+    busybox_store,
+    logs_text,
+    managed_with_networks,
+    run_to_exit,
+    with_static_tool,
+)
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces and containers need root")
 
@@ -376,31 +378,13 @@ def store(registry, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def image(registry, store, tmp_path_factory):
-    """busybox with ``dnsstub`` (tests/support/dnsstub.c, built static here): busybox has
-    no DNS server."""
-    exe = tmp_path_factory.mktemp("dnsstub") / "dnsstub"
-    src = os.path.join(os.path.dirname(__file__), "support", "dnsstub.c")
-    subprocess.run(["gcc", "-static", "-O2", "-o", str(exe), src], check=True)
-    layer = im.Layer(
-        [
-            im.dir_("usr"),
-            im.dir_("usr/bin"),
-            im.file("usr/bin/dnsstub", exe.read_bytes(), mode=0o755),
-        ]
-    )
-    ref = f"{registry.host}/dns/tools:1"
-    im.push_image(registry.host, "dns/tools", "1", im._image(layer))
-    pull(store, RegistryClient(), ref)
-    return ref
+    """busybox with ``dnsstub`` (tests/support/dnsstub.c): busybox has no DNS server."""
+    return with_static_tool(registry, store, tmp_path_factory.mktemp("dnsstub"), "dns", "dnsstub")
 
 
 @pytest.fixture
 def mgr(store):
-    yield from managed(store)
-    nm = NetworkManager(store.root)
-    for n in nm.list():
-        if not n.predefined:
-            nm.remove(n.id)
+    yield from managed_with_networks(store)
 
 
 _ETH0_IP = (

@@ -17,11 +17,14 @@ import pytest
 
 from dockweb.runtime.containers import ContainerSpec
 from dockweb.runtime.errors import DockwebError
-from dockweb.runtime.networks import NetworkConflict, NetworkManager, NetworkNotFound
-from dockweb.runtime.pull import pull
-from dockweb.runtime.registry import RegistryClient
-from tests.support import images as im
-from tests.support.containers import busybox_store, logs_text, managed, run_to_exit
+from dockweb.runtime.networks import NetworkConflict, NetworkNotFound
+from tests.support.containers import (
+    busybox_store,
+    logs_text,
+    managed_with_networks,
+    run_to_exit,
+    with_static_tool,
+)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -43,31 +46,15 @@ def store(registry, tmp_path_factory, host_links):
 
 @pytest.fixture(scope="module")
 def image(registry, store, tmp_path_factory):
-    """busybox with ``udpecho`` (tests/support/udpecho.c, built static here): busybox's nc
-    has no UDP."""
-    exe = tmp_path_factory.mktemp("udpecho") / "udpecho"
-    src = os.path.join(os.path.dirname(__file__), "support", "udpecho.c")
-    subprocess.run(["gcc", "-static", "-O2", "-o", str(exe), src], check=True)
-    layer = im.Layer(
-        [
-            im.dir_("usr"),
-            im.dir_("usr/bin"),
-            im.file("usr/bin/udpecho", exe.read_bytes(), mode=0o755),
-        ]
+    """busybox with ``udpecho`` (tests/support/udpecho.c): busybox's nc has no UDP."""
+    return with_static_tool(
+        registry, store, tmp_path_factory.mktemp("udpecho"), "networks", "udpecho"
     )
-    ref = f"{registry.host}/networks/tools:1"
-    im.push_image(registry.host, "networks/tools", "1", im._image(layer))
-    pull(store, RegistryClient(), ref)
-    return ref
 
 
 @pytest.fixture
 def mgr(store, host_links):
-    yield from managed(store)
-    nm = NetworkManager(store.root)
-    for n in nm.list():
-        if not n.predefined:
-            nm.remove(n.id)
+    yield from managed_with_networks(store)
     assert _host_links() == host_links  # nothing on the host's side, ever
 
 

@@ -14,9 +14,8 @@ import pytest
 
 from dockweb.runtime.containers import ContainerSpec
 from dockweb.runtime.errors import DockwebError
-from dockweb.runtime.networks import NetworkManager
 from tests.support.cli import REPO
-from tests.support.containers import busybox_store, managed
+from tests.support.containers import busybox_store, managed_with_networks
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -33,11 +32,7 @@ def image(registry, store):
 
 @pytest.fixture
 def mgr(store):
-    yield from managed(store)
-    nm = NetworkManager(store.root)
-    for n in nm.list():
-        if not n.predefined:
-            nm.remove(n.id)
+    yield from managed_with_networks(store)
 
 
 def _links(path: str) -> list[str]:

@@ -4,7 +4,10 @@ container run to its exit with its logs."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 from dockweb.runtime.containers import Container, ContainerManager, ContainerSpec
 from dockweb.runtime.pull import pull
@@ -30,6 +33,37 @@ def managed(store: Store) -> Iterator[ContainerManager]:
     yield mgr
     for c in mgr.list(all=True):
         mgr.remove(c.id, force=True, volumes=True)
+
+
+def managed_with_networks(store: Store) -> Iterator[ContainerManager]:
+    """``managed``, and every user-defined network removed after its containers."""
+    from dockweb.runtime.networks import NetworkManager
+
+    yield from managed(store)
+    nm = NetworkManager(store.root)
+    for n in nm.list():
+        if not n.predefined:
+            nm.remove(n.id)
+
+
+def with_static_tool(registry, store: Store, workdir: Path, name: str, tool: str) -> str:
+    """busybox plus ``/usr/bin/<tool>``, built static from ``tests/support/<tool>.c`` (what
+    busybox lacks: a UDP echo server, a DNS server), pushed as ``<name>/tools:1`` and pulled
+    into ``store``; its reference."""
+    exe = workdir / tool
+    src = os.path.join(os.path.dirname(__file__), f"{tool}.c")
+    subprocess.run(["gcc", "-static", "-O2", "-o", str(exe), src], check=True)
+    layer = im.Layer(
+        [
+            im.dir_("usr"),
+            im.dir_("usr/bin"),
+            im.file(f"usr/bin/{tool}", exe.read_bytes(), mode=0o755),
+        ]
+    )
+    ref = f"{registry.host}/{name}/tools:1"
+    im.push_image(registry.host, f"{name}/tools", "1", im._image(layer))
+    pull(store, RegistryClient(), ref)
+    return ref
 
 
 def run_to_exit(
