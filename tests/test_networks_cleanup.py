@@ -31,6 +31,11 @@ def _infra(mgr, *cmd: str) -> str:
     ).stdout
 
 
+def _mounted(path: str) -> bool:
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == path for line in f)
+
+
 def _start(mgr, image: str, **kw):
     c = mgr.create(ContainerSpec(image=image, cmd=["sleep", "60"], **kw))
     mgr.start(c.id)
@@ -49,7 +54,15 @@ def test_a_removed_network_leaves_no_bridge_and_no_rules(mgr, store_image):
         mgr.networks.remove(net.id)
         assert br not in _infra(mgr, "ip", "-o", "link")
         assert br not in _infra(mgr, "iptables", "-S"), _infra(mgr, "iptables", "-S")
+    assert _mounted(mgr.netns.dir)
     mgr.remove(keeper.id, force=True)
+    # the last one gone: no namespace, no mount left of this store's (each would be copied
+    # into every container's mount namespace)
+    assert not _mounted(mgr.netns.dir) and not _mounted(mgr.netns.infra)
+    c = _start(mgr, image)  # and made again for the next
+    assert _mounted(mgr.netns.dir)
+    mgr.remove(c.id, force=True)
+    assert not _mounted(mgr.netns.dir)
 
 
 def test_a_bridge_left_without_its_mark_is_made_again(mgr, store_image):

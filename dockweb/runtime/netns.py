@@ -114,8 +114,26 @@ class NetNamespaces:
         the namespaces made after it."""
         os.makedirs(self.dir, exist_ok=True)
         if not _is_mountpoint(self.dir):
-            _run(["mount", "--bind", self.dir, self.dir])
-            _run(["mount", "--make-private", self.dir])
+            try:
+                syscalls.bind_private(self.dir)
+            except OSError as e:
+                raise NetworkSetupError(f"mount --bind {self.dir}: {e.strerror}") from None
+
+    def _release_dir(self) -> None:
+        """The directory's own mount undone once no namespace is kept under it (when the
+        last attached container has gone): a machine that has run many stores, tests'
+        included, would otherwise keep one mount per store, and every mount namespace a
+        container gets copies them all."""
+        below = self.dir + "/"
+        try:
+            with open("/proc/self/mountinfo") as f:
+                if any(line.split()[4].startswith(below) for line in f):
+                    return
+        except OSError:
+            return
+        if _is_mountpoint(self.dir):
+            with contextlib.suppress(OSError):
+                syscalls.unmount(self.dir)
 
     def path(self, cid: str) -> str:
         return os.path.join(self.dir, cid)
@@ -270,6 +288,7 @@ class NetNamespaces:
             for name in os.listdir(self.dir):
                 if name.startswith("bridge-"):
                     os.unlink(os.path.join(self.dir, name))
+        self._release_dir()
 
     # -- bridges and veth pairs -------------------------------------------------------------
 

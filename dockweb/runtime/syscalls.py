@@ -1,4 +1,5 @@
-"""mount(2) and umount2(2) through ctypes, for the container's overlay rootfs; whether a
+"""mount(2) and umount2(2) through ctypes, for the container's overlay rootfs and the
+network namespaces' directory; whether a
 process lives (kill(2) with signal 0); a signal at the parent's death (prctl(2)).
 
 Running mount(8) or umount(8) costs a fork and an exec (5 to 20 ms each on the development
@@ -8,10 +9,13 @@ call cannot do the same (options longer than a page: see ``fits``).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 
 MNT_DETACH = 2
+MS_BIND = 4096
+MS_PRIVATE = 1 << 18
 PR_SET_PDEATHSIG = 1
 # The kernel copies mount options into one page; the NUL counts.
 MAX_OPTIONS = os.sysconf("SC_PAGE_SIZE") - 1
@@ -56,6 +60,20 @@ def mount_overlay(target: str, options: str) -> None:
     if _lib().mount(b"overlay", target.encode(), b"overlay", 0, options.encode()) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), target)
+
+
+def bind_private(path: str) -> None:
+    """Bind-mount ``path`` on itself and make that mount private (``mount --bind P P;
+    mount --make-private P``, as ``ip netns`` makes /run/netns). Raises OSError."""
+    lib = _lib()
+    if lib.mount(path.encode(), path.encode(), None, MS_BIND, None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    if lib.mount(None, path.encode(), None, MS_PRIVATE, None) != 0:
+        err = ctypes.get_errno()
+        with contextlib.suppress(OSError):
+            unmount(path)
+        raise OSError(err, os.strerror(err), path)
 
 
 def unmount(target: str) -> None:
