@@ -65,6 +65,33 @@ def _server(names=None, upstreams=(), host_ns=()):
 # -- what is answered (no namespace needed) -----------------------------------------------
 
 
+def _addresses(reply: bytes) -> list[str]:
+    count = struct.unpack("!H", reply[6:8])[0]
+    _, _, _, _, _, end = dns.parse_query(reply)
+    ips = []
+    for i in range(count):  # each: pointer, type, class, ttl, length, 4 bytes
+        ips.append(socket.inet_ntoa(reply[end + 16 * i + 12 : end + 16 * i + 16]))
+    return ips
+
+
+def test_many_addresses_are_shuffled_and_truncated_over_udp_as_libnetwork():
+    ips = [f"10.30.{i // 250}.{i % 250 + 1}" for i in range(60)]
+    srv, _ = _server({"many": ips})
+    tcp = srv.handle(_query("many"), tcp=True)
+    assert sorted(_addresses(tcp)) == sorted(ips) and not struct.unpack("!H", tcp[2:4])[0] & 0x0200
+    udp = srv.handle(_query("many"), tcp=False)
+    assert len(udp) <= 512 and struct.unpack("!H", udp[2:4])[0] & 0x0200  # TC: ask over TCP
+    assert 0 < len(_addresses(udp)) < len(ips) and set(_addresses(udp)) <= set(ips)
+    # EDNS0: the client's larger buffer is used
+    opt = b"\x00" + struct.pack("!HHIH", 41, 4096, 0, 0)
+    edns = srv.handle(_query("many", counts=(1, 0, 0, 1)) + opt, tcp=False)
+    assert (
+        sorted(_addresses(edns)) == sorted(ips) and not struct.unpack("!H", edns[2:4])[0] & 0x0200
+    )
+    orders = {tuple(_addresses(srv.handle(_query("many"), tcp=True))) for _ in range(5)}
+    assert len(orders) > 1, "the addresses always came in one order"
+
+
 def test_a_response_is_never_answered():
     srv, _ = _server({"web": ["172.18.0.2"]})
     reply = srv.handle(_query("web"), tcp=False)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import random
 import re
 import selectors
 import socket
@@ -242,7 +243,7 @@ class EmbeddedDNS:
             return
         if addr[0] == ADDRESS and addr[1] in (PORT, self.ports[0]):
             return  # "from" the server itself: a forged datagram, never a client's
-        reply = self.local(data)
+        reply = self.local(data, udp=True)
         if reply is None:  # to forward: in a thread of its own, at most MAX_FORWARDS
             if self._start(self._forwards, self._forward_udp, data, addr):
                 return
@@ -303,12 +304,16 @@ class EmbeddedDNS:
 
     def handle(self, data: bytes, *, tcp: bool) -> bytes:
         """The reply to one message (b"": none), forwarded upstream if not answered here."""
-        reply = self.local(data)
+        reply = self.local(data, udp=not tcp)
         return self.forward(data, tcp=tcp) if reply is None else reply
 
-    def local(self, data: bytes) -> bytes | None:
+    def local(self, data: bytes, *, udp: bool = False) -> bytes | None:
         """The reply made here without waiting on anything: an answer from the names
         known, an error, or b"" to drop the message; None when it is to be forwarded.
+        Addresses come in a random order, as libnetwork shuffles them; over UDP an answer
+        larger than 512 bytes (or the query's EDNS0 size) keeps the records that fit and
+        says it is truncated (TC), as libnetwork's ``truncateResp``: the client asks again
+        over TCP.
 
         As miekg/dns's default filter (dockerd's server): responses are dropped (a reply
         answered again would loop), opcodes other than QUERY get NOTIMP, and a message
@@ -332,7 +337,9 @@ class EmbeddedDNS:
             if ips is not None:
                 if qtype == QTYPE_AAAA:
                     return answer(data, 0, [])
-                return answer(data, 0, [(QTYPE_A, socket.inet_aton(ip)) for ip in ips])
+                ips = random.sample(list(ips), len(ips))
+                records = [(QTYPE_A, socket.inet_aton(ip)) for ip in ips]
+                return _fit(data, records, _udp_size(data) if udp else 0)
         elif qtype == QTYPE_PTR and lname.endswith(".in-addr.arpa"):
             parts = lname[: -len(".in-addr.arpa")].split(".")
             with contextlib.suppress(ValueError):
@@ -423,6 +430,31 @@ def _redirect(udp_port: int, tcp_port: int) -> None:
         if proc.returncode == 0:
             return
     raise OSError("cannot redirect 127.0.0.11:53 in the container's namespace")
+
+
+def _udp_size(query: bytes) -> int:
+    """The largest UDP answer the client takes: 512 bytes, or its EDNS0 OPT record's
+    payload size when larger (an OPT record: root name, type 41, the size as its class)."""
+    size = 512
+    with contextlib.suppress(ValueError, struct.error, IndexError):
+        *_, end = parse_query(query)
+        if struct.unpack("!H", query[10:12])[0] and query[end] == 0:
+            rtype, payload = struct.unpack("!HH", query[end + 1 : end + 5])
+            if rtype == 41:
+                size = max(size, min(payload, 65535))
+    return size
+
+
+def _fit(query: bytes, records: list[tuple[int, bytes]], limit: int) -> bytes:
+    """``answer(query, 0, records)``, with as many records as fit in ``limit`` bytes (0:
+    no limit) and the TC flag set when some were left out."""
+    reply = answer(query, 0, records)
+    if not limit or len(reply) <= limit:
+        return reply
+    while records and len(reply) > limit:
+        records = records[:-1]
+        reply = answer(query, 0, records)
+    return reply[:2] + struct.pack("!H", struct.unpack("!H", reply[2:4])[0] | 0x0200) + reply[4:]
 
 
 def _error(query: bytes, rcode: int) -> bytes:
