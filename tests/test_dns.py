@@ -8,7 +8,6 @@ containers on user-defined networks."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import socket
@@ -30,6 +29,7 @@ from tests.support.containers import (
     run_to_exit,
     with_static_tool,
 )
+from tests.support.stubdns import StubResolver
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces and containers need root")
 
@@ -345,32 +345,10 @@ def test_no_thread_to_start_fails_a_forward_not_the_server(netns):
     assert lines[2:] == ["x.example 2 2", "web 3 0"], (proc.stdout, proc.stderr)
 
 
-class _Resolver:
+def _Resolver(addr: str, ip: str) -> StubResolver:
     """A DNS server at ``addr``:53 (UDP) answering every query with one A record ``ip``,
     its socket made in the current thread's namespace."""
-
-    def __init__(self, addr: str, ip: str):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((addr, 53))
-        self.queries: list[str] = []
-        threading.Thread(target=self._serve, args=(ip,), daemon=True).start()
-
-    def _serve(self, ip):
-        while True:
-            try:
-                data, peer = self.sock.recvfrom(4096)
-            except OSError:
-                return
-            if not data:
-                return  # shut down
-            self.queries.append(dns.parse_query(data)[2])
-            self.sock.sendto(dns.answer(data, 0, [(1, socket.inet_aton(ip))]), peer)
-
-    def close(self):
-        # wakes the thread in recvfrom, which holds the socket (its port) until it returns
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
+    return StubResolver(addr, default=ip)
 
 
 @root_only

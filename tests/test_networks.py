@@ -6,7 +6,6 @@ the host's interfaces are never touched (checked at the end)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import subprocess
@@ -25,6 +24,7 @@ from tests.support.containers import (
     run_to_exit,
     with_static_tool,
 )
+from tests.support.stubdns import StubResolver
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -298,45 +298,16 @@ def _http_get(url_host: str, port: int) -> str:
     return f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {url_host} {port}"
 
 
-class _HostResolver:
+def _HostResolver() -> StubResolver:
     """A DNS server on the host's own address's port 53 (UDP) answering ``outside.test``
     with 10.1.2.3 and NXDOMAIN otherwise: "a resolver beyond the host" of a test, reached
     from a container's namespace through the way out (as ``--dns`` servers are dialled)."""
+    from dockweb.runtime.netns import host_address
 
-    def __init__(self):
-        from dockweb.runtime import dns
-        from dockweb.runtime.netns import host_address
-
-        self.addr = host_address()
-        if not self.addr:
-            pytest.skip("the host has no address of its own")
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((self.addr, 53))
-        self.queries: list[str] = []
-
-        def serve():
-            while True:
-                try:
-                    data, peer = self.sock.recvfrom(4096)
-                except OSError:
-                    return
-                if not data:
-                    return  # shut down
-                name = dns.parse_query(data)[2]
-                self.queries.append(name)
-                if name.rstrip(".") == "outside.test":
-                    reply = dns.answer(data, 0, [(1, socket.inet_aton("10.1.2.3"))])
-                else:
-                    reply = dns.answer(data, 3, [])
-                self.sock.sendto(reply, peer)
-
-        threading.Thread(target=serve, daemon=True).start()
-
-    def close(self):
-        # wakes the thread in recvfrom, which holds the socket (its port) until it returns
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
+    addr = host_address()
+    if not addr:
+        pytest.skip("the host has no address of its own")
+    return StubResolver(addr, {"outside.test": "10.1.2.3"})
 
 
 def test_other_names_are_forwarded_to_the_upstream_resolver(mgr, image):
